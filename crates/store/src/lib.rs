@@ -1,1 +1,190 @@
-//! placeholder
+//! coimail-store: the mailbox store every protocol shares.
+//!
+//! It owns all durable mail data — accounts' mailboxes, messages, flags and
+//! keywords, UIDs and modseqs, subscriptions, METADATA entries, the expunge
+//! log and quota usage — and the change bus that tells sessions about it.
+//! Protocol crates see only the [`Store`] façade; the engine sits behind
+//! [`kv`] (sled today) and message bodies are files ([`blob`]).
+//!
+//! # Guarantees
+//! - A call that stores data returns `Ok` only once the data is durable: the
+//!   body file is fsync'd and renamed, its directory fsync'd, and the index
+//!   committed and flushed. Concurrent callers share flushes (group commit).
+//! - UIDs in a mailbox are allocated under one lock and are strictly
+//!   increasing; a UID becomes visible to readers only once it is durable, so
+//!   no client ever sees a UID that a crash could take back and reuse.
+//! - Changes are published on the bus after they are durable, per account in
+//!   commit order.
+//!
+//! # Layout on disk
+//! `<data>/index/` (sled), `<data>/blobs/<shard>/<id>` (bodies),
+//! `<data>/clean-shutdown` (present only after an orderly close; without it
+//! startup reconciles body files against the index).
+
+pub mod blob;
+pub mod changes;
+pub mod error;
+mod keys;
+pub mod kv;
+mod mailbox;
+mod message;
+mod metadata;
+pub mod names;
+mod reconcile;
+mod records;
+pub mod types;
+
+pub use changes::ChangeReceiver;
+pub use error::{Result, StoreError};
+pub use message::FlagOp;
+pub use metadata::MetadataScope;
+pub use reconcile::ReconcileReport;
+pub use records::Usage;
+pub use types::*;
+
+use blob::BlobStore;
+use changes::ChangeBus;
+use kv::{Kv, Tree};
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+/// Mailboxes every new account gets (RFC 6154 special-use), besides INBOX.
+pub const DEFAULT_MAILBOXES: [(&str, SpecialUse); 5] = [
+    ("Drafts", SpecialUse::Drafts),
+    ("Sent", SpecialUse::Sent),
+    ("Trash", SpecialUse::Trash),
+    ("Junk", SpecialUse::Junk),
+    ("Archive", SpecialUse::Archive),
+];
+
+const CLEAN_MARKER: &str = "clean-shutdown";
+
+/// Tuning knobs; everything else is fixed by the on-disk format.
+#[derive(Debug, Clone)]
+pub struct StoreOptions {
+    /// sled page cache size in bytes.
+    pub cache_bytes: u64,
+}
+
+impl Default for StoreOptions {
+    fn default() -> Self {
+        StoreOptions { cache_bytes: 128 << 20 }
+    }
+}
+
+/// The store handle. Cheap to clone; every clone is the same store.
+#[derive(Clone)]
+pub struct Store {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    kv: Kv,
+    mail: Tree,
+    blobs: BlobStore,
+    bus: ChangeBus,
+    /// Serialises read-modify-write of index records (UID and modseq
+    /// allocation). Held only around in-memory engine calls, never across I/O waits.
+    write_lock: Mutex<()>,
+    /// Per mailbox, the UID below which every message is durable. Absent
+    /// means "everything in the index", which holds until a write is in flight.
+    visible: Mutex<HashMap<MailboxId, Uid>>,
+    data_dir: PathBuf,
+    unclean_start: AtomicBool,
+}
+
+impl Store {
+    /// Opens the store in `data_dir` (created if missing). Blocking.
+    ///
+    /// Call [`Store::reconcile`] before serving: after an unclean stop it
+    /// re-checks body files against the index.
+    pub fn open(data_dir: &Path, options: &StoreOptions) -> Result<Store> {
+        std::fs::create_dir_all(data_dir)?;
+        let kv = Kv::open_sled(&data_dir.join("index"), options.cache_bytes)?;
+        Store::with_kv(kv, data_dir)
+    }
+
+    /// A store on an in-memory index with body files under `data_dir`, for tests.
+    pub fn open_memory(data_dir: &Path) -> Result<Store> {
+        std::fs::create_dir_all(data_dir)?;
+        Store::with_kv(Kv::memory(), data_dir)
+    }
+
+    fn with_kv(kv: Kv, data_dir: &Path) -> Result<Store> {
+        let mail = kv.tree("mail")?;
+        let blobs = BlobStore::open(&data_dir.join("blobs"))?;
+        let marker = data_dir.join(CLEAN_MARKER);
+        let clean = marker.exists();
+        if clean {
+            // From now on a crash must be noticed at the next start.
+            std::fs::remove_file(&marker)?;
+            blob::sync_dir(data_dir)?;
+        }
+        Ok(Store {
+            inner: Arc::new(Inner {
+                kv,
+                mail,
+                blobs,
+                bus: ChangeBus::default(),
+                write_lock: Mutex::new(()),
+                visible: Mutex::new(HashMap::new()),
+                data_dir: data_dir.to_owned(),
+                unclean_start: AtomicBool::new(!clean),
+            }),
+        })
+    }
+
+    /// The engine, for the directory's own trees in the same database.
+    pub fn kv(&self) -> &Kv {
+        &self.inner.kv
+    }
+
+    /// True when the last run did not close the store in order.
+    pub fn was_unclean(&self) -> bool {
+        self.inner.unclean_start.load(Ordering::Relaxed)
+    }
+
+    /// Subscribes to the account's changes.
+    pub fn subscribe(&self, account: AccountId) -> ChangeReceiver {
+        self.inner.bus.subscribe(account)
+    }
+
+    /// Makes everything written so far durable.
+    pub async fn flush(&self) -> Result<()> {
+        self.inner.kv.flush().await
+    }
+
+    /// Flushes and marks the store as cleanly closed, so the next start can
+    /// skip reconciliation. Call once, after the last write.
+    pub async fn close(&self) -> Result<()> {
+        self.flush().await?;
+        let marker = self.inner.data_dir.join(CLEAN_MARKER);
+        std::fs::write(&marker, b"")?;
+        blob::sync_dir(&self.inner.data_dir)?;
+        Ok(())
+    }
+
+    fn lock(&self) -> MutexGuard<'_, ()> {
+        self.inner.write_lock.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn visible(&self) -> MutexGuard<'_, HashMap<MailboxId, Uid>> {
+        self.inner.visible.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Runs blocking file I/O off the async workers.
+    async fn blocking<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&BlobStore) -> Result<T> + Send + 'static,
+    ) -> Result<T> {
+        let this = self.clone();
+        tokio::task::spawn_blocking(move || f(&this.inner.blobs))
+            .await
+            .map_err(|e| StoreError::Engine(format!("blocking task failed: {e}")))?
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,211 @@
+//! Message bodies as files. One file per delivery, shared by every recipient
+//! (the index counts references). Each file starts with a small header naming
+//! where the message was delivered, so the index can be rebuilt from the
+//! files alone.
+//!
+//! Write order (the durability contract): temp file → fsync → rename →
+//! fsync directory. Only then may the index point at it.
+//!
+//! Layout: `<root>/<shard>/<id>` with `<shard>` two hex digits derived from
+//! the id, and `<root>/tmp/` for files being written.
+
+use crate::error::{Result, StoreError};
+use crate::types::{BlobId, Placement};
+use serde::{Deserialize, Serialize};
+use std::fs::{self, File, OpenOptions};
+use std::io::{Read, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+const MAGIC: &[u8] = b"COIMAIL-BLOB 1\n";
+/// Largest header we will parse; a bigger one means the file is not ours.
+const MAX_HEADER: usize = 1 << 20;
+
+/// What a body file says about itself.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BlobHeader {
+    pub internal_date: i64,
+    pub placements: Vec<Placement>,
+}
+
+/// A parsed body file: its header and where the message bytes start.
+#[derive(Debug, Clone)]
+pub struct BlobInfo {
+    pub id: BlobId,
+    pub header: BlobHeader,
+    pub body_offset: u64,
+    pub body_len: u64,
+}
+
+pub struct BlobStore {
+    root: PathBuf,
+    counter: AtomicU32,
+}
+
+impl BlobStore {
+    pub fn open(root: &Path) -> Result<BlobStore> {
+        fs::create_dir_all(root.join("tmp"))?;
+        Ok(BlobStore { root: root.to_owned(), counter: AtomicU32::new(0) })
+    }
+
+    fn new_id(&self) -> BlobId {
+        let nanos = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0);
+        let n = self.counter.fetch_add(1, Ordering::Relaxed);
+        BlobId(format!("{:020x}-{:05x}-{:08x}", nanos, std::process::id(), n))
+    }
+
+    fn path(&self, id: &BlobId) -> Result<PathBuf> {
+        // Ids come from our own files or index; still, never let one escape the root.
+        if id.0.is_empty() || !id.0.bytes().all(|b| b.is_ascii_hexdigit() || b == b'-') {
+            return Err(StoreError::Corrupt(format!("bad blob id {:?}", id.0)));
+        }
+        let shard = id.0.bytes().fold(0u8, |acc, b| acc.wrapping_mul(31).wrapping_add(b));
+        Ok(self.root.join(format!("{shard:02x}")).join(&id.0))
+    }
+
+    /// Writes a body file durably and returns its id and the offset of the message.
+    /// Blocking: call from a blocking thread.
+    pub fn write(&self, header: &BlobHeader, message: &[u8]) -> Result<(BlobId, u64)> {
+        let id = self.new_id();
+        let final_path = self.path(&id)?;
+        let tmp_path = self.root.join("tmp").join(&id.0);
+        let head = serde_json::to_vec(header).map_err(|e| StoreError::Invalid(e.to_string()))?;
+        let mut f = OpenOptions::new().write(true).create_new(true).open(&tmp_path)?;
+        f.write_all(MAGIC)?;
+        f.write_all(&(head.len() as u32).to_be_bytes())?;
+        f.write_all(&head)?;
+        f.write_all(message)?;
+        f.sync_all()?;
+        drop(f);
+        let dir = final_path.parent().ok_or_else(|| StoreError::Corrupt("blob path".into()))?;
+        if !dir.exists() {
+            fs::create_dir_all(dir)?;
+            sync_dir(&self.root)?;
+        }
+        fs::rename(&tmp_path, &final_path)?;
+        sync_dir(dir)?;
+        Ok((id, (MAGIC.len() + 4 + head.len()) as u64))
+    }
+
+    /// Reads `len` message bytes starting at `offset`. Blocking.
+    pub fn read(&self, id: &BlobId, offset: u64, len: u64) -> Result<Vec<u8>> {
+        let mut f = File::open(self.path(id)?)?;
+        f.seek(SeekFrom::Start(offset))?;
+        let mut buf = Vec::with_capacity(len.min(64 << 20) as usize);
+        f.take(len).read_to_end(&mut buf)?;
+        if buf.len() as u64 != len {
+            return Err(StoreError::Corrupt(format!("blob {} is truncated", id.0)));
+        }
+        Ok(buf)
+    }
+
+    /// Parses a body file's header. Blocking.
+    pub fn info(&self, id: &BlobId) -> Result<BlobInfo> {
+        let path = self.path(id)?;
+        let mut f = File::open(&path)?;
+        let total = f.metadata()?.len();
+        let mut magic = [0u8; MAGIC.len()];
+        f.read_exact(&mut magic)?;
+        if magic != MAGIC {
+            return Err(StoreError::Corrupt(format!("{} is not a coimail body file", path.display())));
+        }
+        let mut len = [0u8; 4];
+        f.read_exact(&mut len)?;
+        let len = u32::from_be_bytes(len) as usize;
+        if len > MAX_HEADER {
+            return Err(StoreError::Corrupt(format!("{}: header too large", path.display())));
+        }
+        let mut head = vec![0u8; len];
+        f.read_exact(&mut head)?;
+        let header: BlobHeader = serde_json::from_slice(&head)
+            .map_err(|e| StoreError::Corrupt(format!("{}: {e}", path.display())))?;
+        let body_offset = (MAGIC.len() + 4 + len) as u64;
+        Ok(BlobInfo { id: id.clone(), header, body_offset, body_len: total.saturating_sub(body_offset) })
+    }
+
+    /// Removes a body file no message refers to any more. Blocking.
+    pub fn delete(&self, id: &BlobId) -> Result<()> {
+        match fs::remove_file(self.path(id)?) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    pub fn exists(&self, id: &BlobId) -> bool {
+        self.path(id).map(|p| p.is_file()).unwrap_or(false)
+    }
+
+    /// Every body file, in id (= arrival) order. Blocking.
+    pub fn list(&self) -> Result<Vec<BlobId>> {
+        let mut ids = Vec::new();
+        for shard in fs::read_dir(&self.root)? {
+            let shard = shard?;
+            let name = shard.file_name();
+            let Some(name) = name.to_str() else { continue };
+            if name == "tmp" || !shard.file_type()?.is_dir() {
+                continue;
+            }
+            for entry in fs::read_dir(shard.path())? {
+                if let Some(id) = entry?.file_name().to_str() {
+                    ids.push(BlobId(id.to_owned()));
+                }
+            }
+        }
+        ids.sort();
+        Ok(ids)
+    }
+
+    /// Removes half-written files left by a crash: nothing refers to them.
+    pub fn clear_tmp(&self) -> Result<usize> {
+        let mut n = 0;
+        for entry in fs::read_dir(self.root.join("tmp"))? {
+            fs::remove_file(entry?.path())?;
+            n += 1;
+        }
+        Ok(n)
+    }
+}
+
+pub fn sync_dir(dir: &Path) -> Result<()> {
+    File::open(dir)?.sync_all()?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::types::{AccountId, Flags};
+
+    #[test]
+    fn body_file_round_trip() {
+        let dir = tempfile::tempdir().unwrap();
+        let blobs = BlobStore::open(dir.path()).unwrap();
+        let header = BlobHeader {
+            internal_date: 1_700_000_000,
+            placements: vec![Placement {
+                account: AccountId(7),
+                address: "a@example.org".into(),
+                mailbox: "INBOX".into(),
+                flags: Flags::from_iter(["\\Seen"]),
+            }],
+        };
+        let (id, off) = blobs.write(&header, b"Subject: x\r\n\r\nhi\r\n").unwrap();
+        assert_eq!(blobs.read(&id, off, 18).unwrap(), b"Subject: x\r\n\r\nhi\r\n");
+        let info = blobs.info(&id).unwrap();
+        assert_eq!(info.header, header);
+        assert_eq!(info.body_len, 18);
+        assert_eq!(blobs.list().unwrap(), vec![id.clone()]);
+        assert!(blobs.read(&id, off, 19).is_err(), "short read must be an error");
+        blobs.delete(&id).unwrap();
+        assert!(blobs.list().unwrap().is_empty());
+    }
+
+    #[test]
+    fn ids_cannot_escape_the_root() {
+        let dir = tempfile::tempdir().unwrap();
+        let blobs = BlobStore::open(dir.path()).unwrap();
+        assert!(blobs.read(&BlobId("../../etc/passwd".into()), 0, 1).is_err());
+    }
+}

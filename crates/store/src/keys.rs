@@ -1,0 +1,91 @@
+//! Key encoding for the `mail` tree, in one place. Every key starts with a
+//! table byte; numbers are big-endian so range scans iterate in id/UID order.
+
+use crate::types::{AccountId, MailboxId, Uid};
+
+pub const ACCOUNT: u8 = b'A';
+pub const MAILBOX_BY_NAME: u8 = b'M';
+pub const MAILBOX_BY_ID: u8 = b'N';
+pub const MESSAGE: u8 = b'm';
+pub const BLOB_REFS: u8 = b'b';
+pub const USAGE: u8 = b'Q';
+pub const METADATA: u8 = b'D';
+pub const EXPUNGE_LOG: u8 = b'X';
+pub const COUNTER: u8 = b'C';
+
+pub fn account(a: AccountId) -> Vec<u8> {
+    let mut k = vec![ACCOUNT];
+    k.extend_from_slice(&a.0.to_be_bytes());
+    k
+}
+
+pub fn mailboxes_of(a: AccountId) -> Vec<u8> {
+    let mut k = vec![MAILBOX_BY_NAME];
+    k.extend_from_slice(&a.0.to_be_bytes());
+    k
+}
+
+pub fn mailbox_by_name(a: AccountId, name: &str) -> Vec<u8> {
+    let mut k = mailboxes_of(a);
+    k.extend_from_slice(name.as_bytes());
+    k
+}
+
+pub fn mailbox_by_id(m: MailboxId) -> Vec<u8> {
+    let mut k = vec![MAILBOX_BY_ID];
+    k.extend_from_slice(&m.0.to_be_bytes());
+    k
+}
+
+pub fn message(m: MailboxId, uid: Uid) -> Vec<u8> {
+    let mut k = vec![MESSAGE];
+    k.extend_from_slice(&m.0.to_be_bytes());
+    k.extend_from_slice(&uid.to_be_bytes());
+    k
+}
+
+pub fn messages_of(m: MailboxId) -> Vec<u8> {
+    let mut k = vec![MESSAGE];
+    k.extend_from_slice(&m.0.to_be_bytes());
+    k
+}
+
+/// The UID at the end of a message key.
+pub fn uid_of_message_key(key: &[u8]) -> Option<Uid> {
+    let tail: [u8; 4] = key.get(9..13)?.try_into().ok()?;
+    Some(Uid::from_be_bytes(tail))
+}
+
+pub fn blob_refs(blob: &str) -> Vec<u8> {
+    let mut k = vec![BLOB_REFS];
+    k.extend_from_slice(blob.as_bytes());
+    k
+}
+
+pub fn usage(a: AccountId) -> Vec<u8> {
+    let mut k = vec![USAGE];
+    k.extend_from_slice(&a.0.to_be_bytes());
+    k
+}
+
+/// Metadata scope: the owning account (0 for shared server entries) and the
+/// mailbox (0 for server-level entries).
+pub fn metadata_scope(owner: u64, mailbox: u64) -> Vec<u8> {
+    let mut k = vec![METADATA];
+    k.extend_from_slice(&owner.to_be_bytes());
+    k.extend_from_slice(&mailbox.to_be_bytes());
+    k
+}
+
+pub fn expunge_log(m: MailboxId, modseq: u64) -> Vec<u8> {
+    let mut k = vec![EXPUNGE_LOG];
+    k.extend_from_slice(&m.0.to_be_bytes());
+    k.extend_from_slice(&modseq.to_be_bytes());
+    k
+}
+
+pub fn counter(name: &str) -> Vec<u8> {
+    let mut k = vec![COUNTER];
+    k.extend_from_slice(name.as_bytes());
+    k
+}

@@ -1,0 +1,139 @@
+//! Identifiers and records shared by every user of the store.
+
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeSet;
+
+/// A user account. Allocated by the directory; the store keys all mail data by it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct AccountId(pub u64);
+
+/// A mailbox, unique across the whole store and never reused (a re-created
+/// mailbox gets a new id and a new UIDVALIDITY).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct MailboxId(pub u64);
+
+/// IMAP UID: strictly increasing within one mailbox and UIDVALIDITY.
+pub type Uid = u32;
+/// RFC 7162 modification sequence.
+pub type ModSeq = u64;
+
+/// Special-use attributes (RFC 6154) of the mailboxes created for every new account.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum SpecialUse {
+    Drafts,
+    Sent,
+    Trash,
+    Junk,
+    Archive,
+}
+
+impl SpecialUse {
+    /// The attribute as IMAP writes it, e.g. `\Sent`.
+    pub fn attribute(self) -> &'static str {
+        match self {
+            SpecialUse::Drafts => "\\Drafts",
+            SpecialUse::Sent => "\\Sent",
+            SpecialUse::Trash => "\\Trash",
+            SpecialUse::Junk => "\\Junk",
+            SpecialUse::Archive => "\\Archive",
+        }
+    }
+}
+
+/// What a mailbox looks like to a session at one moment.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MailboxInfo {
+    pub id: MailboxId,
+    /// Full name with `/` as hierarchy separator; INBOX is always spelled `INBOX`.
+    pub name: String,
+    pub uid_validity: u32,
+    /// The UID the next message will get. Every UID below it that still
+    /// exists is durable and visible.
+    pub uid_next: Uid,
+    pub highest_modseq: ModSeq,
+    pub special_use: Option<SpecialUse>,
+    pub subscribed: bool,
+    /// Number of messages in the mailbox.
+    pub exists: u32,
+}
+
+/// Message flags and keywords, stored as IMAP spells them (`\Seen`, `$Chat`).
+/// System flags keep their canonical capitalisation; keywords compare as written.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Flags(pub BTreeSet<String>);
+
+impl Flags {
+    pub fn new() -> Self {
+        Self::default()
+    }
+    pub fn contains(&self, flag: &str) -> bool {
+        self.0.contains(flag)
+    }
+    pub fn insert(&mut self, flag: impl Into<String>) -> bool {
+        self.0.insert(flag.into())
+    }
+    pub fn remove(&mut self, flag: &str) -> bool {
+        self.0.remove(flag)
+    }
+    pub fn iter(&self) -> impl Iterator<Item = &str> {
+        self.0.iter().map(String::as_str)
+    }
+}
+
+impl<S: Into<String>> FromIterator<S> for Flags {
+    fn from_iter<I: IntoIterator<Item = S>>(iter: I) -> Self {
+        Flags(iter.into_iter().map(Into::into).collect())
+    }
+}
+
+/// One message in one mailbox, as the index records it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MessageMeta {
+    pub mailbox: MailboxId,
+    pub uid: Uid,
+    /// Size of the message in octets (RFC822.SIZE).
+    pub size: u64,
+    /// Seconds since the Unix epoch (INTERNALDATE), with the sender's UTC offset in minutes.
+    pub internal_date: i64,
+    pub flags: Flags,
+    pub modseq: ModSeq,
+    /// The body file holding the message; shared by every copy of one delivery.
+    pub blob: BlobId,
+}
+
+/// Name of a body file. Time-ordered so a rebuild re-creates messages in arrival order.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct BlobId(pub String);
+
+/// Where one delivered copy of a message goes.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Placement {
+    pub account: AccountId,
+    /// The account's address at delivery time, so a rebuild can find the account
+    /// again even if account ids were re-allocated.
+    pub address: String,
+    pub mailbox: String,
+    pub flags: Flags,
+}
+
+/// The result of storing one placement.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Stored {
+    pub account: AccountId,
+    pub mailbox: MailboxId,
+    pub uid_validity: u32,
+    pub uid: Uid,
+}
+
+/// What changed in an account, published on the change bus after the change is durable.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Change {
+    /// New messages: every UID below `uid_next` in `mailbox` is now visible.
+    Appended { mailbox: MailboxId, uid_next: Uid },
+    /// Messages removed from `mailbox`.
+    Expunged { mailbox: MailboxId, uids: Vec<Uid>, modseq: ModSeq },
+    /// Flags of one message changed.
+    FlagsChanged { mailbox: MailboxId, uid: Uid, flags: Flags, modseq: ModSeq },
+    /// Mailboxes were created, deleted, renamed or (un)subscribed.
+    MailboxesChanged,
+}
