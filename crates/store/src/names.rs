@@ -78,7 +78,7 @@ mod tests {
         }
         assert!(canonical(&"x".repeat(256)).is_err());
         assert!(canonical(&["a"; 33].join("/")).is_err());
-        assert!(canonical(&["y".repeat(200); 6].join("/")).is_err());
+        assert!(canonical(&vec!["y".repeat(200); 6].join("/")).is_err());
     }
 
     #[test]

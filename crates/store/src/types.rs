@@ -99,6 +99,8 @@ pub struct MessageMeta {
     pub modseq: ModSeq,
     /// The body file holding the message; shared by every copy of one delivery.
     pub blob: BlobId,
+    /// Where the message starts in the body file (after its header).
+    pub body_offset: u64,
 }
 
 /// Name of a body file. Time-ordered so a rebuild re-creates messages in arrival order.

@@ -1,0 +1,264 @@
+//! Accounts and mailboxes: create, list, look up, delete, subscribe.
+
+use crate::keys;
+use crate::kv::Batch;
+use crate::names;
+use crate::records::{AccountRecord, MailboxRecord, decode, encode};
+use crate::{
+    AccountId, Change, DEFAULT_MAILBOXES, MailboxId, MailboxInfo, Result, SpecialUse, Store,
+    StoreError,
+};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+impl MailboxRecord {
+    pub(crate) fn info(&self, visible_uid_next: Option<u32>) -> MailboxInfo {
+        MailboxInfo {
+            id: MailboxId(self.id),
+            name: self.name.clone(),
+            uid_validity: self.uid_validity,
+            uid_next: visible_uid_next.unwrap_or(self.uid_next),
+            highest_modseq: self.highest_modseq,
+            special_use: self.special_use,
+            subscribed: self.subscribed,
+            exists: self.exists,
+        }
+    }
+}
+
+impl Store {
+    /// Creates the account's record and default mailboxes (INBOX plus the
+    /// special-use set). Idempotent: existing mailboxes are kept.
+    pub async fn create_account(&self, account: AccountId, address: &str) -> Result<()> {
+        {
+            let _g = self.lock();
+            let mut batch = Batch::default();
+            batch.insert(keys::account(account), encode(&AccountRecord { address: address.to_owned() })?);
+            self.inner.mail.apply(batch)?;
+            let defaults = std::iter::once(("INBOX", None))
+                .chain(DEFAULT_MAILBOXES.iter().map(|(n, u)| (*n, Some(*u))));
+            for (name, special_use) in defaults {
+                if self.mailbox_record(account, name)?.is_none() {
+                    self.create_mailbox_locked(account, name, special_use, true)?;
+                }
+            }
+        }
+        self.flush().await?;
+        self.inner.bus.publish(account, Change::MailboxesChanged);
+        Ok(())
+    }
+
+    /// The address the account was created with, if the account exists.
+    pub fn account_address(&self, account: AccountId) -> Result<Option<String>> {
+        match self.inner.mail.get(&keys::account(account))? {
+            Some(v) => Ok(Some(decode::<AccountRecord>("account", &v)?.address)),
+            None => Ok(None),
+        }
+    }
+
+    /// Every account in the store, with its address.
+    pub fn accounts(&self) -> Result<Vec<(AccountId, String)>> {
+        let mut out = Vec::new();
+        for (k, v) in self.inner.mail.scan_prefix(&[keys::ACCOUNT])? {
+            let id: [u8; 8] = k
+                .get(1..9)
+                .and_then(|b| b.try_into().ok())
+                .ok_or_else(|| StoreError::Corrupt("account key".into()))?;
+            out.push((AccountId(u64::from_be_bytes(id)), decode::<AccountRecord>("account", &v)?.address));
+        }
+        Ok(out)
+    }
+
+    /// Deletes the account and every message in it.
+    pub async fn delete_account(&self, account: AccountId) -> Result<()> {
+        for mb in self.list_mailboxes(account)? {
+            self.delete_mailbox_inner(account, &mb.name, true).await?;
+        }
+        {
+            let _g = self.lock();
+            let mut batch = Batch::default();
+            batch.remove(keys::account(account));
+            batch.remove(keys::usage(account));
+            self.inner.mail.apply(batch)?;
+        }
+        self.flush().await
+    }
+
+    pub(crate) fn mailbox_record(&self, account: AccountId, name: &str) -> Result<Option<MailboxRecord>> {
+        let Some(id) = self.inner.mail.get(&keys::mailbox_by_name(account, name))? else {
+            return Ok(None);
+        };
+        let id: [u8; 8] = id.as_slice().try_into().map_err(|_| StoreError::Corrupt("mailbox id".into()))?;
+        self.mailbox_record_by_id(MailboxId(u64::from_be_bytes(id)))
+    }
+
+    pub(crate) fn mailbox_record_by_id(&self, id: MailboxId) -> Result<Option<MailboxRecord>> {
+        match self.inner.mail.get(&keys::mailbox_by_id(id))? {
+            Some(v) => Ok(Some(decode("mailbox", &v)?)),
+            None => Ok(None),
+        }
+    }
+
+    /// The record of `mailbox`, which must belong to `account`: a session can
+    /// never reach another account's mailbox by guessing an id.
+    pub(crate) fn owned_mailbox(&self, account: AccountId, mailbox: MailboxId) -> Result<MailboxRecord> {
+        match self.mailbox_record_by_id(mailbox)? {
+            Some(r) if r.account == account.0 => Ok(r),
+            _ => Err(StoreError::NotFound(format!("mailbox {}", mailbox.0))),
+        }
+    }
+
+    pub(crate) fn info_of(&self, rec: &MailboxRecord) -> MailboxInfo {
+        let visible = self.visible().get(&MailboxId(rec.id)).copied();
+        rec.info(visible)
+    }
+
+    /// Looks a mailbox up by name (validated; INBOX in any case).
+    pub fn mailbox(&self, account: AccountId, name: &str) -> Result<MailboxInfo> {
+        let name = names::canonical(name)?;
+        match self.mailbox_record(account, &name)? {
+            Some(r) => Ok(self.info_of(&r)),
+            None => Err(StoreError::NotFound(format!("mailbox {name}"))),
+        }
+    }
+
+    /// Looks a mailbox up by id; it must belong to `account`.
+    pub fn mailbox_by_id(&self, account: AccountId, mailbox: MailboxId) -> Result<MailboxInfo> {
+        Ok(self.info_of(&self.owned_mailbox(account, mailbox)?))
+    }
+
+    /// Every mailbox of the account, sorted by name.
+    pub fn list_mailboxes(&self, account: AccountId) -> Result<Vec<MailboxInfo>> {
+        let mut out = Vec::new();
+        for (_, id) in self.inner.mail.scan_prefix(&keys::mailboxes_of(account))? {
+            let id: [u8; 8] = id.as_slice().try_into().map_err(|_| StoreError::Corrupt("mailbox id".into()))?;
+            if let Some(r) = self.mailbox_record_by_id(MailboxId(u64::from_be_bytes(id)))? {
+                out.push(self.info_of(&r));
+            }
+        }
+        out.sort_by(|a, b| a.name.cmp(&b.name));
+        Ok(out)
+    }
+
+    /// Creates a mailbox. Parents need not exist (RFC 3501 §6.3.3 lets the
+    /// server create them; we keep the hierarchy implicit).
+    pub async fn create_mailbox(
+        &self,
+        account: AccountId,
+        name: &str,
+        special_use: Option<SpecialUse>,
+    ) -> Result<MailboxInfo> {
+        let name = names::canonical(name)?;
+        let info = {
+            let _g = self.lock();
+            if self.inner.mail.get(&keys::account(account))?.is_none() {
+                return Err(StoreError::NotFound(format!("account {}", account.0)));
+            }
+            if self.mailbox_record(account, &name)?.is_some() {
+                return Err(StoreError::AlreadyExists(format!("mailbox {name}")));
+            }
+            self.create_mailbox_locked(account, &name, special_use, false)?
+        };
+        self.flush().await?;
+        self.inner.bus.publish(account, Change::MailboxesChanged);
+        Ok(info)
+    }
+
+    /// Creates a mailbox record; the caller holds the write lock and flushes.
+    pub(crate) fn create_mailbox_locked(
+        &self,
+        account: AccountId,
+        name: &str,
+        special_use: Option<SpecialUse>,
+        subscribed: bool,
+    ) -> Result<MailboxInfo> {
+        let id = self.inner.mail.increment(&keys::counter("mailbox"))?;
+        let rec = MailboxRecord {
+            id,
+            account: account.0,
+            name: name.to_owned(),
+            uid_validity: self.next_uid_validity()?,
+            uid_next: 1,
+            highest_modseq: 1,
+            special_use,
+            subscribed,
+            exists: 0,
+        };
+        let mut batch = Batch::default();
+        batch.insert(keys::mailbox_by_name(account, name), id.to_be_bytes().to_vec());
+        batch.insert(keys::mailbox_by_id(MailboxId(id)), encode(&rec)?);
+        self.inner.mail.apply(batch)?;
+        Ok(rec.info(None))
+    }
+
+    /// UIDVALIDITY must differ for every incarnation of a mailbox name
+    /// (RFC 3501 §2.3.1.1). Seconds since the epoch, bumped past the last
+    /// value handed out, survive both re-creation and an index rebuild.
+    fn next_uid_validity(&self) -> Result<u32> {
+        let key = keys::counter("uidvalidity");
+        let last = self
+            .inner
+            .mail
+            .get(&key)?
+            .and_then(|v| <[u8; 4]>::try_from(v.as_slice()).ok())
+            .map(u32::from_be_bytes)
+            .unwrap_or(0);
+        let now = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+        let next = (now.min(u64::from(u32::MAX - 1)) as u32).max(last.saturating_add(1)).max(1);
+        let mut batch = Batch::default();
+        batch.insert(key, next.to_be_bytes().to_vec());
+        self.inner.mail.apply(batch)?;
+        Ok(next)
+    }
+
+    /// Deletes a mailbox and expunges its messages. INBOX cannot be deleted.
+    pub async fn delete_mailbox(&self, account: AccountId, name: &str) -> Result<()> {
+        let name = names::canonical(name)?;
+        self.delete_mailbox_inner(account, &name, false).await
+    }
+
+    async fn delete_mailbox_inner(&self, account: AccountId, name: &str, allow_inbox: bool) -> Result<()> {
+        if name == "INBOX" && !allow_inbox {
+            return Err(StoreError::Invalid("INBOX cannot be deleted".into()));
+        }
+        let rec = self
+            .mailbox_record(account, name)?
+            .ok_or_else(|| StoreError::NotFound(format!("mailbox {name}")))?;
+        let id = MailboxId(rec.id);
+        let uids: Vec<_> = self.messages(account, id)?.into_iter().map(|m| m.uid).collect();
+        if !uids.is_empty() {
+            self.expunge(account, id, &uids).await?;
+        }
+        {
+            let _g = self.lock();
+            let mut batch = Batch::default();
+            batch.remove(keys::mailbox_by_name(account, name));
+            batch.remove(keys::mailbox_by_id(id));
+            for (k, _) in self.inner.mail.scan_prefix(&keys::metadata_scope(account.0, id.0))? {
+                batch.remove(k);
+            }
+            self.inner.mail.apply(batch)?;
+            self.visible().remove(&id);
+        }
+        self.flush().await?;
+        self.inner.bus.publish(account, Change::MailboxesChanged);
+        Ok(())
+    }
+
+    /// Subscribes or unsubscribes a mailbox (RFC 3501 §6.3.6).
+    pub async fn set_subscribed(&self, account: AccountId, name: &str, subscribed: bool) -> Result<()> {
+        let name = names::canonical(name)?;
+        {
+            let _g = self.lock();
+            let mut rec = self
+                .mailbox_record(account, &name)?
+                .ok_or_else(|| StoreError::NotFound(format!("mailbox {name}")))?;
+            rec.subscribed = subscribed;
+            let mut batch = Batch::default();
+            batch.insert(keys::mailbox_by_id(MailboxId(rec.id)), encode(&rec)?);
+            self.inner.mail.apply(batch)?;
+        }
+        self.flush().await?;
+        self.inner.bus.publish(account, Change::MailboxesChanged);
+        Ok(())
+    }
+}
