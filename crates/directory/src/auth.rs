@@ -138,3 +138,51 @@ impl Directory {
         }
     }
 }
+
+/// When a password may cross a connection without TLS. Shared by IMAP and
+/// SMTP so the rule is the same on every listener.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PlaintextAuth {
+    /// Only over TLS (implicit or after STARTTLS).
+    Never,
+    /// Over TLS, or without it from a loopback peer (local tools, tests).
+    #[default]
+    Loopback,
+    /// Always. Only for closed networks: passwords travel in clear text.
+    Always,
+}
+
+impl PlaintextAuth {
+    /// May a client on `peer` authenticate, given whether the connection is encrypted?
+    pub fn allows(self, peer: IpAddr, tls: bool) -> bool {
+        tls || match self {
+            PlaintextAuth::Never => false,
+            PlaintextAuth::Loopback => peer.is_loopback() || is_mapped_loopback(peer),
+            PlaintextAuth::Always => true,
+        }
+    }
+}
+
+fn is_mapped_loopback(peer: IpAddr) -> bool {
+    matches!(peer, IpAddr::V6(v6) if v6.to_ipv4_mapped().is_some_and(|v4| v4.is_loopback()))
+}
+
+#[cfg(test)]
+mod plaintext_tests {
+    use super::PlaintextAuth;
+    use std::net::IpAddr;
+
+    #[test]
+    fn plaintext_policy() {
+        let lo: IpAddr = "127.0.0.1".parse().unwrap();
+        let mapped: IpAddr = "::ffff:127.0.0.1".parse().unwrap();
+        let remote: IpAddr = "192.0.2.1".parse().unwrap();
+        assert!(PlaintextAuth::Loopback.allows(lo, false));
+        assert!(PlaintextAuth::Loopback.allows(mapped, false));
+        assert!(!PlaintextAuth::Loopback.allows(remote, false));
+        assert!(PlaintextAuth::Loopback.allows(remote, true));
+        assert!(!PlaintextAuth::Never.allows(lo, false));
+        assert!(PlaintextAuth::Always.allows(remote, false));
+    }
+}

@@ -18,7 +18,7 @@ mod error;
 mod snapshot;
 
 pub use address::Address;
-pub use auth::{AuthError, ThrottleOptions};
+pub use auth::{AuthError, PlaintextAuth, ThrottleOptions};
 pub use error::DirectoryError;
 
 use coimail_store::kv::{Batch, Tree};
