@@ -1,1 +1,12 @@
+//! The integration test binary: every test starts a real coimail (in-process
+//! or as a child process) on 127.0.0.1 port 0 with a temp data dir and talks
+//! to it over real sockets, with our line clients or real third-party ones.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod util;
+
+mod cli;
+mod crash;
+mod external;
+mod smtp_to_imap;
+mod tidy;

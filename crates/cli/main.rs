@@ -1,1 +1,96 @@
-fn main(){}
+//! The `coimail` binary: parses the command line and hands each command to
+//! its file. The only place `anyhow` is used.
+
+mod admin_cmd;
+mod init;
+mod serve;
+mod store_cmd;
+
+use clap::{Parser, Subcommand};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+/// Where `init` puts things and where every other command looks by default.
+pub const DEFAULT_DIR: &str = "coimail-data";
+
+#[derive(Parser)]
+#[command(name = "coimail", version, about = "COI-enabled IMAP/SMTP mail server")]
+struct Cli {
+    /// Config file.
+    #[arg(long, short, global = true, env = "COIMAIL_CONFIG", default_value = "coimail-data/coimail.toml")]
+    config: PathBuf,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the server until SIGTERM or SIGINT.
+    Serve {
+        /// Write the bound addresses as JSON to this file once serving (for scripts and tests).
+        #[arg(long)]
+        ready_file: Option<PathBuf>,
+    },
+    /// Create a config, a data dir and a self-signed certificate for a first run.
+    Init {
+        /// The mail domain this server receives for.
+        #[arg(long)]
+        domain: String,
+        /// Directory for the config, data and certificate.
+        #[arg(long, default_value = DEFAULT_DIR)]
+        data: PathBuf,
+        /// Host name of this server (default: mail.<domain>).
+        #[arg(long)]
+        hostname: Option<String>,
+    },
+    /// Manage users.
+    #[command(subcommand)]
+    User(admin_cmd::UserCmd),
+    /// Manage aliases.
+    #[command(subcommand)]
+    Alias(admin_cmd::AliasCmd),
+    /// Manage the domains this server receives mail for.
+    #[command(subcommand)]
+    Domain(admin_cmd::DomainCmd),
+    /// Check the config file and exit.
+    #[command(subcommand)]
+    Config(ConfigCmd),
+    /// Maintain the message store.
+    #[command(subcommand)]
+    Store(store_cmd::StoreCmd),
+}
+
+#[derive(Subcommand)]
+enum ConfigCmd {
+    /// Load and validate the config, and the TLS files it names.
+    Check,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("coimail: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async move {
+        match cli.command {
+            Command::Serve { ready_file } => serve::run(&cli.config, ready_file.as_deref()).await,
+            Command::Init { domain, data, hostname } => init::run(&domain, &data, hostname).await,
+            Command::User(cmd) => admin_cmd::run(&cli.config, cmd.into_request()?).await,
+            Command::Alias(cmd) => admin_cmd::run(&cli.config, cmd.into_request()).await,
+            Command::Domain(cmd) => admin_cmd::run(&cli.config, cmd.into_request()).await,
+            Command::Config(ConfigCmd::Check) => serve::check(&cli.config),
+            Command::Store(cmd) => store_cmd::run(&cli.config, cmd).await,
+        }
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("coimail: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,1 +1,271 @@
-//! placeholder
+//! coimail-daemon: wiring only. It knows every crate and owns no protocol
+//! logic: it validates the config, opens the store and directory, binds every
+//! listener, builds TLS, and hands each listener to its protocol crate.
+//!
+//! # Startup order ([`start`])
+//! 1. Validate the config (the caller loaded it; errors name the key).
+//! 2. Open the store on a blocking thread (sled allows one process per
+//!    database: a second daemon fails here with a clear message).
+//! 3. Open the directory; if the index was lost but the directory snapshot
+//!    survives, restore users from it and re-index every body file.
+//! 4. Reconcile body files with the index after an unclean stop.
+//! 5. Load TLS, then bind **every** listener before serving anything, so
+//!    port 0 resolves and a taken port fails the start, not a later request.
+//! 6. Spawn IMAP, SMTP and the admin socket, each with its shutdown token.
+//!
+//! # Shutdown ([`Running::shutdown`])
+//! Cancel the token (listeners stop accepting, sessions finish the command
+//! or transaction in progress and say goodbye), wait for sessions up to the
+//! grace period, flush, and mark the store cleanly closed if nothing was cut off.
+
+pub mod admin;
+pub mod config;
+pub mod telemetry;
+pub mod tls;
+
+pub use config::Config;
+
+use coimail_directory::{Directory, ThrottleOptions};
+use coimail_imap::{ImapContext, ImapListener};
+use coimail_smtp::{SmtpContext, SmtpListener};
+use coimail_store::{Store, StoreOptions};
+use serde::{Deserialize, Serialize};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::{info, warn};
+
+#[derive(Debug, thiserror::Error)]
+pub enum DaemonError {
+    #[error(transparent)]
+    Config(#[from] config::ConfigError),
+    #[error(transparent)]
+    Tls(#[from] tls::TlsError),
+    #[error("store: {0}")]
+    Store(#[from] coimail_store::StoreError),
+    #[error("directory: {0}")]
+    Directory(#[from] coimail_directory::DirectoryError),
+    #[error("cannot listen on {addr} ({service}): {source}")]
+    Bind { service: &'static str, addr: SocketAddr, source: std::io::Error },
+    #[error("{path}: {source}")]
+    Io { path: PathBuf, source: std::io::Error },
+    #[error("another coimail is already running on this data dir (its admin socket {0} answers)")]
+    AlreadyRunning(PathBuf),
+    #[error("the data dir is locked by another process (is coimail already running?): {0}")]
+    Locked(String),
+    #[error("{0}")]
+    Other(String),
+}
+
+impl DaemonError {
+    pub(crate) fn io(path: &Path, source: std::io::Error) -> Self {
+        DaemonError::Io { path: path.to_owned(), source }
+    }
+}
+
+/// The addresses each service actually listens on (port 0 resolved).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BoundAddrs {
+    pub imap: Vec<SocketAddr>,
+    pub imaps: Vec<SocketAddr>,
+    pub smtp: Vec<SocketAddr>,
+    pub submission: Vec<SocketAddr>,
+    pub submissions: Vec<SocketAddr>,
+}
+
+/// A started daemon.
+pub struct Running {
+    addrs: BoundAddrs,
+    store: Store,
+    directory: Directory,
+    shutdown: CancellationToken,
+    tracker: TaskTracker,
+    grace: Duration,
+    admin_socket: PathBuf,
+}
+
+/// Opens the store and directory of `config`, restoring and reconciling as
+/// needed. Used by `start` and by the CLI when no daemon runs.
+pub async fn open_data(config: &Config) -> Result<(Store, Directory), DaemonError> {
+    let data = config.server.data_dir.clone();
+    create_private_dir(&data)?;
+    let options = StoreOptions { cache_bytes: config.store.cache_mb << 20 };
+    let store = tokio::task::spawn_blocking(move || Store::open(&data, &options))
+        .await
+        .map_err(|e| DaemonError::Other(format!("store open task failed: {e}")))?
+        .map_err(|e| match e {
+            coimail_store::StoreError::Io(io) if io.kind() == std::io::ErrorKind::WouldBlock => {
+                DaemonError::Locked(io.to_string())
+            }
+            coimail_store::StoreError::Io(io) if io.to_string().contains("lock") => DaemonError::Locked(io.to_string()),
+            other => DaemonError::Store(other),
+        })?;
+    let throttle = ThrottleOptions {
+        max_failures: config.auth.max_failures,
+        window: Duration::from_secs(config.auth.failure_window_secs),
+    };
+    let snapshot = config.directory_snapshot();
+    let mut directory = Directory::open_with(&store, Some(snapshot.clone()), throttle.clone())?;
+    let mut force_reconcile = false;
+    if directory.list_domains()?.is_empty() && directory.list_users()?.is_empty() && snapshot.exists() {
+        // The index is gone but the snapshot is not: bring users back, then
+        // their mail from the body files.
+        let users = Directory::restore(&store, &snapshot).await?;
+        warn!(users, "index had no directory; restored it from {}", snapshot.display());
+        directory = Directory::open_with(&store, Some(snapshot), throttle)?;
+        force_reconcile = true;
+    }
+    let report = store.reconcile(force_reconcile).await?;
+    if report != Default::default() {
+        info!(?report, "reconciled message files with the index");
+    }
+    Ok((store, directory))
+}
+
+fn create_private_dir(dir: &Path) -> Result<(), DaemonError> {
+    use std::os::unix::fs::DirBuilderExt;
+    if !dir.exists() {
+        std::fs::DirBuilder::new().recursive(true).mode(0o700).create(dir).map_err(|e| DaemonError::io(dir, e))?;
+    }
+    Ok(())
+}
+
+async fn bind_all(service: &'static str, addrs: &[SocketAddr]) -> Result<Vec<TcpListener>, DaemonError> {
+    let mut out = Vec::with_capacity(addrs.len());
+    for &addr in addrs {
+        let l = TcpListener::bind(addr).await.map_err(|source| DaemonError::Bind { service, addr, source })?;
+        out.push(l);
+    }
+    Ok(out)
+}
+
+fn local_addrs(listeners: &[TcpListener]) -> Vec<SocketAddr> {
+    listeners.iter().filter_map(|l| l.local_addr().ok()).collect()
+}
+
+/// Starts the daemon; returns once every listener is bound and serving.
+pub async fn start(config: Config) -> Result<Running, DaemonError> {
+    config.validate()?;
+    let (store, directory) = open_data(&config).await?;
+
+    let tls = if config.tls.cert.exists() || config.tls.key.exists() || config.listen.needs_tls() {
+        Some(tls::load_acceptor(&config.tls.cert, &config.tls.key)?)
+    } else {
+        warn!("no TLS certificate at {}: STARTTLS is not offered", config.tls.cert.display());
+        None
+    };
+
+    let l = &config.listen;
+    let imap = bind_all("imap", &l.imap).await?;
+    let imaps = bind_all("imaps", &l.imaps).await?;
+    let smtp = bind_all("smtp", &l.smtp).await?;
+    let submission = bind_all("submission", &l.submission).await?;
+    let submissions = bind_all("submissions", &l.submissions).await?;
+    let addrs = BoundAddrs {
+        imap: local_addrs(&imap),
+        imaps: local_addrs(&imaps),
+        smtp: local_addrs(&smtp),
+        submission: local_addrs(&submission),
+        submissions: local_addrs(&submissions),
+    };
+    let admin_socket = config.admin_socket();
+    let admin_listener = admin::bind(&admin_socket).await?;
+
+    let shutdown = CancellationToken::new();
+    let tracker = TaskTracker::new();
+    let (auth_timeout, idle_timeout) = config.imap_timeouts();
+    let imap_ctx = Arc::new(ImapContext {
+        store: store.clone(),
+        directory: directory.clone(),
+        tls: tls.clone(),
+        config: coimail_imap::ImapConfig {
+            hostname: config.server.hostname.clone(),
+            plaintext_auth: config.auth.plaintext,
+            auth_timeout,
+            idle_timeout,
+            max_line_bytes: config.imap.max_line_bytes,
+            max_literal_bytes: config.imap.max_literal_bytes,
+        },
+    });
+    let smtp_ctx = Arc::new(SmtpContext {
+        store: store.clone(),
+        directory: directory.clone(),
+        tls,
+        config: coimail_smtp::SmtpConfig {
+            hostname: config.server.hostname.clone(),
+            max_message_bytes: config.smtp.max_message_bytes,
+            max_recipients: config.smtp.max_recipients,
+            plaintext_auth: config.auth.plaintext,
+            command_timeout: Duration::from_secs(config.smtp.command_timeout_secs),
+        },
+    });
+    let imap_listeners =
+        imap.into_iter().map(|l| (l, ImapListener::Starttls)).chain(imaps.into_iter().map(|l| (l, ImapListener::ImplicitTls)));
+    for (listener, kind) in imap_listeners {
+        tracker.spawn(coimail_imap::serve(listener, kind, imap_ctx.clone(), shutdown.clone(), tracker.clone()));
+    }
+    let smtp_listeners = smtp
+        .into_iter()
+        .map(|l| (l, SmtpListener::Mx))
+        .chain(submission.into_iter().map(|l| (l, SmtpListener::Submission)))
+        .chain(submissions.into_iter().map(|l| (l, SmtpListener::Submissions)));
+    for (listener, kind) in smtp_listeners {
+        tracker.spawn(coimail_smtp::serve(listener, kind, smtp_ctx.clone(), shutdown.clone(), tracker.clone()));
+    }
+    tracker.spawn(admin::serve(admin_listener, directory.clone(), shutdown.clone()));
+    info!(?addrs, "coimail is serving");
+    Ok(Running {
+        addrs,
+        store,
+        directory,
+        shutdown,
+        tracker,
+        grace: Duration::from_secs(config.shutdown.grace_secs),
+        admin_socket,
+    })
+}
+
+impl Running {
+    pub fn addrs(&self) -> &BoundAddrs {
+        &self.addrs
+    }
+
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    pub fn directory(&self) -> &Directory {
+        &self.directory
+    }
+
+    /// Stops accepting, lets sessions finish (bounded by the grace period),
+    /// flushes, and records a clean stop when nothing was cut off.
+    pub async fn shutdown(self) -> Result<(), DaemonError> {
+        info!("shutting down");
+        self.shutdown.cancel();
+        self.tracker.close();
+        let finished = tokio::time::timeout(self.grace, self.tracker.wait()).await.is_ok();
+        let _ = std::fs::remove_file(&self.admin_socket);
+        if finished {
+            self.store.close().await?;
+            info!("stopped cleanly");
+        } else {
+            // Sessions are still writing: flush what is there, but let the
+            // next start reconcile.
+            self.store.flush().await?;
+            warn!(grace = ?self.grace, "sessions did not finish in time; the next start will reconcile");
+        }
+        Ok(())
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        // Tests that drop a server without `shutdown` must not leave sessions running.
+        self.shutdown.cancel();
+    }
+}

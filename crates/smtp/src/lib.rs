@@ -1,1 +1,142 @@
-//! placeholder
+//! coimail-smtp: the SMTP server — MX (port 25) and submission (587 with
+//! STARTTLS, 465 with implicit TLS). It parses, decides and answers; the
+//! store owns the mail.
+//!
+//! # What a session does
+//! - Commands are parsed with smtp-proto from lines our own reader cut
+//!   (`io.rs`): CRLF only, 4096 octets at most. A bare LF or bare CR in a
+//!   command line gets `500 5.5.2`; in message data the whole transaction
+//!   gets `554 5.6.0` after reading to the real `CRLF.CRLF`, and is reset
+//!   (SMTP smuggling; `data.rs` explains why nothing else may end the data).
+//! - EHLO offers PIPELINING, SIZE, 8BITMIME, ENHANCEDSTATUSCODES, SMTPUTF8,
+//!   STARTTLS (when TLS is configured and not active) and, on submission
+//!   listeners only, `AUTH PLAIN LOGIN` when the plaintext-auth policy allows
+//!   it on this connection (`538 5.7.11` otherwise).
+//! - Every 2xx/4xx/5xx reply has an enhanced status code except the
+//!   greeting and the EHLO/HELO replies, as RFC 2034 §3 prescribes.
+//! - MX accepts mail only for local domains (`550 5.1.1` unknown user,
+//!   `550 5.7.1` other domains). Submission requires AUTH (`530 5.7.0`) and
+//!   a reverse path the user owns (`553 5.7.1`). Remote recipients get
+//!   `554 5.3.3 remote delivery is not enabled on this server` at RCPT time:
+//!   there is no outbound queue yet; `delivery::remote_recipient` is where
+//!   it will plug in. The rules live in `policy.rs` only.
+//! - After DATA, `Return-Path` and `Received` are prepended and the message
+//!   goes to the store in ONE `Store::deliver` call (one copy per distinct
+//!   account); `250` is sent only after it returns `Ok`, `451 4.3.0` (or
+//!   `452 4.2.2` over quota) otherwise.
+//! - Shutdown: listeners stop accepting; a session finishes the transaction
+//!   in progress, then says `421 4.3.2` and closes.
+//!
+//! # Layout
+//! - `lib.rs` — public types and [`serve`] (accept loop, one span per session)
+//! - `session.rs` — command loop, state, dispatch; EHLO, RSET, NOOP, VRFY, HELP, QUIT, STARTTLS
+//! - `mail.rs` — MAIL and RCPT; `data.rs` — DATA decoder and DATA; `auth.rs` — AUTH PLAIN/LOGIN
+//! - `policy.rs` — who may send to whom (the open-relay rule)
+//! - `delivery.rs` — where a message goes ([`delivery::placements`], the COI hook) and storing it
+//! - `received.rs` — trace headers and the RFC 5322 date
+//! - `reply.rs` — replies, [`SmtpError`], rendering; `io.rs` — streams, line reader, TLS upgrade
+
+mod auth;
+mod data;
+pub mod delivery;
+mod io;
+mod mail;
+pub mod policy;
+mod received;
+mod reply;
+mod session;
+
+pub use reply::{Enhanced, SmtpError};
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::Instrument;
+
+/// Settings for every SMTP listener.
+#[derive(Debug, Clone)]
+pub struct SmtpConfig {
+    /// Our name in the greeting, the EHLO reply and Received headers.
+    pub hostname: String,
+    /// Largest message accepted, advertised as SIZE (RFC 1870); larger gets 552 5.3.4.
+    pub max_message_bytes: usize,
+    /// Recipients per transaction; more get 452 4.5.3.
+    pub max_recipients: usize,
+    /// When AUTH may happen without TLS.
+    pub plaintext_auth: coimail_directory::PlaintextAuth,
+    /// Bound on every wait for the client (RFC 5321 §4.5.3.2 suggests 5 minutes).
+    pub command_timeout: Duration,
+}
+
+/// What every session needs.
+pub struct SmtpContext {
+    pub store: coimail_store::Store,
+    pub directory: coimail_directory::Directory,
+    pub tls: Option<tokio_rustls::TlsAcceptor>,
+    pub config: SmtpConfig,
+}
+
+/// The kind of listener, which sets the policy.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SmtpListener {
+    /// Port 25: mail for our domains from anyone, no AUTH.
+    Mx,
+    /// Port 587: authenticated submission, STARTTLS.
+    Submission,
+    /// Port 465: authenticated submission over implicit TLS (RFC 8314).
+    Submissions,
+}
+
+/// A short id, unique within the process, for logs and Received headers.
+fn session_id() -> String {
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    let n = NEXT.fetch_add(1, Ordering::Relaxed);
+    let start = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
+    format!("{:x}{:x}", start & 0xffff_ffff, n)
+}
+
+/// Accepts until `shutdown` is cancelled; spawns each session on `tracker`.
+/// On shutdown a session finishes the transaction in progress (bounded by
+/// its timeouts) and then replies 421 4.3.2 and closes.
+pub async fn serve(
+    listener: TcpListener,
+    kind: SmtpListener,
+    ctx: Arc<SmtpContext>,
+    shutdown: CancellationToken,
+    tracker: TaskTracker,
+) {
+    let local = listener.local_addr().ok();
+    tracing::info!(proto = "smtp", listener = ?kind, addr = ?local, "listening");
+    loop {
+        let accepted = tokio::select! {
+            _ = shutdown.cancelled() => break,
+            r = listener.accept() => r,
+        };
+        match accepted {
+            Ok((tcp, peer)) => {
+                let id = session_id();
+                let span = tracing::info_span!(
+                    "smtp", proto = "smtp", listener = ?kind, peer = %peer,
+                    session_id = %id, user = tracing::field::Empty
+                );
+                let session = session::run(tcp, peer, kind, ctx.clone(), shutdown.clone(), id);
+                tracker.spawn(session.instrument(span));
+            }
+            Err(e) => {
+                // E.g. out of file descriptors: back off instead of spinning.
+                tracing::warn!(proto = "smtp", error = %e, "accept failed");
+                tokio::select! {
+                    _ = shutdown.cancelled() => break,
+                    _ = tokio::time::sleep(Duration::from_millis(100)) => {}
+                }
+            }
+        }
+    }
+    tracing::info!(proto = "smtp", listener = ?kind, "stopped accepting");
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,56 @@
+//! `coimail serve` and `coimail config check`.
+
+use anyhow::{Context, Result};
+use coimail_daemon::{Config, telemetry, tls};
+use std::io::Write;
+use std::path::Path;
+use tokio::signal::unix::{SignalKind, signal};
+
+pub async fn run(config_path: &Path, ready_file: Option<&Path>) -> Result<()> {
+    let config = Config::load(config_path)?;
+    telemetry::init(&config.log);
+    let running = coimail_daemon::start(config).await?;
+    if let Some(path) = ready_file {
+        write_ready_file(path, running.addrs()).with_context(|| format!("writing {}", path.display()))?;
+    }
+    let mut term = signal(SignalKind::terminate())?;
+    let mut int = signal(SignalKind::interrupt())?;
+    tokio::select! {
+        _ = term.recv() => tracing::info!("SIGTERM received"),
+        _ = int.recv() => tracing::info!("SIGINT received"),
+    }
+    running.shutdown().await?;
+    Ok(())
+}
+
+/// Written whole under a temp name, then renamed: a reader never sees half a file.
+fn write_ready_file(path: &Path, addrs: &coimail_daemon::BoundAddrs) -> Result<()> {
+    let tmp = path.with_extension("tmp");
+    let mut f = std::fs::File::create(&tmp)?;
+    f.write_all(&serde_json::to_vec(addrs)?)?;
+    f.sync_all()?;
+    std::fs::rename(&tmp, path)?;
+    Ok(())
+}
+
+pub fn check(config_path: &Path) -> Result<()> {
+    let config = Config::load(config_path)?;
+    if config.tls.cert.exists() || config.listen.needs_tls() {
+        tls::server_config(&config.tls.cert, &config.tls.key)?;
+    }
+    let l = &config.listen;
+    println!("{}: OK", config_path.display());
+    println!("  hostname   {}", config.server.hostname);
+    println!("  data dir   {}", config.server.data_dir.display());
+    for (name, addrs) in [
+        ("imap", &l.imap),
+        ("imaps", &l.imaps),
+        ("smtp", &l.smtp),
+        ("submission", &l.submission),
+        ("submissions", &l.submissions),
+    ] {
+        let shown: Vec<String> = addrs.iter().map(|a| a.to_string()).collect();
+        println!("  {name:<11}{}", if shown.is_empty() { "off".into() } else { shown.join(", ") });
+    }
+    Ok(())
+}

@@ -1,0 +1,242 @@
+//! Administration requests (users, aliases, domains) and the local admin
+//! socket they travel over.
+//!
+//! sled lets one process open the database, so while the daemon runs the
+//! CLI cannot open it: `coimail user add` sends its request to the daemon
+//! over a Unix socket in the data dir (mode 0600: whoever can use it could
+//! read the data dir anyway). With no daemon running, the CLI opens the
+//! store itself and calls [`execute`] directly — one code path either way.
+//!
+//! Wire format: one JSON request line, one JSON reply line, then close.
+
+use crate::DaemonError;
+use coimail_directory::Directory;
+use serde::{Deserialize, Serialize};
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::net::{UnixListener, UnixStream};
+use tokio_util::sync::CancellationToken;
+use tracing::{info, warn};
+
+/// A password that never shows up in logs or debug output.
+#[derive(Clone, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Secret(pub String);
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("<redacted>")
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(tag = "op", rename_all = "snake_case")]
+pub enum AdminRequest {
+    Ping,
+    DomainAdd { domain: String },
+    DomainDel { domain: String },
+    DomainList,
+    /// Sets (or with `None` clears) the user receiving mail for unknown addresses.
+    DomainCatchAll { domain: String, target: Option<String> },
+    UserAdd { address: String, password: Secret, quota_bytes: Option<u64> },
+    UserDel { address: String },
+    UserPasswd { address: String, password: Secret },
+    UserList,
+    AliasAdd { alias: String, target: String },
+    AliasDel { alias: String },
+    AliasList,
+}
+
+/// The reply: `Ok` carries lines to print, `Err` a message for the user.
+pub type AdminReply = Result<Vec<String>, String>;
+
+/// Carries out one request against the directory.
+pub async fn execute(dir: &Directory, req: AdminRequest) -> AdminReply {
+    let e = |e: coimail_directory::DirectoryError| e.to_string();
+    let done = |what: String| Ok(vec![what]);
+    match req {
+        AdminRequest::Ping => done("pong".into()),
+        AdminRequest::DomainAdd { domain } => {
+            dir.add_domain(&domain).await.map_err(e)?;
+            done(format!("domain {domain} added"))
+        }
+        AdminRequest::DomainDel { domain } => {
+            dir.del_domain(&domain).await.map_err(e)?;
+            done(format!("domain {domain} deleted"))
+        }
+        AdminRequest::DomainList => dir.list_domains().map_err(e),
+        AdminRequest::DomainCatchAll { domain, target } => {
+            dir.set_catch_all(&domain, target.as_deref()).await.map_err(e)?;
+            done(match target {
+                Some(t) => format!("mail to unknown addresses of {domain} goes to {t}"),
+                None => format!("catch-all of {domain} cleared"),
+            })
+        }
+        AdminRequest::UserAdd { address, password, quota_bytes } => {
+            let account = dir.add_user(&address, &password.0, quota_bytes).await.map_err(e)?;
+            done(format!("user {} added", account.address))
+        }
+        AdminRequest::UserDel { address } => {
+            dir.del_user(&address).await.map_err(e)?;
+            done(format!("user {address} and all its mail deleted"))
+        }
+        AdminRequest::UserPasswd { address, password } => {
+            dir.set_password(&address, &password.0).await.map_err(e)?;
+            done(format!("password of {address} changed"))
+        }
+        AdminRequest::UserList => Ok(dir
+            .list_users()
+            .map_err(e)?
+            .into_iter()
+            .map(|a| match a.quota_bytes {
+                Some(q) => format!("{} (quota {q} bytes)", a.address),
+                None => a.address,
+            })
+            .collect()),
+        AdminRequest::AliasAdd { alias, target } => {
+            dir.add_alias(&alias, &target).await.map_err(e)?;
+            done(format!("alias {alias} -> {target} added"))
+        }
+        AdminRequest::AliasDel { alias } => {
+            dir.del_alias(&alias).await.map_err(e)?;
+            done(format!("alias {alias} deleted"))
+        }
+        AdminRequest::AliasList => {
+            Ok(dir.list_aliases().map_err(e)?.into_iter().map(|(a, t)| format!("{a} -> {t}")).collect())
+        }
+    }
+}
+
+/// Largest request line; requests are small JSON objects.
+const MAX_REQUEST: u64 = 64 * 1024;
+
+/// Binds the admin socket, refusing if a live daemon already answers on it.
+pub async fn bind(path: &Path) -> Result<UnixListener, DaemonError> {
+    if path.exists() {
+        if UnixStream::connect(path).await.is_ok() {
+            return Err(DaemonError::AlreadyRunning(path.to_owned()));
+        }
+        // Left by a daemon that did not stop cleanly.
+        std::fs::remove_file(path).map_err(|e| DaemonError::io(path, e))?;
+    }
+    let listener = UnixListener::bind(path).map_err(|e| DaemonError::io(path, e))?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).map_err(|e| DaemonError::io(path, e))?;
+    Ok(listener)
+}
+
+/// Serves admin requests until `shutdown`.
+pub async fn serve(listener: UnixListener, dir: Directory, shutdown: CancellationToken) {
+    loop {
+        let stream = tokio::select! {
+            _ = shutdown.cancelled() => return,
+            r = listener.accept() => match r {
+                Ok((s, _)) => s,
+                Err(e) => {
+                    warn!(error = %e, "admin socket accept failed");
+                    continue;
+                }
+            },
+        };
+        let dir = dir.clone();
+        tokio::spawn(async move {
+            if let Err(e) = handle(stream, &dir).await {
+                warn!(error = %e, "admin request failed");
+            }
+        });
+    }
+}
+
+async fn handle(stream: UnixStream, dir: &Directory) -> std::io::Result<()> {
+    let (read, mut write) = stream.into_split();
+    let mut line = String::new();
+    BufReader::new(read.take(MAX_REQUEST)).read_line(&mut line).await?;
+    let reply: AdminReply = match serde_json::from_str::<AdminRequest>(&line) {
+        Ok(req) => {
+            info!(request = ?req, "admin request");
+            execute(dir, req).await
+        }
+        Err(e) => Err(format!("bad admin request: {e}")),
+    };
+    let mut out = serde_json::to_vec(&reply).map_err(std::io::Error::other)?;
+    out.push(b'\n');
+    write.write_all(&out).await?;
+    write.shutdown().await
+}
+
+/// Sends one request to a running daemon. `Ok(None)` means no daemon
+/// listens on `path` (the caller may then open the store itself).
+pub async fn call(path: &Path, req: &AdminRequest) -> std::io::Result<Option<AdminReply>> {
+    let stream = match UnixStream::connect(path).await {
+        Ok(s) => s,
+        Err(e) if matches!(e.kind(), std::io::ErrorKind::NotFound | std::io::ErrorKind::ConnectionRefused) => {
+            return Ok(None);
+        }
+        Err(e) => return Err(e),
+    };
+    let (read, mut write) = stream.into_split();
+    let mut out = serde_json::to_vec(req).map_err(std::io::Error::other)?;
+    out.push(b'\n');
+    write.write_all(&out).await?;
+    let mut line = String::new();
+    BufReader::new(read).read_line(&mut line).await?;
+    serde_json::from_str(&line).map(Some).map_err(std::io::Error::other)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn passwords_are_redacted_in_debug_output() {
+        let req = AdminRequest::UserAdd {
+            address: "a@example.org".into(),
+            password: Secret("hunter2".into()),
+            quota_bytes: None,
+        };
+        let shown = format!("{req:?}");
+        assert!(!shown.contains("hunter2") && shown.contains("redacted"), "{shown}");
+    }
+
+    #[tokio::test]
+    async fn requests_travel_over_the_socket() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = coimail_store::Store::open_memory(&dir.path().join("d")).unwrap();
+        let directory = Directory::open(&store, None).unwrap();
+        let path = dir.path().join("admin.sock");
+        let shutdown = CancellationToken::new();
+        let listener = bind(&path).await.unwrap();
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600);
+        tokio::spawn(serve(listener, directory.clone(), shutdown.clone()));
+        // A second daemon on the same data dir is refused.
+        assert!(matches!(bind(&path).await, Err(DaemonError::AlreadyRunning(_))));
+
+        let reply = call(&path, &AdminRequest::DomainAdd { domain: "Example.ORG".into() }).await.unwrap();
+        assert_eq!(reply, Some(Ok(vec!["domain Example.ORG added".into()])));
+        let add = AdminRequest::UserAdd {
+            address: "bob@example.org".into(),
+            password: Secret("pw-1234".into()),
+            quota_bytes: None,
+        };
+        assert!(call(&path, &add).await.unwrap().unwrap().is_ok());
+        let again = call(&path, &add).await.unwrap().unwrap();
+        assert!(again.unwrap_err().contains("already exists"));
+        let unknown = AdminRequest::UserAdd {
+            address: "x@nowhere.test".into(),
+            password: Secret("pw-1234".into()),
+            quota_bytes: None,
+        };
+        assert!(call(&path, &unknown).await.unwrap().unwrap().unwrap_err().contains("not served here"));
+        let list = call(&path, &AdminRequest::UserList).await.unwrap().unwrap().unwrap();
+        assert_eq!(list, vec!["bob@example.org".to_string()]);
+        assert!(directory.user("bob@example.org").unwrap().is_some());
+        shutdown.cancel();
+    }
+
+    #[tokio::test]
+    async fn no_daemon_means_none() {
+        let dir = tempfile::tempdir().unwrap();
+        assert!(call(&dir.path().join("none.sock"), &AdminRequest::Ping).await.unwrap().is_none());
+    }
+}

@@ -1,0 +1,371 @@
+//! The whole TOML schema as typed structs. Every field has a default, so an
+//! empty file is a valid config; unknown keys are refused (a typo must not
+//! silently fall back to a default). `config/coimail.toml` documents every
+//! key; a test keeps it in step with these structs.
+//!
+//! Relative paths are resolved against the directory of the config file,
+//! so a data dir made by `coimail init` keeps working wherever it is started from.
+
+use coimail_directory::PlaintextAuth;
+use serde::{Deserialize, Serialize};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config {path}: {source}")]
+    Read { path: PathBuf, source: std::io::Error },
+    #[error("config {path}: {message}")]
+    Parse { path: PathBuf, message: String },
+    #[error("config key `{key}`: {message}")]
+    Invalid { key: &'static str, message: String },
+}
+
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    pub server: ServerConfig,
+    pub listen: ListenConfig,
+    pub tls: TlsConfig,
+    pub auth: AuthConfig,
+    pub imap: ImapConfig,
+    pub smtp: SmtpConfig,
+    pub store: StoreConfig,
+    pub log: LogConfig,
+    pub shutdown: ShutdownConfig,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ServerConfig {
+    /// Host name in greetings, Received headers and the self-signed certificate.
+    pub hostname: String,
+    /// Where the index, message bodies, directory snapshot and admin socket live.
+    pub data_dir: PathBuf,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig { hostname: "localhost".into(), data_dir: PathBuf::from("data") }
+    }
+}
+
+/// Addresses to listen on, per service. An empty list turns a service off.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ListenConfig {
+    /// IMAP with STARTTLS (production: 143).
+    pub imap: Vec<SocketAddr>,
+    /// IMAP over implicit TLS (production: 993).
+    pub imaps: Vec<SocketAddr>,
+    /// SMTP MX receiver, no AUTH (production: 25).
+    pub smtp: Vec<SocketAddr>,
+    /// Submission with STARTTLS and AUTH (production: 587).
+    pub submission: Vec<SocketAddr>,
+    /// Submission over implicit TLS (production: 465).
+    pub submissions: Vec<SocketAddr>,
+}
+
+fn addrs(s: &str) -> Vec<SocketAddr> {
+    s.parse().map(|a| vec![a]).unwrap_or_default()
+}
+
+impl Default for ListenConfig {
+    /// High ports, so a first run needs no root.
+    fn default() -> Self {
+        ListenConfig {
+            imap: addrs("0.0.0.0:1143"),
+            imaps: addrs("0.0.0.0:1993"),
+            smtp: addrs("0.0.0.0:2525"),
+            submission: addrs("0.0.0.0:1587"),
+            submissions: addrs("0.0.0.0:1465"),
+        }
+    }
+}
+
+impl ListenConfig {
+    pub fn needs_tls(&self) -> bool {
+        !self.imaps.is_empty() || !self.submissions.is_empty()
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TlsConfig {
+    /// PEM certificate chain. Without the file, implicit-TLS listeners cannot
+    /// start and STARTTLS is not offered.
+    pub cert: PathBuf,
+    /// PEM private key (PKCS#8, PKCS#1 or SEC1).
+    pub key: PathBuf,
+}
+
+impl Default for TlsConfig {
+    fn default() -> Self {
+        TlsConfig { cert: PathBuf::from("tls/cert.pem"), key: PathBuf::from("tls/key.pem") }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AuthConfig {
+    /// When passwords may be sent without TLS: "never", "loopback" or "always".
+    pub plaintext: PlaintextAuth,
+    /// Failed logins from one peer (IPv6: one /64) before it is refused for a while.
+    pub max_failures: u32,
+    /// How long failures are remembered, in seconds.
+    pub failure_window_secs: u64,
+}
+
+impl Default for AuthConfig {
+    fn default() -> Self {
+        AuthConfig { plaintext: PlaintextAuth::Loopback, max_failures: 10, failure_window_secs: 60 }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ImapConfig {
+    /// Inactivity limit before login, in seconds.
+    pub auth_timeout_secs: u64,
+    /// Inactivity limit after login, IDLE included, in seconds (RFC 9051: at least 30 minutes).
+    pub idle_timeout_secs: u64,
+    /// Longest command line accepted, in bytes.
+    pub max_line_bytes: usize,
+    /// Largest literal (APPEND message) accepted, in bytes.
+    pub max_literal_bytes: u64,
+}
+
+impl Default for ImapConfig {
+    fn default() -> Self {
+        ImapConfig {
+            auth_timeout_secs: 60,
+            idle_timeout_secs: 30 * 60,
+            max_line_bytes: 64 * 1024,
+            max_literal_bytes: 64 << 20,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SmtpConfig {
+    /// Largest message accepted, in bytes (advertised as SIZE).
+    pub max_message_bytes: usize,
+    /// Most recipients in one transaction.
+    pub max_recipients: usize,
+    /// How long to wait for a client command, in seconds (RFC 5321 §4.5.3.2: 5 minutes).
+    pub command_timeout_secs: u64,
+}
+
+impl Default for SmtpConfig {
+    fn default() -> Self {
+        SmtpConfig { max_message_bytes: 50 << 20, max_recipients: 100, command_timeout_secs: 300 }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct StoreConfig {
+    /// Index page cache, in MiB.
+    pub cache_mb: u64,
+}
+
+impl Default for StoreConfig {
+    fn default() -> Self {
+        StoreConfig { cache_mb: 128 }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    #[default]
+    Human,
+    Json,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LogConfig {
+    /// "human" or "json".
+    pub format: LogFormat,
+    /// Filter in RUST_LOG syntax, e.g. "info" or "info,coimail_imap=debug".
+    /// The RUST_LOG environment variable overrides it.
+    pub level: String,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        LogConfig { format: LogFormat::Human, level: "info".into() }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ShutdownConfig {
+    /// How long SIGTERM waits for sessions to finish what they are doing, in seconds.
+    pub grace_secs: u64,
+}
+
+impl Default for ShutdownConfig {
+    fn default() -> Self {
+        ShutdownConfig { grace_secs: 30 }
+    }
+}
+
+impl Config {
+    /// Reads, parses, resolves relative paths and validates a config file.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|source| ConfigError::Read { path: path.to_owned(), source })?;
+        let mut config = Config::parse(&text).map_err(|message| ConfigError::Parse { path: path.to_owned(), message })?;
+        let base = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+        config.resolve_paths(base);
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Parses TOML text; the message names the offending key and line.
+    pub fn parse(text: &str) -> Result<Config, String> {
+        toml::from_str(text).map_err(|e| e.to_string().trim_end().to_owned())
+    }
+
+    /// Makes every relative path absolute against `base`.
+    pub fn resolve_paths(&mut self, base: &Path) {
+        for p in [&mut self.server.data_dir, &mut self.tls.cert, &mut self.tls.key] {
+            if p.is_relative() {
+                *p = base.join(&*p);
+            }
+        }
+    }
+
+    /// Checks values serde cannot: ranges and cross-field rules.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let invalid = |key, message: &str| Err(ConfigError::Invalid { key, message: message.to_owned() });
+        let h = &self.server.hostname;
+        if h.is_empty() || h.len() > 253 || !h.chars().all(|c| c.is_ascii_alphanumeric() || c == '.' || c == '-') {
+            return invalid("server.hostname", "must be a DNS name like mail.example.org");
+        }
+        if self.server.data_dir.as_os_str().is_empty() {
+            return invalid("server.data_dir", "must not be empty");
+        }
+        if self.imap.auth_timeout_secs == 0 {
+            return invalid("imap.auth_timeout_secs", "must be at least 1");
+        }
+        if self.imap.idle_timeout_secs < 60 {
+            return invalid("imap.idle_timeout_secs", "must be at least 60 (RFC 9051 asks for 30 minutes)");
+        }
+        if self.imap.max_line_bytes < 1024 {
+            return invalid("imap.max_line_bytes", "must be at least 1024");
+        }
+        if self.imap.max_literal_bytes == 0 {
+            return invalid("imap.max_literal_bytes", "must be at least 1");
+        }
+        if self.smtp.max_message_bytes < 1024 {
+            return invalid("smtp.max_message_bytes", "must be at least 1024");
+        }
+        if self.smtp.max_recipients == 0 {
+            return invalid("smtp.max_recipients", "must be at least 1 (RFC 5321 asks for 100)");
+        }
+        if self.smtp.command_timeout_secs == 0 {
+            return invalid("smtp.command_timeout_secs", "must be at least 1");
+        }
+        if self.auth.max_failures == 0 {
+            return invalid("auth.max_failures", "must be at least 1");
+        }
+        if self.store.cache_mb == 0 {
+            return invalid("store.cache_mb", "must be at least 1");
+        }
+        if let Err(e) = self.log.level.parse::<tracing_subscriber::EnvFilter>() {
+            return Err(ConfigError::Invalid { key: "log.level", message: e.to_string() });
+        }
+        Ok(())
+    }
+
+    pub fn admin_socket(&self) -> PathBuf {
+        self.server.data_dir.join("admin.sock")
+    }
+
+    pub fn directory_snapshot(&self) -> PathBuf {
+        self.server.data_dir.join("directory.json")
+    }
+
+    pub fn imap_timeouts(&self) -> (Duration, Duration) {
+        (Duration::from_secs(self.imap.auth_timeout_secs), Duration::from_secs(self.imap.idle_timeout_secs))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SAMPLE: &str = include_str!("../../../config/coimail.toml");
+
+    #[test]
+    fn empty_file_is_the_default_config() {
+        assert_eq!(Config::parse("").unwrap(), Config::default());
+        Config::default().validate().unwrap();
+    }
+
+    #[test]
+    fn sample_config_documents_the_defaults() {
+        let sample = Config::parse(SAMPLE).unwrap();
+        let mut expected = Config::default();
+        // The sample is what `coimail init` writes; only these differ.
+        expected.server.hostname = sample.server.hostname.clone();
+        assert_eq!(sample, expected, "config/coimail.toml and config.rs disagree");
+        // Every key of the schema appears (commented or not) in the sample.
+        let defaults = toml::to_string(&Config::default()).unwrap();
+        let mut section = String::new();
+        for line in defaults.lines() {
+            if let Some(s) = line.strip_prefix('[') {
+                section = s.trim_end_matches(']').to_owned();
+                assert!(SAMPLE.contains(&format!("[{section}]")), "sample lacks [{section}]");
+            } else if let Some((key, _)) = line.split_once(" = ") {
+                assert!(
+                    SAMPLE.lines().any(|l| l.trim_start().starts_with(&format!("{key} ="))),
+                    "sample lacks {section}.{key}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn unknown_keys_are_named() {
+        let err = Config::parse("[imap]\nidle_timout_secs = 5\n").unwrap_err();
+        assert!(err.contains("idle_timout_secs"), "{err}");
+        let err = Config::parse("[nonsense]\n").unwrap_err();
+        assert!(err.contains("nonsense"), "{err}");
+    }
+
+    #[test]
+    fn bad_values_are_named() {
+        let err = Config::parse("[smtp]\nmax_recipients = \"many\"\n").unwrap_err();
+        assert!(err.contains("max_recipients"), "{err}");
+        let err = Config::parse("[auth]\nplaintext = \"sometimes\"\n").unwrap_err();
+        assert!(err.contains("plaintext"), "{err}");
+        let err = Config::parse("[listen]\nimap = [\"not an address\"]\n").unwrap_err();
+        assert!(err.contains("imap"), "{err}");
+        let mut c = Config::default();
+        c.imap.idle_timeout_secs = 5;
+        assert!(c.validate().unwrap_err().to_string().contains("imap.idle_timeout_secs"));
+        let mut c = Config::default();
+        c.server.hostname = "bad host".into();
+        assert!(c.validate().unwrap_err().to_string().contains("server.hostname"));
+        let mut c = Config::default();
+        c.log.level = "info,=[".into();
+        assert!(c.validate().unwrap_err().to_string().contains("log.level"));
+    }
+
+    #[test]
+    fn relative_paths_follow_the_config_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("coimail.toml");
+        std::fs::write(&path, "[server]\ndata_dir = \"d\"\n[tls]\ncert = \"/abs/c.pem\"\n").unwrap();
+        let c = Config::load(&path).unwrap();
+        assert_eq!(c.server.data_dir, dir.path().join("d"));
+        assert_eq!(c.tls.cert, PathBuf::from("/abs/c.pem"));
+        assert_eq!(c.tls.key, dir.path().join("tls/key.pem"));
+    }
+}

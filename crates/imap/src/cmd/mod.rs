@@ -1,0 +1,10 @@
+//! One file per command group, named after the RFC commands. Each handler
+//! gets the session and the typed command arguments, writes its untagged
+//! responses to the session's output and returns the tagged outcome.
+
+pub(crate) mod any;
+pub(crate) mod auth;
+pub(crate) mod fetch;
+pub(crate) mod idle;
+pub(crate) mod mailbox;
+pub(crate) mod select;

@@ -1,0 +1,189 @@
+//! SELECT and EXAMINE (RFC 3501 §6.3.1-2, RFC 9051 §6.3.2-3), UNSELECT
+//! (RFC 3691).
+
+use crate::encode;
+use crate::error::ImapError;
+use crate::selected::SelectedView;
+use crate::session::{CmdResult, Done, Session, State};
+use coimail_store::Flags;
+use imap_codec::imap_types::command::SelectParameter;
+use imap_codec::imap_types::mailbox::Mailbox;
+
+const SYSTEM_FLAGS: &str = "\\Answered \\Flagged \\Deleted \\Seen \\Draft";
+
+pub(crate) fn select(
+    s: &mut Session,
+    mailbox: &Mailbox<'_>,
+    parameters: &[SelectParameter],
+    read_only: bool,
+) -> CmdResult {
+    if !parameters.is_empty() {
+        return Err(ImapError::bad("SELECT parameters need CONDSTORE/QRESYNC, which are not enabled"));
+    }
+    // A SELECT, even a failing one, first closes the selected mailbox.
+    let account = match std::mem::replace(&mut s.state, State::Logout) {
+        State::Selected(account, _) => {
+            // RFC 9051 §6.3.2 (and RFC 7162 §3.2.11).
+            s.conn.out().extend_from_slice(b"* OK [CLOSED] Previous mailbox closed\r\n");
+            account
+        }
+        State::Authenticated(account) => account,
+        other => {
+            s.state = other;
+            return Err(ImapError::Closed);
+        }
+    };
+    s.state = State::Authenticated(account.clone());
+    let name = match mailbox {
+        Mailbox::Inbox => "INBOX".to_owned(),
+        Mailbox::Other(o) => s.mailbox_name(o.as_ref())?,
+    };
+    let store = &s.ctx.store;
+    let info = store.mailbox(account.id, &name)?;
+    let messages = store.messages(account.id, info.id)?;
+    let view = SelectedView::new(&info, read_only, &messages);
+
+    let mut keywords = Flags::new();
+    for m in &messages {
+        for f in m.flags.iter().filter(|f| !f.starts_with('\\')) {
+            keywords.insert(f);
+        }
+    }
+    let keywords: String = keywords.iter().map(|k| format!(" {k}")).collect();
+    let mut r = format!("* FLAGS ({SYSTEM_FLAGS}{keywords})\r\n* {} EXISTS\r\n", view.exists());
+    if !s.rev2 {
+        // IMAP4rev1 requires RECENT; we never mark messages \Recent.
+        r.push_str("* 0 RECENT\r\n");
+        if let Some(seq) = messages.iter().position(|m| !m.flags.contains("\\Seen")) {
+            r.push_str(&format!("* OK [UNSEEN {}] First unseen message\r\n", seq + 1));
+        }
+    }
+    r.push_str(&format!("* OK [UIDVALIDITY {}] UIDs valid\r\n", info.uid_validity));
+    r.push_str(&format!("* OK [UIDNEXT {}] Predicted next UID\r\n", view.uid_next()));
+    if read_only {
+        r.push_str("* OK [PERMANENTFLAGS ()] Read-only mailbox\r\n");
+    } else {
+        r.push_str(&format!("* OK [PERMANENTFLAGS ({SYSTEM_FLAGS}{keywords} \\*)] Flags permitted\r\n"));
+    }
+    r.push_str(&format!("* OK [HIGHESTMODSEQ {}] Highest\r\n", info.highest_modseq));
+    let out = s.conn.out();
+    out.extend_from_slice(r.as_bytes());
+    if s.rev2 {
+        // RFC 9051 §6.3.2: the mailbox's name as the server spells it.
+        out.extend_from_slice(b"* LIST () \"/\" ");
+        encode::mailbox(out, &info.name, true);
+        out.extend_from_slice(b"\r\n");
+    }
+    tracing::debug!(mailbox = %info.name, read_only, "selected");
+    s.state = State::Selected(account, Box::new(view));
+    let (code, verb) = if read_only { ("READ-ONLY", "EXAMINE") } else { ("READ-WRITE", "SELECT") };
+    Ok(Done::with_code(code, format!("{verb} completed")))
+}
+
+pub(crate) fn unselect(s: &mut Session) -> CmdResult {
+    match std::mem::replace(&mut s.state, State::Logout) {
+        State::Selected(account, _) => {
+            s.state = State::Authenticated(account);
+            Ok(Done::ok("UNSELECT completed"))
+        }
+        other => {
+            s.state = other;
+            Err(ImapError::bad("No mailbox selected"))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::testing::{TestServer, check};
+
+    #[tokio::test]
+    async fn select_examine_unselect() {
+        let srv = TestServer::start().await;
+        srv.deliver(b"Subject: one\r\n\r\nbody\r\n").await;
+        srv.deliver(b"Subject: two\r\n\r\nbody\r\n").await;
+        let info = srv.store.mailbox(srv.account.id, "INBOX").unwrap();
+        let mut c = srv.connect().await;
+        c.line().await;
+        c.login(&srv).await;
+        check(
+            &mut c,
+            &format!(
+                "C: a1 SELECT inbox
+                 S: * FLAGS (\\Answered \\Flagged \\Deleted \\Seen \\Draft)
+                 S: * 2 EXISTS
+                 S: * 0 RECENT
+                 S: * OK [UNSEEN 1] First unseen message
+                 S: * OK [UIDVALIDITY {v}] UIDs valid
+                 S: * OK [UIDNEXT 3] Predicted next UID
+                 S: * OK [PERMANENTFLAGS (\\Answered \\Flagged \\Deleted \\Seen \\Draft \\*)] Flags permitted
+                 S: * OK [HIGHESTMODSEQ {m}] Highest
+                 S: a1 OK [READ-WRITE] SELECT completed
+                 C: a2 EXAMINE Sent
+                 S: * OK [CLOSED] Previous mailbox closed
+                 S: * FLAGS (\\Answered \\Flagged \\Deleted \\Seen \\Draft)
+                 S: * 0 EXISTS
+                 S: * 0 RECENT
+                 S: * OK [UIDVALIDITY ...
+                 S: * OK [UIDNEXT 1] Predicted next UID
+                 S: * OK [PERMANENTFLAGS ()] Read-only mailbox
+                 S: * OK [HIGHESTMODSEQ ...
+                 S: a2 OK [READ-ONLY] EXAMINE completed
+                 C: a3 UNSELECT
+                 S: a3 OK UNSELECT completed
+                 C: a4 UNSELECT
+                 S: a4 BAD UNSELECT needs a selected mailbox
+                 C: a5 SELECT Nope
+                 S: a5 NO [NONEXISTENT] mailbox Nope does not exist
+                 C: a6 SELECT INBOX (CONDSTORE)
+                 S: a6 BAD SELECT parameters need CONDSTORE/QRESYNC, which are not enabled",
+                v = info.uid_validity,
+                m = info.highest_modseq,
+            ),
+        )
+        .await;
+    }
+
+    #[tokio::test]
+    async fn failed_select_leaves_authenticated_state() {
+        let srv = TestServer::start().await;
+        let mut c = srv.connect().await;
+        c.line().await;
+        c.login(&srv).await;
+        c.select("INBOX").await;
+        check(
+            &mut c,
+            "C: a1 SELECT Nope
+             S: * OK [CLOSED] Previous mailbox closed
+             S: a1 NO [NONEXISTENT] mailbox Nope does not exist
+             C: a2 FETCH 1 FLAGS
+             S: a2 BAD FETCH needs a selected mailbox",
+        )
+        .await;
+    }
+
+    #[tokio::test]
+    async fn imap4rev2_select_has_list_and_no_recent() {
+        let srv = TestServer::start().await;
+        srv.deliver(b"Subject: one\r\n\r\nbody\r\n").await;
+        let mut c = srv.connect().await;
+        c.line().await;
+        c.login(&srv).await;
+        check(
+            &mut c,
+            "C: a1 ENABLE IMAP4rev2
+             S: * ENABLED IMAP4rev2
+             S: a1 OK ENABLE completed
+             C: a2 SELECT INBOX
+             S: * FLAGS (\\Answered \\Flagged \\Deleted \\Seen \\Draft)
+             S: * 1 EXISTS
+             S: * OK [UIDVALIDITY ...
+             S: * OK [UIDNEXT 2] Predicted next UID
+             S: * OK [PERMANENTFLAGS ...
+             S: * OK [HIGHESTMODSEQ ...
+             S: * LIST () \"/\" \"INBOX\"
+             S: a2 OK [READ-WRITE] SELECT completed",
+        )
+        .await;
+    }
+}

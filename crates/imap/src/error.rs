@@ -1,0 +1,150 @@
+//! Errors classified by who is at fault, and the one function that puts
+//! them on the wire ([`ImapError::write_tagged`]).
+
+use coimail_store::StoreError;
+use thiserror::Error;
+
+/// Response codes we send (RFC 3501 §7.1, RFC 5530).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Code {
+    AlreadyExists,
+    AuthenticationFailed,
+    AuthorizationFailed,
+    Cannot,
+    ExpungeIssued,
+    NonExistent,
+    OverQuota,
+    PrivacyRequired,
+    ServerBug,
+    TooBig,
+    Unavailable,
+}
+
+impl Code {
+    pub(crate) fn as_str(self) -> &'static str {
+        match self {
+            Code::AlreadyExists => "ALREADYEXISTS",
+            Code::AuthenticationFailed => "AUTHENTICATIONFAILED",
+            Code::AuthorizationFailed => "AUTHORIZATIONFAILED",
+            Code::Cannot => "CANNOT",
+            Code::ExpungeIssued => "EXPUNGEISSUED",
+            Code::NonExistent => "NONEXISTENT",
+            Code::OverQuota => "OVERQUOTA",
+            Code::PrivacyRequired => "PRIVACYREQUIRED",
+            Code::ServerBug => "SERVERBUG",
+            Code::TooBig => "TOOBIG",
+            Code::Unavailable => "UNAVAILABLE",
+        }
+    }
+}
+
+#[derive(Debug, Error)]
+pub(crate) enum ImapError {
+    /// The client's protocol error: tagged `BAD`.
+    #[error("{0}")]
+    Bad(String),
+    /// A valid request we refuse: tagged `NO [code]`.
+    #[error("{text}")]
+    No { code: Option<Code>, text: String },
+    /// Our fault: `NO [SERVERBUG]` with generic text; details go to the log only.
+    #[error("internal error: {0}")]
+    Internal(String),
+    /// The connection is gone or must end now; nothing more is written.
+    #[error("connection closed")]
+    Closed,
+}
+
+impl ImapError {
+    pub(crate) fn bad(text: impl Into<String>) -> Self {
+        ImapError::Bad(text.into())
+    }
+
+    pub(crate) fn no(code: Code, text: impl Into<String>) -> Self {
+        ImapError::No { code: Some(code), text: text.into() }
+    }
+
+    pub(crate) fn not_implemented(what: &str) -> Self {
+        ImapError::No { code: Some(Code::Cannot), text: format!("{what} is not implemented yet") }
+    }
+
+    /// Writes the tagged response for this error (untagged `* BAD` when the
+    /// command had no usable tag). Returns false when the session must end.
+    pub(crate) fn write_tagged(&self, out: &mut Vec<u8>, tag: Option<&str>) -> bool {
+        let (status, code, text) = match self {
+            ImapError::Bad(text) => ("BAD", None, text.as_str()),
+            ImapError::No { code, text } => ("NO", *code, text.as_str()),
+            ImapError::Internal(detail) => {
+                tracing::error!(error = %detail, "internal error");
+                ("NO", Some(Code::ServerBug), "Internal server error; the problem has been logged")
+            }
+            ImapError::Closed => return false,
+        };
+        out.extend_from_slice(tag.unwrap_or("*").as_bytes());
+        out.push(b' ');
+        out.extend_from_slice(status.as_bytes());
+        out.push(b' ');
+        if let Some(code) = code {
+            out.push(b'[');
+            out.extend_from_slice(code.as_str().as_bytes());
+            out.extend_from_slice(b"] ");
+        }
+        push_text(out, text);
+        out.extend_from_slice(b"\r\n");
+        true
+    }
+}
+
+/// Response text is `1*TEXT-CHAR`: no CR, LF or NUL, never empty.
+pub(crate) fn push_text(out: &mut Vec<u8>, text: &str) {
+    let start = out.len();
+    out.extend(text.bytes().map(|b| if b == b'\r' || b == b'\n' || b == 0 { b' ' } else { b }));
+    if out.len() == start {
+        out.extend_from_slice(b"Done");
+    }
+}
+
+impl From<StoreError> for ImapError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::NotFound(what) => ImapError::no(Code::NonExistent, format!("{what} does not exist")),
+            StoreError::InvalidName(why) => ImapError::No { code: None, text: format!("Invalid mailbox name: {why}") },
+            StoreError::AlreadyExists(what) => ImapError::no(Code::AlreadyExists, format!("{what} already exists")),
+            StoreError::QuotaExceeded => ImapError::no(Code::OverQuota, "Quota exceeded"),
+            StoreError::Invalid(why) => ImapError::No { code: None, text: why },
+            e @ (StoreError::Corrupt(_) | StoreError::Engine(_) | StoreError::Io(_)) => {
+                ImapError::Internal(format!("store: {e}"))
+            }
+        }
+    }
+}
+
+impl From<std::io::Error> for ImapError {
+    fn from(e: std::io::Error) -> Self {
+        tracing::debug!(error = %e, "connection I/O ended");
+        ImapError::Closed
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn wire(e: ImapError, tag: Option<&str>) -> String {
+        let mut out = Vec::new();
+        assert!(e.write_tagged(&mut out, tag));
+        String::from_utf8(out).unwrap()
+    }
+
+    #[test]
+    fn errors_map_to_the_wire() {
+        assert_eq!(wire(ImapError::bad("x\r\ny"), Some("a1")), "a1 BAD x  y\r\n");
+        assert_eq!(wire(ImapError::bad("junk"), None), "* BAD junk\r\n");
+        assert_eq!(
+            wire(StoreError::NotFound("mailbox Foo".into()).into(), Some("t")),
+            "t NO [NONEXISTENT] mailbox Foo does not exist\r\n"
+        );
+        assert!(wire(StoreError::Engine("disk on fire".into()).into(), Some("t")).starts_with("t NO [SERVERBUG] "));
+        assert!(!wire(StoreError::Engine("disk on fire".into()).into(), Some("t")).contains("fire"));
+        assert!(!ImapError::Closed.write_tagged(&mut Vec::new(), Some("t")));
+    }
+}

@@ -1,0 +1,362 @@
+//! The selected mailbox as one session sees it: the sequence number <-> UID
+//! map, and the changes (from the store's change bus) not yet reported.
+//!
+//! Invariants:
+//! - `uids` is strictly increasing; sequence number `n` is `uids[n - 1]`.
+//! - The map changes only in [`SelectedView::take_updates`], and every
+//!   change it makes is returned as an [`Update`] the session must send,
+//!   so client and server always agree on sequence numbers.
+//! - Expunges are held back while `allow_expunge` is false (RFC 3501
+//!   §7.4.1: not during FETCH, STORE, SEARCH); the messages keep their
+//!   sequence numbers until then.
+
+use coimail_store::{Change, Flags, MailboxId, MailboxInfo, MessageMeta, ModSeq, Uid};
+use imap_codec::imap_types::sequence::{SeqOrUid, Sequence, SequenceSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+
+/// One unsolicited response the session owes the client.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Update {
+    Expunge(u32),
+    Exists(u32),
+    Flags { seq: u32, uid: Uid, flags: Flags },
+}
+
+#[derive(Debug, Default)]
+struct Pending {
+    /// Highest `uid_next` announced by the bus.
+    appended: Option<Uid>,
+    expunged: BTreeSet<Uid>,
+    flags: BTreeMap<Uid, (Flags, ModSeq)>,
+    /// The bus dropped changes for us: compare with the store instead.
+    resync: bool,
+}
+
+pub(crate) struct SelectedView {
+    pub mailbox: MailboxId,
+    pub read_only: bool,
+    uids: Vec<Uid>,
+    /// Every UID below this is in `uids` or known to be gone.
+    uid_next: Uid,
+    highest_modseq: ModSeq,
+    /// Every flag change up to this modseq is already in the initial map;
+    /// older bus events (queued before SELECT) need not be reported.
+    base_modseq: ModSeq,
+    pending: Pending,
+    /// Flag states this session already reported itself (e.g. FETCH BODY[]
+    /// setting \Seen), so the bus echo of its own change is not sent twice.
+    told: HashMap<Uid, ModSeq>,
+}
+
+/// A sequence set named a message sequence number that does not exist.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) struct InvalidSequence;
+
+impl SelectedView {
+    pub(crate) fn new(info: &MailboxInfo, read_only: bool, messages: &[MessageMeta]) -> Self {
+        let uids: Vec<Uid> = messages.iter().map(|m| m.uid).collect();
+        let after_last = uids.last().map_or(1, |u| u.saturating_add(1));
+        SelectedView {
+            mailbox: info.id,
+            read_only,
+            uid_next: info.uid_next.max(after_last),
+            highest_modseq: info.highest_modseq,
+            base_modseq: info.highest_modseq,
+            uids,
+            pending: Pending::default(),
+            told: HashMap::new(),
+        }
+    }
+
+    pub(crate) fn exists(&self) -> u32 {
+        self.uids.len() as u32
+    }
+
+    pub(crate) fn uid_next(&self) -> Uid {
+        self.uid_next
+    }
+
+    pub(crate) fn seq_of(&self, uid: Uid) -> Option<u32> {
+        self.uids.binary_search(&uid).ok().map(|i| i as u32 + 1)
+    }
+
+    /// The messages a sequence set names, as (sequence number, UID) in
+    /// ascending order without duplicates. UID sets silently skip UIDs that
+    /// do not exist (RFC 3501 §6.4.8); sequence number sets may not name
+    /// numbers past the last message.
+    pub(crate) fn resolve(&self, set: &SequenceSet, uid: bool) -> Result<Vec<(u32, Uid)>, InvalidSequence> {
+        let mut seqs: Vec<u32> = Vec::new();
+        for seq in set.0.as_ref() {
+            let (a, b) = match seq {
+                Sequence::Single(x) => (*x, *x),
+                Sequence::Range(a, b) => (*a, *b),
+            };
+            let range = if uid { self.uid_range(a, b) } else { self.seq_range(a, b)? };
+            if let Some((lo, hi)) = range {
+                seqs.extend(lo..=hi);
+            }
+        }
+        seqs.sort_unstable();
+        seqs.dedup();
+        Ok(seqs.into_iter().filter_map(|s| self.uids.get(s as usize - 1).map(|&u| (s, u))).collect())
+    }
+
+    fn seq_range(&self, a: SeqOrUid, b: SeqOrUid) -> Result<Option<(u32, u32)>, InvalidSequence> {
+        let n = self.exists();
+        let value = |x: SeqOrUid| match x {
+            SeqOrUid::Value(v) => v.get(),
+            SeqOrUid::Asterisk => n,
+        };
+        let (a, b) = (value(a), value(b));
+        if n == 0 && (a == 0 || b == 0) {
+            // `*` in an empty mailbox names no message.
+            return Ok(None);
+        }
+        let (lo, hi) = (a.min(b), a.max(b));
+        if hi > n {
+            return Err(InvalidSequence);
+        }
+        Ok(Some((lo, hi)))
+    }
+
+    /// RFC 3501 §6.4.8: a UID range with `*` always includes the last message.
+    fn uid_range(&self, a: SeqOrUid, b: SeqOrUid) -> Option<(u32, u32)> {
+        let last = *self.uids.last()?;
+        let value = |x: SeqOrUid| match x {
+            SeqOrUid::Value(v) => v.get(),
+            SeqOrUid::Asterisk => last,
+        };
+        let (lo, hi) = (value(a).min(value(b)), value(a).max(value(b)));
+        let first = self.uids.partition_point(|&u| u < lo);
+        let end = self.uids.partition_point(|&u| u <= hi);
+        (first < end).then(|| (first as u32 + 1, end as u32))
+    }
+
+    /// Takes note of a change from the bus; nothing is sent yet.
+    pub(crate) fn note(&mut self, change: &Change) {
+        match change {
+            Change::Appended { mailbox, uid_next } if *mailbox == self.mailbox && *uid_next > self.uid_next => {
+                self.pending.appended = Some(self.pending.appended.map_or(*uid_next, |a| a.max(*uid_next)));
+            }
+            Change::Expunged { mailbox, uids, modseq } if *mailbox == self.mailbox => {
+                self.highest_modseq = self.highest_modseq.max(*modseq);
+                for uid in uids {
+                    self.pending.flags.remove(uid);
+                    if self.seq_of(*uid).is_some() {
+                        self.pending.expunged.insert(*uid);
+                    }
+                }
+            }
+            Change::FlagsChanged { mailbox, uid, flags, modseq } if *mailbox == self.mailbox => {
+                self.highest_modseq = self.highest_modseq.max(*modseq);
+                let newer = *modseq > self.base_modseq && self.pending.flags.get(uid).is_none_or(|(_, m)| m < modseq);
+                if newer && self.seq_of(*uid).is_some() {
+                    self.pending.flags.insert(*uid, (flags.clone(), *modseq));
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// The bus lost changes for this session (it lagged behind).
+    pub(crate) fn lagged(&mut self) {
+        self.pending.resync = true;
+    }
+
+    /// Whether [`SelectedView::take_updates`] needs the store's message list.
+    pub(crate) fn needs_listing(&self) -> bool {
+        self.pending.resync || self.pending.appended.is_some_and(|a| a > self.uid_next)
+    }
+
+    pub(crate) fn has_pending(&self) -> bool {
+        self.needs_listing() || !self.pending.expunged.is_empty() || !self.pending.flags.is_empty()
+    }
+
+    /// Records flags this session sent in a FETCH response itself.
+    pub(crate) fn told_flags(&mut self, uid: Uid, modseq: ModSeq) {
+        self.told.insert(uid, modseq);
+    }
+
+    /// Applies pending changes to the map and returns the responses that
+    /// tell the client, in the order they must be sent. `listing` is the
+    /// store's current message list (required when `needs_listing`).
+    pub(crate) fn take_updates(&mut self, listing: Option<&[MessageMeta]>, allow_expunge: bool) -> Vec<Update> {
+        let mut out = Vec::new();
+        if let Some(listing) = listing.filter(|_| self.pending.resync) {
+            self.resync_from(listing);
+        }
+        if allow_expunge && !self.pending.expunged.is_empty() {
+            // Highest sequence number first: each EXPUNGE then leaves the
+            // numbers of the ones still to come unchanged.
+            for uid in std::mem::take(&mut self.pending.expunged).into_iter().rev() {
+                if let Ok(i) = self.uids.binary_search(&uid) {
+                    self.uids.remove(i);
+                    self.told.remove(&uid);
+                    out.push(Update::Expunge(i as u32 + 1));
+                }
+            }
+        }
+        if let Some(listing) = listing {
+            let start = listing.partition_point(|m| m.uid < self.uid_next);
+            let new = listing.get(start..).unwrap_or_default();
+            if let Some(last) = new.last() {
+                self.uids.extend(new.iter().map(|m| m.uid));
+                self.uid_next = last.uid.saturating_add(1);
+                out.push(Update::Exists(self.exists()));
+            }
+            if let Some(a) = self.pending.appended.take() {
+                self.uid_next = self.uid_next.max(a);
+            }
+        }
+        for (uid, (flags, modseq)) in std::mem::take(&mut self.pending.flags) {
+            if self.told.get(&uid).is_some_and(|&m| m >= modseq) || self.pending.expunged.contains(&uid) {
+                continue;
+            }
+            if let Some(seq) = self.seq_of(uid) {
+                out.push(Update::Flags { seq, uid, flags });
+            }
+        }
+        out
+    }
+
+    fn resync_from(&mut self, listing: &[MessageMeta]) {
+        self.pending.resync = false;
+        let present = |uid: &Uid| listing.binary_search_by_key(uid, |m| m.uid).is_ok();
+        for uid in self.uids.iter().filter(|u| !present(u)) {
+            self.pending.expunged.insert(*uid);
+        }
+        let known = self.highest_modseq;
+        for m in listing.iter().filter(|m| m.modseq > known && m.uid < self.uid_next) {
+            if self.seq_of(m.uid).is_some() {
+                self.pending.flags.insert(m.uid, (m.flags.clone(), m.modseq));
+            }
+            self.highest_modseq = self.highest_modseq.max(m.modseq);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use coimail_store::BlobId;
+
+    fn meta(uid: Uid, modseq: ModSeq, flags: &[&str]) -> MessageMeta {
+        MessageMeta {
+            mailbox: MailboxId(7),
+            uid,
+            size: 10,
+            internal_date: 0,
+            flags: flags.iter().copied().collect(),
+            modseq,
+            blob: BlobId("b".into()),
+            body_offset: 0,
+        }
+    }
+
+    fn view(uids: &[Uid]) -> SelectedView {
+        let msgs: Vec<_> = uids.iter().map(|&u| meta(u, 1, &[])).collect();
+        let info = MailboxInfo {
+            id: MailboxId(7),
+            name: "INBOX".into(),
+            uid_validity: 1,
+            uid_next: uids.last().map_or(1, |u| u + 1),
+            highest_modseq: 1,
+            special_use: None,
+            subscribed: true,
+            exists: uids.len() as u32,
+        };
+        SelectedView::new(&info, false, &msgs)
+    }
+
+    fn set(s: &str) -> SequenceSet {
+        s.try_into().unwrap()
+    }
+
+    #[test]
+    fn sequence_sets() {
+        let v = view(&[3, 5, 9, 10]);
+        assert_eq!(v.resolve(&set("1"), false).unwrap(), vec![(1, 3)]);
+        assert_eq!(v.resolve(&set("*"), false).unwrap(), vec![(4, 10)]);
+        assert_eq!(v.resolve(&set("3:2"), false).unwrap(), vec![(2, 5), (3, 9)]);
+        assert_eq!(v.resolve(&set("*:3,1"), false).unwrap(), vec![(1, 3), (3, 9), (4, 10)]);
+        assert_eq!(v.resolve(&set("5"), false), Err(InvalidSequence));
+        assert_eq!(v.resolve(&set("2:5"), false), Err(InvalidSequence));
+        assert!(view(&[]).resolve(&set("1:*"), false).unwrap().is_empty());
+        assert_eq!(view(&[]).resolve(&set("1"), false), Err(InvalidSequence));
+    }
+
+    #[test]
+    fn uid_sets() {
+        let v = view(&[3, 5, 9, 10]);
+        assert_eq!(v.resolve(&set("5"), true).unwrap(), vec![(2, 5)]);
+        assert_eq!(v.resolve(&set("4"), true).unwrap(), vec![]);
+        assert_eq!(v.resolve(&set("9:4"), true).unwrap(), vec![(2, 5), (3, 9)]);
+        // RFC 3501 §6.4.8: 559:* includes the last message even past it.
+        assert_eq!(v.resolve(&set("100:*"), true).unwrap(), vec![(4, 10)]);
+        assert_eq!(v.resolve(&set("1:*"), true).unwrap().len(), 4);
+        assert!(view(&[]).resolve(&set("1:*"), true).unwrap().is_empty());
+    }
+
+    #[test]
+    fn appends_expunges_and_flags_become_updates() {
+        let mut v = view(&[3, 5, 9]);
+        v.note(&Change::Appended { mailbox: MailboxId(7), uid_next: 12 });
+        v.note(&Change::Appended { mailbox: MailboxId(8), uid_next: 99 });
+        v.note(&Change::Expunged { mailbox: MailboxId(7), uids: vec![3, 9, 4], modseq: 5 });
+        v.note(&Change::FlagsChanged {
+            mailbox: MailboxId(7),
+            uid: 5,
+            flags: ["\\Seen"].into_iter().collect(),
+            modseq: 6,
+        });
+        assert!(v.needs_listing());
+        let listing = [meta(5, 6, &["\\Seen"]), meta(10, 2, &[]), meta(11, 3, &[])];
+        // During FETCH: no EXPUNGE, but EXISTS counts the held-back messages.
+        let up = v.take_updates(Some(&listing), false);
+        assert_eq!(
+            up,
+            vec![Update::Exists(5), Update::Flags { seq: 2, uid: 5, flags: ["\\Seen"].into_iter().collect() }]
+        );
+        let up = v.take_updates(None, true);
+        assert_eq!(up, vec![Update::Expunge(3), Update::Expunge(1)]);
+        assert_eq!(v.exists(), 3);
+        assert_eq!(v.seq_of(11), Some(3));
+        assert_eq!(v.uid_next(), 12);
+        assert!(!v.has_pending());
+    }
+
+    #[test]
+    fn changes_older_than_the_select_are_not_reported() {
+        let mut v = view(&[1]);
+        v.note(&Change::FlagsChanged { mailbox: MailboxId(7), uid: 1, flags: Flags::new(), modseq: 1 });
+        v.note(&Change::Appended { mailbox: MailboxId(7), uid_next: 2 });
+        assert!(!v.has_pending());
+        v.note(&Change::FlagsChanged { mailbox: MailboxId(7), uid: 1, flags: Flags::new(), modseq: 2 });
+        assert!(v.has_pending());
+    }
+
+    #[test]
+    fn own_flag_changes_are_not_echoed() {
+        let mut v = view(&[1]);
+        v.told_flags(1, 4);
+        v.note(&Change::FlagsChanged { mailbox: MailboxId(7), uid: 1, flags: Flags::new(), modseq: 4 });
+        assert!(v.take_updates(None, true).is_empty());
+    }
+
+    #[test]
+    fn lag_resyncs_from_the_store() {
+        let mut v = view(&[1, 2, 3]);
+        v.lagged();
+        assert!(v.needs_listing());
+        let listing = [meta(1, 1, &[]), meta(3, 9, &["\\Flagged"]), meta(4, 10, &[])];
+        let up = v.take_updates(Some(&listing), true);
+        assert_eq!(
+            up,
+            vec![
+                Update::Expunge(2),
+                Update::Exists(3),
+                Update::Flags { seq: 2, uid: 3, flags: ["\\Flagged"].into_iter().collect() }
+            ]
+        );
+    }
+}

@@ -1,0 +1,616 @@
+//! One IMAP session: the connection state machine, the wait for input
+//! (raced against the change bus, shutdown and the inactivity timer), the
+//! state check, and the ONE dispatch `match` over decoded commands.
+
+use crate::capability::{CapabilityState, capabilities};
+use crate::cmd::{any, auth, fetch, idle, mailbox, select};
+use crate::conn::{self, Conn, Event, Limits, Stream};
+use crate::error::{Code, ImapError};
+use crate::selected::{SelectedView, Update};
+use crate::{ImapContext, ImapListener, encode};
+use bytes::Bytes;
+use coimail_directory::Account;
+use coimail_store::{Change, ChangeReceiver};
+use imap_codec::CommandCodec;
+use imap_codec::decode::Decoder;
+use imap_codec::imap_types::command::{Command, CommandBody};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use tokio::net::TcpStream;
+use tokio::sync::broadcast::error::{RecvError, TryRecvError};
+use tokio::time::{Instant, sleep_until};
+use tokio_util::sync::CancellationToken;
+
+pub(crate) enum State {
+    NotAuthenticated,
+    Authenticated(Account),
+    Selected(Account, Box<SelectedView>),
+    Logout,
+}
+
+/// How a command ended well: the text (and code) of its tagged OK, and
+/// what the connection does next.
+pub(crate) struct Done {
+    pub code: Option<String>,
+    pub text: String,
+    pub then: Then,
+}
+
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Then {
+    Continue,
+    /// Start the TLS handshake once the OK is on the wire.
+    StartTls,
+    /// Close once the OK is on the wire (LOGOUT).
+    Close,
+}
+
+impl Done {
+    pub(crate) fn ok(text: impl Into<String>) -> Self {
+        Done { code: None, text: text.into(), then: Then::Continue }
+    }
+    pub(crate) fn with_code(code: impl Into<String>, text: impl Into<String>) -> Self {
+        Done { code: Some(code.into()), text: text.into(), then: Then::Continue }
+    }
+}
+
+pub(crate) type CmdResult = Result<Done, ImapError>;
+
+/// What ended a wait for input.
+pub(crate) enum Wake {
+    Input(Event),
+    Shutdown,
+    Timeout,
+    Closed,
+}
+
+pub(crate) struct Session {
+    pub ctx: Arc<ImapContext>,
+    pub conn: Conn,
+    pub state: State,
+    pub peer: SocketAddr,
+    pub kind: ImapListener,
+    pub shutdown: CancellationToken,
+    /// The logged-in account's change bus; drained while waiting so it never lags needlessly.
+    pub changes: Option<ChangeReceiver>,
+    /// Mailbox names in UTF-8 on the wire (UTF8=ACCEPT or IMAP4rev2 enabled).
+    pub utf8: bool,
+    /// IMAP4rev2 enabled (RFC 9051 §6.3.1): no RECENT/UNSEEN, LIST in SELECT.
+    pub rev2: bool,
+}
+
+pub(crate) async fn run(
+    ctx: Arc<ImapContext>,
+    tcp: TcpStream,
+    peer: SocketAddr,
+    kind: ImapListener,
+    shutdown: CancellationToken,
+) {
+    let limits = Limits { max_line: ctx.config.max_line_bytes, max_literal: ctx.config.max_literal_bytes };
+    let stream = match (kind, &ctx.tls) {
+        (ImapListener::Starttls, _) => Stream::Plain(tcp),
+        (ImapListener::ImplicitTls, Some(acceptor)) => {
+            match tokio::time::timeout(ctx.config.auth_timeout, acceptor.accept(tcp)).await {
+                Ok(Ok(tls)) => Stream::Tls(Box::new(tls)),
+                Ok(Err(e)) => return tracing::debug!(error = %e, "TLS handshake failed"),
+                Err(_) => return tracing::debug!("TLS handshake timed out"),
+            }
+        }
+        (ImapListener::ImplicitTls, None) => return,
+    };
+    let mut session = Session {
+        ctx,
+        conn: Conn::new(stream, limits),
+        state: State::NotAuthenticated,
+        peer,
+        kind,
+        shutdown,
+        changes: None,
+        utf8: false,
+        rev2: false,
+    };
+    session.serve().await;
+    session.conn.shutdown().await;
+}
+
+impl Session {
+    async fn serve(&mut self) {
+        let caps = self.capabilities();
+        let greeting = format!("* OK [CAPABILITY {caps}] {} coimail IMAP ready\r\n", self.ctx.config.hostname);
+        self.conn.out().extend_from_slice(greeting.as_bytes());
+        loop {
+            if self.conn.flush().await.is_err() {
+                return;
+            }
+            let keep_going = match self.wait().await {
+                Wake::Input(Event::Command(bytes)) => self.command(bytes).await,
+                Wake::Input(Event::Continue) => {
+                    self.conn.out().extend_from_slice(b"+ Ready for literal data\r\n");
+                    true
+                }
+                Wake::Input(Event::LiteralTooBig { tag, sync }) => self.literal_too_big(tag.as_deref(), sync),
+                Wake::Input(Event::LineTooLong { tag, literal_follows }) => {
+                    if literal_follows {
+                        self.bye("Line too long; cannot find the next command");
+                        false
+                    } else {
+                        ImapError::bad("Line too long").write_tagged(self.conn.out(), tag.as_deref())
+                    }
+                }
+                Wake::Shutdown => {
+                    self.bye("Server shutting down");
+                    false
+                }
+                Wake::Timeout => {
+                    self.bye("Autologout; idle for too long");
+                    false
+                }
+                Wake::Closed => false,
+            };
+            if !keep_going || matches!(self.state, State::Logout) {
+                let _ = self.conn.flush().await;
+                return;
+            }
+        }
+    }
+
+    fn literal_too_big(&mut self, tag: Option<&str>, sync: bool) -> bool {
+        let max = self.ctx.config.max_literal_bytes;
+        if sync {
+            // RFC 7888 §4 / RFC 9051 §7.1: refuse before the client sends it.
+            ImapError::no(Code::TooBig, format!("Literal too big (at most {max} octets)"))
+                .write_tagged(self.conn.out(), tag)
+        } else {
+            // The client is already sending it; we cannot resynchronise.
+            let _ = ImapError::bad(format!("[TOOBIG] Literal too big (at most {max} octets)"))
+                .write_tagged(self.conn.out(), tag);
+            self.bye("Literal too big");
+            false
+        }
+    }
+
+    pub(crate) fn bye(&mut self, text: &str) {
+        let out = self.conn.out();
+        out.extend_from_slice(b"* BYE ");
+        crate::error::push_text(out, text);
+        out.extend_from_slice(b"\r\n");
+    }
+
+    pub(crate) fn capabilities(&self) -> String {
+        let tls = self.conn.is_tls();
+        capabilities(CapabilityState {
+            authenticated: matches!(self.state, State::Authenticated(_) | State::Selected(..)),
+            starttls: self.kind == ImapListener::Starttls && self.ctx.tls.is_some() && !tls,
+            plaintext_login: self.ctx.config.plaintext_auth.allows(self.peer.ip(), tls),
+        })
+    }
+
+    fn timeout(&self) -> std::time::Duration {
+        match self.state {
+            State::NotAuthenticated => self.ctx.config.auth_timeout,
+            _ => self.ctx.config.idle_timeout,
+        }
+    }
+
+    /// Waits for the next framing event. While waiting, changes from the bus
+    /// are noted (not sent: RFC 3501 §7 allows no untagged response outside
+    /// a command, except in IDLE).
+    async fn wait(&mut self) -> Wake {
+        let mut deadline = Instant::now() + self.timeout();
+        loop {
+            if let Some(event) = self.conn.next_event() {
+                return Wake::Input(event);
+            }
+            enum Got {
+                Data,
+                Eof,
+                Change(Result<Change, RecvError>),
+                Shutdown,
+                Timeout,
+            }
+            let got = tokio::select! {
+                biased;
+                _ = self.shutdown.cancelled() => Got::Shutdown,
+                r = self.conn.fill() => if r.is_ok() { Got::Data } else { Got::Eof },
+                c = recv(&mut self.changes) => Got::Change(c),
+                _ = sleep_until(deadline) => Got::Timeout,
+            };
+            match got {
+                Got::Data => deadline = Instant::now() + self.timeout(),
+                Got::Eof => return Wake::Closed,
+                Got::Change(c) => self.on_change(c),
+                Got::Shutdown => return Wake::Shutdown,
+                Got::Timeout => return Wake::Timeout,
+            }
+        }
+    }
+
+    pub(crate) fn on_change(&mut self, change: Result<Change, RecvError>) {
+        match change {
+            Ok(c) => {
+                if let State::Selected(_, view) = &mut self.state {
+                    view.note(&c);
+                }
+            }
+            Err(RecvError::Lagged(n)) => {
+                tracing::debug!(missed = n, "change bus lagged; will resync");
+                if let State::Selected(_, view) = &mut self.state {
+                    view.lagged();
+                }
+            }
+            Err(RecvError::Closed) => self.changes = None,
+        }
+    }
+
+    /// Takes every change already queued on the bus: whatever was
+    /// committed before this point is reported now, not one command later.
+    fn drain_changes(&mut self) {
+        loop {
+            let Some(rx) = self.changes.as_mut() else { return };
+            match rx.try_recv() {
+                Ok(c) => self.on_change(Ok(c)),
+                Err(TryRecvError::Lagged(n)) => self.on_change(Err(RecvError::Lagged(n))),
+                Err(TryRecvError::Empty) => return,
+                Err(TryRecvError::Closed) => return self.on_change(Err(RecvError::Closed)),
+            }
+        }
+    }
+
+    /// Sends the pending unsolicited responses of the selected mailbox.
+    pub(crate) async fn report_pending(&mut self, allow_expunge: bool) -> Result<(), ImapError> {
+        self.drain_changes();
+        let State::Selected(account, view) = &mut self.state else { return Ok(()) };
+        if !view.has_pending() {
+            return Ok(());
+        }
+        let listing =
+            if view.needs_listing() { Some(self.ctx.store.messages(account.id, view.mailbox)?) } else { None };
+        let updates = view.take_updates(listing.as_deref(), allow_expunge);
+        let out = self.conn.out();
+        for u in updates {
+            match u {
+                Update::Expunge(seq) => out.extend_from_slice(format!("* {seq} EXPUNGE\r\n").as_bytes()),
+                Update::Exists(n) => out.extend_from_slice(format!("* {n} EXISTS\r\n").as_bytes()),
+                Update::Flags { seq, uid, flags } => {
+                    out.extend_from_slice(format!("* {seq} FETCH (FLAGS ").as_bytes());
+                    encode::flag_list(out, &flags);
+                    out.extend_from_slice(format!(" UID {uid})\r\n").as_bytes());
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Decodes, checks and runs one command; writes its tagged response.
+    /// Returns false when the connection must close.
+    async fn command(&mut self, bytes: Bytes) -> bool {
+        let cmd = match CommandCodec::default().decode(&bytes) {
+            Ok((&[], cmd)) => cmd,
+            _ => {
+                let err = ImapError::Bad(syntax_error(&bytes));
+                return err.write_tagged(self.conn.out(), conn::command_tag(&bytes));
+            }
+        };
+        let Command { tag, body } = cmd;
+        let tag = tag.as_ref().to_owned();
+        tracing::debug!(command = body.name(), "command");
+        // RFC 3501 §7.4.1: no EXPUNGE while answering FETCH, STORE or SEARCH
+        // (their UID forms are different commands and may carry one).
+        let allow_expunge = !matches!(
+            body,
+            CommandBody::Fetch { uid: false, .. }
+                | CommandBody::Store { uid: false, .. }
+                | CommandBody::Search { uid: false, .. }
+        );
+        // These either report themselves or leave the selected state.
+        let reports = !matches!(
+            body,
+            CommandBody::Select { .. }
+                | CommandBody::Examine { .. }
+                | CommandBody::Unselect
+                | CommandBody::Idle
+                | CommandBody::Logout
+        );
+        let result = match check_state(&self.state, &body) {
+            Ok(()) => self.dispatch(body, &tag).await,
+            Err(e) => Err(e),
+        };
+        let result = match (reports, result) {
+            (true, r @ (Ok(_) | Err(ImapError::Bad(_) | ImapError::No { .. }))) => {
+                self.report_pending(allow_expunge).await.and(r)
+            }
+            (_, r) => r,
+        };
+        match result {
+            Ok(done) => {
+                let out = self.conn.out();
+                out.extend_from_slice(tag.as_bytes());
+                out.extend_from_slice(b" OK ");
+                if let Some(code) = &done.code {
+                    out.push(b'[');
+                    out.extend_from_slice(code.as_bytes());
+                    out.extend_from_slice(b"] ");
+                }
+                crate::error::push_text(out, &done.text);
+                out.extend_from_slice(b"\r\n");
+                match done.then {
+                    Then::Continue => true,
+                    Then::Close => {
+                        self.state = State::Logout;
+                        false
+                    }
+                    Then::StartTls => self.start_tls().await,
+                }
+            }
+            Err(e) => e.write_tagged(self.conn.out(), Some(&tag)),
+        }
+    }
+
+    async fn start_tls(&mut self) -> bool {
+        let Some(acceptor) = self.ctx.tls.clone() else { return false };
+        if self.conn.flush().await.is_err() {
+            return false;
+        }
+        match tokio::time::timeout(self.ctx.config.auth_timeout, self.conn.start_tls(&acceptor)).await {
+            Ok(Ok(())) => true,
+            Ok(Err(e)) => {
+                tracing::debug!(error = %e, "STARTTLS handshake failed");
+                false
+            }
+            Err(_) => false,
+        }
+    }
+
+    /// The one dispatch. The state was checked already (see [`check_state`]).
+    async fn dispatch(&mut self, body: CommandBody<'_>, tag: &str) -> CmdResult {
+        match body {
+            CommandBody::Capability => any::capability(self),
+            CommandBody::Noop => Ok(Done::ok("NOOP completed")),
+            CommandBody::Logout => any::logout(self),
+            CommandBody::Id { .. } => any::id(self),
+            CommandBody::Enable { capabilities } => any::enable(self, capabilities.as_ref()),
+            CommandBody::Namespace => any::namespace(self),
+            CommandBody::StartTLS => auth::starttls(self),
+            CommandBody::Login { username, password } => {
+                auth::login(self, username.as_ref(), password.declassify().as_ref()).await
+            }
+            CommandBody::Authenticate { mechanism, initial_response } => {
+                auth::authenticate(self, &mechanism, initial_response.as_ref().map(|r| r.declassify().as_ref())).await
+            }
+            CommandBody::List { reference, mailbox_wildcard } => mailbox::list(self, &reference, &mailbox_wildcard),
+            CommandBody::Select { mailbox, parameters } => select::select(self, &mailbox, &parameters, false),
+            CommandBody::Examine { mailbox, parameters } => select::select(self, &mailbox, &parameters, true),
+            CommandBody::Unselect => select::unselect(self),
+            CommandBody::Fetch { sequence_set, macro_or_item_names, uid, modifiers } => {
+                if !modifiers.is_empty() {
+                    return Err(ImapError::bad("FETCH modifiers need CONDSTORE, which is not enabled"));
+                }
+                fetch::fetch(self, &sequence_set, macro_or_item_names, uid).await
+            }
+            CommandBody::Idle => idle::idle(self, tag).await,
+            other => Err(ImapError::not_implemented(other.name())),
+        }
+    }
+
+    pub(crate) fn account(&self) -> Option<&Account> {
+        match &self.state {
+            State::Authenticated(a) | State::Selected(a, _) => Some(a),
+            _ => None,
+        }
+    }
+
+    /// Decodes a mailbox name from the wire: UTF-8 once enabled, otherwise
+    /// modified UTF-7 (8-bit input that is valid UTF-8 is taken as UTF-8,
+    /// as many clients send it regardless).
+    pub(crate) fn mailbox_name(&self, wire: &[u8]) -> Result<String, ImapError> {
+        if self.utf8 || !wire.is_ascii() {
+            return String::from_utf8(wire.to_vec()).map_err(|_| ImapError::bad("Mailbox name is not valid UTF-8"));
+        }
+        crate::mutf7::decode(wire).map_err(|e| ImapError::bad(e.to_string()))
+    }
+}
+
+pub(crate) async fn recv(rx: &mut Option<ChangeReceiver>) -> Result<Change, RecvError> {
+    match rx {
+        Some(rx) => rx.recv().await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Which states a command is valid in (RFC 3501 §6, RFC 9051 §6).
+fn check_state(state: &State, body: &CommandBody<'_>) -> Result<(), ImapError> {
+    use CommandBody as C;
+    enum Need {
+        Any,
+        NotAuthenticated,
+        Authenticated,
+        Selected,
+    }
+    let need = match body {
+        C::Capability | C::Noop | C::Logout | C::Id { .. } => Need::Any,
+        C::StartTLS | C::Authenticate { .. } | C::Login { .. } => Need::NotAuthenticated,
+        C::Check
+        | C::Close
+        | C::Expunge
+        | C::ExpungeUid { .. }
+        | C::Search { .. }
+        | C::Sort { .. }
+        | C::Thread { .. }
+        | C::Fetch { .. }
+        | C::Store { .. }
+        | C::Copy { .. }
+        | C::Move { .. }
+        | C::Unselect => Need::Selected,
+        _ => Need::Authenticated,
+    };
+    let name = body.name();
+    let logged_in = matches!(state, State::Authenticated(_) | State::Selected(..));
+    match need {
+        Need::Any => Ok(()),
+        Need::NotAuthenticated if logged_in => Err(ImapError::bad(format!("{name} is not valid after login"))),
+        Need::NotAuthenticated => Ok(()),
+        _ if !logged_in => Err(ImapError::bad(format!("{name} is not valid before login"))),
+        Need::Selected if !matches!(state, State::Selected(..)) => {
+            Err(ImapError::bad(format!("{name} needs a selected mailbox")))
+        }
+        _ => Ok(()),
+    }
+}
+
+/// Names of commands imap-codec knows, to tell "unknown command" from "bad arguments".
+const KNOWN: &[&str] = &[
+    "CAPABILITY",
+    "NOOP",
+    "LOGOUT",
+    "STARTTLS",
+    "AUTHENTICATE",
+    "LOGIN",
+    "SELECT",
+    "EXAMINE",
+    "CREATE",
+    "DELETE",
+    "RENAME",
+    "SUBSCRIBE",
+    "UNSUBSCRIBE",
+    "LIST",
+    "LSUB",
+    "STATUS",
+    "APPEND",
+    "CHECK",
+    "CLOSE",
+    "EXPUNGE",
+    "SEARCH",
+    "FETCH",
+    "STORE",
+    "COPY",
+    "MOVE",
+    "UID",
+    "IDLE",
+    "ENABLE",
+    "ID",
+    "NAMESPACE",
+    "UNSELECT",
+    "COMPRESS",
+    "GETQUOTA",
+    "GETQUOTAROOT",
+    "SETQUOTA",
+    "GETMETADATA",
+    "SETMETADATA",
+    "SORT",
+    "THREAD",
+];
+
+fn syntax_error(bytes: &[u8]) -> String {
+    let Some(tag) = conn::command_tag(bytes) else {
+        return "Missing or invalid tag".into();
+    };
+    let rest = bytes.get(tag.len() + 1..).unwrap_or_default();
+    let name: Vec<u8> =
+        rest.iter().take_while(|b| b.is_ascii_alphanumeric() || **b == b'-').map(u8::to_ascii_uppercase).collect();
+    let name = String::from_utf8_lossy(&name).into_owned();
+    if name.is_empty() {
+        "Missing command".into()
+    } else if KNOWN.contains(&name.as_str()) {
+        format!("Syntax error in {name} arguments")
+    } else {
+        format!("Unknown command {name}")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::testing::{PASSWORD, TestServer, USER, check};
+    use std::time::Duration;
+
+    #[tokio::test]
+    async fn synchronising_literals_get_a_continuation() {
+        let srv = TestServer::start().await;
+        let mut c = srv.connect().await;
+        c.line().await;
+        c.send(&format!("a1 LOGIN {{{}}}", USER.len())).await;
+        assert_eq!(c.line().await, "+ Ready for literal data");
+        // LITERAL+: no continuation for the second one.
+        c.send(&format!("{USER} {{{}+}}", PASSWORD.len())).await;
+        c.send(PASSWORD).await;
+        let ok = c.line().await;
+        assert!(ok.starts_with("a1 OK [CAPABILITY "), "{ok}");
+    }
+
+    #[tokio::test]
+    async fn non_synchronising_literals_in_one_write() {
+        let srv = TestServer::start().await;
+        let mut c = srv.connect().await;
+        c.line().await;
+        let cmd =
+            format!("a1 LOGIN {{{}+}}\r\n{USER} {{{}+}}\r\n{PASSWORD}\r\na2 NOOP\r\n", USER.len(), PASSWORD.len());
+        c.send_raw(cmd.as_bytes()).await;
+        assert!(c.line().await.starts_with("a1 OK [CAPABILITY "));
+        assert_eq!(c.line().await, "a2 OK NOOP completed");
+    }
+
+    #[tokio::test]
+    async fn oversized_synchronising_literal_is_refused_before_it_is_sent() {
+        let srv = TestServer::start().await;
+        let mut c = srv.connect().await;
+        c.line().await;
+        check(
+            &mut c,
+            "C: a1 LOGIN {2000000}
+             S: a1 NO [TOOBIG] Literal too big (at most 1048576 octets)
+             C: a2 NOOP
+             S: a2 OK NOOP completed",
+        )
+        .await;
+    }
+
+    #[tokio::test]
+    async fn oversized_non_synchronising_literal_ends_the_session() {
+        let srv = TestServer::start().await;
+        let mut c = srv.connect().await;
+        c.line().await;
+        check(
+            &mut c,
+            "C: a1 LOGIN {2000000+}
+             S: a1 BAD [TOOBIG] Literal too big (at most 1048576 octets)
+             S: * BYE Literal too big",
+        )
+        .await;
+        c.expect_closed().await;
+    }
+
+    #[tokio::test]
+    async fn overlong_line_gets_bad_and_the_session_goes_on() {
+        let srv = TestServer::start().await;
+        let mut c = srv.connect().await;
+        c.line().await;
+        c.send(&format!("a1 NOOP {}", "x".repeat(20_000))).await;
+        assert_eq!(c.line().await, "a1 BAD Line too long");
+        // Just under the limit is still a command (and a syntax error here).
+        c.send(&format!("a2 NOOP {}", "x".repeat(8000))).await;
+        assert_eq!(c.line().await, "a2 BAD Syntax error in NOOP arguments");
+        check(&mut c, "C: a3 NOOP\nS: a3 OK NOOP completed").await;
+    }
+
+    #[tokio::test]
+    async fn overlong_line_announcing_a_literal_closes() {
+        let srv = TestServer::start().await;
+        let mut c = srv.connect().await;
+        c.line().await;
+        c.send(&format!("a1 LOGIN {} {{5+}}", "x".repeat(20_000))).await;
+        assert_eq!(c.line().await, "* BYE Line too long; cannot find the next command");
+        c.expect_closed().await;
+    }
+
+    #[tokio::test]
+    async fn silent_client_is_logged_out() {
+        let srv = TestServer::start_with(|c| c.auth_timeout = Duration::from_secs(5), false).await;
+        let mut c = srv.connect().await;
+        c.line().await;
+        // Paused time advances to the next timer whenever every task waits.
+        tokio::time::pause();
+        let started = tokio::time::Instant::now();
+        assert_eq!(c.line().await, "* BYE Autologout; idle for too long");
+        assert!(started.elapsed() >= Duration::from_secs(4));
+        c.expect_closed().await;
+    }
+}

@@ -1,0 +1,291 @@
+//! DATA (RFC 5321 §4.1.1.4): the message body decoder and the command.
+//!
+//! Invariants of [`DataDecoder`]:
+//! - The data ends only at `CRLF . CRLF` (the first line may be `.CRLF`,
+//!   since the DATA command ended in CRLF). `LF . LF`, `LF . CRLF`,
+//!   `CR . CR` and the like do NOT end it: a server that ends data
+//!   where another one does not is what SMTP smuggling exploits.
+//! - A bare LF or bare CR anywhere in the data marks the message as bad. We
+//!   read on to the real end, then reject the whole transaction with
+//!   554 5.6.0 and reset it, so nothing hidden behind a bare line ending can
+//!   be taken for a command or a second message.
+//! - Dot-stuffing is undone (RFC 5321 §4.5.2).
+//! - At most `max` octets are kept; beyond that the rest is only counted and
+//!   the transaction gets 552 5.3.4 at the end.
+
+use crate::SmtpListener;
+use crate::delivery::{self, Envelope};
+use crate::io::ConnError;
+use crate::received::{Trace, trace_headers};
+use crate::reply::{self, Enhanced, Reply, SmtpError};
+use crate::session::{Session, Transaction};
+
+/// What reading the data produced.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DataOutcome {
+    Message(Vec<u8>),
+    TooBig,
+    BareLineEnding,
+}
+
+#[derive(Debug)]
+pub struct DataDecoder {
+    body: Vec<u8>,
+    max: usize,
+    total: usize,
+    line_start: bool,
+    pending_cr: bool,
+    /// The current line began with a dot (removed) and nothing followed yet.
+    dot_line: bool,
+    bad_ending: bool,
+}
+
+impl DataDecoder {
+    pub fn new(max: usize) -> Self {
+        DataDecoder {
+            body: Vec::new(),
+            max,
+            total: 0,
+            line_start: true,
+            pending_cr: false,
+            dot_line: false,
+            bad_ending: false,
+        }
+    }
+
+    /// Octets of message seen so far, kept or not.
+    pub fn total(&self) -> usize {
+        self.total
+    }
+
+    fn emit(&mut self, bytes: &[u8]) {
+        self.total = self.total.saturating_add(bytes.len());
+        let room = self.max.saturating_sub(self.body.len());
+        let keep = bytes.len().min(room);
+        self.body.extend_from_slice(&bytes[..keep]);
+    }
+
+    /// Feeds input. Returns `Some(n)` when the end of data was found after
+    /// `n` octets of `input` (the rest belongs to the next command), `None`
+    /// when all of `input` was used and more is needed.
+    pub fn feed(&mut self, input: &[u8]) -> Option<usize> {
+        let mut i = 0;
+        while i < input.len() {
+            let b = input[i];
+            if self.pending_cr {
+                self.pending_cr = false;
+                if b == b'\n' {
+                    i += 1;
+                    if self.dot_line {
+                        return Some(i);
+                    }
+                    self.emit(b"\r\n");
+                    self.line_start = true;
+                    continue;
+                }
+                // CR not followed by LF.
+                self.bad_ending = true;
+                self.emit(b"\r");
+                self.dot_line = false;
+                self.line_start = false;
+                continue; // handle `b` afresh
+            }
+            match b {
+                b'\r' => {
+                    self.pending_cr = true;
+                    i += 1;
+                }
+                b'\n' => {
+                    // Bare LF: not a line end (see the module doc).
+                    self.bad_ending = true;
+                    self.emit(b"\n");
+                    self.dot_line = false;
+                    self.line_start = false;
+                    i += 1;
+                }
+                b'.' if self.line_start => {
+                    self.dot_line = true;
+                    self.line_start = false;
+                    i += 1;
+                }
+                _ => {
+                    self.dot_line = false;
+                    self.line_start = false;
+                    let run = input[i..].iter().position(|&c| c == b'\r' || c == b'\n').unwrap_or(input.len() - i);
+                    let (start, end) = (i, i + run);
+                    self.emit(&input[start..end]);
+                    i = end;
+                }
+            }
+        }
+        None
+    }
+
+    pub fn finish(self) -> DataOutcome {
+        if self.bad_ending {
+            DataOutcome::BareLineEnding
+        } else if self.total > self.max {
+            DataOutcome::TooBig
+        } else {
+            DataOutcome::Message(self.body)
+        }
+    }
+}
+
+/// Past this many octets beyond the limit we stop reading and hang up.
+fn hang_up_after(max: usize) -> usize {
+    max.saturating_mul(2).saturating_add(1 << 20)
+}
+
+impl Session {
+    /// DATA: checks the state, reads the message and delivers it. Replies
+    /// 250 only after the store has made the message durable.
+    pub(crate) async fn cmd_data(&mut self) -> Result<(), ConnError> {
+        let Some(tx) = self.tx.as_ref() else {
+            self.conn.reply(reply::BAD_SEQUENCE);
+            return Ok(());
+        };
+        if tx.recipients.is_empty() {
+            self.conn.reply(SmtpError::new(554, Enhanced(5, 5, 1), "no valid recipients"));
+            return Ok(());
+        }
+        self.conn.reply(Reply::plain(354, "start mail input; end with <CRLF>.<CRLF>"));
+        let max = self.ctx.config.max_message_bytes;
+        let mut decoder = DataDecoder::new(max);
+        loop {
+            if let Some(n) = decoder.feed(self.conn.buffered()) {
+                self.conn.consume(n);
+                break;
+            }
+            let all = self.conn.buffered().len();
+            self.conn.consume(all);
+            if decoder.total() > hang_up_after(max) {
+                self.conn.reply(reply::TOO_BIG);
+                self.conn.close().await;
+                return Err(ConnError::Eof);
+            }
+            self.conn.fill().await?;
+        }
+        let Some(tx) = self.tx.take() else {
+            return Ok(());
+        };
+        match decoder.finish() {
+            DataOutcome::TooBig => {
+                tracing::info!(size = max, "message refused: too big");
+                self.conn.reply(reply::TOO_BIG);
+            }
+            DataOutcome::BareLineEnding => {
+                tracing::warn!("message refused: bare CR or LF in data");
+                self.conn.reply(reply::BARE_LINE_ENDING_DATA);
+            }
+            DataOutcome::Message(body) => {
+                let reply = self.deliver(tx, &body).await;
+                self.conn.reply(reply);
+            }
+        }
+        Ok(())
+    }
+
+    /// Prepends the trace headers and stores the message; the reply to send.
+    async fn deliver(&mut self, tx: Transaction, body: &[u8]) -> Reply {
+        self.tx_count = self.tx_count.wrapping_add(1);
+        let id = format!("{}.{}", self.id, self.tx_count);
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX));
+        let single = match tx.recipients.as_slice() {
+            [one] => Some(one.address.as_str()),
+            _ => None,
+        };
+        let trace = Trace {
+            helo: self.helo.as_ref().map_or("unknown", |h| h.name.as_str()),
+            esmtp: self.helo.as_ref().is_some_and(|h| h.esmtp),
+            peer_ip: (self.kind == SmtpListener::Mx).then(|| self.peer.ip()),
+            by: &self.ctx.config.hostname,
+            tls: self.tls.as_ref(),
+            authenticated: self.auth.is_some(),
+            smtputf8: tx.smtputf8,
+            id: &id,
+            for_rcpt: single,
+            sender: &tx.sender,
+            now_unix: now,
+        };
+        let mut message = trace_headers(&trace);
+        message.extend_from_slice(body);
+        let envelope = Envelope {
+            listener: self.kind,
+            sender: &tx.sender,
+            recipients: &tx.recipients,
+            authenticated: self.auth.as_ref(),
+        };
+        match delivery::deliver(&self.ctx.store, &envelope, &message, now).await {
+            Ok(stored) => {
+                tracing::info!(id = %id, from = %tx.sender, recipients = tx.recipients.len(),
+                    copies = stored.len(), size = message.len(), "delivered");
+                Reply::new(250, Enhanced(2, 0, 0), format!("OK, delivered as {id}"))
+            }
+            Err(e) => e.into(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn decode(input: &[u8], max: usize) -> (Option<usize>, DataOutcome) {
+        let mut d = DataDecoder::new(max);
+        let end = d.feed(input);
+        (end, d.finish())
+    }
+
+    fn decode_split(input: &[u8]) -> (Option<usize>, DataOutcome) {
+        // One byte at a time: the decoder must not depend on read boundaries.
+        let mut d = DataDecoder::new(1000);
+        for (i, b) in input.iter().enumerate() {
+            if d.feed(std::slice::from_ref(b)).is_some() {
+                return (Some(i + 1), d.finish());
+            }
+        }
+        (None, d.finish())
+    }
+
+    #[test]
+    fn decodes_terminator_and_dot_stuffing() {
+        let cases: &[(&[u8], Option<usize>, DataOutcome)] = &[
+            (b".\r\n", Some(3), DataOutcome::Message(vec![])),
+            (b"a\r\n.\r\nQUIT\r\n", Some(6), DataOutcome::Message(b"a\r\n".to_vec())),
+            (b"..x\r\n.\r\n", Some(8), DataOutcome::Message(b".x\r\n".to_vec())),
+            (b"a\r\n..\r\n.\r\n", Some(10), DataOutcome::Message(b"a\r\n.\r\n".to_vec())),
+            (b"a.b\r\n.\r\n", Some(8), DataOutcome::Message(b"a.b\r\n".to_vec())),
+        ];
+        for (input, end, outcome) in cases {
+            assert_eq!(&decode(input, 1000), &(*end, outcome.clone()), "{input:?}");
+            assert_eq!(&decode_split(input), &(*end, outcome.clone()), "{input:?} split");
+        }
+    }
+
+    #[test]
+    fn bare_line_endings_never_end_data_and_are_rejected() {
+        for input in [
+            &b"a\n.\nb\r\n.\r\n"[..],
+            b"a\n.\r\nb\r\n.\r\n",
+            b"a\r.\r\nb\r\n.\r\n",
+            b"a\r\n.\nb\r\n.\r\n",
+            b"a\rb\r\n.\r\n",
+        ] {
+            let (end, outcome) = decode(input, 1000);
+            assert_eq!(end, Some(input.len()), "{input:?} must end only at the final CRLF.CRLF");
+            assert_eq!(outcome, DataOutcome::BareLineEnding, "{input:?}");
+            assert_eq!(decode_split(input), (Some(input.len()), DataOutcome::BareLineEnding));
+        }
+        assert_eq!(decode(b"a\n.\n", 1000), (None, DataOutcome::BareLineEnding));
+    }
+
+    #[test]
+    fn size_is_enforced_after_reading_to_the_end() {
+        let (end, outcome) = decode(b"0123456789\r\n.\r\n", 5);
+        assert_eq!((end, outcome), (Some(15), DataOutcome::TooBig));
+        assert_eq!(decode(b"0123\r\n.\r\n", 6), (Some(9), DataOutcome::Message(b"0123\r\n".to_vec())));
+    }
+}

@@ -1,0 +1,106 @@
+//! MAIL (RFC 5321 §4.1.1.2) and RCPT (§4.1.1.3): envelope checks. Who may
+//! send to whom is decided in `policy.rs`; this file checks sequence,
+//! parameters and limits and records the transaction.
+
+use crate::delivery::{self, LocalRecipient};
+use crate::policy::{self, Recipient};
+use crate::reply::{self, Enhanced, Reply, SmtpError};
+use crate::session::{Session, Transaction};
+use smtp_proto::{MAIL_BODY_7BIT, MAIL_BODY_8BITMIME, MAIL_SMTPUTF8, MailFrom, RcptTo};
+
+/// RFC 6531 §3.4: a non-ASCII address needs the SMTPUTF8 parameter.
+const NEEDS_SMTPUTF8: SmtpError = SmtpError::new(553, Enhanced(5, 6, 7), "non-ASCII address requires SMTPUTF8");
+const UNSUPPORTED_PARAMETER: SmtpError = SmtpError::new(555, Enhanced(5, 5, 4), "unsupported parameter");
+
+/// MAIL parameters we advertise: SIZE (RFC 1870), BODY (RFC 6152),
+/// SMTPUTF8 (RFC 6531), AUTH (RFC 4954 §5, accepted and ignored).
+fn only_supported_parameters(from: &MailFrom<String>) -> bool {
+    let supported = MAIL_BODY_7BIT | MAIL_BODY_8BITMIME | MAIL_SMTPUTF8;
+    let rest = MailFrom { address: String::new(), flags: from.flags & !supported, size: 0, auth: None, ..from.clone() };
+    rest == MailFrom::default()
+}
+
+impl Session {
+    pub(crate) fn cmd_mail(&mut self, from: MailFrom<String>) {
+        if let Err(e) = self.check_mail(&from) {
+            tracing::info!(code = e.code, "MAIL refused");
+            self.conn.reply(e);
+            return;
+        }
+        self.tx = Some(Transaction {
+            sender: from.address,
+            smtputf8: from.flags & MAIL_SMTPUTF8 != 0,
+            recipients: Vec::new(),
+        });
+        self.conn.reply(Reply::new(250, Enhanced(2, 1, 0), "sender OK"));
+    }
+
+    fn check_mail(&self, from: &MailFrom<String>) -> Result<(), SmtpError> {
+        let Some(helo) = &self.helo else {
+            return Err(SmtpError::new(503, Enhanced(5, 5, 1), "send EHLO or HELO first"));
+        };
+        if self.tx.is_some() {
+            return Err(SmtpError::new(503, Enhanced(5, 5, 1), "nested MAIL command"));
+        }
+        if self.kind != crate::SmtpListener::Mx && self.auth.is_none() {
+            return Err(reply::AUTH_REQUIRED);
+        }
+        if !helo.esmtp && (from.flags != 0 || from.size != 0 || from.auth.is_some()) {
+            return Err(UNSUPPORTED_PARAMETER);
+        }
+        if !only_supported_parameters(from) {
+            return Err(UNSUPPORTED_PARAMETER);
+        }
+        if from.size > self.ctx.config.max_message_bytes {
+            return Err(reply::TOO_BIG);
+        }
+        if !from.address.is_ascii() && from.flags & MAIL_SMTPUTF8 == 0 {
+            return Err(NEEDS_SMTPUTF8);
+        }
+        policy::check_sender(&self.ctx.directory, self.kind, self.auth.as_ref(), &from.address)
+    }
+
+    pub(crate) fn cmd_rcpt(&mut self, to: RcptTo<String>) {
+        match self.check_rcpt(&to) {
+            Ok(recipient) => {
+                tracing::debug!(rcpt = %to.address, "recipient accepted");
+                if let Some(tx) = self.tx.as_mut() {
+                    tx.recipients.push(recipient);
+                }
+                self.conn.reply(Reply::new(250, Enhanced(2, 1, 5), "recipient OK"));
+            }
+            Err(e) => {
+                tracing::info!(rcpt = %to.address, code = e.code, "recipient refused");
+                self.conn.reply(e);
+            }
+        }
+    }
+
+    fn check_rcpt(&self, to: &RcptTo<String>) -> Result<LocalRecipient, SmtpError> {
+        let Some(tx) = &self.tx else {
+            return Err(SmtpError::new(503, Enhanced(5, 5, 1), "send MAIL first"));
+        };
+        if to.flags != 0 || to.orcpt.is_some() || to.rrvs != 0 {
+            return Err(UNSUPPORTED_PARAMETER);
+        }
+        if tx.recipients.len() >= self.ctx.config.max_recipients {
+            return Err(reply::TOO_MANY_RECIPIENTS);
+        }
+        if !to.address.is_ascii() && !tx.smtputf8 {
+            return Err(NEEDS_SMTPUTF8);
+        }
+        let dir = &self.ctx.directory;
+        // smtp-proto hands back `<postmaster>` (no domain) as "".
+        if to.address.is_empty() {
+            let account = policy::postmaster(dir)?;
+            return Ok(LocalRecipient { address: account.address.clone(), account });
+        }
+        match policy::check_recipient(dir, self.kind, self.auth.as_ref(), &to.address)? {
+            Recipient::Local(account) => Ok(LocalRecipient { address: to.address.clone(), account }),
+            Recipient::Remote => {
+                delivery::remote_recipient(&to.address)?;
+                Err(reply::REMOTE_DISABLED)
+            }
+        }
+    }
+}
