@@ -1,7 +1,10 @@
 //! The CLI as a new user meets it: init, config check, serve, user add while
 //! the daemon runs, and clear errors for bad configs.
 
-use crate::util::{self, ImapClient, server::{cli, coimail_bin}};
+use crate::util::{
+    self, ImapClient,
+    server::{cli, coimail_bin},
+};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -37,11 +40,8 @@ fn bad_configs_fail_with_the_key_named() {
 async fn init_then_serve_then_user_add_while_running() {
     let dir = tempfile::tempdir().unwrap();
     let home = dir.path().join("coimail-data");
-    let out = Command::new(coimail_bin())
-        .args(["init", "--domain", "example.org", "--data"])
-        .arg(&home)
-        .output()
-        .unwrap();
+    let out =
+        Command::new(coimail_bin()).args(["init", "--domain", "example.org", "--data"]).arg(&home).output().unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let config = home.join("coimail.toml");
     assert!(home.join("tls/cert.pem").exists() && home.join("tls/key.pem").exists());
@@ -49,7 +49,8 @@ async fn init_then_serve_then_user_add_while_running() {
     assert!(ok, "{out}{err}");
     assert!(out.contains("mail.example.org"), "{out}");
     // init again changes nothing.
-    let again = Command::new(coimail_bin()).args(["init", "--domain", "example.org", "--data"]).arg(&home).output().unwrap();
+    let again =
+        Command::new(coimail_bin()).args(["init", "--domain", "example.org", "--data"]).arg(&home).output().unwrap();
     assert!(again.status.success());
 
     // Same config, but on loopback port 0 so tests never collide.

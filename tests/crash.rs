@@ -44,7 +44,10 @@ async fn storm_client(addr: SocketAddr, client: usize, acked: Arc<Mutex<BTreeSet
         for _ in 0..3 {
             match reply(&mut r).await {
                 Some(l) if l.starts_with('2') || l.starts_with('3') => {}
-                _ => return,
+                other => {
+                    eprintln!("storm client {client} stopped: {other:?}");
+                    return;
+                }
             }
         }
         tx.clear();
@@ -57,7 +60,10 @@ async fn storm_client(addr: SocketAddr, client: usize, acked: Arc<Mutex<BTreeSet
             Some(l) if l.starts_with("250") => {
                 acked.lock().unwrap().insert(n);
             }
-            _ => return,
+            other => {
+                eprintln!("storm client {client} stopped after DATA: {other:?}");
+                return;
+            }
         }
     }
 }
@@ -81,8 +87,7 @@ async fn inbox_numbers(imap: SocketAddr) -> (u32, BTreeSet<usize>) {
 async fn storm_then_kill(server: &mut ChildServer, acked: &Arc<Mutex<BTreeSet<usize>>>, round: usize) {
     let addr = server.smtp();
     let before = acked.lock().unwrap().len();
-    let clients: Vec<_> =
-        (0..8).map(|c| tokio::spawn(storm_client(addr, round * 10 + c, acked.clone()))).collect();
+    let clients: Vec<_> = (0..16).map(|c| tokio::spawn(storm_client(addr, round * 100 + c, acked.clone()))).collect();
     // Kill while deliveries are in flight: after a few dozen acknowledgements.
     let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
     while acked.lock().unwrap().len() < before + 60 && tokio::time::Instant::now() < deadline {

@@ -28,19 +28,31 @@ pub enum UserCmd {
 #[derive(Subcommand)]
 pub enum AliasCmd {
     /// Deliver mail for ALIAS to the user TARGET.
-    Add { alias: String, target: String },
-    Del { alias: String },
+    Add {
+        alias: String,
+        target: String,
+    },
+    Del {
+        alias: String,
+    },
     List,
 }
 
 #[derive(Subcommand)]
 pub enum DomainCmd {
-    Add { domain: String },
+    Add {
+        domain: String,
+    },
     /// Delete a domain that has no users or aliases left.
-    Del { domain: String },
+    Del {
+        domain: String,
+    },
     List,
     /// Deliver mail for unknown addresses of DOMAIN to USER (omit USER to stop).
-    CatchAll { domain: String, user: Option<String> },
+    CatchAll {
+        domain: String,
+        user: Option<String>,
+    },
 }
 
 impl UserCmd {

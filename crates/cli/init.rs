@@ -16,7 +16,11 @@ pub async fn run(domain: &str, dir: &Path, hostname: Option<String>) -> Result<(
     let hostname = hostname.unwrap_or_else(|| format!("mail.{domain}"));
     let config_path = dir.join("coimail.toml");
     if config_path.exists() {
-        println!("{} exists already; nothing changed. Start with: coimail serve --config {}", config_path.display(), config_path.display());
+        println!(
+            "{} exists already; nothing changed. Start with: coimail serve --config {}",
+            config_path.display(),
+            config_path.display()
+        );
         return Ok(());
     }
     std::fs::DirBuilder::new()
@@ -46,7 +50,10 @@ pub async fn run(domain: &str, dir: &Path, hostname: Option<String>) -> Result<(
 
     let cfg = config_path.display();
     println!("Created {cfg} for {domain} (host {hostname}), data in {}.", config.server.data_dir.display());
-    println!("A self-signed certificate is in {}; replace it with a real one for production.", config.tls.cert.display());
+    println!(
+        "A self-signed certificate is in {}; replace it with a real one for production.",
+        config.tls.cert.display()
+    );
     println!();
     println!("Next:");
     println!("  coimail --config {cfg} serve");

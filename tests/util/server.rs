@@ -125,7 +125,8 @@ impl ChildServer {
             .stdin(Stdio::null())
             .spawn()
             .unwrap();
-        let mut server = ChildServer { config, data: dir.join("data"), child: Some(child), addrs: BoundAddrs::default() };
+        let mut server =
+            ChildServer { config, data: dir.join("data"), child: Some(child), addrs: BoundAddrs::default() };
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
             if let Ok(bytes) = std::fs::read(&ready) {

@@ -34,17 +34,38 @@ impl std::fmt::Debug for Secret {
 #[serde(tag = "op", rename_all = "snake_case")]
 pub enum AdminRequest {
     Ping,
-    DomainAdd { domain: String },
-    DomainDel { domain: String },
+    DomainAdd {
+        domain: String,
+    },
+    DomainDel {
+        domain: String,
+    },
     DomainList,
     /// Sets (or with `None` clears) the user receiving mail for unknown addresses.
-    DomainCatchAll { domain: String, target: Option<String> },
-    UserAdd { address: String, password: Secret, quota_bytes: Option<u64> },
-    UserDel { address: String },
-    UserPasswd { address: String, password: Secret },
+    DomainCatchAll {
+        domain: String,
+        target: Option<String>,
+    },
+    UserAdd {
+        address: String,
+        password: Secret,
+        quota_bytes: Option<u64>,
+    },
+    UserDel {
+        address: String,
+    },
+    UserPasswd {
+        address: String,
+        password: Secret,
+    },
     UserList,
-    AliasAdd { alias: String, target: String },
-    AliasDel { alias: String },
+    AliasAdd {
+        alias: String,
+        target: String,
+    },
+    AliasDel {
+        alias: String,
+    },
     AliasList,
 }
 

@@ -217,9 +217,10 @@ impl Default for ShutdownConfig {
 impl Config {
     /// Reads, parses, resolves relative paths and validates a config file.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|source| ConfigError::Read { path: path.to_owned(), source })?;
-        let mut config = Config::parse(&text).map_err(|message| ConfigError::Parse { path: path.to_owned(), message })?;
+        let text =
+            std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.to_owned(), source })?;
+        let mut config =
+            Config::parse(&text).map_err(|message| ConfigError::Parse { path: path.to_owned(), message })?;
         let base = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
         config.resolve_paths(base);
         config.validate()?;

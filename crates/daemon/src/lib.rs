@@ -203,8 +203,10 @@ pub async fn start(config: Config) -> Result<Running, DaemonError> {
             command_timeout: Duration::from_secs(config.smtp.command_timeout_secs),
         },
     });
-    let imap_listeners =
-        imap.into_iter().map(|l| (l, ImapListener::Starttls)).chain(imaps.into_iter().map(|l| (l, ImapListener::ImplicitTls)));
+    let imap_listeners = imap
+        .into_iter()
+        .map(|l| (l, ImapListener::Starttls))
+        .chain(imaps.into_iter().map(|l| (l, ImapListener::ImplicitTls)));
     for (listener, kind) in imap_listeners {
         tracker.spawn(coimail_imap::serve(listener, kind, imap_ctx.clone(), shutdown.clone(), tracker.clone()));
     }

@@ -126,22 +126,14 @@ fn provider() -> Arc<CryptoProvider> {
 }
 
 fn read(what: &'static str, path: &Path) -> Result<Vec<u8>, TlsError> {
-    fs::read(path).map_err(|source| TlsError::Read {
-        what,
-        path: path.to_owned(),
-        source,
-    })
+    fs::read(path).map_err(|source| TlsError::Read { what, path: path.to_owned(), source })
 }
 
 fn load_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError> {
     let pem_bytes = read("certificate", path)?;
     let certs = CertificateDer::pem_slice_iter(&pem_bytes)
         .collect::<Result<Vec<_>, _>>()
-        .map_err(|source| TlsError::Pem {
-            what: "certificate",
-            path: path.to_owned(),
-            source,
-        })?;
+        .map_err(|source| TlsError::Pem { what: "certificate", path: path.to_owned(), source })?;
     if certs.is_empty() {
         return Err(TlsError::NoCertificate(path.to_owned()));
     }
@@ -153,43 +145,26 @@ fn load_key(path: &Path) -> Result<PrivateKeyDer<'static>, TlsError> {
     match PrivateKeyDer::from_pem_slice(&pem_bytes) {
         Ok(key) => Ok(key),
         Err(pem::Error::NoItemsFound) => Err(TlsError::NoPrivateKey(path.to_owned())),
-        Err(source) => Err(TlsError::Pem {
-            what: "private key",
-            path: path.to_owned(),
-            source,
-        }),
+        Err(source) => Err(TlsError::Pem { what: "private key", path: path.to_owned(), source }),
     }
 }
 
 /// Loads the chain and key and checks that the key belongs to the first certificate.
-fn load_certified_key(
-    cert: &Path,
-    key: &Path,
-    provider: &CryptoProvider,
-) -> Result<CertifiedKey, TlsError> {
+fn load_certified_key(cert: &Path, key: &Path, provider: &CryptoProvider) -> Result<CertifiedKey, TlsError> {
     let chain = load_certs(cert)?;
     let key_der = load_key(key)?;
     let signing_key = provider
         .key_provider
         .load_private_key(key_der)
-        .map_err(|source| TlsError::BadKey {
-            path: key.to_owned(),
-            source,
-        })?;
+        .map_err(|source| TlsError::BadKey { path: key.to_owned(), source })?;
     let certified = CertifiedKey::new(chain, signing_key);
     match certified.keys_match() {
         // Unknown: the key cannot report its public key; nothing to compare.
-        Ok(()) | Err(rustls::Error::InconsistentKeys(rustls::InconsistentKeys::Unknown)) => {
-            Ok(certified)
+        Ok(()) | Err(rustls::Error::InconsistentKeys(rustls::InconsistentKeys::Unknown)) => Ok(certified),
+        Err(rustls::Error::InconsistentKeys(_)) => {
+            Err(TlsError::KeyMismatch { cert: cert.to_owned(), key: key.to_owned() })
         }
-        Err(rustls::Error::InconsistentKeys(_)) => Err(TlsError::KeyMismatch {
-            cert: cert.to_owned(),
-            key: key.to_owned(),
-        }),
-        Err(source) => Err(TlsError::BadCertificate {
-            path: cert.to_owned(),
-            source,
-        }),
+        Err(source) => Err(TlsError::BadCertificate { path: cert.to_owned(), source }),
     }
 }
 
@@ -215,12 +190,7 @@ pub fn load_acceptor(cert: &Path, key: &Path) -> Result<tokio_rustls::TlsAccepto
 /// the first is also the CN) and its PKCS#8 key as PEM. The key gets mode 0600, the
 /// certificate 0644; missing parent directories are created. Existing files are left alone
 /// ([`TlsError::Exists`]) unless `overwrite`, in which case each file is replaced atomically.
-pub fn write_self_signed(
-    hostnames: &[String],
-    cert: &Path,
-    key: &Path,
-    overwrite: bool,
-) -> Result<(), TlsError> {
+pub fn write_self_signed(hostnames: &[String], cert: &Path, key: &Path, overwrite: bool) -> Result<(), TlsError> {
     let first = hostnames.first().ok_or(TlsError::NoHostnames)?;
     if !overwrite {
         // Check both first so we never leave a key without its certificate behind.
@@ -232,9 +202,7 @@ pub fn write_self_signed(
     }
     let mut params = rcgen::CertificateParams::new(hostnames.to_vec())?;
     params.distinguished_name = rcgen::DistinguishedName::new();
-    params
-        .distinguished_name
-        .push(rcgen::DnType::CommonName, first.as_str());
+    params.distinguished_name.push(rcgen::DnType::CommonName, first.as_str());
     let key_pair = rcgen::KeyPair::generate()?;
     let certificate = params.self_signed(&key_pair)?;
 
@@ -277,10 +245,7 @@ fn write_file(path: &Path, data: &[u8], mode: u32, overwrite: bool) -> Result<()
         if source.kind() == io::ErrorKind::AlreadyExists && !overwrite {
             TlsError::Exists(path.to_owned())
         } else {
-            TlsError::Write {
-                path: target.clone(),
-                source,
-            }
+            TlsError::Write { path: target.clone(), source }
         }
     })?;
     let result = (|| {
@@ -292,22 +257,14 @@ fn write_file(path: &Path, data: &[u8], mode: u32, overwrite: bool) -> Result<()
     drop(file);
     if let Err(source) = result {
         let _ = fs::remove_file(&target);
-        return Err(TlsError::Write {
-            path: target,
-            source,
-        });
+        return Err(TlsError::Write { path: target, source });
     }
     if overwrite && let Err(source) = fs::rename(&target, path) {
         let _ = fs::remove_file(&target);
-        return Err(TlsError::Write {
-            path: path.to_owned(),
-            source,
-        });
+        return Err(TlsError::Write { path: path.to_owned(), source });
     }
     // Make the new directory entry durable too.
-    fs::File::open(parent)
-        .and_then(|dir| dir.sync_all())
-        .map_err(write_err(parent))
+    fs::File::open(parent).and_then(|dir| dir.sync_all()).map_err(write_err(parent))
 }
 
 #[cfg(test)]
@@ -333,17 +290,10 @@ mod tests {
         let key = dir.path().join("tls/key.pem");
         let names: Vec<String> = names.iter().map(|s| s.to_string()).collect();
         write_self_signed(&names, &cert, &key, false).unwrap();
-        Pair {
-            _dir: dir,
-            cert,
-            key,
-        }
+        Pair { _dir: dir, cert, key }
     }
 
-    fn client_config(
-        cert: &Path,
-        versions: &[&'static rustls::SupportedProtocolVersion],
-    ) -> Arc<rustls::ClientConfig> {
+    fn client_config(cert: &Path, versions: &[&'static rustls::SupportedProtocolVersion]) -> Arc<rustls::ClientConfig> {
         let mut roots = rustls::RootCertStore::empty();
         for c in CertificateDer::pem_file_iter(cert).unwrap() {
             roots.add(c.unwrap()).unwrap();
@@ -432,24 +382,15 @@ mod tests {
         let old_key = fs::read(&pair.key).unwrap();
 
         let err = write_self_signed(&names, &pair.cert, &pair.key, false).unwrap_err();
-        assert!(
-            matches!(err, TlsError::Exists(ref p) if *p == pair.cert),
-            "{err}"
-        );
-        assert!(
-            err.to_string().contains(&*pair.cert.to_string_lossy()),
-            "{err}"
-        );
+        assert!(matches!(err, TlsError::Exists(ref p) if *p == pair.cert), "{err}");
+        assert!(err.to_string().contains(&*pair.cert.to_string_lossy()), "{err}");
         assert_eq!(fs::read(&pair.cert).unwrap(), old_cert);
         assert_eq!(fs::read(&pair.key).unwrap(), old_key);
 
         // Only the key exists: still refused, and no certificate is written.
         let other_cert = pair.cert.with_file_name("other.pem");
         let err = write_self_signed(&names, &other_cert, &pair.key, false).unwrap_err();
-        assert!(
-            matches!(err, TlsError::Exists(ref p) if *p == pair.key),
-            "{err}"
-        );
+        assert!(matches!(err, TlsError::Exists(ref p) if *p == pair.key), "{err}");
         assert!(!other_cert.exists());
 
         write_self_signed(&names, &pair.cert, &pair.key, true).unwrap();
@@ -458,16 +399,11 @@ mod tests {
         let mode = fs::metadata(&pair.key).unwrap().permissions().mode() & 0o777;
         assert_eq!(mode, 0o600);
         server_config(&pair.cert, &pair.key).unwrap();
-        let leftovers: Vec<_> = fs::read_dir(pair.cert.parent().unwrap())
-            .unwrap()
-            .map(|e| e.unwrap().file_name())
-            .collect();
+        let leftovers: Vec<_> =
+            fs::read_dir(pair.cert.parent().unwrap()).unwrap().map(|e| e.unwrap().file_name()).collect();
         assert_eq!(leftovers.len(), 2, "{leftovers:?}");
 
-        assert!(matches!(
-            write_self_signed(&[], &other_cert, &pair.key, true),
-            Err(TlsError::NoHostnames)
-        ));
+        assert!(matches!(write_self_signed(&[], &other_cert, &pair.key, true), Err(TlsError::NoHostnames)));
     }
 
     #[test]
@@ -488,18 +424,10 @@ mod tests {
         let missing = pair.cert.with_file_name("nope.pem");
         let err = server_config(&missing, &pair.key).unwrap_err();
         let msg = err.to_string();
-        assert!(
-            msg.starts_with(&format!("cannot read certificate {}: ", missing.display())),
-            "{msg}"
-        );
-        let Err(err) = load_acceptor(&pair.cert, &missing) else {
-            panic!("missing key accepted")
-        };
+        assert!(msg.starts_with(&format!("cannot read certificate {}: ", missing.display())), "{msg}");
+        let Err(err) = load_acceptor(&pair.cert, &missing) else { panic!("missing key accepted") };
         let msg = err.to_string();
-        assert!(
-            msg.starts_with(&format!("cannot read private key {}: ", missing.display())),
-            "{msg}"
-        );
+        assert!(msg.starts_with(&format!("cannot read private key {}: ", missing.display())), "{msg}");
     }
 
     #[test]
@@ -534,10 +462,7 @@ mod tests {
         assert!(matches!(e, TlsError::NoPrivateKey(_)), "{e}");
         assert!(e.to_string().starts_with("no private key in "), "{e}");
         // A certificate file is no key file.
-        let e = named(
-            server_config(&pair.cert, &pair.cert).unwrap_err(),
-            &pair.cert,
-        );
+        let e = named(server_config(&pair.cert, &pair.cert).unwrap_err(), &pair.cert);
         assert!(matches!(e, TlsError::NoPrivateKey(_)), "{e}");
         let e = named(server_config(&broken, &pair.key).unwrap_err(), &broken);
         assert!(matches!(e, TlsError::Pem { .. }), "{e}");
@@ -556,9 +481,7 @@ mod tests {
             (first, 2)
         } else {
             let n = first & 0x7f;
-            let len = der[2..2 + n]
-                .iter()
-                .fold(0usize, |a, b| (a << 8) | *b as usize);
+            let len = der[2..2 + n].iter().fold(0usize, |a, b| (a << 8) | *b as usize);
             (len, 2 + n)
         };
         (tag, &der[start..start + len], &der[start + len..])
@@ -578,11 +501,7 @@ mod tests {
         const B64: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
         let mut out = String::new();
         for chunk in der.chunks(3) {
-            let b = [
-                chunk[0],
-                *chunk.get(1).unwrap_or(&0),
-                *chunk.get(2).unwrap_or(&0),
-            ];
+            let b = [chunk[0], *chunk.get(1).unwrap_or(&0), *chunk.get(2).unwrap_or(&0)];
             let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
             for i in 0..4 {
                 if i <= chunk.len() {
@@ -592,25 +511,15 @@ mod tests {
                 }
             }
         }
-        let body: Vec<&str> = out
-            .as_bytes()
-            .chunks(64)
-            .map(|c| std::str::from_utf8(c).unwrap())
-            .collect();
-        format!(
-            "-----BEGIN {label}-----\n{}\n-----END {label}-----\n",
-            body.join("\n")
-        )
+        let body: Vec<&str> = out.as_bytes().chunks(64).map(|c| std::str::from_utf8(c).unwrap()).collect();
+        format!("-----BEGIN {label}-----\n{}\n-----END {label}-----\n", body.join("\n"))
     }
 
     /// PKCS#1 (RSA) and SEC1 (EC) keys load, and serve a handshake.
     #[tokio::test]
     async fn pkcs1_and_sec1_keys() {
         let dir = tempfile::tempdir().unwrap();
-        let cases = [
-            (&rcgen::PKCS_RSA_SHA256, "RSA PRIVATE KEY"),
-            (&rcgen::PKCS_ECDSA_P256_SHA256, "EC PRIVATE KEY"),
-        ];
+        let cases = [(&rcgen::PKCS_RSA_SHA256, "RSA PRIVATE KEY"), (&rcgen::PKCS_ECDSA_P256_SHA256, "EC PRIVATE KEY")];
         for (alg, label) in cases {
             let key_pair = rcgen::KeyPair::generate_for(alg).unwrap();
             let params = rcgen::CertificateParams::new(vec!["localhost".to_string()]).unwrap();

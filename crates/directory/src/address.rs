@@ -69,7 +69,17 @@ mod tests {
 
     #[test]
     fn bad_addresses() {
-        for bad in ["", "alice", "@example.org", "alice@", "a b@example.org", "a@exa_mple.org", "a@-x.org", "a@x..org", "a\r\n@x.org"] {
+        for bad in [
+            "",
+            "alice",
+            "@example.org",
+            "alice@",
+            "a b@example.org",
+            "a@exa_mple.org",
+            "a@-x.org",
+            "a@x..org",
+            "a\r\n@x.org",
+        ] {
             assert!(Address::parse(bad).is_err(), "{bad:?}");
         }
         assert!(Address::parse(&format!("{}@x.org", "a".repeat(65))).is_err());

@@ -1,8 +1,8 @@
 //! Password hashing (argon2id) and login throttling.
 
 use crate::{Account, Address, Directory, DirectoryError};
-use argon2::password_hash::{PasswordHasher, PasswordVerifier};
 use argon2::Argon2;
+use argon2::password_hash::{PasswordHasher, PasswordVerifier};
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::OnceLock;

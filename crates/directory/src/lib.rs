@@ -153,7 +153,9 @@ impl Directory {
             .tree
             .scan_prefix(DOMAIN)?
             .into_iter()
-            .map(|(k, _)| String::from_utf8(k[DOMAIN.len()..].to_vec()).map_err(|e| DirectoryError::Corrupt(e.to_string())))
+            .map(|(k, _)| {
+                String::from_utf8(k[DOMAIN.len()..].to_vec()).map_err(|e| DirectoryError::Corrupt(e.to_string()))
+            })
             .collect()
     }
 
@@ -172,7 +174,9 @@ impl Directory {
         let _g = self.inner.write.lock().await;
         let mut rec = self.domain_record(&domain)?.ok_or_else(|| DirectoryError::NotFound(domain.clone()))?;
         rec.catch_all = match target {
-            Some(t) => Some(self.user_record(&Address::parse(t)?)?.ok_or_else(|| DirectoryError::NotFound(t.to_owned()))?.address),
+            Some(t) => Some(
+                self.user_record(&Address::parse(t)?)?.ok_or_else(|| DirectoryError::NotFound(t.to_owned()))?.address,
+            ),
             None => None,
         };
         let mut b = Batch::default();
@@ -191,7 +195,12 @@ impl Directory {
     }
 
     /// Creates a user and its mailboxes. The domain must exist.
-    pub async fn add_user(&self, address: &str, password: &str, quota_bytes: Option<u64>) -> Result<Account, DirectoryError> {
+    pub async fn add_user(
+        &self,
+        address: &str,
+        password: &str,
+        quota_bytes: Option<u64>,
+    ) -> Result<Account, DirectoryError> {
         let addr = Address::parse(address)?;
         auth::check_password(password)?;
         let hash = auth::hash(password).await?;
@@ -290,7 +299,8 @@ impl Directory {
             .scan_prefix(ALIAS)?
             .into_iter()
             .map(|(k, v)| {
-                let a = String::from_utf8(k[ALIAS.len()..].to_vec()).map_err(|e| DirectoryError::Corrupt(e.to_string()))?;
+                let a =
+                    String::from_utf8(k[ALIAS.len()..].to_vec()).map_err(|e| DirectoryError::Corrupt(e.to_string()))?;
                 let t = String::from_utf8(v).map_err(|e| DirectoryError::Corrupt(e.to_string()))?;
                 Ok((a, t))
             })
@@ -306,10 +316,10 @@ impl Directory {
         let Ok(addr) = Address::parse(address) else { return Ok(None) };
         let Some(domain) = self.domain_record(&addr.domain)? else { return Ok(None) };
         let mut candidates = vec![addr.clone()];
-        if let Some((base, _tag)) = addr.local.split_once('+') {
-            if !base.is_empty() {
-                candidates.push(Address { local: base.to_owned(), domain: addr.domain.clone() });
-            }
+        if let Some((base, _tag)) = addr.local.split_once('+')
+            && !base.is_empty()
+        {
+            candidates.push(Address { local: base.to_owned(), domain: addr.domain.clone() });
         }
         for c in &candidates {
             if let Some(rec) = self.user_record(c)? {

@@ -55,8 +55,8 @@ impl Directory {
     /// account in the store, keeping account ids. Returns the number of users.
     pub async fn restore(store: &Store, path: &Path) -> Result<usize, DirectoryError> {
         let bytes = fs::read(path)?;
-        let snap: Snapshot = serde_json::from_slice(&bytes)
-            .map_err(|e| DirectoryError::Corrupt(format!("{}: {e}", path.display())))?;
+        let snap: Snapshot =
+            serde_json::from_slice(&bytes).map_err(|e| DirectoryError::Corrupt(format!("{}: {e}", path.display())))?;
         let dir = Directory::open(store, Some(path.to_owned()))?;
         if !dir.inner.tree.scan_prefix(b"")?.is_empty() {
             return Err(DirectoryError::Invalid("the directory is not empty; refusing to restore over it".into()));

@@ -118,8 +118,8 @@ impl BlobStore {
         }
         let mut head = vec![0u8; len];
         f.read_exact(&mut head)?;
-        let header: BlobHeader = serde_json::from_slice(&head)
-            .map_err(|e| StoreError::Corrupt(format!("{}: {e}", path.display())))?;
+        let header: BlobHeader =
+            serde_json::from_slice(&head).map_err(|e| StoreError::Corrupt(format!("{}: {e}", path.display())))?;
         let body_offset = (MAGIC.len() + 4 + len) as u64;
         Ok(BlobInfo { id: id.clone(), header, body_offset, body_len: total.saturating_sub(body_offset) })
     }

@@ -21,19 +21,16 @@ pub struct ChangeBus {
 impl ChangeBus {
     pub fn subscribe(&self, account: AccountId) -> ChangeReceiver {
         let mut senders = self.senders.lock().unwrap_or_else(|e| e.into_inner());
-        senders
-            .entry(account)
-            .or_insert_with(|| broadcast::channel(CAPACITY).0)
-            .subscribe()
+        senders.entry(account).or_insert_with(|| broadcast::channel(CAPACITY).0).subscribe()
     }
 
     pub fn publish(&self, account: AccountId, change: Change) {
         let mut senders = self.senders.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(tx) = senders.get(&account) {
-            if tx.send(change).is_err() {
-                // Nobody listens any more: drop the channel so idle accounts cost nothing.
-                senders.remove(&account);
-            }
+        if let Some(tx) = senders.get(&account)
+            && tx.send(change).is_err()
+        {
+            // Nobody listens any more: drop the channel so idle accounts cost nothing.
+            senders.remove(&account);
         }
     }
 }

@@ -24,6 +24,7 @@
 pub mod blob;
 pub mod changes;
 pub mod error;
+mod group_commit;
 mod keys;
 pub mod kv;
 mod mailbox;
@@ -175,10 +176,7 @@ impl Store {
     }
 
     /// Runs blocking file I/O off the async workers.
-    async fn blocking<T: Send + 'static>(
-        &self,
-        f: impl FnOnce(&BlobStore) -> Result<T> + Send + 'static,
-    ) -> Result<T> {
+    async fn blocking<T: Send + 'static>(&self, f: impl FnOnce(&BlobStore) -> Result<T> + Send + 'static) -> Result<T> {
         let this = self.clone();
         tokio::task::spawn_blocking(move || f(&this.inner.blobs))
             .await

@@ -4,10 +4,7 @@ use crate::keys;
 use crate::kv::Batch;
 use crate::names;
 use crate::records::{AccountRecord, MailboxRecord, decode, encode};
-use crate::{
-    AccountId, Change, DEFAULT_MAILBOXES, MailboxId, MailboxInfo, Result, SpecialUse, Store,
-    StoreError,
-};
+use crate::{AccountId, Change, DEFAULT_MAILBOXES, MailboxId, MailboxInfo, Result, SpecialUse, Store, StoreError};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 impl MailboxRecord {
@@ -34,8 +31,8 @@ impl Store {
             let mut batch = Batch::default();
             batch.insert(keys::account(account), encode(&AccountRecord { address: address.to_owned() })?);
             self.inner.mail.apply(batch)?;
-            let defaults = std::iter::once(("INBOX", None))
-                .chain(DEFAULT_MAILBOXES.iter().map(|(n, u)| (*n, Some(*u))));
+            let defaults =
+                std::iter::once(("INBOX", None)).chain(DEFAULT_MAILBOXES.iter().map(|(n, u)| (*n, Some(*u))));
             for (name, special_use) in defaults {
                 if self.mailbox_record(account, name)?.is_none() {
                     self.create_mailbox_locked(account, name, special_use, true)?;
@@ -59,10 +56,8 @@ impl Store {
     pub fn accounts(&self) -> Result<Vec<(AccountId, String)>> {
         let mut out = Vec::new();
         for (k, v) in self.inner.mail.scan_prefix(&[keys::ACCOUNT])? {
-            let id: [u8; 8] = k
-                .get(1..9)
-                .and_then(|b| b.try_into().ok())
-                .ok_or_else(|| StoreError::Corrupt("account key".into()))?;
+            let id: [u8; 8] =
+                k.get(1..9).and_then(|b| b.try_into().ok()).ok_or_else(|| StoreError::Corrupt("account key".into()))?;
             out.push((AccountId(u64::from_be_bytes(id)), decode::<AccountRecord>("account", &v)?.address));
         }
         Ok(out)
@@ -220,9 +215,7 @@ impl Store {
         if name == "INBOX" && !allow_inbox {
             return Err(StoreError::Invalid("INBOX cannot be deleted".into()));
         }
-        let rec = self
-            .mailbox_record(account, name)?
-            .ok_or_else(|| StoreError::NotFound(format!("mailbox {name}")))?;
+        let rec = self.mailbox_record(account, name)?.ok_or_else(|| StoreError::NotFound(format!("mailbox {name}")))?;
         let id = MailboxId(rec.id);
         let uids: Vec<_> = self.messages(account, id)?.into_iter().map(|m| m.uid).collect();
         if !uids.is_empty() {
@@ -249,9 +242,8 @@ impl Store {
         let name = names::canonical(name)?;
         {
             let _g = self.lock();
-            let mut rec = self
-                .mailbox_record(account, &name)?
-                .ok_or_else(|| StoreError::NotFound(format!("mailbox {name}")))?;
+            let mut rec =
+                self.mailbox_record(account, &name)?.ok_or_else(|| StoreError::NotFound(format!("mailbox {name}")))?;
             rec.subscribed = subscribed;
             let mut batch = Batch::default();
             batch.insert(keys::mailbox_by_id(MailboxId(rec.id)), encode(&rec)?);

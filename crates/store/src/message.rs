@@ -7,8 +7,7 @@ use crate::kv::Batch;
 use crate::names;
 use crate::records::{MailboxRecord, MessageRecord, Usage, decode, encode};
 use crate::{
-    AccountId, BlobId, Change, Flags, MailboxId, MessageMeta, ModSeq, Placement, Result, Store,
-    StoreError, Stored, Uid,
+    AccountId, BlobId, Change, Flags, MailboxId, MessageMeta, ModSeq, Placement, Result, Store, StoreError, Stored, Uid,
 };
 use std::collections::{BTreeMap, HashMap};
 
@@ -28,9 +27,7 @@ fn check_flags(flags: &Flags) -> Result<()> {
         let ok = if f.starts_with('\\') {
             SYSTEM_FLAGS.contains(&f)
         } else {
-            !f.is_empty()
-                && f.len() <= 255
-                && f.bytes().all(|b| b.is_ascii_graphic() && !b"(){%*\"\\]".contains(&b))
+            !f.is_empty() && f.len() <= 255 && f.bytes().all(|b| b.is_ascii_graphic() && !b"(){%*\"\\]".contains(&b))
         };
         if !ok {
             return Err(StoreError::Invalid(format!("invalid flag {f:?}")));
@@ -88,9 +85,8 @@ impl Store {
         flags: Flags,
         internal_date: i64,
     ) -> Result<Stored> {
-        let address = self
-            .account_address(account)?
-            .ok_or_else(|| StoreError::NotFound(format!("account {}", account.0)))?;
+        let address =
+            self.account_address(account)?.ok_or_else(|| StoreError::NotFound(format!("account {}", account.0)))?;
         let placement = Placement { account, address, mailbox: mailbox.to_owned(), flags };
         let mut stored = self.deliver(raw, internal_date, vec![placement]).await?;
         stored.pop().ok_or_else(|| StoreError::Engine("append stored nothing".into()))
@@ -126,13 +122,10 @@ impl Store {
                 };
                 records.insert(key.clone(), rec);
             }
-            let rec = records
-                .get_mut(&key)
-                .ok_or_else(|| StoreError::Engine("mailbox record missing".into()))?;
+            let rec = records.get_mut(&key).ok_or_else(|| StoreError::Engine("mailbox record missing".into()))?;
             let uid = rec.uid_next;
-            rec.uid_next = uid
-                .checked_add(1)
-                .ok_or_else(|| StoreError::Invalid("mailbox UID space exhausted".into()))?;
+            rec.uid_next =
+                uid.checked_add(1).ok_or_else(|| StoreError::Invalid("mailbox UID space exhausted".into()))?;
             rec.highest_modseq += 1;
             rec.exists += 1;
             let msg = MessageRecord {
@@ -161,12 +154,8 @@ impl Store {
             // Hide the new UIDs until they are durable (see `publish_appended`).
             let mut visible = self.visible();
             for rec in records.values() {
-                let first_new = stored
-                    .iter()
-                    .filter(|s| s.mailbox.0 == rec.id)
-                    .map(|s| s.uid)
-                    .min()
-                    .unwrap_or(rec.uid_next);
+                let first_new =
+                    stored.iter().filter(|s| s.mailbox.0 == rec.id).map(|s| s.uid).min().unwrap_or(rec.uid_next);
                 visible.entry(MailboxId(rec.id)).or_insert(first_new);
             }
         }

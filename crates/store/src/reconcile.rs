@@ -50,10 +50,8 @@ impl Store {
     }
 
     fn reconcile_blocking(&self) -> Result<(ReconcileReport, Vec<crate::Stored>)> {
-        let mut report = ReconcileReport {
-            temp_files_removed: self.inner.blobs.clear_tmp()? as u64,
-            ..Default::default()
-        };
+        let mut report =
+            ReconcileReport { temp_files_removed: self.inner.blobs.clear_tmp()? as u64, ..Default::default() };
         let mail = &self.inner.mail;
 
         // 1. Index entries must point at existing body files.
@@ -63,9 +61,8 @@ impl Store {
         for (k, v) in mail.scan_prefix(&[keys::MESSAGE])? {
             report.messages_checked += 1;
             let msg: MessageRecord = decode("message", &v)?;
-            let exists = *present
-                .entry(msg.blob.clone())
-                .or_insert_with(|| self.inner.blobs.exists(&BlobId(msg.blob.clone())));
+            let exists =
+                *present.entry(msg.blob.clone()).or_insert_with(|| self.inner.blobs.exists(&BlobId(msg.blob.clone())));
             if exists {
                 *refs.entry(msg.blob).or_default() += 1;
             } else {
@@ -99,7 +96,8 @@ impl Store {
                 report.files_without_owner += 1;
                 continue;
             }
-            let s = self.index_locked(&id, info.body_offset, info.body_len, info.header.internal_date, &targets, true)?;
+            let s =
+                self.index_locked(&id, info.body_offset, info.body_len, info.header.internal_date, &targets, true)?;
             report.files_reindexed += 1;
             report.messages_reindexed += s.len() as u64;
             *refs.entry(id.0.clone()).or_default() += s.len() as u64;

@@ -130,9 +130,7 @@ async fn rebuild_restores_every_message_from_body_files() {
         let s = store_with_accounts(dir.path()).await;
         s.create_mailbox(ALICE, "Projects/coimail", None).await.unwrap();
         s.append(ALICE, "Projects/coimail", b"one\r\n", Flags::from_iter(["\\Flagged"]), 5).await.unwrap();
-        s.deliver(b"two\r\n", 6, vec![inbox(ALICE, "alice@example.org"), inbox(BOB, "bob@example.org")])
-            .await
-            .unwrap();
+        s.deliver(b"two\r\n", 6, vec![inbox(ALICE, "alice@example.org"), inbox(BOB, "bob@example.org")]).await.unwrap();
         s.close().await.unwrap();
     }
     std::fs::remove_dir_all(dir.path().join("index")).unwrap();
@@ -195,7 +193,14 @@ async fn metadata_entries_are_scoped_and_case_insensitive() {
         s.get_metadata(private, "/PRIVATE/vendor/vendor.dovecot/coi/config/ENABLED").unwrap().as_deref(),
         Some(&b"yes"[..])
     );
-    assert!(s.get_metadata(MetadataScope { owner: Some(BOB), mailbox: None }, "/private/vendor/vendor.dovecot/coi/config/enabled").unwrap().is_none());
+    assert!(
+        s.get_metadata(
+            MetadataScope { owner: Some(BOB), mailbox: None },
+            "/private/vendor/vendor.dovecot/coi/config/enabled"
+        )
+        .unwrap()
+        .is_none()
+    );
     assert_eq!(s.list_metadata(private, "/private/vendor/").unwrap().len(), 1);
     s.set_metadata(shared, "/shared/comment", None).await.unwrap();
     assert!(s.get_metadata(shared, "/shared/comment").unwrap().is_none());
