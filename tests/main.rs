@@ -8,5 +8,6 @@ mod util;
 mod cli;
 mod crash;
 mod external;
+mod logging;
 mod smtp_to_imap;
 mod tidy;

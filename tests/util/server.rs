@@ -25,6 +25,9 @@ pub fn test_config(dir: &Path) -> Config {
     c.listen.submission = lo.clone();
     c.listen.submissions = lo;
     c.store.cache_mb = 16;
+    // Load tests open many sessions from 127.0.0.1.
+    c.smtp.max_connections_per_ip = 100;
+    c.imap.max_connections_per_ip = 100;
     c.shutdown.grace_secs = 5;
     if !c.tls.cert.exists() {
         coimail_daemon::tls::write_self_signed(&["localhost".into()], &c.tls.cert, &c.tls.key, false).unwrap();
@@ -108,11 +111,18 @@ impl ChildServer {
     /// Writes a loopback config into `dir` (kept by the caller so the data
     /// survives restarts) and starts `coimail serve` on it.
     pub fn spawn(dir: &Path) -> ChildServer {
+        Self::spawn_logging(dir, "warn")
+    }
+
+    /// Like [`ChildServer::spawn`], with RUST_LOG set to `filter`. The log
+    /// (stderr) goes to `<dir>/server.log`, appended across restarts.
+    pub fn spawn_logging(dir: &Path, filter: &str) -> ChildServer {
         let config = dir.join("coimail.toml");
         if !config.exists() {
             let c = test_config(dir);
             std::fs::write(&config, toml::to_string(&c).unwrap()).unwrap();
         }
+        let log = std::fs::OpenOptions::new().create(true).append(true).open(dir.join("server.log")).unwrap();
         let ready = dir.join("ready.json");
         let _ = std::fs::remove_file(&ready);
         let child = Command::new(coimail_bin())
@@ -121,8 +131,9 @@ impl ChildServer {
             .arg("serve")
             .arg("--ready-file")
             .arg(&ready)
-            .env("RUST_LOG", "warn")
+            .env("RUST_LOG", filter)
             .stdin(Stdio::null())
+            .stderr(log)
             .spawn()
             .unwrap();
         let mut server =

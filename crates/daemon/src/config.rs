@@ -126,14 +126,19 @@ impl Default for AuthConfig {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct ImapConfig {
-    /// Inactivity limit before login, in seconds.
+    /// Inactivity limit before login, in seconds; login must also finish
+    /// within three times this from connecting.
     pub auth_timeout_secs: u64,
     /// Inactivity limit after login, IDLE included, in seconds (RFC 9051: at least 30 minutes).
     pub idle_timeout_secs: u64,
-    /// Longest command line accepted, in bytes.
+    /// Longest command accepted, in bytes: all its lines together, literals not counted.
     pub max_line_bytes: usize,
     /// Largest literal (APPEND message) accepted, in bytes.
     pub max_literal_bytes: u64,
+    /// Most IMAP sessions at once, all listeners together (0: no limit).
+    pub max_connections: usize,
+    /// Most IMAP sessions from one IP address (IPv6: one /64) (0: no limit).
+    pub max_connections_per_ip: usize,
 }
 
 impl Default for ImapConfig {
@@ -143,6 +148,8 @@ impl Default for ImapConfig {
             idle_timeout_secs: 30 * 60,
             max_line_bytes: 64 * 1024,
             max_literal_bytes: 64 << 20,
+            max_connections: 1000,
+            max_connections_per_ip: 20,
         }
     }
 }
@@ -156,11 +163,21 @@ pub struct SmtpConfig {
     pub max_recipients: usize,
     /// How long to wait for a client command, in seconds (RFC 5321 §4.5.3.2: 5 minutes).
     pub command_timeout_secs: u64,
+    /// Most SMTP sessions at once, all listeners together (0: no limit).
+    pub max_connections: usize,
+    /// Most SMTP sessions from one IP address (IPv6: one /64) (0: no limit).
+    pub max_connections_per_ip: usize,
 }
 
 impl Default for SmtpConfig {
     fn default() -> Self {
-        SmtpConfig { max_message_bytes: 50 << 20, max_recipients: 100, command_timeout_secs: 300 }
+        SmtpConfig {
+            max_message_bytes: 50 << 20,
+            max_recipients: 100,
+            command_timeout_secs: 300,
+            max_connections: 200,
+            max_connections_per_ip: 10,
+        }
     }
 }
 

@@ -178,31 +178,35 @@ pub async fn start(config: Config) -> Result<Running, DaemonError> {
     let shutdown = CancellationToken::new();
     let tracker = TaskTracker::new();
     let (auth_timeout, idle_timeout) = config.imap_timeouts();
-    let imap_ctx = Arc::new(ImapContext {
-        store: store.clone(),
-        directory: directory.clone(),
-        tls: tls.clone(),
-        config: coimail_imap::ImapConfig {
+    let imap_ctx = Arc::new(ImapContext::new(
+        store.clone(),
+        directory.clone(),
+        tls.clone(),
+        coimail_imap::ImapConfig {
             hostname: config.server.hostname.clone(),
             plaintext_auth: config.auth.plaintext,
             auth_timeout,
             idle_timeout,
             max_line_bytes: config.imap.max_line_bytes,
             max_literal_bytes: config.imap.max_literal_bytes,
+            max_connections: config.imap.max_connections,
+            max_connections_per_ip: config.imap.max_connections_per_ip,
         },
-    });
-    let smtp_ctx = Arc::new(SmtpContext {
-        store: store.clone(),
-        directory: directory.clone(),
+    ));
+    let smtp_ctx = Arc::new(SmtpContext::new(
+        store.clone(),
+        directory.clone(),
         tls,
-        config: coimail_smtp::SmtpConfig {
+        coimail_smtp::SmtpConfig {
             hostname: config.server.hostname.clone(),
             max_message_bytes: config.smtp.max_message_bytes,
             max_recipients: config.smtp.max_recipients,
             plaintext_auth: config.auth.plaintext,
             command_timeout: Duration::from_secs(config.smtp.command_timeout_secs),
+            max_connections: config.smtp.max_connections,
+            max_connections_per_ip: config.smtp.max_connections_per_ip,
         },
-    });
+    ));
     let imap_listeners = imap
         .into_iter()
         .map(|l| (l, ImapListener::Starttls))

@@ -15,11 +15,13 @@
 mod address;
 mod auth;
 mod error;
+mod limits;
 mod snapshot;
 
 pub use address::Address;
 pub use auth::{AuthError, PlaintextAuth, ThrottleOptions};
 pub use error::DirectoryError;
+pub use limits::{ConnectionLimits, ConnectionPermit, LimitExceeded};
 
 use coimail_store::kv::{Batch, Tree};
 use coimail_store::{AccountId, Store};

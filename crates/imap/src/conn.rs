@@ -7,9 +7,12 @@
 //! losing input. A command is handed out only when its line(s) and all its
 //! literals are complete, so imap-codec always sees the whole command.
 //!
-//! Limits: one line (between literals) may be at most `max_line` bytes; a
-//! literal, and all literals of one command together, at most
-//! `max_literal`. An oversized literal is refused before any of it is read.
+//! Limits: the non-literal bytes of one command (all its lines together)
+//! may be at most `max_line`, and it may carry at most [`MAX_LITERALS`]
+//! literals; a literal, and all literals of one command together, at most
+//! the `max_literal` the session passes for its state. An oversized literal
+//! is refused before any of it is read, and no literal is allocated ahead
+//! of its data.
 
 use bytes::{Buf, Bytes, BytesMut};
 use std::io;
@@ -30,6 +33,10 @@ const READ_CHUNK: usize = 16 * 1024;
 const WRITE_TIMEOUT: Duration = Duration::from_secs(300);
 /// How much of an overlong line we remember, to see whether it announced a literal.
 const TAIL: usize = 32;
+/// Most literals one command may carry (MULTIAPPEND and SEARCH need a few).
+pub(crate) const MAX_LITERALS: u32 = 64;
+/// At most this much buffer is reserved when a literal is announced.
+const LITERAL_RESERVE: usize = 64 * 1024;
 
 pub(crate) enum Stream {
     Plain(TcpStream),
@@ -87,12 +94,15 @@ pub(crate) enum Event {
     /// A line over the limit, read and thrown away up to its end. If it
     /// announced a literal we cannot tell literal data from commands any more.
     LineTooLong { tag: Option<String>, literal_follows: bool },
+    /// The command as a whole went over the limits after a literal (too many
+    /// literals, or too many line bytes around them). The command is dropped
+    /// and the rest of its input cannot be told from the next command.
+    CommandTooLong { tag: Option<String> },
 }
 
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Limits {
     pub max_line: usize,
-    pub max_literal: u64,
 }
 
 /// Where the framer is within the current command (offsets into `rbuf`,
@@ -107,6 +117,8 @@ struct Framer {
     literal_end: Option<usize>,
     /// Literal bytes accepted for this command so far.
     literal_total: u64,
+    /// Literals accepted for this command so far.
+    literals: u32,
     /// Throwing away the rest of an overlong line.
     discard: Option<Discard>,
 }
@@ -211,26 +223,13 @@ impl Conn {
         }
     }
 
-    /// Advances framing over the input read so far.
-    pub(crate) fn next_event(&mut self) -> Option<Event> {
+    /// Advances framing over the input read so far. `max_literal` caps each
+    /// literal and all literals of one command together; the session passes
+    /// a small one before login.
+    pub(crate) fn next_event(&mut self, max_literal: u64) -> Option<Event> {
         loop {
-            if let Some(d) = self.framer.discard.as_mut() {
-                let lf = self.rbuf.iter().position(|&b| b == b'\n');
-                let upto = lf.unwrap_or(self.rbuf.len());
-                remember_tail(&mut d.tail, self.rbuf.get(..upto).unwrap_or_default());
-                match lf {
-                    None => {
-                        self.rbuf.clear();
-                        return None;
-                    }
-                    Some(lf) => {
-                        self.rbuf.advance(lf + 1);
-                        let tag = d.tag.take();
-                        let literal_follows = literal_announcement(&d.tail).is_some();
-                        self.framer = Framer::default();
-                        return Some(Event::LineTooLong { tag, literal_follows });
-                    }
-                }
+            if self.framer.discard.is_some() {
+                return self.discard_line();
             }
             if let Some(end) = self.framer.literal_end {
                 if self.rbuf.len() < end {
@@ -239,30 +238,20 @@ impl Conn {
                 self.framer.literal_end = None;
                 self.framer.line_start = end;
                 self.framer.scan = end;
-                continue;
             }
             let from = self.framer.scan;
             let Some(lf) = self.rbuf.get(from..).and_then(|r| r.iter().position(|&b| b == b'\n')).map(|p| p + from)
             else {
                 self.framer.scan = self.rbuf.len();
-                if self.rbuf.len() - self.framer.line_start > self.limits.max_line {
-                    let tag = command_tag(&self.rbuf).map(str::to_owned);
-                    let mut tail = Vec::new();
-                    remember_tail(&mut tail, &self.rbuf);
-                    self.rbuf.clear();
-                    self.framer = Framer { discard: Some(Discard { tag, tail }), ..Framer::default() };
-                    continue;
+                if self.line_bytes(self.rbuf.len()) > self.limits.max_line {
+                    return self.overlong_partial_line();
                 }
                 return None;
             };
-            let line = self.rbuf.get(self.framer.line_start..=lf).unwrap_or_default();
-            if line.len() > self.limits.max_line {
-                let tag = command_tag(&self.rbuf).map(str::to_owned);
-                let literal_follows = literal_announcement(line).is_some();
-                self.rbuf.advance(lf + 1);
-                self.framer = Framer::default();
-                return Some(Event::LineTooLong { tag, literal_follows });
+            if self.line_bytes(lf + 1) > self.limits.max_line {
+                return Some(self.overlong_line(lf));
             }
+            let line = self.rbuf.get(self.framer.line_start..=lf).unwrap_or_default();
             match literal_announcement(line) {
                 None => {
                     let command = self.rbuf.split_to(lf + 1).freeze();
@@ -270,27 +259,93 @@ impl Conn {
                     return Some(Event::Command(command));
                 }
                 Some((len, sync)) => {
-                    let total = self.framer.literal_total.saturating_add(len);
-                    let end = usize::try_from(len).ok().and_then(|l| l.checked_add(lf + 1));
-                    match end {
-                        Some(end) if total <= self.limits.max_literal => {
-                            self.framer.literal_total = total;
-                            self.framer.literal_end = Some(end);
-                            self.rbuf.reserve(end.saturating_sub(self.rbuf.len()));
-                            if sync {
-                                return Some(Event::Continue);
-                            }
-                        }
-                        _ => {
-                            let tag = command_tag(&self.rbuf).map(str::to_owned);
-                            self.rbuf.advance(lf + 1);
-                            self.framer = Framer::default();
-                            return Some(Event::LiteralTooBig { tag, sync });
-                        }
+                    if let Some(event) = self.literal(lf, len, sync, max_literal) {
+                        return Some(event);
                     }
                 }
             }
         }
+    }
+
+    /// Bytes of the current command up to `end` that are not literal data:
+    /// all of it is capped by `max_line`, however many lines it spans.
+    fn line_bytes(&self, end: usize) -> usize {
+        let literal = usize::try_from(self.framer.literal_total).unwrap_or(usize::MAX);
+        end.saturating_sub(literal)
+    }
+
+    /// A literal `{len}` announced by the line ending at `lf`: accept it, or
+    /// refuse it (or the whole command). `None`: keep framing.
+    fn literal(&mut self, lf: usize, len: u64, sync: bool, max_literal: u64) -> Option<Event> {
+        if self.framer.literals >= MAX_LITERALS {
+            return Some(self.command_too_long());
+        }
+        let total = self.framer.literal_total.saturating_add(len);
+        let end = usize::try_from(len).ok().and_then(|l| l.checked_add(lf + 1));
+        let Some(end) = end.filter(|_| total <= max_literal) else {
+            let tag = command_tag(&self.rbuf).map(str::to_owned);
+            self.rbuf.advance(lf + 1);
+            self.framer = Framer::default();
+            return Some(Event::LiteralTooBig { tag, sync });
+        };
+        self.framer.literal_total = total;
+        self.framer.literals += 1;
+        self.framer.literal_end = Some(end);
+        // The buffer grows as data arrives; an announcement alone buys little memory.
+        self.rbuf.reserve(end.saturating_sub(self.rbuf.len()).min(LITERAL_RESERVE));
+        sync.then_some(Event::Continue)
+    }
+
+    /// Over `max_line` with no line end yet. In the first line of a command
+    /// the rest of the line is thrown away as it arrives; after a literal the
+    /// command is hopeless.
+    fn overlong_partial_line(&mut self) -> Option<Event> {
+        if self.framer.literals > 0 {
+            return Some(self.command_too_long());
+        }
+        let tag = command_tag(&self.rbuf).map(str::to_owned);
+        let mut tail = Vec::new();
+        remember_tail(&mut tail, &self.rbuf);
+        self.rbuf.clear();
+        self.framer = Framer { discard: Some(Discard { tag, tail }), ..Framer::default() };
+        None
+    }
+
+    /// A whole line that takes the command over `max_line`.
+    fn overlong_line(&mut self, lf: usize) -> Event {
+        if self.framer.literals > 0 {
+            return self.command_too_long();
+        }
+        let tag = command_tag(&self.rbuf).map(str::to_owned);
+        let line = self.rbuf.get(..=lf).unwrap_or_default();
+        let literal_follows = literal_announcement(line).is_some();
+        self.rbuf.advance(lf + 1);
+        self.framer = Framer::default();
+        Event::LineTooLong { tag, literal_follows }
+    }
+
+    fn command_too_long(&mut self) -> Event {
+        let tag = command_tag(&self.rbuf).map(str::to_owned);
+        self.rbuf.clear();
+        self.framer = Framer::default();
+        Event::CommandTooLong { tag }
+    }
+
+    /// Throws away input up to the end of an overlong line.
+    fn discard_line(&mut self) -> Option<Event> {
+        let d = self.framer.discard.as_mut()?;
+        let lf = self.rbuf.iter().position(|&b| b == b'\n');
+        let upto = lf.unwrap_or(self.rbuf.len());
+        remember_tail(&mut d.tail, self.rbuf.get(..upto).unwrap_or_default());
+        let Some(lf) = lf else {
+            self.rbuf.clear();
+            return None;
+        };
+        self.rbuf.advance(lf + 1);
+        let tag = d.tag.take();
+        let literal_follows = literal_announcement(&d.tail).is_some();
+        self.framer = Framer::default();
+        Some(Event::LineTooLong { tag, literal_follows })
     }
 }
 
@@ -341,6 +396,30 @@ mod tests {
         assert_eq!(literal_announcement(b"a LOGIN {x}\r\n"), None);
         assert_eq!(literal_announcement(b"a NOOP\r\n"), None);
         assert_eq!(literal_announcement(b"a {99999999999999999999}\r\n"), None);
+    }
+
+    #[test]
+    fn announced_literal_is_not_allocated_ahead() {
+        let mut conn = Conn::new(Stream::Gone, Limits { max_line: 8192 });
+        conn.rbuf.extend_from_slice(b"a1 APPEND INBOX {50000000}\r\n");
+        assert_eq!(conn.next_event(64 << 20), Some(Event::Continue));
+        assert!(conn.rbuf.capacity() <= 1 << 20, "reserved {} bytes", conn.rbuf.capacity());
+        // The data still frames as it arrives.
+        conn.rbuf.extend_from_slice(&vec![b'x'; 50_000_000]);
+        conn.rbuf.extend_from_slice(b"\r\n");
+        assert!(matches!(conn.next_event(64 << 20), Some(Event::Command(c)) if c.len() == 28 + 50_000_000 + 2));
+    }
+
+    #[test]
+    fn literal_count_per_command_is_capped() {
+        let mut conn = Conn::new(Stream::Gone, Limits { max_line: 8192 });
+        conn.rbuf.extend_from_slice(b"a1 X {0+}\r\n");
+        for _ in 1..MAX_LITERALS {
+            conn.rbuf.extend_from_slice(b"{0+}\r\n");
+        }
+        assert_eq!(conn.next_event(1000), None, "{MAX_LITERALS} literals are fine");
+        conn.rbuf.extend_from_slice(b"{0+}\r\n");
+        assert_eq!(conn.next_event(1000), Some(Event::CommandTooLong { tag: Some("a1".into()) }));
     }
 
     #[test]

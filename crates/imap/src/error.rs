@@ -94,10 +94,16 @@ impl ImapError {
     }
 }
 
-/// Response text is `1*TEXT-CHAR`: no CR, LF or NUL, never empty.
+/// Response text is `1*TEXT-CHAR`: 7-bit (UTF8=ACCEPT covers mailbox names
+/// and strings, never `text`), no CR, LF or NUL, never empty. Each
+/// non-ASCII character (from a mailbox name, say) becomes `?`.
 pub(crate) fn push_text(out: &mut Vec<u8>, text: &str) {
     let start = out.len();
-    out.extend(text.bytes().map(|b| if b == b'\r' || b == b'\n' || b == 0 { b' ' } else { b }));
+    out.extend(text.chars().map(|c| match c {
+        '\r' | '\n' | '\0' => b' ',
+        c if c.is_ascii() => c as u8,
+        _ => b'?',
+    }));
     if out.len() == start {
         out.extend_from_slice(b"Done");
     }
@@ -146,5 +152,31 @@ mod tests {
         assert!(wire(StoreError::Engine("disk on fire".into()).into(), Some("t")).starts_with("t NO [SERVERBUG] "));
         assert!(!wire(StoreError::Engine("disk on fire".into()).into(), Some("t")).contains("fire"));
         assert!(!ImapError::Closed.write_tagged(&mut Vec::new(), Some("t")));
+    }
+
+    #[tokio::test]
+    async fn names_in_errors_stay_seven_bit_on_the_wire() {
+        use crate::testing::{TestServer, check};
+        let srv = TestServer::start().await;
+        let mut c = srv.connect().await;
+        c.line().await;
+        c.login(&srv).await;
+        // Once as modified UTF-7, once as (tolerated) raw UTF-8: the text is ASCII either way.
+        check(
+            &mut c,
+            "C: a1 SELECT Entw&APw-rfe
+             S: a1 NO [NONEXISTENT] mailbox Entw?rfe does not exist
+             C: a2 SELECT \"Entw\u{fc}rfe\"
+             S: a2 NO [NONEXISTENT] mailbox Entw?rfe does not exist",
+        )
+        .await;
+    }
+
+    #[test]
+    fn response_text_is_seven_bit() {
+        assert_eq!(
+            wire(StoreError::NotFound("mailbox Entw\u{fc}rfe \u{1f600}".into()).into(), Some("t")),
+            "t NO [NONEXISTENT] mailbox Entw?rfe ? does not exist\r\n"
+        );
     }
 }

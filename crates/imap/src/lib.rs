@@ -5,7 +5,9 @@
 //! through [`coimail_directory::Directory`].
 //!
 //! # Layout
-//! - [`serve`] (this file): the accept loop; one task per connection.
+//! - [`serve`] (this file): the accept loop; one task per connection, each
+//!   holding a permit from the connection caps (total and per IPv4 address
+//!   or IPv6 /64, shared by every listener of one [`ImapContext`]).
 //! - `conn`: buffered I/O over TCP or TLS, the STARTTLS swap, and framing of
 //!   command lines and literals with size caps (so a command reaches the
 //!   parser whole, and nothing oversized is ever buffered).
@@ -39,6 +41,7 @@ mod session;
 #[cfg(test)]
 mod testing;
 
+use coimail_directory::ConnectionLimits;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -54,15 +57,22 @@ pub struct ImapConfig {
     pub hostname: String,
     /// When LOGIN / AUTHENTICATE PLAIN may be used without TLS.
     pub plaintext_auth: coimail_directory::PlaintextAuth,
-    /// Longest a client may stay silent before it has logged in.
+    /// Longest a client may stay silent before it has logged in. However
+    /// active, it must log in within three times this of connecting.
     pub auth_timeout: Duration,
     /// Longest a logged-in client may stay silent, IDLE included
     /// (RFC 9051 §5.4 asks for at least 30 minutes).
     pub idle_timeout: Duration,
-    /// Longest command line (one line between literals) accepted.
+    /// Most bytes of one command outside its literals (all its lines together).
     pub max_line_bytes: usize,
-    /// Largest literal accepted; also the cap on all literals of one command.
+    /// Largest literal accepted after login; also the cap on all literals of
+    /// one command. Before login the cap is 8 KiB (or this, if smaller).
     pub max_literal_bytes: u64,
+    /// Concurrent sessions over all IMAP listeners of this context; more get
+    /// `* BYE` and are closed. 0: no cap.
+    pub max_connections: usize,
+    /// Concurrent sessions from one IPv4 address or IPv6 /64. 0: no cap.
+    pub max_connections_per_ip: usize,
 }
 
 /// Everything a session needs; shared by all sessions of all IMAP listeners.
@@ -72,6 +82,21 @@ pub struct ImapContext {
     /// `None`: no STARTTLS offered, and implicit-TLS listeners cannot serve.
     pub tls: Option<tokio_rustls::TlsAcceptor>,
     pub config: ImapConfig,
+    /// Built from `config` by [`ImapContext::new`], so every listener
+    /// sharing this context shares the caps.
+    limits: Arc<ConnectionLimits>,
+}
+
+impl ImapContext {
+    pub fn new(
+        store: coimail_store::Store,
+        directory: coimail_directory::Directory,
+        tls: Option<tokio_rustls::TlsAcceptor>,
+        config: ImapConfig,
+    ) -> ImapContext {
+        let limits = ConnectionLimits::new(config.max_connections, config.max_connections_per_ip);
+        ImapContext { store, directory, tls, config, limits }
+    }
 }
 
 /// Which kind of port a listener is.
@@ -83,10 +108,17 @@ pub enum ImapListener {
     ImplicitTls,
 }
 
+/// Sent to a client over the connection caps, before closing.
+const TOO_MANY_CONNECTIONS: &[u8] = b"* BYE Too many connections\r\n";
+
 /// Log correlation only: unique per process, meaningless otherwise.
 static NEXT_SESSION: AtomicU64 = AtomicU64::new(1);
 
 /// Accepts connections until `shutdown` is cancelled; spawns each session on `tracker`.
+///
+/// A connection over the caps in [`ImapConfig`] gets `* BYE Too many
+/// connections` (nothing on an implicit-TLS listener: no handshake is spent
+/// on it) and is closed at once, without a task.
 ///
 /// On shutdown, sessions finish the command in progress, send `* BYE` and
 /// close (a session in IDLE ends with BYE too).
@@ -116,6 +148,18 @@ pub async fn serve(
                 continue;
             }
         };
+        let permit = match ctx.limits.try_acquire(peer.ip()) {
+            Ok(p) => p,
+            Err(e) => {
+                tracing::info!(proto = "imap", %peer, "connection refused: {e}");
+                if kind == ImapListener::Starttls {
+                    // Non-blocking: a fresh socket's send buffer has room, and the
+                    // accept loop must never wait on a refused client.
+                    let _ = stream.try_write(TOO_MANY_CONNECTIONS);
+                }
+                continue;
+            }
+        };
         let _ = stream.set_nodelay(true);
         let id = NEXT_SESSION.fetch_add(1, Ordering::Relaxed);
         let span = tracing::info_span!("imap", proto = "imap", %peer, session_id = id, user = tracing::field::Empty);
@@ -123,11 +167,69 @@ pub async fn serve(
         let shutdown = shutdown.clone();
         tracker.spawn(
             async move {
+                // Held for the whole session; dropping it frees the slot.
+                let _permit = permit;
                 tracing::debug!(?kind, "connected");
                 session::run(ctx, stream, peer, kind, shutdown).await;
                 tracing::debug!("disconnected");
             }
             .instrument(span),
         );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::testing::{Client, TestServer};
+    use std::time::Duration;
+    use tokio::io::AsyncReadExt;
+
+    /// Connects until greeted: the slot is freed when the session task ends,
+    /// which may be just after the client sees the close.
+    async fn connect_when_free(srv: &TestServer) -> Client {
+        for _ in 0..200 {
+            let mut c = srv.connect().await;
+            let first = c.line().await;
+            if first.starts_with("* OK") {
+                return c;
+            }
+            assert_eq!(first, "* BYE Too many connections");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        panic!("the slot was never released");
+    }
+
+    #[tokio::test]
+    async fn per_ip_cap_says_bye_and_frees_the_slot_on_logout() {
+        let srv = TestServer::start_with(|c| c.max_connections_per_ip = 1, false).await;
+        let mut a = srv.connect().await;
+        assert!(a.line().await.starts_with("* OK"));
+        let mut b = srv.connect().await;
+        assert_eq!(b.line().await, "* BYE Too many connections");
+        b.expect_closed().await;
+        // The admitted session is unaffected.
+        a.login(&srv).await;
+        let r = a.command("z", "LOGOUT").await;
+        assert!(r.last().unwrap().starts_with("z OK"), "{r:?}");
+        a.expect_closed().await;
+        let mut c = connect_when_free(&srv).await;
+        c.login(&srv).await;
+    }
+
+    #[tokio::test]
+    async fn total_cap_covers_every_listener_and_implicit_tls_is_closed_silently() {
+        let srv = TestServer::start_with(|c| (c.max_connections, c.max_connections_per_ip) = (1, 0), true).await;
+        let mut a = srv.connect().await;
+        assert!(a.line().await.starts_with("* OK"));
+        // No handshake is spent on a refused implicit-TLS client: it is just closed.
+        let mut tcp = tokio::net::TcpStream::connect(srv.tls_addr.unwrap()).await.unwrap();
+        let mut rest = Vec::new();
+        let n = tokio::time::timeout(Duration::from_secs(10), tcp.read_to_end(&mut rest)).await.unwrap();
+        assert!(matches!(n, Ok(0)) || n.is_err(), "{rest:?}");
+        let mut b = srv.connect().await;
+        assert_eq!(b.line().await, "* BYE Too many connections");
+        b.expect_closed().await;
+        drop(a);
+        connect_when_free(&srv).await;
     }
 }

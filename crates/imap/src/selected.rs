@@ -29,7 +29,10 @@ struct Pending {
     expunged: BTreeSet<Uid>,
     flags: BTreeMap<Uid, (Flags, ModSeq)>,
     /// The bus dropped changes for us: compare with the store instead.
-    resync: bool,
+    /// Holds the highest modseq known when the first change was lost; every
+    /// message changed after it is compared, even if later bus events (that
+    /// did arrive) raised `highest_modseq` past the lost ones.
+    resync: Option<ModSeq>,
 }
 
 pub(crate) struct SelectedView {
@@ -85,20 +88,29 @@ impl SelectedView {
     /// do not exist (RFC 3501 §6.4.8); sequence number sets may not name
     /// numbers past the last message.
     pub(crate) fn resolve(&self, set: &SequenceSet, uid: bool) -> Result<Vec<(u32, Uid)>, InvalidSequence> {
-        let mut seqs: Vec<u32> = Vec::new();
+        // Ranges first, merged, then expanded: the work is bounded by the
+        // number of messages, not by ranges x messages (`1:*,1:*,...`).
+        let mut ranges: Vec<(u32, u32)> = Vec::with_capacity(set.0.as_ref().len());
         for seq in set.0.as_ref() {
             let (a, b) = match seq {
                 Sequence::Single(x) => (*x, *x),
                 Sequence::Range(a, b) => (*a, *b),
             };
             let range = if uid { self.uid_range(a, b) } else { self.seq_range(a, b)? };
-            if let Some((lo, hi)) = range {
-                seqs.extend(lo..=hi);
-            }
+            ranges.extend(range);
         }
-        seqs.sort_unstable();
-        seqs.dedup();
-        Ok(seqs.into_iter().filter_map(|s| self.uids.get(s as usize - 1).map(|&u| (s, u))).collect())
+        ranges.sort_unstable();
+        let mut out = Vec::new();
+        let mut next = 1; // lowest sequence number not yet taken
+        for (lo, hi) in ranges {
+            for s in lo.max(next)..=hi {
+                if let Some(&u) = self.uids.get(s as usize - 1) {
+                    out.push((s, u));
+                }
+            }
+            next = next.max(hi.saturating_add(1));
+        }
+        Ok(out)
     }
 
     fn seq_range(&self, a: SeqOrUid, b: SeqOrUid) -> Result<Option<(u32, u32)>, InvalidSequence> {
@@ -160,12 +172,12 @@ impl SelectedView {
 
     /// The bus lost changes for this session (it lagged behind).
     pub(crate) fn lagged(&mut self) {
-        self.pending.resync = true;
+        self.pending.resync.get_or_insert(self.highest_modseq);
     }
 
     /// Whether [`SelectedView::take_updates`] needs the store's message list.
     pub(crate) fn needs_listing(&self) -> bool {
-        self.pending.resync || self.pending.appended.is_some_and(|a| a > self.uid_next)
+        self.pending.resync.is_some() || self.pending.appended.is_some_and(|a| a > self.uid_next)
     }
 
     pub(crate) fn has_pending(&self) -> bool {
@@ -182,8 +194,10 @@ impl SelectedView {
     /// store's current message list (required when `needs_listing`).
     pub(crate) fn take_updates(&mut self, listing: Option<&[MessageMeta]>, allow_expunge: bool) -> Vec<Update> {
         let mut out = Vec::new();
-        if let Some(listing) = listing.filter(|_| self.pending.resync) {
-            self.resync_from(listing);
+        if let Some(listing) = listing
+            && let Some(floor) = self.pending.resync.take()
+        {
+            self.resync_from(listing, floor);
         }
         if allow_expunge && !self.pending.expunged.is_empty() {
             // Highest sequence number first: each EXPUNGE then leaves the
@@ -219,14 +233,13 @@ impl SelectedView {
         out
     }
 
-    fn resync_from(&mut self, listing: &[MessageMeta]) {
-        self.pending.resync = false;
+    /// Compares with the store every message changed after `floor`.
+    fn resync_from(&mut self, listing: &[MessageMeta], floor: ModSeq) {
         let present = |uid: &Uid| listing.binary_search_by_key(uid, |m| m.uid).is_ok();
         for uid in self.uids.iter().filter(|u| !present(u)) {
             self.pending.expunged.insert(*uid);
         }
-        let known = self.highest_modseq;
-        for m in listing.iter().filter(|m| m.modseq > known && m.uid < self.uid_next) {
+        for m in listing.iter().filter(|m| m.modseq > floor && m.uid < self.uid_next) {
             if self.seq_of(m.uid).is_some() {
                 self.pending.flags.insert(m.uid, (m.flags.clone(), m.modseq));
             }
@@ -341,6 +354,47 @@ mod tests {
         v.told_flags(1, 4);
         v.note(&Change::FlagsChanged { mailbox: MailboxId(7), uid: 1, flags: Flags::new(), modseq: 4 });
         assert!(v.take_updates(None, true).is_empty());
+    }
+
+    #[test]
+    fn repeated_ranges_cost_what_the_mailbox_holds() {
+        let uids: Vec<Uid> = (1..=20_000).collect();
+        let v = view(&uids);
+        // 2000 x 20000 would be 40 million entries to sort before merging.
+        let many = vec!["1:*"; 2000].join(",");
+        let started = std::time::Instant::now();
+        assert_eq!(v.resolve(&set(&many), false).unwrap().len(), 20_000);
+        assert_eq!(v.resolve(&set(&many), true).unwrap().len(), 20_000);
+        assert!(started.elapsed() < std::time::Duration::from_millis(500), "{:?}", started.elapsed());
+        // Overlapping and adjacent ranges merge without duplicates or gaps.
+        let got: Vec<u32> = v.resolve(&set("5:9,1:3,4,8:12,20,19"), false).unwrap().iter().map(|p| p.0).collect();
+        assert_eq!(got, [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 19, 20]);
+    }
+
+    #[test]
+    fn changes_lost_in_a_lag_are_found_despite_later_ones() {
+        let mut v = view(&[1, 2, 3]);
+        // The bus drops the change to UID 1 (modseq 2), then delivers later ones.
+        v.lagged();
+        v.note(&Change::FlagsChanged {
+            mailbox: MailboxId(7),
+            uid: 2,
+            flags: ["\\Flagged"].into_iter().collect(),
+            modseq: 3,
+        });
+        v.lagged();
+        v.note(&Change::Expunged { mailbox: MailboxId(7), uids: vec![3], modseq: 4 });
+        let listing = [meta(1, 2, &["\\Seen"]), meta(2, 3, &["\\Flagged"])];
+        let up = v.take_updates(Some(&listing), true);
+        assert_eq!(
+            up,
+            vec![
+                Update::Expunge(3),
+                Update::Flags { seq: 1, uid: 1, flags: ["\\Seen"].into_iter().collect() },
+                Update::Flags { seq: 2, uid: 2, flags: ["\\Flagged"].into_iter().collect() },
+            ]
+        );
+        assert!(!v.has_pending());
     }
 
     #[test]

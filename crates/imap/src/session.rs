@@ -10,6 +10,7 @@ use crate::selected::{SelectedView, Update};
 use crate::{ImapContext, ImapListener, encode};
 use bytes::Bytes;
 use coimail_directory::Account;
+use coimail_store::names::MAX_NAME_BYTES;
 use coimail_store::{Change, ChangeReceiver};
 use imap_codec::CommandCodec;
 use imap_codec::decode::Decoder;
@@ -20,6 +21,16 @@ use tokio::net::TcpStream;
 use tokio::sync::broadcast::error::{RecvError, TryRecvError};
 use tokio::time::{Instant, sleep_until};
 use tokio_util::sync::CancellationToken;
+
+/// Literals before login carry only a user name and password (LOGIN) or a
+/// SASL response, never a message.
+const PRE_LOGIN_LITERAL: u64 = 8 * 1024;
+/// A client must log in within this many `auth_timeout`s of connecting,
+/// however steadily it trickles input.
+const LOGIN_DEADLINE_TIMEOUTS: u32 = 3;
+/// The longest a mailbox name can be on the wire: modified UTF-7 takes at
+/// most 2.5 bytes per byte of UTF-8 (a lone `ü` becomes `&APw-`).
+pub(crate) const MAX_NAME_WIRE: usize = 3 * MAX_NAME_BYTES;
 
 pub(crate) enum State {
     NotAuthenticated,
@@ -77,6 +88,8 @@ pub(crate) struct Session {
     pub utf8: bool,
     /// IMAP4rev2 enabled (RFC 9051 §6.3.1): no RECENT/UNSEEN, LIST in SELECT.
     pub rev2: bool,
+    /// Until when the client may take to log in (a hard cap from connect).
+    pub login_deadline: Instant,
 }
 
 pub(crate) async fn run(
@@ -86,7 +99,8 @@ pub(crate) async fn run(
     kind: ImapListener,
     shutdown: CancellationToken,
 ) {
-    let limits = Limits { max_line: ctx.config.max_line_bytes, max_literal: ctx.config.max_literal_bytes };
+    let login_deadline = Instant::now() + ctx.config.auth_timeout * LOGIN_DEADLINE_TIMEOUTS;
+    let limits = Limits { max_line: ctx.config.max_line_bytes };
     let stream = match (kind, &ctx.tls) {
         (ImapListener::Starttls, _) => Stream::Plain(tcp),
         (ImapListener::ImplicitTls, Some(acceptor)) => {
@@ -108,6 +122,7 @@ pub(crate) async fn run(
         changes: None,
         utf8: false,
         rev2: false,
+        login_deadline,
     };
     session.serve().await;
     session.conn.shutdown().await;
@@ -129,6 +144,11 @@ impl Session {
                     true
                 }
                 Wake::Input(Event::LiteralTooBig { tag, sync }) => self.literal_too_big(tag.as_deref(), sync),
+                Wake::Input(Event::CommandTooLong { tag }) => {
+                    let _ = ImapError::bad("Command too long").write_tagged(self.conn.out(), tag.as_deref());
+                    self.bye("Command too long; cannot find the next command");
+                    false
+                }
                 Wake::Input(Event::LineTooLong { tag, literal_follows }) => {
                     if literal_follows {
                         self.bye("Line too long; cannot find the next command");
@@ -139,6 +159,10 @@ impl Session {
                 }
                 Wake::Shutdown => {
                     self.bye("Server shutting down");
+                    false
+                }
+                Wake::Timeout if self.account().is_none() && Instant::now() >= self.login_deadline => {
+                    self.bye("Autologout; login took too long");
                     false
                 }
                 Wake::Timeout => {
@@ -155,7 +179,7 @@ impl Session {
     }
 
     fn literal_too_big(&mut self, tag: Option<&str>, sync: bool) -> bool {
-        let max = self.ctx.config.max_literal_bytes;
+        let max = self.literal_limit();
         if sync {
             // RFC 7888 §4 / RFC 9051 §7.1: refuse before the client sends it.
             ImapError::no(Code::TooBig, format!("Literal too big (at most {max} octets)"))
@@ -185,10 +209,20 @@ impl Session {
         })
     }
 
-    fn timeout(&self) -> std::time::Duration {
+    /// When a wait for input that starts now ends: the inactivity timeout,
+    /// but never past the login deadline before login.
+    pub(crate) fn deadline(&self) -> Instant {
         match self.state {
-            State::NotAuthenticated => self.ctx.config.auth_timeout,
-            _ => self.ctx.config.idle_timeout,
+            State::NotAuthenticated => (Instant::now() + self.ctx.config.auth_timeout).min(self.login_deadline),
+            _ => Instant::now() + self.ctx.config.idle_timeout,
+        }
+    }
+
+    /// The cap on the literals of one command in the current state.
+    fn literal_limit(&self) -> u64 {
+        match self.state {
+            State::NotAuthenticated => PRE_LOGIN_LITERAL.min(self.ctx.config.max_literal_bytes),
+            _ => self.ctx.config.max_literal_bytes,
         }
     }
 
@@ -196,9 +230,9 @@ impl Session {
     /// are noted (not sent: RFC 3501 §7 allows no untagged response outside
     /// a command, except in IDLE).
     async fn wait(&mut self) -> Wake {
-        let mut deadline = Instant::now() + self.timeout();
+        let mut deadline = self.deadline();
         loop {
-            if let Some(event) = self.conn.next_event() {
+            if let Some(event) = self.conn.next_event(self.literal_limit()) {
                 return Wake::Input(event);
             }
             enum Got {
@@ -216,7 +250,7 @@ impl Session {
                 _ = sleep_until(deadline) => Got::Timeout,
             };
             match got {
-                Got::Data => deadline = Instant::now() + self.timeout(),
+                Got::Data => deadline = self.deadline(),
                 Got::Eof => return Wake::Closed,
                 Got::Change(c) => self.on_change(c),
                 Got::Shutdown => return Wake::Shutdown,
@@ -371,11 +405,9 @@ impl Session {
             CommandBody::Enable { capabilities } => any::enable(self, capabilities.as_ref()),
             CommandBody::Namespace => any::namespace(self),
             CommandBody::StartTLS => auth::starttls(self),
-            CommandBody::Login { username, password } => {
-                auth::login(self, username.as_ref(), password.declassify().as_ref()).await
-            }
+            CommandBody::Login { username, password } => auth::login(self, username.as_ref(), &password).await,
             CommandBody::Authenticate { mechanism, initial_response } => {
-                auth::authenticate(self, &mechanism, initial_response.as_ref().map(|r| r.declassify().as_ref())).await
+                auth::authenticate(self, &mechanism, initial_response).await
             }
             CommandBody::List { reference, mailbox_wildcard } => mailbox::list(self, &reference, &mailbox_wildcard),
             CommandBody::Select { mailbox, parameters } => select::select(self, &mailbox, &parameters, false),
@@ -403,6 +435,15 @@ impl Session {
     /// modified UTF-7 (8-bit input that is valid UTF-8 is taken as UTF-8,
     /// as many clients send it regardless).
     pub(crate) fn mailbox_name(&self, wire: &[u8]) -> Result<String, ImapError> {
+        self.decode_name(wire, MAX_NAME_WIRE)
+    }
+
+    /// [`Session::mailbox_name`] with a cap on the wire length, checked
+    /// before any decoding (a name may arrive as a large literal).
+    pub(crate) fn decode_name(&self, wire: &[u8], max_wire: usize) -> Result<String, ImapError> {
+        if wire.len() > max_wire {
+            return Err(ImapError::bad("Mailbox name too long"));
+        }
         if self.utf8 || !wire.is_ascii() {
             return String::from_utf8(wire.to_vec()).map_err(|_| ImapError::bad("Mailbox name is not valid UTF-8"));
         }
@@ -553,9 +594,10 @@ mod tests {
         let srv = TestServer::start().await;
         let mut c = srv.connect().await;
         c.line().await;
+        c.login(&srv).await;
         check(
             &mut c,
-            "C: a1 LOGIN {2000000}
+            "C: a1 APPEND INBOX {2000000}
              S: a1 NO [TOOBIG] Literal too big (at most 1048576 octets)
              C: a2 NOOP
              S: a2 OK NOOP completed",
@@ -568,13 +610,82 @@ mod tests {
         let srv = TestServer::start().await;
         let mut c = srv.connect().await;
         c.line().await;
+        c.login(&srv).await;
         check(
             &mut c,
-            "C: a1 LOGIN {2000000+}
+            "C: a1 APPEND INBOX {2000000+}
              S: a1 BAD [TOOBIG] Literal too big (at most 1048576 octets)
              S: * BYE Literal too big",
         )
         .await;
+        c.expect_closed().await;
+    }
+
+    #[tokio::test]
+    async fn literals_before_login_are_small() {
+        let srv = TestServer::start().await;
+        let mut c = srv.connect().await;
+        c.line().await;
+        check(
+            &mut c,
+            "C: a1 LOGIN {9000}
+             S: a1 NO [TOOBIG] Literal too big (at most 8192 octets)
+             C: a2 LOGIN {9000+}
+             S: a2 BAD [TOOBIG] Literal too big (at most 8192 octets)
+             S: * BYE Literal too big",
+        )
+        .await;
+        c.expect_closed().await;
+        // After login the configured limit applies.
+        let mut c = srv.connect().await;
+        c.line().await;
+        c.login(&srv).await;
+        check(&mut c, "C: a1 APPEND INBOX {9000}\nS: + Ready for literal data").await;
+    }
+
+    #[tokio::test]
+    async fn endless_literals_in_one_command_are_cut_off() {
+        let srv = TestServer::start().await;
+        let mut c = srv.connect().await;
+        c.line().await;
+        let mut cmd = b"a1 LOGIN {0+}\r\n".to_vec();
+        for _ in 0..100 {
+            cmd.extend_from_slice(b"{0+}\r\n");
+        }
+        c.send_raw(&cmd).await;
+        assert_eq!(c.line().await, "a1 BAD Command too long");
+        assert_eq!(c.line().await, "* BYE Command too long; cannot find the next command");
+        c.expect_closed().await;
+    }
+
+    #[tokio::test]
+    async fn line_bytes_around_literals_count_together() {
+        let srv = TestServer::start().await;
+        let mut c = srv.connect().await;
+        c.line().await;
+        // Each line is under max_line_bytes (8192); together they are not.
+        let pad = " ".repeat(5000);
+        c.send_raw(format!("a1 LOGIN {{1+}}\r\nx{pad}{{1+}}\r\ny{pad}\r\n").as_bytes()).await;
+        assert_eq!(c.line().await, "a1 BAD Command too long");
+        assert_eq!(c.line().await, "* BYE Command too long; cannot find the next command");
+        c.expect_closed().await;
+    }
+
+    #[tokio::test]
+    async fn trickling_client_must_still_log_in_in_time() {
+        let srv = TestServer::start_with(|c| c.auth_timeout = Duration::from_secs(5), false).await;
+        let mut c = srv.connect().await;
+        c.line().await;
+        tokio::time::pause();
+        let started = tokio::time::Instant::now();
+        // Activity every 4 s keeps the idle timer (5 s) from firing...
+        for i in 0..3 {
+            tokio::time::sleep(Duration::from_secs(4)).await;
+            check(&mut c, &format!("C: n{i} NOOP\nS: n{i} OK NOOP completed")).await;
+        }
+        // ...but not the login deadline, 3 x 5 s after connecting.
+        assert_eq!(c.line().await, "* BYE Autologout; login took too long");
+        assert!(started.elapsed() < Duration::from_secs(16), "{:?}", started.elapsed());
         c.expect_closed().await;
     }
 

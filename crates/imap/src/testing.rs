@@ -46,6 +46,8 @@ fn config() -> ImapConfig {
         idle_timeout: Duration::from_secs(1800),
         max_line_bytes: 8192,
         max_literal_bytes: 1 << 20,
+        max_connections: 1000,
+        max_connections_per_ip: 20,
     }
 }
 
@@ -86,7 +88,7 @@ impl TestServer {
         let mut cfg = config();
         tweak(&mut cfg);
         let (acceptor, connector) = if tls { Some(tls_pair()) } else { None }.unzip();
-        let ctx = Arc::new(ImapContext { store: store.clone(), directory, tls: acceptor, config: cfg });
+        let ctx = Arc::new(ImapContext::new(store.clone(), directory, acceptor, cfg));
         let shutdown = CancellationToken::new();
         let tracker = TaskTracker::new();
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -111,6 +113,11 @@ impl TestServer {
         let connector = self.connector.clone().unwrap();
         let tls = connector.connect(ServerName::try_from("localhost").unwrap(), tcp).await.unwrap();
         Client { io: Io::Tls(Box::new(tls)), buf: Vec::new(), connector: None }
+    }
+
+    /// The store's data directory (message files live under `blobs/`).
+    pub(crate) fn data_dir(&self) -> &std::path::Path {
+        self._dir.path()
     }
 
     /// Delivers into the test user's INBOX, as SMTP would.

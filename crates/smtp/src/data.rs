@@ -10,8 +10,15 @@
 //!   554 5.6.0 and reset it, so nothing hidden behind a bare line ending can
 //!   be taken for a command or a second message.
 //! - Dot-stuffing is undone (RFC 5321 §4.5.2).
-//! - At most `max` octets are kept; beyond that the rest is only counted and
-//!   the transaction gets 552 5.3.4 at the end.
+//! - At most `max` octets of message are kept; beyond that the rest is only
+//!   counted and the transaction gets 552 5.3.4 at the end. The buffer's
+//!   capacity, not just its length, stays within the trace headers plus
+//!   `max`, and nothing is reserved from what the client declares (MAIL
+//!   `SIZE=` is only compared with the limit, in `mail.rs`).
+//! - The trace headers are written into the buffer before the first octet
+//!   of data, so the message is never copied to prepend them (one
+//!   message-sized allocation per transaction). Like Postfix, the Received
+//!   date is therefore the time DATA started.
 
 use crate::SmtpListener;
 use crate::delivery::{self, Envelope};
@@ -28,9 +35,14 @@ pub enum DataOutcome {
     BareLineEnding,
 }
 
+/// The first allocation for message data; grows by doubling from here.
+const INITIAL_CAPACITY: usize = 8 * 1024;
+
 #[derive(Debug)]
 pub struct DataDecoder {
-    body: Vec<u8>,
+    /// The trace headers (`head` octets), then the message as decoded so far.
+    buf: Vec<u8>,
+    head: usize,
     max: usize,
     total: usize,
     line_start: bool,
@@ -41,9 +53,12 @@ pub struct DataDecoder {
 }
 
 impl DataDecoder {
-    pub fn new(max: usize) -> Self {
+    /// A decoder whose output starts with `head` (the trace headers) and
+    /// keeps at most `max` octets of message after it.
+    pub fn new(head: Vec<u8>, max: usize) -> Self {
         DataDecoder {
-            body: Vec::new(),
+            head: head.len(),
+            buf: head,
             max,
             total: 0,
             line_start: true,
@@ -60,9 +75,25 @@ impl DataDecoder {
 
     fn emit(&mut self, bytes: &[u8]) {
         self.total = self.total.saturating_add(bytes.len());
-        let room = self.max.saturating_sub(self.body.len());
+        let room = self.max.saturating_sub(self.buf.len() - self.head);
         let keep = bytes.len().min(room);
-        self.body.extend_from_slice(&bytes[..keep]);
+        if keep == 0 {
+            return;
+        }
+        self.grow_for(keep);
+        self.buf.extend_from_slice(&bytes[..keep]);
+    }
+
+    /// Makes room for `more` octets, doubling like `Vec` does but never past
+    /// `head + max` (plain `Vec` growth could reach twice the limit).
+    fn grow_for(&mut self, more: usize) {
+        let need = self.buf.len() + more;
+        if need <= self.buf.capacity() {
+            return;
+        }
+        let ceiling = (self.head + self.max).max(need);
+        let target = need.max(self.buf.capacity().saturating_mul(2)).max(INITIAL_CAPACITY).min(ceiling);
+        self.buf.reserve_exact(target - self.buf.len());
     }
 
     /// Feeds input. Returns `Some(n)` when the end of data was found after
@@ -127,7 +158,7 @@ impl DataDecoder {
         } else if self.total > self.max {
             DataOutcome::TooBig
         } else {
-            DataOutcome::Message(self.body)
+            DataOutcome::Message(self.buf)
         }
     }
 }
@@ -149,9 +180,16 @@ impl Session {
             self.conn.reply(SmtpError::new(554, Enhanced(5, 5, 1), "no valid recipients"));
             return Ok(());
         }
+        self.tx_count = self.tx_count.wrapping_add(1);
+        let id = format!("{}.{}", self.id, self.tx_count);
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX));
+        // The trace headers go first into the buffer the data is read into.
+        let head = trace_headers(&self.trace(tx, &id, now));
         self.conn.reply(Reply::plain(354, "start mail input; end with <CRLF>.<CRLF>"));
         let max = self.ctx.config.max_message_bytes;
-        let mut decoder = DataDecoder::new(max);
+        let mut decoder = DataDecoder::new(head, max);
         loop {
             if let Some(n) = decoder.feed(self.conn.buffered()) {
                 self.conn.consume(n);
@@ -178,26 +216,17 @@ impl Session {
                 tracing::warn!("message refused: bare CR or LF in data");
                 self.conn.reply(reply::BARE_LINE_ENDING_DATA);
             }
-            DataOutcome::Message(body) => {
-                let reply = self.deliver(tx, &body).await;
+            DataOutcome::Message(message) => {
+                let reply = self.deliver(tx, &id, now, &message).await;
                 self.conn.reply(reply);
             }
         }
         Ok(())
     }
 
-    /// Prepends the trace headers and stores the message; the reply to send.
-    async fn deliver(&mut self, tx: Transaction, body: &[u8]) -> Reply {
-        self.tx_count = self.tx_count.wrapping_add(1);
-        let id = format!("{}.{}", self.id, self.tx_count);
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX));
-        let single = match tx.recipients.as_slice() {
-            [one] => Some(one.address.as_str()),
-            _ => None,
-        };
-        let trace = Trace {
+    /// What the `Received` header says about this session and `tx`.
+    fn trace<'a>(&'a self, tx: &'a Transaction, id: &'a str, now_unix: i64) -> Trace<'a> {
+        Trace {
             helo: self.helo.as_ref().map_or("unknown", |h| h.name.as_str()),
             esmtp: self.helo.as_ref().is_some_and(|h| h.esmtp),
             peer_ip: (self.kind == SmtpListener::Mx).then(|| self.peer.ip()),
@@ -205,20 +234,25 @@ impl Session {
             tls: self.tls.as_ref(),
             authenticated: self.auth.is_some(),
             smtputf8: tx.smtputf8,
-            id: &id,
-            for_rcpt: single,
+            id,
+            for_rcpt: match tx.recipients.as_slice() {
+                [one] => Some(one.address.as_str()),
+                _ => None,
+            },
             sender: &tx.sender,
-            now_unix: now,
-        };
-        let mut message = trace_headers(&trace);
-        message.extend_from_slice(body);
+            now_unix,
+        }
+    }
+
+    /// Stores the message (trace headers included); the reply to send.
+    async fn deliver(&mut self, tx: Transaction, id: &str, now: i64, message: &[u8]) -> Reply {
         let envelope = Envelope {
             listener: self.kind,
             sender: &tx.sender,
             recipients: &tx.recipients,
             authenticated: self.auth.as_ref(),
         };
-        match delivery::deliver(&self.ctx.store, &envelope, &message, now).await {
+        match delivery::deliver(&self.ctx.store, &envelope, message, now).await {
             Ok(stored) => {
                 tracing::info!(id = %id, from = %tx.sender, recipients = tx.recipients.len(),
                     copies = stored.len(), size = message.len(), "delivered");
@@ -234,14 +268,14 @@ mod tests {
     use super::*;
 
     fn decode(input: &[u8], max: usize) -> (Option<usize>, DataOutcome) {
-        let mut d = DataDecoder::new(max);
+        let mut d = DataDecoder::new(Vec::new(), max);
         let end = d.feed(input);
         (end, d.finish())
     }
 
     fn decode_split(input: &[u8]) -> (Option<usize>, DataOutcome) {
         // One byte at a time: the decoder must not depend on read boundaries.
-        let mut d = DataDecoder::new(1000);
+        let mut d = DataDecoder::new(Vec::new(), 1000);
         for (i, b) in input.iter().enumerate() {
             if d.feed(std::slice::from_ref(b)).is_some() {
                 return (Some(i + 1), d.finish());
@@ -287,5 +321,39 @@ mod tests {
         let (end, outcome) = decode(b"0123456789\r\n.\r\n", 5);
         assert_eq!((end, outcome), (Some(15), DataOutcome::TooBig));
         assert_eq!(decode(b"0123\r\n.\r\n", 6), (Some(9), DataOutcome::Message(b"0123\r\n".to_vec())));
+    }
+
+    #[test]
+    fn head_comes_first_and_the_buffer_never_outgrows_the_limit() {
+        let head = b"Received: x\r\n".to_vec();
+        let max = 100_000;
+        // Exactly at the limit: kept whole, after the head, in a buffer no larger than head + max.
+        let line = format!("{}\r\n", "y".repeat(998));
+        let body = line.repeat(max / line.len());
+        let mut d = DataDecoder::new(head.clone(), max);
+        for chunk in body.as_bytes().chunks(16 * 1024) {
+            assert_eq!(d.feed(chunk), None);
+        }
+        assert_eq!(d.feed(b".\r\n"), Some(3));
+        assert!(d.buf.capacity() <= head.len() + max, "capacity {} over the limit", d.buf.capacity());
+        let mut want = head.clone();
+        want.extend_from_slice(body.as_bytes());
+        assert_eq!(d.finish(), DataOutcome::Message(want));
+
+        // Far over the limit: counted, not kept; capacity still bounded.
+        let mut d = DataDecoder::new(head.clone(), max);
+        for _ in 0..40 {
+            assert_eq!(d.feed(body.as_bytes()), None);
+        }
+        assert_eq!(d.feed(b".\r\n"), Some(3));
+        assert!(d.buf.len() <= head.len() + max);
+        assert!(d.buf.capacity() <= head.len() + max, "capacity {} over the limit", d.buf.capacity());
+        assert_eq!(d.total(), body.len() * 40);
+        assert_eq!(d.finish(), DataOutcome::TooBig);
+
+        // A tiny message allocates little, whatever the limit.
+        let mut d = DataDecoder::new(head.clone(), usize::MAX / 2);
+        assert_eq!(d.feed(b"hi\r\n.\r\n"), Some(7));
+        assert!(d.buf.capacity() <= INITIAL_CAPACITY + head.len());
     }
 }

@@ -20,7 +20,8 @@
 //!   `554 5.3.3 remote delivery is not enabled on this server` at RCPT time:
 //!   there is no outbound queue yet; `delivery::remote_recipient` is where
 //!   it will plug in. The rules live in `policy.rs` only.
-//! - After DATA, `Return-Path` and `Received` are prepended and the message
+//! - `Return-Path` and `Received` are written into the DATA buffer before
+//!   the message (no second copy of it), and the message
 //!   goes to the store in ONE `Store::deliver` call (one copy per distinct
 //!   account); `250` is sent only after it returns `Ok`, `451 4.3.0` (or
 //!   `452 4.2.2` over quota) otherwise.
@@ -48,6 +49,7 @@ mod session;
 
 pub use reply::{Enhanced, SmtpError};
 
+use coimail_directory::ConnectionLimits;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -69,14 +71,34 @@ pub struct SmtpConfig {
     pub plaintext_auth: coimail_directory::PlaintextAuth,
     /// Bound on every wait for the client (RFC 5321 §4.5.3.2 suggests 5 minutes).
     pub command_timeout: Duration,
+    /// Concurrent sessions over all SMTP listeners of this context; more get
+    /// `421 4.7.0` and are closed. 0: no cap.
+    pub max_connections: usize,
+    /// Concurrent sessions from one IPv4 address or IPv6 /64. 0: no cap.
+    pub max_connections_per_ip: usize,
 }
 
-/// What every session needs.
+/// What every session needs; shared by all SMTP listeners.
 pub struct SmtpContext {
     pub store: coimail_store::Store,
     pub directory: coimail_directory::Directory,
     pub tls: Option<tokio_rustls::TlsAcceptor>,
     pub config: SmtpConfig,
+    /// Built from `config` by [`SmtpContext::new`], so every listener
+    /// sharing this context shares the caps.
+    limits: Arc<ConnectionLimits>,
+}
+
+impl SmtpContext {
+    pub fn new(
+        store: coimail_store::Store,
+        directory: coimail_directory::Directory,
+        tls: Option<tokio_rustls::TlsAcceptor>,
+        config: SmtpConfig,
+    ) -> SmtpContext {
+        let limits = ConnectionLimits::new(config.max_connections, config.max_connections_per_ip);
+        SmtpContext { store, directory, tls, config, limits }
+    }
 }
 
 /// The kind of listener, which sets the policy.
@@ -90,6 +112,9 @@ pub enum SmtpListener {
     Submissions,
 }
 
+/// Sent to a client over the connection caps, before closing.
+const TOO_MANY_CONNECTIONS: &[u8] = b"421 4.7.0 Too many connections, try again later\r\n";
+
 /// A short id, unique within the process, for logs and Received headers.
 fn session_id() -> String {
     static NEXT: AtomicU64 = AtomicU64::new(0);
@@ -99,7 +124,9 @@ fn session_id() -> String {
 }
 
 /// Accepts until `shutdown` is cancelled; spawns each session on `tracker`.
-/// On shutdown a session finishes the transaction in progress (bounded by
+/// A connection over the caps in [`SmtpConfig`] gets `421 4.7.0` (nothing on
+/// the implicit-TLS listener: no handshake is spent on it) and is closed at
+/// once, without a task. On shutdown a session finishes the transaction in progress (bounded by
 /// its timeouts) and then replies 421 4.3.2 and closes.
 pub async fn serve(
     listener: TcpListener,
@@ -117,13 +144,32 @@ pub async fn serve(
         };
         match accepted {
             Ok((tcp, peer)) => {
+                let permit = match ctx.limits.try_acquire(peer.ip()) {
+                    Ok(p) => p,
+                    Err(e) => {
+                        tracing::info!(proto = "smtp", listener = ?kind, peer = %peer, "connection refused: {e}");
+                        if kind != SmtpListener::Submissions {
+                            // Non-blocking: a fresh socket's send buffer has room, and
+                            // the accept loop must never wait on a refused client.
+                            let _ = tcp.try_write(TOO_MANY_CONNECTIONS);
+                        }
+                        continue;
+                    }
+                };
                 let id = session_id();
                 let span = tracing::info_span!(
                     "smtp", proto = "smtp", listener = ?kind, peer = %peer,
                     session_id = %id, user = tracing::field::Empty
                 );
                 let session = session::run(tcp, peer, kind, ctx.clone(), shutdown.clone(), id);
-                tracker.spawn(session.instrument(span));
+                tracker.spawn(
+                    async move {
+                        // Held for the whole session; dropping it frees the slot.
+                        let _permit = permit;
+                        session.await;
+                    }
+                    .instrument(span),
+                );
             }
             Err(e) => {
                 // E.g. out of file descriptors: back off instead of spinning.

@@ -27,15 +27,23 @@ struct State {
     running: bool,
 }
 
+/// The engine's blocking "make everything applied so far durable".
+pub(crate) type FlushFn = Box<dyn Fn() -> Result<()> + Send + Sync>;
+
 /// Serialises flushes of one database and lets concurrent callers share them.
 pub(crate) struct GroupCommit {
+    flush: FlushFn,
     state: Mutex<State>,
     progress: watch::Sender<Progress>,
 }
 
 impl GroupCommit {
-    pub(crate) fn new() -> Arc<GroupCommit> {
-        Arc::new(GroupCommit { state: Mutex::new(State::default()), progress: watch::channel(Progress::default()).0 })
+    pub(crate) fn new(flush: FlushFn) -> Arc<GroupCommit> {
+        Arc::new(GroupCommit {
+            flush,
+            state: Mutex::new(State::default()),
+            progress: watch::channel(Progress::default()).0,
+        })
     }
 
     fn state(&self) -> std::sync::MutexGuard<'_, State> {
@@ -44,10 +52,7 @@ impl GroupCommit {
 
     /// Returns once a flush that started after this call has completed, so
     /// every write applied before the call is durable.
-    pub(crate) async fn flush<F>(self: &Arc<Self>, flush_blocking: F) -> Result<()>
-    where
-        F: Fn() -> Result<()> + Send + 'static,
-    {
+    pub(crate) async fn flush(self: &Arc<Self>) -> Result<()> {
         let mut progress = self.progress.subscribe();
         let ticket = {
             let mut st = self.state();
@@ -55,7 +60,7 @@ impl GroupCommit {
             if !st.running {
                 st.running = true;
                 let this = self.clone();
-                tokio::task::spawn_blocking(move || this.run(flush_blocking));
+                tokio::task::spawn_blocking(move || this.run());
             }
             st.requested
         };
@@ -71,7 +76,7 @@ impl GroupCommit {
     }
 
     /// The flusher: flushes until no request is outstanding.
-    fn run<F: Fn() -> Result<()>>(&self, flush_blocking: F) {
+    fn run(&self) {
         loop {
             let target = {
                 let mut st = self.state();
@@ -83,7 +88,7 @@ impl GroupCommit {
             };
             // Every request up to `target` was registered after its write was
             // applied, and this flush starts after all of them.
-            let result = flush_blocking();
+            let result = (self.flush)();
             self.progress.send_modify(|p| {
                 p.done = target;
                 if let Err(e) = result {
@@ -98,23 +103,22 @@ impl GroupCommit {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
     async fn concurrent_requests_share_flushes_and_errors_reach_waiters() {
-        let gc = GroupCommit::new();
         let flushes = Arc::new(AtomicUsize::new(0));
+        let failing = Arc::new(AtomicBool::new(false));
+        let (f, fail) = (flushes.clone(), failing.clone());
+        let gc = GroupCommit::new(Box::new(move || {
+            f.fetch_add(1, Ordering::SeqCst);
+            std::thread::sleep(std::time::Duration::from_millis(5));
+            if fail.load(Ordering::SeqCst) { Err(StoreError::Engine("disk on fire".into())) } else { Ok(()) }
+        }));
         let mut tasks = Vec::new();
         for _ in 0..64 {
-            let (gc, flushes) = (gc.clone(), flushes.clone());
-            tasks.push(tokio::spawn(async move {
-                gc.flush(move || {
-                    flushes.fetch_add(1, Ordering::SeqCst);
-                    std::thread::sleep(std::time::Duration::from_millis(5));
-                    Ok(())
-                })
-                .await
-            }));
+            let gc = gc.clone();
+            tasks.push(tokio::spawn(async move { gc.flush().await }));
         }
         for t in tasks {
             t.await.unwrap().unwrap();
@@ -122,9 +126,11 @@ mod tests {
         let n = flushes.load(Ordering::SeqCst);
         assert!((1..64).contains(&n), "64 requests took {n} flushes");
 
-        let err = gc.flush(|| Err(StoreError::Engine("disk on fire".into()))).await.unwrap_err();
+        failing.store(true, Ordering::SeqCst);
+        let err = gc.flush().await.unwrap_err();
         assert!(err.to_string().contains("disk on fire"));
         // A later request gets a fresh flush, not the old error.
-        gc.flush(|| Ok(())).await.unwrap();
+        failing.store(false, Ordering::SeqCst);
+        gc.flush().await.unwrap();
     }
 }

@@ -78,7 +78,9 @@ impl Kv {
             .flush_every_ms(None)
             .open()
             .map_err(engine)?;
-        Ok(Kv { inner: KvInner::Sled(db, GroupCommit::new()) })
+        let flusher = db.clone();
+        let gc = GroupCommit::new(Box::new(move || flusher.flush().map(|_| ()).map_err(engine)));
+        Ok(Kv { inner: KvInner::Sled(db, gc) })
     }
 
     /// A volatile in-memory database, for tests.
@@ -102,10 +104,7 @@ impl Kv {
     /// why it is ours and not sled's `flush_async`).
     pub async fn flush(&self) -> Result<()> {
         match &self.inner {
-            KvInner::Sled(db, gc) => {
-                let db = db.clone();
-                gc.flush(move || db.flush().map(|_| ()).map_err(engine)).await
-            }
+            KvInner::Sled(_, gc) => gc.flush().await,
             KvInner::Memory(_) => Ok(()),
         }
     }

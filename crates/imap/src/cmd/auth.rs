@@ -1,8 +1,9 @@
 //! Not-authenticated state: STARTTLS (RFC 3501 §6.2.1), LOGIN (§6.2.3) and
 //! AUTHENTICATE PLAIN (§6.2.2, RFC 4616, SASL-IR RFC 4959).
 //!
-//! Passwords are never logged; they go straight to the directory, which
-//! verifies on a blocking thread and throttles peers that keep failing.
+//! Passwords are never logged. They stay in imap-codec's [`Secret`] until
+//! the directory call, which verifies on a blocking thread and throttles
+//! peers that keep failing.
 
 use crate::ImapListener;
 use crate::error::{Code, ImapError};
@@ -10,8 +11,14 @@ use crate::session::{CmdResult, Done, Session, State, Then};
 use coimail_directory::AuthError;
 use imap_codec::AuthenticateDataCodec;
 use imap_codec::decode::Decoder;
+use imap_codec::imap_types::IntoStatic;
 use imap_codec::imap_types::auth::{AuthMechanism, AuthenticateData};
-use tokio::time::{Instant, sleep_until};
+use imap_codec::imap_types::secret::Secret;
+use std::borrow::Cow;
+use tokio::time::sleep_until;
+
+/// A SASL response: `[authzid] NUL authcid NUL passwd` for PLAIN.
+type SaslResponse<'a> = Secret<Cow<'a, [u8]>>;
 
 pub(crate) fn starttls(s: &mut Session) -> CmdResult {
     if s.kind != ImapListener::Starttls || s.ctx.tls.is_none() {
@@ -31,50 +38,58 @@ fn require_privacy(s: &Session) -> Result<(), ImapError> {
     }
 }
 
-pub(crate) async fn login(s: &mut Session, username: &[u8], password: &[u8]) -> CmdResult {
+pub(crate) async fn login<P: AsRef<[u8]>>(s: &mut Session, username: &[u8], password: &Secret<P>) -> CmdResult {
     require_privacy(s)?;
-    let (Ok(user), Ok(pass)) = (std::str::from_utf8(username), std::str::from_utf8(password)) else {
+    let Ok(user) = std::str::from_utf8(username) else {
         return Err(failed());
     };
-    finish_login(s, user, pass).await
+    finish_login(s, user, password).await
 }
 
 fn failed() -> ImapError {
     ImapError::no(Code::AuthenticationFailed, "Authentication failed")
 }
 
-pub(crate) async fn authenticate(s: &mut Session, mechanism: &AuthMechanism<'_>, initial: Option<&[u8]>) -> CmdResult {
+pub(crate) async fn authenticate(
+    s: &mut Session,
+    mechanism: &AuthMechanism<'_>,
+    initial: Option<SaslResponse<'_>>,
+) -> CmdResult {
     if *mechanism != AuthMechanism::Plain {
         return Err(ImapError::no(Code::Cannot, "Unsupported authentication mechanism"));
     }
     require_privacy(s)?;
     let response = match initial {
-        Some(r) => r.to_vec(),
+        Some(r) => r,
         None => continuation(s).await?,
     };
-    // RFC 4616: [authzid] NUL authcid NUL passwd
-    let mut parts = response.split(|&b| b == 0);
-    let (Some(authzid), Some(authcid), Some(passwd), None) = (parts.next(), parts.next(), parts.next(), parts.next())
-    else {
-        return Err(failed());
-    };
-    let (Ok(authzid), Ok(authcid), Ok(passwd)) =
-        (std::str::from_utf8(authzid), std::str::from_utf8(authcid), std::str::from_utf8(passwd))
-    else {
+    let Some((authzid, authcid, passwd)) = parse_plain(&response) else {
         return Err(failed());
     };
     if !authzid.is_empty() && authzid != authcid {
         // Acting as another user is not supported.
         return Err(ImapError::no(Code::AuthorizationFailed, "Cannot act as another user"));
     }
-    finish_login(s, authcid, passwd).await
+    finish_login(s, authcid, &passwd).await
+}
+
+/// RFC 4616: `[authzid] NUL authcid NUL passwd`. The names come out in
+/// the clear; the password stays secret.
+fn parse_plain<'r>(response: &'r SaslResponse<'_>) -> Option<(&'r str, &'r str, Secret<&'r [u8]>)> {
+    let mut parts = response.declassify().split(|&b| b == 0);
+    let (Some(authzid), Some(authcid), Some(passwd), None) = (parts.next(), parts.next(), parts.next(), parts.next())
+    else {
+        return None;
+    };
+    let (authzid, authcid) = (std::str::from_utf8(authzid).ok()?, std::str::from_utf8(authcid).ok()?);
+    Some((authzid, authcid, Secret::new(passwd)))
 }
 
 /// Asks for the SASL response with an empty challenge and reads it.
-async fn continuation(s: &mut Session) -> Result<Vec<u8>, ImapError> {
+async fn continuation(s: &mut Session) -> Result<SaslResponse<'static>, ImapError> {
     s.conn.out().extend_from_slice(b"+ \r\n");
     s.conn.flush().await?;
-    let deadline = Instant::now() + s.ctx.config.auth_timeout;
+    let deadline = s.deadline();
     let line = loop {
         match s.conn.take_line() {
             Some(Ok(line)) => break line,
@@ -100,15 +115,19 @@ async fn continuation(s: &mut Session) -> Result<Vec<u8>, ImapError> {
     let mut framed = line.to_vec();
     framed.extend_from_slice(b"\r\n");
     match AuthenticateDataCodec::default().decode(&framed) {
-        Ok((_, AuthenticateData::Continue(data))) => Ok(data.declassify().to_vec()),
+        Ok((_, AuthenticateData::Continue(data))) => Ok(data.into_static()),
         // RFC 3501 §6.2.2: a cancelled exchange gets BAD.
         Ok((_, AuthenticateData::Cancel)) => Err(ImapError::bad("Authentication cancelled")),
         Err(_) => Err(ImapError::bad("Invalid base64 in SASL response")),
     }
 }
 
-async fn finish_login(s: &mut Session, user: &str, pass: &str) -> CmdResult {
-    match s.ctx.directory.authenticate(user, pass, s.peer.ip()).await {
+async fn finish_login<P: AsRef<[u8]>>(s: &mut Session, user: &str, pass: &Secret<P>) -> CmdResult {
+    // The one place the password leaves its wrapper.
+    let Ok(password) = std::str::from_utf8(pass.declassify().as_ref()) else {
+        return Err(failed());
+    };
+    match s.ctx.directory.authenticate(user, password, s.peer.ip()).await {
         Ok(account) => {
             tracing::Span::current().record("user", account.address.as_str());
             tracing::info!("logged in");
@@ -131,6 +150,7 @@ async fn finish_login(s: &mut Session, user: &str, pass: &str) -> CmdResult {
 
 #[cfg(test)]
 mod tests {
+    use super::{Cow, Secret, parse_plain};
     use crate::testing::{Client, PASSWORD, TestServer, USER, check};
     use coimail_directory::PlaintextAuth;
 
@@ -202,6 +222,15 @@ mod tests {
             ),
         )
         .await;
+    }
+
+    #[test]
+    fn sasl_plain_keeps_the_password_secret() {
+        let response = Secret::new(Cow::Borrowed(&b"\0alice@example.org\0hunter2"[..]));
+        let (authzid, authcid, passwd): (&str, &str, Secret<&[u8]>) = parse_plain(&response).unwrap();
+        assert_eq!((authzid, authcid, *passwd.declassify()), ("", "alice@example.org", &b"hunter2"[..]));
+        assert!(parse_plain(&Secret::new(Cow::Borrowed(&b"a\0b"[..]))).is_none());
+        assert!(parse_plain(&Secret::new(Cow::Borrowed(&b"a\0b\0c\0d"[..]))).is_none());
     }
 
     fn plain(authz: &str, user: &str, pass: &str) -> String {

@@ -8,14 +8,21 @@
 //!
 //! A non-PEEK body item sets \Seen (unless the mailbox was opened with
 //! EXAMINE) before the data is sent, and the new FLAGS go in the same
-//! FETCH response (RFC 3501 §6.4.5).
+//! FETCH response (RFC 3501 §6.4.5). Bodies are read in batches first, and
+//! \Seen is set only on the messages whose body was read: a message the
+//! store cannot read is never marked as read.
 
 use crate::encode;
 use crate::error::{Code, ImapError};
 use crate::session::{CmdResult, Done, Session, State};
-use coimail_store::{FlagOp, Flags, MessageMeta};
+use coimail_store::{AccountId, FlagOp, Flags, MailboxId, MessageMeta, StoreError, Uid};
 use imap_codec::imap_types::fetch::{Macro, MacroOrMessageDataItemNames, MessageDataItemName, Section};
 use imap_codec::imap_types::sequence::SequenceSet;
+
+/// A batch of messages ends at this many, or once its bodies reach
+/// [`BATCH_BYTES`]: the bodies of one batch are held in memory together.
+const BATCH_MESSAGES: usize = 64;
+const BATCH_BYTES: u64 = 1 << 20;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Item {
@@ -132,43 +139,27 @@ pub(crate) async fn fetch(
         return Ok(Done::ok("FETCH completed"));
     }
     let mut listing = s.ctx.store.messages(account, mailbox)?;
-    let index = |listing: &[MessageMeta], uid| listing.binary_search_by_key(&uid, |m| m.uid).ok();
-
-    // \Seen first, so the data and the flags sent agree with the store.
-    let mut newly_seen = Vec::new();
-    let sets_seen = items.iter().any(|i| matches!(i, Item::Body(b) if !b.peek));
-    if sets_seen && !read_only {
-        let unseen: Vec<_> = targets
-            .iter()
-            .filter_map(|&(_, u)| index(&listing, u))
-            .filter_map(|i| listing.get(i))
-            .filter(|m| !m.flags.contains("\\Seen"))
-            .map(|m| m.uid)
-            .collect();
-        if !unseen.is_empty() {
-            let seen: Flags = ["\\Seen"].into_iter().collect();
-            for (u, flags, modseq) in s.ctx.store.store_flags(account, mailbox, &unseen, FlagOp::Add, &seen).await? {
-                if let Some(m) = index(&listing, u).and_then(|i| listing.get_mut(i)) {
-                    m.flags = flags;
-                }
-                if let State::Selected(_, view) = &mut s.state {
-                    view.told_flags(u, modseq);
-                }
-                newly_seen.push(u);
-            }
-        }
-    }
+    let needs_body = items.iter().any(|i| matches!(i, Item::Body(_)));
+    let sets_seen = !read_only && items.iter().any(|i| matches!(i, Item::Body(b) if !b.peek));
 
     let mut missing = false;
-    for (seq, u) in targets {
-        let Some(meta) = index(&listing, u).and_then(|i| listing.get(i)) else {
-            // Expunged by another session, not yet reported to this one.
-            missing = true;
-            continue;
-        };
-        let flags_changed = newly_seen.contains(&u);
-        write_message(s, seq, meta, &items, flags_changed).await?;
-        s.conn.flush_if_large().await?;
+    let mut targets = targets.into_iter();
+    while targets.len() > 0 {
+        let batch = read_batch(s, &listing, &mut targets, needs_body).await;
+        missing |= batch.missing;
+        // \Seen on exactly the messages read, so the data and the flags sent
+        // agree with the store; then the responses.
+        let read = batch.read.iter().map(|&(_, i, _)| i);
+        let newly_seen = if sets_seen { mark_seen(s, account, mailbox, &mut listing, read).await? } else { Vec::new() };
+        for (seq, i, raw) in batch.read {
+            let Some(meta) = listing.get(i) else { continue };
+            let flags_changed = newly_seen.contains(&meta.uid);
+            write_message(s, seq, meta, &items, raw.as_deref(), flags_changed);
+            s.conn.flush_if_large().await?;
+        }
+        if let Some(e) = batch.failed {
+            return Err(e.into());
+        }
     }
     if missing && !uid {
         return Err(ImapError::no(Code::ExpungeIssued, "Some of the requested messages no longer exist"));
@@ -176,15 +167,84 @@ pub(crate) async fn fetch(
     Ok(Done::ok("FETCH completed"))
 }
 
-async fn write_message(
+/// The next messages of a FETCH with their bodies read (when asked for).
+struct Batch {
+    /// Sequence number, position in the listing, body.
+    read: Vec<(u32, usize, Option<Vec<u8>>)>,
+    /// A target was expunged by another session, not yet reported to this one.
+    missing: bool,
+    /// The body read that failed and ended the batch.
+    failed: Option<StoreError>,
+}
+
+async fn read_batch(
+    s: &Session,
+    listing: &[MessageMeta],
+    targets: &mut std::vec::IntoIter<(u32, Uid)>,
+    needs_body: bool,
+) -> Batch {
+    let mut batch = Batch { read: Vec::new(), missing: false, failed: None };
+    let mut bytes = 0;
+    while batch.read.len() < BATCH_MESSAGES && bytes < BATCH_BYTES {
+        let Some((seq, u)) = targets.next() else { break };
+        let Some(i) = listing.binary_search_by_key(&u, |m| m.uid).ok() else {
+            batch.missing = true;
+            continue;
+        };
+        let Some(meta) = listing.get(i) else { continue };
+        let raw = if needs_body {
+            match s.ctx.store.read_message(meta).await {
+                Ok(raw) => Some(raw),
+                Err(e) => {
+                    batch.failed = Some(e);
+                    break;
+                }
+            }
+        } else {
+            None
+        };
+        bytes += meta.size;
+        batch.read.push((seq, i, raw));
+    }
+    batch
+}
+
+/// Adds \Seen to the messages at `positions` in `listing` that lack it,
+/// updating `listing`; returns the UIDs whose flags changed.
+async fn mark_seen(
+    s: &mut Session,
+    account: AccountId,
+    mailbox: MailboxId,
+    listing: &mut [MessageMeta],
+    positions: impl Iterator<Item = usize>,
+) -> Result<Vec<Uid>, ImapError> {
+    let unseen: Vec<Uid> =
+        positions.filter_map(|i| listing.get(i)).filter(|m| !m.flags.contains("\\Seen")).map(|m| m.uid).collect();
+    if unseen.is_empty() {
+        return Ok(Vec::new());
+    }
+    let seen: Flags = ["\\Seen"].into_iter().collect();
+    let mut changed = Vec::new();
+    for (u, flags, modseq) in s.ctx.store.store_flags(account, mailbox, &unseen, FlagOp::Add, &seen).await? {
+        if let Some(m) = listing.binary_search_by_key(&u, |m| m.uid).ok().and_then(|i| listing.get_mut(i)) {
+            m.flags = flags;
+        }
+        if let State::Selected(_, view) = &mut s.state {
+            view.told_flags(u, modseq);
+        }
+        changed.push(u);
+    }
+    Ok(changed)
+}
+
+fn write_message(
     s: &mut Session,
     seq: u32,
     meta: &MessageMeta,
     items: &[Item],
+    raw: Option<&[u8]>,
     flags_changed: bool,
-) -> Result<(), ImapError> {
-    let needs_body = items.iter().any(|i| matches!(i, Item::Body(_)));
-    let raw = if needs_body { Some(s.ctx.store.read_message(meta).await?) } else { None };
+) {
     let out = s.conn.out();
     out.extend_from_slice(format!("* {seq} FETCH (").as_bytes());
     for (n, item) in items.iter().enumerate() {
@@ -203,7 +263,7 @@ async fn write_message(
                 encode::date_time(out, meta.internal_date);
             }
             Item::Body(b) => {
-                let raw = raw.as_deref().unwrap_or_default();
+                let raw = raw.unwrap_or_default();
                 label(out, b);
                 out.push(b' ');
                 encode::literal(out, &partial(&section(raw, &b.part), b.partial));
@@ -215,7 +275,6 @@ async fn write_message(
         encode::flag_list(out, &meta.flags);
     }
     out.extend_from_slice(b")\r\n");
-    Ok(())
 }
 
 /// The item name as the response spells it: `BODY[HEADER.FIELDS (From)]<0>`.

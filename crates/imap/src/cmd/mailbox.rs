@@ -6,11 +6,15 @@
 
 use crate::encode;
 use crate::error::ImapError;
-use crate::session::{CmdResult, Done, Session};
+use crate::session::{CmdResult, Done, MAX_NAME_WIRE, Session};
 use coimail_store::SpecialUse;
 use coimail_store::names::MAX_NAME_BYTES;
 use imap_codec::imap_types::mailbox::{ListMailbox, Mailbox};
 use std::collections::BTreeMap;
+
+/// The longest useful pattern once wildcard runs are collapsed: a name of
+/// MAX_NAME_BYTES with a wildcard around every byte.
+const MAX_PATTERN_BYTES: usize = 2 * MAX_NAME_BYTES + 1;
 
 #[derive(Debug, Default)]
 struct Node {
@@ -25,16 +29,20 @@ pub(crate) fn list(s: &mut Session, reference: &Mailbox<'_>, pattern: &ListMailb
         Mailbox::Inbox => "INBOX".to_owned(),
         Mailbox::Other(o) => s.mailbox_name(o.as_ref())?,
     };
-    let pattern = match pattern {
-        ListMailbox::Token(t) => s.mailbox_name(t.as_ref())?,
-        ListMailbox::String(st) => s.mailbox_name(st.as_ref())?,
+    let wire: &[u8] = match pattern {
+        ListMailbox::Token(t) => t.as_ref(),
+        ListMailbox::String(st) => st.as_ref(),
     };
+    let pattern = s.decode_name(wire, 2 * MAX_NAME_WIRE + 1)?;
     if pattern.is_empty() {
         // RFC 3501 §6.3.8: an empty pattern asks for the separator and root.
         s.conn.out().extend_from_slice(b"* LIST (\\Noselect) \"/\" \"\"\r\n");
         return Ok(Done::ok("LIST completed"));
     }
-    let full: Vec<char> = canonical_inbox(&format!("{reference}{pattern}")).chars().collect();
+    let full = collapse_wildcards(&canonical_inbox(&format!("{reference}{pattern}")));
+    if full.len() > MAX_PATTERN_BYTES {
+        return Err(ImapError::bad("LIST pattern too long"));
+    }
     let mut tree: BTreeMap<String, Node> = BTreeMap::new();
     for mb in s.ctx.store.list_mailboxes(account)? {
         let mut parent = mb.name.as_str();
@@ -48,11 +56,12 @@ pub(crate) fn list(s: &mut Session, reference: &Mailbox<'_>, pattern: &ListMailb
     }
     // No name is longer than MAX_NAME_BYTES, so a longer pattern of
     // non-wildcards cannot match; it only costs time.
-    if full.iter().filter(|c| !matches!(c, '*' | '%')).count() <= MAX_NAME_BYTES {
+    let literal_bytes = full.bytes().filter(|c| !matches!(c, b'*' | b'%')).count();
+    if literal_bytes <= MAX_NAME_BYTES {
         let utf8 = s.utf8;
         let out = s.conn.out();
         for (name, node) in &tree {
-            if !matches(&full, name) {
+            if name.len() < literal_bytes || !matches(full.as_bytes(), name.as_bytes()) {
                 continue;
             }
             out.extend_from_slice(b"* LIST (");
@@ -85,22 +94,40 @@ fn canonical_inbox(pattern: &str) -> String {
     }
 }
 
+/// Each run of wildcards as one: `*` if the run has one (it absorbs the
+/// `%`s), else `%`. The match is the same and costs less.
+fn collapse_wildcards(pattern: &str) -> String {
+    let mut out = String::with_capacity(pattern.len());
+    let mut run: Option<char> = None;
+    for c in pattern.chars() {
+        if matches!(c, '*' | '%') {
+            run = Some(if run == Some('*') { '*' } else { c });
+            continue;
+        }
+        out.extend(run.take());
+        out.push(c);
+    }
+    out.extend(run);
+    out
+}
+
 /// LIST wildcard match: `*` matches anything, `%` anything but the
 /// hierarchy separator. Dynamic programming, so no pattern is exponential.
-fn matches(pattern: &[char], name: &str) -> bool {
-    let name: Vec<char> = name.chars().collect();
+/// Bytewise is the same as charwise: literal bytes of the pattern line up
+/// only at character boundaries of the (UTF-8) name.
+fn matches(pattern: &[u8], name: &[u8]) -> bool {
     // reach[j]: the pattern prefix processed so far can match name[..j].
     let mut reach = vec![false; name.len() + 1];
+    let mut next = vec![false; name.len() + 1];
     reach[0] = true;
     for &p in pattern {
-        let mut next = vec![false; name.len() + 1];
         match p {
-            '*' | '%' => {
+            b'*' | b'%' => {
                 let mut on = false;
                 for j in 0..=name.len() {
                     on = on || reach[j];
                     next[j] = on;
-                    if p == '%' && name.get(j) == Some(&'/') {
+                    if p == b'%' && name.get(j) == Some(&b'/') {
                         // `%` cannot extend over a separator; later
                         // positions need a fresh start from reach.
                         on = false;
@@ -108,12 +135,16 @@ fn matches(pattern: &[char], name: &str) -> bool {
                 }
             }
             c => {
+                next[0] = false;
                 for j in 0..name.len() {
                     next[j + 1] = reach[j] && name[j] == c;
                 }
             }
         }
-        reach = next;
+        std::mem::swap(&mut reach, &mut next);
+        if !reach.contains(&true) {
+            return false;
+        }
     }
     reach[name.len()]
 }
@@ -124,7 +155,7 @@ mod tests {
     use crate::testing::{TestServer, check};
 
     fn m(p: &str, n: &str) -> bool {
-        matches(&p.chars().collect::<Vec<_>>(), n)
+        matches(collapse_wildcards(p).as_bytes(), n.as_bytes())
     }
 
     #[test]
@@ -139,6 +170,37 @@ mod tests {
         assert!(m("Entw\u{fc}*", "Entw\u{fc}rfe"));
         assert_eq!(canonical_inbox("inbox/%"), "INBOX/%");
         assert_eq!(canonical_inbox("inboxes"), "inboxes");
+    }
+
+    #[test]
+    fn wildcard_runs_collapse() {
+        assert_eq!(collapse_wildcards("a**%b%%c%*%/"), "a*b%c*/");
+        assert_eq!(collapse_wildcards(&"*%".repeat(3000)), "*");
+        assert!(!m(&format!("{}b", "%a".repeat(500)), &"a".repeat(600)));
+    }
+
+    #[tokio::test]
+    async fn list_pattern_and_name_lengths_are_bounded() {
+        let srv = TestServer::start().await;
+        let mut c = srv.connect().await;
+        c.line().await;
+        c.login(&srv).await;
+        // Collapses to `*`: everything, cheaply.
+        let r = c.command("a1", &format!("LIST \"\" \"{}\"", "*%".repeat(3000))).await;
+        assert_eq!(r.len(), 7, "{r:?}");
+        assert_eq!(r.last().unwrap(), "a1 OK LIST completed");
+        check(
+            &mut c,
+            &format!(
+                "C: a2 LIST \"\" \"{}\"
+                 S: a2 BAD LIST pattern too long
+                 C: a3 SELECT \"{}\"
+                 S: a3 BAD Mailbox name too long",
+                "%a".repeat(1100),
+                "a".repeat(4000),
+            ),
+        )
+        .await;
     }
 
     #[tokio::test]

@@ -1,6 +1,7 @@
 //! Session tests over real loopback sockets: `serve()` on `127.0.0.1:0`
 //! against an in-memory-index store, driven by a small line client.
 
+mod limits;
 mod mx;
 mod submission;
 
@@ -27,6 +28,8 @@ pub(crate) struct Options {
     pub max_recipients: usize,
     pub command_timeout: Duration,
     pub tls: bool,
+    pub max_connections: usize,
+    pub max_connections_per_ip: usize,
 }
 
 impl Default for Options {
@@ -37,6 +40,8 @@ impl Default for Options {
             max_recipients: 5,
             command_timeout: Duration::from_secs(30),
             tls: true,
+            max_connections: 200,
+            max_connections_per_ip: 10,
         }
     }
 }
@@ -83,18 +88,16 @@ impl Server {
             .unwrap();
         let tls = opts.tls.then(|| TlsAcceptor::from(Arc::new(server_config)));
 
-        let ctx = Arc::new(SmtpContext {
-            store: store.clone(),
-            directory,
-            tls,
-            config: SmtpConfig {
-                hostname: "mx.example.org".into(),
-                max_message_bytes: opts.max_message_bytes,
-                max_recipients: opts.max_recipients,
-                plaintext_auth: opts.plaintext_auth,
-                command_timeout: opts.command_timeout,
-            },
-        });
+        let config = SmtpConfig {
+            hostname: "mx.example.org".into(),
+            max_message_bytes: opts.max_message_bytes,
+            max_recipients: opts.max_recipients,
+            plaintext_auth: opts.plaintext_auth,
+            command_timeout: opts.command_timeout,
+            max_connections: opts.max_connections,
+            max_connections_per_ip: opts.max_connections_per_ip,
+        };
+        let ctx = Arc::new(SmtpContext::new(store.clone(), directory, tls, config));
         let shutdown = CancellationToken::new();
         let tracker = TaskTracker::new();
         let mut addrs = Vec::new();

@@ -93,6 +93,26 @@ async fn examine_does_not_set_seen() {
 }
 
 #[tokio::test]
+async fn seen_is_set_only_on_bodies_that_were_read() {
+    let srv = TestServer::start().await;
+    srv.deliver(MSG).await;
+    srv.deliver(MSG).await;
+    let inbox = srv.store.mailbox(srv.account.id, "INBOX").unwrap().id;
+    let lost = srv.store.messages(srv.account.id, inbox).unwrap().remove(1);
+    coimail_store::blob::BlobStore::open(&srv.data_dir().join("blobs")).unwrap().delete(&lost.blob).unwrap();
+    let mut c = srv.connect().await;
+    c.line().await;
+    c.login(&srv).await;
+    c.select("INBOX").await;
+    c.send("a1 FETCH 1:2 BODY[]").await;
+    assert_eq!(c.response().await, body_response(1, "BODY[]", MSG, " FLAGS (\\Seen)"));
+    assert!(c.line().await.starts_with("a1 NO [SERVERBUG] "));
+    let flags: Vec<bool> =
+        srv.store.messages(srv.account.id, inbox).unwrap().iter().map(|m| m.flags.contains("\\Seen")).collect();
+    assert_eq!(flags, [true, false], "the unreadable message must not be marked as read");
+}
+
+#[tokio::test]
 async fn sequence_sets_with_star_and_reversed_ranges() {
     let srv = TestServer::start().await;
     for i in 0..5 {

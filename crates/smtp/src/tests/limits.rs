@@ -1,0 +1,66 @@
+//! Connection caps in the accept loop, over real sockets.
+
+use super::{Client, Options, Server};
+use std::net::SocketAddr;
+use std::time::Duration;
+use tokio::io::AsyncReadExt;
+use tokio::net::TcpStream;
+
+/// A client that has read whatever the server said first.
+async fn first_reply(addr: SocketAddr) -> (Client, String) {
+    let tcp = TcpStream::connect(addr).await.unwrap();
+    let mut c = Client::new(Box::new(tcp));
+    let r = c.reply().await;
+    (c, r)
+}
+
+/// Connects until greeted: the slot is freed when the session task ends,
+/// which may be just after the client sees the close.
+async fn connect_when_free(addr: SocketAddr) -> Client {
+    for _ in 0..200 {
+        let (c, r) = first_reply(addr).await;
+        if r.starts_with("220 ") {
+            return c;
+        }
+        assert_eq!(r, "421 4.7.0 Too many connections, try again later");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    panic!("the slot was never released");
+}
+
+#[tokio::test]
+async fn per_ip_cap_is_shared_by_listeners_and_released_on_quit() {
+    let s = Server::with(Options { max_connections_per_ip: 2, ..Options::default() }).await;
+    let mut a = s.connect(s.mx).await;
+    let mut b = s.connect(s.submission).await;
+    for addr in [s.mx, s.submission] {
+        let (mut c, r) = first_reply(addr).await;
+        assert_eq!(r, "421 4.7.0 Too many connections, try again later");
+        assert!(c.closed().await);
+    }
+    // The sessions admitted are unaffected.
+    b.cmd("EHLO client.example", "250").await;
+    a.cmd("QUIT", "221 2.0.0").await;
+    assert!(a.closed().await);
+    let mut c = connect_when_free(s.mx).await;
+    c.cmd("EHLO client.example", "250").await;
+    let done = c.send_mail("sender@remote.example", &["alice@example.org"], "Subject: hi\r\n\r\nhi\r\n").await;
+    assert!(done.starts_with("250 2.0.0"), "{done}");
+}
+
+#[tokio::test]
+async fn total_cap_and_implicit_tls_refusal_is_silent() {
+    let s = Server::with(Options { max_connections: 1, max_connections_per_ip: 0, ..Options::default() }).await;
+    let mut a = s.connect(s.submission).await;
+    let (mut c, r) = first_reply(s.mx).await;
+    assert_eq!(r, "421 4.7.0 Too many connections, try again later");
+    assert!(c.closed().await);
+    // On 465 no handshake is spent on a refused client: it is just closed.
+    let mut tcp = TcpStream::connect(s.submissions).await.unwrap();
+    let mut rest = Vec::new();
+    let n = tokio::time::timeout(Duration::from_secs(10), tcp.read_to_end(&mut rest)).await.unwrap();
+    assert!(matches!(n, Ok(0)) || n.is_err(), "{rest:?}");
+    a.cmd("QUIT", "221").await;
+    assert!(a.closed().await);
+    connect_when_free(s.mx).await.cmd("QUIT", "221").await;
+}
