@@ -76,29 +76,11 @@ const MONTHS: [&str; 12] = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Au
 
 /// `date-time` (RFC 3501 §9): `"dd-Mon-yyyy hh:mm:ss +0000"`, in UTC.
 pub(crate) fn date_time(out: &mut Vec<u8>, unix_secs: i64) {
-    let days = unix_secs.div_euclid(86_400);
-    let secs = unix_secs.rem_euclid(86_400);
-    let (y, m, d) = civil_from_days(days);
-    // date-day-fixed is space-padded; years outside 4 digits cannot be written, so clamp.
-    let y = y.clamp(0, 9999);
-    let month = MONTHS.get((m as usize).wrapping_sub(1)).copied().unwrap_or("Jan");
-    let s = format!("\"{d:>2}-{month}-{y:04} {:02}:{:02}:{:02} +0000\"", secs / 3600, secs % 3600 / 60, secs % 60);
+    // date-year is 4 digits: clamp what cannot be written.
+    let t = mail_parser::DateTime::from_timestamp(unix_secs.clamp(-62_135_596_800, 253_402_300_799));
+    let month = MONTHS.get(usize::from(t.month).wrapping_sub(1)).copied().unwrap_or("Jan");
+    let s = format!("\"{:>2}-{month}-{:04} {:02}:{:02}:{:02} +0000\"", t.day, t.year, t.hour, t.minute, t.second);
     out.extend_from_slice(s.as_bytes());
-}
-
-/// Days since 1970-01-01 to (year, month, day) in the proleptic Gregorian
-/// calendar (H. Hinnant's `civil_from_days`).
-fn civil_from_days(z: i64) -> (i64, u32, u32) {
-    let z = z + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let y = yoe + era * 400;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    (if m <= 2 { y + 1 } else { y }, m, d)
 }
 
 #[cfg(test)]
@@ -134,6 +116,7 @@ mod tests {
         assert_eq!(s(|o| date_time(o, 1_700_000_000)), "\"14-Nov-2023 22:13:20 +0000\"");
         assert_eq!(s(|o| date_time(o, 951_782_400)), "\"29-Feb-2000 00:00:00 +0000\"");
         assert_eq!(s(|o| date_time(o, -1)), "\"31-Dec-1969 23:59:59 +0000\"");
+        assert_eq!(s(|o| date_time(o, i64::MAX)), "\"31-Dec-9999 23:59:59 +0000\"");
     }
 
     #[test]
