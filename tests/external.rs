@@ -1,9 +1,11 @@
-//! Real third-party clients, installed by `.ci/run`: Python's smtplib and imaplib.
+//! Real third-party clients: Python's smtplib and imaplib, and Delta Chat.
 
 use crate::util::{self, TestServer};
 
-fn python() -> &'static str {
-    "python3"
+/// The interpreter with the test clients: `tests/run.sh` points COIMAIL_PYTHON
+/// at its virtualenv.
+fn python() -> String {
+    std::env::var("COIMAIL_PYTHON").unwrap_or_else(|_| "python3".into())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -23,4 +25,38 @@ async fn python_smtplib_sends_and_imaplib_reads_back_byte_identical() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "python client failed:\n{stdout}\n{stderr}");
     assert!(stdout.contains("roundtrip ok"), "{stdout}");
+}
+
+/// Delta Chat's core, as the real app runs it. Needs `deltachat-rpc-server`
+/// and `deltachat-rpc-client` from PyPI, which `tests/run.sh` installs into a
+/// virtualenv and announces with COIMAIL_EXTERNAL=1; plain `cargo test`
+/// without them skips this test and says so.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deltachat_accounts_exchange_messages_both_ways() {
+    if std::env::var("COIMAIL_EXTERNAL").as_deref() != Ok("1") {
+        eprintln!("skipped: run tests/run.sh (COIMAIL_EXTERNAL=1) for the Delta Chat interop test");
+        return;
+    }
+    let server = TestServer::start(&["alice@example.org", "bob@example.org"]).await;
+    let accounts = tempfile::tempdir().unwrap();
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/external/deltachat_exchange.py");
+    let run = tokio::process::Command::new(python())
+        .arg(script)
+        .arg("127.0.0.1")
+        .arg(server.imap().port().to_string())
+        .arg(server.addrs().submission[0].port().to_string())
+        .arg("alice@example.org")
+        .arg("bob@example.org")
+        .arg(util::PASSWORD)
+        .arg(accounts.path())
+        .kill_on_drop(true)
+        .output();
+    let out = tokio::time::timeout(std::time::Duration::from_secs(300), run)
+        .await
+        .expect("Delta Chat exchange took over 5 minutes")
+        .expect("python3 with deltachat-rpc-client must be installed (tests/run.sh)");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "Delta Chat exchange failed:\n{stdout}\n{stderr}");
+    assert!(stdout.contains("deltachat exchange ok"), "{stdout}");
 }

@@ -9,5 +9,6 @@ mod cli;
 mod crash;
 mod external;
 mod logging;
+mod queue;
 mod smtp_to_imap;
 mod tidy;

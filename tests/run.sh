@@ -15,6 +15,18 @@ if ((${#need_apt[@]})); then
     fi
 fi
 
+# Delta Chat's core and its Python client come from PyPI, into a virtualenv
+# of our own (target/ is ignored by git).
+venv=target/test-venv
+if [ ! -x "$venv/bin/deltachat-rpc-server" ]; then
+    python3 -m venv "$venv" 2>/dev/null || {
+        [ "$(id -u)" = 0 ] && apt-get update -qq && apt-get install -y -qq python3-venv && python3 -m venv "$venv"
+    }
+    "$venv/bin/pip" install -q deltachat-rpc-server deltachat-rpc-client
+fi
+export COIMAIL_PYTHON="$PWD/$venv/bin/python" COIMAIL_EXTERNAL=1
+export PATH="$PWD/$venv/bin:$PATH"
+
 cargo fmt --all --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
 log=$(mktemp)

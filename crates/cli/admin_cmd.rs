@@ -1,4 +1,4 @@
-//! `coimail user|alias|domain ...`: sent to the running daemon over its admin
+//! `coimail user|alias|domain|queue ...`: sent to the running daemon over its admin
 //! socket, or carried out on the store directly when no daemon runs.
 
 use anyhow::{Context, Result, bail};
@@ -131,8 +131,9 @@ pub async fn run(config_path: &Path, req: AdminRequest) -> Result<()> {
 /// No daemon: open the store ourselves, then close it cleanly.
 async fn offline(config: &Config, req: AdminRequest) -> Result<admin::AdminReply> {
     let (store, directory) = coimail_daemon::open_data(config).await?;
-    let reply = admin::execute(&directory, req).await;
-    drop(directory);
+    let ctx = admin::AdminContext { directory, queue: coimail_delivery::Queue::new(store.clone()) };
+    let reply = admin::execute(&ctx, req).await;
+    drop(ctx);
     store.close().await?;
     Ok(reply)
 }

@@ -3,6 +3,7 @@
 
 mod admin_cmd;
 mod init;
+mod queue;
 mod serve;
 mod store_cmd;
 
@@ -52,6 +53,9 @@ enum Command {
     /// Manage the domains this server receives mail for.
     #[command(subcommand)]
     Domain(admin_cmd::DomainCmd),
+    /// Inspect and drive the outbound queue.
+    #[command(subcommand)]
+    Queue(queue::QueueCmd),
     /// Check the config file and exit.
     #[command(subcommand)]
     Config(ConfigCmd),
@@ -82,6 +86,7 @@ fn main() -> ExitCode {
             Command::User(cmd) => admin_cmd::run(&cli.config, cmd.into_request()?).await,
             Command::Alias(cmd) => admin_cmd::run(&cli.config, cmd.into_request()).await,
             Command::Domain(cmd) => admin_cmd::run(&cli.config, cmd.into_request()).await,
+            Command::Queue(cmd) => admin_cmd::run(&cli.config, cmd.into_request()).await,
             Command::Config(ConfigCmd::Check) => serve::check(&cli.config),
             Command::Store(cmd) => store_cmd::run(&cli.config, cmd).await,
         }

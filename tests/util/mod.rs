@@ -1,6 +1,8 @@
 //! Shared helpers: start a server in one line, talk IMAP and SMTP.
 
+pub mod dns;
 pub mod imap;
+pub mod mailhost;
 pub mod server;
 pub mod smtp;
 

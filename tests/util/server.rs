@@ -160,6 +160,10 @@ impl ChildServer {
         self.addrs.smtp[0]
     }
 
+    pub fn addrs(&self) -> &BoundAddrs {
+        &self.addrs
+    }
+
     pub fn cli(&self, args: &[&str], stdin: Option<&str>) -> (bool, String, String) {
         cli(&self.config, args, stdin)
     }

@@ -1,5 +1,5 @@
-//! Administration requests (users, aliases, domains) and the local admin
-//! socket they travel over.
+//! Administration requests (users, aliases, domains, the outbound queue)
+//! and the local admin socket they travel over.
 //!
 //! sled lets one process open the database, so while the daemon runs the
 //! CLI cannot open it: `coimail user add` sends its request to the daemon
@@ -10,6 +10,7 @@
 //! Wire format: one JSON request line, one JSON reply line, then close.
 
 use crate::DaemonError;
+use coimail_delivery::Queue;
 use coimail_directory::Directory;
 use serde::{Deserialize, Serialize};
 use std::os::unix::fs::PermissionsExt;
@@ -67,13 +68,61 @@ pub enum AdminRequest {
         alias: String,
     },
     AliasList,
+    /// Every queued message with its recipients' state.
+    QueueList,
+    /// Makes one queued message (or all) due now.
+    QueueFlush {
+        id: Option<u64>,
+    },
+    /// Drops a queued message without a bounce.
+    QueueDelete {
+        id: u64,
+    },
+}
+
+/// What admin requests act on.
+#[derive(Clone)]
+pub struct AdminContext {
+    pub directory: Directory,
+    pub queue: Queue,
 }
 
 /// The reply: `Ok` carries lines to print, `Err` a message for the user.
 pub type AdminReply = Result<Vec<String>, String>;
 
-/// Carries out one request against the directory.
-pub async fn execute(dir: &Directory, req: AdminRequest) -> AdminReply {
+/// Carries out one request.
+pub async fn execute(ctx: &AdminContext, req: AdminRequest) -> AdminReply {
+    match req {
+        AdminRequest::QueueList | AdminRequest::QueueFlush { .. } | AdminRequest::QueueDelete { .. } => {
+            execute_queue(&ctx.queue, req).await
+        }
+        other => execute_directory(&ctx.directory, other).await,
+    }
+}
+
+async fn execute_queue(queue: &Queue, req: AdminRequest) -> AdminReply {
+    let e = |e: coimail_store::StoreError| e.to_string();
+    match req {
+        AdminRequest::QueueList => {
+            let entries = queue.store().spool_list().map_err(e)?;
+            if entries.is_empty() {
+                return Ok(vec!["the queue is empty".into()]);
+            }
+            Ok(entries.iter().flat_map(coimail_delivery::describe).collect())
+        }
+        AdminRequest::QueueFlush { id } => {
+            let n = queue.flush(id).await.map_err(e)?;
+            Ok(vec![format!("{n} queued message(s) will be tried now")])
+        }
+        AdminRequest::QueueDelete { id } => match queue.store().spool_delete(id).await.map_err(e)? {
+            true => Ok(vec![format!("queued message {id} deleted")]),
+            false => Err(format!("no queued message {id}")),
+        },
+        _ => Err("not a queue request".into()),
+    }
+}
+
+async fn execute_directory(dir: &Directory, req: AdminRequest) -> AdminReply {
     let e = |e: coimail_directory::DirectoryError| e.to_string();
     let done = |what: String| Ok(vec![what]);
     match req {
@@ -126,6 +175,9 @@ pub async fn execute(dir: &Directory, req: AdminRequest) -> AdminReply {
         AdminRequest::AliasList => {
             Ok(dir.list_aliases().map_err(e)?.into_iter().map(|(a, t)| format!("{a} -> {t}")).collect())
         }
+        AdminRequest::QueueList | AdminRequest::QueueFlush { .. } | AdminRequest::QueueDelete { .. } => {
+            Err("not a directory request".into())
+        }
     }
 }
 
@@ -147,7 +199,7 @@ pub async fn bind(path: &Path) -> Result<UnixListener, DaemonError> {
 }
 
 /// Serves admin requests until `shutdown`.
-pub async fn serve(listener: UnixListener, dir: Directory, shutdown: CancellationToken) {
+pub async fn serve(listener: UnixListener, ctx: AdminContext, shutdown: CancellationToken) {
     loop {
         let stream = tokio::select! {
             _ = shutdown.cancelled() => return,
@@ -159,23 +211,23 @@ pub async fn serve(listener: UnixListener, dir: Directory, shutdown: Cancellatio
                 }
             },
         };
-        let dir = dir.clone();
+        let ctx = ctx.clone();
         tokio::spawn(async move {
-            if let Err(e) = handle(stream, &dir).await {
+            if let Err(e) = handle(stream, &ctx).await {
                 warn!(error = %e, "admin request failed");
             }
         });
     }
 }
 
-async fn handle(stream: UnixStream, dir: &Directory) -> std::io::Result<()> {
+async fn handle(stream: UnixStream, ctx: &AdminContext) -> std::io::Result<()> {
     let (read, mut write) = stream.into_split();
     let mut line = String::new();
     BufReader::new(read.take(MAX_REQUEST)).read_line(&mut line).await?;
     let reply: AdminReply = match serde_json::from_str::<AdminRequest>(&line) {
         Ok(req) => {
             info!(request = ?req, "admin request");
-            execute(dir, req).await
+            execute(ctx, req).await
         }
         Err(e) => Err(format!("bad admin request: {e}")),
     };
@@ -229,7 +281,8 @@ mod tests {
         let listener = bind(&path).await.unwrap();
         let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
         assert_eq!(mode, 0o600);
-        tokio::spawn(serve(listener, directory.clone(), shutdown.clone()));
+        let ctx = AdminContext { directory: directory.clone(), queue: Queue::new(store.clone()) };
+        tokio::spawn(serve(listener, ctx, shutdown.clone()));
         // A second daemon on the same data dir is refused.
         assert!(matches!(bind(&path).await, Err(DaemonError::AlreadyRunning(_))));
 
@@ -252,6 +305,26 @@ mod tests {
         let list = call(&path, &AdminRequest::UserList).await.unwrap().unwrap().unwrap();
         assert_eq!(list, vec!["bob@example.org".to_string()]);
         assert!(directory.user("bob@example.org").unwrap().is_some());
+
+        let reply = call(&path, &AdminRequest::QueueList).await.unwrap().unwrap();
+        assert_eq!(reply, Ok(vec!["the queue is empty".to_string()]));
+        let envelope = coimail_delivery::SpoolEnvelope {
+            sender: "bob@example.org".into(),
+            env_id: None,
+            ret: None,
+            recipients: vec![coimail_delivery::SpoolRecipient::new("x@remote.test", None, None)],
+        };
+        let e = store.spool_enqueue(envelope, b"x\r\n", 0).await.unwrap();
+        let list = call(&path, &AdminRequest::QueueList).await.unwrap().unwrap().unwrap();
+        assert!(list[0].starts_with(&format!("{}  from bob@example.org  queued ", e.id)), "{list:?}");
+        assert_eq!(list[1], "    x@remote.test  pending");
+        let flushed = call(&path, &AdminRequest::QueueFlush { id: None }).await.unwrap().unwrap().unwrap();
+        assert_eq!(flushed, vec!["1 queued message(s) will be tried now".to_string()]);
+        assert!(store.spool_get(e.id).unwrap().unwrap().next_attempt > 0);
+        let deleted = call(&path, &AdminRequest::QueueDelete { id: e.id }).await.unwrap().unwrap();
+        assert!(deleted.is_ok());
+        let again = call(&path, &AdminRequest::QueueDelete { id: e.id }).await.unwrap().unwrap();
+        assert!(again.unwrap_err().contains("no queued message"));
         shutdown.cancel();
     }
 

@@ -31,6 +31,7 @@ pub struct Config {
     pub auth: AuthConfig,
     pub imap: ImapConfig,
     pub smtp: SmtpConfig,
+    pub queue: QueueConfig,
     pub store: StoreConfig,
     pub log: LogConfig,
     pub shutdown: ShutdownConfig,
@@ -181,6 +182,43 @@ impl Default for SmtpConfig {
     }
 }
 
+/// The outbound queue: mail from our users to other domains.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct QueueConfig {
+    /// First retry after a temporary failure, in seconds; each later wait doubles.
+    pub retry_initial_secs: u64,
+    /// Longest wait between two attempts, in seconds.
+    pub retry_max_secs: u64,
+    /// Give up and bounce to the sender after this long in the queue, in seconds.
+    pub expire_secs: u64,
+    /// DNS servers for MX and address lookups, as "ip:port"; empty: those of /etc/resolv.conf.
+    pub resolvers: Vec<SocketAddr>,
+    /// Port of remote mail servers (25 on the internet; tests use others).
+    pub outbound_port: u16,
+    /// Deliveries in progress at once.
+    pub concurrency: usize,
+    /// How long to wait for a remote server to accept a connection, in seconds.
+    pub connect_timeout_secs: u64,
+    /// How long to wait for each reply of a remote server, in seconds (RFC 5321 §4.5.3.2: minutes).
+    pub command_timeout_secs: u64,
+}
+
+impl Default for QueueConfig {
+    fn default() -> Self {
+        QueueConfig {
+            retry_initial_secs: 5 * 60,
+            retry_max_secs: 4 * 60 * 60,
+            expire_secs: 5 * 24 * 60 * 60,
+            resolvers: Vec::new(),
+            outbound_port: 25,
+            concurrency: 16,
+            connect_timeout_secs: 30,
+            command_timeout_secs: 300,
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct StoreConfig {
@@ -289,6 +327,25 @@ impl Config {
         if self.smtp.command_timeout_secs == 0 {
             return invalid("smtp.command_timeout_secs", "must be at least 1");
         }
+        let q = &self.queue;
+        if q.retry_initial_secs == 0 {
+            return invalid("queue.retry_initial_secs", "must be at least 1");
+        }
+        if q.retry_max_secs < q.retry_initial_secs {
+            return invalid("queue.retry_max_secs", "must be at least queue.retry_initial_secs");
+        }
+        if q.expire_secs == 0 || i64::try_from(q.expire_secs).is_err() {
+            return invalid("queue.expire_secs", "must be at least 1");
+        }
+        if q.outbound_port == 0 {
+            return invalid("queue.outbound_port", "must be a port number (25)");
+        }
+        if q.concurrency == 0 {
+            return invalid("queue.concurrency", "must be at least 1");
+        }
+        if q.connect_timeout_secs == 0 || q.command_timeout_secs == 0 {
+            return invalid("queue.command_timeout_secs", "timeouts must be at least 1");
+        }
         if self.auth.max_failures == 0 {
             return invalid("auth.max_failures", "must be at least 1");
         }
@@ -307,6 +364,25 @@ impl Config {
 
     pub fn directory_snapshot(&self) -> PathBuf {
         self.server.data_dir.join("directory.json")
+    }
+
+    /// The queue settings as the delivery crate takes them.
+    pub fn delivery(&self) -> coimail_delivery::QueueConfig {
+        let q = &self.queue;
+        let secs = |s: u64| i64::try_from(s).unwrap_or(i64::MAX);
+        coimail_delivery::QueueConfig {
+            hostname: self.server.hostname.clone(),
+            retry: coimail_delivery::RetryPolicy {
+                initial: secs(q.retry_initial_secs),
+                max: secs(q.retry_max_secs),
+                expire: secs(q.expire_secs),
+            },
+            resolvers: q.resolvers.clone(),
+            port: q.outbound_port,
+            concurrency: q.concurrency,
+            connect_timeout: Duration::from_secs(q.connect_timeout_secs),
+            command_timeout: Duration::from_secs(q.command_timeout_secs),
+        }
     }
 
     pub fn imap_timeouts(&self) -> (Duration, Duration) {
@@ -371,6 +447,14 @@ mod tests {
         let mut c = Config::default();
         c.server.hostname = "bad host".into();
         assert!(c.validate().unwrap_err().to_string().contains("server.hostname"));
+        let mut c = Config::default();
+        c.queue.retry_max_secs = 1;
+        assert!(c.validate().unwrap_err().to_string().contains("queue.retry_max_secs"));
+        let err = Config::parse("[queue]\nresolvers = [\"8.8.8.8\"]\n").unwrap_err();
+        assert!(err.contains("resolvers"), "a resolver needs its port: {err}");
+        let c = Config::parse("[queue]\nresolvers = [\"127.0.0.1:5353\"]\noutbound_port = 2525\n").unwrap();
+        assert_eq!(c.delivery().resolvers, vec!["127.0.0.1:5353".parse().unwrap()]);
+        assert_eq!((c.delivery().port, c.delivery().retry.initial), (2525, 300));
         let mut c = Config::default();
         c.log.level = "info,=[".into();
         assert!(c.validate().unwrap_err().to_string().contains("log.level"));

@@ -8,10 +8,13 @@
 //!    database: a second daemon fails here with a clear message).
 //! 3. Open the directory; if the index was lost but the directory snapshot
 //!    survives, restore users from it and re-index every body file.
-//! 4. Reconcile body files with the index after an unclean stop.
+//! 4. Reconcile body files with the index after an unclean stop; release
+//!    the outbound queue's leases (always: their holder is gone).
 //! 5. Load TLS, then bind **every** listener before serving anything, so
 //!    port 0 resolves and a taken port fails the start, not a later request.
-//! 6. Spawn IMAP, SMTP and the admin socket, each with its shutdown token.
+//! 6. Build the outbound queue (resolver, client TLS), then spawn IMAP,
+//!    SMTP, the queue runner and the admin socket, each with its shutdown
+//!    token.
 //!
 //! # Shutdown ([`Running::shutdown`])
 //! Cancel the token (listeners stop accepting, sessions finish the command
@@ -25,6 +28,7 @@ pub mod tls;
 
 pub use config::Config;
 
+use coimail_delivery::{Outbound, Queue, Runner, attempt};
 use coimail_directory::{Directory, ThrottleOptions};
 use coimail_imap::{ImapContext, ImapListener};
 use coimail_smtp::{SmtpContext, SmtpListener};
@@ -49,6 +53,8 @@ pub enum DaemonError {
     Store(#[from] coimail_store::StoreError),
     #[error("directory: {0}")]
     Directory(#[from] coimail_directory::DirectoryError),
+    #[error("outbound queue: {0}")]
+    Delivery(#[from] coimail_delivery::DeliveryError),
     #[error("cannot listen on {addr} ({service}): {source}")]
     Bind { service: &'static str, addr: SocketAddr, source: std::io::Error },
     #[error("{path}: {source}")]
@@ -123,6 +129,10 @@ pub async fn open_data(config: &Config) -> Result<(Store, Directory), DaemonErro
     if report != Default::default() {
         info!(?report, "reconciled message files with the index");
     }
+    let spool = store.spool_recover().await?;
+    if spool != Default::default() {
+        info!(?spool, "recovered the outbound queue");
+    }
     Ok((store, directory))
 }
 
@@ -145,6 +155,43 @@ async fn bind_all(service: &'static str, addrs: &[SocketAddr]) -> Result<Vec<Tcp
 
 fn local_addrs(listeners: &[TcpListener]) -> Vec<SocketAddr> {
     listeners.iter().filter_map(|l| l.local_addr().ok()).collect()
+}
+
+/// The outbound queue's enqueue handle and its runner (not yet running).
+fn outbound_queue(
+    config: &Config,
+    store: &Store,
+    directory: &Directory,
+) -> Result<(Queue, Runner<Outbound>), DaemonError> {
+    let delivery = config.delivery();
+    let queue = Queue::new(store.clone());
+    let ctx = attempt::Context {
+        store: store.clone(),
+        directory: directory.clone(),
+        transport: Outbound::new(&delivery)?,
+        retry: delivery.retry,
+        hostname: delivery.hostname.clone(),
+    };
+    let runner = Runner::new(ctx, queue.clone(), delivery.concurrency);
+    Ok((queue, runner))
+}
+
+fn smtp_context(
+    config: &Config,
+    store: &Store,
+    directory: &Directory,
+    tls: Option<tokio_rustls::TlsAcceptor>,
+) -> SmtpContext {
+    let smtp = coimail_smtp::SmtpConfig {
+        hostname: config.server.hostname.clone(),
+        max_message_bytes: config.smtp.max_message_bytes,
+        max_recipients: config.smtp.max_recipients,
+        plaintext_auth: config.auth.plaintext,
+        command_timeout: Duration::from_secs(config.smtp.command_timeout_secs),
+        max_connections: config.smtp.max_connections,
+        max_connections_per_ip: config.smtp.max_connections_per_ip,
+    };
+    SmtpContext::new(store.clone(), directory.clone(), tls, smtp)
 }
 
 /// Starts the daemon; returns once every listener is bound and serving.
@@ -193,20 +240,8 @@ pub async fn start(config: Config) -> Result<Running, DaemonError> {
             max_connections_per_ip: config.imap.max_connections_per_ip,
         },
     ));
-    let smtp_ctx = Arc::new(SmtpContext::new(
-        store.clone(),
-        directory.clone(),
-        tls,
-        coimail_smtp::SmtpConfig {
-            hostname: config.server.hostname.clone(),
-            max_message_bytes: config.smtp.max_message_bytes,
-            max_recipients: config.smtp.max_recipients,
-            plaintext_auth: config.auth.plaintext,
-            command_timeout: Duration::from_secs(config.smtp.command_timeout_secs),
-            max_connections: config.smtp.max_connections,
-            max_connections_per_ip: config.smtp.max_connections_per_ip,
-        },
-    ));
+    let (queue, runner) = outbound_queue(&config, &store, &directory)?;
+    let smtp_ctx = Arc::new(smtp_context(&config, &store, &directory, tls).with_queue(queue.clone()));
     let imap_listeners = imap
         .into_iter()
         .map(|l| (l, ImapListener::Starttls))
@@ -222,7 +257,9 @@ pub async fn start(config: Config) -> Result<Running, DaemonError> {
     for (listener, kind) in smtp_listeners {
         tracker.spawn(coimail_smtp::serve(listener, kind, smtp_ctx.clone(), shutdown.clone(), tracker.clone()));
     }
-    tracker.spawn(admin::serve(admin_listener, directory.clone(), shutdown.clone()));
+    tracker.spawn(runner.run(shutdown.clone()));
+    let admin_ctx = admin::AdminContext { directory: directory.clone(), queue };
+    tracker.spawn(admin::serve(admin_listener, admin_ctx, shutdown.clone()));
     info!(?addrs, "coimail is serving");
     Ok(Running {
         addrs,

@@ -10,6 +10,8 @@ pub(crate) struct CapabilityState {
     pub starttls: bool,
     /// LOGIN / AUTHENTICATE PLAIN are allowed on this connection now.
     pub plaintext_login: bool,
+    /// Largest message APPEND accepts (RFC 7889 APPENDLIMIT): the literal cap.
+    pub append_limit: u64,
 }
 
 const COMMON: &str = "IMAP4rev1 IMAP4rev2 LITERAL+";
@@ -20,6 +22,13 @@ pub(crate) fn capabilities(s: CapabilityState) -> String {
     if s.authenticated {
         // RFC 9051 §6.1.1: the list may (and here does) change after login.
         caps.push_str(" ID ENABLE IDLE NAMESPACE UNSELECT CHILDREN SPECIAL-USE UTF8=ACCEPT");
+        // FETCH BINARY[...] / BINARY.SIZE (RFC 3516; cmd/fetch.rs); APPEND takes literal8.
+        caps.push_str(" BINARY");
+        // Mailbox and message management (cmd/{append,copy_move,expunge,mailbox,status}.rs).
+        caps.push_str(" UIDPLUS MOVE MULTIAPPEND CREATE-SPECIAL-USE STATUS=SIZE");
+        caps.push_str(&format!(" APPENDLIMIT={}", s.append_limit));
+        // Search, sort and thread extensions (cmd/search.rs, cmd/sort.rs, cmd/thread.rs).
+        caps.push_str(" ESEARCH SEARCHRES WITHIN SORT SORT=DISPLAY THREAD=ORDEREDSUBJECT THREAD=REFERENCES");
         return caps;
     }
     caps.push_str(" SASL-IR ID ENABLE IDLE");
@@ -41,12 +50,29 @@ mod tests {
 
     #[test]
     fn lists_depend_on_state() {
-        let pre = capabilities(CapabilityState { authenticated: false, starttls: true, plaintext_login: false });
+        let pre = capabilities(CapabilityState {
+            authenticated: false,
+            starttls: true,
+            plaintext_login: false,
+            append_limit: 1000,
+        });
         assert_eq!(pre, "IMAP4rev1 IMAP4rev2 LITERAL+ SASL-IR ID ENABLE IDLE STARTTLS LOGINDISABLED");
-        let pre = capabilities(CapabilityState { authenticated: false, starttls: false, plaintext_login: true });
+        let pre = capabilities(CapabilityState {
+            authenticated: false,
+            starttls: false,
+            plaintext_login: true,
+            append_limit: 1000,
+        });
         assert_eq!(pre, "IMAP4rev1 IMAP4rev2 LITERAL+ SASL-IR ID ENABLE IDLE AUTH=PLAIN");
-        let post = capabilities(CapabilityState { authenticated: true, starttls: true, plaintext_login: true });
+        let post = capabilities(CapabilityState {
+            authenticated: true,
+            starttls: true,
+            plaintext_login: true,
+            append_limit: 1000,
+        });
         assert!(post.contains("IDLE") && post.contains("SPECIAL-USE") && !post.contains("STARTTLS"));
+        assert!(post.contains(" UIDPLUS MOVE MULTIAPPEND CREATE-SPECIAL-USE STATUS=SIZE APPENDLIMIT=1000"));
+        assert!(post.contains(" ESEARCH SEARCHRES WITHIN SORT SORT=DISPLAY THREAD=ORDEREDSUBJECT THREAD=REFERENCES"));
         assert!(!post.contains("AUTH="));
     }
 }

@@ -12,12 +12,15 @@ pub(crate) enum Code {
     AuthorizationFailed,
     Cannot,
     ExpungeIssued,
+    HasChildren,
     NonExistent,
     OverQuota,
     PrivacyRequired,
     ServerBug,
     TooBig,
+    TryCreate,
     Unavailable,
+    UseAttr,
 }
 
 impl Code {
@@ -28,12 +31,15 @@ impl Code {
             Code::AuthorizationFailed => "AUTHORIZATIONFAILED",
             Code::Cannot => "CANNOT",
             Code::ExpungeIssued => "EXPUNGEISSUED",
+            Code::HasChildren => "HASCHILDREN",
             Code::NonExistent => "NONEXISTENT",
             Code::OverQuota => "OVERQUOTA",
             Code::PrivacyRequired => "PRIVACYREQUIRED",
             Code::ServerBug => "SERVERBUG",
             Code::TooBig => "TOOBIG",
+            Code::TryCreate => "TRYCREATE",
             Code::Unavailable => "UNAVAILABLE",
+            Code::UseAttr => "USEATTR",
         }
     }
 }

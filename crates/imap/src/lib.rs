@@ -16,6 +16,9 @@
 //! - `selected`: the selected mailbox as this session sees it (sequence
 //!   number <-> UID) and the changes it has not been told about yet.
 //! - `cmd/*`: one file per command group, named after the RFC commands.
+//! - `mime`: message structure, ENVELOPE, BODYSTRUCTURE, body sections,
+//!   BINARY decoding and the shared structure cache (FETCH; header and text
+//!   decoding for SEARCH).
 //! - `capability`, `error` (the one place errors become `BAD`/`NO`),
 //!   `encode` (our own response encoder), `mutf7` (RFC 3501 §5.1.3 names).
 //!
@@ -35,6 +38,7 @@ mod cmd;
 mod conn;
 mod encode;
 mod error;
+mod mime;
 mod mutf7;
 mod selected;
 mod session;
@@ -85,6 +89,9 @@ pub struct ImapContext {
     /// Built from `config` by [`ImapContext::new`], so every listener
     /// sharing this context shares the caps.
     limits: Arc<ConnectionLimits>,
+    /// Parsed message structures (ENVELOPE, BODYSTRUCTURE, sections), shared
+    /// by all sessions: a warm FETCH reads no message file.
+    pub(crate) mime_cache: mime::Cache,
 }
 
 impl ImapContext {
@@ -95,7 +102,7 @@ impl ImapContext {
         config: ImapConfig,
     ) -> ImapContext {
         let limits = ConnectionLimits::new(config.max_connections, config.max_connections_per_ip);
-        ImapContext { store, directory, tls, config, limits }
+        ImapContext { store, directory, tls, config, limits, mime_cache: mime::Cache::default() }
     }
 }
 

@@ -9,8 +9,11 @@
 //! - Expunges are held back while `allow_expunge` is false (RFC 3501
 //!   §7.4.1: not during FETCH, STORE, SEARCH); the messages keep their
 //!   sequence numbers until then.
+//! - The session's own expunges (EXPUNGE, UID EXPUNGE, MOVE) go through
+//!   the same queue ([`SelectedView::expunged_here`]), so they are
+//!   reported exactly once, in order, and the bus echo finds nothing left.
 
-use coimail_store::{Change, Flags, MailboxId, MailboxInfo, MessageMeta, ModSeq, Uid};
+use coimail_store::{AccountId, Change, Flags, MailboxId, MailboxInfo, MessageMeta, ModSeq, Store, StoreError, Uid};
 use imap_codec::imap_types::sequence::{SeqOrUid, Sequence, SequenceSet};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
@@ -19,7 +22,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 pub(crate) enum Update {
     Expunge(u32),
     Exists(u32),
-    Flags { seq: u32, uid: Uid, flags: Flags },
+    Flags { seq: u32, uid: Uid, flags: Flags, modseq: ModSeq },
 }
 
 #[derive(Debug, Default)]
@@ -184,6 +187,30 @@ impl SelectedView {
         self.needs_listing() || !self.pending.expunged.is_empty() || !self.pending.flags.is_empty()
     }
 
+    /// What [`SelectedView::take_updates`] needs from the store: every
+    /// message after a lag, otherwise only the ones past `uid_next` (new
+    /// mail), read by UID range rather than listing the whole mailbox.
+    pub(crate) fn listing(&self, store: &Store, account: AccountId) -> Result<Option<Vec<MessageMeta>>, StoreError> {
+        if self.pending.resync.is_some() {
+            store.messages(account, self.mailbox).map(Some)
+        } else if self.needs_listing() {
+            store.messages_in(account, self.mailbox, &[self.uid_next..=Uid::MAX]).map(Some)
+        } else {
+            Ok(None)
+        }
+    }
+
+    /// Messages this session expunged itself: reported at the end of the
+    /// command like anyone else's (the bus echo then finds them gone).
+    pub(crate) fn expunged_here(&mut self, uids: &[Uid]) {
+        for uid in uids {
+            self.pending.flags.remove(uid);
+            if self.seq_of(*uid).is_some() {
+                self.pending.expunged.insert(*uid);
+            }
+        }
+    }
+
     /// Records flags this session sent in a FETCH response itself.
     pub(crate) fn told_flags(&mut self, uid: Uid, modseq: ModSeq) {
         self.told.insert(uid, modseq);
@@ -200,15 +227,7 @@ impl SelectedView {
             self.resync_from(listing, floor);
         }
         if allow_expunge && !self.pending.expunged.is_empty() {
-            // Highest sequence number first: each EXPUNGE then leaves the
-            // numbers of the ones still to come unchanged.
-            for uid in std::mem::take(&mut self.pending.expunged).into_iter().rev() {
-                if let Ok(i) = self.uids.binary_search(&uid) {
-                    self.uids.remove(i);
-                    self.told.remove(&uid);
-                    out.push(Update::Expunge(i as u32 + 1));
-                }
-            }
+            out.extend(self.apply_expunges());
         }
         if let Some(listing) = listing {
             let start = listing.partition_point(|m| m.uid < self.uid_next);
@@ -227,9 +246,26 @@ impl SelectedView {
                 continue;
             }
             if let Some(seq) = self.seq_of(uid) {
-                out.push(Update::Flags { seq, uid, flags });
+                out.push(Update::Flags { seq, uid, flags, modseq });
             }
         }
+        out
+    }
+
+    /// Removes the pending expunges from the map. In increasing UID order,
+    /// each numbered as the client sees it after the ones before it
+    /// (RFC 3501 §7.4.1's example: `3 3 5 8`); one pass over the map.
+    fn apply_expunges(&mut self) -> Vec<Update> {
+        let gone = std::mem::take(&mut self.pending.expunged);
+        let mut out = Vec::with_capacity(gone.len());
+        for (i, uid) in self.uids.iter().enumerate() {
+            if gone.contains(uid) {
+                // `i - out.len()` messages are still ahead of this one.
+                out.push(Update::Expunge((i - out.len()) as u32 + 1));
+                self.told.remove(uid);
+            }
+        }
+        self.uids.retain(|u| !gone.contains(u));
         out
     }
 
@@ -328,10 +364,14 @@ mod tests {
         let up = v.take_updates(Some(&listing), false);
         assert_eq!(
             up,
-            vec![Update::Exists(5), Update::Flags { seq: 2, uid: 5, flags: ["\\Seen"].into_iter().collect() }]
+            vec![
+                Update::Exists(5),
+                Update::Flags { seq: 2, uid: 5, flags: ["\\Seen"].into_iter().collect(), modseq: 6 }
+            ]
         );
         let up = v.take_updates(None, true);
-        assert_eq!(up, vec![Update::Expunge(3), Update::Expunge(1)]);
+        // Increasing UIDs, each numbered after the ones before it.
+        assert_eq!(up, vec![Update::Expunge(1), Update::Expunge(2)]);
         assert_eq!(v.exists(), 3);
         assert_eq!(v.seq_of(11), Some(3));
         assert_eq!(v.uid_next(), 12);
@@ -390,8 +430,8 @@ mod tests {
             up,
             vec![
                 Update::Expunge(3),
-                Update::Flags { seq: 1, uid: 1, flags: ["\\Seen"].into_iter().collect() },
-                Update::Flags { seq: 2, uid: 2, flags: ["\\Flagged"].into_iter().collect() },
+                Update::Flags { seq: 1, uid: 1, flags: ["\\Seen"].into_iter().collect(), modseq: 2 },
+                Update::Flags { seq: 2, uid: 2, flags: ["\\Flagged"].into_iter().collect(), modseq: 3 },
             ]
         );
         assert!(!v.has_pending());
@@ -409,8 +449,23 @@ mod tests {
             vec![
                 Update::Expunge(2),
                 Update::Exists(3),
-                Update::Flags { seq: 2, uid: 3, flags: ["\\Flagged"].into_iter().collect() }
+                Update::Flags { seq: 2, uid: 3, flags: ["\\Flagged"].into_iter().collect(), modseq: 9 }
             ]
         );
+    }
+
+    #[test]
+    fn own_expunges_are_numbered_in_order_and_not_echoed() {
+        let mut v = view(&[2, 4, 6, 7, 9, 11]);
+        v.expunged_here(&[4, 7, 11, 5]);
+        assert_eq!(v.take_updates(None, true), vec![Update::Expunge(2), Update::Expunge(3), Update::Expunge(4)]);
+        assert_eq!((v.exists(), v.seq_of(9)), (3, Some(3)));
+        // The bus echo of the same expunge finds nothing to report.
+        v.note(&Change::Expunged { mailbox: MailboxId(7), uids: vec![4, 7, 11], modseq: 3 });
+        assert!(!v.has_pending());
+        // Held back while a FETCH runs, then sent.
+        v.expunged_here(&[2]);
+        assert!(v.take_updates(None, false).is_empty());
+        assert_eq!(v.take_updates(None, true), vec![Update::Expunge(1)]);
     }
 }

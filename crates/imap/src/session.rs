@@ -3,11 +3,12 @@
 //! state check, and the ONE dispatch `match` over decoded commands.
 
 use crate::capability::{CapabilityState, capabilities};
-use crate::cmd::{any, auth, fetch, idle, mailbox, select};
+use crate::cmd::ext::Extended;
+use crate::cmd::{any, append, auth, copy_move, expunge, fetch, idle, mailbox, select, status, store};
 use crate::conn::{self, Conn, Event, Limits, Stream};
 use crate::error::{Code, ImapError};
 use crate::selected::{SelectedView, Update};
-use crate::{ImapContext, ImapListener, encode};
+use crate::{ImapContext, ImapListener};
 use bytes::Bytes;
 use coimail_directory::Account;
 use coimail_store::names::MAX_NAME_BYTES;
@@ -90,6 +91,13 @@ pub(crate) struct Session {
     pub rev2: bool,
     /// Until when the client may take to log in (a hard cap from connect).
     pub login_deadline: Instant,
+    /// CONDSTORE is on (RFC 7162 §3.1: turned on by the first
+    /// CONDSTORE-enabling command, e.g. STORE UNCHANGEDSINCE or STATUS
+    /// HIGHESTMODSEQ, or by ENABLE): every FETCH response carries MODSEQ.
+    pub condstore: bool,
+    /// The saved search result (RFC 5182 SEARCHRES `$`), UIDs ascending;
+    /// `None` is the empty set. Emptied when a mailbox is selected or closed.
+    pub saved_search: Option<Vec<coimail_store::Uid>>,
 }
 
 pub(crate) async fn run(
@@ -123,6 +131,8 @@ pub(crate) async fn run(
         utf8: false,
         rev2: false,
         login_deadline,
+        condstore: false,
+        saved_search: None,
     };
     session.serve().await;
     session.conn.shutdown().await;
@@ -206,6 +216,7 @@ impl Session {
             authenticated: matches!(self.state, State::Authenticated(_) | State::Selected(..)),
             starttls: self.kind == ImapListener::Starttls && self.ctx.tls.is_some() && !tls,
             plaintext_login: self.ctx.config.plaintext_auth.allows(self.peer.ip(), tls),
+            append_limit: self.ctx.config.max_literal_bytes,
         })
     }
 
@@ -297,18 +308,17 @@ impl Session {
         if !view.has_pending() {
             return Ok(());
         }
-        let listing =
-            if view.needs_listing() { Some(self.ctx.store.messages(account.id, view.mailbox)?) } else { None };
+        let listing = view.listing(&self.ctx.store, account.id)?;
         let updates = view.take_updates(listing.as_deref(), allow_expunge);
+        let condstore = self.condstore;
         let out = self.conn.out();
         for u in updates {
             match u {
                 Update::Expunge(seq) => out.extend_from_slice(format!("* {seq} EXPUNGE\r\n").as_bytes()),
                 Update::Exists(n) => out.extend_from_slice(format!("* {n} EXISTS\r\n").as_bytes()),
-                Update::Flags { seq, uid, flags } => {
-                    out.extend_from_slice(format!("* {seq} FETCH (FLAGS ").as_bytes());
-                    encode::flag_list(out, &flags);
-                    out.extend_from_slice(format!(" UID {uid})\r\n").as_bytes());
+                Update::Flags { seq, uid, flags, modseq } => {
+                    // RFC 7162 §3.1: MODSEQ in every FETCH once CONDSTORE is on.
+                    store::write_fetch(out, seq, Some(uid), Some(&flags), condstore.then_some(modseq));
                 }
             }
         }
@@ -318,9 +328,27 @@ impl Session {
     /// Decodes, checks and runs one command; writes its tagged response.
     /// Returns false when the connection must close.
     async fn command(&mut self, bytes: Bytes) -> bool {
+        // SEARCH, SORT and THREAD have their own grammar (cmd/search/parse.rs):
+        // imap-codec lacks ESEARCH RETURN, SEARCHRES `$`, WITHIN and SORT=DISPLAY.
+        if let Some((tag, req)) = crate::cmd::search::parse_extended(&bytes) {
+            let allow_expunge = crate::cmd::search::allows_expunge(&req);
+            let result = crate::cmd::search::run(self, &tag, req).await;
+            return self.finish(&tag, true, allow_expunge, result).await;
+        }
+        // SEARCHRES: `$` as the set of FETCH, STORE, COPY, MOVE or UID EXPUNGE
+        // becomes the saved messages before decoding (RFC 5182 §2.2, cmd/search/saved.rs).
+        let bytes = match crate::cmd::search::expand_saved(self, bytes) {
+            Ok(bytes) => bytes,
+            Err((tag, done)) => return self.finish(&tag, true, false, Ok(done)).await,
+        };
         let cmd = match CommandCodec::default().decode(&bytes) {
             Ok((&[], cmd)) => cmd,
             _ => {
+                // Forms imap-codec cannot decode (MULTIAPPEND, CREATE ... (USE ...)).
+                if let Some((tag, ext)) = crate::cmd::ext::decode(&bytes) {
+                    let result = self.extended(ext).await;
+                    return self.finish(&tag, true, true, result).await;
+                }
                 let err = ImapError::Bad(syntax_error(&bytes));
                 return err.write_tagged(self.conn.out(), conn::command_tag(&bytes));
             }
@@ -345,10 +373,23 @@ impl Session {
                 | CommandBody::Idle
                 | CommandBody::Logout
         );
+        if matches!(
+            body,
+            CommandBody::Select { .. } | CommandBody::Examine { .. } | CommandBody::Unselect | CommandBody::Close
+        ) {
+            // RFC 5182 §2.1: selecting or closing a mailbox empties the saved search result.
+            self.saved_search = None;
+        }
         let result = match check_state(&self.state, &body) {
             Ok(()) => self.dispatch(body, &tag).await,
             Err(e) => Err(e),
         };
+        self.finish(&tag, reports, allow_expunge, result).await
+    }
+
+    /// Sends pending unsolicited responses (when `reports`), then the tagged
+    /// response. Returns false when the connection must close.
+    async fn finish(&mut self, tag: &str, reports: bool, allow_expunge: bool, result: CmdResult) -> bool {
         let result = match (reports, result) {
             (true, r @ (Ok(_) | Err(ImapError::Bad(_) | ImapError::No { .. }))) => {
                 self.report_pending(allow_expunge).await.and(r)
@@ -376,7 +417,7 @@ impl Session {
                     Then::StartTls => self.start_tls().await,
                 }
             }
-            Err(e) => e.write_tagged(self.conn.out(), Some(&tag)),
+            Err(e) => e.write_tagged(self.conn.out(), Some(tag)),
         }
     }
 
@@ -420,7 +461,61 @@ impl Session {
                 fetch::fetch(self, &sequence_set, macro_or_item_names, uid).await
             }
             CommandBody::Idle => idle::idle(self, tag).await,
+            CommandBody::Create { mailbox } => {
+                let name = mailbox::mailbox_arg(self, &mailbox)?;
+                mailbox::create(self, &name, &[]).await
+            }
+            CommandBody::Delete { mailbox } => {
+                let name = mailbox::mailbox_arg(self, &mailbox)?;
+                mailbox::delete(self, &name).await
+            }
+            CommandBody::Rename { from, to } => {
+                let (from, to) = (mailbox::mailbox_arg(self, &from)?, mailbox::mailbox_arg(self, &to)?);
+                mailbox::rename(self, &from, &to).await
+            }
+            CommandBody::Subscribe { mailbox } => {
+                let name = mailbox::mailbox_arg(self, &mailbox)?;
+                mailbox::subscribe(self, &name, true).await
+            }
+            CommandBody::Unsubscribe { mailbox } => {
+                let name = mailbox::mailbox_arg(self, &mailbox)?;
+                mailbox::subscribe(self, &name, false).await
+            }
+            CommandBody::Lsub { reference, mailbox_wildcard } => mailbox::lsub(self, &reference, &mailbox_wildcard),
+            CommandBody::Status { mailbox, item_names } => status::status(self, &mailbox, &item_names),
+            CommandBody::Append { mailbox, flags, date, message } => {
+                append::append(self, &mailbox, &flags, date.as_ref(), &message).await
+            }
+            CommandBody::Check => Ok(Done::ok("CHECK completed")),
+            CommandBody::Close => select::close(self).await,
+            CommandBody::Expunge => expunge::expunge(self, None).await,
+            CommandBody::ExpungeUid { sequence_set } => expunge::expunge(self, Some(&sequence_set)).await,
+            CommandBody::Store { sequence_set, kind, response, flags, uid, modifiers } => {
+                let args =
+                    store::StoreArgs { set: &sequence_set, kind, response, flags: &flags, uid, modifiers: &modifiers };
+                store::store(self, args).await
+            }
+            CommandBody::Copy { sequence_set, mailbox, uid } => {
+                copy_move::copy(self, &sequence_set, &mailbox, uid, false).await
+            }
+            CommandBody::Move { sequence_set, mailbox, uid } => {
+                copy_move::copy(self, &sequence_set, &mailbox, uid, true).await
+            }
             other => Err(ImapError::not_implemented(other.name())),
+        }
+    }
+
+    /// Runs a command decoded by `cmd::ext` (forms imap-codec refuses).
+    async fn extended(&mut self, ext: Extended) -> CmdResult {
+        if self.account().is_none() {
+            return Err(ImapError::bad(format!("{} is not valid before login", ext.name())));
+        }
+        match ext {
+            Extended::Append { mailbox, messages } => append::multiappend(self, &mailbox, messages).await,
+            Extended::Create { mailbox, special_use } => {
+                let name = self.mailbox_name(&mailbox)?;
+                mailbox::create(self, &name, &special_use).await
+            }
         }
     }
 

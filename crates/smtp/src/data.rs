@@ -20,12 +20,14 @@
 //!   message-sized allocation per transaction). Like Postfix, the Received
 //!   date is therefore the time DATA started.
 
-use crate::SmtpListener;
 use crate::delivery::{self, Envelope};
 use crate::io::ConnError;
 use crate::received::{Trace, trace_headers};
 use crate::reply::{self, Enhanced, Reply, SmtpError};
 use crate::session::{Session, Transaction};
+use crate::{SmtpListener, submission};
+
+pub(crate) const NO_RECIPIENTS: SmtpError = SmtpError::new(554, Enhanced(5, 5, 1), "no valid recipients");
 
 /// What reading the data produced.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -164,7 +166,7 @@ impl DataDecoder {
 }
 
 /// Past this many octets beyond the limit we stop reading and hang up.
-fn hang_up_after(max: usize) -> usize {
+pub(crate) fn hang_up_after(max: usize) -> usize {
     max.saturating_mul(2).saturating_add(1 << 20)
 }
 
@@ -172,21 +174,18 @@ impl Session {
     /// DATA: checks the state, reads the message and delivers it. Replies
     /// 250 only after the store has made the message durable.
     pub(crate) async fn cmd_data(&mut self) -> Result<(), ConnError> {
-        let Some(tx) = self.tx.as_ref() else {
-            self.conn.reply(reply::BAD_SEQUENCE);
-            return Ok(());
+        let refusal = match self.tx.as_ref() {
+            None => Some(reply::BAD_SEQUENCE),
+            Some(tx) if tx.chunks.is_some() => Some(reply::BAD_SEQUENCE),
+            Some(tx) if tx.recipient_count() == 0 => Some(NO_RECIPIENTS),
+            Some(_) => None,
         };
-        if tx.recipients.is_empty() {
-            self.conn.reply(SmtpError::new(554, Enhanced(5, 5, 1), "no valid recipients"));
+        if let Some(e) = refusal {
+            self.conn.reply(e);
             return Ok(());
         }
-        self.tx_count = self.tx_count.wrapping_add(1);
-        let id = format!("{}.{}", self.id, self.tx_count);
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX));
-        // The trace headers go first into the buffer the data is read into.
-        let head = trace_headers(&self.trace(tx, &id, now));
+        let Some((id, now, head)) = self.begin_message() else { return Ok(()) };
+        let head_len = head.len();
         self.conn.reply(Reply::plain(354, "start mail input; end with <CRLF>.<CRLF>"));
         let max = self.ctx.config.max_message_bytes;
         let mut decoder = DataDecoder::new(head, max);
@@ -207,21 +206,54 @@ impl Session {
         let Some(tx) = self.tx.take() else {
             return Ok(());
         };
-        match decoder.finish() {
+        let reply = self.end_message(tx, &id, now, head_len, decoder.finish()).await;
+        self.conn.reply(reply);
+        Ok(())
+    }
+
+    /// Starts reading a message for the current transaction: its id, the
+    /// time, and the trace headers the message buffer starts with.
+    pub(crate) fn begin_message(&mut self) -> Option<(String, i64, Vec<u8>)> {
+        self.tx_count = self.tx_count.wrapping_add(1);
+        let id = format!("{}.{}", self.id, self.tx_count);
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX));
+        let tx = self.tx.as_ref()?;
+        let head = trace_headers(&self.trace(tx, &id, now));
+        Some((id, now, head))
+    }
+
+    /// The reply to a complete message (DATA or the last BDAT chunk):
+    /// refusals, submission checks, then delivery.
+    pub(crate) async fn end_message(
+        &mut self,
+        tx: Transaction,
+        id: &str,
+        now: i64,
+        head_len: usize,
+        outcome: DataOutcome,
+    ) -> Reply {
+        match outcome {
             DataOutcome::TooBig => {
-                tracing::info!(size = max, "message refused: too big");
-                self.conn.reply(reply::TOO_BIG);
+                tracing::info!(size = self.ctx.config.max_message_bytes, "message refused: too big");
+                reply::TOO_BIG.into()
             }
             DataOutcome::BareLineEnding => {
                 tracing::warn!("message refused: bare CR or LF in data");
-                self.conn.reply(reply::BARE_LINE_ENDING_DATA);
+                reply::BARE_LINE_ENDING_DATA.into()
             }
-            DataOutcome::Message(message) => {
-                let reply = self.deliver(tx, &id, now, &message).await;
-                self.conn.reply(reply);
+            DataOutcome::Message(mut message) => {
+                if self.kind != SmtpListener::Mx {
+                    let complete = submission::complete(&self.ctx, self.auth.as_ref(), &mut message, head_len, id, now);
+                    if let Err(e) = complete {
+                        tracing::info!(code = e.code, "message refused by submission checks");
+                        return e.into();
+                    }
+                }
+                self.deliver(tx, id, now, &message).await
             }
         }
-        Ok(())
     }
 
     /// What the `Received` header says about this session and `tx`.
@@ -235,28 +267,29 @@ impl Session {
             authenticated: self.auth.is_some(),
             smtputf8: tx.smtputf8,
             id,
-            for_rcpt: match tx.recipients.as_slice() {
-                [one] => Some(one.address.as_str()),
-                _ => None,
-            },
+            for_rcpt: tx.only_recipient(),
             sender: &tx.sender,
             now_unix,
         }
     }
 
-    /// Stores the message (trace headers included); the reply to send.
+    /// Stores and queues the message (trace headers included); the reply to send.
     async fn deliver(&mut self, tx: Transaction, id: &str, now: i64, message: &[u8]) -> Reply {
         let envelope = Envelope {
             listener: self.kind,
             sender: &tx.sender,
             recipients: &tx.recipients,
+            remote: &tx.remote,
+            env_id: tx.env_id.as_deref(),
+            ret: tx.ret,
             authenticated: self.auth.as_ref(),
         };
-        match delivery::deliver(&self.ctx.store, &envelope, message, now).await {
-            Ok(stored) => {
-                tracing::info!(id = %id, from = %tx.sender, recipients = tx.recipients.len(),
-                    copies = stored.len(), size = message.len(), "delivered");
-                Reply::new(250, Enhanced(2, 0, 0), format!("OK, delivered as {id}"))
+        match delivery::accept(&self.ctx, &envelope, message, now).await {
+            Ok(done) => {
+                tracing::info!(id = %id, from = %tx.sender, recipients = tx.recipient_count(),
+                    copies = done.copies, queue_id = ?done.queue_id, size = message.len(), "accepted");
+                let what = if done.queue_id.is_some() { "queued" } else { "delivered" };
+                Reply::new(250, Enhanced(2, 0, 0), format!("OK, {what} as {id}"))
             }
             Err(e) => e.into(),
         }

@@ -5,17 +5,22 @@
 //! COI issue extends exactly this function (chat messages to their folder,
 //! `$Chat` keyword) from the envelope and the raw message it is handed.
 //!
-//! [`deliver`] makes ONE `Store::deliver` call for all placements (one body
-//! file shared by every copy) and returns only after the store reports the
-//! message durable; the caller replies 250 only on `Ok`. On error nothing is
-//! acknowledged and the client is told to retry (4xx).
+//! [`accept`] stores the local copies with ONE `Store::deliver` call for
+//! all placements (one body file shared by every copy), then queues the
+//! remote recipients as ONE spool entry (one message file) through
+//! `coimail_delivery::Queue`, and returns only when both are durable; the
+//! caller replies 250 only on `Ok`. On error the client is told to retry
+//! (4xx). Local copies go first: if queueing then fails, the client's retry
+//! duplicates a local copy rather than mail sent to the world. The queued
+//! copy has no `Return-Path` (RFC 5321 §4.4: final delivery adds it).
 //!
-//! Remote recipients are refused at RCPT time with 554 5.3.3 until the
-//! outbound queue exists ([`remote_recipient`]); that is the seam the queue
-//! replaces.
+//! Remote recipients are accepted at RCPT time when the server has an
+//! outbound queue, and refused with 554 5.3.3 otherwise
+//! ([`remote_recipient`]).
 
-use crate::SmtpListener;
 use crate::reply::{self, Enhanced, SmtpError};
+use crate::{SmtpContext, SmtpListener, received};
+use coimail_delivery::{DsnRet, SpoolEnvelope, SpoolRecipient};
 use coimail_directory::Account;
 use coimail_store::{Flags, Placement, Store, StoreError, Stored};
 
@@ -34,7 +39,20 @@ pub struct Envelope<'a> {
     /// Reverse path; empty for the null sender.
     pub sender: &'a str,
     pub recipients: &'a [LocalRecipient],
+    /// Recipients elsewhere, for the queue.
+    pub remote: &'a [SpoolRecipient],
+    pub env_id: Option<&'a str>,
+    pub ret: Option<DsnRet>,
     pub authenticated: Option<&'a Account>,
+}
+
+/// What [`accept`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Accepted {
+    /// Local copies stored (one per distinct account).
+    pub copies: usize,
+    /// The queue entry of the remote recipients.
+    pub queue_id: Option<u64>,
 }
 
 /// The placement hook: one copy per distinct account, in INBOX, no flags.
@@ -55,10 +73,39 @@ pub fn placements(envelope: &Envelope<'_>, _message: &[u8]) -> Vec<Placement> {
     out
 }
 
-/// What to do with a permitted recipient outside our domains. No outbound
-/// queue yet, so it is refused.
-pub fn remote_recipient(_rcpt: &str) -> Result<(), SmtpError> {
-    Err(reply::REMOTE_DISABLED)
+/// Whether a permitted recipient outside our domains can be carried: only
+/// with an outbound queue.
+pub fn remote_recipient(ctx: &SmtpContext, _rcpt: &str) -> Result<(), SmtpError> {
+    if ctx.queue.is_some() { Ok(()) } else { Err(reply::REMOTE_DISABLED) }
+}
+
+/// Stores the local copies and queues the remote recipients of `message`
+/// (trace headers already prepended); durable on `Ok`.
+pub async fn accept(
+    ctx: &SmtpContext,
+    envelope: &Envelope<'_>,
+    message: &[u8],
+    now_unix: i64,
+) -> Result<Accepted, SmtpError> {
+    let mut done = Accepted::default();
+    if !envelope.recipients.is_empty() {
+        done.copies = deliver(&ctx.store, envelope, message, now_unix).await?.len();
+    }
+    if !envelope.remote.is_empty() {
+        let queue = ctx.queue.as_ref().ok_or(reply::REMOTE_DISABLED)?;
+        let spool = SpoolEnvelope {
+            sender: envelope.sender.to_owned(),
+            env_id: envelope.env_id.map(str::to_owned),
+            ret: envelope.ret,
+            recipients: envelope.remote.to_vec(),
+        };
+        let entry = queue.enqueue(spool, received::without_return_path(message)).await.map_err(|e| {
+            tracing::error!(error = %e, "queueing failed");
+            reply::LOCAL_ERROR
+        })?;
+        done.queue_id = Some(entry.id);
+    }
+    Ok(done)
 }
 
 /// Stores `message` (trace headers already prepended) for every placement.
@@ -96,7 +143,15 @@ mod tests {
     #[test]
     fn one_inbox_copy_per_account() {
         let rcpts = [rcpt("a@x.org", 1, "a@x.org"), rcpt("alias@x.org", 1, "a@x.org"), rcpt("b@x.org", 2, "b@x.org")];
-        let env = Envelope { listener: SmtpListener::Mx, sender: "", recipients: &rcpts, authenticated: None };
+        let env = Envelope {
+            listener: SmtpListener::Mx,
+            sender: "",
+            recipients: &rcpts,
+            remote: &[],
+            env_id: None,
+            ret: None,
+            authenticated: None,
+        };
         let p = placements(&env, b"");
         assert_eq!(p.len(), 2);
         assert_eq!((p[0].account, p[0].mailbox.as_str()), (AccountId(1), "INBOX"));

@@ -9,35 +9,45 @@
 //!   gets `554 5.6.0` after reading to the real `CRLF.CRLF`, and is reset
 //!   (SMTP smuggling; `data.rs` explains why nothing else may end the data).
 //! - EHLO offers PIPELINING, SIZE, 8BITMIME, ENHANCEDSTATUSCODES, SMTPUTF8,
-//!   STARTTLS (when TLS is configured and not active) and, on submission
-//!   listeners only, `AUTH PLAIN LOGIN` when the plaintext-auth policy allows
-//!   it on this connection (`538 5.7.11` otherwise).
+//!   CHUNKING, DSN, STARTTLS (when TLS is configured and not active) and,
+//!   on submission listeners only, `AUTH PLAIN LOGIN` when the
+//!   plaintext-auth policy allows it on this connection (`538 5.7.11`
+//!   otherwise).
 //! - Every 2xx/4xx/5xx reply has an enhanced status code except the
 //!   greeting and the EHLO/HELO replies, as RFC 2034 §3 prescribes.
 //! - MX accepts mail only for local domains (`550 5.1.1` unknown user,
-//!   `550 5.7.1` other domains). Submission requires AUTH (`530 5.7.0`) and
-//!   a reverse path the user owns (`553 5.7.1`). Remote recipients get
-//!   `554 5.3.3 remote delivery is not enabled on this server` at RCPT time:
-//!   there is no outbound queue yet; `delivery::remote_recipient` is where
-//!   it will plug in. The rules live in `policy.rs` only.
+//!   `550 5.7.1` other domains). Submission requires AUTH (`530 5.7.0`), a
+//!   reverse path the user owns (`553 5.7.1`) and, in the message, `From`
+//!   addresses the user owns (`553 5.7.1`); it adds `Date` and `Message-ID`
+//!   when missing (`submission.rs`). Remote recipients are accepted on
+//!   submission when the context has an outbound queue
+//!   (`coimail_delivery::Queue`), and get `554 5.3.3` otherwise. The rules
+//!   live in `policy.rs` only.
+//! - DSN parameters (RFC 3461: RET, ENVID on MAIL; NOTIFY, ORCPT on RCPT)
+//!   are accepted after EHLO and kept with the queued message.
 //! - `Return-Path` and `Received` are written into the DATA buffer before
-//!   the message (no second copy of it), and the message
-//!   goes to the store in ONE `Store::deliver` call (one copy per distinct
-//!   account); `250` is sent only after it returns `Ok`, `451 4.3.0` (or
-//!   `452 4.2.2` over quota) otherwise.
+//!   the message (no second copy of it). Local copies go to the store in
+//!   ONE `Store::deliver` call (one copy per distinct account); remote
+//!   recipients go to the queue as ONE entry, without `Return-Path`.
+//!   `250` is sent only after both are durable, `451 4.3.0` (or `452 4.2.2`
+//!   over quota) otherwise.
+//! - BDAT (`bdat.rs`): chunks of exactly the announced size, always read
+//!   in full; the same limits, line-ending rule and delivery as DATA.
 //! - Shutdown: listeners stop accepting; a session finishes the transaction
 //!   in progress, then says `421 4.3.2` and closes.
 //!
 //! # Layout
 //! - `lib.rs` — public types and [`serve`] (accept loop, one span per session)
 //! - `session.rs` — command loop, state, dispatch; EHLO, RSET, NOOP, VRFY, HELP, QUIT, STARTTLS
-//! - `mail.rs` — MAIL and RCPT; `data.rs` — DATA decoder and DATA; `auth.rs` — AUTH PLAIN/LOGIN
+//! - `mail.rs` — MAIL and RCPT; `data.rs` — DATA decoder, DATA and the end of every message;
+//!   `bdat.rs` — BDAT; `auth.rs` — AUTH PLAIN/LOGIN; `submission.rs` — checks on submitted messages
 //! - `policy.rs` — who may send to whom (the open-relay rule)
-//! - `delivery.rs` — where a message goes ([`delivery::placements`], the COI hook) and storing it
+//! - `delivery.rs` — where a message goes ([`delivery::placements`], the COI hook), storing and queueing it
 //! - `received.rs` — trace headers and the RFC 5322 date
 //! - `reply.rs` — replies, [`SmtpError`], rendering; `io.rs` — streams, line reader, TLS upgrade
 
 mod auth;
+mod bdat;
 mod data;
 pub mod delivery;
 mod io;
@@ -46,6 +56,7 @@ pub mod policy;
 mod received;
 mod reply;
 mod session;
+mod submission;
 
 pub use reply::{Enhanced, SmtpError};
 
@@ -84,6 +95,8 @@ pub struct SmtpContext {
     pub directory: coimail_directory::Directory,
     pub tls: Option<tokio_rustls::TlsAcceptor>,
     pub config: SmtpConfig,
+    /// The outbound queue; without it remote recipients are refused.
+    pub queue: Option<coimail_delivery::Queue>,
     /// Built from `config` by [`SmtpContext::new`], so every listener
     /// sharing this context shares the caps.
     limits: Arc<ConnectionLimits>,
@@ -97,7 +110,13 @@ impl SmtpContext {
         config: SmtpConfig,
     ) -> SmtpContext {
         let limits = ConnectionLimits::new(config.max_connections, config.max_connections_per_ip);
-        SmtpContext { store, directory, tls, config, limits }
+        SmtpContext { store, directory, tls, config, queue: None, limits }
+    }
+
+    /// Accepts remote recipients on submission listeners, for `queue`.
+    pub fn with_queue(mut self, queue: coimail_delivery::Queue) -> SmtpContext {
+        self.queue = Some(queue);
+        self
     }
 }
 

@@ -6,18 +6,63 @@ use crate::delivery::{self, LocalRecipient};
 use crate::policy::{self, Recipient};
 use crate::reply::{self, Enhanced, Reply, SmtpError};
 use crate::session::{Session, Transaction};
-use smtp_proto::{MAIL_BODY_7BIT, MAIL_BODY_8BITMIME, MAIL_SMTPUTF8, MailFrom, RcptTo};
+use coimail_delivery::{DsnNotify, DsnRet, SpoolRecipient};
+use smtp_proto::{
+    MAIL_BODY_7BIT, MAIL_BODY_8BITMIME, MAIL_RET_FULL, MAIL_RET_HDRS, MAIL_SMTPUTF8, MailFrom, RCPT_NOTIFY_DELAY,
+    RCPT_NOTIFY_FAILURE, RCPT_NOTIFY_NEVER, RCPT_NOTIFY_SUCCESS, RcptTo,
+};
+
+const RCPT_NOTIFY: u64 = RCPT_NOTIFY_SUCCESS | RCPT_NOTIFY_FAILURE | RCPT_NOTIFY_DELAY | RCPT_NOTIFY_NEVER;
 
 /// RFC 6531 §3.4: a non-ASCII address needs the SMTPUTF8 parameter.
 const NEEDS_SMTPUTF8: SmtpError = SmtpError::new(553, Enhanced(5, 6, 7), "non-ASCII address requires SMTPUTF8");
 const UNSUPPORTED_PARAMETER: SmtpError = SmtpError::new(555, Enhanced(5, 5, 4), "unsupported parameter");
 
 /// MAIL parameters we advertise: SIZE (RFC 1870), BODY (RFC 6152),
-/// SMTPUTF8 (RFC 6531), AUTH (RFC 4954 §5, accepted and ignored).
+/// SMTPUTF8 (RFC 6531), RET and ENVID (DSN, RFC 3461), AUTH (RFC 4954 §5,
+/// accepted and ignored).
 fn only_supported_parameters(from: &MailFrom<String>) -> bool {
-    let supported = MAIL_BODY_7BIT | MAIL_BODY_8BITMIME | MAIL_SMTPUTF8;
-    let rest = MailFrom { address: String::new(), flags: from.flags & !supported, size: 0, auth: None, ..from.clone() };
+    let supported = MAIL_BODY_7BIT | MAIL_BODY_8BITMIME | MAIL_SMTPUTF8 | MAIL_RET_FULL | MAIL_RET_HDRS;
+    let rest = MailFrom {
+        address: String::new(),
+        flags: from.flags & !supported,
+        size: 0,
+        auth: None,
+        env_id: None,
+        ..from.clone()
+    };
     rest == MailFrom::default()
+}
+
+fn ret_of(flags: u64) -> Option<DsnRet> {
+    if flags & MAIL_RET_HDRS != 0 {
+        Some(DsnRet::Headers)
+    } else if flags & MAIL_RET_FULL != 0 {
+        Some(DsnRet::Full)
+    } else {
+        None
+    }
+}
+
+/// RCPT `NOTIFY` (RFC 3461 §4.1): `None` when absent; NEVER alone.
+fn notify_of(flags: u64) -> Result<Option<DsnNotify>, SmtpError> {
+    if flags & RCPT_NOTIFY == 0 {
+        return Ok(None);
+    }
+    if flags & RCPT_NOTIFY_NEVER != 0 && flags & RCPT_NOTIFY != RCPT_NOTIFY_NEVER {
+        return Err(SmtpError::new(501, Enhanced(5, 5, 4), "NOTIFY=NEVER cannot be combined with other values"));
+    }
+    Ok(Some(DsnNotify {
+        success: flags & RCPT_NOTIFY_SUCCESS != 0,
+        failure: flags & RCPT_NOTIFY_FAILURE != 0,
+        delay: flags & RCPT_NOTIFY_DELAY != 0,
+    }))
+}
+
+/// An accepted recipient, for the transaction.
+enum Accepted {
+    Local(LocalRecipient),
+    Remote(SpoolRecipient),
 }
 
 impl Session {
@@ -31,6 +76,10 @@ impl Session {
             sender: from.address,
             smtputf8: from.flags & MAIL_SMTPUTF8 != 0,
             recipients: Vec::new(),
+            remote: Vec::new(),
+            env_id: from.env_id,
+            ret: ret_of(from.flags),
+            chunks: None,
         });
         self.conn.reply(Reply::new(250, Enhanced(2, 1, 0), "sender OK"));
     }
@@ -45,7 +94,7 @@ impl Session {
         if self.kind != crate::SmtpListener::Mx && self.auth.is_none() {
             return Err(reply::AUTH_REQUIRED);
         }
-        if !helo.esmtp && (from.flags != 0 || from.size != 0 || from.auth.is_some()) {
+        if !helo.esmtp && (from.flags != 0 || from.size != 0 || from.auth.is_some() || from.env_id.is_some()) {
             return Err(UNSUPPORTED_PARAMETER);
         }
         if !only_supported_parameters(from) {
@@ -65,7 +114,10 @@ impl Session {
             Ok(recipient) => {
                 tracing::debug!(rcpt = %to.address, "recipient accepted");
                 if let Some(tx) = self.tx.as_mut() {
-                    tx.recipients.push(recipient);
+                    match recipient {
+                        Accepted::Local(r) => tx.recipients.push(r),
+                        Accepted::Remote(r) => tx.remote.push(r),
+                    }
                 }
                 self.conn.reply(Reply::new(250, Enhanced(2, 1, 5), "recipient OK"));
             }
@@ -76,14 +128,20 @@ impl Session {
         }
     }
 
-    fn check_rcpt(&self, to: &RcptTo<String>) -> Result<LocalRecipient, SmtpError> {
+    fn check_rcpt(&self, to: &RcptTo<String>) -> Result<Accepted, SmtpError> {
         let Some(tx) = &self.tx else {
             return Err(SmtpError::new(503, Enhanced(5, 5, 1), "send MAIL first"));
         };
-        if to.flags != 0 || to.orcpt.is_some() || to.rrvs != 0 {
+        if tx.chunks.is_some() {
+            return Err(reply::BAD_SEQUENCE);
+        }
+        let esmtp = self.helo.as_ref().is_some_and(|h| h.esmtp);
+        let dsn_params = to.flags != 0 || to.orcpt.is_some();
+        if to.flags & !RCPT_NOTIFY != 0 || to.rrvs != 0 || (dsn_params && !esmtp) {
             return Err(UNSUPPORTED_PARAMETER);
         }
-        if tx.recipients.len() >= self.ctx.config.max_recipients {
+        let notify = notify_of(to.flags)?;
+        if tx.recipient_count() >= self.ctx.config.max_recipients {
             return Err(reply::TOO_MANY_RECIPIENTS);
         }
         if !to.address.is_ascii() && !tx.smtputf8 {
@@ -93,13 +151,13 @@ impl Session {
         // smtp-proto hands back `<postmaster>` (no domain) as "".
         if to.address.is_empty() {
             let account = policy::postmaster(dir)?;
-            return Ok(LocalRecipient { address: account.address.clone(), account });
+            return Ok(Accepted::Local(LocalRecipient { address: account.address.clone(), account }));
         }
         match policy::check_recipient(dir, self.kind, self.auth.as_ref(), &to.address)? {
-            Recipient::Local(account) => Ok(LocalRecipient { address: to.address.clone(), account }),
+            Recipient::Local(account) => Ok(Accepted::Local(LocalRecipient { address: to.address.clone(), account })),
             Recipient::Remote => {
-                delivery::remote_recipient(&to.address)?;
-                Err(reply::REMOTE_DISABLED)
+                delivery::remote_recipient(&self.ctx, &to.address)?;
+                Ok(Accepted::Remote(SpoolRecipient::new(to.address.clone(), to.orcpt.clone(), notify)))
             }
         }
     }

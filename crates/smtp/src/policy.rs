@@ -63,6 +63,23 @@ fn owns_address(directory: &Directory, account: &Account, address: &str) -> Resu
     Ok(aliases.iter().any(|(alias, target)| *target == account.address && candidates.contains(alias)))
 }
 
+/// Submission: every address of the message's `From` fields (`None`: one
+/// that does not parse) must be the user's own, an alias of it or a `+tag`
+/// of either (RFC 6409 §8 leaves it to policy; we refuse forging).
+pub fn check_from_header(
+    directory: &Directory,
+    account: &Account,
+    addresses: &[Option<String>],
+) -> Result<(), SmtpError> {
+    for address in addresses {
+        match address {
+            Some(a) if owns_address(directory, account, a)? => {}
+            _ => return Err(reply::FROM_NOT_OWNED),
+        }
+    }
+    Ok(())
+}
+
 /// May this session send to `rcpt`, and where does it go?
 pub fn check_recipient(
     directory: &Directory,

@@ -55,6 +55,18 @@ fn sanitize(name: &str) -> String {
     if s.is_empty() { "unknown".to_owned() } else { s }
 }
 
+/// The message without its first field if that is `Return-Path` (which
+/// only final delivery adds, RFC 5321 §4.4): what a relay passes on.
+pub fn without_return_path(message: &[u8]) -> &[u8] {
+    if !message.starts_with(b"Return-Path:") {
+        return message;
+    }
+    match message.windows(2).position(|w| w == b"\r\n") {
+        Some(end) => &message[end + 2..],
+        None => message,
+    }
+}
+
 /// `Return-Path` and `Received`, each ending in CRLF, folded with tabs.
 pub fn trace_headers(t: &Trace<'_>) -> Vec<u8> {
     let mut h = format!("Return-Path: <{}>\r\n", t.sender);
@@ -122,5 +134,8 @@ mod tests {
         let sub = Trace { peer_ip: None, tls: None, authenticated: true, for_rcpt: None, ..t };
         let h = String::from_utf8(trace_headers(&sub)).unwrap();
         assert!(h.contains("from client.exampleevil\r\n\tby mx.example.org with ESMTPA id abc.1;"), "{h}");
+        let relayed = without_return_path(h.as_bytes());
+        assert!(relayed.starts_with(b"Received: from client.exampleevil\r\n"));
+        assert_eq!(without_return_path(b"Subject: x\r\n"), b"Subject: x\r\n");
     }
 }

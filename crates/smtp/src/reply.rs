@@ -65,6 +65,8 @@ pub const REMOTE_DISABLED: SmtpError =
 pub const AUTH_REQUIRED: SmtpError = SmtpError::new(530, Enhanced(5, 7, 0), "authentication required");
 pub const SENDER_NOT_OWNED: SmtpError =
     SmtpError::new(553, Enhanced(5, 7, 1), "sender address not owned by the authenticated user");
+pub const FROM_NOT_OWNED: SmtpError =
+    SmtpError::new(553, Enhanced(5, 7, 1), "From header address not owned by the authenticated user");
 pub const LOCAL_ERROR: SmtpError = SmtpError::new(451, Enhanced(4, 3, 0), "local error in processing; try again later");
 pub const SHUTTING_DOWN: SmtpError =
     SmtpError::new(421, Enhanced(4, 3, 2), "service shutting down, closing transmission channel");

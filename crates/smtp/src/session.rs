@@ -11,10 +11,12 @@
 //! answers 421 4.3.2 and closes; inside a transaction it keeps going (bounded
 //! by the command timeout) until the transaction ends, then does the same.
 
+use crate::bdat::Chunks;
 use crate::delivery::LocalRecipient;
 use crate::io::{Conn, ConnError, LineError, Stream, TlsInfo};
 use crate::reply::{self, Enhanced, Reply, SmtpError};
 use crate::{SmtpContext, SmtpListener};
+use coimail_delivery::{DsnRet, SpoolRecipient};
 use coimail_directory::Account;
 use smtp_proto::{Error as ParseError, Request};
 use std::net::SocketAddr;
@@ -36,7 +38,30 @@ pub(crate) struct Transaction {
     /// Reverse path; empty for `<>`.
     pub sender: String,
     pub smtputf8: bool,
+    /// Recipients in our domains.
     pub recipients: Vec<LocalRecipient>,
+    /// Recipients elsewhere (authenticated submission only), for the queue.
+    pub remote: Vec<SpoolRecipient>,
+    /// DSN `ENVID` and `RET` (RFC 3461), kept for the queue.
+    pub env_id: Option<String>,
+    pub ret: Option<DsnRet>,
+    /// The message so far, once BDAT has started (RFC 3030).
+    pub chunks: Option<Chunks>,
+}
+
+impl Transaction {
+    pub fn recipient_count(&self) -> usize {
+        self.recipients.len() + self.remote.len()
+    }
+
+    /// The one recipient, if there is exactly one (for `Received: ... for`).
+    pub fn only_recipient(&self) -> Option<&str> {
+        match (self.recipients.as_slice(), self.remote.as_slice()) {
+            ([one], []) => Some(one.address.as_str()),
+            ([], [one]) => Some(one.address.as_str()),
+            _ => None,
+        }
+    }
 }
 
 pub(crate) struct Session {
@@ -182,7 +207,7 @@ impl Session {
             Request::Help { .. } => self.conn.reply(Reply::new(
                 214,
                 Enhanced(2, 0, 0),
-                "commands: EHLO HELO MAIL RCPT DATA RSET NOOP QUIT VRFY HELP STARTTLS AUTH",
+                "commands: EHLO HELO MAIL RCPT DATA BDAT RSET NOOP QUIT VRFY HELP STARTTLS AUTH",
             )),
             Request::Quit => {
                 let bye = format!("{} closing connection", self.ctx.config.hostname);
@@ -190,11 +215,10 @@ impl Session {
                 return Ok(Flow::Quit);
             }
             Request::Lhlo { .. } => self.conn.reply(reply::UNKNOWN_COMMAND),
-            Request::Bdat { .. }
-            | Request::Expn { .. }
-            | Request::Etrn { .. }
-            | Request::Atrn { .. }
-            | Request::Burl { .. } => self.conn.reply(reply::NOT_IMPLEMENTED),
+            Request::Bdat { chunk_size, is_last } => self.cmd_bdat(chunk_size, is_last).await?,
+            Request::Expn { .. } | Request::Etrn { .. } | Request::Atrn { .. } | Request::Burl { .. } => {
+                self.conn.reply(reply::NOT_IMPLEMENTED)
+            }
         }
         Ok(Flow::Continue)
     }
@@ -211,6 +235,8 @@ impl Session {
             lines.push("8BITMIME".into());
             lines.push("ENHANCEDSTATUSCODES".into());
             lines.push("SMTPUTF8".into());
+            lines.push("CHUNKING".into());
+            lines.push("DSN".into());
             if self.ctx.tls.is_some() && !self.conn.is_tls() {
                 lines.push("STARTTLS".into());
             }

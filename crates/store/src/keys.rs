@@ -89,3 +89,12 @@ pub fn counter(name: &str) -> Vec<u8> {
     k.extend_from_slice(name.as_bytes());
     k
 }
+
+/// Outbound queue entries (`spool.rs`), by queue id.
+pub const SPOOL: u8 = b'O';
+
+pub fn spool(id: u64) -> Vec<u8> {
+    let mut k = vec![SPOOL];
+    k.extend_from_slice(&id.to_be_bytes());
+    k
+}

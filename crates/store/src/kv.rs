@@ -56,6 +56,9 @@ impl Batch {
     }
 }
 
+/// How often opening waits 20 ms for another handle's file lock to go.
+const LOCK_RETRIES: u32 = 100;
+
 fn engine(e: sled::Error) -> StoreError {
     match e {
         sled::Error::Io(io) => StoreError::Io(io),
@@ -70,14 +73,26 @@ fn poisoned<T>(_: T) -> StoreError {
 impl Kv {
     /// Opens (or creates) a sled database in `dir`.
     pub fn open_sled(dir: &Path, cache_bytes: u64) -> Result<Kv> {
-        let db = sled::Config::new()
+        let config = sled::Config::new()
             .path(dir)
             .cache_capacity(cache_bytes)
             // Our own group commit decides when to flush; sled's timer only adds
             // background writes.
-            .flush_every_ms(None)
-            .open()
-            .map_err(engine)?;
+            .flush_every_ms(None);
+        let mut attempts = 0;
+        let db = loop {
+            match config.open() {
+                // A handle closed a moment ago may still hold the file lock
+                // until its last flusher thread ends: wait briefly for it.
+                Err(sled::Error::Io(e))
+                    if e.to_string().contains("could not acquire lock") && attempts < LOCK_RETRIES =>
+                {
+                    attempts += 1;
+                    std::thread::sleep(std::time::Duration::from_millis(20));
+                }
+                r => break r.map_err(engine)?,
+            }
+        };
         let flusher = db.clone();
         let gc = GroupCommit::new(Box::new(move || flusher.flush().map(|_| ()).map_err(engine)));
         Ok(Kv { inner: KvInner::Sled(db, gc) })

@@ -15,6 +15,9 @@
 //!   no client ever sees a UID that a crash could take back and reuse.
 //! - Changes are published on the bus after they are durable, per account in
 //!   commit order.
+//! - A change touching several records (MOVE, MULTIAPPEND, RENAME, flags of
+//!   many messages) is ONE batch under the write lock: all of it or none.
+//!   COPY and MOVE share the body file (reference counted); no bytes move.
 //!
 //! # Layout on disk
 //! `<data>/index/` (sled), `<data>/blobs/<shard>/<id>` (bodies),
@@ -23,8 +26,10 @@
 
 pub mod blob;
 pub mod changes;
+mod copy;
 pub mod error;
 mod group_commit;
+mod index;
 mod keys;
 pub mod kv;
 mod mailbox;
@@ -33,11 +38,13 @@ mod metadata;
 pub mod names;
 mod reconcile;
 mod records;
+mod rename;
+pub mod spool;
 pub mod types;
 
 pub use changes::ChangeReceiver;
 pub use error::{Result, StoreError};
-pub use message::FlagOp;
+pub use message::{FlagOp, FlagsUpdate, NewMessage};
 pub use metadata::MetadataScope;
 pub use reconcile::ReconcileReport;
 pub use records::Usage;

@@ -3,8 +3,10 @@
 use crate::keys;
 use crate::kv::Batch;
 use crate::names;
-use crate::records::{AccountRecord, MailboxRecord, decode, encode};
-use crate::{AccountId, Change, DEFAULT_MAILBOXES, MailboxId, MailboxInfo, Result, SpecialUse, Store, StoreError};
+use crate::records::{AccountRecord, Counts, MailboxRecord, decode, encode};
+use crate::{
+    AccountId, Change, DEFAULT_MAILBOXES, MailboxId, MailboxInfo, MailboxStatus, Result, SpecialUse, Store, StoreError,
+};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 impl MailboxRecord {
@@ -121,6 +123,49 @@ impl Store {
         Ok(self.info_of(&self.owned_mailbox(account, mailbox)?))
     }
 
+    /// What STATUS reports (RFC 3501 §6.3.10, RFC 9051 §6.3.11, RFC 8438
+    /// SIZE), from the counters kept in the mailbox record: O(1) unless a
+    /// write is in flight (its messages are counted but not yet visible) or
+    /// the record predates the counters; then it counts the visible messages.
+    pub fn mailbox_status(&self, account: AccountId, name: &str) -> Result<MailboxStatus> {
+        let name = names::canonical(name)?;
+        let rec =
+            self.mailbox_record(account, &name)?.ok_or_else(|| StoreError::NotFound(format!("mailbox {name}")))?;
+        self.status_of(account, rec)
+    }
+
+    /// [`Store::mailbox_status`] by id; the mailbox must belong to `account`.
+    pub fn mailbox_status_by_id(&self, account: AccountId, mailbox: MailboxId) -> Result<MailboxStatus> {
+        let rec = self.owned_mailbox(account, mailbox)?;
+        self.status_of(account, rec)
+    }
+
+    fn status_of(&self, account: AccountId, rec: MailboxRecord) -> Result<MailboxStatus> {
+        let id = MailboxId(rec.id);
+        let uid_next = self.visible_uid_next(&rec);
+        let (messages, counts) = match rec.counts {
+            Some(c) if uid_next >= rec.uid_next => (rec.exists, c),
+            _ => {
+                let msgs = self.messages(account, id)?;
+                let mut c = Counts::default();
+                msgs.iter().for_each(|m| c.add(m.size, &m.flags));
+                (msgs.len() as u32, c)
+            }
+        };
+        Ok(MailboxStatus {
+            id,
+            name: rec.name,
+            messages,
+            unseen: counts.unseen,
+            deleted: counts.deleted,
+            size: counts.size,
+            deleted_size: counts.deleted_size,
+            uid_next,
+            uid_validity: rec.uid_validity,
+            highest_modseq: rec.highest_modseq,
+        })
+    }
+
     /// Every mailbox of the account, sorted by name.
     pub fn list_mailboxes(&self, account: AccountId) -> Result<Vec<MailboxInfo>> {
         let mut out = Vec::new();
@@ -166,9 +211,25 @@ impl Store {
         special_use: Option<SpecialUse>,
         subscribed: bool,
     ) -> Result<MailboxInfo> {
-        let id = self.inner.mail.increment(&keys::counter("mailbox"))?;
-        let rec = MailboxRecord {
-            id,
+        let rec = self.new_mailbox_record(account, name, special_use, subscribed)?;
+        let mut batch = Batch::default();
+        batch.insert(keys::mailbox_by_name(account, name), rec.id.to_be_bytes().to_vec());
+        batch.insert(keys::mailbox_by_id(MailboxId(rec.id)), encode(&rec)?);
+        self.inner.mail.apply(batch)?;
+        Ok(rec.info(None))
+    }
+
+    /// A new, empty mailbox record with a fresh id and UIDVALIDITY, not yet
+    /// written (only the allocation counters are).
+    pub(crate) fn new_mailbox_record(
+        &self,
+        account: AccountId,
+        name: &str,
+        special_use: Option<SpecialUse>,
+        subscribed: bool,
+    ) -> Result<MailboxRecord> {
+        Ok(MailboxRecord {
+            id: self.inner.mail.increment(&keys::counter("mailbox"))?,
             account: account.0,
             name: name.to_owned(),
             uid_validity: self.next_uid_validity()?,
@@ -177,12 +238,8 @@ impl Store {
             special_use,
             subscribed,
             exists: 0,
-        };
-        let mut batch = Batch::default();
-        batch.insert(keys::mailbox_by_name(account, name), id.to_be_bytes().to_vec());
-        batch.insert(keys::mailbox_by_id(MailboxId(id)), encode(&rec)?);
-        self.inner.mail.apply(batch)?;
-        Ok(rec.info(None))
+            counts: Some(Counts::default()),
+        })
     }
 
     /// UIDVALIDITY must differ for every incarnation of a mailbox name

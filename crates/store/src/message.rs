@@ -1,7 +1,9 @@
 //! Messages: deliver/append (UID and modseq allocation, group commit),
-//! reading, flags, expunge, usage.
+//! reading, flags, expunge, usage. Copy and move are in `copy.rs`; the
+//! shared index-change machinery in `index.rs`.
 
 use crate::blob::BlobHeader;
+use crate::index::Indexer;
 use crate::keys;
 use crate::kv::Batch;
 use crate::names;
@@ -9,7 +11,8 @@ use crate::records::{MailboxRecord, MessageRecord, Usage, decode, encode};
 use crate::{
     AccountId, BlobId, Change, Flags, MailboxId, MessageMeta, ModSeq, Placement, Result, Store, StoreError, Stored, Uid,
 };
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
+use std::ops::RangeInclusive;
 
 /// How STORE combines the given flags with the message's (RFC 3501 §6.4.6).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -22,7 +25,7 @@ pub enum FlagOp {
 const SYSTEM_FLAGS: [&str; 5] = ["\\Seen", "\\Answered", "\\Flagged", "\\Deleted", "\\Draft"];
 
 /// A flag is a system flag (canonical spelling) or a keyword atom (RFC 3501 §9 `flag-keyword`).
-fn check_flags(flags: &Flags) -> Result<()> {
+pub(crate) fn check_flags(flags: &Flags) -> Result<()> {
     for f in flags.iter() {
         let ok = if f.starts_with('\\') {
             SYSTEM_FLAGS.contains(&f)
@@ -41,6 +44,27 @@ pub(crate) struct Target {
     pub account: AccountId,
     pub mailbox: String,
     pub flags: Flags,
+}
+
+/// One message of a multi-message APPEND (RFC 3502).
+#[derive(Debug, Clone)]
+pub struct NewMessage {
+    pub raw: Vec<u8>,
+    pub flags: Flags,
+    /// INTERNALDATE, seconds since the Unix epoch.
+    pub internal_date: i64,
+}
+
+/// The outcome of a conditional flag change (RFC 7162 §3.1.3).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct FlagsUpdate {
+    /// Every addressed message that exists and passed the check, with its
+    /// flags and modseq afterwards.
+    pub updated: Vec<(Uid, Flags, ModSeq)>,
+    /// The messages of `updated` whose flags really changed (and got a new modseq).
+    pub changed: Vec<Uid>,
+    /// Messages left alone because they changed after `unchanged_since`.
+    pub modified: Vec<Uid>,
 }
 
 impl Store {
@@ -92,6 +116,80 @@ impl Store {
         stored.pop().ok_or_else(|| StoreError::Engine("append stored nothing".into()))
     }
 
+    /// Multi-message APPEND (RFC 3502): every message or none. Each body
+    /// gets its own file; all index entries go in ONE commit.
+    pub async fn append_many(
+        &self,
+        account: AccountId,
+        mailbox: &str,
+        messages: Vec<NewMessage>,
+    ) -> Result<Vec<Stored>> {
+        if messages.is_empty() {
+            return Err(StoreError::Invalid("no messages to append".into()));
+        }
+        let mailbox = names::canonical(mailbox)?;
+        let address =
+            self.account_address(account)?.ok_or_else(|| StoreError::NotFound(format!("account {}", account.0)))?;
+        let id = self.mailbox(account, &mailbox)?.id;
+        let mut headers = Vec::with_capacity(messages.len());
+        for m in &messages {
+            check_flags(&m.flags)?;
+            let placement =
+                Placement { account, address: address.clone(), mailbox: mailbox.clone(), flags: m.flags.clone() };
+            headers.push(BlobHeader { internal_date: m.internal_date, placements: vec![placement] });
+        }
+        let records: Vec<MessageRecord> = messages
+            .iter()
+            .map(|m| MessageRecord {
+                blob: String::new(),
+                offset: 0,
+                size: m.raw.len() as u64,
+                internal_date: m.internal_date,
+                flags: m.flags.clone(),
+                modseq: 0,
+            })
+            .collect();
+        let written: Vec<(BlobId, u64)> = self
+            .blocking(move |b| {
+                let mut out: Vec<(BlobId, u64)> = Vec::with_capacity(messages.len());
+                for (h, m) in headers.iter().zip(&messages) {
+                    match b.write(h, &m.raw) {
+                        Ok(w) => out.push(w),
+                        Err(e) => {
+                            // All or nothing: the files written so far go too.
+                            out.iter().for_each(|(blob, _)| drop(b.delete(blob)));
+                            return Err(e);
+                        }
+                    }
+                }
+                Ok(out)
+            })
+            .await?;
+        let indexed = {
+            let _g = self.lock();
+            let mut ix = Indexer::new(self);
+            records
+                .into_iter()
+                .zip(&written)
+                .try_for_each(|(msg, (blob, offset))| {
+                    ix.insert(id, MessageRecord { blob: blob.0.clone(), offset: *offset, ..msg }).map(drop)
+                })
+                .and_then(|()| ix.apply())
+        };
+        let applied = match indexed {
+            Ok(a) => a,
+            Err(e) => {
+                // Nothing refers to the files: remove them so reconcile does not index them later.
+                let blobs: Vec<BlobId> = written.into_iter().map(|w| w.0).collect();
+                let _ = self.blocking(move |b| blobs.iter().try_for_each(|id| b.delete(id))).await;
+                return Err(e);
+            }
+        };
+        let stored = applied.stored.clone();
+        self.finish(applied).await?;
+        Ok(stored)
+    }
+
     /// Indexes a written body file for `targets` under the write lock.
     /// `create_missing` creates absent mailboxes (used when re-indexing files).
     pub(crate) fn index_locked(
@@ -104,91 +202,33 @@ impl Store {
         create_missing: bool,
     ) -> Result<Vec<Stored>> {
         let _g = self.lock();
-        let mut records: HashMap<(AccountId, String), MailboxRecord> = HashMap::new();
-        let mut usage: HashMap<AccountId, Usage> = HashMap::new();
-        let mut batch = Batch::default();
-        let mut stored = Vec::with_capacity(targets.len());
+        let mut ix = Indexer::new(self);
+        let mut ids: HashMap<(AccountId, &str), MailboxId> = HashMap::new();
         for t in targets {
-            let key = (t.account, t.mailbox.clone());
-            if !records.contains_key(&key) {
-                let rec = match self.mailbox_record(t.account, &t.mailbox)? {
-                    Some(r) => r,
-                    None if create_missing && self.inner.mail.get(&keys::account(t.account))?.is_some() => {
-                        self.create_mailbox_locked(t.account, &t.mailbox, None, false)?;
-                        self.mailbox_record(t.account, &t.mailbox)?
-                            .ok_or_else(|| StoreError::Engine("created mailbox vanished".into()))?
-                    }
-                    None => return Err(StoreError::NotFound(format!("mailbox {}", t.mailbox))),
-                };
-                records.insert(key.clone(), rec);
-            }
-            let rec = records.get_mut(&key).ok_or_else(|| StoreError::Engine("mailbox record missing".into()))?;
-            let uid = rec.uid_next;
-            rec.uid_next =
-                uid.checked_add(1).ok_or_else(|| StoreError::Invalid("mailbox UID space exhausted".into()))?;
-            rec.highest_modseq += 1;
-            rec.exists += 1;
-            let msg = MessageRecord {
-                blob: blob.0.clone(),
-                offset,
-                size,
-                internal_date,
-                flags: t.flags.clone(),
-                modseq: rec.highest_modseq,
+            let id = match ids.get(&(t.account, t.mailbox.as_str())) {
+                Some(id) => *id,
+                None => {
+                    let id = self.target_mailbox(t, create_missing)?;
+                    ids.insert((t.account, t.mailbox.as_str()), id);
+                    id
+                }
             };
-            batch.insert(keys::message(MailboxId(rec.id), uid), encode(&msg)?);
-            let u = match usage.get_mut(&t.account) {
-                Some(u) => u,
-                None => usage.entry(t.account).or_insert(self.usage(t.account)?),
-            };
-            u.bytes += size;
-            u.messages += 1;
-            stored.push(Stored { account: t.account, mailbox: MailboxId(rec.id), uid_validity: rec.uid_validity, uid });
+            let msg =
+                MessageRecord { blob: blob.0.clone(), offset, size, internal_date, flags: t.flags.clone(), modseq: 0 };
+            ix.insert(id, msg)?;
         }
-        let refs = self.blob_refs(blob)? + targets.len() as u64;
-        batch.insert(keys::blob_refs(&blob.0), refs.to_be_bytes().to_vec());
-        for (account, u) in &usage {
-            batch.insert(keys::usage(*account), encode(u)?);
-        }
-        {
-            // Hide the new UIDs until they are durable (see `publish_appended`).
-            let mut visible = self.visible();
-            for rec in records.values() {
-                let first_new =
-                    stored.iter().filter(|s| s.mailbox.0 == rec.id).map(|s| s.uid).min().unwrap_or(rec.uid_next);
-                visible.entry(MailboxId(rec.id)).or_insert(first_new);
-            }
-        }
-        for rec in records.values() {
-            batch.insert(keys::mailbox_by_id(MailboxId(rec.id)), encode(rec)?);
-        }
-        self.inner.mail.apply(batch)?;
-        Ok(stored)
+        Ok(ix.apply()?.stored)
     }
 
-    /// After a flush: every UID allocated before the flush began is durable,
-    /// so the watermark may move past ours (and any earlier in-flight ones).
-    pub(crate) fn publish_appended(&self, stored: &[Stored]) {
-        let mut visible = self.visible();
-        for s in stored {
-            let mark = visible.entry(s.mailbox).or_insert(0);
-            if *mark <= s.uid {
-                *mark = s.uid + 1;
-                // Published under the watermark lock so subscribers see
-                // watermarks in increasing order.
-                self.inner.bus.publish(s.account, Change::Appended { mailbox: s.mailbox, uid_next: *mark });
+    /// The mailbox a placement names; the caller holds the write lock.
+    fn target_mailbox(&self, t: &Target, create_missing: bool) -> Result<MailboxId> {
+        match self.mailbox_record(t.account, &t.mailbox)? {
+            Some(r) => Ok(MailboxId(r.id)),
+            None if create_missing && self.inner.mail.get(&keys::account(t.account))?.is_some() => {
+                Ok(self.create_mailbox_locked(t.account, &t.mailbox, None, false)?.id)
             }
+            None => Err(StoreError::NotFound(format!("mailbox {}", t.mailbox))),
         }
-    }
-
-    fn blob_refs(&self, blob: &BlobId) -> Result<u64> {
-        Ok(self
-            .inner
-            .mail
-            .get(&keys::blob_refs(&blob.0))?
-            .and_then(|v| <[u8; 8]>::try_from(v.as_slice()).ok())
-            .map(u64::from_be_bytes)
-            .unwrap_or(0))
     }
 
     /// Storage the account uses.
@@ -199,31 +239,44 @@ impl Store {
         }
     }
 
-    fn visible_uid_next(&self, rec: &MailboxRecord) -> Uid {
+    /// The UID below which every message of the mailbox is durable and visible.
+    pub(crate) fn visible_uid_next(&self, rec: &MailboxRecord) -> Uid {
         self.visible().get(&MailboxId(rec.id)).copied().unwrap_or(rec.uid_next)
     }
 
     /// The mailbox's durable messages in UID order.
     pub fn messages(&self, account: AccountId, mailbox: MailboxId) -> Result<Vec<MessageMeta>> {
+        self.messages_in(account, mailbox, &[1..=Uid::MAX])
+    }
+
+    /// The mailbox's durable messages whose UIDs fall in `ranges`, in UID
+    /// order without duplicates. Reads only those ranges of the index, so a
+    /// session can look at a few messages of a large mailbox cheaply.
+    pub fn messages_in(
+        &self,
+        account: AccountId,
+        mailbox: MailboxId,
+        ranges: &[RangeInclusive<Uid>],
+    ) -> Result<Vec<MessageMeta>> {
         let rec = self.owned_mailbox(account, mailbox)?;
-        let end = self.visible_uid_next(&rec);
-        let rows = self.inner.mail.range(&keys::message(mailbox, 0), &keys::message(mailbox, end))?;
-        rows.into_iter()
-            .map(|(k, v)| {
-                let uid = keys::uid_of_message_key(&k).ok_or_else(|| StoreError::Corrupt("message key".into()))?;
-                let r: MessageRecord = decode("message", &v)?;
-                Ok(MessageMeta {
-                    mailbox,
-                    uid,
-                    size: r.size,
-                    internal_date: r.internal_date,
-                    flags: r.flags,
-                    modseq: r.modseq,
-                    blob: BlobId(r.blob),
-                    body_offset: r.offset,
-                })
-            })
-            .collect()
+        let Some(last) = self.visible_uid_next(&rec).checked_sub(1) else { return Ok(Vec::new()) };
+        let mut spans: Vec<(Uid, Uid)> =
+            ranges.iter().map(|r| (*r.start(), (*r.end()).min(last))).filter(|(a, b)| a <= b).collect();
+        spans.sort_unstable();
+        let mut out = Vec::new();
+        let mut next: Uid = 0; // lowest UID not yet read
+        for (a, b) in spans {
+            let a = a.max(next);
+            if a > b {
+                continue;
+            }
+            // `b <= last < Uid::MAX`, so `b + 1` cannot overflow.
+            for (k, v) in self.inner.mail.range(&keys::message(mailbox, a), &keys::message(mailbox, b + 1))? {
+                out.push(meta_of(mailbox, &k, &v)?);
+            }
+            next = b + 1;
+        }
+        Ok(out)
     }
 
     /// The message exactly as it was delivered.
@@ -243,21 +296,41 @@ impl Store {
         op: FlagOp,
         flags: &Flags,
     ) -> Result<Vec<(Uid, Flags, ModSeq)>> {
+        Ok(self.store_flags_if(account, mailbox, uids, op, flags, None).await?.updated)
+    }
+
+    /// [`Store::store_flags`] with CONDSTORE's UNCHANGEDSINCE (RFC 7162
+    /// §3.1.3): a message whose modseq is above `unchanged_since` is left
+    /// alone and reported in [`FlagsUpdate::modified`]. All changes are one commit.
+    pub async fn store_flags_if(
+        &self,
+        account: AccountId,
+        mailbox: MailboxId,
+        uids: &[Uid],
+        op: FlagOp,
+        flags: &Flags,
+        unchanged_since: Option<ModSeq>,
+    ) -> Result<FlagsUpdate> {
         check_flags(flags)?;
-        let mut result = Vec::new();
+        let uids = sorted_unique(uids);
+        let mut result = FlagsUpdate::default();
         let mut changed = Vec::new();
         {
             let _g = self.lock();
             let mut rec = self.owned_mailbox(account, mailbox)?;
             let end = self.visible_uid_next(&rec);
             let mut batch = Batch::default();
-            for &uid in uids {
+            for &uid in &uids {
                 if uid >= end {
                     continue;
                 }
                 let key = keys::message(mailbox, uid);
                 let Some(v) = self.inner.mail.get(&key)? else { continue };
                 let mut msg: MessageRecord = decode("message", &v)?;
+                if unchanged_since.is_some_and(|since| msg.modseq > since) {
+                    result.modified.push(uid);
+                    continue;
+                }
                 let new: Flags = match op {
                     FlagOp::Add => msg.flags.0.union(&flags.0).cloned().collect(),
                     FlagOp::Remove => msg.flags.0.difference(&flags.0).cloned().collect(),
@@ -265,12 +338,16 @@ impl Store {
                 };
                 if new != msg.flags {
                     rec.highest_modseq += 1;
+                    if let Some(c) = &mut rec.counts {
+                        c.reflag(msg.size, &msg.flags, &new);
+                    }
                     msg.flags = new;
                     msg.modseq = rec.highest_modseq;
                     batch.insert(key, encode(&msg)?);
                     changed.push((uid, msg.flags.clone(), msg.modseq));
+                    result.changed.push(uid);
                 }
-                result.push((uid, msg.flags, msg.modseq));
+                result.updated.push((uid, msg.flags, msg.modseq));
             }
             if !batch.is_empty() {
                 batch.insert(keys::mailbox_by_id(mailbox), encode(&rec)?);
@@ -290,58 +367,25 @@ impl Store {
     /// their last reference does, after the index change is durable.
     pub async fn expunge(&self, account: AccountId, mailbox: MailboxId, uids: &[Uid]) -> Result<Vec<Uid>> {
         let mut gone = Vec::new();
-        let mut unreferenced = Vec::new();
-        let modseq;
-        {
+        let applied = {
             let _g = self.lock();
-            let mut rec = self.owned_mailbox(account, mailbox)?;
+            let rec = self.owned_mailbox(account, mailbox)?;
             let end = self.visible_uid_next(&rec);
-            let mut batch = Batch::default();
-            let mut refs: BTreeMap<String, u64> = BTreeMap::new();
-            let mut usage = self.usage(account)?;
-            for &uid in uids {
+            let mut ix = Indexer::new(self);
+            for uid in sorted_unique(uids) {
                 if uid >= end {
                     continue;
                 }
-                let key = keys::message(mailbox, uid);
-                let Some(v) = self.inner.mail.get(&key)? else { continue };
-                let msg: MessageRecord = decode("message", &v)?;
-                batch.remove(key);
-                let blob = BlobId(msg.blob);
-                let n = match refs.get(&blob.0) {
-                    Some(n) => *n,
-                    None => self.blob_refs(&blob)?,
-                };
-                refs.insert(blob.0, n.saturating_sub(1));
-                usage.bytes = usage.bytes.saturating_sub(msg.size);
-                usage.messages = usage.messages.saturating_sub(1);
+                let Some(v) = self.inner.mail.get(&keys::message(mailbox, uid))? else { continue };
+                ix.remove(mailbox, uid, &decode("message", &v)?)?;
                 gone.push(uid);
             }
             if gone.is_empty() {
                 return Ok(gone);
             }
-            for (blob, n) in refs {
-                if n == 0 {
-                    batch.remove(keys::blob_refs(&blob));
-                    unreferenced.push(BlobId(blob));
-                } else {
-                    batch.insert(keys::blob_refs(&blob), n.to_be_bytes().to_vec());
-                }
-            }
-            rec.highest_modseq += 1;
-            modseq = rec.highest_modseq;
-            rec.exists = rec.exists.saturating_sub(gone.len() as u32);
-            // QRESYNC (RFC 7162 §3.2.10) needs to know what vanished since a modseq.
-            batch.insert(keys::expunge_log(mailbox, modseq), encode(&gone)?);
-            batch.insert(keys::mailbox_by_id(mailbox), encode(&rec)?);
-            batch.insert(keys::usage(account), encode(&usage)?);
-            self.inner.mail.apply(batch)?;
-        }
-        self.flush().await?;
-        if !unreferenced.is_empty() {
-            self.blocking(move |b| unreferenced.iter().try_for_each(|id| b.delete(id))).await?;
-        }
-        self.inner.bus.publish(account, Change::Expunged { mailbox, uids: gone.clone(), modseq });
+            ix.apply()?
+        };
+        self.finish(applied).await?;
         Ok(gone)
     }
 
@@ -359,4 +403,28 @@ impl Store {
         out.sort_unstable();
         Ok(out)
     }
+}
+
+/// A message entry as the index stores it, with the key it was found under.
+pub(crate) fn meta_of(mailbox: MailboxId, key: &[u8], value: &[u8]) -> Result<MessageMeta> {
+    let uid = keys::uid_of_message_key(key).ok_or_else(|| StoreError::Corrupt("message key".into()))?;
+    let r: MessageRecord = decode("message", value)?;
+    Ok(MessageMeta {
+        mailbox,
+        uid,
+        size: r.size,
+        internal_date: r.internal_date,
+        flags: r.flags,
+        modseq: r.modseq,
+        blob: BlobId(r.blob),
+        body_offset: r.offset,
+    })
+}
+
+/// The UIDs in increasing order, each once: a change must touch a message once.
+pub(crate) fn sorted_unique(uids: &[Uid]) -> Vec<Uid> {
+    let mut v = uids.to_vec();
+    v.sort_unstable();
+    v.dedup();
+    v
 }

@@ -9,13 +9,14 @@
 //!   delivery whose index commit did not become durable (its sender got no
 //!   250 and may send it again: a duplicate beats a loss) or a message whose
 //!   index was lost;
-//! - reference counts, mailbox message counts and usage are recomputed.
+//! - reference counts, mailbox message counts and counters (unseen,
+//!   deleted, size) and usage are recomputed.
 
 use crate::blob::BlobInfo;
 use crate::keys;
 use crate::kv::Batch;
 use crate::message::Target;
-use crate::records::{MailboxRecord, MessageRecord, Usage, decode, encode};
+use crate::records::{Counts, MailboxRecord, MessageRecord, Usage, decode, encode};
 use crate::{AccountId, BlobId, MailboxId, Result, Store, StoreError};
 use std::collections::{BTreeMap, HashMap, HashSet};
 use tracing::{error, info, warn};
@@ -142,13 +143,16 @@ impl Store {
             let msgs = mail.scan_prefix(&keys::messages_of(MailboxId(rec.id)))?;
             let u = usage.entry(rec.account).or_default();
             seen_accounts.insert(rec.account);
+            let mut counts = Counts::default();
             for (_, m) in &msgs {
                 let m: MessageRecord = decode("message", m)?;
                 u.bytes += m.size;
                 u.messages += 1;
+                counts.add(m.size, &m.flags);
             }
-            if rec.exists as usize != msgs.len() {
+            if rec.exists as usize != msgs.len() || rec.counts != Some(counts) {
                 rec.exists = msgs.len() as u32;
+                rec.counts = Some(counts);
                 batch.insert(keys::mailbox_by_id(MailboxId(rec.id)), encode(&rec)?);
             }
         }

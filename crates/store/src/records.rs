@@ -20,6 +20,58 @@ pub(crate) struct MailboxRecord {
     pub special_use: Option<SpecialUse>,
     pub subscribed: bool,
     pub exists: u32,
+    /// Counters STATUS reads in O(1). `None` in records written before they
+    /// existed: readers then count from the messages, and reconcile fills them in.
+    #[serde(default)]
+    pub counts: Option<Counts>,
+}
+
+/// Per-mailbox counters kept in step with every message change.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct Counts {
+    /// Messages without `\Seen`.
+    pub unseen: u32,
+    /// Messages with `\Deleted`.
+    pub deleted: u32,
+    /// Octets of all messages (STATUS SIZE, RFC 8438).
+    pub size: u64,
+    /// Octets of the messages with `\Deleted` (STATUS DELETED-STORAGE, RFC 9208).
+    pub deleted_size: u64,
+}
+
+impl Counts {
+    /// Counts one message in.
+    pub fn add(&mut self, size: u64, flags: &Flags) {
+        self.change(size, flags, true);
+    }
+
+    /// Counts one message out.
+    pub fn remove(&mut self, size: u64, flags: &Flags) {
+        self.change(size, flags, false);
+    }
+
+    /// A message's flags changed from `old` to `new`.
+    pub fn reflag(&mut self, size: u64, old: &Flags, new: &Flags) {
+        self.remove(size, old);
+        self.add(size, new);
+    }
+
+    fn change(&mut self, size: u64, flags: &Flags, add: bool) {
+        fn step32(v: &mut u32, add: bool) {
+            *v = if add { v.saturating_add(1) } else { v.saturating_sub(1) };
+        }
+        fn step64(v: &mut u64, n: u64, add: bool) {
+            *v = if add { v.saturating_add(n) } else { v.saturating_sub(n) };
+        }
+        if !flags.contains("\\Seen") {
+            step32(&mut self.unseen, add);
+        }
+        if flags.contains("\\Deleted") {
+            step32(&mut self.deleted, add);
+            step64(&mut self.deleted_size, size, add);
+        }
+        step64(&mut self.size, size, add);
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

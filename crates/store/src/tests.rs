@@ -205,3 +205,250 @@ async fn metadata_entries_are_scoped_and_case_insensitive() {
     s.set_metadata(shared, "/shared/comment", None).await.unwrap();
     assert!(s.get_metadata(shared, "/shared/comment").unwrap().is_none());
 }
+
+fn uids_of(s: &Store, account: AccountId, mailbox: MailboxId) -> Vec<Uid> {
+    s.messages(account, mailbox).unwrap().iter().map(|m| m.uid).collect()
+}
+
+async fn next_change(rx: &mut ChangeReceiver) -> Change {
+    tokio::time::timeout(Duration::from_secs(1), rx.recv()).await.unwrap().unwrap()
+}
+
+#[tokio::test]
+async fn copy_shares_the_body_and_keeps_flags() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = store_with_accounts(dir.path()).await;
+    let inbox = s.mailbox(ALICE, "INBOX").unwrap().id;
+    let archive = s.mailbox(ALICE, "Archive").unwrap().id;
+    for i in 0..3 {
+        s.append(ALICE, "INBOX", format!("m{i}\r\n").as_bytes(), Flags::from_iter(["\\Seen"]), 7).await.unwrap();
+    }
+    s.expunge(ALICE, inbox, &[2]).await.unwrap();
+    let mut rx = s.subscribe(ALICE);
+    // Missing (2) and future (9) UIDs are skipped; duplicates count once.
+    let pairs = s.copy_messages(ALICE, inbox, &[3, 1, 2, 9, 3], archive).await.unwrap();
+    assert_eq!(pairs, vec![(1, 1), (3, 2)]);
+    assert_eq!(next_change(&mut rx).await, Change::Appended { mailbox: archive, uid_next: 3 });
+    assert_eq!(body_files(dir.path()), 2, "copies share body files");
+    let copied = s.messages(ALICE, archive).unwrap();
+    assert_eq!(s.read_message(&copied[1]).await.unwrap(), b"m2\r\n");
+    assert!(copied.iter().all(|m| m.flags.contains("\\Seen") && m.internal_date == 7));
+    assert_eq!(s.usage(ALICE).unwrap().messages, 4);
+    // The original goes; the copy keeps the file alive.
+    s.expunge(ALICE, inbox, &[1, 3]).await.unwrap();
+    assert_eq!(body_files(dir.path()), 2);
+    s.expunge(ALICE, archive, &[1, 2]).await.unwrap();
+    assert_eq!(body_files(dir.path()), 0);
+    assert_eq!(s.usage(ALICE).unwrap(), Usage::default());
+    // Another account's mailbox is out of reach either way.
+    let bob_inbox = s.mailbox(BOB, "INBOX").unwrap().id;
+    assert!(matches!(s.copy_messages(ALICE, inbox, &[1], bob_inbox).await, Err(StoreError::NotFound(_))));
+    assert!(matches!(s.copy_messages(BOB, inbox, &[1], bob_inbox).await, Err(StoreError::NotFound(_))));
+}
+
+#[tokio::test]
+async fn move_is_one_commit_published_as_append_then_expunge() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = store_with_accounts(dir.path()).await;
+    let inbox = s.mailbox(ALICE, "INBOX").unwrap().id;
+    let trash = s.mailbox(ALICE, "Trash").unwrap().id;
+    for i in 0..4 {
+        s.append(ALICE, "INBOX", format!("m{i}\r\n").as_bytes(), Flags::new(), 0).await.unwrap();
+    }
+    let before = s.mailbox(ALICE, "INBOX").unwrap().highest_modseq;
+    let mut rx = s.subscribe(ALICE);
+    let pairs = s.move_messages(ALICE, inbox, &[2, 4], trash).await.unwrap();
+    assert_eq!(pairs, vec![(2, 1), (4, 2)]);
+    assert_eq!(next_change(&mut rx).await, Change::Appended { mailbox: trash, uid_next: 3 });
+    match next_change(&mut rx).await {
+        Change::Expunged { mailbox, uids, modseq } => {
+            assert_eq!((mailbox, uids), (inbox, vec![2, 4]));
+            assert!(modseq > before);
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(uids_of(&s, ALICE, inbox), [1, 3]);
+    assert_eq!(uids_of(&s, ALICE, trash), [1, 2]);
+    assert_eq!(s.expunged_since(ALICE, inbox, before).unwrap(), vec![2, 4]);
+    assert_eq!(body_files(dir.path()), 4);
+    assert_eq!(s.usage(ALICE).unwrap().messages, 4);
+    assert_eq!(s.mailbox_status(ALICE, "INBOX").unwrap().messages, 2);
+    // Nothing to move: no commit, no event.
+    assert!(s.move_messages(ALICE, inbox, &[2], trash).await.unwrap().is_empty());
+    assert!(rx.try_recv().is_err());
+}
+
+#[tokio::test]
+async fn rename_moves_the_hierarchy_and_keeps_identity() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = store_with_accounts(dir.path()).await;
+    for name in ["a/b", "a/b/b", "a/b/c", "a/bc", "x"] {
+        s.create_mailbox(ALICE, name, None).await.unwrap();
+    }
+    s.append(ALICE, "a/b/c", b"hi\r\n", Flags::new(), 0).await.unwrap();
+    let before = s.mailbox(ALICE, "a/b/c").unwrap();
+    s.rename_mailbox(ALICE, "a/b", "n/m").await.unwrap();
+    let names: Vec<_> = s.list_mailboxes(ALICE).unwrap().into_iter().map(|m| m.name).collect();
+    assert_eq!(names, ["Archive", "Drafts", "INBOX", "Junk", "Sent", "Trash", "a/bc", "n/m", "n/m/b", "n/m/c", "x"]);
+    let after = s.mailbox(ALICE, "n/m/c").unwrap();
+    assert_eq!((after.id, after.uid_validity, after.exists), (before.id, before.uid_validity, 1));
+    // A level up: the new name of one is the old name of another.
+    s.rename_mailbox(ALICE, "n/m", "n").await.unwrap();
+    assert_eq!(s.mailbox(ALICE, "n/b").unwrap().name, "n/b");
+    assert_eq!(s.mailbox(ALICE, "n/c").unwrap().id, before.id);
+    // Errors.
+    assert!(matches!(s.rename_mailbox(ALICE, "nope", "y").await, Err(StoreError::NotFound(_))));
+    assert!(matches!(s.rename_mailbox(ALICE, "x", "Sent").await, Err(StoreError::AlreadyExists(_))));
+    assert!(matches!(s.rename_mailbox(ALICE, "x", "inbox").await, Err(StoreError::AlreadyExists(_))));
+    assert!(matches!(s.rename_mailbox(ALICE, "n", "n/b/deeper").await, Err(StoreError::Invalid(_))));
+    assert!(matches!(s.rename_mailbox(ALICE, "x", "x").await, Err(StoreError::Invalid(_))));
+    assert!(matches!(s.rename_mailbox(ALICE, "x", "bad//name").await, Err(StoreError::InvalidName(_))));
+    // A child's new name taken: nothing is renamed.
+    s.create_mailbox(ALICE, "y/c", None).await.unwrap();
+    assert!(matches!(s.rename_mailbox(ALICE, "n", "y").await, Err(StoreError::AlreadyExists(_))));
+    assert_eq!(s.mailbox(ALICE, "n/c").unwrap().id, before.id);
+    // Only an implicit parent exists: its children move.
+    s.rename_mailbox(ALICE, "a", "z").await.unwrap();
+    assert!(s.mailbox(ALICE, "z/bc").is_ok());
+}
+
+#[tokio::test]
+async fn renaming_inbox_moves_its_messages_and_leaves_it_empty() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = store_with_accounts(dir.path()).await;
+    s.create_mailbox(ALICE, "INBOX/sub", None).await.unwrap();
+    for i in 0..3 {
+        let flags = if i == 1 { Flags::from_iter(["\\Seen"]) } else { Flags::new() };
+        s.append(ALICE, "INBOX", format!("m{i}\r\n").as_bytes(), flags, i).await.unwrap();
+    }
+    let inbox = s.mailbox(ALICE, "INBOX").unwrap();
+    let mut rx = s.subscribe(ALICE);
+    s.rename_mailbox(ALICE, "inbox", "Old Mail").await.unwrap();
+    let old = s.mailbox(ALICE, "Old Mail").unwrap();
+    assert!(matches!(next_change(&mut rx).await, Change::Appended { mailbox, uid_next: 4 } if mailbox == old.id));
+    assert!(matches!(next_change(&mut rx).await, Change::Expunged { uids, .. } if uids == vec![1, 2, 3]));
+    assert_eq!(next_change(&mut rx).await, Change::MailboxesChanged);
+    let moved = s.messages(ALICE, old.id).unwrap();
+    assert_eq!(moved.iter().map(|m| (m.uid, m.internal_date)).collect::<Vec<_>>(), [(1, 0), (2, 1), (3, 2)]);
+    assert_eq!(s.read_message(&moved[2]).await.unwrap(), b"m2\r\n");
+    let now = s.mailbox(ALICE, "INBOX").unwrap();
+    assert_eq!((now.id, now.uid_validity, now.uid_next, now.exists), (inbox.id, inbox.uid_validity, 4, 0));
+    assert!(s.mailbox(ALICE, "INBOX/sub").is_ok(), "INBOX's children stay");
+    let st = s.mailbox_status(ALICE, "Old Mail").unwrap();
+    assert_eq!((st.messages, st.unseen), (3, 2));
+    assert_eq!(s.mailbox_status(ALICE, "INBOX").unwrap().messages, 0);
+    assert!(matches!(s.rename_mailbox(ALICE, "INBOX", "Sent").await, Err(StoreError::AlreadyExists(_))));
+    // Into INBOX's own hierarchy is fine: INBOX itself stays.
+    s.append(ALICE, "INBOX", b"again\r\n", Flags::new(), 0).await.unwrap();
+    s.rename_mailbox(ALICE, "INBOX", "inbox/old").await.unwrap();
+    assert_eq!(s.mailbox_status(ALICE, "INBOX/old").unwrap().messages, 1);
+    // The next delivery gets a UID INBOX never gave out.
+    assert_eq!(s.append(ALICE, "INBOX", b"new\r\n", Flags::new(), 0).await.unwrap().uid, 5);
+}
+
+#[tokio::test]
+async fn messages_in_reads_only_the_ranges_asked_for() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = store_with_accounts(dir.path()).await;
+    for _ in 0..6 {
+        s.append(ALICE, "INBOX", b"x\r\n", Flags::new(), 0).await.unwrap();
+    }
+    let inbox = s.mailbox(ALICE, "INBOX").unwrap().id;
+    s.expunge(ALICE, inbox, &[3]).await.unwrap();
+    let get = |r: &[std::ops::RangeInclusive<Uid>]| -> Vec<Uid> {
+        s.messages_in(ALICE, inbox, r).unwrap().iter().map(|m| m.uid).collect()
+    };
+    assert_eq!(get(&[2..=4]), [2, 4]);
+    assert_eq!(get(&[5..=Uid::MAX, 1..=1, 4..=5]), [1, 4, 5, 6]);
+    assert_eq!(get(&[7..=100]), Vec::<Uid>::new());
+    #[allow(clippy::reversed_empty_ranges)]
+    let reversed = get(&[4..=2]);
+    assert!(reversed.is_empty());
+    assert!(get(&[]).is_empty());
+    assert!(matches!(s.messages_in(BOB, inbox, &[1..=2]), Err(StoreError::NotFound(_))));
+}
+
+#[tokio::test]
+async fn status_counters_follow_every_change() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = store_with_accounts(dir.path()).await;
+    let inbox = s.mailbox(ALICE, "INBOX").unwrap().id;
+    s.append(ALICE, "INBOX", b"12345\r\n", Flags::from_iter(["\\Seen"]), 0).await.unwrap();
+    s.append(ALICE, "INBOX", b"1\r\n", Flags::from_iter(["\\Deleted"]), 0).await.unwrap();
+    s.append(ALICE, "INBOX", b"12\r\n", Flags::new(), 0).await.unwrap();
+    let check = |messages, unseen, deleted, size, deleted_size| {
+        let st = s.mailbox_status(ALICE, "inbox").unwrap();
+        assert_eq!(
+            (st.messages, st.unseen, st.deleted, st.size, st.deleted_size),
+            (messages, unseen, deleted, size, deleted_size)
+        );
+        assert_eq!(st.uid_next, 4);
+    };
+    check(3, 2, 1, 14, 3);
+    s.store_flags(ALICE, inbox, &[3], FlagOp::Add, &Flags::from_iter(["\\Seen", "\\Deleted"])).await.unwrap();
+    check(3, 1, 2, 14, 7);
+    s.store_flags(ALICE, inbox, &[2], FlagOp::Replace, &Flags::from_iter(["\\Seen"])).await.unwrap();
+    check(3, 0, 1, 14, 4);
+    s.expunge(ALICE, inbox, &[3]).await.unwrap();
+    check(2, 0, 0, 10, 0);
+    // A record written before the counters existed is counted from its messages...
+    let key = keys::mailbox_by_id(inbox);
+    let mut rec: records::MailboxRecord =
+        records::decode("mailbox", &s.inner.mail.get(&key).unwrap().unwrap()).unwrap();
+    rec.counts = None;
+    let mut b = kv::Batch::default();
+    b.insert(key.clone(), records::encode(&rec).unwrap());
+    s.inner.mail.apply(b).unwrap();
+    check(2, 0, 0, 10, 0);
+    // ...and reconcile fills them in.
+    s.reconcile(true).await.unwrap();
+    let rec: records::MailboxRecord = records::decode("mailbox", &s.inner.mail.get(&key).unwrap().unwrap()).unwrap();
+    assert_eq!(rec.counts.map(|c| (c.unseen, c.size)), Some((0, 10)));
+}
+
+#[tokio::test]
+async fn unchanged_since_leaves_newer_messages_alone() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = store_with_accounts(dir.path()).await;
+    let a = s.append(ALICE, "INBOX", b"a\r\n", Flags::new(), 0).await.unwrap();
+    s.append(ALICE, "INBOX", b"b\r\n", Flags::new(), 0).await.unwrap();
+    let ms = s.messages(ALICE, a.mailbox).unwrap();
+    let since = ms[0].modseq;
+    assert!(ms[1].modseq > since);
+    let flagged = Flags::from_iter(["\\Flagged"]);
+    let up = s.store_flags_if(ALICE, a.mailbox, &[1, 2], FlagOp::Add, &flagged, Some(since)).await.unwrap();
+    assert_eq!((up.modified, up.changed), (vec![2], vec![1]));
+    assert_eq!(up.updated.len(), 1);
+    assert!(up.updated[0].2 > ms[1].modseq);
+    // RFC 7162 §3.1.3: UNCHANGEDSINCE 0 always fails.
+    let up = s.store_flags_if(ALICE, a.mailbox, &[1, 2], FlagOp::Add, &flagged, Some(0)).await.unwrap();
+    assert_eq!((up.modified, up.updated), (vec![1, 2], vec![]));
+}
+
+#[tokio::test]
+async fn append_many_is_all_or_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = store_with_accounts(dir.path()).await;
+    let msg = |raw: &str, flags: &[&str]| NewMessage {
+        raw: raw.as_bytes().to_vec(),
+        flags: flags.iter().copied().collect(),
+        internal_date: 42,
+    };
+    let bad = vec![msg("one\r\n", &[]), msg("two\r\n", &["bad flag"])];
+    assert!(matches!(s.append_many(ALICE, "INBOX", bad).await, Err(StoreError::Invalid(_))));
+    let missing = vec![msg("one\r\n", &[])];
+    assert!(matches!(s.append_many(ALICE, "Nope", missing).await, Err(StoreError::NotFound(_))));
+    assert!(matches!(s.append_many(ALICE, "INBOX", vec![]).await, Err(StoreError::Invalid(_))));
+    assert_eq!(body_files(dir.path()), 0);
+    let mut rx = s.subscribe(ALICE);
+    let stored = s.append_many(ALICE, "INBOX", vec![msg("one\r\n", &["\\Seen"]), msg("two\r\n", &[])]).await.unwrap();
+    assert_eq!(stored.iter().map(|s| s.uid).collect::<Vec<_>>(), [1, 2]);
+    // One commit, one event.
+    assert_eq!(next_change(&mut rx).await, Change::Appended { mailbox: stored[0].mailbox, uid_next: 3 });
+    assert!(rx.try_recv().is_err());
+    let ms = s.messages(ALICE, stored[0].mailbox).unwrap();
+    assert_eq!(s.read_message(&ms[1]).await.unwrap(), b"two\r\n");
+    assert_eq!((ms[0].internal_date, ms[0].flags.contains("\\Seen")), (42, true));
+    // Body files carry their placement, so a rebuild finds them again.
+    s.close().await.unwrap();
+}

@@ -57,6 +57,26 @@ pub struct MailboxInfo {
     pub exists: u32,
 }
 
+/// A mailbox's counters, for STATUS.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MailboxStatus {
+    pub id: MailboxId,
+    pub name: String,
+    /// MESSAGES: every visible message.
+    pub messages: u32,
+    /// UNSEEN: messages without `\Seen`.
+    pub unseen: u32,
+    /// DELETED (RFC 9051): messages with `\Deleted`.
+    pub deleted: u32,
+    /// SIZE (RFC 8438): octets of all messages.
+    pub size: u64,
+    /// Octets of the messages with `\Deleted` (RFC 9208 DELETED-STORAGE, before rounding to KiB).
+    pub deleted_size: u64,
+    pub uid_next: Uid,
+    pub uid_validity: u32,
+    pub highest_modseq: ModSeq,
+}
+
 /// Message flags and keywords, stored as IMAP spells them (`\Seen`, `$Chat`).
 /// System flags keep their canonical capitalisation; keywords compare as written.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]

@@ -123,8 +123,8 @@ mod tests {
              S: b4 BAD FETCH needs a selected mailbox
              C: b5 LOGIN a b
              S: b5 BAD LOGIN is not valid after login
-             C: b6 CREATE Foo
-             S: b6 NO [CANNOT] CREATE is not implemented yet",
+             C: b6 GETMETADATA \"\" /shared/comment
+             S: b6 NO [CANNOT] GETMETADATA is not implemented yet",
         )
         .await;
     }

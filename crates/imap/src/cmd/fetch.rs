@@ -1,26 +1,39 @@
-//! FETCH and UID FETCH (RFC 3501 §6.4.5, §6.4.8; RFC 9051 §6.4.5).
+//! FETCH and UID FETCH (RFC 3501 §6.4.5, §6.4.8, §7.4.2; RFC 9051 §6.4.5,
+//! §7.5.2), with BINARY (RFC 3516) and the MODSEQ item (RFC 7162 §3.1.4).
 //!
-//! Items served now: UID, FLAGS, RFC822.SIZE, INTERNALDATE, the FAST macro,
-//! RFC822, RFC822.HEADER, RFC822.TEXT and BODY[section]<partial> /
-//! BODY.PEEK[...] for the whole message, HEADER, TEXT and
-//! HEADER.FIELDS[.NOT] of the top-level message. MIME part sections,
-//! ENVELOPE, BODYSTRUCTURE and BINARY are refused with `NO [CANNOT]`.
+//! Every item is served: UID, FLAGS, INTERNALDATE, RFC822.SIZE, MODSEQ,
+//! ENVELOPE, BODY, BODYSTRUCTURE, BODY[section]<partial> and BODY.PEEK in
+//! all section forms, BINARY[...]<partial>, BINARY.PEEK, BINARY.SIZE,
+//! RFC822, RFC822.HEADER, RFC822.TEXT and the ALL, FAST and FULL macros.
+//! The MIME work (structure, envelope, sections, decoding) is in
+//! [`crate::mime`]; this file picks the messages, loads what the items
+//! need, sets \Seen and writes the responses (`write`).
+//!
+//! Loading: the parsed structure comes from the shared cache
+//! ([`crate::mime::Cache`]); the message file is read only for body
+//! sections or on a cache miss. So a warm `FETCH 1:* (ENVELOPE)` reads no
+//! file at all.
 //!
 //! A non-PEEK body item sets \Seen (unless the mailbox was opened with
 //! EXAMINE) before the data is sent, and the new FLAGS go in the same
-//! FETCH response (RFC 3501 §6.4.5). Bodies are read in batches first, and
-//! \Seen is set only on the messages whose body was read: a message the
-//! store cannot read is never marked as read.
+//! FETCH response (RFC 3501 §6.4.5). Messages are loaded in batches first,
+//! and \Seen is set only on the messages whose data was loaded: a message
+//! the store cannot read is never marked as read.
 
-use crate::encode;
+mod write;
+
 use crate::error::{Code, ImapError};
+use crate::mime::{self, Spec};
 use crate::session::{CmdResult, Done, Session, State};
-use coimail_store::{AccountId, FlagOp, Flags, MailboxId, MessageMeta, StoreError, Uid};
-use imap_codec::imap_types::fetch::{Macro, MacroOrMessageDataItemNames, MessageDataItemName, Section};
+use coimail_store::{AccountId, FlagOp, Flags, MailboxId, MessageMeta, Uid};
+use imap_codec::imap_types::core::AString;
+use imap_codec::imap_types::fetch::{Macro, MacroOrMessageDataItemNames, MessageDataItemName, Part, Section};
 use imap_codec::imap_types::sequence::SequenceSet;
+use std::num::NonZeroU32;
+use std::sync::Arc;
 
-/// A batch of messages ends at this many, or once its bodies reach
-/// [`BATCH_BYTES`]: the bodies of one batch are held in memory together.
+/// A batch of messages ends at this many, or once the message files read
+/// for it reach [`BATCH_BYTES`]: the files of one batch are in memory together.
 const BATCH_MESSAGES: usize = 64;
 const BATCH_BYTES: u64 = 1 << 20;
 
@@ -30,95 +43,130 @@ enum Item {
     Flags,
     Size,
     InternalDate,
-    Body(BodyItem),
+    ModSeq,
+    Envelope,
+    /// BODY (`false`) or BODYSTRUCTURE (`true`, with extension data).
+    Structure(bool),
+    Section(SectionItem),
+    /// BINARY.SIZE[part numbers]
+    BinarySize(Vec<u32>),
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
-struct BodyItem {
-    part: Part,
+struct SectionItem {
+    path: Vec<u32>,
+    spec: Spec,
     /// `<origin.count>`
     partial: Option<(u32, u32)>,
     peek: bool,
-    /// How the response names the item.
+    /// How the response names the item (and BINARY: decode it).
     label: Label,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-enum Part {
-    Full,
-    Header,
-    Text,
-    /// HEADER.FIELDS (`not` = false) or HEADER.FIELDS.NOT, with the names as requested.
-    Fields {
-        names: Vec<Vec<u8>>,
-        not: bool,
-    },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Label {
     Body,
+    Binary,
     Rfc822,
     Rfc822Header,
     Rfc822Text,
 }
 
-fn items(names: MacroOrMessageDataItemNames<'_>) -> Result<Vec<Item>, ImapError> {
+impl Item {
+    /// BINARY.SIZE decodes the part to measure it.
+    fn needs_raw(&self) -> bool {
+        matches!(self, Item::Section(_) | Item::BinarySize(_))
+    }
+
+    fn needs_structure(&self) -> bool {
+        match self {
+            Item::Envelope | Item::Structure(_) | Item::BinarySize(_) => true,
+            Item::Section(s) => !(s.path.is_empty() && s.spec == Spec::Full),
+            _ => false,
+        }
+    }
+
+    fn sets_seen(&self) -> bool {
+        matches!(self, Item::Section(s) if !s.peek)
+    }
+}
+
+fn items(names: MacroOrMessageDataItemNames<'_>) -> Vec<Item> {
     let names = match names {
-        MacroOrMessageDataItemNames::Macro(Macro::Fast) => {
-            return Ok(vec![Item::Flags, Item::InternalDate, Item::Size]);
-        }
-        MacroOrMessageDataItemNames::Macro(Macro::All) => {
-            return Err(ImapError::not_implemented("FETCH ALL (it needs ENVELOPE)"));
-        }
-        MacroOrMessageDataItemNames::Macro(_) => {
-            return Err(ImapError::not_implemented("FETCH FULL (it needs ENVELOPE and BODY)"));
+        // RFC 3501 §6.4.5: the macros.
+        MacroOrMessageDataItemNames::Macro(m) => {
+            let mut v = vec![Item::Flags, Item::InternalDate, Item::Size];
+            match m {
+                Macro::All => v.push(Item::Envelope),
+                Macro::Full => v.extend([Item::Envelope, Item::Structure(false)]),
+                _ => {} // FAST
+            }
+            return v;
         }
         MacroOrMessageDataItemNames::MessageDataItemNames(names) => names,
     };
-    let body = |part, peek, label| Item::Body(BodyItem { part, partial: None, peek, label });
-    let mut out = Vec::with_capacity(names.len());
-    for name in names {
-        out.push(match name {
+    let section = |path, spec, peek, label| Item::Section(SectionItem { path, spec, partial: None, peek, label });
+    names
+        .into_iter()
+        .map(|name| match name {
             MessageDataItemName::Uid => Item::Uid,
             MessageDataItemName::Flags => Item::Flags,
             MessageDataItemName::Rfc822Size => Item::Size,
             MessageDataItemName::InternalDate => Item::InternalDate,
-            MessageDataItemName::Rfc822 => body(Part::Full, false, Label::Rfc822),
-            MessageDataItemName::Rfc822Header => body(Part::Header, true, Label::Rfc822Header),
-            MessageDataItemName::Rfc822Text => body(Part::Text, false, Label::Rfc822Text),
+            MessageDataItemName::ModSeq => Item::ModSeq,
+            MessageDataItemName::Envelope => Item::Envelope,
+            MessageDataItemName::Body => Item::Structure(false),
+            MessageDataItemName::BodyStructure => Item::Structure(true),
+            // RFC 3501 §6.4.5: RFC822 = BODY[], RFC822.HEADER = BODY.PEEK[HEADER], RFC822.TEXT = BODY[TEXT].
+            MessageDataItemName::Rfc822 => section(vec![], Spec::Full, false, Label::Rfc822),
+            MessageDataItemName::Rfc822Header => section(vec![], Spec::Header, true, Label::Rfc822Header),
+            MessageDataItemName::Rfc822Text => section(vec![], Spec::Text, false, Label::Rfc822Text),
             MessageDataItemName::BodyExt { section, partial, peek } => {
-                let part = match section {
-                    None => Part::Full,
-                    Some(Section::Header(None)) => Part::Header,
-                    Some(Section::Text(None)) => Part::Text,
-                    Some(Section::HeaderFields(None, list)) => {
-                        Part::Fields { names: fields(list.as_ref()), not: false }
-                    }
-                    Some(Section::HeaderFieldsNot(None, list)) => {
-                        Part::Fields { names: fields(list.as_ref()), not: true }
-                    }
-                    Some(_) => return Err(ImapError::not_implemented("FETCH of MIME part sections")),
-                };
-                Item::Body(BodyItem { part, partial: partial.map(|(o, n)| (o, n.get())), peek, label: Label::Body })
+                let (path, spec) = section_spec(section);
+                Item::Section(SectionItem {
+                    path,
+                    spec,
+                    partial: partial.map(|(o, n)| (o, n.get())),
+                    peek,
+                    label: Label::Body,
+                })
             }
-            MessageDataItemName::Envelope => return Err(ImapError::not_implemented("FETCH ENVELOPE")),
-            MessageDataItemName::Body | MessageDataItemName::BodyStructure => {
-                return Err(ImapError::not_implemented("FETCH BODYSTRUCTURE"));
-            }
-            MessageDataItemName::Binary { .. } | MessageDataItemName::BinarySize { .. } => {
-                return Err(ImapError::not_implemented("FETCH BINARY"));
-            }
-            MessageDataItemName::ModSeq => {
-                return Err(ImapError::bad("FETCH MODSEQ needs CONDSTORE, which is not enabled"));
-            }
-        });
-    }
-    Ok(out)
+            MessageDataItemName::Binary { section, partial, peek } => Item::Section(SectionItem {
+                path: numbers(&section),
+                spec: Spec::Full,
+                partial: partial.map(|(o, n)| (o, n.get())),
+                peek,
+                label: Label::Binary,
+            }),
+            MessageDataItemName::BinarySize { section } => Item::BinarySize(numbers(&section)),
+        })
+        .collect()
 }
 
-fn fields(list: &[imap_codec::imap_types::core::AString<'_>]) -> Vec<Vec<u8>> {
-    list.iter().map(|a| AsRef::<[u8]>::as_ref(a).to_vec()).collect()
+fn numbers(path: &[NonZeroU32]) -> Vec<u32> {
+    path.iter().map(|n| n.get()).collect()
+}
+
+fn section_spec(section: Option<Section<'_>>) -> (Vec<u32>, Spec) {
+    let path = |p: Option<Part>| p.map(|p| numbers(p.0.as_ref())).unwrap_or_default();
+    let names = |list: &[AString<'_>]| list.iter().map(|a| AsRef::<[u8]>::as_ref(a).to_vec()).collect();
+    match section {
+        None => (vec![], Spec::Full),
+        Some(Section::Part(p)) => (numbers(p.0.as_ref()), Spec::Full),
+        Some(Section::Header(p)) => (path(p), Spec::Header),
+        Some(Section::Text(p)) => (path(p), Spec::Text),
+        Some(Section::Mime(p)) => (numbers(p.0.as_ref()), Spec::Mime),
+        Some(Section::HeaderFields(p, list)) => (path(p), Spec::Fields { names: names(list.as_ref()), not: false }),
+        Some(Section::HeaderFieldsNot(p, list)) => (path(p), Spec::Fields { names: names(list.as_ref()), not: true }),
+    }
+}
+
+/// What the items need, decided once per command.
+#[derive(Debug, Clone, Copy)]
+struct Needs {
+    raw: bool,
+    structure: bool,
+    seen: bool,
 }
 
 pub(crate) async fn fetch(
@@ -127,7 +175,7 @@ pub(crate) async fn fetch(
     names: MacroOrMessageDataItemNames<'_>,
     uid: bool,
 ) -> CmdResult {
-    let mut items = items(names)?;
+    let mut items = items(names);
     if uid && !items.contains(&Item::Uid) {
         // RFC 3501 §6.4.8: UID FETCH responses always carry the UID.
         items.insert(0, Item::Uid);
@@ -139,26 +187,35 @@ pub(crate) async fn fetch(
         return Ok(Done::ok("FETCH completed"));
     }
     let mut listing = s.ctx.store.messages(account, mailbox)?;
-    let needs_body = items.iter().any(|i| matches!(i, Item::Body(_)));
-    let sets_seen = !read_only && items.iter().any(|i| matches!(i, Item::Body(b) if !b.peek));
-
+    let needs = Needs {
+        raw: items.iter().any(Item::needs_raw),
+        structure: items.iter().any(Item::needs_structure),
+        seen: !read_only && items.iter().any(Item::sets_seen),
+    };
+    // Stands in for the structure when no item needs one (loading
+    // provides it whenever one does).
+    let empty = mime::Message::empty();
     let mut missing = false;
     let mut targets = targets.into_iter();
     while targets.len() > 0 {
-        let batch = read_batch(s, &listing, &mut targets, needs_body).await;
+        let batch = load_batch(s, &listing, &mut targets, needs, &items).await;
         missing |= batch.missing;
-        // \Seen on exactly the messages read, so the data and the flags sent
-        // agree with the store; then the responses.
-        let read = batch.read.iter().map(|&(_, i, _)| i);
-        let newly_seen = if sets_seen { mark_seen(s, account, mailbox, &mut listing, read).await? } else { Vec::new() };
-        for (seq, i, raw) in batch.read {
-            let Some(meta) = listing.get(i) else { continue };
+        // \Seen on exactly the messages loaded, so the data and the flags
+        // sent agree with the store; then the responses.
+        let loaded = batch.loaded.iter().map(|l| l.index);
+        let newly_seen =
+            if needs.seen { mark_seen(s, account, mailbox, &mut listing, loaded).await? } else { Vec::new() };
+        for l in &batch.loaded {
+            let Some(meta) = listing.get(l.index) else { continue };
             let flags_changed = newly_seen.contains(&meta.uid);
-            write_message(s, seq, meta, &items, raw.as_deref(), flags_changed);
+            let structure = l.structure.as_deref().unwrap_or(&empty);
+            let msg = write::Msg { seq: l.seq, meta, raw: l.raw.as_deref(), structure };
+            let wire = write::Wire { utf8: s.utf8, rev2: s.rev2 };
+            write::message(s.conn.out(), &msg, &items, flags_changed, wire);
             s.conn.flush_if_large().await?;
         }
         if let Some(e) = batch.failed {
-            return Err(e.into());
+            return Err(e);
         }
     }
     if missing && !uid {
@@ -167,46 +224,138 @@ pub(crate) async fn fetch(
     Ok(Done::ok("FETCH completed"))
 }
 
-/// The next messages of a FETCH with their bodies read (when asked for).
-struct Batch {
-    /// Sequence number, position in the listing, body.
-    read: Vec<(u32, usize, Option<Vec<u8>>)>,
-    /// A target was expunged by another session, not yet reported to this one.
-    missing: bool,
-    /// The body read that failed and ended the batch.
-    failed: Option<StoreError>,
+/// One message of a batch, with what its items need.
+struct Loaded {
+    seq: u32,
+    /// Position in the listing.
+    index: usize,
+    raw: Option<Vec<u8>>,
+    structure: Option<Arc<mime::Message>>,
 }
 
-async fn read_batch(
+/// The next messages of a FETCH, loaded.
+struct Batch {
+    loaded: Vec<Loaded>,
+    /// A target was expunged by another session, not yet reported to this one.
+    missing: bool,
+    /// What ended the batch early: an unreadable message file, or a
+    /// BINARY of a part whose encoding we cannot undo.
+    failed: Option<ImapError>,
+}
+
+async fn load_batch(
     s: &Session,
     listing: &[MessageMeta],
     targets: &mut std::vec::IntoIter<(u32, Uid)>,
-    needs_body: bool,
+    needs: Needs,
+    items: &[Item],
 ) -> Batch {
-    let mut batch = Batch { read: Vec::new(), missing: false, failed: None };
+    let mut batch = Batch { loaded: Vec::new(), missing: false, failed: None };
+    let cache = &s.ctx.mime_cache;
+    // First pick the batch: what is cached, and what must be read.
+    let mut picked = Vec::new();
     let mut bytes = 0;
-    while batch.read.len() < BATCH_MESSAGES && bytes < BATCH_BYTES {
+    while picked.len() < BATCH_MESSAGES && bytes < BATCH_BYTES {
         let Some((seq, u)) = targets.next() else { break };
-        let Some(i) = listing.binary_search_by_key(&u, |m| m.uid).ok() else {
+        let Some(index) = listing.binary_search_by_key(&u, |m| m.uid).ok() else {
             batch.missing = true;
             continue;
         };
-        let Some(meta) = listing.get(i) else { continue };
-        let raw = if needs_body {
-            match s.ctx.store.read_message(meta).await {
+        let Some(meta) = listing.get(index) else { continue };
+        let structure = if needs.structure { cache.get(meta) } else { None };
+        let read = needs.raw || (needs.structure && structure.is_none());
+        if read {
+            bytes += meta.size;
+        }
+        picked.push((seq, index, structure, read.then(|| Read::Pending(meta.clone()))));
+    }
+    // Then load it in order, with up to READ_AHEAD file reads in flight
+    // (each is a blocking read on the store's thread pool).
+    for n in 0..picked.len() {
+        for (_, _, _, read) in picked.iter_mut().skip(n).take(READ_AHEAD) {
+            if let Some(r) = read {
+                r.start(&s.ctx.store);
+            }
+        }
+        let Some((seq, index, mut structure, read)) = picked.get_mut(n).map(std::mem::take) else { break };
+        let mut raw = match read {
+            Some(r) => match r.finish().await {
                 Ok(raw) => Some(raw),
                 Err(e) => {
                     batch.failed = Some(e);
                     break;
                 }
-            }
-        } else {
-            None
+            },
+            None => None,
         };
-        bytes += meta.size;
-        batch.read.push((seq, i, raw));
+        if needs.structure && structure.is_none() {
+            structure = raw.as_deref().and_then(|r| listing.get(index).map(|meta| cache.get_or_parse(meta, r)));
+        }
+        if !needs.raw {
+            raw = None; // read for its structure only
+        }
+        if let Some(m) = &structure
+            && let Some(e) = unknown_cte(m, items)
+        {
+            batch.failed = Some(e);
+            break;
+        }
+        batch.loaded.push(Loaded { seq, index, raw, structure });
     }
     batch
+}
+
+/// Message file reads in flight at once per FETCH.
+const READ_AHEAD: usize = 16;
+
+/// A message file read, started ahead of its turn.
+#[derive(Default)]
+enum Read {
+    #[default]
+    Done,
+    Pending(MessageMeta),
+    Started(tokio::task::JoinHandle<Result<Vec<u8>, coimail_store::StoreError>>),
+}
+
+impl Read {
+    fn start(&mut self, store: &coimail_store::Store) {
+        *self = match std::mem::take(self) {
+            Read::Pending(meta) => {
+                let store = store.clone();
+                Read::Started(tokio::spawn(async move { store.read_message(&meta).await }))
+            }
+            other => other,
+        };
+    }
+
+    async fn finish(self) -> Result<Vec<u8>, ImapError> {
+        match self {
+            Read::Started(task) => match task.await {
+                Ok(r) => r.map_err(ImapError::from),
+                Err(e) => Err(ImapError::Internal(format!("message read task: {e}"))),
+            },
+            _ => Err(ImapError::Internal("message read was never started".into())),
+        }
+    }
+}
+
+/// RFC 3516 §4.3: BINARY of a part whose Content-Transfer-Encoding we
+/// cannot undo fails the command with `NO [UNKNOWN-CTE]`.
+fn unknown_cte(m: &mime::Message, items: &[Item]) -> Option<ImapError> {
+    let binary_paths = items.iter().filter_map(|i| match i {
+        Item::Section(SectionItem { label: Label::Binary, path, .. }) | Item::BinarySize(path) => Some(path),
+        _ => None,
+    });
+    for path in binary_paths {
+        if mime::check_binary(m, path).is_err() {
+            // The code rides in the text: error.rs has no UNKNOWN-CTE code.
+            return Some(ImapError::No {
+                code: None,
+                text: "[UNKNOWN-CTE] Cannot decode the Content-Transfer-Encoding of this part".into(),
+            });
+        }
+    }
+    None
 }
 
 /// Adds \Seen to the messages at `positions` in `listing` that lack it,
@@ -228,6 +377,7 @@ async fn mark_seen(
     for (u, flags, modseq) in s.ctx.store.store_flags(account, mailbox, &unseen, FlagOp::Add, &seen).await? {
         if let Some(m) = listing.binary_search_by_key(&u, |m| m.uid).ok().and_then(|i| listing.get_mut(i)) {
             m.flags = flags;
+            m.modseq = modseq;
         }
         if let State::Selected(_, view) = &mut s.state {
             view.told_flags(u, modseq);
@@ -237,146 +387,7 @@ async fn mark_seen(
     Ok(changed)
 }
 
-fn write_message(
-    s: &mut Session,
-    seq: u32,
-    meta: &MessageMeta,
-    items: &[Item],
-    raw: Option<&[u8]>,
-    flags_changed: bool,
-) {
-    let out = s.conn.out();
-    out.extend_from_slice(format!("* {seq} FETCH (").as_bytes());
-    for (n, item) in items.iter().enumerate() {
-        if n > 0 {
-            out.push(b' ');
-        }
-        match item {
-            Item::Uid => out.extend_from_slice(format!("UID {}", meta.uid).as_bytes()),
-            Item::Flags => {
-                out.extend_from_slice(b"FLAGS ");
-                encode::flag_list(out, &meta.flags);
-            }
-            Item::Size => out.extend_from_slice(format!("RFC822.SIZE {}", meta.size).as_bytes()),
-            Item::InternalDate => {
-                out.extend_from_slice(b"INTERNALDATE ");
-                encode::date_time(out, meta.internal_date);
-            }
-            Item::Body(b) => {
-                let raw = raw.unwrap_or_default();
-                label(out, b);
-                out.push(b' ');
-                encode::literal(out, &partial(&section(raw, &b.part), b.partial));
-            }
-        }
-    }
-    if flags_changed && !items.contains(&Item::Flags) {
-        out.extend_from_slice(b" FLAGS ");
-        encode::flag_list(out, &meta.flags);
-    }
-    out.extend_from_slice(b")\r\n");
-}
-
-/// The item name as the response spells it: `BODY[HEADER.FIELDS (From)]<0>`.
-fn label(out: &mut Vec<u8>, b: &BodyItem) {
-    match b.label {
-        Label::Rfc822 => return out.extend_from_slice(b"RFC822"),
-        Label::Rfc822Header => return out.extend_from_slice(b"RFC822.HEADER"),
-        Label::Rfc822Text => return out.extend_from_slice(b"RFC822.TEXT"),
-        Label::Body => {}
-    }
-    out.extend_from_slice(b"BODY[");
-    match &b.part {
-        Part::Full => {}
-        Part::Header => out.extend_from_slice(b"HEADER"),
-        Part::Text => out.extend_from_slice(b"TEXT"),
-        Part::Fields { names, not } => {
-            out.extend_from_slice(if *not { b"HEADER.FIELDS.NOT (" } else { b"HEADER.FIELDS (" });
-            for (i, n) in names.iter().enumerate() {
-                if i > 0 {
-                    out.push(b' ');
-                }
-                encode::astring(out, n, false);
-            }
-            out.push(b')');
-        }
-    }
-    out.push(b']');
-    if let Some((origin, _)) = b.partial {
-        out.extend_from_slice(format!("<{origin}>").as_bytes());
-    }
-}
-
-/// Offset just past the blank line ending the header (the whole message
-/// when there is none).
-fn header_end(raw: &[u8]) -> usize {
-    let crlf = raw.windows(4).position(|w| w == b"\r\n\r\n").map(|p| p + 4);
-    let lf = raw.windows(2).position(|w| w == b"\n\n").map(|p| p + 2);
-    match (crlf, lf) {
-        (Some(a), Some(b)) => a.min(b),
-        (a, b) => a.or(b).unwrap_or(raw.len()),
-    }
-}
-
-fn section(raw: &[u8], part: &Part) -> Vec<u8> {
-    let he = header_end(raw);
-    let (header, text) = raw.split_at(he.min(raw.len()));
-    match part {
-        Part::Full => raw.to_vec(),
-        Part::Header => header.to_vec(),
-        Part::Text => text.to_vec(),
-        Part::Fields { names, not } => {
-            let mut out = Vec::new();
-            for field in header_fields(header) {
-                let name = field.split(|&b| b == b':').next().unwrap_or_default().trim_ascii();
-                let listed = names.iter().any(|n| n.eq_ignore_ascii_case(name));
-                if listed != *not && !name.is_empty() {
-                    out.extend_from_slice(field);
-                }
-            }
-            // RFC 3501 §6.4.5: the blank line after the subset is included.
-            out.extend_from_slice(b"\r\n");
-            out
-        }
-    }
-}
-
-/// Header fields, each with its folded continuation lines and line ending.
-fn header_fields(header: &[u8]) -> Vec<&[u8]> {
-    let mut fields = Vec::new();
-    let mut start = 0;
-    let mut pos = 0;
-    while pos < header.len() {
-        let end =
-            header.get(pos..).and_then(|r| r.iter().position(|&b| b == b'\n')).map_or(header.len(), |p| pos + p + 1);
-        let line = header.get(pos..end).unwrap_or_default();
-        let continuation = matches!(line.first(), Some(b' ' | b'\t'));
-        if !continuation && pos > start {
-            fields.push(header.get(start..pos).unwrap_or_default());
-            start = pos;
-        }
-        if line == b"\r\n" || line == b"\n" {
-            // The blank line ending the header is not a field.
-            start = end;
-        }
-        pos = end;
-    }
-    if pos > start {
-        fields.push(header.get(start..pos).unwrap_or_default());
-    }
-    fields
-}
-
-fn partial(data: &[u8], range: Option<(u32, u32)>) -> Vec<u8> {
-    match range {
-        None => data.to_vec(),
-        Some((origin, count)) => {
-            let start = (origin as usize).min(data.len());
-            let end = start.saturating_add(count as usize).min(data.len());
-            data.get(start..end).unwrap_or_default().to_vec()
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_mime;

@@ -1,16 +1,20 @@
-//! Mailbox listing: LIST (RFC 3501 §6.3.8, RFC 9051 §6.3.9) with CHILDREN
-//! (RFC 3348) and SPECIAL-USE (RFC 6154) attributes.
+//! Mailbox management: CREATE (with CREATE-SPECIAL-USE, RFC 6154 §3),
+//! DELETE, RENAME, SUBSCRIBE, UNSUBSCRIBE (RFC 3501 §6.3.3-7, RFC 9051
+//! §6.3.4-8), and listing: LIST (RFC 3501 §6.3.8, RFC 9051 §6.3.9) with
+//! CHILDREN (RFC 3348) and SPECIAL-USE (RFC 6154) attributes, and LSUB
+//! (RFC 3501 §6.3.9, for IMAP4rev1 clients). STATUS is in `status.rs`.
 //!
 //! The store keeps the hierarchy implicit (a parent need not exist), so a
-//! missing parent is listed as `\Noselect` wherever the pattern matches it.
+//! missing parent is listed as `\Noselect` wherever the pattern matches it,
+//! and deleting a mailbox with children leaves exactly that (RFC 3501 §6.3.4).
 
 use crate::encode;
-use crate::error::ImapError;
+use crate::error::{Code, ImapError};
 use crate::session::{CmdResult, Done, MAX_NAME_WIRE, Session};
-use coimail_store::SpecialUse;
-use coimail_store::names::MAX_NAME_BYTES;
+use coimail_store::names::{self, MAX_NAME_BYTES, SEPARATOR};
+use coimail_store::{SpecialUse, StoreError};
 use imap_codec::imap_types::mailbox::{ListMailbox, Mailbox};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 /// The longest useful pattern once wildcard runs are collapsed: a name of
 /// MAX_NAME_BYTES with a wildcard around every byte.
@@ -23,26 +27,113 @@ struct Node {
     special_use: Option<SpecialUse>,
 }
 
-pub(crate) fn list(s: &mut Session, reference: &Mailbox<'_>, pattern: &ListMailbox<'_>) -> CmdResult {
+/// A mailbox argument as a name (INBOX in any case is `INBOX`).
+pub(crate) fn mailbox_arg(s: &Session, mailbox: &Mailbox<'_>) -> Result<String, ImapError> {
+    match mailbox {
+        Mailbox::Inbox => Ok("INBOX".to_owned()),
+        Mailbox::Other(o) => s.mailbox_name(o.as_ref()),
+    }
+}
+
+/// CREATE, with the RFC 6154 `USE` attributes in `special_use`.
+pub(crate) async fn create(s: &mut Session, name: &str, special_use: &[String]) -> CmdResult {
     let account = s.account().ok_or(ImapError::Closed)?.id;
-    let reference = match reference {
-        Mailbox::Inbox => "INBOX".to_owned(),
-        Mailbox::Other(o) => s.mailbox_name(o.as_ref())?,
+    // RFC 3501 §6.3.3: a trailing separator only declares that names will
+    // be created under this one; the hierarchy is implicit here anyway.
+    let name = name.strip_suffix(SEPARATOR).filter(|n| !n.is_empty()).unwrap_or(name);
+    let special_use = match special_use {
+        [] => None,
+        [one] => Some(parse_special_use(one)?),
+        _ => return Err(ImapError::no(Code::UseAttr, "A mailbox can have one special use")),
     };
+    s.ctx.store.create_mailbox(account, name, special_use).await?;
+    Ok(Done::ok("CREATE completed"))
+}
+
+/// RFC 6154 §2 attributes this server can give a mailbox; others get `NO [USEATTR]` (§3).
+fn parse_special_use(attr: &str) -> Result<SpecialUse, ImapError> {
+    [SpecialUse::Drafts, SpecialUse::Sent, SpecialUse::Trash, SpecialUse::Junk, SpecialUse::Archive]
+        .into_iter()
+        .find(|u| u.attribute().eq_ignore_ascii_case(attr))
+        .ok_or_else(|| ImapError::no(Code::UseAttr, format!("Special use {attr} is not supported")))
+}
+
+/// DELETE. A mailbox with children loses its messages and becomes the
+/// `\Noselect` parent of its children (RFC 3501 §6.3.4); a name that is
+/// only such a parent cannot be deleted, nor can INBOX.
+pub(crate) async fn delete(s: &mut Session, name: &str) -> CmdResult {
+    let account = s.account().ok_or(ImapError::Closed)?.id;
+    let name = names::canonical(name)?;
+    if name == "INBOX" {
+        return Err(ImapError::no(Code::Cannot, "INBOX cannot be deleted"));
+    }
+    match s.ctx.store.delete_mailbox(account, &name).await {
+        Err(StoreError::NotFound(_)) if has_children(s, &name)? => {
+            Err(ImapError::no(Code::HasChildren, format!("{name} has inferior hierarchical names and no messages")))
+        }
+        r => r.map_err(ImapError::from),
+    }?;
+    Ok(Done::ok("DELETE completed"))
+}
+
+fn has_children(s: &Session, name: &str) -> Result<bool, ImapError> {
+    let account = s.account().ok_or(ImapError::Closed)?.id;
+    let prefix = format!("{name}{SEPARATOR}");
+    Ok(s.ctx.store.list_mailboxes(account)?.iter().any(|m| m.name.starts_with(&prefix)))
+}
+
+/// RENAME, children included; INBOX's special case is the store's (RFC 3501 §6.3.5).
+pub(crate) async fn rename(s: &mut Session, from: &str, to: &str) -> CmdResult {
+    let account = s.account().ok_or(ImapError::Closed)?.id;
+    s.ctx.store.rename_mailbox(account, from, to).await.map_err(|e| match e {
+        StoreError::Invalid(why) => ImapError::no(Code::Cannot, why),
+        other => other.into(),
+    })?;
+    Ok(Done::ok("RENAME completed"))
+}
+
+/// SUBSCRIBE and UNSUBSCRIBE. Only existing mailboxes can be subscribed
+/// (RFC 3501 §6.3.6 lets the server check).
+pub(crate) async fn subscribe(s: &mut Session, name: &str, on: bool) -> CmdResult {
+    let account = s.account().ok_or(ImapError::Closed)?.id;
+    s.ctx.store.set_subscribed(account, name, on).await?;
+    Ok(Done::ok(if on { "SUBSCRIBE completed" } else { "UNSUBSCRIBE completed" }))
+}
+
+/// The reference and pattern of LIST or LSUB as one pattern, with INBOX
+/// canonical and wildcard runs collapsed; `None` for the empty pattern.
+fn full_pattern(s: &Session, reference: &Mailbox<'_>, pattern: &ListMailbox<'_>) -> Result<Option<String>, ImapError> {
+    let reference = mailbox_arg(s, reference)?;
     let wire: &[u8] = match pattern {
         ListMailbox::Token(t) => t.as_ref(),
         ListMailbox::String(st) => st.as_ref(),
     };
     let pattern = s.decode_name(wire, 2 * MAX_NAME_WIRE + 1)?;
     if pattern.is_empty() {
-        // RFC 3501 §6.3.8: an empty pattern asks for the separator and root.
-        s.conn.out().extend_from_slice(b"* LIST (\\Noselect) \"/\" \"\"\r\n");
-        return Ok(Done::ok("LIST completed"));
+        return Ok(None);
     }
     let full = collapse_wildcards(&canonical_inbox(&format!("{reference}{pattern}")));
     if full.len() > MAX_PATTERN_BYTES {
         return Err(ImapError::bad("LIST pattern too long"));
     }
+    Ok(Some(full))
+}
+
+/// No name is longer than MAX_NAME_BYTES, so a pattern with more
+/// non-wildcard bytes cannot match; trying only costs time. Returns the
+/// shortest name that can match, or `None` when none can.
+fn min_match_len(full: &str) -> Option<usize> {
+    let literal_bytes = full.bytes().filter(|c| !matches!(c, b'*' | b'%')).count();
+    (literal_bytes <= MAX_NAME_BYTES).then_some(literal_bytes)
+}
+
+pub(crate) fn list(s: &mut Session, reference: &Mailbox<'_>, pattern: &ListMailbox<'_>) -> CmdResult {
+    let account = s.account().ok_or(ImapError::Closed)?.id;
+    let Some(full) = full_pattern(s, reference, pattern)? else {
+        // RFC 3501 §6.3.8: an empty pattern asks for the separator and root.
+        s.conn.out().extend_from_slice(b"* LIST (\\Noselect) \"/\" \"\"\r\n");
+        return Ok(Done::ok("LIST completed"));
+    };
     let mut tree: BTreeMap<String, Node> = BTreeMap::new();
     for mb in s.ctx.store.list_mailboxes(account)? {
         let mut parent = mb.name.as_str();
@@ -54,14 +145,11 @@ pub(crate) fn list(s: &mut Session, reference: &Mailbox<'_>, pattern: &ListMailb
         node.exists = true;
         node.special_use = mb.special_use;
     }
-    // No name is longer than MAX_NAME_BYTES, so a longer pattern of
-    // non-wildcards cannot match; it only costs time.
-    let literal_bytes = full.bytes().filter(|c| !matches!(c, b'*' | b'%')).count();
-    if literal_bytes <= MAX_NAME_BYTES {
+    if let Some(min_len) = min_match_len(&full) {
         let utf8 = s.utf8;
         let out = s.conn.out();
         for (name, node) in &tree {
-            if name.len() < literal_bytes || !matches(full.as_bytes(), name.as_bytes()) {
+            if name.len() < min_len || !matches(full.as_bytes(), name.as_bytes()) {
                 continue;
             }
             out.extend_from_slice(b"* LIST (");
@@ -80,6 +168,43 @@ pub(crate) fn list(s: &mut Session, reference: &Mailbox<'_>, pattern: &ListMailb
         }
     }
     Ok(Done::ok("LIST completed"))
+}
+
+/// LSUB: the subscribed mailboxes matching the pattern. A parent that is
+/// not subscribed but has a subscribed child the pattern misses (`%` stops
+/// at the separator) is listed with `\Noselect` (RFC 3501 §6.3.9).
+pub(crate) fn lsub(s: &mut Session, reference: &Mailbox<'_>, pattern: &ListMailbox<'_>) -> CmdResult {
+    let account = s.account().ok_or(ImapError::Closed)?.id;
+    let Some(full) = full_pattern(s, reference, pattern)? else {
+        s.conn.out().extend_from_slice(b"* LSUB (\\Noselect) \"/\" \"\"\r\n");
+        return Ok(Done::ok("LSUB completed"));
+    };
+    let Some(min_len) = min_match_len(&full) else { return Ok(Done::ok("LSUB completed")) };
+    let subscribed: BTreeSet<String> =
+        s.ctx.store.list_mailboxes(account)?.into_iter().filter(|m| m.subscribed).map(|m| m.name).collect();
+    let fits = |name: &str| name.len() >= min_len && matches(full.as_bytes(), name.as_bytes());
+    let mut shown: BTreeMap<&str, bool> = BTreeMap::new();
+    for name in &subscribed {
+        if fits(name) {
+            shown.insert(name, true);
+            continue;
+        }
+        let mut parent = name.as_str();
+        while let Some((p, _)) = parent.rsplit_once(SEPARATOR) {
+            if !subscribed.contains(p) && fits(p) {
+                shown.entry(p).or_insert(false);
+            }
+            parent = p;
+        }
+    }
+    let utf8 = s.utf8;
+    let out = s.conn.out();
+    for (name, is_subscribed) in shown {
+        out.extend_from_slice(if is_subscribed { &b"* LSUB () \"/\" "[..] } else { b"* LSUB (\\Noselect) \"/\" " });
+        encode::mailbox(out, name, utf8);
+        out.extend_from_slice(b"\r\n");
+    }
+    Ok(Done::ok("LSUB completed"))
 }
 
 /// INBOX is case-insensitive (RFC 3501 §5.1), also as a pattern's first level.
@@ -150,113 +275,4 @@ fn matches(pattern: &[u8], name: &[u8]) -> bool {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::testing::{TestServer, check};
-
-    fn m(p: &str, n: &str) -> bool {
-        matches(collapse_wildcards(p).as_bytes(), n.as_bytes())
-    }
-
-    #[test]
-    fn wildcards() {
-        assert!(m("*", "a/b/c"));
-        assert!(m("%", "abc") && !m("%", "a/b"));
-        assert!(m("a/%", "a/b") && !m("a/%", "a/b/c"));
-        assert!(m("a*c", "a/b/c") && !m("a%c", "a/b/c") && m("a%c", "abbc"));
-        assert!(m("%/%", "a/b") && !m("%/%", "a"));
-        assert!(m("INBOX", "INBOX") && !m("INBOX", "INBOX/x"));
-        assert!(m("*x", "xx") && !m("x", "xx"));
-        assert!(m("Entw\u{fc}*", "Entw\u{fc}rfe"));
-        assert_eq!(canonical_inbox("inbox/%"), "INBOX/%");
-        assert_eq!(canonical_inbox("inboxes"), "inboxes");
-    }
-
-    #[test]
-    fn wildcard_runs_collapse() {
-        assert_eq!(collapse_wildcards("a**%b%%c%*%/"), "a*b%c*/");
-        assert_eq!(collapse_wildcards(&"*%".repeat(3000)), "*");
-        assert!(!m(&format!("{}b", "%a".repeat(500)), &"a".repeat(600)));
-    }
-
-    #[tokio::test]
-    async fn list_pattern_and_name_lengths_are_bounded() {
-        let srv = TestServer::start().await;
-        let mut c = srv.connect().await;
-        c.line().await;
-        c.login(&srv).await;
-        // Collapses to `*`: everything, cheaply.
-        let r = c.command("a1", &format!("LIST \"\" \"{}\"", "*%".repeat(3000))).await;
-        assert_eq!(r.len(), 7, "{r:?}");
-        assert_eq!(r.last().unwrap(), "a1 OK LIST completed");
-        check(
-            &mut c,
-            &format!(
-                "C: a2 LIST \"\" \"{}\"
-                 S: a2 BAD LIST pattern too long
-                 C: a3 SELECT \"{}\"
-                 S: a3 BAD Mailbox name too long",
-                "%a".repeat(1100),
-                "a".repeat(4000),
-            ),
-        )
-        .await;
-    }
-
-    #[tokio::test]
-    async fn list_patterns_and_attributes() {
-        let srv = TestServer::start().await;
-        srv.store.create_mailbox(srv.account.id, "Archive/2024", None).await.unwrap();
-        srv.store.create_mailbox(srv.account.id, "Lists/rust", None).await.unwrap();
-        srv.store.create_mailbox(srv.account.id, "Entw\u{fc}rfe & Co", None).await.unwrap();
-        let mut c = srv.connect().await;
-        c.line().await;
-        c.login(&srv).await;
-        check(
-            &mut c,
-            "C: a1 LIST \"\" \"\"
-             S: * LIST (\\Noselect) \"/\" \"\"
-             S: a1 OK LIST completed
-             C: a2 LIST \"\" *
-             S: * LIST (\\HasChildren \\Archive) \"/\" \"Archive\"
-             S: * LIST (\\HasNoChildren) \"/\" \"Archive/2024\"
-             S: * LIST (\\HasNoChildren \\Drafts) \"/\" \"Drafts\"
-             S: * LIST (\\HasNoChildren) \"/\" \"Entw&APw-rfe &- Co\"
-             S: * LIST (\\HasNoChildren) \"/\" \"INBOX\"
-             S: * LIST (\\HasNoChildren \\Junk) \"/\" \"Junk\"
-             S: * LIST (\\Noselect \\HasChildren) \"/\" \"Lists\"
-             S: * LIST (\\HasNoChildren) \"/\" \"Lists/rust\"
-             S: * LIST (\\HasNoChildren \\Sent) \"/\" \"Sent\"
-             S: * LIST (\\HasNoChildren \\Trash) \"/\" \"Trash\"
-             S: a2 OK LIST completed
-             C: a3 LIST \"\" %
-             S: * LIST (\\HasChildren \\Archive) \"/\" \"Archive\"
-             S: * LIST (\\HasNoChildren \\Drafts) \"/\" \"Drafts\"
-             S: * LIST (\\HasNoChildren) \"/\" \"Entw&APw-rfe &- Co\"
-             S: * LIST (\\HasNoChildren) \"/\" \"INBOX\"
-             S: * LIST (\\HasNoChildren \\Junk) \"/\" \"Junk\"
-             S: * LIST (\\Noselect \\HasChildren) \"/\" \"Lists\"
-             S: * LIST (\\HasNoChildren \\Sent) \"/\" \"Sent\"
-             S: * LIST (\\HasNoChildren \\Trash) \"/\" \"Trash\"
-             S: a3 OK LIST completed
-             C: a4 LIST Lists/ %
-             S: * LIST (\\HasNoChildren) \"/\" \"Lists/rust\"
-             S: a4 OK LIST completed
-             C: a5 LIST \"\" inbox
-             S: * LIST (\\HasNoChildren) \"/\" \"INBOX\"
-             S: a5 OK LIST completed
-             C: a6 LIST \"\" \"Entw&APw-*\"
-             S: * LIST (\\HasNoChildren) \"/\" \"Entw&APw-rfe &- Co\"
-             S: a6 OK LIST completed
-             C: a7 LIST \"\" nothing*
-             S: a7 OK LIST completed
-             C: a8 ENABLE UTF8=ACCEPT
-             S: * ENABLED UTF8=ACCEPT
-             S: a8 OK ENABLE completed
-             C: a9 LIST \"\" \"Entw\u{fc}*\"
-             S: * LIST (\\HasNoChildren) \"/\" \"Entw\u{fc}rfe & Co\"
-             S: a9 OK LIST completed",
-        )
-        .await;
-    }
-}
+mod tests;

@@ -3,8 +3,17 @@
 //! responses to the session's output and returns the tagged outcome.
 
 pub(crate) mod any;
+pub(crate) mod append;
 pub(crate) mod auth;
+pub(crate) mod copy_move;
+pub(crate) mod expunge;
+pub(crate) mod ext;
 pub(crate) mod fetch;
 pub(crate) mod idle;
 pub(crate) mod mailbox;
+pub(crate) mod search;
 pub(crate) mod select;
+pub(crate) mod sort;
+pub(crate) mod status;
+pub(crate) mod store;
+pub(crate) mod thread;

@@ -1,6 +1,7 @@
-//! SELECT and EXAMINE (RFC 3501 §6.3.1-2, RFC 9051 §6.3.2-3), UNSELECT
-//! (RFC 3691).
+//! SELECT and EXAMINE (RFC 3501 §6.3.1-2, RFC 9051 §6.3.2-3), CLOSE
+//! (RFC 3501 §6.4.2, RFC 9051 §6.4.1), UNSELECT (RFC 3691).
 
+use crate::cmd::expunge::expunge_deleted;
 use crate::encode;
 use crate::error::ImapError;
 use crate::selected::SelectedView;
@@ -78,6 +79,18 @@ pub(crate) fn select(
     s.state = State::Selected(account, Box::new(view));
     let (code, verb) = if read_only { ("READ-ONLY", "EXAMINE") } else { ("READ-WRITE", "SELECT") };
     Ok(Done::with_code(code, format!("{verb} completed")))
+}
+
+/// CLOSE: expunges the `\Deleted` messages of a read-write mailbox without
+/// a single EXPUNGE response, then leaves the selected state (even when
+/// the expunge failed: the client is told, and is no longer in the mailbox).
+pub(crate) async fn close(s: &mut Session) -> CmdResult {
+    let State::Selected(account, view) = &s.state else { return Err(ImapError::bad("No mailbox selected")) };
+    let expunged =
+        if view.read_only { Ok(Vec::new()) } else { expunge_deleted(&s.ctx.store, account.id, view, None).await };
+    s.state = State::Authenticated(account.clone());
+    expunged?;
+    Ok(Done::ok("CLOSE completed"))
 }
 
 pub(crate) fn unselect(s: &mut Session) -> CmdResult {
@@ -183,6 +196,56 @@ mod tests {
              S: * OK [HIGHESTMODSEQ ...
              S: * LIST () \"/\" \"INBOX\"
              S: a2 OK [READ-WRITE] SELECT completed",
+        )
+        .await;
+    }
+
+    #[tokio::test]
+    async fn close_expunges_silently_only_when_read_write() {
+        let srv = TestServer::start().await;
+        for i in 1..=3 {
+            srv.deliver(format!("Subject: {i}\r\n\r\n{i}\r\n").as_bytes()).await;
+        }
+        let mut c = srv.connect().await;
+        c.line().await;
+        c.login(&srv).await;
+        c.select("INBOX").await;
+        check(
+            &mut c,
+            "C: a1 STORE 1,3 +FLAGS.SILENT (\\Deleted)
+             S: a1 OK STORE completed
+             C: a2 CHECK
+             S: a2 OK CHECK completed
+             C: a3 EXAMINE INBOX
+             S: * OK [CLOSED] ...
+             S: * FLAGS ...
+             S: * 3 EXISTS
+             S: * 0 RECENT
+             S: * OK [UNSEEN 1] ...
+             S: * OK [UIDVALIDITY ...
+             S: * OK [UIDNEXT 4] ...
+             S: * OK [PERMANENTFLAGS ()] Read-only mailbox
+             S: * OK [HIGHESTMODSEQ ...
+             S: a3 OK [READ-ONLY] EXAMINE completed
+             C: a4 CLOSE
+             S: a4 OK CLOSE completed
+             C: a5 STATUS INBOX (MESSAGES DELETED)
+             S: * STATUS \"INBOX\" (MESSAGES 3 DELETED 2)
+             S: a5 OK STATUS completed
+             C: a6 CLOSE
+             S: a6 BAD CLOSE needs a selected mailbox",
+        )
+        .await;
+        c.select("INBOX").await;
+        check(
+            &mut c,
+            "C: b1 CLOSE
+             S: b1 OK CLOSE completed
+             C: b2 STATUS INBOX (MESSAGES DELETED UIDNEXT)
+             S: * STATUS \"INBOX\" (MESSAGES 1 DELETED 0 UIDNEXT 4)
+             S: b2 OK STATUS completed
+             C: b3 FETCH 1 UID
+             S: b3 BAD FETCH needs a selected mailbox",
         )
         .await;
     }

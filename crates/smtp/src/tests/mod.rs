@@ -1,8 +1,10 @@
 //! Session tests over real loopback sockets: `serve()` on `127.0.0.1:0`
 //! against an in-memory-index store, driven by a small line client.
 
+mod chunking;
 mod limits;
 mod mx;
+mod queue;
 mod submission;
 
 use crate::{SmtpConfig, SmtpContext, SmtpListener, serve};
@@ -30,6 +32,8 @@ pub(crate) struct Options {
     pub tls: bool,
     pub max_connections: usize,
     pub max_connections_per_ip: usize,
+    /// Give the server an outbound queue (remote recipients accepted).
+    pub queue: bool,
 }
 
 impl Default for Options {
@@ -42,6 +46,7 @@ impl Default for Options {
             tls: true,
             max_connections: 200,
             max_connections_per_ip: 10,
+            queue: false,
         }
     }
 }
@@ -97,7 +102,11 @@ impl Server {
             max_connections: opts.max_connections,
             max_connections_per_ip: opts.max_connections_per_ip,
         };
-        let ctx = Arc::new(SmtpContext::new(store.clone(), directory, tls, config));
+        let mut ctx = SmtpContext::new(store.clone(), directory, tls, config);
+        if opts.queue {
+            ctx = ctx.with_queue(coimail_delivery::Queue::new(store.clone()));
+        }
+        let ctx = Arc::new(ctx);
         let shutdown = CancellationToken::new();
         let tracker = TaskTracker::new();
         let mut addrs = Vec::new();
@@ -238,6 +247,14 @@ impl Client {
         self.send(b".\r\n").await;
         self.reply().await
     }
+}
+
+/// A submission client, authenticated as `login`.
+pub(crate) async fn submit_as(s: &Server, login: &str, password: &str) -> Client {
+    let mut c = s.connect(s.submission).await;
+    c.cmd("EHLO laptop", "250").await;
+    c.cmd(&format!("AUTH PLAIN {}", plain(login, password)), "235").await;
+    c
 }
 
 /// AUTH PLAIN initial response for `login`/`password`.

@@ -115,7 +115,7 @@ async fn size_limits() {
     c.cmd("NOOP", "250").await;
     assert!(s.inbox(&s.alice).await.is_empty());
     // Unknown parameters are refused.
-    c.cmd("MAIL FROM:<a@remote.example> RET=FULL", "555 5.5.4").await;
+    c.cmd("MAIL FROM:<a@remote.example> HOLDFOR=60", "555 5.5.4").await;
 }
 
 #[tokio::test]

@@ -156,38 +156,11 @@ async fn sequence_sets_with_star_and_reversed_ranges() {
     .await;
 }
 
-#[tokio::test]
-async fn unsupported_items_are_refused_cleanly() {
-    let srv = TestServer::start().await;
-    srv.deliver(MSG).await;
-    let mut c = srv.connect().await;
-    c.line().await;
-    c.login(&srv).await;
-    c.select("INBOX").await;
-    check(
-        &mut c,
-        "C: a1 FETCH 1 ENVELOPE
-         S: a1 NO [CANNOT] FETCH ENVELOPE is not implemented yet
-         C: a2 FETCH 1 ALL
-         S: a2 NO [CANNOT] FETCH ALL (it needs ENVELOPE) is not implemented yet
-         C: a3 FETCH 1 BODY[1]
-         S: a3 NO [CANNOT] FETCH of MIME part sections is not implemented yet
-         C: a4 FETCH 1 (UID MODSEQ)
-         S: a4 BAD FETCH MODSEQ needs CONDSTORE, which is not enabled
-         C: a5 STORE 1 +FLAGS (\\Deleted)
-         S: a5 NO [CANNOT] STORE is not implemented yet
-         C: a6 NOOP
-         S: a6 OK NOOP completed",
-    )
-    .await;
-}
-
 #[test]
-fn header_fields_unfold_and_filter() {
-    let h = b"A: 1\r\nB: 2\r\n  2b\r\nc: 3\r\n\r\n";
-    assert_eq!(header_fields(h), vec![&b"A: 1\r\n"[..], b"B: 2\r\n  2b\r\n", b"c: 3\r\n"]);
-    let part = Part::Fields { names: vec![b"b".to_vec(), b"C".to_vec()], not: false };
-    assert_eq!(section(h, &part), b"B: 2\r\n  2b\r\nc: 3\r\n\r\n");
-    assert_eq!(header_end(b"no body"), 7);
-    assert_eq!(section(b"A: 1\n\nbody", &Part::Text), b"body");
+fn partial_ranges() {
+    assert_eq!(write::partial(b"hello", Some((1, 3))), b"ell");
+    assert_eq!(write::partial(b"hello", Some((4, 100))), b"o");
+    assert_eq!(write::partial(b"hello", Some((9, 1))), b"");
+    assert_eq!(write::partial(b"hello", Some((u32::MAX, u32::MAX))), b"");
+    assert_eq!(write::partial(b"hello", None), b"hello");
 }

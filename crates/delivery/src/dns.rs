@@ -1,0 +1,120 @@
+//! Where a domain's mail goes (RFC 5321 §5.1): MX records by preference;
+//! no MX record means the domain itself (implicit MX, its A/AAAA records);
+//! a single MX of "." means the domain takes no mail (null MX, RFC 7505).
+//!
+//! The resolver asks the configured DNS servers (tests run one on a
+//! loopback port) or, with none configured, those of `/etc/resolv.conf`.
+//! Names are queried fully qualified so no search domain is appended.
+
+use crate::DeliveryError;
+use hickory_resolver::config::{ConnectionConfig, LookupIpStrategy, NameServerConfig, ResolverConfig};
+use hickory_resolver::net::NetError;
+use hickory_resolver::net::runtime::TokioRuntimeProvider;
+use hickory_resolver::proto::rr::RData;
+use hickory_resolver::{Resolver, TokioResolver};
+use std::net::{IpAddr, SocketAddr};
+use std::time::Duration;
+
+/// The mail servers of a domain, best first.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Route {
+    Hosts(Vec<String>),
+    /// RFC 7505: the domain accepts no mail.
+    NullMx,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum DnsFailure {
+    /// NXDOMAIN: permanent.
+    NoSuchDomain,
+    /// Timeouts, SERVFAIL and the like: try again later.
+    Temporary(String),
+}
+
+pub(crate) struct Dns {
+    resolver: TokioResolver,
+}
+
+fn name_server(addr: SocketAddr) -> NameServerConfig {
+    let mut udp = ConnectionConfig::udp();
+    udp.port = addr.port();
+    let mut tcp = ConnectionConfig::tcp();
+    tcp.port = addr.port();
+    NameServerConfig::new(addr.ip(), true, vec![udp, tcp])
+}
+
+fn fqdn(name: &str) -> String {
+    if name.ends_with('.') { name.to_owned() } else { format!("{name}.") }
+}
+
+fn temporary(e: &NetError) -> DnsFailure {
+    DnsFailure::Temporary(e.to_string())
+}
+
+impl Dns {
+    pub(crate) fn new(servers: &[SocketAddr], timeout: Duration) -> Result<Dns, DeliveryError> {
+        let system = if servers.is_empty() { Some(TokioResolver::builder_tokio()) } else { None };
+        let mut builder = match system {
+            Some(Ok(builder)) => builder,
+            Some(Err(e)) => {
+                // Start anyway: local mail works; remote mail waits in the queue
+                // (every lookup fails temporarily) until DNS is configured.
+                tracing::error!(error = %e, "no usable /etc/resolv.conf and no [queue] resolvers: remote mail will wait");
+                Resolver::builder_with_config(
+                    ResolverConfig::from_name_servers(Vec::new()),
+                    TokioRuntimeProvider::default(),
+                )
+            }
+            None => {
+                let config = ResolverConfig::from_name_servers(servers.iter().copied().map(name_server).collect());
+                Resolver::builder_with_config(config, TokioRuntimeProvider::default())
+            }
+        };
+        let opts = builder.options_mut();
+        opts.timeout = timeout;
+        opts.ip_strategy = LookupIpStrategy::Ipv4AndIpv6;
+        let resolver = builder.build().map_err(|e| DeliveryError::Resolver(e.to_string()))?;
+        Ok(Dns { resolver })
+    }
+
+    /// The mail servers of `domain`, best preference first.
+    pub(crate) async fn route(&self, domain: &str) -> Result<Route, DnsFailure> {
+        let lookup = match self.resolver.mx_lookup(fqdn(domain)).await {
+            Ok(l) => l,
+            Err(e) if e.is_nx_domain() => return Err(DnsFailure::NoSuchDomain),
+            Err(e) if e.is_no_records_found() => return Ok(Route::Hosts(vec![domain.to_owned()])),
+            Err(e) => return Err(temporary(&e)),
+        };
+        let mut mx: Vec<(u16, String, bool)> = lookup
+            .answers()
+            .iter()
+            .filter_map(|r| match &r.data {
+                RData::MX(mx) => Some((mx.preference, mx.exchange.to_ascii(), mx.exchange.is_root())),
+                _ => None,
+            })
+            .collect();
+        if mx.len() == 1 && mx.iter().all(|(_, _, root)| *root) {
+            return Ok(Route::NullMx);
+        }
+        mx.retain(|(_, _, root)| !root);
+        if mx.is_empty() {
+            return Ok(Route::Hosts(vec![domain.to_owned()]));
+        }
+        // Stable within a preference, so retries walk the hosts in the same order.
+        mx.sort_by_key(|(pref, _, _)| *pref);
+        Ok(Route::Hosts(mx.into_iter().map(|(_, host, _)| host.trim_end_matches('.').to_owned()).collect()))
+    }
+
+    /// The addresses of a mail server (IPv4 and IPv6).
+    pub(crate) async fn addresses(&self, host: &str) -> Result<Vec<IpAddr>, DnsFailure> {
+        if let Ok(ip) = host.trim_start_matches('[').trim_end_matches(']').parse::<IpAddr>() {
+            return Ok(vec![ip]);
+        }
+        match self.resolver.lookup_ip(fqdn(host)).await {
+            Ok(l) => Ok(l.iter().collect()),
+            Err(e) if e.is_nx_domain() => Err(DnsFailure::NoSuchDomain),
+            Err(e) if e.is_no_records_found() => Ok(Vec::new()),
+            Err(e) => Err(temporary(&e)),
+        }
+    }
+}

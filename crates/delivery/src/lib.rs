@@ -1,0 +1,175 @@
+//! coimail-delivery: everything after SMTP said 250 for a remote recipient.
+//!
+//! The SMTP submission path hands an accepted message with remote
+//! recipients to [`Queue::enqueue`], which makes it durable in the store's
+//! spool (`coimail_store::spool`) before the client hears 250, and wakes the
+//! runner. The [`runner`] leases due entries, delivers each one domain by
+//! domain over SMTP ([`outbound`]: MX lookup with hickory-resolver against
+//! the configured DNS servers, fallback to A/AAAA, opportunistic STARTTLS,
+//! mail-send's low-level `SmtpClient`, one result per recipient), records
+//! every result with its attempt history, retries temporary failures on the
+//! [`retry`] schedule until the entry expires, and turns permanent failures
+//! and expiry into RFC 3464 bounces ([`dsn`]) delivered into the sender's
+//! INBOX through the store ([`local`]).
+//!
+//! # Layout
+//! - `lib.rs` — [`QueueConfig`], [`Queue`] (the enqueue handle), [`DeliveryError`]
+//! - `retry.rs` — the backoff schedule, a pure function of the clock
+//! - `runner.rs` — the loop: lease, spawn attempts up to the concurrency, sleep until due or woken
+//! - `attempt.rs` — one entry: deliver per domain, record, bounce, delete ([`attempt::Transport`] seam)
+//! - `outbound.rs` — one domain over SMTP; `dns.rs` — MX and address lookups; `tls.rs` — the client TLS config
+//! - `dsn.rs` — building bounces; `local.rs` — putting them into the sender's INBOX
+//!
+//! # Guarantees
+//! - A recipient's result is durable before anything depends on it: a
+//!   delivered recipient is never sent again after a restart, a failed one
+//!   gets exactly one bounce unless the process dies between delivering the
+//!   bounce and recording it (then a second one; a duplicate beats a loss).
+//! - A message the remote accepted but whose 250 we never recorded (crash
+//!   in between) is sent again: delivery is at least once, exactly once as
+//!   far as the remote's replies allow.
+
+pub mod attempt;
+mod dns;
+pub mod dsn;
+mod local;
+pub mod outbound;
+pub mod retry;
+pub mod runner;
+mod tls;
+
+pub use coimail_store::spool::{DsnNotify, DsnRet, SpoolEntry, SpoolEnvelope, SpoolRecipient};
+pub use outbound::Outbound;
+pub use retry::RetryPolicy;
+pub use runner::Runner;
+
+use coimail_store::{Store, StoreError};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::Notify;
+
+/// Settings of the outbound queue.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QueueConfig {
+    /// Our name in EHLO, in bounces and their Message-IDs.
+    pub hostname: String,
+    pub retry: RetryPolicy,
+    /// DNS servers to ask; empty: the system's (`/etc/resolv.conf`).
+    pub resolvers: Vec<SocketAddr>,
+    /// Port of remote mail servers (25 on the internet).
+    pub port: u16,
+    /// Deliveries in progress at once.
+    pub concurrency: usize,
+    pub connect_timeout: Duration,
+    /// Bound on each SMTP command and reply (RFC 5321 §4.5.3.2).
+    pub command_timeout: Duration,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum DeliveryError {
+    #[error("store: {0}")]
+    Store(#[from] StoreError),
+    #[error("directory: {0}")]
+    Directory(#[from] coimail_directory::DirectoryError),
+    #[error("DNS resolver setup: {0}")]
+    Resolver(String),
+    #[error("TLS setup: {0}")]
+    Tls(String),
+    #[error("building a bounce: {0}")]
+    Dsn(String),
+}
+
+/// The enqueue handle: cheap to clone, shared by SMTP sessions and the
+/// runner, which it wakes.
+#[derive(Clone)]
+pub struct Queue {
+    store: Store,
+    wake: Arc<Notify>,
+}
+
+impl Queue {
+    pub fn new(store: Store) -> Queue {
+        Queue { store, wake: Arc::new(Notify::new()) }
+    }
+
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    /// Queues `message` for the envelope's (remote) recipients; returns once
+    /// it is durable, so the caller may reply 250.
+    pub async fn enqueue(&self, envelope: SpoolEnvelope, message: &[u8]) -> Result<SpoolEntry, StoreError> {
+        let entry = self.store.spool_enqueue(envelope, message, now()).await?;
+        tracing::info!(queue_id = entry.id, recipients = entry.recipients.len(), size = entry.size, "queued");
+        self.wake();
+        Ok(entry)
+    }
+
+    /// Makes every entry (or one) due now and wakes the runner. Returns how
+    /// many entries were rescheduled.
+    pub async fn flush(&self, id: Option<u64>) -> Result<usize, StoreError> {
+        let id_given = id;
+        let ids: Vec<u64> = match id {
+            Some(id) => vec![id],
+            None => self.store.spool_list()?.into_iter().map(|e| e.id).collect(),
+        };
+        let now = now();
+        let mut n = 0;
+        for id in ids {
+            match self.store.spool_reschedule(id, now).await {
+                Ok(_) => n += 1,
+                // Finished meanwhile.
+                Err(StoreError::NotFound(_)) if id_given.is_none() => {}
+                Err(e) => return Err(e),
+            }
+        }
+        self.wake();
+        Ok(n)
+    }
+
+    /// Tells the runner to look for due work now.
+    pub fn wake(&self) {
+        self.wake.notify_one();
+    }
+
+    pub(crate) fn woken(&self) -> &Notify {
+        &self.wake
+    }
+}
+
+/// RFC 5322 date-time in UTC, e.g. `Thu, 1 Jan 1970 00:00:00 +0000`.
+pub fn rfc5322_date(unix: i64) -> String {
+    mail_parser::DateTime::from_timestamp(unix).to_rfc822()
+}
+
+/// One entry as `coimail queue list` shows it: a summary line, then one
+/// indented line per recipient.
+pub fn describe(entry: &SpoolEntry) -> Vec<String> {
+    let sender = if entry.sender.is_empty() { "<>" } else { entry.sender.as_str() };
+    let mut lines = vec![format!(
+        "{}  from {sender}  queued {}  {} bytes  {} attempts  next {}",
+        entry.id,
+        rfc5322_date(entry.queued_at),
+        entry.size,
+        entry.attempts,
+        rfc5322_date(entry.next_attempt),
+    )];
+    for r in &entry.recipients {
+        let state = match r.state {
+            coimail_store::spool::RecipientState::Pending => "pending",
+            coimail_store::spool::RecipientState::Delivered => "delivered",
+            coimail_store::spool::RecipientState::Failed => "failed",
+        };
+        let reply = r.last_reply.as_deref().unwrap_or("");
+        lines.push(format!("    {}  {state}  {reply}", r.address).trim_end().to_owned());
+    }
+    lines
+}
+
+/// Seconds since the Unix epoch.
+pub fn now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+}

@@ -1,0 +1,135 @@
+//! STORE and UID STORE (RFC 3501 §6.4.6, RFC 9051 §6.4.6), with CONDSTORE's
+//! UNCHANGEDSINCE modifier (RFC 7162 §3.1.3).
+//!
+//! Responses: an untagged FETCH with the new FLAGS for every message the
+//! command names (none with `.SILENT`), UID in the UID form, MODSEQ once
+//! CONDSTORE is on; with CONDSTORE even `.SILENT` reports the new modseq of
+//! each message it changed (RFC 7162 §3.1.3). What this session sent is
+//! marked as told, so the bus echo of its own change is not sent again.
+//! No EXPUNGE goes out during STORE (RFC 3501 §7.4.1; see `session`).
+
+use crate::cmd::copy_move::number_set;
+use crate::encode;
+use crate::error::{Code, ImapError};
+use crate::session::{CmdResult, Done, Session, State};
+use coimail_store::{FlagOp, Flags, ModSeq, Uid};
+use imap_codec::imap_types::command::StoreModifier;
+use imap_codec::imap_types::flag::{Flag, StoreResponse, StoreType};
+use imap_codec::imap_types::sequence::SequenceSet;
+
+const SYSTEM_FLAGS: [&str; 5] = ["\\Seen", "\\Answered", "\\Flagged", "\\Deleted", "\\Draft"];
+
+/// Flags as the store keeps them: system flags in canonical spelling
+/// (`\seen` is `\Seen`), keywords as written. `\Recent` and unknown
+/// system flags cannot be set by a client (RFC 3501 §2.3.2).
+pub(crate) fn parse_flags(flags: &[String]) -> Result<Flags, ImapError> {
+    let mut out = Flags::new();
+    for f in flags {
+        if f.starts_with('\\') {
+            let known = SYSTEM_FLAGS.iter().find(|s| s.eq_ignore_ascii_case(f));
+            out.insert(*known.ok_or_else(|| ImapError::bad(format!("Cannot set flag {f}")))?);
+        } else {
+            out.insert(f.as_str());
+        }
+    }
+    Ok(out)
+}
+
+/// The arguments of one STORE command.
+pub(crate) struct StoreArgs<'a> {
+    pub set: &'a SequenceSet,
+    pub kind: StoreType,
+    pub response: StoreResponse,
+    pub flags: &'a [Flag<'a>],
+    pub uid: bool,
+    pub modifiers: &'a [StoreModifier],
+}
+
+pub(crate) async fn store(s: &mut Session, args: StoreArgs<'_>) -> CmdResult {
+    let unchanged_since = match args.modifiers {
+        [] => None,
+        [StoreModifier::UnchangedSince(m)] => Some(*m),
+        _ => return Err(ImapError::bad("UNCHANGEDSINCE may be given once")),
+    };
+    let flags = parse_flags(&args.flags.iter().map(ToString::to_string).collect::<Vec<_>>())?;
+    let op = match args.kind {
+        StoreType::Add => FlagOp::Add,
+        StoreType::Remove => FlagOp::Remove,
+        StoreType::Replace => FlagOp::Replace,
+    };
+    if unchanged_since.is_some() {
+        // RFC 7162 §3.1: STORE with UNCHANGEDSINCE is a CONDSTORE-enabling command.
+        s.condstore = true;
+    }
+    let State::Selected(account, view) = &s.state else { return Err(ImapError::Closed) };
+    if view.read_only {
+        return Err(ImapError::no(Code::Cannot, "Mailbox is read-only"));
+    }
+    let (account, mailbox) = (account.id, view.mailbox);
+    let targets = view.resolve(args.set, args.uid).map_err(|_| ImapError::bad("Invalid message sequence number"))?;
+    let uids: Vec<Uid> = targets.iter().map(|t| t.1).collect();
+    let result = s.ctx.store.store_flags_if(account, mailbox, &uids, op, &flags, unchanged_since).await?;
+
+    let silent = args.response == StoreResponse::Silent;
+    let (condstore, uid_form) = (s.condstore, args.uid);
+    let State::Selected(_, view) = &mut s.state else { return Err(ImapError::Closed) };
+    let out = s.conn.out();
+    for (u, flags, modseq) in &result.updated {
+        view.told_flags(*u, *modseq);
+        let Some(seq) = view.seq_of(*u) else { continue };
+        let changed = result.changed.binary_search(u).is_ok();
+        if silent && !(condstore && changed) {
+            continue;
+        }
+        let shown = (!silent).then_some(flags);
+        write_fetch(out, seq, uid_form.then_some(*u), shown, condstore.then_some(*modseq));
+    }
+    if !result.modified.is_empty() {
+        let failed: Vec<u32> = if uid_form {
+            result.modified.clone()
+        } else {
+            result.modified.iter().filter_map(|u| view.seq_of(*u)).collect()
+        };
+        return Ok(Done::with_code(format!("MODIFIED {}", number_set(&failed)), "Conditional STORE failed"));
+    }
+    let answered = result.updated.len() + result.modified.len();
+    if answered < targets.len() && !uid_form {
+        // Another session expunged some; this one has not been told yet.
+        return Err(ImapError::no(Code::ExpungeIssued, "Some of the requested messages no longer exist"));
+    }
+    Ok(Done::ok("STORE completed"))
+}
+
+/// `* seq FETCH (FLAGS (...) UID n MODSEQ (m))` with the parts given.
+pub(crate) fn write_fetch(
+    out: &mut Vec<u8>,
+    seq: u32,
+    uid: Option<Uid>,
+    flags: Option<&Flags>,
+    modseq: Option<ModSeq>,
+) {
+    out.extend_from_slice(format!("* {seq} FETCH (").as_bytes());
+    let mut first = true;
+    let mut sep = |out: &mut Vec<u8>| {
+        if !std::mem::take(&mut first) {
+            out.push(b' ');
+        }
+    };
+    if let Some(flags) = flags {
+        sep(out);
+        out.extend_from_slice(b"FLAGS ");
+        encode::flag_list(out, flags);
+    }
+    if let Some(uid) = uid {
+        sep(out);
+        out.extend_from_slice(format!("UID {uid}").as_bytes());
+    }
+    if let Some(m) = modseq {
+        sep(out);
+        out.extend_from_slice(format!("MODSEQ ({m})").as_bytes());
+    }
+    out.extend_from_slice(b")\r\n");
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,218 @@
+//! One atomic change to the message index: entries added (UIDs and modseqs
+//! allocated) and removed, with everything they touch — mailbox records and
+//! their counters, quota usage, body-file reference counts, the expunge log
+//! and the visibility watermark — written in ONE batch.
+//!
+//! Protocol: take the write lock, build the change with [`Indexer`], call
+//! [`Indexer::apply`], drop the lock, then [`Store::finish`] (flush, then
+//! publish). A change either happens whole or not at all, and nothing is
+//! published before it is durable.
+
+use crate::keys;
+use crate::kv::Batch;
+use crate::records::{MailboxRecord, MessageRecord, Usage, encode};
+use crate::{AccountId, BlobId, Change, MailboxId, ModSeq, Result, Store, StoreError, Stored, Uid};
+use std::collections::{BTreeMap, HashMap};
+
+/// Builds one index change. The caller holds the write lock throughout.
+pub(crate) struct Indexer<'s> {
+    store: &'s Store,
+    mailboxes: BTreeMap<MailboxId, MailboxRecord>,
+    usage: HashMap<AccountId, Usage>,
+    /// New absolute reference count per body file touched.
+    refs: BTreeMap<String, u64>,
+    batch: Batch,
+    stored: Vec<Stored>,
+    expunged: BTreeMap<MailboxId, Vec<Uid>>,
+}
+
+/// What an applied change must publish once durable.
+#[derive(Debug, Default)]
+pub(crate) struct Applied {
+    pub stored: Vec<Stored>,
+    /// Per mailbox: its account, the UIDs removed and the modseq of the removal.
+    pub expunged: Vec<(AccountId, MailboxId, Vec<Uid>, ModSeq)>,
+    /// Body files no entry refers to any more; deleted after the flush.
+    pub unreferenced: Vec<BlobId>,
+}
+
+impl<'s> Indexer<'s> {
+    pub(crate) fn new(store: &'s Store) -> Self {
+        Indexer {
+            store,
+            mailboxes: BTreeMap::new(),
+            usage: HashMap::new(),
+            refs: BTreeMap::new(),
+            batch: Batch::default(),
+            stored: Vec::new(),
+            expunged: BTreeMap::new(),
+        }
+    }
+
+    /// The mailbox's record as this change leaves it so far.
+    pub(crate) fn mailbox(&mut self, id: MailboxId) -> Result<&mut MailboxRecord> {
+        if !self.mailboxes.contains_key(&id) {
+            let rec = self
+                .store
+                .mailbox_record_by_id(id)?
+                .ok_or_else(|| StoreError::NotFound(format!("mailbox {}", id.0)))?;
+            self.mailboxes.insert(id, rec);
+        }
+        self.mailboxes.get_mut(&id).ok_or_else(|| StoreError::Engine("mailbox record missing".into()))
+    }
+
+    /// A mailbox this change creates: its name entry goes into the same batch.
+    pub(crate) fn created(&mut self, rec: MailboxRecord) {
+        let id = MailboxId(rec.id);
+        self.batch.insert(keys::mailbox_by_name(AccountId(rec.account), &rec.name), rec.id.to_be_bytes().to_vec());
+        self.mailboxes.insert(id, rec);
+    }
+
+    fn usage_mut(&mut self, account: AccountId) -> Result<&mut Usage> {
+        if !self.usage.contains_key(&account) {
+            let u = self.store.usage(account)?;
+            self.usage.insert(account, u);
+        }
+        self.usage.get_mut(&account).ok_or_else(|| StoreError::Engine("usage missing".into()))
+    }
+
+    fn refs_mut(&mut self, blob: &str) -> Result<&mut u64> {
+        if !self.refs.contains_key(blob) {
+            let n = self.store.blob_refs(&BlobId(blob.to_owned()))?;
+            self.refs.insert(blob.to_owned(), n);
+        }
+        self.refs.get_mut(blob).ok_or_else(|| StoreError::Engine("reference count missing".into()))
+    }
+
+    /// Adds `msg` to `mailbox` under the next UID, with a new modseq.
+    /// Copies share the body file: its reference count goes up, no bytes move.
+    pub(crate) fn insert(&mut self, mailbox: MailboxId, mut msg: MessageRecord) -> Result<Stored> {
+        let rec = self.mailbox(mailbox)?;
+        let uid = rec.uid_next;
+        rec.uid_next = uid.checked_add(1).ok_or_else(|| StoreError::Invalid("mailbox UID space exhausted".into()))?;
+        rec.highest_modseq += 1;
+        rec.exists = rec.exists.saturating_add(1);
+        if let Some(c) = &mut rec.counts {
+            c.add(msg.size, &msg.flags);
+        }
+        msg.modseq = rec.highest_modseq;
+        let stored = Stored { account: AccountId(rec.account), mailbox, uid_validity: rec.uid_validity, uid };
+        let u = self.usage_mut(stored.account)?;
+        u.bytes = u.bytes.saturating_add(msg.size);
+        u.messages = u.messages.saturating_add(1);
+        *self.refs_mut(&msg.blob)? += 1;
+        self.batch.insert(keys::message(mailbox, uid), encode(&msg)?);
+        self.stored.push(stored);
+        Ok(stored)
+    }
+
+    /// Removes the entry `uid` of `mailbox`, whose record the caller read as `msg`.
+    pub(crate) fn remove(&mut self, mailbox: MailboxId, uid: Uid, msg: &MessageRecord) -> Result<()> {
+        let rec = self.mailbox(mailbox)?;
+        rec.exists = rec.exists.saturating_sub(1);
+        if let Some(c) = &mut rec.counts {
+            c.remove(msg.size, &msg.flags);
+        }
+        let account = AccountId(rec.account);
+        let u = self.usage_mut(account)?;
+        u.bytes = u.bytes.saturating_sub(msg.size);
+        u.messages = u.messages.saturating_sub(1);
+        let n = self.refs_mut(&msg.blob)?;
+        *n = n.saturating_sub(1);
+        self.batch.remove(keys::message(mailbox, uid));
+        self.expunged.entry(mailbox).or_default().push(uid);
+        Ok(())
+    }
+
+    /// Writes the whole change in one batch (not yet durable: see [`Store::finish`]).
+    pub(crate) fn apply(mut self) -> Result<Applied> {
+        let mut applied = Applied::default();
+        for (mailbox, uids) in std::mem::take(&mut self.expunged) {
+            let rec = self.mailbox(mailbox)?;
+            rec.highest_modseq += 1;
+            let (account, modseq) = (AccountId(rec.account), rec.highest_modseq);
+            // QRESYNC (RFC 7162 §3.2.10) needs to know what vanished since a modseq.
+            self.batch.insert(keys::expunge_log(mailbox, modseq), encode(&uids)?);
+            applied.expunged.push((account, mailbox, uids, modseq));
+        }
+        for (blob, n) in &self.refs {
+            if *n == 0 {
+                self.batch.remove(keys::blob_refs(blob));
+                applied.unreferenced.push(BlobId(blob.clone()));
+            } else {
+                self.batch.insert(keys::blob_refs(blob), n.to_be_bytes().to_vec());
+            }
+        }
+        for (account, u) in &self.usage {
+            self.batch.insert(keys::usage(*account), encode(u)?);
+        }
+        for rec in self.mailboxes.values() {
+            self.batch.insert(keys::mailbox_by_id(MailboxId(rec.id)), encode(rec)?);
+        }
+        {
+            // Hide the new UIDs until they are durable (see `publish_appended`).
+            // UIDs are allocated in increasing order, so the first one stored
+            // per mailbox is its lowest.
+            let mut visible = self.store.visible();
+            for s in &self.stored {
+                visible.entry(s.mailbox).or_insert(s.uid);
+            }
+        }
+        self.store.inner.mail.apply(self.batch)?;
+        applied.stored = self.stored;
+        Ok(applied)
+    }
+}
+
+impl Store {
+    /// After [`Indexer::apply`], outside the write lock: makes the change
+    /// durable, then publishes it (appends first, as in a MOVE the copy
+    /// exists before the original goes), then deletes body files nothing
+    /// refers to any more.
+    pub(crate) async fn finish(&self, applied: Applied) -> Result<()> {
+        self.flush().await?;
+        self.publish_appended(&applied.stored);
+        for (account, mailbox, uids, modseq) in applied.expunged {
+            self.inner.bus.publish(account, Change::Expunged { mailbox, uids, modseq });
+        }
+        if !applied.unreferenced.is_empty() {
+            let files = applied.unreferenced;
+            // The change is committed and published: failing the call now
+            // would tell the client it did not happen. Log instead.
+            if let Err(e) = self.blocking(move |b| files.iter().try_for_each(|id| b.delete(id))).await {
+                tracing::error!(error = %e, "could not delete unreferenced body files");
+            }
+        }
+        Ok(())
+    }
+
+    /// After a flush: every UID allocated before the flush began is durable,
+    /// so the watermark may move past ours (and any earlier in-flight ones).
+    pub(crate) fn publish_appended(&self, stored: &[Stored]) {
+        let mut last: BTreeMap<MailboxId, (AccountId, Uid)> = BTreeMap::new();
+        for s in stored {
+            let e = last.entry(s.mailbox).or_insert((s.account, s.uid));
+            e.1 = e.1.max(s.uid);
+        }
+        let mut visible = self.visible();
+        for (mailbox, (account, uid)) in last {
+            let mark = visible.entry(mailbox).or_insert(0);
+            if *mark <= uid {
+                *mark = uid.saturating_add(1);
+                // Published under the watermark lock so subscribers see
+                // watermarks in increasing order.
+                self.inner.bus.publish(account, Change::Appended { mailbox, uid_next: *mark });
+            }
+        }
+    }
+
+    pub(crate) fn blob_refs(&self, blob: &BlobId) -> Result<u64> {
+        Ok(self
+            .inner
+            .mail
+            .get(&keys::blob_refs(&blob.0))?
+            .and_then(|v| <[u8; 8]>::try_from(v.as_slice()).ok())
+            .map(u64::from_be_bytes)
+            .unwrap_or(0))
+    }
+}

@@ -1,0 +1,304 @@
+//! The outbound queue end to end: two coimail instances, a.test on
+//! 127.0.0.2 and b.test on 127.0.0.3, with MX records from the test's own
+//! DNS server. Submission to the other domain travels port to port; a
+//! server that is down is retried until it is back; an unknown user
+//! bounces into the sender's INBOX; `coimail queue` shows and drives it;
+//! SIGKILL loses nothing that was acknowledged.
+
+use crate::util::dns::{TestDns, Zone};
+use crate::util::mailhost::{MailHost, common_port, host_config};
+use crate::util::server::cli;
+use crate::util::{self, ChildServer};
+use std::collections::BTreeSet;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::net::TcpStream;
+
+const ALICE: &str = "alice@a.test";
+const BOB: &str = "bob@b.test";
+const WAIT: Duration = Duration::from_secs(30);
+const IP_A: Ipv4Addr = Ipv4Addr::new(127, 0, 0, 2);
+const IP_B: Ipv4Addr = Ipv4Addr::new(127, 0, 0, 3);
+
+struct Pair {
+    dns: TestDns,
+    a: MailHost,
+    b: MailHost,
+}
+
+fn zone() -> Zone {
+    Zone::default()
+        .mx("a.test", 10, "mx.a.test")
+        .a("mx.a.test", IP_A)
+        .mx("b.test", 10, "mx.b.test")
+        .a("mx.b.test", IP_B)
+        // RFC 7505 null MX, and a domain with only an A record (implicit MX).
+        .mx("null.test", 0, "")
+        .a("implicit.test", IP_B)
+}
+
+async fn pair() -> Pair {
+    let port = common_port(&[IpAddr::V4(IP_A), IpAddr::V4(IP_B)]);
+    let dns = TestDns::start(zone()).await;
+    let (da, db) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let ca = host_config(da.path(), "a.test", IP_A.into(), port, dns.addr);
+    let cb = host_config(db.path(), "b.test", IP_B.into(), port, dns.addr);
+    let a = MailHost::start(da, ca, "a.test", &[ALICE]).await;
+    let b = MailHost::start(db, cb, "b.test", &[BOB]).await;
+    Pair { dns, a, b }
+}
+
+fn message(from: &str, to: &str, subject: &str) -> Vec<u8> {
+    format!("From: <{from}>\r\nTo: <{to}>\r\nSubject: {subject}\r\n\r\nHello from {from}.\r\n.dot line\r\n")
+        .into_bytes()
+}
+
+/// Writes the host's config where the `coimail` CLI can read it.
+fn config_file(host: &MailHost) -> PathBuf {
+    let path = host.dir.path().join("coimail.toml");
+    std::fs::write(&path, toml::to_string(&host.config).unwrap()).unwrap();
+    path
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_user_of_one_domain_mails_a_user_of_the_other_and_back() {
+    let p = pair().await;
+    let r = p.a.submit(ALICE, &[BOB], &message(ALICE, BOB, "over the wire")).await;
+    assert!(r.starts_with("250 2.0.0 OK, queued as"), "{r}");
+    let inbox = p.b.wait_inbox(BOB, 1, WAIT).await;
+    let m = &inbox[0];
+    assert!(m.starts_with("Return-Path: <alice@a.test>\r\nReceived: from mail.a.test ("), "{m}");
+    assert!(m.contains("by mail.b.test with ESMTPS id"), "opportunistic STARTTLS: {m}");
+    assert!(m.contains("by mail.a.test with ESMTPA id"), "the submission hop: {m}");
+    assert!(m.contains("\r\nMessage-ID: <") && m.contains("\r\nDate: "), "added on submission: {m}");
+    assert!(m.ends_with("Subject: over the wire\r\n\r\nHello from alice@a.test.\r\n.dot line\r\n"), "{m:?}");
+    assert_eq!(m.matches("Return-Path:").count(), 1, "{m}");
+    p.a.wait_queue_empty(WAIT).await;
+    assert!(p.dns.queries.lock().unwrap().iter().any(|q| q == "b.test. MX"), "{:?}", p.dns.queries);
+
+    let r = p.b.submit(BOB, &[ALICE], &message(BOB, ALICE, "and back")).await;
+    assert!(r.starts_with("250"), "{r}");
+    let inbox = p.a.wait_inbox(ALICE, 1, WAIT).await;
+    assert!(inbox[0].contains("Subject: and back\r\n"), "{}", inbox[0]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unknown_remote_user_bounces_into_the_senders_inbox() {
+    let p = pair().await;
+    let r = p.a.submit(ALICE, &["nobody@b.test", BOB], &message(ALICE, BOB, "half of it")).await;
+    assert!(r.starts_with("250"), "{r}");
+    assert!(p.b.wait_inbox(BOB, 1, WAIT).await[0].contains("Subject: half of it"));
+    let bounce = p.a.wait_inbox(ALICE, 1, WAIT).await.remove(0);
+    for expected in [
+        "Return-Path: <>\r\n",
+        "Subject: Undelivered Mail Returned to Sender",
+        "report-type=\"delivery-status\"",
+        "Reporting-MTA: dns; mail.a.test\r\n",
+        "Final-Recipient: rfc822;nobody@b.test\r\n",
+        "Action: failed\r\n",
+        "Status: 5.1.1\r\n",
+        "Remote-MTA: dns; mx.b.test\r\n",
+        "Diagnostic-Code: smtp; 550 5.1.1 no such user here\r\n",
+        "Subject: half of it",
+    ] {
+        assert!(bounce.contains(expected), "bounce lacks {expected:?}:\n{bounce}");
+    }
+    assert!(!bounce.contains("Final-Recipient: rfc822;bob@b.test"), "{bounce}");
+    p.a.wait_queue_empty(WAIT).await;
+    assert_eq!(p.a.inbox(ALICE).await.len(), 1, "exactly one bounce");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dns_answers_decide_the_route_and_the_bounce_says_why() {
+    let p = pair().await;
+    let rcpts = ["x@nxdomain.test", "y@null.test", "z@implicit.test"];
+    let r = p.a.submit(ALICE, &rcpts, &message(ALICE, "x@nxdomain.test", "routes")).await;
+    assert!(r.starts_with("250"), "{r}");
+    let bounce = p.a.wait_inbox(ALICE, 1, WAIT).await.remove(0);
+    for expected in [
+        "Final-Recipient: rfc822;x@nxdomain.test\r\nAction: failed\r\nStatus: 5.1.2\r\n",
+        "Final-Recipient: rfc822;y@null.test\r\nAction: failed\r\nStatus: 5.1.10\r\n",
+        // No MX: the domain's own A record (b.test's server, which is no relay).
+        "Final-Recipient: rfc822;z@implicit.test\r\nAction: failed\r\nStatus: 5.7.1\r\nRemote-MTA: dns; implicit.test\r\n",
+    ] {
+        assert!(bounce.contains(expected), "bounce lacks {expected:?}:\n{bounce}");
+    }
+    p.a.wait_queue_empty(WAIT).await;
+    assert_eq!(p.a.inbox(ALICE).await.len(), 1, "one bounce for all three");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_the_far_side_down_it_is_retried_and_delivered_when_it_comes_back() {
+    let mut p = pair().await;
+    p.b.stop().await;
+    let r = p.a.submit(ALICE, &[BOB], &message(ALICE, BOB, "patience")).await;
+    assert!(r.starts_with("250"), "{r}");
+    let config = config_file(&p.a);
+    // Two failed attempts (1 s apart), visible in `coimail queue list`.
+    let deadline = tokio::time::Instant::now() + WAIT;
+    let listing = loop {
+        let (ok, out, err) = cli(&config, &["queue", "list"], None);
+        assert!(ok, "{err}");
+        if out.contains(" 2 attempts") {
+            break out;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "{out}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let refused = "    bob@b.test  pending  451 4.4.1 mx.b.test[127.0.0.3]: ";
+    assert!(listing.contains(" from alice@a.test ") && listing.contains(refused), "{listing}");
+    p.b.restart().await;
+    let inbox = p.b.wait_inbox(BOB, 1, WAIT).await;
+    assert!(inbox[0].contains("Subject: patience"), "{}", inbox[0]);
+    p.a.wait_queue_empty(WAIT).await;
+    let (ok, out, _) = cli(&config, &["queue", "list"], None);
+    assert!(ok && out.contains("the queue is empty"), "{out}");
+    assert!(p.a.inbox(ALICE).await.is_empty(), "no bounce");
+    assert_eq!(p.b.inbox(BOB).await.len(), 1, "delivered once");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn queue_cli_flushes_and_deletes_and_the_queue_survives_restart() {
+    let port = common_port(&[IpAddr::V4(IP_A), IpAddr::V4(IP_B)]);
+    let dns = TestDns::start(zone()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = host_config(dir.path(), "a.test", IP_A.into(), port, dns.addr);
+    config.queue.retry_initial_secs = 3600;
+    config.queue.retry_max_secs = 3600;
+    let mut a = MailHost::start(dir, config, "a.test", &[ALICE]).await;
+    let r = a.submit(ALICE, &[BOB], &message(ALICE, BOB, "nowhere to go")).await;
+    assert!(r.starts_with("250"), "{r}");
+    let attempts = |a: &MailHost| {
+        let entries = a.running.as_ref().unwrap().store().spool_list().unwrap();
+        entries.first().map(|e| (e.id, e.attempts))
+    };
+    let wait_attempts = |n: u32| {
+        let a = &a;
+        async move {
+            let deadline = tokio::time::Instant::now() + WAIT;
+            while attempts(a).unwrap().1 < n {
+                assert!(tokio::time::Instant::now() < deadline, "attempt {n} never happened");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    };
+    wait_attempts(1).await;
+    let config = config_file(&a);
+    let (ok, out, err) = cli(&config, &["queue", "flush"], None);
+    assert!(ok && out.contains("1 queued message(s) will be tried now"), "{out} {err}");
+    wait_attempts(2).await;
+    // Restart: the entry and its history are still there.
+    a.stop().await;
+    let (ok, out, _) = cli(&config, &["queue", "list"], None);
+    assert!(ok && out.contains(" 2 attempts "), "offline listing: {out}");
+    a.restart().await;
+    let (id, n) = attempts(&a).unwrap();
+    assert_eq!(n, 2);
+    let (ok, _, err) = cli(&config, &["queue", "delete", "999999"], None);
+    assert!(!ok && err.contains("no queued message 999999"), "{err}");
+    let (ok, out, err) = cli(&config, &["queue", "delete", &id.to_string()], None);
+    assert!(ok && out.contains(&format!("queued message {id} deleted")), "{out} {err}");
+    assert!(attempts(&a).is_none());
+    assert!(a.inbox(ALICE).await.is_empty(), "deleting does not bounce");
+}
+
+/// Submits numbered messages to bob@b.test until the connection breaks;
+/// records each number acknowledged with 250.
+async fn submit_storm(addr: SocketAddr, client: usize, acked: Arc<Mutex<BTreeSet<usize>>>) {
+    let Ok(stream) = TcpStream::connect(addr).await else { return };
+    let (r, mut w) = stream.into_split();
+    let mut r = BufReader::new(r);
+    async fn reply(r: &mut BufReader<tokio::net::tcp::OwnedReadHalf>) -> Option<String> {
+        loop {
+            let mut line = String::new();
+            if r.read_line(&mut line).await.ok()? == 0 {
+                return None;
+            }
+            if line.as_bytes().get(3) != Some(&b'-') {
+                return Some(line);
+            }
+        }
+    }
+    let auth = crate::util::mailhost::base64(format!("\0{ALICE}\0{}", util::PASSWORD).as_bytes());
+    for line in ["".to_owned(), "EHLO storm.test\r\n".to_owned(), format!("AUTH PLAIN {auth}\r\n")] {
+        if w.write_all(line.as_bytes()).await.is_err() || reply(&mut r).await.is_none() {
+            return;
+        }
+    }
+    for i in 0.. {
+        let n = client * 100_000 + i;
+        let tx = format!("MAIL FROM:<{ALICE}>\r\nRCPT TO:<{BOB}>\r\nDATA\r\n");
+        if w.write_all(tx.as_bytes()).await.is_err() {
+            return;
+        }
+        for expect in ["250", "250", "354"] {
+            match reply(&mut r).await {
+                Some(l) if l.starts_with(expect) => {}
+                _ => return,
+            }
+        }
+        let body = String::from_utf8(util::message(n, BOB)).unwrap().replace("sender@remote.test", ALICE);
+        let data = format!("{}.\r\n", body.replace("\r\n.", "\r\n.."));
+        if w.write_all(data.as_bytes()).await.is_err() {
+            return;
+        }
+        match reply(&mut r).await {
+            Some(l) if l.starts_with("250") => {
+                acked.lock().unwrap().insert(n);
+            }
+            _ => return,
+        }
+    }
+}
+
+/// Message numbers in bob's INBOX, and how many copies there are.
+async fn delivered(b: &MailHost) -> (BTreeSet<usize>, usize) {
+    let inbox = b.inbox(BOB).await;
+    let found =
+        inbox.iter().filter_map(|m| m.split("Message-ID: <msg-").nth(1)?.split('@').next()?.parse().ok()).collect();
+    (found, inbox.len())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigkill_loses_no_acknowledged_queued_message() {
+    let port = common_port(&[IpAddr::V4(IP_A), IpAddr::V4(IP_B)]);
+    let dns = TestDns::start(zone()).await;
+    let db = tempfile::tempdir().unwrap();
+    let cb = host_config(db.path(), "b.test", IP_B.into(), port, dns.addr);
+    let b = MailHost::start(db, cb, "b.test", &[BOB]).await;
+    let da = tempfile::tempdir().unwrap();
+    let ca = host_config(da.path(), "a.test", IP_A.into(), port, dns.addr);
+    std::fs::write(da.path().join("coimail.toml"), toml::to_string(&ca).unwrap()).unwrap();
+    let mut a = ChildServer::spawn(da.path());
+    assert!(a.cli(&["domain", "add", "a.test"], None).0);
+    assert!(a.cli(&["user", "add", ALICE], Some(&format!("{}\n", util::PASSWORD))).0);
+
+    let acked = Arc::new(Mutex::new(BTreeSet::new()));
+    let addr = a.addrs().submission[0];
+    let clients: Vec<_> = (0..8).map(|c| tokio::spawn(submit_storm(addr, c, acked.clone()))).collect();
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while acked.lock().unwrap().len() < 40 && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    a.kill_hard();
+    for c in clients {
+        c.await.unwrap();
+    }
+    let acked = acked.lock().unwrap().clone();
+    assert!(acked.len() >= 40, "the storm made too little progress: {}", acked.len());
+    let _a = ChildServer::spawn(da.path());
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    let (found, copies) = loop {
+        let (found, copies) = delivered(&b).await;
+        if acked.is_subset(&found) || tokio::time::Instant::now() > deadline {
+            break (found, copies);
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let lost: Vec<_> = acked.difference(&found).collect();
+    println!("queue SIGKILL: {} acknowledged, {} delivered ({copies} copies)", acked.len(), found.len());
+    assert!(lost.is_empty(), "acknowledged but never delivered: {lost:?}");
+}

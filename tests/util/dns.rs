@@ -1,0 +1,106 @@
+//! A tiny authoritative DNS server for tests, on a loopback UDP port: MX and
+//! A records from a table, built on hickory-proto (which hickory-resolver
+//! brings anyway). Unknown names get NXDOMAIN; a known name without records
+//! of the asked type gets an empty NOERROR answer. No real DNS is ever asked.
+
+use hickory_resolver::proto::op::{Message, MessageType, ResponseCode};
+use hickory_resolver::proto::rr::rdata::{A, MX};
+use hickory_resolver::proto::rr::{Name, RData, Record, RecordType};
+use std::collections::HashMap;
+use std::net::{Ipv4Addr, SocketAddr};
+use std::sync::{Arc, Mutex};
+use tokio::net::UdpSocket;
+use tokio::task::JoinHandle;
+
+#[derive(Default, Clone)]
+pub struct Zone {
+    mx: HashMap<String, Vec<(u16, String)>>,
+    a: HashMap<String, Vec<Ipv4Addr>>,
+}
+
+fn key(name: &str) -> String {
+    name.trim_end_matches('.').to_ascii_lowercase()
+}
+
+impl Zone {
+    pub fn mx(mut self, domain: &str, preference: u16, host: &str) -> Zone {
+        self.mx.entry(key(domain)).or_default().push((preference, host.to_owned()));
+        self
+    }
+
+    pub fn a(mut self, host: &str, ip: Ipv4Addr) -> Zone {
+        self.a.entry(key(host)).or_default().push(ip);
+        self
+    }
+
+    fn answer(&self, name: &Name, rtype: RecordType) -> Option<Vec<Record>> {
+        let k = key(&name.to_ascii());
+        if !self.mx.contains_key(&k) && !self.a.contains_key(&k) {
+            return None;
+        }
+        let record = |data| Record::from_rdata(name.clone(), 1, data);
+        let mut out = Vec::new();
+        match rtype {
+            RecordType::MX => {
+                for (pref, host) in self.mx.get(&k).into_iter().flatten() {
+                    let exchange = Name::from_ascii(format!("{host}.")).unwrap();
+                    out.push(record(RData::MX(MX::new(*pref, exchange))));
+                }
+            }
+            RecordType::A => out.extend(self.a.get(&k).into_iter().flatten().map(|ip| record(RData::A(A(*ip))))),
+            _ => {}
+        }
+        Some(out)
+    }
+}
+
+pub struct TestDns {
+    pub addr: SocketAddr,
+    /// Every query seen, as "name TYPE".
+    pub queries: Arc<Mutex<Vec<String>>>,
+    task: JoinHandle<()>,
+}
+
+impl TestDns {
+    pub async fn start(zone: Zone) -> TestDns {
+        let socket = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        let addr = socket.local_addr().unwrap();
+        let queries = Arc::new(Mutex::new(Vec::new()));
+        let seen = queries.clone();
+        let task = tokio::spawn(async move {
+            let mut buf = vec![0u8; 4096];
+            loop {
+                let Ok((n, peer)) = socket.recv_from(&mut buf).await else { return };
+                let Ok(request) = Message::from_vec(&buf[..n]) else { continue };
+                let response = respond(&zone, &request, &seen);
+                let _ = socket.send_to(&response.to_vec().unwrap(), peer).await;
+            }
+        });
+        TestDns { addr, queries, task }
+    }
+}
+
+fn respond(zone: &Zone, request: &Message, seen: &Mutex<Vec<String>>) -> Message {
+    let mut response = Message::response(request.metadata.id, request.metadata.op_code);
+    response.metadata.message_type = MessageType::Response;
+    response.metadata.authoritative = true;
+    response.metadata.recursion_desired = request.metadata.recursion_desired;
+    response.metadata.recursion_available = true;
+    for q in &request.queries {
+        seen.lock().unwrap().push(format!("{} {}", q.name.to_ascii(), q.query_type));
+        response.add_query(q.clone());
+        match zone.answer(&q.name, q.query_type) {
+            Some(records) => {
+                response.add_answers(records);
+            }
+            None => response.metadata.response_code = ResponseCode::NXDomain,
+        }
+    }
+    response
+}
+
+impl Drop for TestDns {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
