@@ -1,6 +1,7 @@
 //! Durability: nothing acknowledged is lost when the daemon is SIGKILLed in
-//! the middle of a delivery storm (twice), and the index can be rebuilt from
-//! the body files after it is deleted.
+//! the middle of a delivery storm (twice), also while IMAP clients MOVE
+//! messages, and the index can be rebuilt from the body files and the
+//! placement journal after it is deleted — moved messages where they went.
 
 use crate::util::{self, ChildServer, ImapClient, imap::exists, server::add_user};
 use std::collections::BTreeSet;
@@ -70,8 +71,13 @@ async fn storm_client(addr: SocketAddr, client: usize, acked: Arc<Mutex<BTreeSet
 
 /// Every Message-ID number in the user's INBOX, read over IMAP.
 async fn inbox_numbers(imap: SocketAddr) -> (u32, BTreeSet<usize>) {
+    mailbox_numbers(imap, "INBOX").await
+}
+
+/// Every Message-ID number in one of the user's mailboxes, read over IMAP.
+async fn mailbox_numbers(imap: SocketAddr, mailbox: &str) -> (u32, BTreeSet<usize>) {
     let mut c = ImapClient::login(imap, USER, util::PASSWORD).await;
-    let r = c.command("SELECT INBOX").await;
+    let r = c.command(&format!("SELECT {mailbox}")).await;
     let count = exists(&r.text()).unwrap();
     let mut found = BTreeSet::new();
     if count > 0 {
@@ -148,4 +154,85 @@ async fn store_rebuild_restores_every_message_after_the_index_is_deleted() {
     let (count, found) = inbox_numbers(server.imap()).await;
     assert_eq!(count, 25);
     assert_eq!(found, (0..25).collect());
+}
+
+/// Moves the first few INBOX messages to Archive, again and again, until the
+/// connection breaks; counts the MOVEs the server acknowledged.
+async fn mover(imap: SocketAddr, moves: Arc<Mutex<usize>>) {
+    let Ok(stream) = TcpStream::connect(imap).await else { return };
+    let (r, mut w) = stream.into_split();
+    let mut r = BufReader::new(r);
+    /// Reads to the tagged reply; `None` when the connection broke.
+    async fn tagged(r: &mut BufReader<tokio::net::tcp::OwnedReadHalf>, tag: &str) -> Option<String> {
+        loop {
+            let mut line = String::new();
+            if r.read_line(&mut line).await.ok()? == 0 {
+                return None;
+            }
+            if line.starts_with(tag) {
+                return Some(line);
+            }
+        }
+    }
+    let login = format!("a LOGIN \"{USER}\" \"{}\"\r\nb SELECT INBOX\r\n", util::PASSWORD);
+    if w.write_all(login.as_bytes()).await.is_err() || tagged(&mut r, "a ").await.is_none() {
+        return;
+    }
+    if !tagged(&mut r, "b ").await.is_some_and(|l| l.starts_with("b OK")) {
+        return;
+    }
+    for i in 0.. {
+        let tag = format!("m{i} ");
+        if w.write_all(format!("{tag}MOVE 1:3 Archive\r\n").as_bytes()).await.is_err() {
+            return;
+        }
+        match tagged(&mut r, &tag).await {
+            Some(l) if l.starts_with(&format!("{tag}OK")) => *moves.lock().unwrap() += 1,
+            // An empty INBOX early on: try again shortly.
+            Some(_) => tokio::time::sleep(Duration::from_millis(5)).await,
+            None => return,
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigkill_while_moving_then_rebuild_keeps_every_message_where_it_went() {
+    let dir = tempfile::tempdir().unwrap();
+    let acked = Arc::new(Mutex::new(BTreeSet::new()));
+    let moves = Arc::new(Mutex::new(0));
+    let mut server = ChildServer::spawn(dir.path());
+    add_user(&server, USER);
+    for round in 0..2 {
+        let movers: Vec<_> = (0..2).map(|_| tokio::spawn(mover(server.imap(), moves.clone()))).collect();
+        storm_then_kill(&mut server, &acked, round + 10).await;
+        for m in movers {
+            m.await.unwrap();
+        }
+        server = ChildServer::spawn(dir.path());
+    }
+    let (n_inbox, inbox) = mailbox_numbers(server.imap(), "INBOX").await;
+    let (n_archive, archive) = mailbox_numbers(server.imap(), "Archive").await;
+    let acked = acked.lock().unwrap().clone();
+    let moves = *moves.lock().unwrap();
+    println!(
+        "SIGKILL storm with MOVEs: {} acknowledged, {moves} MOVEs acknowledged, {} in INBOX, {} in Archive",
+        acked.len(),
+        inbox.len(),
+        archive.len()
+    );
+    assert!(moves > 0 && !archive.is_empty(), "no MOVE happened");
+    let both: BTreeSet<_> = inbox.union(&archive).copied().collect();
+    let lost: Vec<_> = acked.difference(&both).collect();
+    assert!(lost.is_empty(), "acknowledged but lost: {lost:?}");
+    assert!(inbox.is_disjoint(&archive), "a moved message is in both mailboxes");
+    assert_eq!((n_inbox as usize, n_archive as usize), (inbox.len(), archive.len()), "duplicates");
+
+    // Lose the index: the rebuild puts every message back where it was, not where it arrived.
+    assert!(server.terminate(), "SIGTERM must exit 0");
+    std::fs::remove_dir_all(server.data.join("index")).unwrap();
+    let (ok, out, err) = server.cli(&["store", "rebuild"], None);
+    assert!(ok, "rebuild failed: {out} {err}");
+    let server = ChildServer::spawn(dir.path());
+    assert_eq!(mailbox_numbers(server.imap(), "INBOX").await.1, inbox);
+    assert_eq!(mailbox_numbers(server.imap(), "Archive").await.1, archive);
 }

@@ -6,9 +6,17 @@ cd "$(dirname "$0")/.."
 
 need_apt=()
 command -v python3 >/dev/null || need_apt+=(python3)
+command -v mbsync >/dev/null || need_apt+=(isync)   # mbsync, for tests/imap_interop.rs
+# SMTP clients for tests/smtp_interop.rs: swaks (+ TLS for its Perl) and
+# Postfix's smtp-source. Postfix is installed unconfigured ("No
+# configuration"), so nothing starts and no port is taken.
+command -v swaks >/dev/null || need_apt+=(swaks)
+perl -MIO::Socket::SSL -e1 2>/dev/null || need_apt+=(libio-socket-ssl-perl)
+[ -x /usr/sbin/smtp-source ] || command -v smtp-source >/dev/null || need_apt+=(postfix)
 if ((${#need_apt[@]})); then
     if [ "$(id -u)" = 0 ]; then
-        apt-get update -qq && apt-get install -y -qq "${need_apt[@]}"
+        echo "postfix postfix/main_mailer_type select No configuration" | debconf-set-selections 2>/dev/null || true
+        apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need_apt[@]}"
     else
         echo "please install: ${need_apt[*]}" >&2
         exit 1

@@ -7,6 +7,7 @@ use std::path::Path;
 use tokio::signal::unix::{SignalKind, signal};
 
 pub async fn run(config_path: &Path, ready_file: Option<&Path>) -> Result<()> {
+    pin_mmap_threshold();
     let config = Config::load(config_path)?;
     telemetry::init(&config.log);
     let running = coimail_daemon::start(config).await?;
@@ -53,4 +54,19 @@ pub fn check(config_path: &Path) -> Result<()> {
         println!("  {name:<11}{}", if shown.is_empty() { "off".into() } else { shown.join(", ") });
     }
     Ok(())
+}
+
+/// Every login verifies an argon2 hash with a 19 MiB work buffer. glibc
+/// raises its mmap threshold to the size of the largest freed mmap'd block,
+/// so after the first login those buffers come from the heap, and the small
+/// allocations of long-lived IMAP sessions pin the freed pages: about 8 MB of
+/// resident memory per logged-in connection (measured with 200 IDLE
+/// sessions). A fixed threshold keeps large buffers in mmap, returned to the
+/// kernel on free.
+fn pin_mmap_threshold() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: mallopt only changes allocator tuning; called before any other thread starts allocating heavily.
+    unsafe {
+        libc::mallopt(libc::M_MMAP_THRESHOLD, 128 * 1024);
+    }
 }

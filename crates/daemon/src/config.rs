@@ -140,6 +140,10 @@ pub struct ImapConfig {
     pub max_connections: usize,
     /// Most IMAP sessions from one IP address (IPv6: one /64) (0: no limit).
     pub max_connections_per_ip: usize,
+    /// Largest METADATA value (SETMETADATA) accepted, in bytes.
+    pub metadata_max_entry_bytes: usize,
+    /// Most METADATA entries one user may keep, server and mailboxes together.
+    pub metadata_max_entries: usize,
 }
 
 impl Default for ImapConfig {
@@ -151,6 +155,8 @@ impl Default for ImapConfig {
             max_literal_bytes: 64 << 20,
             max_connections: 1000,
             max_connections_per_ip: 20,
+            metadata_max_entry_bytes: 64 * 1024,
+            metadata_max_entries: 1000,
         }
     }
 }
@@ -168,6 +174,8 @@ pub struct SmtpConfig {
     pub max_connections: usize,
     /// Most SMTP sessions from one IP address (IPv6: one /64) (0: no limit).
     pub max_connections_per_ip: usize,
+    /// Most messages one user may submit per hour (sliding window; counted in memory) (0: no limit).
+    pub max_messages_per_hour: usize,
 }
 
 impl Default for SmtpConfig {
@@ -178,6 +186,7 @@ impl Default for SmtpConfig {
             command_timeout_secs: 300,
             max_connections: 200,
             max_connections_per_ip: 10,
+            max_messages_per_hour: 1000,
         }
     }
 }

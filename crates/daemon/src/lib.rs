@@ -190,6 +190,7 @@ fn smtp_context(
         command_timeout: Duration::from_secs(config.smtp.command_timeout_secs),
         max_connections: config.smtp.max_connections,
         max_connections_per_ip: config.smtp.max_connections_per_ip,
+        max_messages_per_hour: config.smtp.max_messages_per_hour,
     };
     SmtpContext::new(store.clone(), directory.clone(), tls, smtp)
 }
@@ -238,6 +239,8 @@ pub async fn start(config: Config) -> Result<Running, DaemonError> {
             max_literal_bytes: config.imap.max_literal_bytes,
             max_connections: config.imap.max_connections,
             max_connections_per_ip: config.imap.max_connections_per_ip,
+            metadata_max_entry_bytes: config.imap.metadata_max_entry_bytes,
+            metadata_max_entries: config.imap.metadata_max_entries,
         },
     ));
     let (queue, runner) = outbound_queue(&config, &store, &directory)?;

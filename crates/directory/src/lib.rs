@@ -24,7 +24,7 @@ pub use error::DirectoryError;
 pub use limits::{ConnectionLimits, ConnectionPermit, LimitExceeded};
 
 use coimail_store::kv::{Batch, Tree};
-use coimail_store::{AccountId, Store};
+use coimail_store::{AccountId, QuotaLimits, Store};
 use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
@@ -216,6 +216,8 @@ impl Directory {
         let id = self.inner.tree.increment(ACCOUNT_COUNTER)?;
         let rec = UserRecord { id, address: addr.key(), hash, quota_bytes };
         self.inner.store.create_account(AccountId(id), &rec.address).await?;
+        // The store enforces the quota (under its write lock), so it keeps a copy of the limit.
+        self.inner.store.set_quota(AccountId(id), QuotaLimits { bytes: quota_bytes, messages: None }).await?;
         let mut b = Batch::default();
         b.insert(key(USER, &addr.key()), encode(&rec)?);
         self.commit(b).await?;

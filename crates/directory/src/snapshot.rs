@@ -76,6 +76,9 @@ impl Directory {
         dir.inner.tree.apply(b)?;
         for u in &snap.users {
             store.create_account(AccountId(u.id), &u.address).await?;
+            store
+                .set_quota(AccountId(u.id), coimail_store::QuotaLimits { bytes: u.quota_bytes, messages: None })
+                .await?;
         }
         store.flush().await?;
         Ok(snap.users.len())

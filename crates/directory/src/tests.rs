@@ -23,6 +23,8 @@ async fn users_authenticate_and_get_mailboxes() {
     let a = d.add_user("alice@EXAMPLE.org", "s3cret pass", Some(1000)).await.unwrap();
     assert_eq!(a.address, "alice@example.org");
     assert!(store.mailbox(a.id, "INBOX").is_ok());
+    // The store enforces the quota, so it gets the limit too.
+    assert_eq!(store.quota(a.id).unwrap(), coimail_store::QuotaLimits { bytes: Some(1000), messages: None });
     assert_eq!(d.authenticate("alice@example.org", "s3cret pass", PEER).await.unwrap(), a);
     assert!(matches!(d.authenticate("alice@example.org", "wrong", PEER).await, Err(AuthError::Failed)));
     assert!(matches!(d.authenticate("Alice@example.org", "s3cret pass", PEER).await, Err(AuthError::Failed)));
@@ -74,7 +76,7 @@ async fn recipients_resolve_through_aliases_subaddresses_and_catch_all() {
 async fn snapshot_restores_users_with_their_ids_and_passwords() {
     let dir = tempfile::tempdir().unwrap();
     let (_s, d) = setup(dir.path()).await;
-    let alice = d.add_user("alice@example.org", "pw", None).await.unwrap();
+    let alice = d.add_user("alice@example.org", "pw", Some(5000)).await.unwrap();
     d.add_alias("a@example.org", "alice@example.org").await.unwrap();
     let snap = dir.path().join("directory.json");
     use std::os::unix::fs::PermissionsExt;
@@ -87,6 +89,7 @@ async fn snapshot_restores_users_with_their_ids_and_passwords() {
     assert_eq!(d2.authenticate("alice@example.org", "pw", PEER).await.unwrap().id, alice.id);
     assert_eq!(d2.resolve_recipient("a@example.org").unwrap().map(|a| a.id), Some(alice.id));
     assert!(store2.mailbox(alice.id, "INBOX").is_ok());
+    assert_eq!(store2.quota(alice.id).unwrap().bytes, Some(5000));
     let carol = d2.add_user("carol@example.org", "pw", None).await.unwrap();
     assert!(carol.id.0 > alice.id.0, "ids are never reused");
 }

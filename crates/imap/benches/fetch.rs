@@ -76,6 +76,8 @@ async fn setup(dir: &std::path::Path) -> (Store, Arc<ImapContext>) {
         max_literal_bytes: 1 << 20,
         max_connections: 100,
         max_connections_per_ip: 100,
+        metadata_max_entry_bytes: 64 << 10,
+        metadata_max_entries: 1000,
     };
     let ctx = Arc::new(ImapContext::new(store.clone(), directory, None, config));
     (store, ctx)

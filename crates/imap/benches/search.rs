@@ -124,6 +124,8 @@ async fn setup(dir: &std::path::Path) -> Arc<ImapContext> {
         max_literal_bytes: 1 << 20,
         max_connections: 100,
         max_connections_per_ip: 100,
+        metadata_max_entry_bytes: 64 << 10,
+        metadata_max_entries: 1000,
     };
     Arc::new(ImapContext::new(store, directory, None, config))
 }

@@ -29,6 +29,12 @@ pub(crate) fn capabilities(s: CapabilityState) -> String {
         caps.push_str(&format!(" APPENDLIMIT={}", s.append_limit));
         // Search, sort and thread extensions (cmd/search.rs, cmd/sort.rs, cmd/thread.rs).
         caps.push_str(" ESEARCH SEARCHRES WITHIN SORT SORT=DISPLAY THREAD=ORDEREDSUBJECT THREAD=REFERENCES");
+        // RFC 5464 (cmd/metadata.rs), RFC 9208 (cmd/quota.rs), RFC 5258 / RFC 5819 (cmd/mailbox/list.rs).
+        caps.push_str(" METADATA METADATA-SERVER QUOTA QUOTA=RES-STORAGE QUOTA=RES-MESSAGE LIST-EXTENDED LIST-STATUS");
+        // RFC 7162 (cmd/select.rs, cmd/fetch.rs, selected.rs) and RFC 5465 (cmd/notify.rs).
+        caps.push_str(" CONDSTORE QRESYNC NOTIFY");
+        // RFC 4978, only after login (cmd/compress.rs, conn.rs).
+        caps.push_str(" COMPRESS=DEFLATE");
         return caps;
     }
     caps.push_str(" SASL-IR ID ENABLE IDLE");
@@ -74,5 +80,9 @@ mod tests {
         assert!(post.contains(" UIDPLUS MOVE MULTIAPPEND CREATE-SPECIAL-USE STATUS=SIZE APPENDLIMIT=1000"));
         assert!(post.contains(" ESEARCH SEARCHRES WITHIN SORT SORT=DISPLAY THREAD=ORDEREDSUBJECT THREAD=REFERENCES"));
         assert!(!post.contains("AUTH="));
+        assert!(post.contains(" METADATA METADATA-SERVER QUOTA QUOTA=RES-STORAGE QUOTA=RES-MESSAGE LIST-EXTENDED"));
+        assert!(post.contains(" LIST-STATUS") && !pre.contains("METADATA"));
+        assert!(post.contains(" CONDSTORE QRESYNC NOTIFY"));
+        assert!(post.contains(" COMPRESS=DEFLATE") && !pre.contains("COMPRESS"));
     }
 }

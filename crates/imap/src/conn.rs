@@ -1,5 +1,6 @@
 //! Buffered I/O for one connection: plain TCP or TLS, the STARTTLS swap,
-//! and framing of client input into whole commands.
+//! COMPRESS=DEFLATE (RFC 4978) on top of either, and framing of client
+//! input into whole commands.
 //!
 //! Framing is sans-I/O: [`Conn::next_event`] looks only at bytes already
 //! read, and [`Conn::fill`] is a single cancel-safe read. The session can
@@ -13,8 +14,17 @@
 //! the `max_literal` the session passes for its state. An oversized literal
 //! is refused before any of it is read, and no literal is allocated ahead
 //! of its data.
+//!
+//! COMPRESS: once on, [`Conn::fill`] inflates at most [`READ_CHUNK`] bytes
+//! per call into the same input buffer the framer reads, so the caps above
+//! apply to the decompressed bytes and a small "zip bomb" costs no more than
+//! the same bytes sent in the clear. Every [`Conn::flush`] ends with a
+//! deflate sync flush: whatever the session sends (a tagged response, a
+//! continuation request, an IDLE `EXISTS`) reaches the client whole, with no
+//! further input needed (the stall that makes mox ship COMPRESS disabled).
 
 use bytes::{Buf, Bytes, BytesMut};
+use flate2::{Compress, Compression, Decompress, FlushCompress, FlushDecompress, Status};
 use std::io;
 use std::pin::Pin;
 use std::task::{Context, Poll};
@@ -28,6 +38,10 @@ use tokio_rustls::server::TlsStream;
 /// not hold the whole response in memory.
 pub(crate) const WRITE_CHUNK: usize = 256 * 1024;
 const READ_CHUNK: usize = 16 * 1024;
+/// What an idle connection keeps for input and output: buffers that grew
+/// past this (a big FETCH, an APPEND literal) are given back once empty, so
+/// thousands of IDLE connections cost little (docs/BENCHMARKS.md).
+const IDLE_BUF: usize = 4 * 1024;
 /// A client that stops reading our output is dropped after this long, so a
 /// stuck socket cannot hold a session (and shutdown) forever.
 const WRITE_TIMEOUT: Duration = Duration::from_secs(300);
@@ -37,6 +51,8 @@ const TAIL: usize = 32;
 pub(crate) const MAX_LITERALS: u32 = 64;
 /// At most this much buffer is reserved when a literal is announced.
 const LITERAL_RESERVE: usize = 64 * 1024;
+/// Compressed output is written in pieces of at most this size.
+const DEFLATE_OUT: usize = 32 * 1024;
 
 pub(crate) enum Stream {
     Plain(TcpStream),
@@ -135,16 +151,101 @@ pub(crate) struct Conn {
     wbuf: Vec<u8>,
     framer: Framer,
     limits: Limits,
+    /// COMPRESS=DEFLATE state once the client turned it on (boxed: the
+    /// compressor's tables are large, and most connections never use it).
+    deflate: Option<Box<Deflate>>,
+}
+
+/// Raw DEFLATE (RFC 1951, no zlib header) both ways (RFC 4978 §3).
+struct Deflate {
+    inflate: Decompress,
+    deflate: Compress,
+    /// Compressed input read from the socket and not inflated yet.
+    input: BytesMut,
+    /// Compressed output not written yet; never over [`DEFLATE_OUT`].
+    output: Vec<u8>,
+    /// The compressor may hold data back: the last write had no sync flush.
+    unflushed: bool,
+}
+
+/// COMPRESS was asked for while it is already on.
+#[derive(Debug)]
+pub(crate) struct CompressionActive;
+
+fn deflate_error(e: impl std::error::Error + Send + Sync + 'static) -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidData, e)
+}
+
+impl Deflate {
+    /// Inflates buffered input into `out`: at most [`READ_CHUNK`] bytes, so
+    /// the framer sees (and caps) decompressed input as it does plain input.
+    /// Returns how many bytes were added; 0 when more input is needed.
+    fn inflate_into(&mut self, out: &mut BytesMut) -> io::Result<usize> {
+        let start = out.len();
+        out.resize(start + READ_CHUNK, 0);
+        let mut produced = 0;
+        let result = loop {
+            if self.input.is_empty() || produced == READ_CHUNK {
+                break Ok(());
+            }
+            let (in0, out0) = (self.inflate.total_in(), self.inflate.total_out());
+            let space = out.get_mut(start + produced..).unwrap_or_default();
+            let status = match self.inflate.decompress(&self.input, space, FlushDecompress::None) {
+                Ok(s) => s,
+                Err(e) => break Err(deflate_error(e)),
+            };
+            let used = usize::try_from(self.inflate.total_in() - in0).unwrap_or(usize::MAX);
+            let made = usize::try_from(self.inflate.total_out() - out0).unwrap_or(usize::MAX);
+            self.input.advance(used.min(self.input.len()));
+            produced += made;
+            if status == Status::StreamEnd {
+                // The client ended the DEFLATE stream: nothing can follow it.
+                break Err(io::Error::new(io::ErrorKind::InvalidData, "compressed stream ended"));
+            }
+            if used == 0 && made == 0 {
+                break Ok(()); // an incomplete block: wait for more input
+            }
+        };
+        out.truncate(start + produced);
+        result.map(|()| produced)
+    }
+
+    /// Compresses `data` and writes it. With `sync`, ends with a DEFLATE
+    /// sync flush, so the peer can inflate everything sent so far.
+    async fn write(&mut self, stream: &mut Stream, mut data: &[u8], sync: bool) -> io::Result<()> {
+        let flush = if sync { FlushCompress::Sync } else { FlushCompress::None };
+        loop {
+            if self.output.len() == self.output.capacity() {
+                stream.write_all(&self.output).await?;
+                self.output.clear();
+            }
+            let before = self.deflate.total_in();
+            self.deflate.compress_vec(data, &mut self.output, flush).map_err(deflate_error)?;
+            let used = usize::try_from(self.deflate.total_in() - before).unwrap_or(usize::MAX);
+            data = data.get(used..).unwrap_or_default();
+            // zlib's rule: a flush is complete once a call leaves output space unused.
+            if data.is_empty() && self.output.len() < self.output.capacity() {
+                break;
+            }
+        }
+        if !self.output.is_empty() {
+            stream.write_all(&self.output).await?;
+            self.output.clear();
+        }
+        self.unflushed = !sync;
+        Ok(())
+    }
 }
 
 impl Conn {
     pub(crate) fn new(stream: Stream, limits: Limits) -> Self {
         Conn {
             stream,
-            rbuf: BytesMut::with_capacity(READ_CHUNK),
-            wbuf: Vec::with_capacity(4096),
+            rbuf: BytesMut::with_capacity(IDLE_BUF),
+            wbuf: Vec::with_capacity(IDLE_BUF),
             framer: Framer::default(),
             limits,
+            deflate: None,
         }
     }
 
@@ -157,32 +258,97 @@ impl Conn {
         &mut self.wbuf
     }
 
-    /// Reads once. Cancel-safe: a dropped call loses no input.
+    /// Whether COMPRESS=DEFLATE is on.
+    pub(crate) fn is_compressed(&self) -> bool {
+        self.deflate.is_some()
+    }
+
+    /// Reads once (with COMPRESS: until some input inflates, at most
+    /// [`READ_CHUNK`] bytes of it). Cancel-safe: a dropped call loses no
+    /// input, since the only await is one socket read into a buffer.
     /// End of stream is an `UnexpectedEof` error.
     pub(crate) async fn fill(&mut self) -> io::Result<()> {
-        self.rbuf.reserve(READ_CHUNK);
-        let n = self.stream.read_buf(&mut self.rbuf).await?;
-        if n == 0 {
-            return Err(io::ErrorKind::UnexpectedEof.into());
+        // Inflating needs READ_CHUNK of room each time (see `Deflate::inflate_into`).
+        let keep = if self.deflate.is_some() { READ_CHUNK } else { IDLE_BUF };
+        if self.rbuf.is_empty() && self.rbuf.capacity() > keep {
+            // Nothing pending: wait with a small buffer (an idle session
+            // mostly reads `DONE` or short commands); it grows as data comes.
+            self.rbuf = BytesMut::with_capacity(keep);
+        } else {
+            // Never read into a full buffer: a 0-byte read would look like EOF.
+            self.rbuf.reserve(if self.rbuf.is_empty() { IDLE_BUF } else { READ_CHUNK });
+        }
+        let Some(z) = self.deflate.as_mut() else {
+            let n = self.stream.read_buf(&mut self.rbuf).await?;
+            return if n == 0 { Err(io::ErrorKind::UnexpectedEof.into()) } else { Ok(()) };
+        };
+        loop {
+            if z.inflate_into(&mut self.rbuf)? > 0 {
+                return Ok(());
+            }
+            z.input.reserve(READ_CHUNK);
+            if self.stream.read_buf(&mut z.input).await? == 0 {
+                return Err(io::ErrorKind::UnexpectedEof.into());
+            }
+        }
+    }
+
+    /// Sends everything queued. With COMPRESS, this is where the DEFLATE
+    /// sync flush happens: every flush, so nothing the session meant to send
+    /// waits in the compressor.
+    pub(crate) async fn flush(&mut self) -> io::Result<()> {
+        self.send(true).await?;
+        if self.wbuf.capacity() > 4 * IDLE_BUF {
+            // The end of a batch: a big response's buffer is not kept for the idle time after it.
+            self.wbuf = Vec::with_capacity(IDLE_BUF);
         }
         Ok(())
     }
 
-    /// Sends everything queued.
-    pub(crate) async fn flush(&mut self) -> io::Result<()> {
+    /// Sends queued output once there is a lot of it (mid-response: no sync
+    /// flush, the compressor may keep a little for the next block).
+    pub(crate) async fn flush_if_large(&mut self) -> io::Result<()> {
+        if self.wbuf.len() >= WRITE_CHUNK { self.send(false).await } else { Ok(()) }
+    }
+
+    async fn send(&mut self, sync: bool) -> io::Result<()> {
         let write = async {
-            if !self.wbuf.is_empty() {
-                self.stream.write_all(&self.wbuf).await?;
-                self.wbuf.clear();
+            match self.deflate.as_mut() {
+                Some(z) if !self.wbuf.is_empty() || (sync && z.unflushed) => {
+                    z.write(&mut self.stream, &self.wbuf, sync).await?;
+                    self.wbuf.clear();
+                }
+                None if !self.wbuf.is_empty() => {
+                    self.stream.write_all(&self.wbuf).await?;
+                    self.wbuf.clear();
+                }
+                Some(_) | None => {}
             }
             self.stream.flush().await
         };
         tokio::time::timeout(WRITE_TIMEOUT, write).await.unwrap_or_else(|_| Err(io::ErrorKind::TimedOut.into()))
     }
 
-    /// Sends queued output once there is a lot of it.
-    pub(crate) async fn flush_if_large(&mut self) -> io::Result<()> {
-        if self.wbuf.len() >= WRITE_CHUNK { self.flush().await } else { Ok(()) }
+    /// Turns COMPRESS=DEFLATE on (RFC 4978 §3). Queued output (the tagged
+    /// OK) must have been flushed: it goes out uncompressed. Input the client
+    /// sent after the COMPRESS command is already compressed, so it moves to
+    /// the compressed side rather than being framed as it is.
+    pub(crate) fn start_deflate(&mut self) -> Result<(), CompressionActive> {
+        if self.deflate.is_some() {
+            return Err(CompressionActive);
+        }
+        let mut input = BytesMut::new();
+        input.extend_from_slice(&self.rbuf);
+        self.rbuf.clear();
+        self.framer = Framer::default();
+        self.deflate = Some(Box::new(Deflate {
+            inflate: Decompress::new(false),
+            deflate: Compress::new(Compression::default(), false),
+            input,
+            output: Vec::with_capacity(DEFLATE_OUT),
+            unflushed: false,
+        }));
+        Ok(())
     }
 
     pub(crate) async fn shutdown(&mut self) {
@@ -420,6 +586,82 @@ mod tests {
         assert_eq!(conn.next_event(1000), None, "{MAX_LITERALS} literals are fine");
         conn.rbuf.extend_from_slice(b"{0+}\r\n");
         assert_eq!(conn.next_event(1000), Some(Event::CommandTooLong { tag: Some("a1".into()) }));
+    }
+
+    /// A loopback socket pair: (server side as a [`Stream`], client side).
+    async fn pair() -> (Stream, TcpStream) {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let client = TcpStream::connect(listener.local_addr().unwrap()).await.unwrap();
+        let (server, _) = listener.accept().await.unwrap();
+        (Stream::Plain(server), client)
+    }
+
+    #[tokio::test]
+    async fn inflated_input_is_framed_and_capped_as_it_arrives() {
+        let (stream, mut client) = pair().await;
+        let mut conn = Conn::new(stream, Limits { max_line: 8192 });
+        conn.start_deflate().unwrap();
+        assert!(conn.start_deflate().is_err(), "a second COMPRESS is refused");
+        // 16 MB that deflates to ~16 KB: an overlong line, then a command.
+        let mut plain = b"a1 NOOP ".to_vec();
+        plain.resize(16 << 20, b'x');
+        plain.extend_from_slice(b"\r\na2 NOOP\r\n");
+        let mut z = Compress::new(Compression::default(), false);
+        let mut wire = Vec::with_capacity(1 << 20);
+        z.compress_vec(&plain, &mut wire, FlushCompress::Sync).unwrap();
+        assert!(wire.len() < 100_000, "{}", wire.len());
+        let writer = tokio::spawn(async move {
+            client.write_all(&wire).await.unwrap();
+            client
+        });
+        let mut events = Vec::new();
+        let mut peak = 0;
+        while events.len() < 2 {
+            conn.fill().await.unwrap();
+            peak = peak.max(conn.rbuf.capacity());
+            while let Some(e) = conn.next_event(1 << 20) {
+                events.push(e);
+            }
+        }
+        assert_eq!(events[0], Event::LineTooLong { tag: Some("a1".into()), literal_follows: false });
+        assert_eq!(events[1], Event::Command(Bytes::from_static(b"a2 NOOP\r\n")));
+        assert!(peak <= 4 * READ_CHUNK, "input buffer grew to {peak} bytes");
+        // Output is sync-flushed: the peer inflates all of it without more data.
+        let mut client = writer.await.unwrap();
+        conn.out().extend_from_slice(b"a2 OK NOOP completed\r\n");
+        conn.flush().await.unwrap();
+        let mut got = vec![0; 256];
+        let n = client.read(&mut got).await.unwrap();
+        let mut d = Decompress::new(false);
+        let mut text = Vec::with_capacity(256);
+        d.decompress_vec(&got[..n], &mut text, FlushDecompress::Sync).unwrap();
+        assert_eq!(text, b"a2 OK NOOP completed\r\n");
+    }
+
+    #[tokio::test]
+    async fn grown_buffers_are_given_back_when_idle() {
+        let (stream, mut client) = pair().await;
+        let mut conn = Conn::new(stream, Limits { max_line: 8192 });
+        let reader = tokio::spawn(async move {
+            let mut sink = Vec::new();
+            client.read_to_end(&mut sink).await.unwrap();
+            sink.len()
+        });
+        // A big response: the buffer grows while it is built, and is not kept after the flush.
+        conn.out().resize(600_000, b'x');
+        conn.flush_if_large().await.unwrap();
+        conn.out().extend_from_slice(b"\r\n");
+        conn.flush().await.unwrap();
+        assert!(conn.wbuf.capacity() <= IDLE_BUF, "{}", conn.wbuf.capacity());
+        // A big literal came and went: waiting for input again uses a small buffer.
+        conn.rbuf.reserve(1 << 20);
+        assert!(conn.rbuf.capacity() >= 1 << 20);
+        let fill = tokio::time::timeout(Duration::from_millis(20), conn.fill()).await;
+        assert!(fill.is_err(), "no input yet");
+        assert!(conn.rbuf.capacity() <= IDLE_BUF, "{}", conn.rbuf.capacity());
+        conn.shutdown().await;
+        drop(conn);
+        assert_eq!(reader.await.unwrap(), 600_002);
     }
 
     #[test]

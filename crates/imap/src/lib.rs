@@ -29,8 +29,10 @@
 //! # Invariants
 //! - A session never writes to its socket while it holds a store lock: the
 //!   store API is call-and-return, and only the session task writes.
-//! - Unsolicited EXPUNGE is sent only where RFC 3501 §7.4.1 allows it: never
-//!   while answering FETCH, STORE or SEARCH, never between commands.
+//! - Unsolicited EXPUNGE (VANISHED with QRESYNC) is sent only where RFC 3501
+//!   §7.4.1 allows it: never while answering FETCH, STORE or SEARCH, and
+//!   between commands only when NOTIFY asked for it (RFC 5465 §5;
+//!   `cmd/notify.rs` is the one place unsolicited responses are written).
 //! - Passwords and message bodies are never logged.
 
 mod capability;
@@ -77,6 +79,12 @@ pub struct ImapConfig {
     pub max_connections: usize,
     /// Concurrent sessions from one IPv4 address or IPv6 /64. 0: no cap.
     pub max_connections_per_ip: usize,
+    /// Largest METADATA value SETMETADATA accepts, in octets (RFC 5464 §4.3
+    /// `[METADATA MAXSIZE n]`).
+    pub metadata_max_entry_bytes: usize,
+    /// Most METADATA entries one account may hold, server and mailboxes,
+    /// private and shared (RFC 5464 §4.3 `[METADATA TOOMANY]`).
+    pub metadata_max_entries: usize,
 }
 
 /// Everything a session needs; shared by all sessions of all IMAP listeners.

@@ -12,6 +12,9 @@
 //! - The session's own expunges (EXPUNGE, UID EXPUNGE, MOVE) go through
 //!   the same queue ([`SelectedView::expunged_here`]), so they are
 //!   reported exactly once, in order, and the bus echo finds nothing left.
+//! - How an update is worded depends on what the client enabled
+//!   ([`write_updates`]): VANISHED instead of EXPUNGE with QRESYNC, MODSEQ
+//!   in every FETCH with CONDSTORE (RFC 7162 §3.2.10, §3.1.4.2).
 
 use coimail_store::{AccountId, Change, Flags, MailboxId, MailboxInfo, MessageMeta, ModSeq, Store, StoreError, Uid};
 use imap_codec::imap_types::sequence::{SeqOrUid, Sequence, SequenceSet};
@@ -20,7 +23,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 /// One unsolicited response the session owes the client.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Update {
-    Expunge(u32),
+    Expunge { seq: u32, uid: Uid },
     Exists(u32),
     Flags { seq: u32, uid: Uid, flags: Flags, modseq: ModSeq },
 }
@@ -80,6 +83,27 @@ impl SelectedView {
 
     pub(crate) fn uid_next(&self) -> Uid {
         self.uid_next
+    }
+
+    /// The highest modseq this view has seen: never above what the client
+    /// has been (or, at the end of this command, will be) told.
+    pub(crate) fn highest_modseq(&self) -> ModSeq {
+        self.highest_modseq
+    }
+
+    pub(crate) fn last_uid(&self) -> Option<Uid> {
+        self.uids.last().copied()
+    }
+
+    /// Which kinds of change are pending (RFC 5465 §5 event types); a lag
+    /// counts as every kind.
+    pub(crate) fn pending_kinds(&self) -> PendingKinds {
+        let resync = self.pending.resync.is_some();
+        PendingKinds {
+            new: resync || self.needs_listing(),
+            expunge: resync || !self.pending.expunged.is_empty(),
+            flags: resync || !self.pending.flags.is_empty(),
+        }
     }
 
     pub(crate) fn seq_of(&self, uid: Uid) -> Option<u32> {
@@ -261,7 +285,7 @@ impl SelectedView {
         for (i, uid) in self.uids.iter().enumerate() {
             if gone.contains(uid) {
                 // `i - out.len()` messages are still ahead of this one.
-                out.push(Update::Expunge((i - out.len()) as u32 + 1));
+                out.push(Update::Expunge { seq: (i - out.len()) as u32 + 1, uid: *uid });
                 self.told.remove(uid);
             }
         }
@@ -281,6 +305,92 @@ impl SelectedView {
             }
             self.highest_modseq = self.highest_modseq.max(m.modseq);
         }
+    }
+}
+
+/// Whether `n` is in `set`, `*` standing for `star` (RFC 9051 §9
+/// `sequence-set`; a range may be given in either order).
+pub(crate) fn set_contains(set: &SequenceSet, n: u32, star: u32) -> bool {
+    let value = |x: SeqOrUid| match x {
+        SeqOrUid::Value(v) => v.get(),
+        SeqOrUid::Asterisk => star,
+    };
+    set.0.as_ref().iter().any(|seq| match seq {
+        Sequence::Single(x) => value(*x) == n,
+        Sequence::Range(a, b) => (value(*a).min(value(*b))..=value(*a).max(value(*b))).contains(&n),
+    })
+}
+
+/// See [`SelectedView::pending_kinds`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct PendingKinds {
+    pub new: bool,
+    pub expunge: bool,
+    pub flags: bool,
+}
+
+/// Writes `updates` in order: `* n EXISTS` (RFC 3501 §7.3.1), expunges as
+/// `* n EXPUNGE` (§7.4.1) or, once QRESYNC is on, each run of them as
+/// `* VANISHED uid-set` (RFC 7162 §3.2.10), and flag changes as
+/// `* n FETCH (FLAGS .. UID ..)` with MODSEQ once CONDSTORE is on (§3.1.4.2).
+pub(crate) fn write_updates(out: &mut Vec<u8>, updates: &[Update], condstore: bool, qresync: bool) {
+    let mut vanished: Vec<Uid> = Vec::new();
+    for u in updates {
+        if let Update::Expunge { seq, uid } = u {
+            if qresync {
+                vanished.push(*uid);
+            } else {
+                out.extend_from_slice(format!("* {seq} EXPUNGE\r\n").as_bytes());
+            }
+            continue;
+        }
+        // Expunges come first (take_updates applies them first): flush the run.
+        write_vanished(out, false, &std::mem::take(&mut vanished));
+        match u {
+            Update::Exists(n) => out.extend_from_slice(format!("* {n} EXISTS\r\n").as_bytes()),
+            Update::Flags { seq, uid, flags, modseq } => {
+                crate::cmd::store::write_fetch(out, *seq, Some(*uid), Some(flags), condstore.then_some(*modseq));
+            }
+            Update::Expunge { .. } => {}
+        }
+    }
+    write_vanished(out, false, &vanished);
+}
+
+/// A VANISHED line holds at most about this many octets (RFC 7162 §4
+/// recommends clients accept 8192); longer sets go on several lines.
+const VANISHED_LINE: usize = 4000;
+
+/// `* VANISHED [(EARLIER) ]uid-set` for increasing `uids`, runs written as
+/// ranges, split over lines of at most [`VANISHED_LINE`] octets (RFC 7162 §3.2.10).
+pub(crate) fn write_vanished(out: &mut Vec<u8>, earlier: bool, uids: &[Uid]) {
+    let prefix: &[u8] = if earlier { b"* VANISHED (EARLIER) " } else { b"* VANISHED " };
+    let mut line = Vec::new();
+    let mut i = 0;
+    while let Some(&start) = uids.get(i) {
+        let mut end = start;
+        while uids.get(i + 1).is_some_and(|&n| Some(n) == end.checked_add(1)) {
+            end += 1;
+            i += 1;
+        }
+        i += 1;
+        let run = if start == end { start.to_string() } else { format!("{start}:{end}") };
+        if !line.is_empty() && line.len() + run.len() >= VANISHED_LINE {
+            finish_line(out, prefix, &mut line);
+        }
+        if !line.is_empty() {
+            line.push(b',');
+        }
+        line.extend_from_slice(run.as_bytes());
+    }
+    finish_line(out, prefix, &mut line);
+}
+
+fn finish_line(out: &mut Vec<u8>, prefix: &[u8], line: &mut Vec<u8>) {
+    if !line.is_empty() {
+        out.extend_from_slice(prefix);
+        out.append(line);
+        out.extend_from_slice(b"\r\n");
     }
 }
 
@@ -371,7 +481,7 @@ mod tests {
         );
         let up = v.take_updates(None, true);
         // Increasing UIDs, each numbered after the ones before it.
-        assert_eq!(up, vec![Update::Expunge(1), Update::Expunge(2)]);
+        assert_eq!(up, vec![Update::Expunge { seq: 1, uid: 3 }, Update::Expunge { seq: 2, uid: 9 }]);
         assert_eq!(v.exists(), 3);
         assert_eq!(v.seq_of(11), Some(3));
         assert_eq!(v.uid_next(), 12);
@@ -429,7 +539,7 @@ mod tests {
         assert_eq!(
             up,
             vec![
-                Update::Expunge(3),
+                Update::Expunge { seq: 3, uid: 3 },
                 Update::Flags { seq: 1, uid: 1, flags: ["\\Seen"].into_iter().collect(), modseq: 2 },
                 Update::Flags { seq: 2, uid: 2, flags: ["\\Flagged"].into_iter().collect(), modseq: 3 },
             ]
@@ -447,7 +557,7 @@ mod tests {
         assert_eq!(
             up,
             vec![
-                Update::Expunge(2),
+                Update::Expunge { seq: 2, uid: 2 },
                 Update::Exists(3),
                 Update::Flags { seq: 2, uid: 3, flags: ["\\Flagged"].into_iter().collect(), modseq: 9 }
             ]
@@ -458,7 +568,14 @@ mod tests {
     fn own_expunges_are_numbered_in_order_and_not_echoed() {
         let mut v = view(&[2, 4, 6, 7, 9, 11]);
         v.expunged_here(&[4, 7, 11, 5]);
-        assert_eq!(v.take_updates(None, true), vec![Update::Expunge(2), Update::Expunge(3), Update::Expunge(4)]);
+        assert_eq!(
+            v.take_updates(None, true),
+            vec![
+                Update::Expunge { seq: 2, uid: 4 },
+                Update::Expunge { seq: 3, uid: 7 },
+                Update::Expunge { seq: 4, uid: 11 }
+            ]
+        );
         assert_eq!((v.exists(), v.seq_of(9)), (3, Some(3)));
         // The bus echo of the same expunge finds nothing to report.
         v.note(&Change::Expunged { mailbox: MailboxId(7), uids: vec![4, 7, 11], modseq: 3 });
@@ -466,6 +583,50 @@ mod tests {
         // Held back while a FETCH runs, then sent.
         v.expunged_here(&[2]);
         assert!(v.take_updates(None, false).is_empty());
-        assert_eq!(v.take_updates(None, true), vec![Update::Expunge(1)]);
+        assert_eq!(v.take_updates(None, true), vec![Update::Expunge { seq: 1, uid: 2 }]);
+    }
+
+    #[test]
+    fn updates_are_worded_as_the_client_enabled() {
+        let flags: Flags = ["\\Seen"].into_iter().collect();
+        let updates = [
+            Update::Expunge { seq: 2, uid: 4 },
+            Update::Expunge { seq: 2, uid: 5 },
+            Update::Expunge { seq: 3, uid: 9 },
+            Update::Exists(4),
+            Update::Flags { seq: 1, uid: 1, flags, modseq: 7 },
+        ];
+        let wire = |condstore, qresync| {
+            let mut out = Vec::new();
+            write_updates(&mut out, &updates, condstore, qresync);
+            String::from_utf8(out).unwrap()
+        };
+        assert_eq!(
+            wire(false, false),
+            "* 2 EXPUNGE\r\n* 2 EXPUNGE\r\n* 3 EXPUNGE\r\n* 4 EXISTS\r\n* 1 FETCH (FLAGS (\\Seen) UID 1)\r\n"
+        );
+        assert_eq!(
+            wire(true, true),
+            "* VANISHED 4:5,9\r\n* 4 EXISTS\r\n* 1 FETCH (FLAGS (\\Seen) UID 1 MODSEQ (7))\r\n"
+        );
+    }
+
+    #[test]
+    fn long_vanished_sets_are_split_into_lines() {
+        let uids: Vec<Uid> = (1..=3000).map(|u| u * 2).collect();
+        let mut out = Vec::new();
+        write_vanished(&mut out, true, &uids);
+        let text = String::from_utf8(out).unwrap();
+        let lines: Vec<&str> = text.split_terminator("\r\n").collect();
+        assert!(lines.len() > 1 && lines.iter().all(|l| l.len() <= VANISHED_LINE + 32), "{}", lines.len());
+        let back: Vec<Uid> = lines
+            .iter()
+            .flat_map(|l| l.strip_prefix("* VANISHED (EARLIER) ").unwrap().split(','))
+            .map(|n| n.parse().unwrap())
+            .collect();
+        assert_eq!(back, uids);
+        let mut out = Vec::new();
+        write_vanished(&mut out, false, &[]);
+        assert!(out.is_empty());
     }
 }

@@ -7,7 +7,7 @@ use crate::cmd::ext::Extended;
 use crate::cmd::{any, append, auth, copy_move, expunge, fetch, idle, mailbox, select, status, store};
 use crate::conn::{self, Conn, Event, Limits, Stream};
 use crate::error::{Code, ImapError};
-use crate::selected::{SelectedView, Update};
+use crate::selected::SelectedView;
 use crate::{ImapContext, ImapListener};
 use bytes::Bytes;
 use coimail_directory::Account;
@@ -19,7 +19,7 @@ use imap_codec::imap_types::command::{Command, CommandBody};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use tokio::net::TcpStream;
-use tokio::sync::broadcast::error::{RecvError, TryRecvError};
+use tokio::sync::broadcast::error::RecvError;
 use tokio::time::{Instant, sleep_until};
 use tokio_util::sync::CancellationToken;
 
@@ -53,6 +53,8 @@ pub(crate) enum Then {
     Continue,
     /// Start the TLS handshake once the OK is on the wire.
     StartTls,
+    /// Turn COMPRESS=DEFLATE on once the (uncompressed) OK is on the wire.
+    Compress,
     /// Close once the OK is on the wire (LOGOUT).
     Close,
 }
@@ -98,6 +100,11 @@ pub(crate) struct Session {
     /// The saved search result (RFC 5182 SEARCHRES `$`), UIDs ascending;
     /// `None` is the empty set. Emptied when a mailbox is selected or closed.
     pub saved_search: Option<Vec<coimail_store::Uid>>,
+    /// QRESYNC is on (RFC 7162 §3.2.3, only by ENABLE; implies CONDSTORE):
+    /// expunges are reported as VANISHED.
+    pub qresync: bool,
+    /// What NOTIFY SET asked for (RFC 5465; `cmd/notify.rs`); `None` after NOTIFY NONE.
+    pub notify: Option<Box<crate::cmd::notify::Notify>>,
 }
 
 pub(crate) async fn run(
@@ -133,6 +140,8 @@ pub(crate) async fn run(
         login_deadline,
         condstore: false,
         saved_search: None,
+        qresync: false,
+        notify: None,
     };
     session.serve().await;
     session.conn.shutdown().await;
@@ -238,8 +247,8 @@ impl Session {
     }
 
     /// Waits for the next framing event. While waiting, changes from the bus
-    /// are noted (not sent: RFC 3501 §7 allows no untagged response outside
-    /// a command, except in IDLE).
+    /// are noted, not sent (RFC 3501 §7 allows no untagged response outside
+    /// a command, except in IDLE), unless NOTIFY asked for them (RFC 5465 §5).
     async fn wait(&mut self) -> Wake {
         let mut deadline = self.deadline();
         loop {
@@ -263,66 +272,22 @@ impl Session {
             match got {
                 Got::Data => deadline = self.deadline(),
                 Got::Eof => return Wake::Closed,
-                Got::Change(c) => self.on_change(c),
+                Got::Change(c) => {
+                    self.on_change(c);
+                    // RFC 5465 §5: with NOTIFY, events go out between commands too.
+                    if crate::cmd::notify::push(self).await.is_err() {
+                        return Wake::Closed;
+                    }
+                }
                 Got::Shutdown => return Wake::Shutdown,
                 Got::Timeout => return Wake::Timeout,
             }
         }
     }
 
-    pub(crate) fn on_change(&mut self, change: Result<Change, RecvError>) {
-        match change {
-            Ok(c) => {
-                if let State::Selected(_, view) = &mut self.state {
-                    view.note(&c);
-                }
-            }
-            Err(RecvError::Lagged(n)) => {
-                tracing::debug!(missed = n, "change bus lagged; will resync");
-                if let State::Selected(_, view) = &mut self.state {
-                    view.lagged();
-                }
-            }
-            Err(RecvError::Closed) => self.changes = None,
-        }
-    }
-
-    /// Takes every change already queued on the bus: whatever was
-    /// committed before this point is reported now, not one command later.
-    fn drain_changes(&mut self) {
-        loop {
-            let Some(rx) = self.changes.as_mut() else { return };
-            match rx.try_recv() {
-                Ok(c) => self.on_change(Ok(c)),
-                Err(TryRecvError::Lagged(n)) => self.on_change(Err(RecvError::Lagged(n))),
-                Err(TryRecvError::Empty) => return,
-                Err(TryRecvError::Closed) => return self.on_change(Err(RecvError::Closed)),
-            }
-        }
-    }
-
-    /// Sends the pending unsolicited responses of the selected mailbox.
+    /// Sends the pending unsolicited responses before a tagged response (`cmd/notify.rs`).
     pub(crate) async fn report_pending(&mut self, allow_expunge: bool) -> Result<(), ImapError> {
-        self.drain_changes();
-        let State::Selected(account, view) = &mut self.state else { return Ok(()) };
-        if !view.has_pending() {
-            return Ok(());
-        }
-        let listing = view.listing(&self.ctx.store, account.id)?;
-        let updates = view.take_updates(listing.as_deref(), allow_expunge);
-        let condstore = self.condstore;
-        let out = self.conn.out();
-        for u in updates {
-            match u {
-                Update::Expunge(seq) => out.extend_from_slice(format!("* {seq} EXPUNGE\r\n").as_bytes()),
-                Update::Exists(n) => out.extend_from_slice(format!("* {n} EXISTS\r\n").as_bytes()),
-                Update::Flags { seq, uid, flags, modseq } => {
-                    // RFC 7162 §3.1: MODSEQ in every FETCH once CONDSTORE is on.
-                    store::write_fetch(out, seq, Some(uid), Some(&flags), condstore.then_some(modseq));
-                }
-            }
-        }
-        Ok(())
+        crate::cmd::notify::report(self, crate::cmd::notify::At::Command { allow_expunge }).await
     }
 
     /// Decodes, checks and runs one command; writes its tagged response.
@@ -415,6 +380,7 @@ impl Session {
                         false
                     }
                     Then::StartTls => self.start_tls().await,
+                    Then::Compress => crate::cmd::compress::start(self).await,
                 }
             }
             Err(e) => e.write_tagged(self.conn.out(), Some(tag)),
@@ -446,6 +412,7 @@ impl Session {
             CommandBody::Enable { capabilities } => any::enable(self, capabilities.as_ref()),
             CommandBody::Namespace => any::namespace(self),
             CommandBody::StartTLS => auth::starttls(self),
+            CommandBody::Compress { .. } => crate::cmd::compress::compress(self),
             CommandBody::Login { username, password } => auth::login(self, username.as_ref(), &password).await,
             CommandBody::Authenticate { mechanism, initial_response } => {
                 auth::authenticate(self, &mechanism, initial_response).await
@@ -455,10 +422,8 @@ impl Session {
             CommandBody::Examine { mailbox, parameters } => select::select(self, &mailbox, &parameters, true),
             CommandBody::Unselect => select::unselect(self),
             CommandBody::Fetch { sequence_set, macro_or_item_names, uid, modifiers } => {
-                if !modifiers.is_empty() {
-                    return Err(ImapError::bad("FETCH modifiers need CONDSTORE, which is not enabled"));
-                }
-                fetch::fetch(self, &sequence_set, macro_or_item_names, uid).await
+                // RFC 7162 §3.1.4.1 CHANGEDSINCE, §3.2.6 VANISHED.
+                fetch::fetch_with(self, &sequence_set, macro_or_item_names, uid, &modifiers).await
             }
             CommandBody::Idle => idle::idle(self, tag).await,
             CommandBody::Create { mailbox } => {
@@ -501,6 +466,12 @@ impl Session {
             CommandBody::Move { sequence_set, mailbox, uid } => {
                 copy_move::copy(self, &sequence_set, &mailbox, uid, true).await
             }
+            body @ (CommandBody::GetMetadata { .. } | CommandBody::SetMetadata { .. }) => {
+                crate::cmd::metadata::run(self, body).await
+            }
+            body @ (CommandBody::GetQuota { .. } | CommandBody::GetQuotaRoot { .. } | CommandBody::SetQuota { .. }) => {
+                crate::cmd::quota::run(self, body)
+            }
             other => Err(ImapError::not_implemented(other.name())),
         }
     }
@@ -512,10 +483,13 @@ impl Session {
         }
         match ext {
             Extended::Append { mailbox, messages } => append::multiappend(self, &mailbox, messages).await,
+            Extended::Notify(request) => crate::cmd::notify::notify(self, request).await,
             Extended::Create { mailbox, special_use } => {
                 let name = self.mailbox_name(&mailbox)?;
                 mailbox::create(self, &name, &special_use).await
             }
+            Extended::List(args) => mailbox::list_extended(self, args),
+            Extended::SetMetadata(args) => crate::cmd::metadata::set(self, args).await,
         }
     }
 
@@ -634,6 +608,7 @@ const KNOWN: &[&str] = &[
     "SETMETADATA",
     "SORT",
     "THREAD",
+    "NOTIFY",
 ];
 
 fn syntax_error(bytes: &[u8]) -> String {

@@ -48,6 +48,8 @@ fn config() -> ImapConfig {
         max_literal_bytes: 1 << 20,
         max_connections: 1000,
         max_connections_per_ip: 20,
+        metadata_max_entry_bytes: 64 << 10,
+        metadata_max_entries: 1000,
     }
 }
 

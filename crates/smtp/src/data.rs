@@ -275,6 +275,18 @@ impl Session {
 
     /// Stores and queues the message (trace headers included); the reply to send.
     async fn deliver(&mut self, tx: Transaction, id: &str, now: i64, message: &[u8]) -> Reply {
+        // A submitted message takes one of its user's hourly slots (`rate.rs`).
+        let slot = match (self.kind, &self.auth) {
+            (SmtpListener::Mx, _) | (_, None) => None,
+            (_, Some(account)) => {
+                let at = std::time::Instant::now();
+                if !self.ctx.rate.try_take(account.id, at) {
+                    tracing::info!(id = %id, "message refused: rate limit");
+                    return reply::RATE_LIMITED.into();
+                }
+                Some((account.id, at))
+            }
+        };
         let envelope = Envelope {
             listener: self.kind,
             sender: &tx.sender,
@@ -291,7 +303,12 @@ impl Session {
                 let what = if done.queue_id.is_some() { "queued" } else { "delivered" };
                 Reply::new(250, Enhanced(2, 0, 0), format!("OK, {what} as {id}"))
             }
-            Err(e) => e.into(),
+            Err(e) => {
+                if let Some((account, at)) = slot {
+                    self.ctx.rate.give_back(account, at);
+                }
+                e.into()
+            }
         }
     }
 }

@@ -17,6 +17,7 @@
 //!   greeting and the EHLO/HELO replies, as RFC 2034 §3 prescribes.
 //! - MX accepts mail only for local domains (`550 5.1.1` unknown user,
 //!   `550 5.7.1` other domains). Submission requires AUTH (`530 5.7.0`), a
+//!   user under its hourly message rate (`450 4.7.1`, `rate.rs`), a
 //!   reverse path the user owns (`553 5.7.1`) and, in the message, `From`
 //!   addresses the user owns (`553 5.7.1`); it adds `Date` and `Message-ID`
 //!   when missing (`submission.rs`). Remote recipients are accepted on
@@ -41,7 +42,7 @@
 //! - `session.rs` — command loop, state, dispatch; EHLO, RSET, NOOP, VRFY, HELP, QUIT, STARTTLS
 //! - `mail.rs` — MAIL and RCPT; `data.rs` — DATA decoder, DATA and the end of every message;
 //!   `bdat.rs` — BDAT; `auth.rs` — AUTH PLAIN/LOGIN; `submission.rs` — checks on submitted messages
-//! - `policy.rs` — who may send to whom (the open-relay rule)
+//! - `policy.rs` — who may send to whom (the open-relay rule); `rate.rs` — messages per user per hour
 //! - `delivery.rs` — where a message goes ([`delivery::placements`], the COI hook), storing and queueing it
 //! - `received.rs` — trace headers and the RFC 5322 date
 //! - `reply.rs` — replies, [`SmtpError`], rendering; `io.rs` — streams, line reader, TLS upgrade
@@ -53,6 +54,7 @@ pub mod delivery;
 mod io;
 mod mail;
 pub mod policy;
+mod rate;
 mod received;
 mod reply;
 mod session;
@@ -87,6 +89,9 @@ pub struct SmtpConfig {
     pub max_connections: usize,
     /// Concurrent sessions from one IPv4 address or IPv6 /64. 0: no cap.
     pub max_connections_per_ip: usize,
+    /// Messages one user may submit per hour (sliding window); more get
+    /// `450 4.7.1`. 0: no cap. MX is not limited.
+    pub max_messages_per_hour: usize,
 }
 
 /// What every session needs; shared by all SMTP listeners.
@@ -100,6 +105,8 @@ pub struct SmtpContext {
     /// Built from `config` by [`SmtpContext::new`], so every listener
     /// sharing this context shares the caps.
     limits: Arc<ConnectionLimits>,
+    /// Messages per user per hour on submission (`rate.rs`).
+    rate: rate::RateLimit,
 }
 
 impl SmtpContext {
@@ -110,7 +117,8 @@ impl SmtpContext {
         config: SmtpConfig,
     ) -> SmtpContext {
         let limits = ConnectionLimits::new(config.max_connections, config.max_connections_per_ip);
-        SmtpContext { store, directory, tls, config, queue: None, limits }
+        let rate = rate::RateLimit::new(config.max_messages_per_hour, rate::WINDOW);
+        SmtpContext { store, directory, tls, config, queue: None, limits, rate }
     }
 
     /// Accepts remote recipients on submission listeners, for `queue`.

@@ -91,8 +91,13 @@ impl Session {
         if self.tx.is_some() {
             return Err(SmtpError::new(503, Enhanced(5, 5, 1), "nested MAIL command"));
         }
-        if self.kind != crate::SmtpListener::Mx && self.auth.is_none() {
-            return Err(reply::AUTH_REQUIRED);
+        if self.kind != crate::SmtpListener::Mx {
+            let Some(account) = &self.auth else {
+                return Err(reply::AUTH_REQUIRED);
+            };
+            if !self.ctx.rate.allows(account.id, std::time::Instant::now()) {
+                return Err(reply::RATE_LIMITED);
+            }
         }
         if !helo.esmtp && (from.flags != 0 || from.size != 0 || from.auth.is_some() || from.env_id.is_some()) {
             return Err(UNSUPPORTED_PARAMETER);

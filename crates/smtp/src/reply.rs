@@ -58,6 +58,9 @@ pub const BARE_LINE_ENDING_DATA: SmtpError =
 pub const TOO_BIG: SmtpError =
     SmtpError::new(552, Enhanced(5, 3, 4), "message size exceeds fixed maximum message size");
 pub const TOO_MANY_RECIPIENTS: SmtpError = SmtpError::new(452, Enhanced(4, 5, 3), "too many recipients");
+/// The user's submission rate (`rate.rs`).
+pub const RATE_LIMITED: SmtpError =
+    SmtpError::new(450, Enhanced(4, 7, 1), "message rate limit reached for this user; try again later");
 pub const NO_SUCH_USER: SmtpError = SmtpError::new(550, Enhanced(5, 1, 1), "no such user here");
 pub const RELAY_DENIED: SmtpError = SmtpError::new(550, Enhanced(5, 7, 1), "relay access denied");
 pub const REMOTE_DISABLED: SmtpError =

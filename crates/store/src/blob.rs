@@ -1,13 +1,20 @@
 //! Message bodies as files. One file per delivery, shared by every recipient
 //! (the index counts references). Each file starts with a small header naming
-//! where the message was delivered, so the index can be rebuilt from the
-//! files alone.
+//! where the message was first delivered; what happened to it afterwards
+//! (copies, moves, renames, flags, expunge) is in the placement journal
+//! (`journal.rs`). Together they let the index be rebuilt from files alone;
+//! the header alone covers a delivery whose journal frame never landed.
 //!
 //! Write order (the durability contract): temp file → fsync → rename →
 //! fsync directory. Only then may the index point at it.
 //!
 //! Layout: `<root>/<shard>/<id>` with `<shard>` two hex digits derived from
-//! the id, and `<root>/tmp/` for files being written.
+//! the id. A file being written is `<root>/<shard>/.tmp-<id>`, in the
+//! directory it is renamed within: concurrent writers spread over 256
+//! directories instead of contending for one, and a rename within one
+//! directory locks only it. The shards are created when the store is
+//! opened, so no write pays for a `mkdir`. (`<root>/tmp/` held temp files
+//! in earlier versions; [`BlobStore::clear_tmp`] still empties it.)
 
 use crate::error::{Result, StoreError};
 use crate::types::{BlobId, Placement};
@@ -19,6 +26,8 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 const MAGIC: &[u8] = b"COIMAIL-BLOB 1\n";
+/// Names of files being written start with this.
+const TMP_PREFIX: &str = ".tmp-";
 /// Largest header we will parse; a bigger one means the file is not ours.
 const MAX_HEADER: usize = 1 << 20;
 
@@ -45,7 +54,18 @@ pub struct BlobStore {
 
 impl BlobStore {
     pub fn open(root: &Path) -> Result<BlobStore> {
-        fs::create_dir_all(root.join("tmp"))?;
+        fs::create_dir_all(root)?;
+        let mut created = false;
+        for shard in 0..=u8::MAX {
+            let dir = root.join(format!("{shard:02x}"));
+            if !dir.is_dir() {
+                fs::create_dir(&dir)?;
+                created = true;
+            }
+        }
+        if created {
+            sync_dir(root)?;
+        }
         Ok(BlobStore { root: root.to_owned(), counter: AtomicU32::new(0) })
     }
 
@@ -69,7 +89,8 @@ impl BlobStore {
     pub fn write(&self, header: &BlobHeader, message: &[u8]) -> Result<(BlobId, u64)> {
         let id = self.new_id();
         let final_path = self.path(&id)?;
-        let tmp_path = self.root.join("tmp").join(&id.0);
+        let dir = final_path.parent().ok_or_else(|| StoreError::Corrupt("blob path".into()))?;
+        let tmp_path = dir.join(format!("{TMP_PREFIX}{}", id.0));
         let head = serde_json::to_vec(header).map_err(|e| StoreError::Invalid(e.to_string()))?;
         let mut f = OpenOptions::new().write(true).create_new(true).open(&tmp_path)?;
         f.write_all(MAGIC)?;
@@ -78,11 +99,6 @@ impl BlobStore {
         f.write_all(message)?;
         f.sync_all()?;
         drop(f);
-        let dir = final_path.parent().ok_or_else(|| StoreError::Corrupt("blob path".into()))?;
-        if !dir.exists() {
-            fs::create_dir_all(dir)?;
-            sync_dir(&self.root)?;
-        }
         fs::rename(&tmp_path, &final_path)?;
         sync_dir(dir)?;
         Ok((id, (MAGIC.len() + 4 + head.len()) as u64))
@@ -148,7 +164,7 @@ impl BlobStore {
                 continue;
             }
             for entry in fs::read_dir(shard.path())? {
-                if let Some(id) = entry?.file_name().to_str() {
+                if let Some(id) = entry?.file_name().to_str().filter(|n| !n.starts_with(TMP_PREFIX)) {
                     ids.push(BlobId(id.to_owned()));
                 }
             }
@@ -160,9 +176,25 @@ impl BlobStore {
     /// Removes half-written files left by a crash: nothing refers to them.
     pub fn clear_tmp(&self) -> Result<usize> {
         let mut n = 0;
-        for entry in fs::read_dir(self.root.join("tmp"))? {
-            fs::remove_file(entry?.path())?;
-            n += 1;
+        let legacy = self.root.join("tmp");
+        if legacy.is_dir() {
+            for entry in fs::read_dir(&legacy)? {
+                fs::remove_file(entry?.path())?;
+                n += 1;
+            }
+        }
+        for shard in fs::read_dir(&self.root)? {
+            let shard = shard?;
+            if shard.file_name() == "tmp" || !shard.file_type()?.is_dir() {
+                continue;
+            }
+            for entry in fs::read_dir(shard.path())? {
+                let entry = entry?;
+                if entry.file_name().to_str().is_some_and(|n| n.starts_with(TMP_PREFIX)) {
+                    fs::remove_file(entry.path())?;
+                    n += 1;
+                }
+            }
         }
         Ok(n)
     }
@@ -200,6 +232,11 @@ mod tests {
         assert!(blobs.read(&id, off, 19).is_err(), "short read must be an error");
         blobs.delete(&id).unwrap();
         assert!(blobs.list().unwrap().is_empty());
+        // A write a crash interrupted: never listed, removed by clear_tmp.
+        std::fs::write(dir.path().join("7f").join(format!("{TMP_PREFIX}0001")), b"half").unwrap();
+        assert!(blobs.list().unwrap().is_empty());
+        assert_eq!(blobs.clear_tmp().unwrap(), 1);
+        assert!(std::fs::read_dir(dir.path().join("7f")).unwrap().next().is_none());
     }
 
     #[test]

@@ -4,6 +4,8 @@
 //! reference count goes up): no message bytes are read or written. A move
 //! is the copy and the removal of the original in ONE commit, so a crash
 //! leaves either the original or the moved message, never both or neither.
+//! Both are journaled with the index change (`journal.rs`), so a rebuild
+//! from files alone keeps copies and finds moved messages where they went.
 
 use crate::index::Indexer;
 use crate::keys;
@@ -65,6 +67,7 @@ impl Store {
             if pairs.is_empty() {
                 return Ok(pairs);
             }
+            self.check_quota_copy(account, from, &pairs, remove)?;
             ix.apply()?
         };
         self.finish(applied).await?;

@@ -12,6 +12,7 @@ pub const USAGE: u8 = b'Q';
 pub const METADATA: u8 = b'D';
 pub const EXPUNGE_LOG: u8 = b'X';
 pub const COUNTER: u8 = b'C';
+pub const QUOTA_LIMIT: u8 = b'L';
 
 pub fn account(a: AccountId) -> Vec<u8> {
     let mut k = vec![ACCOUNT];
@@ -74,6 +75,13 @@ pub fn metadata_scope(owner: u64, mailbox: u64) -> Vec<u8> {
     let mut k = vec![METADATA];
     k.extend_from_slice(&owner.to_be_bytes());
     k.extend_from_slice(&mailbox.to_be_bytes());
+    k
+}
+
+/// The account's quota limits (`quota.rs`), copied from the directory.
+pub fn quota_limit(a: AccountId) -> Vec<u8> {
+    let mut k = vec![QUOTA_LIMIT];
+    k.extend_from_slice(&a.0.to_be_bytes());
     k
 }
 

@@ -54,6 +54,10 @@ impl Batch {
     pub fn is_empty(&self) -> bool {
         self.ops.is_empty()
     }
+    /// The writes in order: key and new value (`None`: removed).
+    pub fn ops(&self) -> impl Iterator<Item = (&[u8], Option<&[u8]>)> {
+        self.ops.iter().map(|(k, v)| (k.as_slice(), v.as_deref()))
+    }
 }
 
 /// How often opening waits 20 ms for another handle's file lock to go.

@@ -18,9 +18,16 @@
 //! - A change touching several records (MOVE, MULTIAPPEND, RENAME, flags of
 //!   many messages) is ONE batch under the write lock: all of it or none.
 //!   COPY and MOVE share the body file (reference counted); no bytes move.
+//! - Every batch that places, re-flags or removes a message, or creates,
+//!   renames or deletes a mailbox, is first written to the placement journal
+//!   as one frame, and fsync'd (group commit) alongside the index flush. So
+//!   `coimail store rebuild` reproduces acknowledged changes (`journal.rs`).
 //!
 //! # Layout on disk
 //! `<data>/index/` (sled), `<data>/blobs/<shard>/<id>` (bodies),
+//! `<data>/journal/` (the placement journal: where every message is, kept
+//! apart from the index so a rebuild from files reproduces copies, moves,
+//! renames, flags and expunges; see `journal.rs`),
 //! `<data>/clean-shutdown` (present only after an orderly close; without it
 //! startup reconciles body files against the index).
 
@@ -30,12 +37,14 @@ mod copy;
 pub mod error;
 mod group_commit;
 mod index;
+mod journal;
 mod keys;
 pub mod kv;
 mod mailbox;
 mod message;
 mod metadata;
 pub mod names;
+mod quota;
 mod reconcile;
 mod records;
 mod rename;
@@ -45,14 +54,16 @@ pub mod types;
 pub use changes::ChangeReceiver;
 pub use error::{Result, StoreError};
 pub use message::{FlagOp, FlagsUpdate, NewMessage};
-pub use metadata::MetadataScope;
+pub use metadata::{MetadataLimits, MetadataScope};
+pub use quota::QuotaLimits;
 pub use reconcile::ReconcileReport;
 pub use records::Usage;
 pub use types::*;
 
 use blob::BlobStore;
 use changes::ChangeBus;
-use kv::{Kv, Tree};
+use journal::{Journal, JournaledTree};
+use kv::Kv;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -90,7 +101,8 @@ pub struct Store {
 
 struct Inner {
     kv: Kv,
-    mail: Tree,
+    /// The `mail` tree; every write is journaled first (`journal.rs`).
+    mail: JournaledTree,
     blobs: BlobStore,
     bus: ChangeBus,
     /// Serialises read-modify-write of index records (UID and modseq
@@ -121,15 +133,27 @@ impl Store {
     }
 
     fn with_kv(kv: Kv, data_dir: &Path) -> Result<Store> {
-        let mail = kv.tree("mail")?;
+        let tree = kv.tree("mail")?;
         let blobs = BlobStore::open(&data_dir.join("blobs"))?;
+        let opened = Journal::open(&data_dir.join("journal"), &tree, &data_dir.join("blobs"))?;
+        if opened.new_epoch {
+            // The epoch must be durable before anything journaled under it.
+            kv.flush_blocking()?;
+        }
+        if opened.without_history && !tree.scan_prefix(&[keys::ACCOUNT])?.is_empty() {
+            // An index the journal never saw: its placements become the first snapshot.
+            opened.journal.compact_from_index(&tree)?;
+        }
+        let mail = JournaledTree::new(tree, opened.journal);
         let marker = data_dir.join(CLEAN_MARKER);
-        let clean = marker.exists();
-        if clean {
+        let marked = marker.exists();
+        if marked {
             // From now on a crash must be noticed at the next start.
             std::fs::remove_file(&marker)?;
             blob::sync_dir(data_dir)?;
         }
+        // Another index's journal is still there: reconcile must carry it over.
+        let clean = marked && !opened.older_epochs;
         Ok(Store {
             inner: Arc::new(Inner {
                 kv,
@@ -161,7 +185,11 @@ impl Store {
 
     /// Makes everything written so far durable.
     pub async fn flush(&self) -> Result<()> {
-        self.inner.kv.flush().await
+        // The placement journal's fsync and the index flush run side by side:
+        // its frames were written before the index changes they describe
+        // (`journal.rs`), and a caller acknowledges only after both.
+        tokio::try_join!(self.inner.mail.journal().sync(), self.inner.kv.flush())?;
+        Ok(())
     }
 
     /// Flushes and marks the store as cleanly closed, so the next start can
@@ -193,3 +221,5 @@ impl Store {
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_journal;

@@ -75,6 +75,8 @@ impl Store {
             let mut batch = Batch::default();
             batch.remove(keys::account(account));
             batch.remove(keys::usage(account));
+            batch.remove(keys::quota_limit(account));
+            self.remove_metadata(&mut batch, account, None)?;
             self.inner.mail.apply(batch)?;
         }
         self.flush().await
@@ -283,9 +285,7 @@ impl Store {
             let mut batch = Batch::default();
             batch.remove(keys::mailbox_by_name(account, name));
             batch.remove(keys::mailbox_by_id(id));
-            for (k, _) in self.inner.mail.scan_prefix(&keys::metadata_scope(account.0, id.0))? {
-                batch.remove(k);
-            }
+            self.remove_metadata(&mut batch, account, Some(id))?;
             self.inner.mail.apply(batch)?;
             self.visible().remove(&id);
         }

@@ -168,13 +168,16 @@ impl Store {
         let indexed = {
             let _g = self.lock();
             let mut ix = Indexer::new(self);
-            records
-                .into_iter()
-                .zip(&written)
-                .try_for_each(|(msg, (blob, offset))| {
-                    ix.insert(id, MessageRecord { blob: blob.0.clone(), offset: *offset, ..msg }).map(drop)
-                })
-                .and_then(|()| ix.apply())
+            let bytes = records.iter().map(|r| r.size).sum();
+            self.check_quota(account, bytes, records.len() as u64).and_then(|()| {
+                records
+                    .into_iter()
+                    .zip(&written)
+                    .try_for_each(|(msg, (blob, offset))| {
+                        ix.insert(id, MessageRecord { blob: blob.0.clone(), offset: *offset, ..msg }).map(drop)
+                    })
+                    .and_then(|()| ix.apply())
+            })
         };
         let applied = match indexed {
             Ok(a) => a,
@@ -202,6 +205,10 @@ impl Store {
         create_missing: bool,
     ) -> Result<Vec<Stored>> {
         let _g = self.lock();
+        // Quota (quota.rs); re-indexing acknowledged files after a crash is never refused.
+        if !create_missing {
+            self.check_quota_targets(targets, size)?;
+        }
         let mut ix = Indexer::new(self);
         let mut ids: HashMap<(AccountId, &str), MailboxId> = HashMap::new();
         for t in targets {
@@ -283,6 +290,15 @@ impl Store {
     pub async fn read_message(&self, meta: &MessageMeta) -> Result<Vec<u8>> {
         let (blob, offset, size) = (meta.blob.clone(), meta.body_offset, meta.size);
         self.blocking(move |b| b.read(&blob, offset, size)).await
+    }
+
+    /// [`Store::read_message`] for a caller already on a blocking thread
+    /// (inside `spawn_blocking`, say, reading many messages in a loop): a
+    /// plain file read, without the hop to the blocking pool that
+    /// `read_message` pays per message. Never call it from an async task:
+    /// it blocks the thread it runs on until the file is read.
+    pub fn read_message_blocking(&self, meta: &MessageMeta) -> Result<Vec<u8>> {
+        self.inner.blobs.read(&meta.blob, meta.body_offset, meta.size)
     }
 
     /// Changes flags of the given messages (RFC 3501 §6.4.6). Returns every

@@ -1,25 +1,42 @@
 //! Reconciling body files with the index. Runs at startup after an unclean
-//! stop, and with `force` for `coimail store rebuild` on an empty index.
+//! stop (or when an older index's journal is still on disk), and with
+//! `force` for `coimail store rebuild` on an empty index.
 //!
 //! Rules:
 //! - an index entry whose body file is gone is removed (the mail is lost and
 //!   we say so in the log; the index must not promise what it cannot serve);
-//! - a body file no entry refers to is indexed again from its header into the
-//!   mailboxes it names, creating missing mailboxes. Such a file is either a
-//!   delivery whose index commit did not become durable (its sender got no
-//!   250 and may send it again: a duplicate beats a loss) or a message whose
-//!   index was lost;
+//! - the index is authoritative for every body file it refers to;
+//! - a body file no entry refers to is placed again, by the first source
+//!   that knows it:
+//!   1. the placement journal (`journal.rs`) of the current index, then of
+//!      older ones, newest first: its live placements — mailbox, flags and
+//!      keywords, every copy — or, if the journal saw it and its last
+//!      placement went, nothing: it was expunged and the file is deleted;
+//!   2. the file's own header (where it was first delivered): a delivery
+//!      whose index commit and journal frame never landed (its sender got
+//!      no 250 and may send it again: a duplicate beats a loss), or a file
+//!      from before the journal existed;
+//! - mailboxes the journal knows and the index lacks are created (by
+//!   account address and name; in the current index's journal a mailbox
+//!   whose id and UIDVALIDITY the index has is that mailbox, renamed or not);
+//! - messages re-placed in one mailbox keep their journal UID order, then
+//!   arrival order;
 //! - reference counts, mailbox message counts and counters (unseen,
-//!   deleted, size) and usage are recomputed.
+//!   deleted, size) and usage are recomputed;
+//! - finally the journal is replaced by a snapshot of the reconciled index.
 
 use crate::blob::BlobInfo;
+use crate::index::Indexer;
+use crate::journal::{History, Placed};
 use crate::keys;
 use crate::kv::Batch;
-use crate::message::Target;
 use crate::records::{Counts, MailboxRecord, MessageRecord, Usage, decode, encode};
-use crate::{AccountId, BlobId, MailboxId, Result, Store, StoreError};
+use crate::{AccountId, BlobId, Flags, MailboxId, Result, SpecialUse, Store, StoreError, Stored, Uid};
 use std::collections::{BTreeMap, HashMap, HashSet};
 use tracing::{error, info, warn};
+
+/// Messages indexed per commit while re-placing files.
+const REINDEX_BATCH: usize = 512;
 
 /// What reconciliation found and did.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -28,8 +45,116 @@ pub struct ReconcileReport {
     pub entries_without_body: u64,
     pub files_reindexed: u64,
     pub messages_reindexed: u64,
+    /// Files placed from their header alone (the journal did not know them).
+    pub files_from_header: u64,
+    /// Files of expunged messages that outlived their last reference (removed).
+    pub files_expunged: u64,
     pub files_without_owner: u64,
+    pub mailboxes_created: u64,
     pub temp_files_removed: u64,
+}
+
+/// One message to index again.
+struct Item {
+    mailbox: MailboxId,
+    /// Sort order of the source: journal histories oldest first (0), header placements last.
+    rank: usize,
+    uid: Uid,
+    blob: BlobId,
+    offset: u64,
+    size: u64,
+    internal_date: i64,
+    flags: Flags,
+}
+
+/// Maps journal and header placements onto the index, creating mailboxes.
+struct Resolver<'a> {
+    store: &'a Store,
+    histories: &'a [History],
+    addresses: HashMap<String, AccountId>,
+    mailboxes: HashMap<(usize, u64), Option<MailboxId>>,
+    created: u64,
+}
+
+impl Resolver<'_> {
+    /// The account an address or id of history `h` belongs to now.
+    fn account(&self, h: usize, id: u64) -> Result<Option<AccountId>> {
+        let by_address = self
+            .histories
+            .get(h)
+            .and_then(|hist| hist.state.accounts.get(&id))
+            .and_then(|a| self.addresses.get(&a.to_ascii_lowercase()).copied());
+        match by_address {
+            Some(a) => Ok(Some(a)),
+            // Account ids survive a rebuild (the directory snapshot keeps them).
+            None if self.store.account_address(AccountId(id))?.is_some() => Ok(Some(AccountId(id))),
+            None => Ok(None),
+        }
+    }
+
+    /// The index mailbox for mailbox `id` of history `h`.
+    fn mailbox(&mut self, h: usize, id: u64) -> Result<Option<MailboxId>> {
+        if let Some(m) = self.mailboxes.get(&(h, id)) {
+            return Ok(*m);
+        }
+        let hist = self.histories.get(h).ok_or_else(|| StoreError::Engine("journal history".into()))?;
+        let resolved = match hist.state.mailboxes.get(&id) {
+            None => None,
+            Some(mb) => {
+                let same = if hist.current {
+                    self.store
+                        .mailbox_record_by_id(MailboxId(id))?
+                        .filter(|r| r.account == mb.account && r.uid_validity == mb.uid_validity)
+                } else {
+                    None
+                };
+                match same {
+                    Some(r) => Some(MailboxId(r.id)),
+                    // An older index's mailbox: its subscription and special
+                    // use win over the defaults a restored account got.
+                    None => match self.account(h, mb.account)? {
+                        Some(account) => {
+                            self.by_name(account, &mb.name, mb.special_use, mb.subscribed, !hist.current)?
+                        }
+                        None => None,
+                    },
+                }
+            }
+        };
+        self.mailboxes.insert((h, id), resolved);
+        Ok(resolved)
+    }
+
+    /// The account's mailbox `name`, created if missing. With `adopt`, an
+    /// existing mailbox takes `special_use` and `subscribed`.
+    fn by_name(
+        &mut self,
+        account: AccountId,
+        name: &str,
+        special_use: Option<SpecialUse>,
+        subscribed: bool,
+        adopt: bool,
+    ) -> Result<Option<MailboxId>> {
+        let Ok(name) = crate::names::canonical(name) else {
+            warn!(name, "invalid mailbox name in a journal or body file; using INBOX");
+            return self.by_name(account, "INBOX", None, true, false);
+        };
+        let _g = self.store.lock();
+        if let Some(mut r) = self.store.mailbox_record(account, &name)? {
+            if adopt && (r.special_use, r.subscribed) != (special_use, subscribed) {
+                (r.special_use, r.subscribed) = (special_use, subscribed);
+                let mut batch = Batch::default();
+                batch.insert(keys::mailbox_by_id(MailboxId(r.id)), encode(&r)?);
+                self.store.inner.mail.apply(batch)?;
+            }
+            return Ok(Some(MailboxId(r.id)));
+        }
+        if self.store.inner.mail.get(&keys::account(account))?.is_none() {
+            return Ok(None);
+        }
+        self.created += 1;
+        Ok(Some(self.store.create_mailbox_locked(account, &name, special_use, subscribed)?.id))
+    }
 }
 
 impl Store {
@@ -43,16 +168,21 @@ impl Store {
             .await
             .map_err(|e| StoreError::Engine(format!("reconcile task failed: {e}")))??;
         self.flush().await?;
-        for s in stored {
-            self.publish_appended(std::slice::from_ref(&s));
-        }
+        // The index now says everything every journal file said.
+        let this = self.clone();
+        tokio::task::spawn_blocking(move || this.inner.mail.journal().compact_from_index(this.inner.mail.raw()))
+            .await
+            .map_err(|e| StoreError::Engine(format!("journal snapshot task failed: {e}")))??;
+        self.publish_appended(&stored);
         info!(?report, "store reconciled");
         Ok(report)
     }
 
-    fn reconcile_blocking(&self) -> Result<(ReconcileReport, Vec<crate::Stored>)> {
+    fn reconcile_blocking(&self) -> Result<(ReconcileReport, Vec<Stored>)> {
         let mut report =
             ReconcileReport { temp_files_removed: self.inner.blobs.clear_tmp()? as u64, ..Default::default() };
+        // Read before this pass writes anything.
+        let histories = self.inner.mail.journal().histories()?;
         let mail = &self.inner.mail;
 
         // 1. Index entries must point at existing body files.
@@ -74,12 +204,31 @@ impl Store {
         }
         mail.apply(dangling)?;
 
-        // 2. Body files nobody refers to are indexed again from their headers.
+        // 2. Mailboxes the journals know, oldest history first.
         let addresses: HashMap<String, AccountId> =
             self.accounts()?.into_iter().map(|(id, addr)| (addr.to_ascii_lowercase(), id)).collect();
-        let mut stored = Vec::new();
+        let mut resolver =
+            Resolver { store: self, histories: &histories, addresses, mailboxes: HashMap::new(), created: 0 };
+        for (h, hist) in histories.iter().enumerate().rev() {
+            for id in hist.state.mailboxes.keys() {
+                resolver.mailbox(h, *id)?;
+            }
+        }
+
+        // 3. Body files nobody refers to: journal, else header.
+        let placed: Vec<_> = histories.iter().map(|h| h.state.by_blob()).collect();
+        let mut items = Vec::new();
         for id in self.inner.blobs.list()? {
             if refs.contains_key(&id.0) {
+                continue;
+            }
+            let known = histories.iter().position(|h| h.state.known.contains(&id.0));
+            if let Some(h) = known
+                && !placed.get(h).is_some_and(|p| p.contains_key(id.0.as_str()))
+            {
+                info!(blob = %id.0, "body file of an expunged message: removing it");
+                self.inner.blobs.delete(&id)?;
+                report.files_expunged += 1;
                 continue;
             }
             let info = match self.inner.blobs.info(&id) {
@@ -89,38 +238,100 @@ impl Store {
                     continue;
                 }
             };
-            let targets = self.targets_for(&info, &addresses)?;
-            if targets.is_empty() {
+            let before = items.len();
+            match known {
+                Some(h) => self.journal_items(&mut resolver, h, &info, placed.get(h), &mut items)?,
+                None => {
+                    self.header_items(&mut resolver, &info, &mut items)?;
+                    report.files_from_header += u64::from(items.len() > before);
+                }
+            }
+            if items.len() == before {
                 // Every owner was deleted: the mail went with its account.
                 warn!(blob = %id.0, "body file without a living owner: removing it");
                 self.inner.blobs.delete(&id)?;
                 report.files_without_owner += 1;
                 continue;
             }
-            let s =
-                self.index_locked(&id, info.body_offset, info.body_len, info.header.internal_date, &targets, true)?;
             report.files_reindexed += 1;
-            report.messages_reindexed += s.len() as u64;
-            *refs.entry(id.0.clone()).or_default() += s.len() as u64;
-            stored.extend(s);
         }
+        report.mailboxes_created = resolver.created;
+        // Oldest history first, then by old UID, header placements last in arrival order.
+        items.sort_by(|a, b| (a.mailbox, a.rank, a.uid, &a.blob).cmp(&(b.mailbox, b.rank, b.uid, &b.blob)));
+        let mut stored = Vec::with_capacity(items.len());
+        for chunk in items.chunks(REINDEX_BATCH) {
+            let _g = self.lock();
+            let mut ix = Indexer::new(self);
+            for it in chunk {
+                let msg = MessageRecord {
+                    blob: it.blob.0.clone(),
+                    offset: it.offset,
+                    size: it.size,
+                    internal_date: it.internal_date,
+                    flags: it.flags.clone(),
+                    modseq: 0,
+                };
+                ix.insert(it.mailbox, msg)?;
+                *refs.entry(it.blob.0.clone()).or_default() += 1;
+            }
+            stored.extend(ix.apply()?.stored);
+        }
+        report.messages_reindexed = stored.len() as u64;
 
-        // 3. Recompute reference counts, message counts and usage.
+        // 4. Recompute reference counts, message counts and usage.
         self.recount(&refs)?;
         Ok((report, stored))
     }
 
-    fn targets_for(&self, info: &BlobInfo, addresses: &HashMap<String, AccountId>) -> Result<Vec<Target>> {
-        let mut targets = Vec::new();
+    /// The live placements history `h` records for the file.
+    fn journal_items(
+        &self,
+        resolver: &mut Resolver<'_>,
+        h: usize,
+        info: &BlobInfo,
+        placed: Option<&Placed<'_>>,
+        items: &mut Vec<Item>,
+    ) -> Result<()> {
+        let Some(list) = placed.and_then(|p| p.get(info.id.0.as_str())) else { return Ok(()) };
+        // Ranks count from the oldest history, so older placements sort first.
+        let rank = resolver.histories.len() - 1 - h;
+        for (mailbox, uid, flags) in list {
+            let Some(target) = resolver.mailbox(h, *mailbox)? else { continue };
+            items.push(Item {
+                mailbox: target,
+                rank,
+                uid: *uid,
+                blob: info.id.clone(),
+                offset: info.body_offset,
+                size: info.body_len,
+                internal_date: info.header.internal_date,
+                flags: (*flags).clone(),
+            });
+        }
+        Ok(())
+    }
+
+    /// The placements the file's header names (where it was first delivered).
+    fn header_items(&self, resolver: &mut Resolver<'_>, info: &BlobInfo, items: &mut Vec<Item>) -> Result<()> {
         for p in &info.header.placements {
-            let account = match addresses.get(&p.address.to_ascii_lowercase()) {
+            let account = match resolver.addresses.get(&p.address.to_ascii_lowercase()) {
                 Some(a) => *a,
                 None if self.account_address(p.account)?.is_some() => p.account,
                 None => continue,
             };
-            targets.push(Target { account, mailbox: p.mailbox.clone(), flags: p.flags.clone() });
+            let Some(mailbox) = resolver.by_name(account, &p.mailbox, None, false, false)? else { continue };
+            items.push(Item {
+                mailbox,
+                rank: resolver.histories.len(),
+                uid: Uid::MAX,
+                blob: info.id.clone(),
+                offset: info.body_offset,
+                size: info.body_len,
+                internal_date: info.header.internal_date,
+                flags: p.flags.clone(),
+            });
         }
-        Ok(targets)
+        Ok(())
     }
 
     fn recount(&self, refs: &BTreeMap<String, u64>) -> Result<()> {
@@ -159,6 +370,8 @@ impl Store {
         for (account, u) in usage {
             batch.insert(keys::usage(AccountId(account)), encode(&u)?);
         }
-        mail.apply(batch)
+        // Counters and reference counts only: stale reference keys removed
+        // here are not expunges, so they must not become journal tombstones.
+        mail.apply_unjournaled(batch)
     }
 }

@@ -3,9 +3,9 @@
 //! messages, subscriptions and METADATA. Renaming INBOX instead moves its
 //! messages to a new mailbox and leaves INBOX, empty, where it is.
 //!
-//! Body files record the mailbox a message was first delivered to; a
-//! rebuild from the files alone (after the index is lost) puts messages back
-//! under those names.
+//! Both are journaled (`journal.rs`: the renamed mailbox records, or the
+//! moved messages), so a rebuild from files alone finds messages under their
+//! new names, not where they were first delivered.
 
 use crate::index::Indexer;
 use crate::keys;

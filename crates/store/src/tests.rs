@@ -181,31 +181,6 @@ async fn clean_close_skips_reconcile_and_unclean_does_not() {
     assert!(s.was_unclean());
 }
 
-#[tokio::test]
-async fn metadata_entries_are_scoped_and_case_insensitive() {
-    let dir = tempfile::tempdir().unwrap();
-    let s = store_with_accounts(dir.path()).await;
-    let private = MetadataScope { owner: Some(ALICE), mailbox: None };
-    let shared = MetadataScope { owner: None, mailbox: None };
-    s.set_metadata(private, "/private/vendor/vendor.dovecot/coi/config/enabled", Some(b"yes")).await.unwrap();
-    s.set_metadata(shared, "/shared/comment", Some(b"hello")).await.unwrap();
-    assert_eq!(
-        s.get_metadata(private, "/PRIVATE/vendor/vendor.dovecot/coi/config/ENABLED").unwrap().as_deref(),
-        Some(&b"yes"[..])
-    );
-    assert!(
-        s.get_metadata(
-            MetadataScope { owner: Some(BOB), mailbox: None },
-            "/private/vendor/vendor.dovecot/coi/config/enabled"
-        )
-        .unwrap()
-        .is_none()
-    );
-    assert_eq!(s.list_metadata(private, "/private/vendor/").unwrap().len(), 1);
-    s.set_metadata(shared, "/shared/comment", None).await.unwrap();
-    assert!(s.get_metadata(shared, "/shared/comment").unwrap().is_none());
-}
-
 fn uids_of(s: &Store, account: AccountId, mailbox: MailboxId) -> Vec<Uid> {
     s.messages(account, mailbox).unwrap().iter().map(|m| m.uid).collect()
 }

@@ -25,8 +25,10 @@ pub(crate) fn id(s: &mut Session) -> CmdResult {
 }
 
 /// RFC 5161. What we can enable: UTF8=ACCEPT (RFC 6855: mailbox names in
-/// UTF-8) and IMAP4rev2 (RFC 9051 §6.3.1, which implies UTF-8 names).
-/// Anything else is ignored, as the RFC requires.
+/// UTF-8), IMAP4rev2 (RFC 9051 §6.3.1, which implies UTF-8 names),
+/// CONDSTORE (RFC 7162 §3.1) and QRESYNC (§3.2.3, which implies CONDSTORE).
+/// Anything else is ignored, as the RFC requires. `* ENABLED` lists what
+/// this command turned on.
 pub(crate) fn enable(s: &mut Session, requested: &[CapabilityEnable<'_>]) -> CmdResult {
     if matches!(s.state, crate::session::State::Selected(..)) {
         // RFC 5161 §3.1: only before a mailbox is selected.
@@ -35,6 +37,15 @@ pub(crate) fn enable(s: &mut Session, requested: &[CapabilityEnable<'_>]) -> Cmd
     let mut enabled: Vec<&str> = Vec::new();
     for cap in requested {
         match cap {
+            CapabilityEnable::CondStore if !s.condstore => {
+                s.condstore = true;
+                enabled.push("CONDSTORE");
+            }
+            other if !s.qresync && other.to_string().eq_ignore_ascii_case("QRESYNC") => {
+                s.qresync = true;
+                s.condstore = true;
+                enabled.push("QRESYNC");
+            }
             CapabilityEnable::Utf8(Utf8Kind::Accept) if !s.utf8 => {
                 s.utf8 = true;
                 enabled.push("UTF8=ACCEPT");
@@ -111,7 +122,7 @@ mod tests {
         check(
             &mut c,
             "C: b1 ENABLE CONDSTORE UTF8=ACCEPT X-UNKNOWN
-             S: * ENABLED UTF8=ACCEPT
+             S: * ENABLED CONDSTORE UTF8=ACCEPT
              S: b1 OK ENABLE completed
              C: b2 ENABLE UTF8=ACCEPT
              S: * ENABLED
@@ -124,7 +135,8 @@ mod tests {
              C: b5 LOGIN a b
              S: b5 BAD LOGIN is not valid after login
              C: b6 GETMETADATA \"\" /shared/comment
-             S: b6 NO [CANNOT] GETMETADATA is not implemented yet",
+             S: * METADATA \"\" (/shared/comment NIL)
+             S: b6 OK GETMETADATA completed",
         )
         .await;
     }

@@ -30,7 +30,11 @@ pub(crate) async fn expunge(s: &mut Session, set: Option<&SequenceSet>) -> CmdRe
     if let State::Selected(_, view) = &mut s.state {
         view.expunged_here(&gone);
     }
-    Ok(Done::ok("EXPUNGE completed"))
+    // RFC 7162 §3.2.7, §3.2.9: the mailbox's HIGHESTMODSEQ after the expunge.
+    match crate::cmd::notify::highest_modseq(s) {
+        Some(m) => Ok(Done::with_code(format!("HIGHESTMODSEQ {m}"), "EXPUNGE completed")),
+        None => Ok(Done::ok("EXPUNGE completed")),
+    }
 }
 
 /// Expunges the `\Deleted` messages the view knows (of `only`, when given)

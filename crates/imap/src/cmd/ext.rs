@@ -6,12 +6,21 @@
 //! append-message = [SP flag-list] [SP date-time] SP (literal / literal8)
 //! create         = "CREATE" SP mailbox [create-params]              ; RFC 4466 §2.2
 //! create-params  = SP "(" "USE" SP "(" [use-attr *(SP use-attr)] ")" ")"   ; RFC 6154 §6
+//! notify         = "NOTIFY" SP (notify-set / notify-none)           ; RFC 5465 §8, in cmd/notify/parse.rs
 //! ```
+//!
+//! and, in submodules, LIST-EXTENDED / LIST-STATUS (`list.rs`, RFC 5258
+//! §6, RFC 5819 §4) and SETMETADATA with atom values (`metadata.rs`).
 //!
 //! The session tries imap-codec first; only input it refuses comes here.
 //! Anything this grammar refuses too gets the usual syntax `BAD`.
 
+mod list;
+mod metadata;
+
 use crate::cmd::append::AppendMessage;
+use crate::cmd::mailbox::ListArgs;
+use crate::cmd::metadata::SetArgs;
 
 /// A command decoded by this module.
 #[derive(Debug, PartialEq, Eq)]
@@ -20,6 +29,12 @@ pub(crate) enum Extended {
     Append { mailbox: Vec<u8>, messages: Vec<AppendMessage> },
     /// CREATE with special-use attributes (CREATE-SPECIAL-USE, RFC 6154 §3).
     Create { mailbox: Vec<u8>, special_use: Vec<String> },
+    /// LIST with selection options, several patterns or RETURN options (RFC 5258, RFC 5819).
+    List(ListArgs),
+    /// SETMETADATA whose values imap-codec refuses (atoms; RFC 5464 §4.3).
+    SetMetadata(SetArgs),
+    /// NOTIFY (RFC 5465 §8; grammar in `cmd/notify/parse.rs`).
+    Notify(crate::cmd::notify::Request),
 }
 
 impl Extended {
@@ -27,6 +42,9 @@ impl Extended {
         match self {
             Extended::Append { .. } => "APPEND",
             Extended::Create { .. } => "CREATE",
+            Extended::List(_) => "LIST",
+            Extended::SetMetadata(_) => "SETMETADATA",
+            Extended::Notify(_) => "NOTIFY",
         }
     }
 }
@@ -41,6 +59,12 @@ pub(crate) fn decode(input: &[u8]) -> Option<(String, Extended)> {
         append(&mut p)?
     } else if p.keyword(b"CREATE ") {
         create(&mut p)?
+    } else if p.keyword(b"LIST ") {
+        list::list(&mut p)?
+    } else if p.keyword(b"SETMETADATA ") {
+        metadata::setmetadata(&mut p)?
+    } else if p.keyword(b"NOTIFY ") {
+        Extended::Notify(crate::cmd::notify::parse(&mut p)?)
     } else {
         return None;
     };
@@ -101,7 +125,7 @@ fn create(p: &mut Parser<'_>) -> Option<Extended> {
 }
 
 /// A cursor over one command. Every method returns `None` on mismatch.
-struct Parser<'a> {
+pub(crate) struct Parser<'a> {
     buf: &'a [u8],
     pos: usize,
 }
@@ -112,15 +136,15 @@ fn atom_char(b: u8) -> bool {
 }
 
 impl<'a> Parser<'a> {
-    fn peek(&self) -> Option<u8> {
+    pub(crate) fn peek(&self) -> Option<u8> {
         self.buf.get(self.pos).copied()
     }
 
-    fn byte(&mut self, b: u8) -> Option<()> {
+    pub(crate) fn byte(&mut self, b: u8) -> Option<()> {
         (self.peek()? == b).then(|| self.pos += 1)
     }
 
-    fn sp(&mut self) -> Option<()> {
+    pub(crate) fn sp(&mut self) -> Option<()> {
         self.byte(b' ')
     }
 
@@ -140,7 +164,7 @@ impl<'a> Parser<'a> {
         (n > 0).then(|| &rest[..n])
     }
 
-    fn atom(&mut self) -> Option<&'a [u8]> {
+    pub(crate) fn atom(&mut self) -> Option<&'a [u8]> {
         self.take_while(atom_char)
     }
 
@@ -149,7 +173,7 @@ impl<'a> Parser<'a> {
     }
 
     /// `astring`: an atom (`]` allowed), a quoted string or a literal.
-    fn astring(&mut self) -> Option<Vec<u8>> {
+    pub(crate) fn astring(&mut self) -> Option<Vec<u8>> {
         match self.peek()? {
             b'"' => self.quoted(),
             b'{' => self.literal().map(<[u8]>::to_vec),

@@ -1,5 +1,7 @@
 //! FETCH and UID FETCH (RFC 3501 §6.4.5, §6.4.8, §7.4.2; RFC 9051 §6.4.5,
-//! §7.5.2), with BINARY (RFC 3516) and the MODSEQ item (RFC 7162 §3.1.4).
+//! §7.5.2), with BINARY (RFC 3516) and CONDSTORE/QRESYNC (RFC 7162): the
+//! MODSEQ item (§3.1.4.2, in every FETCH response once CONDSTORE is on),
+//! the CHANGEDSINCE modifier (§3.1.4.1) and UID FETCH's VANISHED (§3.2.6).
 //!
 //! Every item is served: UID, FLAGS, INTERNALDATE, RFC822.SIZE, MODSEQ,
 //! ENVELOPE, BODY, BODYSTRUCTURE, BODY[section]<partial> and BODY.PEEK in
@@ -24,8 +26,10 @@ mod write;
 
 use crate::error::{Code, ImapError};
 use crate::mime::{self, Spec};
+use crate::selected::{set_contains, write_vanished};
 use crate::session::{CmdResult, Done, Session, State};
-use coimail_store::{AccountId, FlagOp, Flags, MailboxId, MessageMeta, Uid};
+use coimail_store::{AccountId, FlagOp, Flags, MailboxId, MessageMeta, ModSeq, Uid};
+use imap_codec::imap_types::command::FetchModifier;
 use imap_codec::imap_types::core::AString;
 use imap_codec::imap_types::fetch::{Macro, MacroOrMessageDataItemNames, MessageDataItemName, Part, Section};
 use imap_codec::imap_types::sequence::SequenceSet;
@@ -169,24 +173,93 @@ struct Needs {
     seen: bool,
 }
 
+/// FETCH with RFC 7162's modifiers: CHANGEDSINCE (§3.1.4.1, a
+/// CONDSTORE-enabling modifier that implies MODSEQ) and, for UID FETCH once
+/// QRESYNC is on, VANISHED (§3.2.6): first `* VANISHED (EARLIER)` for the
+/// UIDs of the set expunged since, then the FETCH responses.
+pub(crate) async fn fetch_with(
+    s: &mut Session,
+    set: &SequenceSet,
+    names: MacroOrMessageDataItemNames<'_>,
+    uid: bool,
+    modifiers: &[FetchModifier],
+) -> CmdResult {
+    let (mut since, mut vanished) = (None, false);
+    for m in modifiers {
+        match m {
+            FetchModifier::ChangedSince(n) if since.is_none() => since = Some(n.get()),
+            FetchModifier::Vanished if !vanished => vanished = true,
+            _ => return Err(ImapError::bad("A FETCH modifier may be given once")),
+        }
+    }
+    if vanished {
+        // §3.2.6: BAD unless UID FETCH, with CHANGEDSINCE, after ENABLE QRESYNC.
+        match (s.qresync, uid, since) {
+            (false, ..) => return Err(ImapError::bad("VANISHED needs ENABLE QRESYNC first")),
+            (_, false, _) => return Err(ImapError::bad("VANISHED is for UID FETCH only")),
+            (_, _, None) => return Err(ImapError::bad("VANISHED needs CHANGEDSINCE")),
+            (_, _, Some(since)) => vanished_earlier(s, set, since)?,
+        }
+    }
+    if since.is_some() {
+        s.condstore = true;
+    }
+    fetch_since(s, set, names, uid, since).await
+}
+
+/// `* VANISHED (EARLIER)` for the UIDs in `set` expunged after `since`
+/// that this session no longer shows (RFC 7162 §3.2.6). `*` is taken as
+/// unbounded: an expunged UID may be above every UID left.
+fn vanished_earlier(s: &mut Session, set: &SequenceSet, since: ModSeq) -> Result<(), ImapError> {
+    let State::Selected(account, view) = &s.state else { return Err(ImapError::Closed) };
+    let mut gone = s.ctx.store.expunged_since(account.id, view.mailbox, since)?;
+    gone.dedup();
+    gone.retain(|&u| set_contains(set, u, Uid::MAX) && view.seq_of(u).is_none());
+    write_vanished(s.conn.out(), true, &gone);
+    Ok(())
+}
+
 pub(crate) async fn fetch(
     s: &mut Session,
     set: &SequenceSet,
     names: MacroOrMessageDataItemNames<'_>,
     uid: bool,
 ) -> CmdResult {
+    fetch_since(s, set, names, uid, None).await
+}
+
+/// FETCH of the messages in `set`; with `since`, only those whose modseq is above it.
+async fn fetch_since(
+    s: &mut Session,
+    set: &SequenceSet,
+    names: MacroOrMessageDataItemNames<'_>,
+    uid: bool,
+    since: Option<ModSeq>,
+) -> CmdResult {
     let mut items = items(names);
     if uid && !items.contains(&Item::Uid) {
         // RFC 3501 §6.4.8: UID FETCH responses always carry the UID.
         items.insert(0, Item::Uid);
     }
+    if items.contains(&Item::ModSeq) {
+        // RFC 7162 §3.1: FETCH MODSEQ is a CONDSTORE-enabling command.
+        s.condstore = true;
+    } else if s.condstore {
+        // RFC 7162 §3.1.4.2 (every FETCH once on), §3.1.4.1 (CHANGEDSINCE implies it).
+        items.push(Item::ModSeq);
+    }
     let State::Selected(account, view) = &s.state else { return Err(ImapError::Closed) };
     let (account, mailbox, read_only) = (account.id, view.mailbox, view.read_only);
-    let targets = view.resolve(set, uid).map_err(|_| ImapError::bad("Invalid message sequence number"))?;
+    let mut targets = view.resolve(set, uid).map_err(|_| ImapError::bad("Invalid message sequence number"))?;
     if targets.is_empty() {
         return Ok(Done::ok("FETCH completed"));
     }
     let mut listing = s.ctx.store.messages(account, mailbox)?;
+    if let Some(since) = since {
+        // A message gone meanwhile stays a target: the usual EXPUNGEISSUED rules apply.
+        let meta = |u: &Uid| listing.binary_search_by_key(u, |m| m.uid).ok().and_then(|i| listing.get(i));
+        targets.retain(|(_, u)| meta(u).is_none_or(|m| m.modseq > since));
+    }
     let needs = Needs {
         raw: items.iter().any(Item::needs_raw),
         structure: items.iter().any(Item::needs_structure),
@@ -389,5 +462,7 @@ async fn mark_seen(
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_condstore;
 #[cfg(test)]
 mod tests_mime;

@@ -2,8 +2,10 @@
 //!
 //! The session waits on the change bus itself, so an EXISTS is written as
 //! soon as the store publishes the change: no polling. Changes arriving in
-//! a burst are drained first and reported together.
+//! a burst are drained first and reported together. With NOTIFY on, IDLE
+//! sends exactly the events NOTIFY asked for (RFC 5465 §4; `cmd/notify.rs`).
 
+use crate::cmd::notify::{At, report};
 use crate::error::ImapError;
 use crate::session::{CmdResult, Done, Session, recv};
 use tokio::sync::broadcast::error::RecvError;
@@ -11,7 +13,7 @@ use tokio::time::{Instant, sleep_until};
 
 pub(crate) async fn idle(s: &mut Session, _tag: &str) -> CmdResult {
     s.conn.out().extend_from_slice(b"+ idling\r\n");
-    s.report_pending(true).await?;
+    report(s, At::Idle).await?;
     s.conn.flush().await?;
     let mut deadline = Instant::now() + s.ctx.config.idle_timeout;
     loop {
@@ -41,7 +43,7 @@ pub(crate) async fn idle(s: &mut Session, _tag: &str) -> CmdResult {
             Got::Data => deadline = Instant::now() + s.ctx.config.idle_timeout,
             Got::Change(c) => {
                 s.on_change(c);
-                s.report_pending(true).await?;
+                report(s, At::Idle).await?;
                 s.conn.flush().await?;
             }
             Got::Shutdown => {

@@ -5,12 +5,16 @@
 pub(crate) mod any;
 pub(crate) mod append;
 pub(crate) mod auth;
+pub(crate) mod compress;
 pub(crate) mod copy_move;
 pub(crate) mod expunge;
 pub(crate) mod ext;
 pub(crate) mod fetch;
 pub(crate) mod idle;
 pub(crate) mod mailbox;
+pub(crate) mod metadata;
+pub(crate) mod notify;
+pub(crate) mod quota;
 pub(crate) mod search;
 pub(crate) mod select;
 pub(crate) mod sort;

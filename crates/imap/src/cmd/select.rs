@@ -1,5 +1,9 @@
-//! SELECT and EXAMINE (RFC 3501 §6.3.1-2, RFC 9051 §6.3.2-3), CLOSE
+//! SELECT and EXAMINE (RFC 3501 §6.3.1-2, RFC 9051 §6.3.2-3) with
+//! CONDSTORE and QRESYNC parameters (RFC 7162 §3.1.8, §3.2.5), CLOSE
 //! (RFC 3501 §6.4.2, RFC 9051 §6.4.1), UNSELECT (RFC 3691).
+//!
+//! Every mailbox keeps mod-sequences, so every SELECT says HIGHESTMODSEQ
+//! (RFC 7162 §3.1.2.1) and NOMODSEQ (§3.1.2.2) is never sent.
 
 use crate::cmd::expunge::expunge_deleted;
 use crate::encode;
@@ -18,9 +22,7 @@ pub(crate) fn select(
     parameters: &[SelectParameter],
     read_only: bool,
 ) -> CmdResult {
-    if !parameters.is_empty() {
-        return Err(ImapError::bad("SELECT parameters need CONDSTORE/QRESYNC, which are not enabled"));
-    }
+    let resync = qresync::params(s, parameters)?;
     // A SELECT, even a failing one, first closes the selected mailbox.
     let account = match std::mem::replace(&mut s.state, State::Logout) {
         State::Selected(account, _) => {
@@ -75,6 +77,10 @@ pub(crate) fn select(
         encode::mailbox(out, &info.name, true);
         out.extend_from_slice(b"\r\n");
     }
+    if let Some(r) = resync.filter(|r| r.uid_validity == info.uid_validity) {
+        // RFC 7162 §3.2.5.1: what changed since the client's modseq (no resync when UIDVALIDITY changed).
+        qresync::report(s.conn.out(), &s.ctx.store, account.id, &view, &messages, &r)?;
+    }
     tracing::debug!(mailbox = %info.name, read_only, "selected");
     s.state = State::Selected(account, Box::new(view));
     let (code, verb) = if read_only { ("READ-ONLY", "EXAMINE") } else { ("READ-WRITE", "SELECT") };
@@ -105,6 +111,8 @@ pub(crate) fn unselect(s: &mut Session) -> CmdResult {
         }
     }
 }
+
+mod qresync;
 
 #[cfg(test)]
 mod tests {
@@ -148,8 +156,8 @@ mod tests {
                  S: a4 BAD UNSELECT needs a selected mailbox
                  C: a5 SELECT Nope
                  S: a5 NO [NONEXISTENT] mailbox Nope does not exist
-                 C: a6 SELECT INBOX (CONDSTORE)
-                 S: a6 BAD SELECT parameters need CONDSTORE/QRESYNC, which are not enabled",
+                 C: a6 SELECT INBOX (QRESYNC (1 1))
+                 S: a6 BAD QRESYNC needs ENABLE QRESYNC first",
                 v = info.uid_validity,
                 m = info.highest_modseq,
             ),

@@ -9,6 +9,7 @@
 use crate::encode;
 use crate::error::ImapError;
 use crate::session::{CmdResult, Done, Session};
+use coimail_store::MailboxStatus;
 use imap_codec::imap_types::mailbox::Mailbox;
 use imap_codec::imap_types::status::StatusDataItemName;
 
@@ -19,6 +20,12 @@ pub(crate) fn status(s: &mut Session, mailbox: &Mailbox<'_>, items: &[StatusData
         Mailbox::Other(o) => s.mailbox_name(o.as_ref())?,
     };
     let st = s.ctx.store.mailbox_status(account, &name)?;
+    write_status(s, &st, items);
+    Ok(Done::ok("STATUS completed"))
+}
+
+/// `* STATUS "name" (items)`: for STATUS, and for LIST-STATUS (RFC 5819).
+pub(crate) fn write_status(s: &mut Session, st: &MailboxStatus, items: &[StatusDataItemName]) {
     let mut parts = Vec::with_capacity(items.len());
     for item in items {
         parts.push(match item {
@@ -45,7 +52,6 @@ pub(crate) fn status(s: &mut Session, mailbox: &Mailbox<'_>, items: &[StatusData
     out.extend_from_slice(b" (");
     out.extend_from_slice(parts.join(" ").as_bytes());
     out.extend_from_slice(b")\r\n");
-    Ok(Done::ok("STATUS completed"))
 }
 
 #[cfg(test)]

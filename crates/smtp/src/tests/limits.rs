@@ -64,3 +64,32 @@ async fn total_cap_and_implicit_tls_refusal_is_silent() {
     assert!(a.closed().await);
     connect_when_free(s.mx).await.cmd("QUIT", "221").await;
 }
+
+#[tokio::test]
+async fn submission_rate_per_user_per_hour() {
+    let s = Server::with(Options { max_messages_per_hour: 2, ..Options::default() }).await;
+    let mut c = super::submit_as(&s, "alice@example.org", "alice-pw").await;
+    for i in 0..2 {
+        let r = c.send_mail("alice@example.org", &["bob@example.org"], &format!("Subject: {i}\r\n\r\nhi\r\n")).await;
+        assert!(r.starts_with("250 2.0.0"), "{r}");
+    }
+    // The third message of the hour: refused before any data is sent, temporarily.
+    c.cmd("MAIL FROM:<alice@example.org>", "450 4.7.1").await;
+    // A message refused for another reason takes no slot: bob still has both.
+    let mut b = super::submit_as(&s, "bob@example.org", "bob-pw").await;
+    let r = b.send_mail("bob@example.org", &["alice@example.org"], "From: mallory@example.org\r\n\r\nx\r\n").await;
+    assert!(r.starts_with("553 5.7.1"), "{r}");
+    for i in 0..2 {
+        let r = b.send_mail("bob@example.org", &["alice@example.org"], &format!("Subject: {i}\r\n\r\nhi\r\n")).await;
+        assert!(r.starts_with("250 2.0.0"), "{r}");
+    }
+    // Two sessions of one user share the count; MX is not limited.
+    let mut again = super::submit_as(&s, "alice@example.org", "alice-pw").await;
+    again.cmd("MAIL FROM:<alice@example.org>", "450 4.7.1").await;
+    let mut mx = s.connect(s.mx).await;
+    mx.cmd("EHLO remote.example", "250").await;
+    for _ in 0..3 {
+        let r = mx.send_mail("someone@remote.example", &["alice@example.org"], "Subject: mx\r\n\r\nhi\r\n").await;
+        assert!(r.starts_with("250 2.0.0"), "{r}");
+    }
+}

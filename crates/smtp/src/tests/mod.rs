@@ -34,6 +34,7 @@ pub(crate) struct Options {
     pub max_connections_per_ip: usize,
     /// Give the server an outbound queue (remote recipients accepted).
     pub queue: bool,
+    pub max_messages_per_hour: usize,
 }
 
 impl Default for Options {
@@ -47,6 +48,7 @@ impl Default for Options {
             max_connections: 200,
             max_connections_per_ip: 10,
             queue: false,
+            max_messages_per_hour: 0,
         }
     }
 }
@@ -101,6 +103,7 @@ impl Server {
             command_timeout: opts.command_timeout,
             max_connections: opts.max_connections,
             max_connections_per_ip: opts.max_connections_per_ip,
+            max_messages_per_hour: opts.max_messages_per_hour,
         };
         let mut ctx = SmtpContext::new(store.clone(), directory, tls, config);
         if opts.queue {

@@ -237,15 +237,16 @@ async fn idle_client_times_out() {
 #[tokio::test]
 async fn store_failure_is_451_and_nothing_is_acknowledged() {
     let s = Server::start().await;
-    let tmp = s.data_dir().join("blobs").join("tmp");
-    std::fs::remove_dir_all(&tmp).unwrap();
+    // No body file can be written while the blob directories are gone.
+    let blobs = s.data_dir().join("blobs");
+    std::fs::remove_dir_all(&blobs).unwrap();
     let mut c = s.connect(s.mx).await;
     c.cmd("EHLO client.example", "250").await;
     let r = c.send_mail("a@remote.example", &["alice@example.org"], BODY).await;
     assert!(r.starts_with("451 4.3.0"), "{r}");
     assert!(s.inbox(&s.alice).await.is_empty());
     // The session goes on and a retry succeeds once the store is healthy.
-    std::fs::create_dir_all(&tmp).unwrap();
+    coimail_store::blob::BlobStore::open(&blobs).unwrap();
     let r = c.send_mail("a@remote.example", &["alice@example.org"], BODY).await;
     assert!(r.starts_with("250 2.0.0"), "{r}");
     assert_eq!(s.inbox(&s.alice).await.len(), 1);

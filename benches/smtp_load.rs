@@ -1,0 +1,225 @@
+#![allow(clippy::expect_used, clippy::unwrap_used)] // a benchmark reports failures by panicking
+//! SMTP load (issue 4, Performance): 10 concurrent sessions send 2,000
+//! messages of 2 KB to local users over loopback, against the real daemon
+//! (`coimail_daemon::start`, sled index, fsync'd body files: every 250 is a
+//! durable commit). Prints:
+//! - accepted msg/s: messages / (last 250 − first MAIL);
+//! - the 250 latency (median, p99);
+//! - visibility: time from the last 250 until every message is visible over
+//!   IMAP, seen by one IDLE session per recipient waiting for its last
+//!   `* N EXISTS` (0 when the EXISTS came before the 250, as it usually does:
+//!   the store publishes before the session replies).
+//!
+//! Run: `cargo bench --bench smtp_load` (release build). Options:
+//! `-- --sessions N --messages N --users N --size BYTES`. Asserts nothing.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::net::TcpStream;
+use tokio::net::tcp::OwnedReadHalf;
+
+const PASSWORD: &str = "bench password";
+
+struct Options {
+    sessions: usize,
+    messages: usize,
+    users: usize,
+    size: usize,
+}
+
+fn options() -> Options {
+    let mut o = Options { sessions: 10, messages: 2000, users: 10, size: 2048 };
+    let args: Vec<String> = std::env::args().collect();
+    for pair in args.windows(2) {
+        let n = pair[1].parse().ok();
+        match (pair[0].as_str(), n) {
+            ("--sessions", Some(n)) => o.sessions = n,
+            ("--messages", Some(n)) => o.messages = n,
+            ("--users", Some(n)) => o.users = n,
+            ("--size", Some(n)) => o.size = n,
+            _ => {}
+        }
+    }
+    o
+}
+
+fn user(i: usize) -> String {
+    format!("user{i}@example.org")
+}
+
+/// A `size`-byte message with CRLF lines.
+fn message(n: usize, to: &str, size: usize) -> Vec<u8> {
+    let mut m = format!(
+        "From: load@remote.test\r\nTo: {to}\r\nSubject: load {n}\r\nMessage-ID: <load-{n}@remote.test>\r\n\
+         Date: Wed, 25 Nov 2026 08:00:00 +0000\r\n\r\n"
+    )
+    .into_bytes();
+    let line = b"The quick brown fox jumps over the lazy dog, again and again and again.\r\n";
+    while m.len() + line.len() <= size {
+        m.extend_from_slice(line);
+    }
+    while m.len() + 2 < size {
+        m.push(b'x');
+    }
+    m.extend_from_slice(b"\r\n");
+    m
+}
+
+async fn reply(r: &mut BufReader<OwnedReadHalf>) -> String {
+    loop {
+        let mut line = String::new();
+        assert!(r.read_line(&mut line).await.unwrap() > 0, "server closed the connection");
+        if line.as_bytes().get(3) != Some(&b'-') {
+            return line;
+        }
+    }
+}
+
+/// One SMTP session sending `jobs` (message number, recipient); returns the
+/// time of each 250 and its latency.
+async fn sender(addr: SocketAddr, jobs: Vec<(usize, usize)>, size: usize) -> Vec<(Instant, Duration)> {
+    let stream = TcpStream::connect(addr).await.unwrap();
+    stream.set_nodelay(true).unwrap();
+    let (r, mut w) = stream.into_split();
+    let mut r = BufReader::new(r);
+    assert!(reply(&mut r).await.starts_with("220"));
+    w.write_all(b"EHLO load.test\r\n").await.unwrap();
+    assert!(reply(&mut r).await.starts_with("250"));
+    let mut out = Vec::with_capacity(jobs.len());
+    for (n, u) in jobs {
+        let to = user(u);
+        let start = Instant::now();
+        // PIPELINING: the envelope in one write, the data in another.
+        w.write_all(format!("MAIL FROM:<load@remote.test>\r\nRCPT TO:<{to}>\r\nDATA\r\n").as_bytes()).await.unwrap();
+        for expect in ["250", "250", "354"] {
+            let l = reply(&mut r).await;
+            assert!(l.starts_with(expect), "{l}");
+        }
+        let mut data = message(n, &to, size);
+        data.extend_from_slice(b".\r\n");
+        w.write_all(&data).await.unwrap();
+        let l = reply(&mut r).await;
+        assert!(l.starts_with("250"), "{l}");
+        let now = Instant::now();
+        out.push((now, now - start));
+    }
+    w.write_all(b"QUIT\r\n").await.unwrap();
+    out
+}
+
+/// Logs in as `login`, selects INBOX and IDLEs until `* want EXISTS`; returns when it saw it.
+async fn watcher(addr: SocketAddr, login: String, want: usize, ready: Arc<tokio::sync::Barrier>) -> Instant {
+    let stream = TcpStream::connect(addr).await.unwrap();
+    stream.set_nodelay(true).unwrap();
+    let (r, mut w) = stream.into_split();
+    let mut r = BufReader::new(r);
+    async fn next(r: &mut BufReader<OwnedReadHalf>) -> String {
+        let mut line = String::new();
+        assert!(r.read_line(&mut line).await.unwrap() > 0, "IMAP server closed the connection");
+        line.trim_end().to_owned()
+    }
+    next(&mut r).await; // greeting
+    w.write_all(format!("a LOGIN \"{login}\" \"{PASSWORD}\"\r\nb SELECT INBOX\r\nc IDLE\r\n").as_bytes())
+        .await
+        .unwrap();
+    loop {
+        let l = next(&mut r).await;
+        assert!(!l.starts_with("a NO") && !l.starts_with("b NO"), "{l}");
+        if l.starts_with('+') {
+            break;
+        }
+    }
+    ready.wait().await;
+    loop {
+        let l = next(&mut r).await;
+        let count = l.strip_prefix("* ").and_then(|x| x.strip_suffix(" EXISTS")).and_then(|x| x.parse::<usize>().ok());
+        if count.is_some_and(|c| c >= want) {
+            let seen = Instant::now();
+            let _ = w.write_all(b"DONE\r\nd LOGOUT\r\n").await;
+            return seen;
+        }
+    }
+}
+
+fn config(dir: &std::path::Path) -> coimail_daemon::Config {
+    let mut c = coimail_daemon::Config::default();
+    c.server.hostname = "mail.example.org".into();
+    c.server.data_dir = dir.join("data");
+    c.tls.cert = dir.join("tls/cert.pem");
+    c.tls.key = dir.join("tls/key.pem");
+    let lo: Vec<SocketAddr> = vec!["127.0.0.1:0".parse().unwrap()];
+    c.listen.imap = lo.clone();
+    c.listen.imaps = lo.clone();
+    c.listen.smtp = lo.clone();
+    c.listen.submission = lo.clone();
+    c.listen.submissions = lo;
+    c.smtp.max_connections_per_ip = 1000;
+    c.imap.max_connections_per_ip = 1000;
+    coimail_daemon::tls::write_self_signed(&["localhost".into()], &c.tls.cert, &c.tls.key, false).unwrap();
+    c
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted.get(i).copied().unwrap_or_default()
+}
+
+fn main() {
+    let o = options();
+    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
+    rt.block_on(async {
+        let dir = tempfile::tempdir().unwrap();
+        let running = coimail_daemon::start(config(dir.path())).await.unwrap();
+        running.directory().add_domain("example.org").await.unwrap();
+        for u in 0..o.users {
+            running.directory().add_user(&user(u), PASSWORD, None).await.unwrap();
+        }
+        let (smtp, imap) = (running.addrs().smtp[0], running.addrs().imap[0]);
+
+        // Message n goes to user n % users; session s sends every sessions-th message.
+        let mut per_user = vec![0usize; o.users];
+        (0..o.messages).for_each(|n| per_user[n % o.users] += 1);
+        let ready = Arc::new(tokio::sync::Barrier::new(o.users + 1));
+        let watchers: Vec<_> =
+            (0..o.users).map(|u| tokio::spawn(watcher(imap, user(u), per_user[u], ready.clone()))).collect();
+        ready.wait().await;
+
+        let start = Instant::now();
+        let senders: Vec<_> = (0..o.sessions)
+            .map(|s| {
+                let jobs = (s..o.messages).step_by(o.sessions).map(|n| (n, n % o.users)).collect();
+                tokio::spawn(sender(smtp, jobs, o.size))
+            })
+            .collect();
+        let mut acks = Vec::with_capacity(o.messages);
+        for s in senders {
+            acks.extend(s.await.unwrap());
+        }
+        let mut visible = Vec::new();
+        for w in watchers {
+            visible.push(w.await.unwrap());
+        }
+        let last_250 = acks.iter().map(|(t, _)| *t).max().unwrap();
+        let all_visible = visible.into_iter().max().unwrap();
+        let mut lat: Vec<Duration> = acks.iter().map(|(_, l)| *l).collect();
+        lat.sort();
+        let secs = (last_250 - start).as_secs_f64();
+        println!(
+            "SMTP load: {} sessions, {} messages of {} bytes to {} local users over loopback (durable commits)",
+            o.sessions, o.messages, o.size, o.users
+        );
+        println!(
+            "  accepted:   {:.0} msg/s ({:.3} s from the first MAIL to the last 250)",
+            o.messages as f64 / secs,
+            secs
+        );
+        println!("  250 latency: median {:?}, p99 {:?}", percentile(&lat, 0.5), percentile(&lat, 0.99));
+        println!(
+            "  visible over IMAP (IDLE EXISTS) {:?} after the last 250",
+            all_visible.saturating_duration_since(last_250)
+        );
+        running.shutdown().await.unwrap();
+    });
+}

@@ -1,0 +1,920 @@
+//! The placement journal: where every message is, recorded apart from the
+//! index, so that `coimail store rebuild` reproduces copies, moves,
+//! renames, flags and expunges from files alone — not just where each body
+//! file was first delivered (its header).
+//!
+//! # What is recorded
+//! Every batch written to the `mail` tree goes through
+//! [`JournaledTree::apply`], which derives the records from the batch
+//! itself, so no operation can forget to journal:
+//! - a message entry written: `Message` (mailbox id, UID, body file, flags).
+//!   It is a full upsert: every record restates the whole placement;
+//! - a message entry removed: `MessageGone`;
+//! - a mailbox record whose identity (account, name, UIDVALIDITY, special
+//!   use, subscription) changed: `Mailbox`; removed: `MailboxGone`;
+//! - an account record written or removed: `Account`, `AccountGone`;
+//! - a body file's last reference dropped: `BlobGone`, a tombstone, so an
+//!   expunged message whose file outlived a crash is not resurrected.
+//!
+//! Counters, usage, METADATA, the spool and the expunge log are not
+//! placements and are not journaled.
+//!
+//! # Order and durability
+//! - A batch's records are ONE frame (length, CRC-32, JSON) handed to
+//!   `write(2)` *before* the batch is applied to the index, under one mutex,
+//!   so the journal's order is the index's order and a torn frame (a crash
+//!   mid-write) belongs to a batch that was never applied.
+//! - [`Journal::sync`] fsyncs the open segment. `Store::flush` runs it
+//!   alongside the index flush and returns when both are done, so every
+//!   acknowledged change is durable in the journal. Concurrent syncs share
+//!   one fsync (group commit, `group_commit.rs`): the journal adds one
+//!   fsync per group, not per message, and no latency in series.
+//! - After SIGKILL the journal holds every batch the index holds (the frame
+//!   reached the page cache first). After a power loss the index may hold an
+//!   unacknowledged batch whose frame was not fsync'd yet: the index is
+//!   authoritative on restart, and a later rebuild errs toward the state
+//!   before that change (for a copy: missing; for an expunge: kept) unless a
+//!   later record restates the message.
+//!
+//! # Files
+//! `<data>/journal/<epoch>-<seq>.log` (segments) and `<epoch>-<seq>.snap`
+//! (snapshots), numbers in hex. Snapshot `N` is the state before segment
+//! `N`; replay reads the newest snapshot, then the segments from its number
+//! on, each up to its first torn or corrupt frame. A segment is never
+//! appended to after a restart, so a torn tail stays a tail.
+//!
+//! Mailbox ids and UIDs are those of one index incarnation, its *epoch*
+//! (stored in the index under `C journal-epoch`). A lost index gets a new
+//! epoch; the older epoch's files stay until reconcile has put their
+//! mailboxes and messages back by account address and mailbox name, then a
+//! snapshot of the new index replaces every older file.
+//!
+//! # Compaction
+//! When the open segment outgrows the last snapshot (and at least
+//! [`MIN_COMPACT_BYTES`]), the journal switches to a new segment (one fsync,
+//! the only moment writers wait) and a background thread folds the older
+//! files into a snapshot — live placements plus tombstones of body files
+//! still on disk — then deletes them. Rewriting is thus proportional to
+//! what was appended.
+
+use crate::blob::{BlobStore, sync_dir};
+use crate::error::{Result, StoreError};
+use crate::group_commit::GroupCommit;
+use crate::keys;
+use crate::kv::{Batch, Tree};
+use crate::records::{AccountRecord, MailboxRecord, MessageRecord, decode};
+use crate::types::{BlobId, Flags, SpecialUse, Uid};
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::fs::{self, File, OpenOptions};
+use std::io::{BufReader, BufWriter, Read, Write};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+/// Segments smaller than this are never compacted.
+pub(crate) const MIN_COMPACT_BYTES: u64 = 32 << 20;
+/// Records per frame in a snapshot.
+const SNAPSHOT_FRAME: usize = 1024;
+
+/// What the journal knows about a mailbox.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct MailboxEntry {
+    pub account: u64,
+    pub name: String,
+    pub uid_validity: u32,
+    pub special_use: Option<SpecialUse>,
+    pub subscribed: bool,
+}
+
+impl MailboxEntry {
+    fn of(rec: &MailboxRecord) -> MailboxEntry {
+        MailboxEntry {
+            account: rec.account,
+            name: rec.name.clone(),
+            uid_validity: rec.uid_validity,
+            special_use: rec.special_use,
+            subscribed: rec.subscribed,
+        }
+    }
+}
+
+/// One journal record (see the module doc).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) enum Record {
+    Account { id: u64, address: String },
+    AccountGone { id: u64 },
+    Mailbox { id: u64, mailbox: MailboxEntry },
+    MailboxGone { id: u64 },
+    Message { mailbox: u64, uid: Uid, blob: String, flags: Flags },
+    MessageGone { mailbox: u64, uid: Uid },
+    BlobGone { blob: String },
+}
+
+/// Live placements per body file: (mailbox id, UID, flags).
+pub(crate) type Placed<'a> = HashMap<&'a str, Vec<(u64, Uid, &'a Flags)>>;
+
+/// The state a history of records describes.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub(crate) struct Projection {
+    pub accounts: BTreeMap<u64, String>,
+    pub mailboxes: BTreeMap<u64, MailboxEntry>,
+    /// (mailbox id, UID) → (body file, flags).
+    pub messages: BTreeMap<(u64, Uid), (String, Flags)>,
+    /// Every body file this history mentions, live or gone.
+    pub known: BTreeSet<String>,
+}
+
+impl Projection {
+    pub(crate) fn apply(&mut self, r: Record) {
+        match r {
+            Record::Account { id, address } => {
+                self.accounts.insert(id, address);
+            }
+            Record::AccountGone { id } => {
+                self.accounts.remove(&id);
+            }
+            Record::Mailbox { id, mailbox } => {
+                self.mailboxes.insert(id, mailbox);
+            }
+            Record::MailboxGone { id } => {
+                self.mailboxes.remove(&id);
+                let gone: Vec<_> = self.messages.range((id, 0)..=(id, Uid::MAX)).map(|(k, _)| *k).collect();
+                for k in gone {
+                    self.messages.remove(&k);
+                }
+            }
+            Record::Message { mailbox, uid, blob, flags } => {
+                self.known.insert(blob.clone());
+                self.messages.insert((mailbox, uid), (blob, flags));
+            }
+            Record::MessageGone { mailbox, uid } => {
+                self.messages.remove(&(mailbox, uid));
+            }
+            Record::BlobGone { blob } => {
+                self.known.insert(blob);
+            }
+        }
+    }
+
+    /// Live placements per body file: (mailbox id, UID, flags), in that order.
+    pub(crate) fn by_blob(&self) -> Placed<'_> {
+        let mut out: Placed<'_> = HashMap::new();
+        for ((mailbox, uid), (blob, flags)) in &self.messages {
+            out.entry(blob.as_str()).or_default().push((*mailbox, *uid, flags));
+        }
+        out
+    }
+
+    /// Body files mentioned but no longer placed anywhere.
+    fn gone(&self) -> Vec<&str> {
+        let live: BTreeSet<&str> = self.messages.values().map(|(b, _)| b.as_str()).collect();
+        self.known.iter().map(String::as_str).filter(|b| !live.contains(b)).collect()
+    }
+
+    /// The records that re-create this state.
+    fn records(&self) -> impl Iterator<Item = Record> + '_ {
+        let accounts = self.accounts.iter().map(|(id, a)| Record::Account { id: *id, address: a.clone() });
+        let mailboxes = self.mailboxes.iter().map(|(id, m)| Record::Mailbox { id: *id, mailbox: m.clone() });
+        let messages = self.messages.iter().map(|((mailbox, uid), (blob, flags))| Record::Message {
+            mailbox: *mailbox,
+            uid: *uid,
+            blob: blob.clone(),
+            flags: flags.clone(),
+        });
+        accounts.chain(mailboxes).chain(messages)
+    }
+}
+
+/// The placement records a batch implies, in batch order.
+fn records_of(batch: &Batch) -> Result<Vec<Record>> {
+    let mut out = Vec::new();
+    for (key, value) in batch.ops() {
+        let Some((&table, rest)) = key.split_first() else { continue };
+        match (table, rest.len(), value) {
+            (keys::MESSAGE, 12, v) => {
+                let (mailbox, uid) = message_ids(rest)?;
+                match v {
+                    Some(v) => {
+                        let msg: MessageRecord = decode("message", v)?;
+                        out.push(Record::Message { mailbox, uid, blob: msg.blob, flags: msg.flags });
+                    }
+                    None => out.push(Record::MessageGone { mailbox, uid }),
+                }
+            }
+            (keys::MAILBOX_BY_ID, 8, v) => {
+                let id = u64_of(rest)?;
+                match v {
+                    Some(v) => {
+                        let rec: MailboxRecord = decode("mailbox", v)?;
+                        out.push(Record::Mailbox { id, mailbox: MailboxEntry::of(&rec) });
+                    }
+                    None => out.push(Record::MailboxGone { id }),
+                }
+            }
+            (keys::ACCOUNT, 8, v) => {
+                let id = u64_of(rest)?;
+                match v {
+                    Some(v) => {
+                        out.push(Record::Account { id, address: decode::<AccountRecord>("account", v)?.address })
+                    }
+                    None => out.push(Record::AccountGone { id }),
+                }
+            }
+            (keys::BLOB_REFS, _, None) => {
+                let blob = std::str::from_utf8(rest).map_err(|_| StoreError::Corrupt("blob reference key".into()))?;
+                out.push(Record::BlobGone { blob: blob.to_owned() });
+            }
+            _ => {}
+        }
+    }
+    Ok(out)
+}
+
+fn u64_of(b: &[u8]) -> Result<u64> {
+    let a: [u8; 8] = b.try_into().map_err(|_| StoreError::Corrupt("id in key".into()))?;
+    Ok(u64::from_be_bytes(a))
+}
+
+fn message_ids(rest: &[u8]) -> Result<(u64, Uid)> {
+    let (m, u) = rest.split_at_checked(8).ok_or_else(|| StoreError::Corrupt("message key".into()))?;
+    let u: [u8; 4] = u.try_into().map_err(|_| StoreError::Corrupt("message key".into()))?;
+    Ok((u64_of(m)?, Uid::from_be_bytes(u)))
+}
+
+/// The index's placements as records, for a snapshot of it.
+fn projection_of_index(tree: &Tree) -> Result<Projection> {
+    let mut p = Projection::default();
+    for (k, v) in tree.scan_prefix(&[keys::ACCOUNT])? {
+        if let Some(rest) = k.get(1..).filter(|r| r.len() == 8) {
+            p.accounts.insert(u64_of(rest)?, decode::<AccountRecord>("account", &v)?.address);
+        }
+    }
+    for (k, v) in tree.scan_prefix(&[keys::MAILBOX_BY_ID])? {
+        if let Some(rest) = k.get(1..).filter(|r| r.len() == 8) {
+            p.mailboxes.insert(u64_of(rest)?, MailboxEntry::of(&decode("mailbox", &v)?));
+        }
+    }
+    for (k, v) in tree.scan_prefix(&[keys::MESSAGE])? {
+        if let Some(rest) = k.get(1..).filter(|r| r.len() == 12) {
+            let msg: MessageRecord = decode("message", &v)?;
+            p.known.insert(msg.blob.clone());
+            p.messages.insert(message_ids(rest)?, (msg.blob, msg.flags));
+        }
+    }
+    Ok(p)
+}
+
+// ---- files ----
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Kind {
+    Snapshot,
+    Segment,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+struct Name {
+    epoch: u64,
+    seq: u64,
+    kind: Kind,
+}
+
+impl Name {
+    fn file(&self) -> String {
+        let ext = match self.kind {
+            Kind::Snapshot => "snap",
+            Kind::Segment => "log",
+        };
+        format!("{:016x}-{:016x}.{ext}", self.epoch, self.seq)
+    }
+
+    fn parse(s: &str) -> Option<Name> {
+        let (stem, ext) = s.split_once('.')?;
+        let kind = match ext {
+            "snap" => Kind::Snapshot,
+            "log" => Kind::Segment,
+            _ => return None,
+        };
+        let (epoch, seq) = stem.split_once('-')?;
+        if epoch.len() != 16 || seq.len() != 16 {
+            return None;
+        }
+        Some(Name { epoch: u64::from_str_radix(epoch, 16).ok()?, seq: u64::from_str_radix(seq, 16).ok()?, kind })
+    }
+}
+
+/// Journal files in `dir`, sorted by (epoch, seq, kind).
+fn list(dir: &Path) -> Result<Vec<Name>> {
+    let mut out = Vec::new();
+    for entry in fs::read_dir(dir)? {
+        if let Some(n) = entry?.file_name().to_str().and_then(Name::parse) {
+            out.push(n);
+        }
+    }
+    out.sort();
+    Ok(out)
+}
+
+fn frame(records: &[Record]) -> Result<Vec<u8>> {
+    let payload = serde_json::to_vec(records).map_err(|e| StoreError::Engine(e.to_string()))?;
+    let len = u32::try_from(payload.len()).map_err(|_| StoreError::Invalid("journal frame over 4 GiB".into()))?;
+    let mut out = Vec::with_capacity(8 + payload.len());
+    out.extend_from_slice(&len.to_be_bytes());
+    out.extend_from_slice(&crc32fast::hash(&payload).to_be_bytes());
+    out.extend_from_slice(&payload);
+    Ok(out)
+}
+
+/// Reads into `buf` until it is full or the file ends; returns the count.
+fn read_full(r: &mut impl Read, buf: &mut [u8]) -> std::io::Result<usize> {
+    let mut n = 0;
+    while n < buf.len() {
+        match r.read(&mut buf[n..]) {
+            Ok(0) => break,
+            Ok(k) => n += k,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(n)
+}
+
+/// Feeds every record of every whole frame of `path` to `f`. Returns false
+/// if it stopped at a torn or corrupt frame (the rest is ignored).
+fn read_file(path: &Path, f: &mut impl FnMut(Record)) -> Result<bool> {
+    let file = File::open(path)?;
+    let mut left = file.metadata()?.len();
+    let mut r = BufReader::new(file);
+    loop {
+        let mut head = [0u8; 8];
+        match read_full(&mut r, &mut head)? {
+            0 => return Ok(true),
+            8 => {}
+            _ => return Ok(false),
+        }
+        left = left.saturating_sub(8);
+        let [a, b, c, d, e, g, h, i] = head;
+        let len = u64::from(u32::from_be_bytes([a, b, c, d]));
+        if len > left {
+            return Ok(false);
+        }
+        left -= len;
+        let mut payload = vec![0u8; len as usize];
+        if read_full(&mut r, &mut payload)? as u64 != len
+            || crc32fast::hash(&payload) != u32::from_be_bytes([e, g, h, i])
+        {
+            return Ok(false);
+        }
+        let Ok(records) = serde_json::from_slice::<Vec<Record>>(&payload) else { return Ok(false) };
+        records.into_iter().for_each(&mut *f);
+    }
+}
+
+/// The state of `epoch` before segment `upto` (all of it with `None`).
+fn replay(dir: &Path, names: &[Name], epoch: u64, upto: Option<u64>) -> Result<Projection> {
+    let files: Vec<&Name> = names.iter().filter(|n| n.epoch == epoch && upto.is_none_or(|u| n.seq < u)).collect();
+    let base = files.iter().filter(|n| n.kind == Kind::Snapshot).map(|n| n.seq).max();
+    let mut p = Projection::default();
+    let mut apply = |r: Record| p.apply(r);
+    for n in &files {
+        let wanted = match (n.kind, base) {
+            (Kind::Snapshot, Some(b)) => n.seq == b,
+            (Kind::Snapshot, None) => false,
+            (Kind::Segment, b) => n.seq >= b.unwrap_or(0),
+        };
+        // `files` is sorted by seq with the snapshot before the segment of the same number.
+        if wanted && !read_file(&dir.join(n.file()), &mut apply)? {
+            tracing::warn!(file = %n.file(), "journal file ends in a torn or corrupt frame; the rest is ignored");
+        }
+    }
+    Ok(p)
+}
+
+/// Writes snapshot `seq` of `epoch` durably (temp → fsync → rename → fsync
+/// directory); returns its size.
+fn write_snapshot(dir: &Path, epoch: u64, seq: u64, p: &Projection, tombstones: &[&str]) -> Result<u64> {
+    let name = Name { epoch, seq, kind: Kind::Snapshot }.file();
+    let tmp = dir.join(format!("{name}.tmp"));
+    let mut w = BufWriter::new(OpenOptions::new().write(true).create(true).truncate(true).open(&tmp)?);
+    let mut bytes = 0u64;
+    let gone = tombstones.iter().map(|b| Record::BlobGone { blob: (*b).to_owned() });
+    let mut chunk = Vec::with_capacity(SNAPSHOT_FRAME);
+    for r in p.records().chain(gone) {
+        chunk.push(r);
+        if chunk.len() == SNAPSHOT_FRAME {
+            let f = frame(&chunk)?;
+            w.write_all(&f)?;
+            bytes += f.len() as u64;
+            chunk.clear();
+        }
+    }
+    if !chunk.is_empty() {
+        let f = frame(&chunk)?;
+        w.write_all(&f)?;
+        bytes += f.len() as u64;
+    }
+    let file = w.into_inner().map_err(|e| StoreError::Io(e.into_error()))?;
+    file.sync_all()?;
+    drop(file);
+    fs::rename(&tmp, dir.join(&name))?;
+    sync_dir(dir)?;
+    Ok(bytes)
+}
+
+fn remove_files<'a>(dir: &Path, names: impl Iterator<Item = &'a Name>) -> Result<()> {
+    for n in names {
+        match fs::remove_file(dir.join(n.file())) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    sync_dir(dir)
+}
+
+fn create_segment(dir: &Path, epoch: u64, seq: u64) -> Result<File> {
+    let path = dir.join(Name { epoch, seq, kind: Kind::Segment }.file());
+    let f = OpenOptions::new().append(true).create_new(true).open(path)?;
+    sync_dir(dir)?;
+    Ok(f)
+}
+
+// ---- the live journal ----
+
+/// The open segment.
+struct Segment {
+    seq: u64,
+    file: Arc<File>,
+    bytes: u64,
+    /// A failed write could not be cut off: switch segments before the next one.
+    broken: bool,
+    /// Mailbox identities already recorded in this epoch, so a delivery does
+    /// not restate its mailbox every time.
+    mailboxes: HashMap<u64, MailboxEntry>,
+}
+
+impl Segment {
+    /// `records` without mailbox records that restate what is recorded.
+    fn novel(&self, mut records: Vec<Record>) -> Vec<Record> {
+        records.retain(|r| match r {
+            Record::Mailbox { id, mailbox } => self.mailboxes.get(id) != Some(mailbox),
+            _ => true,
+        });
+        records
+    }
+
+    fn remember(&mut self, records: &[Record]) {
+        for r in records {
+            match r {
+                Record::Mailbox { id, mailbox } => {
+                    self.mailboxes.insert(*id, mailbox.clone());
+                }
+                Record::MailboxGone { id } => {
+                    self.mailboxes.remove(id);
+                }
+                _ => {}
+            }
+        }
+    }
+}
+
+/// What the journal's sync (group commit) shares with it.
+struct Shared {
+    segment: Mutex<Segment>,
+    /// Frames written so far, and the number of them known durable.
+    written: AtomicU64,
+    synced: AtomicU64,
+}
+
+impl Shared {
+    fn segment(&self) -> MutexGuard<'_, Segment> {
+        self.segment.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Fsyncs the open segment if anything was written since the last fsync.
+    fn sync_blocking(&self) -> Result<()> {
+        let (target, file) = {
+            let seg = self.segment();
+            (self.written.load(Ordering::Acquire), seg.file.clone())
+        };
+        if self.synced.load(Ordering::Acquire) >= target {
+            return Ok(());
+        }
+        file.sync_data()?;
+        self.synced.fetch_max(target, Ordering::AcqRel);
+        Ok(())
+    }
+}
+
+/// The journal of one store (see the module doc).
+pub(crate) struct Journal {
+    dir: PathBuf,
+    epoch: u64,
+    shared: Arc<Shared>,
+    sync: Arc<GroupCommit>,
+    /// For tombstones: only body files still on disk need one.
+    blobs: BlobStore,
+    /// One compaction at a time.
+    compaction: Mutex<()>,
+    compacting: AtomicBool,
+    min_compact: AtomicU64,
+    /// Compact when the open segment grows past this.
+    threshold: AtomicU64,
+}
+
+/// What opening found.
+pub(crate) struct Opened {
+    pub journal: Arc<Journal>,
+    /// The index had no epoch: it is new (or predates the journal).
+    pub new_epoch: bool,
+    /// No file of this epoch exists: an index with content needs a snapshot
+    /// of itself before its changes can be replayed (it predates the
+    /// journal, or the journal was deleted).
+    pub without_history: bool,
+    /// Files of other epochs exist: an earlier index's history to reconcile.
+    pub older_epochs: bool,
+}
+
+impl Journal {
+    /// Opens the journal in `dir` for the index `tree`, starting a new
+    /// segment. Blocking.
+    pub(crate) fn open(dir: &Path, tree: &Tree, blobs_root: &Path) -> Result<Opened> {
+        fs::create_dir_all(dir)?;
+        for entry in fs::read_dir(dir)? {
+            let entry = entry?;
+            if entry.file_name().to_str().is_some_and(|n| n.ends_with(".tmp")) {
+                fs::remove_file(entry.path())?;
+            }
+        }
+        let mut names = list(dir)?;
+        // Segments of earlier runs that never got a frame hold nothing.
+        names.retain(|n| {
+            let path = dir.join(n.file());
+            let empty = n.kind == Kind::Segment && fs::metadata(&path).is_ok_and(|m| m.len() == 0);
+            !(empty && fs::remove_file(&path).is_ok())
+        });
+        let key = keys::counter("journal-epoch");
+        let stored = tree.get(&key)?.map(|v| u64_of(&v)).transpose()?;
+        let (epoch, new_epoch) = match stored {
+            Some(e) => (e, false),
+            None => {
+                let e = names.iter().map(|n| n.epoch).max().unwrap_or(0).saturating_add(1);
+                let mut b = Batch::default();
+                b.insert(key, e.to_be_bytes().to_vec());
+                tree.apply(b)?;
+                (e, true)
+            }
+        };
+        let older_epochs = names.iter().any(|n| n.epoch != epoch);
+        let history = names.iter().any(|n| n.epoch == epoch);
+        let seq = names.iter().filter(|n| n.epoch == epoch).map(|n| n.seq).max().map_or(1, |s| s.saturating_add(1));
+        let file = create_segment(dir, epoch, seq)?;
+        let shared = Arc::new(Shared {
+            segment: Mutex::new(Segment {
+                seq,
+                file: Arc::new(file),
+                bytes: 0,
+                broken: false,
+                mailboxes: HashMap::new(),
+            }),
+            written: AtomicU64::new(0),
+            synced: AtomicU64::new(0),
+        });
+        let for_sync = shared.clone();
+        let snapshot = names.iter().rfind(|n| n.epoch == epoch && n.kind == Kind::Snapshot);
+        let snapshot_bytes = match snapshot {
+            Some(n) => fs::metadata(dir.join(n.file())).map(|m| m.len()).unwrap_or(0),
+            None => 0,
+        };
+        let journal = Journal {
+            dir: dir.to_owned(),
+            epoch,
+            shared,
+            sync: GroupCommit::new(Box::new(move || for_sync.sync_blocking())),
+            blobs: BlobStore::open(blobs_root)?,
+            compaction: Mutex::new(()),
+            compacting: AtomicBool::new(false),
+            min_compact: AtomicU64::new(MIN_COMPACT_BYTES),
+            threshold: AtomicU64::new(MIN_COMPACT_BYTES.max(snapshot_bytes)),
+        };
+        Ok(Opened { journal: Arc::new(journal), new_epoch, without_history: !history, older_epochs })
+    }
+
+    /// Makes every record written so far durable; concurrent callers share
+    /// one fsync. Free when nothing was written since the last one.
+    pub(crate) async fn sync(&self) -> Result<()> {
+        if self.shared.synced.load(Ordering::Acquire) >= self.shared.written.load(Ordering::Acquire) {
+            return Ok(());
+        }
+        self.sync.flush().await
+    }
+
+    fn segment(&self) -> MutexGuard<'_, Segment> {
+        self.shared.segment()
+    }
+
+    /// Appends one frame. On failure the file is cut back so no torn frame
+    /// hides later ones.
+    fn append(&self, seg: &mut Segment, records: &[Record]) -> Result<()> {
+        if seg.broken {
+            self.rotate(seg)?;
+        }
+        let frame = frame(records)?;
+        if let Err(e) = (&*seg.file).write_all(&frame) {
+            if seg.file.set_len(seg.bytes).is_err() {
+                seg.broken = true;
+            }
+            return Err(e.into());
+        }
+        seg.bytes += frame.len() as u64;
+        self.shared.written.fetch_add(1, Ordering::AcqRel);
+        Ok(())
+    }
+
+    /// Closes the open segment (fsync'd) and opens the next one.
+    fn rotate(&self, seg: &mut Segment) -> Result<()> {
+        let written = self.shared.written.load(Ordering::Acquire);
+        match seg.file.sync_data() {
+            Ok(()) => {
+                self.shared.synced.fetch_max(written, Ordering::AcqRel);
+            }
+            // A broken segment's complete frames were fsync'd by earlier syncs
+            // or are lost with it; its writers got errors.
+            Err(e) if !seg.broken => return Err(e.into()),
+            Err(_) => {}
+        }
+        let seq = seg.seq.saturating_add(1);
+        let file = create_segment(&self.dir, self.epoch, seq)?;
+        seg.seq = seq;
+        seg.file = Arc::new(file);
+        seg.bytes = 0;
+        seg.broken = false;
+        Ok(())
+    }
+
+    fn compaction_lock(&self) -> MutexGuard<'_, ()> {
+        self.compaction.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn set_threshold(&self, snapshot_bytes: u64) {
+        let min = self.min_compact.load(Ordering::Relaxed);
+        self.threshold.store(min.max(snapshot_bytes), Ordering::Relaxed);
+    }
+
+    /// Compact at a smaller size (tests).
+    #[cfg(test)]
+    pub(crate) fn set_min_compact(&self, bytes: u64) {
+        self.min_compact.store(bytes, Ordering::Relaxed);
+        self.threshold.store(bytes, Ordering::Relaxed);
+    }
+
+    /// Waits for a running background compaction (tests).
+    #[cfg(test)]
+    pub(crate) fn wait_for_compaction(&self) {
+        while self.compacting.load(Ordering::Acquire) {
+            std::thread::sleep(std::time::Duration::from_millis(2));
+        }
+        drop(self.compaction_lock());
+    }
+
+    /// The journal directory (tests).
+    #[cfg(test)]
+    pub(crate) fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Folds the files before segment `base` into snapshot `base`, in the background.
+    fn spawn_compaction(self: &Arc<Self>, base: u64) {
+        let j = self.clone();
+        let spawned = std::thread::Builder::new().name("journal-compact".into()).spawn(move || {
+            if let Err(e) = j.compact_files(base) {
+                tracing::error!(error = %e, "journal compaction failed; the journal keeps growing until the next one");
+            }
+            j.compacting.store(false, Ordering::Release);
+        });
+        if let Err(e) = spawned {
+            tracing::error!(error = %e, "could not start journal compaction");
+            self.compacting.store(false, Ordering::Release);
+        }
+    }
+
+    fn compact_files(&self, base: u64) -> Result<()> {
+        let _c = self.compaction_lock();
+        let names = list(&self.dir)?;
+        if names.iter().any(|n| n.epoch == self.epoch && n.kind == Kind::Snapshot && n.seq >= base) {
+            return Ok(()); // a newer snapshot was written meanwhile
+        }
+        let p = replay(&self.dir, &names, self.epoch, Some(base))?;
+        let tombstones: Vec<&str> =
+            p.gone().into_iter().filter(|b| self.blobs.exists(&BlobId((*b).to_owned()))).collect();
+        let bytes = write_snapshot(&self.dir, self.epoch, base, &p, &tombstones)?;
+        self.set_threshold(bytes);
+        remove_files(&self.dir, names.iter().filter(|n| n.epoch == self.epoch && n.seq < base))?;
+        tracing::info!(snapshot_bytes = bytes, messages = p.messages.len(), "journal compacted");
+        Ok(())
+    }
+
+    /// Replaces every journal file, of every epoch, with a snapshot of the
+    /// index. Only while nothing else writes (startup, reconcile): the
+    /// index must say everything the older files said. Blocking.
+    pub(crate) fn compact_from_index(&self, tree: &Tree) -> Result<()> {
+        let _c = self.compaction_lock();
+        let (base, p) = {
+            let mut seg = self.segment();
+            self.rotate(&mut seg)?;
+            (seg.seq, projection_of_index(tree)?)
+        };
+        let bytes = write_snapshot(&self.dir, self.epoch, base, &p, &[])?;
+        self.set_threshold(bytes);
+        let names = list(&self.dir)?;
+        remove_files(&self.dir, names.iter().filter(|n| n.epoch != self.epoch || n.seq < base))?;
+        Ok(())
+    }
+
+    /// Every epoch's history: the current epoch first, then older ones,
+    /// newest first. Blocking; reads the files as they are now.
+    pub(crate) fn histories(&self) -> Result<Vec<History>> {
+        let names = list(&self.dir)?;
+        let mut epochs: Vec<u64> = names.iter().map(|n| n.epoch).filter(|e| *e != self.epoch).collect();
+        epochs.sort_unstable_by(|a, b| b.cmp(a));
+        epochs.dedup();
+        let mut out = vec![History { current: true, state: replay(&self.dir, &names, self.epoch, None)? }];
+        for e in epochs {
+            out.push(History { current: false, state: replay(&self.dir, &names, e, None)? });
+        }
+        Ok(out)
+    }
+}
+
+/// One epoch's replayed journal.
+pub(crate) struct History {
+    /// The epoch of the open index: its ids are the index's ids.
+    pub current: bool,
+    pub state: Projection,
+}
+
+/// The `mail` tree with every write journaled first. Reads go straight to the tree.
+#[derive(Clone)]
+pub(crate) struct JournaledTree {
+    tree: Tree,
+    journal: Arc<Journal>,
+}
+
+impl JournaledTree {
+    pub(crate) fn new(tree: Tree, journal: Arc<Journal>) -> JournaledTree {
+        JournaledTree { tree, journal }
+    }
+
+    pub(crate) fn journal(&self) -> &Arc<Journal> {
+        &self.journal
+    }
+
+    /// The tree without the journal, for snapshots of it.
+    pub(crate) fn raw(&self) -> &Tree {
+        &self.tree
+    }
+
+    pub fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>> {
+        self.tree.get(key)
+    }
+
+    pub fn scan_prefix(&self, prefix: &[u8]) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
+        self.tree.scan_prefix(prefix)
+    }
+
+    pub fn range(&self, start: &[u8], end: &[u8]) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
+        self.tree.range(start, end)
+    }
+
+    pub fn increment(&self, key: &[u8]) -> Result<u64> {
+        self.tree.increment(key)
+    }
+
+    /// Journals the batch's placement changes (one frame), then applies it.
+    /// Neither is durable before `Store::flush`.
+    pub fn apply(&self, batch: Batch) -> Result<()> {
+        let records = records_of(&batch)?;
+        if records.is_empty() {
+            return self.tree.apply(batch);
+        }
+        let j = &self.journal;
+        let mut seg = j.segment();
+        let records = seg.novel(records);
+        if !records.is_empty() {
+            j.append(&mut seg, &records)?;
+            seg.remember(&records);
+        }
+        self.tree.apply(batch)?;
+        if seg.bytes > j.threshold.load(Ordering::Relaxed) && !j.compacting.swap(true, Ordering::AcqRel) {
+            match j.rotate(&mut seg) {
+                Ok(()) => {
+                    let base = seg.seq;
+                    drop(seg);
+                    j.spawn_compaction(base);
+                }
+                Err(e) => {
+                    j.compacting.store(false, Ordering::Release);
+                    tracing::warn!(error = %e, "could not switch journal segments; compaction postponed");
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Applies without journaling. Only for batches that move no message
+    /// (reconcile's recount of counters, usage and reference counts).
+    pub(crate) fn apply_unjournaled(&self, batch: Batch) -> Result<()> {
+        self.tree.apply(batch)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn flags(f: &[&str]) -> Flags {
+        f.iter().copied().collect()
+    }
+
+    #[test]
+    fn names_round_trip_and_sort_snapshot_before_segment() {
+        let s = Name { epoch: 2, seq: 10, kind: Kind::Snapshot };
+        let l = Name { epoch: 2, seq: 10, kind: Kind::Segment };
+        assert_eq!(Name::parse(&s.file()), Some(s));
+        assert_eq!(Name::parse(&l.file()), Some(l));
+        assert!(s < l);
+        for bad in ["x.log", "0-1.log", "0000000000000002-000000000000000a.snap.tmp", "a.txt"] {
+            assert_eq!(Name::parse(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn projection_follows_records() {
+        let mut p = Projection::default();
+        let entry = |name: &str| MailboxEntry {
+            account: 1,
+            name: name.into(),
+            uid_validity: 9,
+            special_use: None,
+            subscribed: false,
+        };
+        for r in [
+            Record::Account { id: 1, address: "a@x".into() },
+            Record::Mailbox { id: 5, mailbox: entry("INBOX") },
+            Record::Mailbox { id: 6, mailbox: entry("Old") },
+            Record::Message { mailbox: 5, uid: 1, blob: "b1".into(), flags: flags(&[]) },
+            Record::Message { mailbox: 5, uid: 2, blob: "b2".into(), flags: flags(&[]) },
+            Record::Message { mailbox: 6, uid: 1, blob: "b1".into(), flags: flags(&["\\Seen"]) },
+            Record::Message { mailbox: 5, uid: 1, blob: "b1".into(), flags: flags(&["$Chat"]) },
+            Record::MessageGone { mailbox: 5, uid: 2 },
+            Record::BlobGone { blob: "b2".into() },
+            Record::Mailbox { id: 7, mailbox: entry("Gone") },
+            Record::Message { mailbox: 7, uid: 1, blob: "b3".into(), flags: flags(&[]) },
+            Record::MailboxGone { id: 7 },
+        ] {
+            p.apply(r);
+        }
+        let by_blob = p.by_blob();
+        assert_eq!(by_blob["b1"], vec![(5, 1, &flags(&["$Chat"])), (6, 1, &flags(&["\\Seen"]))]);
+        assert!(!by_blob.contains_key("b2") && !by_blob.contains_key("b3"));
+        assert_eq!(p.gone(), vec!["b2", "b3"]);
+        assert_eq!(p.mailboxes.len(), 2);
+        // A projection's records re-create it (tombstones aside).
+        let mut again = Projection::default();
+        p.records().for_each(|r| again.apply(r));
+        assert_eq!((again.accounts, again.mailboxes, again.messages), (p.accounts, p.mailboxes, p.messages));
+    }
+
+    #[test]
+    fn torn_and_corrupt_frames_end_a_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("f");
+        let one = vec![Record::AccountGone { id: 1 }];
+        let two = vec![Record::AccountGone { id: 2 }];
+        let mut bytes = frame(&one).unwrap();
+        bytes.extend(frame(&two).unwrap());
+        let whole = bytes.len();
+        fs::write(&path, &bytes).unwrap();
+        let read = |path: &Path| {
+            let mut got = Vec::new();
+            let ok = read_file(path, &mut |r| got.push(r)).unwrap();
+            (ok, got)
+        };
+        assert_eq!(read(&path), (true, vec![one[0].clone(), two[0].clone()]));
+        // Torn tail: the last frame is cut short.
+        fs::write(&path, &bytes[..whole - 3]).unwrap();
+        assert_eq!(read(&path), (false, one.clone()));
+        // A flipped byte in the second frame's payload.
+        let mut bad = bytes.clone();
+        bad[whole - 2] ^= 0x20;
+        fs::write(&path, &bad).unwrap();
+        assert_eq!(read(&path), (false, one.clone()));
+        // A length pointing past the end allocates nothing.
+        let mut huge = frame(&one).unwrap();
+        huge.extend_from_slice(&u32::MAX.to_be_bytes());
+        huge.extend_from_slice(&[0; 4]);
+        fs::write(&path, &huge).unwrap();
+        assert_eq!(read(&path), (false, one));
+    }
+}
