@@ -248,3 +248,33 @@ mod tests {
         connect_when_free(&srv).await;
     }
 }
+
+/// Entry points for the cargo-fuzz targets in `fuzz/`; compiled only there
+/// (cargo-fuzz sets `--cfg fuzzing`), so they add nothing to the server.
+#[cfg(fuzzing)]
+#[doc(hidden)]
+pub mod fuzzing {
+    /// MIME structure parsing and everything FETCH and SEARCH derive from it.
+    pub fn mime(raw: &[u8]) {
+        let parsed = crate::mime::ParsedMessage::parse(raw);
+        let mut out = Vec::new();
+        for utf8 in [false, true] {
+            parsed.structure().write_envelope(&mut out, utf8);
+            for extended in [false, true] {
+                let form = crate::mime::Form { extended, utf8, rev2: utf8 };
+                parsed.structure().write_structure(&mut out, form);
+            }
+        }
+        let _ = parsed.header("subject");
+        for part in parsed.text_parts() {
+            let _ = part.plain();
+        }
+    }
+
+    /// The command grammars imap-codec does not cover (SEARCH/SORT/THREAD,
+    /// MULTIAPPEND, CREATE USE, LIST RETURN, NOTIFY, SETMETADATA atoms).
+    pub fn extended_command(line: &[u8]) {
+        let _ = crate::cmd::search::parse_extended(line);
+        let _ = crate::cmd::ext::decode(line);
+    }
+}
