@@ -12,7 +12,7 @@ use crate::keys;
 use crate::kv::Batch;
 use crate::records::{MailboxRecord, MessageRecord, Usage, encode};
 use crate::{AccountId, BlobId, Change, MailboxId, ModSeq, Result, Store, StoreError, Stored, Uid};
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 /// Builds one index change. The caller holds the write lock throughout.
 pub(crate) struct Indexer<'s> {
@@ -24,6 +24,9 @@ pub(crate) struct Indexer<'s> {
     batch: Batch,
     stored: Vec<Stored>,
     expunged: BTreeMap<MailboxId, Vec<Uid>>,
+    /// Mailboxes this change deletes: their records, names, METADATA and
+    /// expunge log go, and nothing of theirs is written back.
+    deleted: BTreeSet<MailboxId>,
 }
 
 /// What an applied change must publish once durable.
@@ -46,6 +49,7 @@ impl<'s> Indexer<'s> {
             batch: Batch::default(),
             stored: Vec::new(),
             expunged: BTreeMap::new(),
+            deleted: BTreeSet::new(),
         }
     }
 
@@ -66,6 +70,14 @@ impl<'s> Indexer<'s> {
         let id = MailboxId(rec.id);
         self.batch.insert(keys::mailbox_by_name(AccountId(rec.account), &rec.name), rec.id.to_be_bytes().to_vec());
         self.mailboxes.insert(id, rec);
+    }
+
+    /// Deletes the mailbox in this change. The caller removes its entries
+    /// (all of them, in-flight ones included) with [`Indexer::remove`].
+    pub(crate) fn deleted(&mut self, id: MailboxId) -> Result<()> {
+        self.mailbox(id)?;
+        self.deleted.insert(id);
+        Ok(())
     }
 
     fn usage_mut(&mut self, account: AccountId) -> Result<&mut Usage> {
@@ -131,8 +143,10 @@ impl<'s> Indexer<'s> {
             let rec = self.mailbox(mailbox)?;
             rec.highest_modseq += 1;
             let (account, modseq) = (AccountId(rec.account), rec.highest_modseq);
-            // QRESYNC (RFC 7162 §3.2.10) needs to know what vanished since a modseq.
-            self.batch.insert(keys::expunge_log(mailbox, modseq), encode(&uids)?);
+            if !self.deleted.contains(&mailbox) {
+                // QRESYNC (RFC 7162 §3.2.10) needs to know what vanished since a modseq.
+                self.batch.insert(keys::expunge_log(mailbox, modseq), encode(&uids)?);
+            }
             applied.expunged.push((account, mailbox, uids, modseq));
         }
         for (blob, n) in &self.refs {
@@ -147,7 +161,18 @@ impl<'s> Indexer<'s> {
             self.batch.insert(keys::usage(*account), encode(u)?);
         }
         for rec in self.mailboxes.values() {
-            self.batch.insert(keys::mailbox_by_id(MailboxId(rec.id)), encode(rec)?);
+            let id = MailboxId(rec.id);
+            if !self.deleted.contains(&id) {
+                self.batch.insert(keys::mailbox_by_id(id), encode(rec)?);
+                continue;
+            }
+            let account = AccountId(rec.account);
+            self.batch.remove(keys::mailbox_by_name(account, &rec.name));
+            self.batch.remove(keys::mailbox_by_id(id));
+            self.store.remove_metadata(&mut self.batch, account, Some(id))?;
+            for (k, _) in self.store.inner.mail.scan_prefix(&keys::expunge_log_of(id))? {
+                self.batch.remove(k);
+            }
         }
         {
             // Hide the new UIDs until they are durable (see `publish_appended`).
@@ -196,6 +221,11 @@ impl Store {
         }
         let mut visible = self.visible();
         for (mailbox, (account, uid)) in last {
+            // Every change that stores an entry sets the watermark first
+            // (`Indexer::apply`); only a DELETE since then removes it.
+            if !visible.contains_key(&mailbox) && !matches!(self.mailbox_record_by_id(mailbox), Ok(Some(_))) {
+                continue;
+            }
             let mark = visible.entry(mailbox).or_insert(0);
             if *mark <= uid {
                 *mark = uid.saturating_add(1);

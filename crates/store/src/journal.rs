@@ -801,11 +801,28 @@ impl JournaledTree {
         let j = &self.journal;
         let mut seg = j.segment();
         let records = seg.novel(records);
-        if !records.is_empty() {
+        let bytes_before = seg.bytes;
+        let framed = !records.is_empty();
+        if framed {
             j.append(&mut seg, &records)?;
+        }
+        if let Err(e) = self.tree.apply(batch) {
+            if framed {
+                // The change never happened: its frame must not outlive it,
+                // or a rebuild would replay it. No sync has seen the frame
+                // (syncs read `written` under the segment lock we hold).
+                j.shared.written.fetch_sub(1, Ordering::AcqRel);
+                if seg.file.set_len(bytes_before).is_ok() {
+                    seg.bytes = bytes_before;
+                } else {
+                    seg.broken = true;
+                }
+            }
+            return Err(e);
+        }
+        if framed {
             seg.remember(&records);
         }
-        self.tree.apply(batch)?;
         if seg.bytes > j.threshold.load(Ordering::Relaxed) && !j.compacting.swap(true, Ordering::AcqRel) {
             match j.rotate(&mut seg) {
                 Ok(()) => {
@@ -884,6 +901,35 @@ mod tests {
         let mut again = Projection::default();
         p.records().for_each(|r| again.apply(r));
         assert_eq!((again.accounts, again.mailboxes, again.messages), (p.accounts, p.mailboxes, p.messages));
+    }
+
+    #[test]
+    fn a_batch_the_index_refuses_leaves_no_frame() {
+        let dir = tempfile::tempdir().unwrap();
+        let tree = crate::kv::Kv::memory().tree("mail").unwrap();
+        let opened = Journal::open(&dir.path().join("journal"), &tree, &dir.path().join("blobs")).unwrap();
+        let jt = JournaledTree::new(tree.clone(), opened.journal);
+        let gone = |uid| {
+            let mut b = Batch::default();
+            b.remove(keys::message(crate::types::MailboxId(5), uid));
+            b
+        };
+        jt.apply(gone(1)).unwrap();
+        let (bytes, written, path) = {
+            let seg = jt.journal.segment();
+            let name = Name { epoch: jt.journal.epoch, seq: seg.seq, kind: Kind::Segment };
+            (seg.bytes, jt.journal.shared.written.load(Ordering::Acquire), jt.journal.dir.join(name.file()))
+        };
+        assert!(bytes > 0 && written == 1);
+        tree.poison_for_test();
+        assert!(jt.apply(gone(2)).is_err());
+        let seg = jt.journal.segment();
+        assert_eq!((seg.bytes, seg.broken), (bytes, false));
+        assert_eq!(jt.journal.shared.written.load(Ordering::Acquire), written);
+        assert_eq!(fs::metadata(&path).unwrap().len(), bytes);
+        let mut got = Vec::new();
+        assert!(read_file(&path, &mut |r| got.push(r)).unwrap());
+        assert_eq!(got, vec![Record::MessageGone { mailbox: 5, uid: 1 }]);
     }
 
     #[test]

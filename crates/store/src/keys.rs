@@ -92,6 +92,13 @@ pub fn expunge_log(m: MailboxId, modseq: u64) -> Vec<u8> {
     k
 }
 
+/// Every expunge-log key of the mailbox.
+pub fn expunge_log_of(m: MailboxId) -> Vec<u8> {
+    let mut k = vec![EXPUNGE_LOG];
+    k.extend_from_slice(&m.0.to_be_bytes());
+    k
+}
+
 pub fn counter(name: &str) -> Vec<u8> {
     let mut k = vec![COUNTER];
     k.extend_from_slice(name.as_bytes());

@@ -202,6 +202,20 @@ impl Tree {
         }
     }
 
+    /// Makes every later call on an in-memory tree fail (a poisoned lock),
+    /// to test what happens when the engine refuses a write.
+    #[cfg(test)]
+    pub(crate) fn poison_for_test(&self) {
+        if let TreeInner::Memory(m) = &self.inner {
+            let m = m.clone();
+            let _ = std::thread::spawn(move || {
+                let _g = m.lock();
+                panic!("poisoning the memory tree on purpose");
+            })
+            .join();
+        }
+    }
+
     /// Atomically adds one to the big-endian u64 counter at `key` and returns the new value.
     pub fn increment(&self, key: &[u8]) -> Result<u64> {
         let bump = |old: Option<&[u8]>| -> u64 {

@@ -1,5 +1,6 @@
 //! Accounts and mailboxes: create, list, look up, delete, subscribe.
 
+use crate::index::Indexer;
 use crate::keys;
 use crate::kv::Batch;
 use crate::names;
@@ -274,22 +275,25 @@ impl Store {
         if name == "INBOX" && !allow_inbox {
             return Err(StoreError::Invalid("INBOX cannot be deleted".into()));
         }
-        let rec = self.mailbox_record(account, name)?.ok_or_else(|| StoreError::NotFound(format!("mailbox {name}")))?;
-        let id = MailboxId(rec.id);
-        let uids: Vec<_> = self.messages(account, id)?.into_iter().map(|m| m.uid).collect();
-        if !uids.is_empty() {
-            self.expunge(account, id, &uids).await?;
-        }
-        {
+        // ONE change under the write lock, so no delivery, COPY or MOVE can
+        // slip an entry in between: every entry goes, in-flight ones too.
+        let applied = {
             let _g = self.lock();
-            let mut batch = Batch::default();
-            batch.remove(keys::mailbox_by_name(account, name));
-            batch.remove(keys::mailbox_by_id(id));
-            self.remove_metadata(&mut batch, account, Some(id))?;
-            self.inner.mail.apply(batch)?;
+            let rec =
+                self.mailbox_record(account, name)?.ok_or_else(|| StoreError::NotFound(format!("mailbox {name}")))?;
+            let id = MailboxId(rec.id);
+            let mut ix = Indexer::new(self);
+            ix.deleted(id)?;
+            for (k, v) in self.inner.mail.scan_prefix(&keys::messages_of(id))? {
+                let uid = keys::uid_of_message_key(&k).ok_or_else(|| StoreError::Corrupt("message key".into()))?;
+                ix.remove(id, uid, &decode("message", &v)?)?;
+            }
+            let applied = ix.apply()?;
+            // A late publish of an in-flight delivery finds no watermark and skips it.
             self.visible().remove(&id);
-        }
-        self.flush().await?;
+            applied
+        };
+        self.finish(applied).await?;
         self.inner.bus.publish(account, Change::MailboxesChanged);
         Ok(())
     }

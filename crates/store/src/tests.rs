@@ -427,3 +427,73 @@ async fn append_many_is_all_or_nothing() {
     // Body files carry their placement, so a rebuild finds them again.
     s.close().await.unwrap();
 }
+
+/// Every index entry, reference count and expunge-log key of a deleted
+/// mailbox goes with it, in-flight deliveries included.
+fn assert_mailbox_gone(s: &Store, id: MailboxId) {
+    assert!(s.mailbox_record_by_id(id).unwrap().is_none());
+    assert!(s.inner.mail.scan_prefix(&keys::messages_of(id)).unwrap().is_empty(), "orphan entries");
+    assert!(s.inner.mail.scan_prefix(&keys::expunge_log_of(id)).unwrap().is_empty(), "orphan expunge log");
+    assert!(!s.visible().contains_key(&id), "stale watermark");
+}
+
+#[tokio::test]
+async fn deleting_a_mailbox_takes_in_flight_deliveries_with_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = store_with_accounts(dir.path()).await;
+    let alice = "alice@example.org";
+    let work = s.create_mailbox(ALICE, "Work", None).await.unwrap().id;
+    let to = |mailbox: &str| Placement { mailbox: mailbox.into(), ..inbox(ALICE, alice) };
+    let shared = s.deliver(b"shared\r\n", 1, vec![to("INBOX"), to("Work")]).await.unwrap();
+    s.deliver(b"work only\r\n", 1, vec![to("Work")]).await.unwrap();
+    s.deliver(b"expunged\r\n", 1, vec![to("Work")]).await.unwrap();
+    s.expunge(ALICE, work, &[3]).await.unwrap();
+    let before = Usage { bytes: 8, messages: 1 };
+    assert_eq!(s.usage(ALICE).unwrap().messages, 3);
+    // A delivery indexed but not yet flushed or published: invisible to readers.
+    let raw = b"in flight\r\n";
+    let header = blob::BlobHeader { internal_date: 1, placements: vec![to("Work")] };
+    let (blob, offset) = s.inner.blobs.write(&header, raw).unwrap();
+    let target = message::Target { account: ALICE, mailbox: "Work".into(), flags: Flags::new() };
+    let in_flight = s.index_locked(&blob, offset, raw.len() as u64, 1, &[target], false).unwrap();
+    assert_eq!(s.messages(ALICE, work).unwrap().len(), 2);
+
+    s.delete_mailbox(ALICE, "Work").await.unwrap();
+    assert_mailbox_gone(&s, work);
+    assert_eq!(s.usage(ALICE).unwrap(), before);
+    let inbox_msgs = s.messages(ALICE, shared[0].mailbox).unwrap();
+    assert_eq!(inbox_msgs.len(), 1);
+    assert_eq!(s.blob_refs(&inbox_msgs[0].blob).unwrap(), 1);
+    assert_eq!(s.blob_refs(&blob).unwrap(), 0);
+    assert_eq!(body_files(dir.path()), 1, "only the INBOX copy's body is left");
+    // The delivery's late publish leaves no watermark behind.
+    s.publish_appended(&in_flight);
+    assert!(!s.visible().contains_key(&work));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn delete_racing_deliveries_leaves_no_orphans() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = store_with_accounts(dir.path()).await;
+    let alice = "alice@example.org";
+    for round in 0..30u32 {
+        let id = s.create_mailbox(ALICE, "Race", None).await.unwrap().id;
+        let deliveries: Vec<_> = (0..4)
+            .map(|i| {
+                let s = s.clone();
+                let placement = Placement { mailbox: "Race".into(), ..inbox(ALICE, alice) };
+                tokio::spawn(async move { s.deliver(format!("m{round}-{i}\r\n").as_bytes(), 1, vec![placement]).await })
+            })
+            .collect();
+        if round % 2 == 1 {
+            tokio::task::yield_now().await;
+        }
+        s.delete_mailbox(ALICE, "Race").await.unwrap();
+        for d in deliveries {
+            let _ = d.await.unwrap(); // NotFound when the mailbox went first
+        }
+        assert_mailbox_gone(&s, id);
+        assert_eq!(s.usage(ALICE).unwrap(), Usage::default(), "round {round}");
+        assert_eq!(body_files(dir.path()), 0, "round {round}");
+    }
+}
