@@ -148,6 +148,21 @@ pub(crate) async fn run(
 }
 
 impl Session {
+    /// Turns CONDSTORE on for a CONDSTORE-enabling command (RFC 7162 §3.1).
+    /// The first one issued while a mailbox is selected also reports that
+    /// mailbox's HIGHESTMODSEQ (as this session knows it) in an untagged OK,
+    /// ahead of the command's own responses and tagged OK.
+    pub(crate) fn enable_condstore(&mut self) {
+        if self.condstore {
+            return;
+        }
+        self.condstore = true;
+        if let State::Selected(_, view) = &self.state {
+            let line = format!("* OK [HIGHESTMODSEQ {}] Highest\r\n", view.highest_modseq());
+            self.conn.out().extend_from_slice(line.as_bytes());
+        }
+    }
+
     async fn serve(&mut self) {
         let caps = self.capabilities();
         let greeting = format!("* OK [CAPABILITY {caps}] {} coimail IMAP ready\r\n", self.ctx.config.hostname);

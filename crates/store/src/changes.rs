@@ -24,6 +24,12 @@ impl ChangeBus {
         senders.entry(account).or_insert_with(|| broadcast::channel(CAPACITY).0).subscribe()
     }
 
+    /// Publishes to every account with a subscriber.
+    pub fn publish_all(&self, change: Change) {
+        let mut senders = self.senders.lock().unwrap_or_else(|e| e.into_inner());
+        senders.retain(|_, tx| tx.send(change.clone()).is_ok());
+    }
+
     pub fn publish(&self, account: AccountId, change: Change) {
         let mut senders = self.senders.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(tx) = senders.get(&account)

@@ -17,7 +17,7 @@
 
 use crate::keys;
 use crate::kv::Batch;
-use crate::{AccountId, MailboxId, Result, Store, StoreError};
+use crate::{AccountId, Change, MailboxId, Result, Store, StoreError};
 use std::collections::BTreeMap;
 
 /// Whose entries, and on what.
@@ -117,7 +117,28 @@ impl Store {
             }
             self.inner.mail.apply(batch)?;
         }
-        self.flush().await
+        self.flush().await?;
+        self.publish_metadata(scope, entries);
+        Ok(())
+    }
+
+    /// Tells sessions which client-visible entries changed, after the commit.
+    fn publish_metadata(&self, scope: MetadataScope, entries: &[(String, Option<Vec<u8>>)]) {
+        let (mut own, mut everyone) = (Vec::new(), Vec::new());
+        for (name, _) in entries.iter().filter(|(n, _)| n.starts_with('/')) {
+            let to = if scope.owner(name) == 0 { &mut everyone } else { &mut own };
+            let name = name.to_ascii_lowercase();
+            if !to.contains(&name) {
+                to.push(name);
+            }
+        }
+        let mailbox = scope.mailbox;
+        if !own.is_empty() {
+            self.inner.bus.publish(scope.account, Change::MetadataChanged { mailbox, entries: own });
+        }
+        if !everyone.is_empty() {
+            self.inner.bus.publish_all(Change::MetadataChanged { mailbox, entries: everyone });
+        }
     }
 
     pub fn get_metadata(&self, scope: MetadataScope, entry: &str) -> Result<Option<Vec<u8>>> {

@@ -497,3 +497,29 @@ async fn delete_racing_deliveries_leaves_no_orphans() {
         assert_eq!(body_files(dir.path()), 0, "round {round}");
     }
 }
+
+#[tokio::test]
+async fn metadata_changes_reach_who_can_see_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = store_with_accounts(dir.path()).await;
+    let (mut alice, mut bob) = (s.subscribe(ALICE), s.subscribe(BOB));
+    let inbox = s.mailbox(ALICE, "INBOX").unwrap().id;
+    let on_inbox = MetadataScope { account: ALICE, mailbox: Some(inbox) };
+    let entries = [("/Private/Comment".to_string(), Some(b"x".to_vec())), ("/shared/comment".into(), None)];
+    s.set_metadata_entries(on_inbox, &entries, None).await.unwrap();
+    let both = vec!["/private/comment".to_string(), "/shared/comment".to_string()];
+    assert_eq!(next_change(&mut alice).await, Change::MetadataChanged { mailbox: Some(inbox), entries: both });
+    // Server level: /private/ stays with its owner, /shared/ goes to everyone.
+    let server = MetadataScope { account: ALICE, mailbox: None };
+    s.set_metadata(server, "/private/x", Some(b"1")).await.unwrap();
+    s.set_metadata(server, "/shared/motd", Some(b"hi")).await.unwrap();
+    let private = Change::MetadataChanged { mailbox: None, entries: vec!["/private/x".into()] };
+    let shared = Change::MetadataChanged { mailbox: None, entries: vec!["/shared/motd".into()] };
+    assert_eq!(next_change(&mut alice).await, private);
+    assert_eq!(next_change(&mut alice).await, shared);
+    assert_eq!(next_change(&mut bob).await, shared);
+    assert!(bob.try_recv().is_err());
+    // Internal names (no leading `/`) are not announced.
+    s.set_metadata(server, "push-secret", Some(b"s")).await.unwrap();
+    assert!(alice.try_recv().is_err());
+}

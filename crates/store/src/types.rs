@@ -158,4 +158,10 @@ pub enum Change {
     FlagsChanged { mailbox: MailboxId, uid: Uid, flags: Flags, modseq: ModSeq },
     /// Mailboxes were created, deleted, renamed or (un)subscribed.
     MailboxesChanged,
+    /// METADATA entries were set or removed in one commit (RFC 5464):
+    /// `mailbox` is `None` for server-level entries; `entries` are the
+    /// client-visible names (`/private/...`, `/shared/...`), lower-cased.
+    /// Published to the owning account, and server-level `/shared/` ones to
+    /// every account (they see them all).
+    MetadataChanged { mailbox: Option<MailboxId>, entries: Vec<String> },
 }

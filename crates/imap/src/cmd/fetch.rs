@@ -202,7 +202,7 @@ pub(crate) async fn fetch_with(
         }
     }
     if since.is_some() {
-        s.condstore = true;
+        s.enable_condstore();
     }
     fetch_since(s, set, names, uid, since).await
 }
@@ -243,7 +243,7 @@ async fn fetch_since(
     }
     if items.contains(&Item::ModSeq) {
         // RFC 7162 §3.1: FETCH MODSEQ is a CONDSTORE-enabling command.
-        s.condstore = true;
+        s.enable_condstore();
     } else if s.condstore {
         // RFC 7162 §3.1.4.2 (every FETCH once on), §3.1.4.1 (CHANGEDSINCE implies it).
         items.push(Item::ModSeq);

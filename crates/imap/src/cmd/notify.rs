@@ -18,7 +18,8 @@
 //! messages; for any other watched mailbox one `* STATUS` (MESSAGES
 //! UIDNEXT UIDVALIDITY, and HIGHESTMODSEQ with CONDSTORE) however many of
 //! its messages changed; `* LIST` for created, deleted, renamed (OLDNAME)
-//! and (un)subscribed mailboxes. STATUS and LIST are snapshots read when
+//! and (un)subscribed mailboxes; `* METADATA "name" (entries)` for
+//! MailboxMetadataChange and ServerMetadataChange (mailbox `""`). STATUS and LIST are snapshots read when
 //! they are sent, and are sent only because the store's change bus said
 //! something changed: nothing is polled. The bus names mailboxes by id;
 //! names come from a copy of the account's mailbox list, re-read when the
@@ -50,7 +51,8 @@ use std::io::Write as _;
 use tokio::sync::broadcast::error::{RecvError, TryRecvError};
 
 /// The BADEVENT response code: it lists every event we support (RFC 5465 §3.1).
-pub(crate) const BADEVENT: &str = "BADEVENT (MessageNew MessageExpunge FlagChange MailboxName SubscriptionChange)";
+pub(crate) const BADEVENT: &str = "BADEVENT (MessageNew MessageExpunge FlagChange MailboxName SubscriptionChange \
+                                   MailboxMetadataChange ServerMetadataChange)";
 
 /// NOTIFY SET STATUS answers for at most this many mailboxes; more is
 /// refused with `NO [NOTIFICATIONOVERFLOW]` (RFC 5465 §3.1).
@@ -66,6 +68,8 @@ impl Events {
     const FLAGS: Events = Events(4);
     const NAME: Events = Events(8);
     const SUBSCRIPTION: Events = Events(16);
+    const MAILBOX_METADATA: Events = Events(32);
+    const SERVER_METADATA: Events = Events(64);
     const MESSAGE: Events = Events(7);
 
     fn with(self, other: Events) -> Events {
@@ -132,13 +136,16 @@ pub(crate) struct Notify {
     known: HashMap<MailboxId, Known>,
     /// Other mailboxes with message events not yet reported.
     dirty: BTreeMap<MailboxId, Events>,
+    /// METADATA entries changed (mailbox `None`: server level), not yet reported.
+    metadata: Vec<(Option<MailboxId>, Vec<String>)>,
     names_changed: bool,
     overflow: bool,
 }
 
 impl Notify {
     fn new(selected: Option<SelectedRule>, groups: Vec<Group>, list: &[MailboxInfo]) -> Notify {
-        Notify { selected, groups, known: known(list), dirty: BTreeMap::new(), names_changed: false, overflow: false }
+        let (dirty, metadata) = (BTreeMap::new(), Vec::new());
+        Notify { selected, groups, known: known(list), dirty, metadata, names_changed: false, overflow: false }
     }
 
     /// Takes note of a change from the bus; nothing is sent yet. Changes
@@ -150,6 +157,13 @@ impl Notify {
             Change::FlagsChanged { mailbox, .. } => (*mailbox, Events::FLAGS),
             Change::MailboxesChanged => {
                 self.names_changed = true;
+                return;
+            }
+            Change::MetadataChanged { mailbox, entries } => {
+                let kind = if mailbox.is_some() { Events::MAILBOX_METADATA } else { Events::SERVER_METADATA };
+                if self.groups.iter().any(|g| g.events.meets(kind)) {
+                    self.metadata.push((*mailbox, entries.clone()));
+                }
                 return;
             }
         };
@@ -275,9 +289,10 @@ fn build(s: &Session, raw: Vec<RawGroup>) -> Result<(Option<SelectedRule>, Vec<G
                 "mailboxname" => events = events.with(Events::NAME),
                 "subscriptionchange" => events = events.with(Events::SUBSCRIPTION),
                 "annotationchange" => (flag_like, unsupported) = (true, true),
-                "mailboxmetadatachange" | "servermetadatachange" | "quotachange" => {
-                    (non_message, unsupported) = (true, true)
-                }
+                // §5.6, §5.7: required with METADATA, which is always advertised.
+                "mailboxmetadatachange" => (events, non_message) = (events.with(Events::MAILBOX_METADATA), true),
+                "servermetadatachange" => (events, non_message) = (events.with(Events::SERVER_METADATA), true),
+                "quotachange" => (non_message, unsupported) = (true, true),
                 _ => unsupported = true,
             }
         }
@@ -535,5 +550,31 @@ fn write_others(n: &mut Notify, store: &Store, c: Ctx, out: &mut Vec<u8>) -> Res
             Err(e) => return Err(e.into()),
         }
     }
+    // §5.6, §5.7: entry names only (RFC 5464 §4.4.2); the selected mailbox
+    // too, as SELECTED cannot ask for these events itself.
+    for (mailbox, entries) in std::mem::take(&mut n.metadata) {
+        let name = match mailbox {
+            None => "",
+            Some(id) => match n.known.get(&id) {
+                Some(k) if n.wants(&k.name, k.subscribed, Events::MAILBOX_METADATA) => &k.name,
+                _ => continue,
+            },
+        };
+        metadata_line(out, name, &entries, c.utf8);
+    }
     Ok(())
+}
+
+/// `* METADATA "mailbox" (entry ...)`, the unsolicited form (RFC 5464 §4.4.2).
+fn metadata_line(out: &mut Vec<u8>, mailbox: &str, entries: &[String], utf8: bool) {
+    out.extend_from_slice(b"* METADATA ");
+    encode::mailbox(out, mailbox, utf8);
+    out.extend_from_slice(b" (");
+    for (i, entry) in entries.iter().enumerate() {
+        if i > 0 {
+            out.push(b' ');
+        }
+        encode::astring(out, entry.as_bytes(), false);
+    }
+    out.extend_from_slice(b")\r\n");
 }

@@ -65,7 +65,7 @@ pub(crate) async fn run(s: &mut Session, tag: &str, req: Result<Request, ImapErr
     }
     if req.key.uses_modseq() {
         // RFC 7162 §3.1: a search with MODSEQ is a CONDSTORE-enabling command.
-        s.condstore = true;
+        s.enable_condstore();
     }
     match &req.kind {
         Kind::Search(ret) => search(s, tag, &req, ret.as_deref()).await,

@@ -40,7 +40,7 @@ pub(crate) fn write_status(s: &mut Session, st: &MailboxStatus, items: &[StatusD
             StatusDataItemName::Size => format!("SIZE {}", st.size),
             StatusDataItemName::HighestModSeq => {
                 // RFC 7162 §3.1: a CONDSTORE-enabling command.
-                s.condstore = true;
+                s.enable_condstore();
                 format!("HIGHESTMODSEQ {}", st.highest_modseq)
             }
         });
@@ -95,6 +95,7 @@ mod tests {
             &mut c,
             &format!(
                 "C: a7 STATUS INBOX (HIGHESTMODSEQ)
+                 S: * OK [HIGHESTMODSEQ {modseq}] Highest
                  S: * STATUS \"INBOX\" (HIGHESTMODSEQ {modseq})
                  S: a7 OK STATUS completed"
             ),

@@ -59,7 +59,7 @@ pub(crate) async fn store(s: &mut Session, args: StoreArgs<'_>) -> CmdResult {
     };
     if unchanged_since.is_some() {
         // RFC 7162 §3.1: STORE with UNCHANGEDSINCE is a CONDSTORE-enabling command.
-        s.condstore = true;
+        s.enable_condstore();
     }
     let State::Selected(account, view) = &s.state else { return Err(ImapError::Closed) };
     if view.read_only {

@@ -76,6 +76,7 @@ async fn fetch_modseq_and_select_condstore_turn_it_on() {
              S: * 1 FETCH (FLAGS ())
              S: a1 OK FETCH completed
              C: a2 FETCH 1 (MODSEQ)
+             S: * OK [HIGHESTMODSEQ {m}] Highest
              S: * 1 FETCH (MODSEQ ({m}))
              S: a2 OK FETCH completed
              C: a3 FETCH 1 (FLAGS)
@@ -127,6 +128,7 @@ async fn changedsince_returns_only_what_changed() {
              S: * 4 FETCH (FLAGS (\\Flagged) UID 4)
              S: a0 OK NOOP completed
              C: a1 FETCH 1:* (FLAGS) (CHANGEDSINCE {since})
+             S: * OK [HIGHESTMODSEQ ...
              S: * 2 FETCH (FLAGS (\\Answered) MODSEQ ({m2}))
              S: * 4 FETCH (FLAGS (\\Flagged) MODSEQ ({m4}))
              S: a1 OK FETCH completed
@@ -157,10 +159,42 @@ async fn expunge_answers_highestmodseq_once_condstore_is_on() {
     )
     .await;
     c.send("a3 FETCH 1 (MODSEQ)").await;
+    assert!(c.line().await.starts_with("* OK [HIGHESTMODSEQ "));
     assert!(c.line().await.starts_with("* 1 FETCH (MODSEQ ("));
     assert_eq!(c.line().await, "a3 OK FETCH completed");
     check(&mut c, "C: a4 STORE 1 +FLAGS.SILENT (\\Deleted)\nS: * 1 FETCH (MODSEQ (...\nS: a4 OK STORE completed").await;
     let r = c.command("a5", "UID EXPUNGE 1:*").await;
     let highest = srv.store.mailbox(srv.account.id, "INBOX").unwrap().highest_modseq;
     assert_eq!(r, vec!["* 1 EXPUNGE".to_string(), format!("a5 OK [HIGHESTMODSEQ {highest}] EXPUNGE completed")]);
+}
+
+/// RFC 7162 §3.1: the first CONDSTORE-enabling command issued with a
+/// mailbox selected is answered with `* OK [HIGHESTMODSEQ n]` before its
+/// tagged OK; later ones, and those issued with nothing selected, are not.
+#[tokio::test]
+async fn enabling_while_selected_reports_highestmodseq_once() {
+    let (srv, mut c) = setup(2).await;
+    c.select("INBOX").await;
+    let highest = srv.store.mailbox(srv.account.id, "INBOX").unwrap().highest_modseq;
+    check(
+        &mut c,
+        &format!(
+            "C: a1 UID SEARCH MODSEQ 1
+             S: * OK [HIGHESTMODSEQ {highest}] Highest
+             S: * SEARCH 1 2 (MODSEQ ...
+             S: a1 OK UID SEARCH completed
+             C: a2 FETCH 1 (MODSEQ)
+             S: * 1 FETCH (MODSEQ (...
+             S: a2 OK FETCH completed"
+        ),
+    )
+    .await;
+    let (_srv2, mut c) = setup(1).await;
+    check(
+        &mut c,
+        "C: b1 STATUS INBOX (HIGHESTMODSEQ)\nS: * STATUS \"INBOX\" (HIGHESTMODSEQ ...\nS: b1 OK STATUS completed",
+    )
+    .await;
+    c.select("INBOX").await;
+    check(&mut c, "C: b2 FETCH 1 (MODSEQ)\nS: * 1 FETCH (MODSEQ (...\nS: b2 OK FETCH completed").await;
 }

@@ -55,6 +55,7 @@ async fn envelope_body_and_bodystructure() {
              S: * 1 FETCH (FLAGS () INTERNALDATE \"14-Nov-2023 22:13:20 +0000\" RFC822.SIZE {size} ENVELOPE {ENVELOPE} BODY {BODY})
              S: a3 OK FETCH completed
              C: a4 UID FETCH 1 (MODSEQ)
+             S: * OK [HIGHESTMODSEQ ...
              S: * 1 FETCH (UID 1 MODSEQ (...
              S: a4 OK FETCH completed",
             size = MULTI.len()

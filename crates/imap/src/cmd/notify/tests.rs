@@ -243,3 +243,43 @@ fn changes_to_the_selected_or_unwatched_kinds_are_not_noted() {
     n.lagged();
     assert!(n.overflow);
 }
+
+/// RFC 5465 §5.6, §5.7: METADATA changes made by another session arrive
+/// as `* METADATA "mailbox" (entries)` (RFC 5464 §4.4.2) for watched mailboxes,
+/// and with mailbox `""` for server entries.
+#[tokio::test]
+async fn metadata_changes_from_another_session() {
+    let srv = TestServer::start().await;
+    let (mut a, mut b) = (connect(&srv).await, connect(&srv).await);
+    check(
+        &mut b,
+        "C: n1 NOTIFY SET (mailboxes INBOX (MailboxMetadataChange)) (personal (ServerMetadataChange))
+         S: n1 OK NOTIFY completed",
+    )
+    .await;
+    check(
+        &mut a,
+        "C: a1 SETMETADATA INBOX (/private/Comment \"hi\" /shared/comment NIL)\nS: a1 OK SETMETADATA completed",
+    )
+    .await;
+    assert_eq!(b.line().await, "* METADATA \"INBOX\" (/private/comment /shared/comment)");
+    check(&mut a, "C: a2 SETMETADATA \"\" (/private/comment \"x\")\nS: a2 OK SETMETADATA completed").await;
+    assert_eq!(b.line().await, "* METADATA \"\" (/private/comment)");
+    // Server /shared entries are the administrator's: set through the store.
+    let server = coimail_store::MetadataScope { account: srv.account.id, mailbox: None };
+    srv.store.set_metadata(server, "/shared/motd", Some(b"x")).await.unwrap();
+    assert_eq!(b.line().await, "* METADATA \"\" (/shared/motd)");
+    // Archive is not watched for MailboxMetadataChange.
+    check(&mut a, "C: a3 SETMETADATA Archive (/private/comment \"x\")\nS: a3 OK SETMETADATA completed").await;
+    quiet(&mut b).await;
+    check(
+        &mut b,
+        "C: n2 NOTIFY SET (selected (MessageNew MessageExpunge MailboxMetadataChange))
+         S: n2 BAD SELECTED takes message events only
+         C: n3 NOTIFY NONE
+         S: n3 OK NOTIFY completed",
+    )
+    .await;
+    check(&mut a, "C: a4 SETMETADATA INBOX (/private/comment \"y\")\nS: a4 OK SETMETADATA completed").await;
+    quiet(&mut b).await;
+}

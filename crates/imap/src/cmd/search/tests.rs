@@ -118,9 +118,11 @@ async fn flags_dates_sizes_and_sets() {
         ("(((SEEN)))", "1"),
         ("OLDER 3600", "1 2 3 4 5"),
         ("YOUNGER 3600", ""),
-        ("MODSEQ 99999999", ""),
     ];
     table(&mut c, "SEARCH", &rows).await;
+    // RFC 7162 §3.1: the first CONDSTORE-enabling command reports HIGHESTMODSEQ.
+    check(&mut c, "C: m0 SEARCH MODSEQ 99999999\nS: * OK [HIGHESTMODSEQ ...\nS: * SEARCH\nS: m0 OK SEARCH completed")
+        .await;
     table(&mut c, "UID SEARCH", &[("ALL", "2 3 4 5 6"), ("UID 3:4", "3 4"), ("2:3", "3 4"), ("UID 1", "")]).await;
 }
 
@@ -195,6 +197,7 @@ async fn esearch_return_options() {
          S: * ESEARCH (TAG \"e3\") UID COUNT 0
          S: e3 OK UID SEARCH completed
          C: e4 SEARCH RETURN (MAX) MODSEQ 1
+         S: * OK [HIGHESTMODSEQ ...
          S: * ESEARCH (TAG \"e4\") MAX 5 MODSEQ ...
          S: e4 OK SEARCH completed
          C: e5 SEARCH RETURN (BOGUS) ALL

@@ -122,6 +122,7 @@ async fn conditional_store_reports_modified_and_turns_on_modseq() {
         &mut c,
         &format!(
             "C: a1 STORE 1:3 (UNCHANGEDSINCE {since}) +FLAGS.SILENT (\\Seen)
+             S: * OK [HIGHESTMODSEQ ...
              S: * 1 FETCH (MODSEQ ({n1}))
              S: * 2 FETCH (FLAGS (\\Deleted) UID 2 MODSEQ ({m2}))
              S: a1 OK [MODIFIED 2:3] Conditional STORE failed",
