@@ -98,11 +98,22 @@ pub struct Conn {
     discarding: bool,
     wbuf: Vec<u8>,
     timeout: Duration,
+    /// Permanent (5xx) replies sent so far: a client that keeps failing is
+    /// cut off (see `session::MAX_ERRORS`).
+    errors: u32,
 }
 
 impl Conn {
     pub fn new(stream: Stream, timeout: Duration) -> Self {
-        Conn { stream: Some(stream), rbuf: Vec::new(), rpos: 0, discarding: false, wbuf: Vec::new(), timeout }
+        Conn {
+            stream: Some(stream),
+            rbuf: Vec::new(),
+            rpos: 0,
+            discarding: false,
+            wbuf: Vec::new(),
+            timeout,
+            errors: 0,
+        }
     }
 
     /// Performs the server side of a TLS handshake on a plain connection
@@ -146,7 +157,16 @@ impl Conn {
 
     /// Queues a reply; it is sent at the next read or [`Conn::flush`].
     pub fn reply(&mut self, reply: impl Into<Reply>) {
-        reply.into().write_to(&mut self.wbuf);
+        let reply = reply.into();
+        if reply.code >= 500 {
+            self.errors += 1;
+        }
+        reply.write_to(&mut self.wbuf);
+    }
+
+    /// Permanent errors this connection has been answered with.
+    pub fn errors(&self) -> u32 {
+        self.errors
     }
 
     /// Queues raw reply bytes (e.g. a `334` challenge built by the caller).

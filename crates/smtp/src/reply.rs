@@ -73,6 +73,8 @@ pub const FROM_NOT_OWNED: SmtpError =
 pub const LOCAL_ERROR: SmtpError = SmtpError::new(451, Enhanced(4, 3, 0), "local error in processing; try again later");
 pub const SHUTTING_DOWN: SmtpError =
     SmtpError::new(421, Enhanced(4, 3, 2), "service shutting down, closing transmission channel");
+pub const TOO_MANY_ERRORS: SmtpError =
+    SmtpError::new(421, Enhanced(4, 7, 0), "too many errors, closing transmission channel");
 pub const TIMEOUT: SmtpError = SmtpError::new(421, Enhanced(4, 4, 2), "timeout, closing transmission channel");
 
 /// One reply, possibly multi-line.

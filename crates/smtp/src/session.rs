@@ -84,6 +84,11 @@ enum Flow {
     Quit,
 }
 
+/// Permanent errors (5xx replies) after which a session is closed with 421:
+/// a client that keeps failing is probing (users, relays) or broken, and
+/// should not hold a connection slot (Postfix's smtpd_hard_error_limit is 20).
+pub(crate) const MAX_ERRORS: u32 = 20;
+
 /// Runs a session to its end; errors end it and are logged here.
 pub(crate) async fn run(
     tcp: TcpStream,
@@ -155,6 +160,12 @@ impl Session {
                 continue;
             };
             if let Flow::Quit = self.command(line).await? {
+                self.conn.close().await;
+                return Ok(());
+            }
+            if self.conn.errors() >= MAX_ERRORS {
+                tracing::info!(errors = self.conn.errors(), "too many errors; closing");
+                self.conn.reply(reply::TOO_MANY_ERRORS);
                 self.conn.close().await;
                 return Ok(());
             }

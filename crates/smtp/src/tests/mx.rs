@@ -251,3 +251,17 @@ async fn store_failure_is_451_and_nothing_is_acknowledged() {
     assert!(r.starts_with("250 2.0.0"), "{r}");
     assert_eq!(s.inbox(&s.alice).await.len(), 1);
 }
+
+#[tokio::test]
+async fn a_client_that_keeps_failing_is_cut_off_with_421() {
+    let s = Server::start().await;
+    let mut c = s.connect(s.mx).await;
+    c.cmd("EHLO prober.example", "250-mx.example.org").await;
+    c.cmd("MAIL FROM:<probe@remote.example>", "250 2.1.0").await;
+    // Probing for users: every miss is a permanent error.
+    for n in 1..=crate::session::MAX_ERRORS {
+        c.cmd(&format!("RCPT TO:<guess{n}@example.org>"), "550 5.1.1").await;
+    }
+    c.expect("421 4.7.0").await;
+    assert!(c.closed().await, "the connection must be closed after the 421");
+}
