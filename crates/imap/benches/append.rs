@@ -12,9 +12,10 @@
 //! `cargo bench -p coimail-imap --bench append`. Prints numbers; asserts nothing.
 //! `APPEND_BENCH_MESSAGES` overrides the count.
 
-use coimail_directory::{Directory, PlaintextAuth};
-use coimail_imap::{ImapConfig, ImapContext, ImapListener};
-use coimail_store::{Store, StoreOptions};
+mod common;
+
+use coimail_imap::{ImapContext, ImapListener};
+use coimail_store::Store;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -88,22 +89,8 @@ impl Client {
 }
 
 async fn setup(dir: &std::path::Path) -> (Client, Store, tokio_util::sync::CancellationToken) {
-    let store = Store::open(dir, &StoreOptions::default()).expect("open store");
-    let directory = Directory::open(&store, None).expect("directory");
-    directory.add_domain("example.org").await.expect("domain");
-    directory.add_user(USER, PASSWORD, None).await.expect("user");
-    let config = ImapConfig {
-        hostname: "bench.example.org".into(),
-        plaintext_auth: PlaintextAuth::Loopback,
-        auth_timeout: Duration::from_secs(60),
-        idle_timeout: Duration::from_secs(1800),
-        max_line_bytes: 8192,
-        max_literal_bytes: 1 << 20,
-        max_connections: 100,
-        max_connections_per_ip: 100,
-        metadata_max_entry_bytes: 64 << 10,
-        metadata_max_entries: 1000,
-    };
+    let (store, directory, _account) = common::store_with_user(dir, USER, PASSWORD).await;
+    let config = common::config();
     let ctx = Arc::new(ImapContext::new(store.clone(), directory, None, config));
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();

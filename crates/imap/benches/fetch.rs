@@ -5,9 +5,10 @@
 //! client that reads every response (literals included) up to the tagged OK.
 //! Run: `cargo bench -p coimail-imap --bench fetch`. Prints numbers; asserts nothing.
 
-use coimail_directory::{Directory, PlaintextAuth};
-use coimail_imap::{ImapConfig, ImapContext, ImapListener};
-use coimail_store::{Flags, Placement, Store, StoreOptions};
+mod common;
+
+use coimail_imap::{ImapContext, ImapListener};
+use coimail_store::{Flags, Placement, Store};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -42,10 +43,7 @@ Content-Transfer-Encoding: 8bit\r\n\r\n",
 }
 
 async fn setup(dir: &std::path::Path) -> (Store, Arc<ImapContext>) {
-    let store = Store::open(dir, &StoreOptions::default()).expect("open store");
-    let directory = Directory::open(&store, None).expect("directory");
-    directory.add_domain("example.org").await.expect("domain");
-    let account = directory.add_user(USER, PASSWORD, None).await.expect("user");
+    let (store, directory, account) = common::store_with_user(dir, USER, PASSWORD).await;
     let started = Instant::now();
     let writers = 64;
     let mut tasks = Vec::new();
@@ -67,18 +65,7 @@ async fn setup(dir: &std::path::Path) -> (Store, Arc<ImapContext>) {
         t.await.expect("writer");
     }
     println!("delivered {MESSAGES} messages in {:.1} s (setup, not measured)", started.elapsed().as_secs_f64());
-    let config = ImapConfig {
-        hostname: "bench.example.org".into(),
-        plaintext_auth: PlaintextAuth::Loopback,
-        auth_timeout: Duration::from_secs(60),
-        idle_timeout: Duration::from_secs(1800),
-        max_line_bytes: 8192,
-        max_literal_bytes: 1 << 20,
-        max_connections: 100,
-        max_connections_per_ip: 100,
-        metadata_max_entry_bytes: 64 << 10,
-        metadata_max_entries: 1000,
-    };
+    let config = common::config();
     let ctx = Arc::new(ImapContext::new(store.clone(), directory, None, config));
     (store, ctx)
 }

@@ -13,9 +13,10 @@
 //! asserts nothing. `IDLE_BENCH_CONNECTIONS` overrides the count;
 //! `IDLE_BENCH_COMPRESS=1` turns COMPRESS=DEFLATE on before IDLE.
 
-use coimail_directory::{Directory, PlaintextAuth};
+mod common;
+
 use coimail_imap::{ImapConfig, ImapContext, ImapListener};
-use coimail_store::{Flags, Placement, Store, StoreOptions};
+use coimail_store::{Flags, Placement};
 use std::io::{BufRead, Write};
 use std::net::SocketAddr;
 use std::process::{Command, Stdio};
@@ -136,25 +137,16 @@ fn client_main(addr: SocketAddr, n: usize) {
 }
 
 async fn setup(dir: &std::path::Path, max: usize) -> SocketAddr {
-    let store = Store::open(dir, &StoreOptions::default()).expect("open store");
-    let directory = Directory::open(&store, None).expect("directory");
-    directory.add_domain("example.org").await.expect("domain");
-    let account = directory.add_user(USER, PASSWORD, None).await.expect("user");
+    let (store, directory, account) = common::store_with_user(dir, USER, PASSWORD).await;
     for n in 0..100 {
         let p = Placement { account: account.id, address: USER.into(), mailbox: "INBOX".into(), flags: Flags::new() };
         store.deliver(&message(n), 1_700_000_000, vec![p]).await.expect("deliver");
     }
     let config = ImapConfig {
-        hostname: "bench.example.org".into(),
-        plaintext_auth: PlaintextAuth::Loopback,
         auth_timeout: Duration::from_secs(600),
-        idle_timeout: Duration::from_secs(1800),
-        max_line_bytes: 8192,
-        max_literal_bytes: 1 << 20,
         max_connections: max + 10,
         max_connections_per_ip: 0,
-        metadata_max_entry_bytes: 64 << 10,
-        metadata_max_entries: 1000,
+        ..common::config()
     };
     let ctx = Arc::new(ImapContext::new(store, directory, None, config));
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();

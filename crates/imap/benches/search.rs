@@ -8,9 +8,10 @@
 //! decoding paths are in the numbers. The searched word is in 1 in 100.
 //! Run: `cargo bench -p coimail-imap --bench search`. Prints numbers; asserts nothing.
 
-use coimail_directory::{Directory, PlaintextAuth};
-use coimail_imap::{ImapConfig, ImapContext, ImapListener};
-use coimail_store::{Flags, Placement, Store, StoreOptions};
+mod common;
+
+use coimail_imap::{ImapContext, ImapListener};
+use coimail_store::{Flags, Placement};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -89,10 +90,7 @@ Content-Transfer-Encoding: base64\r\n\r\n{}\r\n--b{n}\r\nContent-Type: text/html
 }
 
 async fn setup(dir: &std::path::Path) -> Arc<ImapContext> {
-    let store = Store::open(dir, &StoreOptions::default()).expect("open store");
-    let directory = Directory::open(&store, None).expect("directory");
-    directory.add_domain("example.org").await.expect("domain");
-    let account = directory.add_user(USER, PASSWORD, None).await.expect("user");
+    let (store, directory, account) = common::store_with_user(dir, USER, PASSWORD).await;
     let started = Instant::now();
     let writers = 64;
     let mut tasks = Vec::new();
@@ -115,18 +113,7 @@ async fn setup(dir: &std::path::Path) -> Arc<ImapContext> {
         bytes as f64 / MESSAGES as f64,
         started.elapsed().as_secs_f64()
     );
-    let config = ImapConfig {
-        hostname: "bench.example.org".into(),
-        plaintext_auth: PlaintextAuth::Loopback,
-        auth_timeout: Duration::from_secs(60),
-        idle_timeout: Duration::from_secs(1800),
-        max_line_bytes: 8192,
-        max_literal_bytes: 1 << 20,
-        max_connections: 100,
-        max_connections_per_ip: 100,
-        metadata_max_entry_bytes: 64 << 10,
-        metadata_max_entries: 1000,
-    };
+    let config = common::config();
     Arc::new(ImapContext::new(store, directory, None, config))
 }
 
