@@ -1,0 +1,4 @@
+//! coimail-coi: Chat Over IMAP behaviour (spec digest: shared/docs/coi-server.md).
+//! (Module docs are completed as the crate grows.)
+
+pub mod webpush;
