@@ -33,6 +33,18 @@ async fn python_smtplib_sends_and_imaplib_reads_back_byte_identical() {
 /// without them skips this test and says so.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn deltachat_accounts_exchange_messages_both_ways() {
+    deltachat_exchange(false).await;
+}
+
+/// The same with COI turned on (filter `none`) for both accounts first, as
+/// a COI client would: Delta Chat still receives everything in INBOX, and
+/// the chats there carry `$Chat` (COI issue: Delta Chat interop, R24/R26, D6).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deltachat_with_coi_on_filter_none_still_receives_chats_tagged() {
+    deltachat_exchange(true).await;
+}
+
+async fn deltachat_exchange(coi: bool) {
     if std::env::var("COIMAIL_EXTERNAL").as_deref() != Ok("1") {
         eprintln!("skipped: run tests/run.sh (COIMAIL_EXTERNAL=1) for the Delta Chat interop test");
         return;
@@ -49,6 +61,7 @@ async fn deltachat_accounts_exchange_messages_both_ways() {
         .arg("bob@example.org")
         .arg(util::PASSWORD)
         .arg(accounts.path())
+        .args(coi.then_some("coi"))
         .kill_on_drop(true)
         .output();
     let out = tokio::time::timeout(std::time::Duration::from_secs(300), run)

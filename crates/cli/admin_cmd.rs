@@ -131,7 +131,11 @@ pub async fn run(config_path: &Path, req: AdminRequest) -> Result<()> {
 /// No daemon: open the store ourselves, then close it cleanly.
 async fn offline(config: &Config, req: AdminRequest) -> Result<admin::AdminReply> {
     let (store, directory) = coimail_daemon::open_data(config).await?;
-    let ctx = admin::AdminContext { directory, queue: coimail_delivery::Queue::new(store.clone()) };
+    let ctx = admin::AdminContext {
+        directory,
+        queue: coimail_delivery::Queue::new(store.clone()),
+        coi: coimail_coi::Coi::new(store.clone()),
+    };
     let reply = admin::execute(&ctx, req).await;
     drop(ctx);
     store.close().await?;

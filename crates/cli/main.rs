@@ -56,12 +56,24 @@ enum Command {
     /// Inspect and drive the outbound queue.
     #[command(subcommand)]
     Queue(queue::QueueCmd),
+    /// Chat Over IMAP: a user's COI settings and push subscriptions.
+    #[command(subcommand)]
+    Coi(CoiCmd),
     /// Check the config file and exit.
     #[command(subcommand)]
     Config(ConfigCmd),
     /// Maintain the message store.
     #[command(subcommand)]
     Store(store_cmd::StoreCmd),
+}
+
+#[derive(Subcommand)]
+enum CoiCmd {
+    /// Show a user's COI configuration and WebPush subscriptions (JSON).
+    Status {
+        /// The user's address.
+        address: String,
+    },
 }
 
 #[derive(Subcommand)]
@@ -87,6 +99,9 @@ fn main() -> ExitCode {
             Command::Alias(cmd) => admin_cmd::run(&cli.config, cmd.into_request()).await,
             Command::Domain(cmd) => admin_cmd::run(&cli.config, cmd.into_request()).await,
             Command::Queue(cmd) => admin_cmd::run(&cli.config, cmd.into_request()).await,
+            Command::Coi(CoiCmd::Status { address }) => {
+                admin_cmd::run(&cli.config, coimail_daemon::admin::AdminRequest::CoiStatus { address }).await
+            }
             Command::Config(ConfigCmd::Check) => serve::check(&cli.config),
             Command::Store(cmd) => store_cmd::run(&cli.config, cmd).await,
         }

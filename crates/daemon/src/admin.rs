@@ -1,4 +1,4 @@
-//! Administration requests (users, aliases, domains, the outbound queue)
+//! Administration requests (users, aliases, domains, the outbound queue, COI status)
 //! and the local admin socket they travel over.
 //!
 //! sled lets one process open the database, so while the daemon runs the
@@ -78,6 +78,10 @@ pub enum AdminRequest {
     QueueDelete {
         id: u64,
     },
+    /// A user's COI configuration and push subscriptions.
+    CoiStatus {
+        address: String,
+    },
 }
 
 /// What admin requests act on.
@@ -85,6 +89,7 @@ pub enum AdminRequest {
 pub struct AdminContext {
     pub directory: Directory,
     pub queue: Queue,
+    pub coi: coimail_coi::Coi,
 }
 
 /// The reply: `Ok` carries lines to print, `Err` a message for the user.
@@ -95,6 +100,15 @@ pub async fn execute(ctx: &AdminContext, req: AdminRequest) -> AdminReply {
     match req {
         AdminRequest::QueueList | AdminRequest::QueueFlush { .. } | AdminRequest::QueueDelete { .. } => {
             execute_queue(&ctx.queue, req).await
+        }
+        AdminRequest::CoiStatus { address } => {
+            let account = ctx
+                .directory
+                .user(&address)
+                .map_err(|e| e.to_string())?
+                .ok_or_else(|| format!("no user {address}"))?;
+            let status = ctx.coi.status(account.id).map_err(|e| e.to_string())?;
+            Ok(serde_json::to_string_pretty(&status).map_err(|e| e.to_string())?.lines().map(str::to_owned).collect())
         }
         other => execute_directory(&ctx.directory, other).await,
     }
@@ -175,9 +189,10 @@ async fn execute_directory(dir: &Directory, req: AdminRequest) -> AdminReply {
         AdminRequest::AliasList => {
             Ok(dir.list_aliases().map_err(e)?.into_iter().map(|(a, t)| format!("{a} -> {t}")).collect())
         }
-        AdminRequest::QueueList | AdminRequest::QueueFlush { .. } | AdminRequest::QueueDelete { .. } => {
-            Err("not a directory request".into())
-        }
+        AdminRequest::QueueList
+        | AdminRequest::QueueFlush { .. }
+        | AdminRequest::QueueDelete { .. }
+        | AdminRequest::CoiStatus { .. } => Err("not a directory request".into()),
     }
 }
 
@@ -281,7 +296,11 @@ mod tests {
         let listener = bind(&path).await.unwrap();
         let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
         assert_eq!(mode, 0o600);
-        let ctx = AdminContext { directory: directory.clone(), queue: Queue::new(store.clone()) };
+        let ctx = AdminContext {
+            directory: directory.clone(),
+            queue: Queue::new(store.clone()),
+            coi: coimail_coi::Coi::new(store.clone()),
+        };
         tokio::spawn(serve(listener, ctx, shutdown.clone()));
         // A second daemon on the same data dir is refused.
         assert!(matches!(bind(&path).await, Err(DaemonError::AlreadyRunning(_))));

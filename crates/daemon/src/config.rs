@@ -33,6 +33,7 @@ pub struct Config {
     pub smtp: SmtpConfig,
     pub queue: QueueConfig,
     pub store: StoreConfig,
+    pub coi: CoiConfig,
     pub log: LogConfig,
     pub shutdown: ShutdownConfig,
 }
@@ -207,6 +208,10 @@ pub struct QueueConfig {
     pub outbound_port: u16,
     /// Deliveries in progress at once.
     pub concurrency: usize,
+    /// Deliveries in progress at once to one destination domain (connections to its servers).
+    pub destination_concurrency: usize,
+    /// Seconds a message may wait before its sender gets one "delayed" notice (RFC 3464); 0: never.
+    pub delay_warning_secs: u64,
     /// How long to wait for a remote server to accept a connection, in seconds.
     pub connect_timeout_secs: u64,
     /// How long to wait for each reply of a remote server, in seconds (RFC 5321 §4.5.3.2: minutes).
@@ -222,8 +227,52 @@ impl Default for QueueConfig {
             resolvers: Vec::new(),
             outbound_port: 25,
             concurrency: 16,
+            destination_concurrency: 4,
+            delay_warning_secs: 4 * 60 * 60,
             connect_timeout_secs: 30,
             command_timeout_secs: 300,
+        }
+    }
+}
+
+/// Chat Over IMAP. COI stays off for every user until a COI client turns
+/// it on for that user; these are the server-wide settings.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct CoiConfig {
+    /// Folder under which chats are filed ("<root>/Chats", "<root>/Contacts").
+    pub mailbox_root: String,
+    /// Offer WebPush notifications (the WEBPUSH capability) to COI clients.
+    pub webpush: bool,
+    /// Push subscriptions one user may hold, unvalidated ones included.
+    pub subscription_limit: usize,
+    /// How long a new push subscription may stay unvalidated, in seconds.
+    pub validation_window_secs: u64,
+    /// How long to wait for a push service to answer, in milliseconds.
+    pub push_timeout_ms: u64,
+    /// Retries of a push the service answered 429/5xx (or did not answer).
+    pub push_retries: u32,
+    /// Pushes waiting to be sent at most; beyond that new ones are dropped (and logged).
+    pub push_queue: usize,
+    /// Push requests in flight at once.
+    pub push_workers: usize,
+    /// Contact sent to push services in the VAPID token (RFC 8292 "sub");
+    /// empty: mailto:postmaster@<server.hostname>.
+    pub vapid_subject: String,
+}
+
+impl Default for CoiConfig {
+    fn default() -> Self {
+        CoiConfig {
+            mailbox_root: "COI".to_owned(),
+            webpush: true,
+            subscription_limit: 10,
+            validation_window_secs: 300,
+            push_timeout_ms: 2000,
+            push_retries: 1,
+            push_queue: 1024,
+            push_workers: 4,
+            vapid_subject: String::new(),
         }
     }
 }
@@ -352,6 +401,9 @@ impl Config {
         if q.concurrency == 0 {
             return invalid("queue.concurrency", "must be at least 1");
         }
+        if q.destination_concurrency == 0 {
+            return invalid("queue.destination_concurrency", "must be at least 1");
+        }
         if q.connect_timeout_secs == 0 || q.command_timeout_secs == 0 {
             return invalid("queue.command_timeout_secs", "timeouts must be at least 1");
         }
@@ -360,6 +412,22 @@ impl Config {
         }
         if self.store.cache_mb == 0 {
             return invalid("store.cache_mb", "must be at least 1");
+        }
+        let c = &self.coi;
+        if coimail_store::names::canonical(&c.mailbox_root).is_err() || c.mailbox_root.eq_ignore_ascii_case("INBOX") {
+            return invalid("coi.mailbox_root", "must be a valid mailbox name other than INBOX, like COI");
+        }
+        if c.subscription_limit == 0 {
+            return invalid("coi.subscription_limit", "must be at least 1");
+        }
+        if c.validation_window_secs == 0 {
+            return invalid("coi.validation_window_secs", "must be at least 1");
+        }
+        if c.push_timeout_ms == 0 || c.push_queue == 0 || c.push_workers == 0 {
+            return invalid("coi.push_timeout_ms", "push timeout, queue and workers must be at least 1");
+        }
+        if !c.vapid_subject.is_empty() && !(c.vapid_subject.starts_with("mailto:") || c.vapid_subject.starts_with("https:")) {
+            return invalid("coi.vapid_subject", "must be a mailto: or https: URL (RFC 8292)");
         }
         if let Err(e) = self.log.level.parse::<tracing_subscriber::EnvFilter>() {
             return Err(ConfigError::Invalid { key: "log.level", message: e.to_string() });
@@ -373,6 +441,30 @@ impl Config {
 
     pub fn directory_snapshot(&self) -> PathBuf {
         self.server.data_dir.join("directory.json")
+    }
+
+    /// The COI settings as the coi crate takes them.
+    pub fn coi(&self) -> coimail_coi::CoiSettings {
+        let c = &self.coi;
+        let subject = if c.vapid_subject.is_empty() {
+            format!("mailto:postmaster@{}", self.server.hostname)
+        } else {
+            c.vapid_subject.clone()
+        };
+        let webpush = c.webpush.then(|| coimail_coi::WebPushSettings {
+            vapid_key_file: self.server.data_dir.join("vapid.p8"),
+            subscription_limit: c.subscription_limit,
+            validation_window: Duration::from_secs(c.validation_window_secs),
+            sender: coimail_coi::webpush::sender::SenderSettings {
+                queue: c.push_queue,
+                workers: c.push_workers,
+                timeout: Duration::from_millis(c.push_timeout_ms),
+                max_retries: c.push_retries,
+                default_retry_delay: Duration::from_secs(1),
+                subject,
+            },
+        });
+        coimail_coi::CoiSettings { mailbox_root: c.mailbox_root.clone(), webpush }
     }
 
     /// The queue settings as the delivery crate takes them.
@@ -389,6 +481,8 @@ impl Config {
             resolvers: q.resolvers.clone(),
             port: q.outbound_port,
             concurrency: q.concurrency,
+            destination_concurrency: q.destination_concurrency,
+            delay_warning: secs(q.delay_warning_secs),
             connect_timeout: Duration::from_secs(q.connect_timeout_secs),
             command_timeout: Duration::from_secs(q.command_timeout_secs),
         }

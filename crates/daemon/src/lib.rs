@@ -12,9 +12,9 @@
 //!    the outbound queue's leases (always: their holder is gone).
 //! 5. Load TLS, then bind **every** listener before serving anything, so
 //!    port 0 resolves and a taken port fails the start, not a later request.
-//! 6. Build the outbound queue (resolver, client TLS), then spawn IMAP,
-//!    SMTP, the queue runner and the admin socket, each with its shutdown
-//!    token.
+//! 6. Start COI (VAPID key in `<data>/vapid.p8`, push workers), build the
+//!    outbound queue (resolver, client TLS), then spawn IMAP, SMTP, the
+//!    queue runner and the admin socket, each with its shutdown token.
 //!
 //! # Shutdown ([`Running::shutdown`])
 //! Cancel the token (listeners stop accepting, sessions finish the command
@@ -165,13 +165,7 @@ fn outbound_queue(
 ) -> Result<(Queue, Runner<Outbound>), DaemonError> {
     let delivery = config.delivery();
     let queue = Queue::new(store.clone());
-    let ctx = attempt::Context {
-        store: store.clone(),
-        directory: directory.clone(),
-        transport: Outbound::new(&delivery)?,
-        retry: delivery.retry,
-        hostname: delivery.hostname.clone(),
-    };
+    let ctx = attempt::Context::new(store.clone(), directory.clone(), Outbound::new(&delivery)?, &delivery);
     let runner = Runner::new(ctx, queue.clone(), delivery.concurrency);
     Ok((queue, runner))
 }
@@ -226,7 +220,11 @@ pub async fn start(config: Config) -> Result<Running, DaemonError> {
     let shutdown = CancellationToken::new();
     let tracker = TaskTracker::new();
     let (auth_timeout, idle_timeout) = config.imap_timeouts();
-    let imap_ctx = Arc::new(ImapContext::new(
+    // One COI service for IMAP and SMTP: loads (or makes) the VAPID key and
+    // starts the push workers.
+    let coi = coimail_coi::Coi::start(store.clone(), config.coi()).map_err(|e| DaemonError::Other(format!("coi: {e}")))?;
+    let imap_ctx = Arc::new(
+        ImapContext::new(
         store.clone(),
         directory.clone(),
         tls.clone(),
@@ -242,9 +240,12 @@ pub async fn start(config: Config) -> Result<Running, DaemonError> {
             metadata_max_entry_bytes: config.imap.metadata_max_entry_bytes,
             metadata_max_entries: config.imap.metadata_max_entries,
         },
-    ));
+        )
+        .with_coi(coi.clone()),
+    );
     let (queue, runner) = outbound_queue(&config, &store, &directory)?;
-    let smtp_ctx = Arc::new(smtp_context(&config, &store, &directory, tls).with_queue(queue.clone()));
+    let smtp_ctx = Arc::new(smtp_context(&config, &store, &directory, tls).with_queue(queue.clone()).with_coi(coi.clone()));
+    let coi_admin = coi;
     let imap_listeners = imap
         .into_iter()
         .map(|l| (l, ImapListener::Starttls))
@@ -261,7 +262,7 @@ pub async fn start(config: Config) -> Result<Running, DaemonError> {
         tracker.spawn(coimail_smtp::serve(listener, kind, smtp_ctx.clone(), shutdown.clone(), tracker.clone()));
     }
     tracker.spawn(runner.run(shutdown.clone()));
-    let admin_ctx = admin::AdminContext { directory: directory.clone(), queue };
+    let admin_ctx = admin::AdminContext { directory: directory.clone(), queue, coi: coi_admin };
     tracker.spawn(admin::serve(admin_listener, admin_ctx, shutdown.clone()));
     info!(?addrs, "coimail is serving");
     Ok(Running {

@@ -1,27 +1,28 @@
-//! One attempt at one queue entry, in three durable steps:
+//! One attempt at one queue entry, in four durable steps:
 //!
 //! 1. Deliver every pending recipient, grouped by domain, through the
 //!    [`Transport`]; a temporary failure past the entry's expiry becomes
 //!    final (`4.4.7`). All results, the attempt and the next retry time are
-//!    recorded in one flushed update ([`Store::spool_record`]).
-//! 2. Bounce: recipients that failed and want a failure DSN (NOTIFY unset
-//!    or containing FAILURE) get one RFC 3464 report in the sender's INBOX;
-//!    then every final recipient is marked notified.
-//! 3. An entry with nothing left to do is deleted with its message file.
+//!    recorded in one flushed update ([`Store::spool_record`]). The next
+//!    attempt comes no later than a delay report falls due.
+//! 2. Final reports (`notify.rs`): a bounce for the failed recipients that
+//!    want one, a `relayed` report for NOTIFY=SUCCESS recipients a server
+//!    without DSN took; then every final recipient is marked notified.
+//! 3. Delay reports: one per recipient still pending past the delay warning.
+//! 4. An entry with nothing left to do is deleted with its message file.
 //!
 //! Each step starts from what the previous one recorded, so an attempt cut
 //! off anywhere resumes at the right step. `now` is passed in: tests run
 //! attempts on a made-up clock.
 
-use crate::dsn::{self, Bounce};
 use crate::retry::{Next, RetryPolicy};
-use crate::{DeliveryError, local};
+use crate::{DeliveryError, QueueConfig, notify};
 use coimail_directory::Directory;
 use coimail_store::spool::{AttemptOutcome, RecipientState, SpoolEntry, SpoolRecipient, SpoolResult};
 use coimail_store::{Store, StoreError};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::future::Future;
-use tracing::{error, info, warn};
+use tracing::{error, info};
 
 /// Carries one domain's recipients to their servers. The seam between the
 /// queue logic and the network: [`crate::Outbound`] in production.
@@ -44,12 +45,31 @@ pub struct Context<T> {
     pub retry: RetryPolicy,
     /// Our host name, for bounces.
     pub hostname: String,
+    /// [`QueueConfig::delay_warning`].
+    pub delay_warning: i64,
+    /// [`QueueConfig::destination_concurrency`] (the runner keeps it).
+    pub destination_concurrency: usize,
+}
+
+impl<T> Context<T> {
+    pub fn new(store: Store, directory: Directory, transport: T, config: &QueueConfig) -> Context<T> {
+        Context {
+            store,
+            directory,
+            transport,
+            retry: config.retry,
+            hostname: config.hostname.clone(),
+            delay_warning: config.delay_warning,
+            destination_concurrency: config.destination_concurrency,
+        }
+    }
 }
 
 /// Runs one attempt at `entry` (leased by the caller) at time `now`.
 pub async fn run<T: Transport>(ctx: &Context<T>, entry: SpoolEntry, now: i64) -> Result<(), DeliveryError> {
     let entry = deliver_pending(ctx, entry, now).await?;
-    let entry = bounce(ctx, entry, now).await?;
+    let entry = notify::final_reports(ctx, entry, now).await?;
+    let entry = notify::delay_reports(ctx, entry, now).await?;
     if !entry.has_work() {
         ctx.store.spool_delete(entry.id).await?;
         info!(queue_id = entry.id, attempts = entry.attempts, "queue entry done");
@@ -59,6 +79,11 @@ pub async fn run<T: Transport>(ctx: &Context<T>, entry: SpoolEntry, now: i64) ->
 
 fn domain_of(address: &str) -> String {
     address.rsplit_once('@').map_or_else(String::new, |(_, d)| d.to_ascii_lowercase())
+}
+
+/// The domains an attempt at `entry` will connect to.
+pub fn pending_domains(entry: &SpoolEntry) -> BTreeSet<String> {
+    entry.recipients.iter().filter(|r| r.state == RecipientState::Pending).map(|r| domain_of(&r.address)).collect()
 }
 
 async fn deliver_pending<T: Transport>(
@@ -88,13 +113,15 @@ async fn deliver_pending<T: Transport>(
                     host: None,
                     outcome: AttemptOutcome::Failed,
                     reply: "554 5.3.0 the queued message was lost on the server".to_owned(),
+                    dsn_passed: false,
                 });
             }
         }
         Err(e) => return Err(e.into()),
     }
     let next = match ctx.retry.next(entry.queued_at, entry.attempts.saturating_add(1), now) {
-        Next::RetryAt(t) => t,
+        // The delay report is sent by an attempt, so one must come when it is due.
+        Next::RetryAt(t) => notify::delay_due(&entry, ctx.delay_warning).filter(|&d| d > now).map_or(t, |d| t.min(d)),
         Next::Expired => {
             expire(&mut results, entry.attempts.saturating_add(1));
             now
@@ -109,44 +136,6 @@ fn expire(results: &mut [SpoolResult], attempts: u32) {
         r.outcome = AttemptOutcome::Failed;
         r.reply = format!("451 4.4.7 delivery time expired after {attempts} attempts; last error: {}", r.reply);
     }
-}
-
-fn wants_failure_dsn(r: &SpoolRecipient) -> bool {
-    r.notify.is_none_or(|n| n.failure)
-}
-
-async fn bounce<T: Transport>(ctx: &Context<T>, entry: SpoolEntry, now: i64) -> Result<SpoolEntry, DeliveryError> {
-    let done: Vec<String> = entry
-        .recipients
-        .iter()
-        .filter(|r| r.state != RecipientState::Pending && !r.notified)
-        .map(|r| r.address.clone())
-        .collect();
-    if done.is_empty() {
-        return Ok(entry);
-    }
-    let failed: Vec<SpoolRecipient> = entry
-        .recipients
-        .iter()
-        .filter(|r| r.state == RecipientState::Failed && !r.notified && wants_failure_dsn(r))
-        .cloned()
-        .collect();
-    if !failed.is_empty() && !entry.sender.is_empty() {
-        let original = ctx.store.spool_read(entry.id).await.ok();
-        let report = dsn::build(&Bounce {
-            hostname: &ctx.hostname,
-            entry: &entry,
-            failed: &failed,
-            original: original.as_deref(),
-            now,
-        })?;
-        if local::deliver_to_sender(&ctx.store, &ctx.directory, &entry.sender, &report, now).await? {
-            info!(queue_id = entry.id, sender = %entry.sender, failed = failed.len(), "bounce delivered");
-        } else {
-            warn!(queue_id = entry.id, sender = %entry.sender, "bounce dropped: sender has no mailbox here");
-        }
-    }
-    Ok(ctx.store.spool_mark_notified(entry.id, &done).await?)
 }
 
 #[cfg(test)]

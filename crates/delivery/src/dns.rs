@@ -1,5 +1,6 @@
-//! Where a domain's mail goes (RFC 5321 §5.1): MX records by preference;
-//! no MX record means the domain itself (implicit MX, its A/AAAA records);
+//! Where a domain's mail goes (RFC 5321 §5.1): MX records by preference,
+//! those of equal preference in random order (so the load spreads over
+//! them, as §5.1 asks); no MX record means the domain itself (implicit MX, its A/AAAA records);
 //! a single MX of "." means the domain takes no mail (null MX, RFC 7505).
 //!
 //! The resolver asks the configured DNS servers (tests run one on a
@@ -45,6 +46,20 @@ fn name_server(addr: SocketAddr) -> NameServerConfig {
 
 fn fqdn(name: &str) -> String {
     if name.ends_with('.') { name.to_owned() } else { format!("{name}.") }
+}
+
+/// Lowest preference first; within one preference, the order of `random`.
+fn by_preference(hosts: Vec<(u16, String)>, mut random: impl FnMut() -> u64) -> Vec<String> {
+    let mut keyed: Vec<(u16, u64, String)> = hosts.into_iter().map(|(pref, host)| (pref, random(), host)).collect();
+    keyed.sort_by_key(|(pref, r, _)| (*pref, *r));
+    keyed.into_iter().map(|(_, _, host)| host).collect()
+}
+
+/// Random enough to spread load, from std alone: each `RandomState` is keyed
+/// afresh (per-thread random keys, stepped on every call).
+fn random() -> u64 {
+    use std::hash::BuildHasher;
+    std::collections::hash_map::RandomState::new().hash_one(0u8)
 }
 
 fn temporary(e: &NetError) -> DnsFailure {
@@ -100,9 +115,8 @@ impl Dns {
         if mx.is_empty() {
             return Ok(Route::Hosts(vec![domain.to_owned()]));
         }
-        // Stable within a preference, so retries walk the hosts in the same order.
-        mx.sort_by_key(|(pref, _, _)| *pref);
-        Ok(Route::Hosts(mx.into_iter().map(|(_, host, _)| host.trim_end_matches('.').to_owned()).collect()))
+        let hosts = mx.into_iter().map(|(pref, host, _)| (pref, host.trim_end_matches('.').to_owned())).collect();
+        Ok(Route::Hosts(by_preference(hosts, random)))
     }
 
     /// The addresses of a mail server (IPv4 and IPv6).
@@ -116,5 +130,28 @@ impl Dns {
             Err(e) if e.is_no_records_found() => Ok(Vec::new()),
             Err(e) => Err(temporary(&e)),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lower_preference_first_and_equal_ones_shuffled() {
+        let hosts = vec![(20, "c".to_owned()), (10, "a".to_owned()), (10, "b".to_owned()), (30, "d".to_owned())];
+        let mut seen = std::collections::BTreeSet::new();
+        for _ in 0..200 {
+            let order = by_preference(hosts.clone(), random);
+            assert_eq!(&order[2..], ["c", "d"], "{order:?}");
+            seen.insert(order[..2].join(","));
+        }
+        assert_eq!(seen.into_iter().collect::<Vec<_>>(), ["a,b", "b,a"], "both orders of the equal pair");
+        let mut n = 0;
+        let fixed = by_preference(hosts, || {
+            n += 1;
+            10 - n
+        });
+        assert_eq!(fixed, ["b", "a", "c", "d"], "the random key decides within a preference");
     }
 }

@@ -10,15 +10,20 @@
 //! every result with its attempt history, retries temporary failures on the
 //! [`retry`] schedule until the entry expires, and turns permanent failures
 //! and expiry into RFC 3464 bounces ([`dsn`]) delivered into the sender's
-//! INBOX through the store ([`local`]).
+//! INBOX through the store ([`local`]). The same reports say `relayed` when a
+//! server without DSN took a NOTIFY=SUCCESS recipient, `delayed` once a
+//! recipient has waited longer than the delay warning ([`notify`]), and
+//! `delivered` for SMTP's local deliveries ([`report_delivered`]).
 //!
 //! # Layout
 //! - `lib.rs` — [`QueueConfig`], [`Queue`] (the enqueue handle), [`DeliveryError`]
 //! - `retry.rs` — the backoff schedule, a pure function of the clock
 //! - `runner.rs` — the loop: lease, spawn attempts up to the concurrency, sleep until due or woken
-//! - `attempt.rs` — one entry: deliver per domain, record, bounce, delete ([`attempt::Transport`] seam)
+//! - `runner.rs` also keeps the per-destination connection limit
+//! - `attempt.rs` — one entry: deliver per domain, record, notify, delete ([`attempt::Transport`] seam)
+//! - `notify.rs` — which DSNs an attempt owes the sender (failed, relayed, delayed)
 //! - `outbound.rs` — one domain over SMTP; `dns.rs` — MX and address lookups; `tls.rs` — the client TLS config
-//! - `dsn.rs` — building bounces; `local.rs` — putting them into the sender's INBOX
+//! - `dsn.rs` — building reports; `local.rs` — handing them to the sender (INBOX, or the queue)
 //!
 //! # Guarantees
 //! - A recipient's result is durable before anything depends on it: a
@@ -33,12 +38,14 @@ pub mod attempt;
 mod dns;
 pub mod dsn;
 mod local;
+pub mod notify;
 pub mod outbound;
 pub mod retry;
 pub mod runner;
 mod tls;
 
 pub use coimail_store::spool::{DsnNotify, DsnRet, SpoolEntry, SpoolEnvelope, SpoolRecipient};
+pub use local::{Delivered, report_delivered};
 pub use outbound::Outbound;
 pub use retry::RetryPolicy;
 pub use runner::Runner;
@@ -61,6 +68,12 @@ pub struct QueueConfig {
     pub port: u16,
     /// Deliveries in progress at once.
     pub concurrency: usize,
+    /// Deliveries in progress at once to one destination domain, so each
+    /// opens at most this many connections to its mail servers.
+    pub destination_concurrency: usize,
+    /// Seconds a recipient may wait in the queue before its sender gets one
+    /// `delayed` DSN (RFC 3464); 0: never.
+    pub delay_warning: i64,
     pub connect_timeout: Duration,
     /// Bound on each SMTP command and reply (RFC 5321 §4.5.3.2).
     pub command_timeout: Duration,

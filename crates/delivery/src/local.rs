@@ -1,13 +1,22 @@
-//! Bounces go into the sender's INBOX through the store, like any local
-//! delivery (one `Store::deliver`, durable on return). Our senders are our
-//! own users (submission checks that), so no bounce ever leaves the server.
+//! Handing a DSN to the message's sender.
+//!
+//! A sender of ours gets it in the INBOX through the store, like any local
+//! delivery (one `Store::deliver`, durable on return). Queue entries only
+//! ever have our own users as senders (submission checks that), so the
+//! queue's reports never leave the server. Only a `delivered` report for a
+//! message that came in over MX ([`report_delivered`]) can be owed to a
+//! sender elsewhere: it goes out through the queue from the null sender
+//! with NOTIFY=NEVER, so it can never cause another report.
 
-use crate::DeliveryError;
+use crate::dsn::{self, Action, Report};
+use crate::{DeliveryError, Queue};
 use coimail_directory::Directory;
+use coimail_store::spool::{DsnNotify, DsnRet, RecipientState, SpoolEntry, SpoolEnvelope, SpoolRecipient};
 use coimail_store::{Flags, Placement, Store, StoreError};
+use tracing::{info, warn};
 
 /// Delivers `message` to the local user `sender`. `Ok(false)` when there is
-/// no such user any more, or the user's quota is full (the bounce is then
+/// no such user any more, or the user's quota is full (the report is then
 /// dropped: retrying would not make room).
 pub(crate) async fn deliver_to_sender(
     store: &Store,
@@ -26,4 +35,77 @@ pub(crate) async fn deliver_to_sender(
         Err(StoreError::QuotaExceeded) => Ok(false),
         Err(e) => Err(e.into()),
     }
+}
+
+/// A message SMTP has just put into local mailboxes, with the recipients
+/// that asked for NOTIFY=SUCCESS (RFC 3461 §4.1).
+pub struct Delivered<'a> {
+    /// Reverse path; nothing is sent for the null sender.
+    pub sender: &'a str,
+    pub env_id: Option<&'a str>,
+    pub recipients: &'a [SpoolRecipient],
+    /// The message as stored (only its header is returned).
+    pub message: &'a [u8],
+    pub now: i64,
+}
+
+/// Sends the `Action: delivered` report for `d` (RFC 3464): into the
+/// sender's INBOX when the sender's domain is ours, else through `queue`
+/// (dropped with a warning when there is none).
+pub async fn report_delivered(
+    store: &Store,
+    directory: &Directory,
+    queue: Option<&Queue>,
+    hostname: &str,
+    d: &Delivered<'_>,
+) -> Result<(), DeliveryError> {
+    if d.sender.is_empty() || d.recipients.is_empty() {
+        return Ok(());
+    }
+    let recipients: Vec<SpoolRecipient> =
+        d.recipients.iter().map(|r| SpoolRecipient { state: RecipientState::Delivered, ..r.clone() }).collect();
+    let entry = SpoolEntry {
+        id: 0,
+        sender: d.sender.to_owned(),
+        env_id: d.env_id.map(str::to_owned),
+        ret: Some(DsnRet::Headers),
+        queued_at: d.now,
+        size: d.message.len() as u64,
+        recipients: Vec::new(),
+        attempts: 0,
+        next_attempt: d.now,
+        lease_until: 0,
+        history: Vec::new(),
+    };
+    let report = dsn::build(&Report {
+        hostname,
+        action: Action::Delivered,
+        entry: &entry,
+        recipients: &recipients,
+        original: Some(d.message),
+        now: d.now,
+        retry_until: None,
+    })?;
+    let domain = d.sender.rsplit_once('@').map_or("", |(_, domain)| domain);
+    if directory.is_local_domain(domain)? {
+        if deliver_to_sender(store, directory, d.sender, &report, d.now).await? {
+            info!(sender = %d.sender, recipients = recipients.len(), "delivery report delivered");
+        } else {
+            warn!(sender = %d.sender, "delivery report dropped: sender has no mailbox here");
+        }
+        return Ok(());
+    }
+    let Some(queue) = queue else {
+        warn!(sender = %d.sender, "delivery report dropped: no outbound queue for a sender elsewhere");
+        return Ok(());
+    };
+    let never = Some(DsnNotify::default());
+    let envelope = SpoolEnvelope {
+        sender: String::new(),
+        env_id: None,
+        ret: None,
+        recipients: vec![SpoolRecipient::new(d.sender, None, never)],
+    };
+    queue.enqueue(envelope, &report).await?;
+    Ok(())
 }

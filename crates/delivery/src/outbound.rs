@@ -2,8 +2,9 @@
 //! mail servers, with mail-send's low-level `SmtpClient` (not
 //! `Message::send`, which gives up at the first refused recipient).
 //!
-//! Per domain: the MX hosts best first (`dns.rs`), each host's addresses in
-//! turn, until one server takes the transaction. A server that cannot be
+//! Per domain: the MX hosts best first, equal preferences in random order
+//! (`dns.rs`), each host's addresses in turn, until one server takes the
+//! transaction. A server that cannot be
 //! reached, greets with an error or breaks the connection makes us try the
 //! next; the first one that completes a transaction decides every
 //! recipient, each by its own RCPT reply and then the reply to the data.
@@ -14,9 +15,17 @@
 //! parameters RET/ENVID when the server offers them, RCPT per recipient with
 //! NOTIFY/ORCPT, then BDAT (CHUNKING offered) or DATA, QUIT.
 //!
+//! No downgrades: an internationalized message (a non-ASCII address, or
+//! non-ASCII in the header section) to a server that does not offer
+//! SMTPUTF8 fails with `5.6.7` (RFC 6531 §3.2); an 8-bit message to a server
+//! that does not offer 8BITMIME fails with `5.6.3` rather than being
+//! converted to quoted-printable (RFC 6152 §3 allows either; such servers
+//! are rare, and a conversion would break signatures over the body).
+//!
 //! Outcomes: 2xx delivered, 5xx failed, anything else deferred. Our own
 //! failures are written as SMTP-like replies (`451 4.4.1 ...`) so the
-//! history and the bounce read the same either way.
+//! history and the bounce read the same either way. Each result says
+//! whether the server offered DSN (and so got the recipient's NOTIFY).
 
 use crate::attempt::Transport;
 use crate::dns::{Dns, DnsFailure, Route};
@@ -184,7 +193,7 @@ impl Transport for Outbound {
 fn all(rcpts: &[SpoolRecipient], outcome: AttemptOutcome, reply: String) -> Vec<SpoolResult> {
     rcpts
         .iter()
-        .map(|r| SpoolResult { address: r.address.clone(), host: None, outcome, reply: reply.clone() })
+        .map(|r| SpoolResult { address: r.address.clone(), host: None, outcome, reply: reply.clone(), dsn_passed: false })
         .collect()
 }
 
@@ -262,6 +271,13 @@ fn rcpt_command(rcpt: &SpoolRecipient, dsn: bool) -> String {
     cmd
 }
 
+/// RFC 6531/6532: UTF-8 in the envelope or in the header fields.
+fn international(job: &Job<'_>) -> bool {
+    !job.entry.sender.is_ascii()
+        || job.rcpts.iter().any(|r| !r.address.is_ascii())
+        || !crate::dsn::header_section(job.message).is_ascii()
+}
+
 /// MAIL, RCPT for each recipient, the data; one result per recipient.
 async fn transaction<T: AsyncRead + AsyncWrite + Unpin>(
     client: &mut SmtpClient<T>,
@@ -269,16 +285,27 @@ async fn transaction<T: AsyncRead + AsyncWrite + Unpin>(
     host: &str,
     job: &Job<'_>,
 ) -> Result<Vec<SpoolResult>, HostError> {
+    let dsn = caps.has_capability(EXT_DSN);
     let result = |address: &str, reply: &Response<String>| SpoolResult {
         address: address.to_owned(),
         host: Some(host.to_owned()),
         outcome: outcome(reply.code),
         reply: reply_text(reply),
+        dsn_passed: dsn,
     };
-    let smtputf8 = !job.entry.sender.is_ascii() || job.rcpts.iter().any(|r| !r.address.is_ascii());
+    let refuse = |reply: String| {
+        let mut results = all(job.rcpts, AttemptOutcome::Failed, reply);
+        results.iter_mut().for_each(|r| r.host = Some(host.to_owned()));
+        results
+    };
+    let smtputf8 = international(job);
     if smtputf8 && !caps.has_capability(EXT_SMTP_UTF8) {
-        let reply = format!("553 5.6.7 {host} does not support SMTPUTF8, needed for non-ASCII addresses");
-        return Ok(all(job.rcpts, AttemptOutcome::Failed, reply));
+        return Ok(refuse(format!(
+            "553 5.6.7 {host} does not support SMTPUTF8, needed for this internationalized message"
+        )));
+    }
+    if !job.message.is_ascii() && !caps.has_capability(EXT_8BIT_MIME) {
+        return Ok(refuse(format!("554 5.6.3 {host} does not support 8BITMIME, needed for this 8-bit message")));
     }
     let mail = client.cmd(mail_command(caps, job, smtputf8)).await?;
     if outcome(mail.code) != AttemptOutcome::Delivered {
@@ -287,7 +314,7 @@ async fn transaction<T: AsyncRead + AsyncWrite + Unpin>(
     let mut results = Vec::with_capacity(job.rcpts.len());
     let mut accepted = Vec::new();
     for rcpt in job.rcpts {
-        let reply = client.cmd(rcpt_command(rcpt, caps.has_capability(EXT_DSN))).await?;
+        let reply = client.cmd(rcpt_command(rcpt, dsn)).await?;
         if outcome(reply.code) == AttemptOutcome::Delivered {
             accepted.push(rcpt);
         } else {

@@ -12,6 +12,8 @@ pub(crate) struct CapabilityState {
     pub plaintext_login: bool,
     /// Largest message APPEND accepts (RFC 7889 APPENDLIMIT): the literal cap.
     pub append_limit: u64,
+    /// COI's capabilities (`COI`, `WEBPUSH`), advertised only after login (R1, R2).
+    pub coi: &'static str,
 }
 
 const COMMON: &str = "IMAP4rev1 IMAP4rev2 LITERAL+";
@@ -35,6 +37,10 @@ pub(crate) fn capabilities(s: CapabilityState) -> String {
         caps.push_str(" CONDSTORE QRESYNC NOTIFY");
         // RFC 4978, only after login (cmd/compress.rs, conn.rs).
         caps.push_str(" COMPRESS=DEFLATE");
+        if !s.coi.is_empty() {
+            caps.push(' ');
+            caps.push_str(s.coi);
+        }
         return caps;
     }
     caps.push_str(" SASL-IR ID ENABLE IDLE");
@@ -61,6 +67,7 @@ mod tests {
             starttls: true,
             plaintext_login: false,
             append_limit: 1000,
+            coi: "COI WEBPUSH",
         });
         assert_eq!(pre, "IMAP4rev1 IMAP4rev2 LITERAL+ SASL-IR ID ENABLE IDLE STARTTLS LOGINDISABLED");
         let pre = capabilities(CapabilityState {
@@ -68,6 +75,7 @@ mod tests {
             starttls: false,
             plaintext_login: true,
             append_limit: 1000,
+            coi: "COI WEBPUSH",
         });
         assert_eq!(pre, "IMAP4rev1 IMAP4rev2 LITERAL+ SASL-IR ID ENABLE IDLE AUTH=PLAIN");
         let post = capabilities(CapabilityState {
@@ -75,6 +83,7 @@ mod tests {
             starttls: true,
             plaintext_login: true,
             append_limit: 1000,
+            coi: "COI WEBPUSH",
         });
         assert!(post.contains("IDLE") && post.contains("SPECIAL-USE") && !post.contains("STARTTLS"));
         assert!(post.contains(" UIDPLUS MOVE MULTIAPPEND CREATE-SPECIAL-USE STATUS=SIZE APPENDLIMIT=1000"));
@@ -84,5 +93,7 @@ mod tests {
         assert!(post.contains(" LIST-STATUS") && !pre.contains("METADATA"));
         assert!(post.contains(" CONDSTORE QRESYNC NOTIFY"));
         assert!(post.contains(" COMPRESS=DEFLATE") && !pre.contains("COMPRESS"));
+        // COI R1/R2: exact upper-case atoms, after login only.
+        assert!(post.ends_with(" COI WEBPUSH") && !pre.contains("COI") && !pre.contains("WEBPUSH"));
     }
 }

@@ -15,6 +15,8 @@ pub(crate) enum Code {
     Cannot,
     ExpungeIssued,
     HasChildren,
+    /// RFC 5530: a server limit was hit (COI: too many push subscriptions).
+    Limit,
     NonExistent,
     /// RFC 5530: the user may not do this (server METADATA /shared, SETQUOTA).
     NoPerm,
@@ -39,6 +41,7 @@ impl Code {
             Code::Cannot => "CANNOT",
             Code::ExpungeIssued => "EXPUNGEISSUED",
             Code::HasChildren => "HASCHILDREN",
+            Code::Limit => "LIMIT",
             Code::NonExistent => "NONEXISTENT",
             Code::NoPerm => "NOPERM",
             Code::NotificationOverflow => "NOTIFICATIONOVERFLOW",
@@ -135,6 +138,20 @@ impl From<StoreError> for ImapError {
             e @ (StoreError::Corrupt(_) | StoreError::Engine(_) | StoreError::Io(_)) => {
                 ImapError::Internal(format!("store: {e}"))
             }
+        }
+    }
+}
+
+/// COI hooks answer with the codes the COI clients expect (R9).
+impl From<coimail_coi::CoiError> for ImapError {
+    fn from(e: coimail_coi::CoiError) -> Self {
+        use coimail_coi::CoiError;
+        match e {
+            CoiError::Cannot(text) => ImapError::no(Code::Cannot, text),
+            CoiError::Limit(text) => ImapError::no(Code::Limit, text),
+            CoiError::Unavailable(text) => ImapError::no(Code::Unavailable, text),
+            CoiError::Store(e) => e.into(),
+            e @ CoiError::WebPush(_) => ImapError::no(Code::Unavailable, e.to_string()),
         }
     }
 }

@@ -100,6 +100,8 @@ pub struct ImapContext {
     /// Parsed message structures (ENVELOPE, BODYSTRUCTURE, sections), shared
     /// by all sessions: a warm FETCH reads no message file.
     pub(crate) mime_cache: mime::Cache,
+    /// COI hooks (METADATA entries, folder switches, the `seen` mover).
+    pub coi: coimail_coi::Coi,
 }
 
 impl ImapContext {
@@ -110,7 +112,14 @@ impl ImapContext {
         config: ImapConfig,
     ) -> ImapContext {
         let limits = ConnectionLimits::new(config.max_connections, config.max_connections_per_ip);
-        ImapContext { store, directory, tls, config, limits, mime_cache: mime::Cache::default() }
+        let coi = coimail_coi::Coi::new(store.clone());
+        ImapContext { store, directory, tls, config, limits, mime_cache: mime::Cache::default(), coi }
+    }
+
+    /// Replaces the default COI service (no WebPush) with a configured one.
+    pub fn with_coi(mut self, coi: coimail_coi::Coi) -> ImapContext {
+        self.coi = coi;
+        self
     }
 }
 

@@ -241,6 +241,7 @@ impl Session {
             starttls: self.kind == ImapListener::Starttls && self.ctx.tls.is_some() && !tls,
             plaintext_login: self.ctx.config.plaintext_auth.allows(self.peer.ip(), tls),
             append_limit: self.ctx.config.max_literal_bytes,
+            coi: self.ctx.coi.capabilities(),
         })
     }
 

@@ -256,6 +256,34 @@ impl Session {
         }
     }
 
+    /// The `delivered` DSN (RFC 3464) for local recipients that asked for
+    /// NOTIFY=SUCCESS. The message is stored already: a failure here is
+    /// logged, and the client still hears 250.
+    async fn report_delivered(&self, tx: &Transaction, message: &[u8], now: i64) {
+        if tx.success_dsn.is_empty() {
+            return;
+        }
+        let delivered = coimail_delivery::Delivered {
+            sender: &tx.sender,
+            env_id: tx.env_id.as_deref(),
+            recipients: &tx.success_dsn,
+            message,
+            now,
+        };
+        let ctx = &self.ctx;
+        let sent = coimail_delivery::report_delivered(
+            &ctx.store,
+            &ctx.directory,
+            ctx.queue.as_ref(),
+            &ctx.config.hostname,
+            &delivered,
+        )
+        .await;
+        if let Err(e) = sent {
+            tracing::error!(error = %e, "delivery report failed");
+        }
+    }
+
     /// What the `Received` header says about this session and `tx`.
     fn trace<'a>(&'a self, tx: &'a Transaction, id: &'a str, now_unix: i64) -> Trace<'a> {
         Trace {
@@ -300,6 +328,7 @@ impl Session {
             Ok(done) => {
                 tracing::info!(id = %id, from = %tx.sender, recipients = tx.recipient_count(),
                     copies = done.copies, queue_id = ?done.queue_id, size = message.len(), "accepted");
+                self.report_delivered(&tx, message, now).await;
                 let what = if done.queue_id.is_some() { "queued" } else { "delivered" };
                 Reply::new(250, Enhanced(2, 0, 0), format!("OK, {what} as {id}"))
             }

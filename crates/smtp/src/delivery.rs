@@ -1,9 +1,11 @@
 //! Where an accepted message goes, and storing it.
 //!
-//! [`placements`] is the one routing decision for local mail: today every
-//! distinct recipient account gets one copy in its INBOX with no flags. The
-//! COI issue extends exactly this function (chat messages to their folder,
-//! `$Chat` keyword) from the envelope and the raw message it is handed.
+//! [`placements`] is the one routing decision for local mail: every
+//! distinct recipient account gets one copy, in the mailbox and with the
+//! flags COI decides for that account (`Coi::file`: chat messages to
+//! `COI/Chats` and `$Chat`, per the recipient's own settings), INBOX and no
+//! flags otherwise. After the commit, `Coi::delivered` sends WebPush
+//! notifications asynchronously; it never delays the 250.
 //!
 //! [`accept`] stores the local copies with ONE `Store::deliver` call for
 //! all placements (one body file shared by every copy), then queues the
@@ -22,7 +24,7 @@ use crate::reply::{self, Enhanced, SmtpError};
 use crate::{SmtpContext, SmtpListener, received};
 use coimail_delivery::{DsnRet, SpoolEnvelope, SpoolRecipient};
 use coimail_directory::Account;
-use coimail_store::{Flags, Placement, Store, StoreError, Stored};
+use coimail_store::{Flags, Placement, StoreError, Stored};
 
 /// A recipient in one of our domains, as accepted at RCPT time.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -55,22 +57,33 @@ pub struct Accepted {
     pub queue_id: Option<u64>,
 }
 
-/// The placement hook: one copy per distinct account, in INBOX, no flags.
+/// The placement hook: one copy per distinct account, where COI files it.
 /// Recipients that resolve to the same account (aliases, `+tags`) share a copy.
-pub fn placements(envelope: &Envelope<'_>, _message: &[u8]) -> Vec<Placement> {
+///
+/// A COI failure (the chat folder cannot be created) fails the delivery
+/// with 451 4.2.0 rather than dropping or misfiling the message (COI R27).
+pub async fn placements(
+    coi: &coimail_coi::Coi,
+    envelope: &Envelope<'_>,
+    message: &[u8],
+) -> Result<Vec<Placement>, SmtpError> {
     let mut out: Vec<Placement> = Vec::with_capacity(envelope.recipients.len());
     for r in envelope.recipients {
         if out.iter().any(|p| p.account == r.account.id) {
             continue;
         }
+        let filing = coi.file(r.account.id, message).await.map_err(|e| {
+            tracing::error!(error = %e, "coi filing failed");
+            SmtpError::new(451, Enhanced(4, 2, 0), "failed to save chat message, try again later")
+        })?;
         out.push(Placement {
             account: r.account.id,
             address: r.account.address.clone(),
-            mailbox: "INBOX".to_owned(),
-            flags: Flags::new(),
+            mailbox: filing.mailbox,
+            flags: filing.flags,
         });
     }
-    out
+    Ok(out)
 }
 
 /// Whether a permitted recipient outside our domains can be carried: only
@@ -89,7 +102,7 @@ pub async fn accept(
 ) -> Result<Accepted, SmtpError> {
     let mut done = Accepted::default();
     if !envelope.recipients.is_empty() {
-        done.copies = deliver(&ctx.store, envelope, message, now_unix).await?.len();
+        done.copies = deliver(ctx, envelope, message, now_unix).await?.len();
     }
     if !envelope.remote.is_empty() {
         let queue = ctx.queue.as_ref().ok_or(reply::REMOTE_DISABLED)?;
@@ -110,13 +123,13 @@ pub async fn accept(
 
 /// Stores `message` (trace headers already prepended) for every placement.
 pub async fn deliver(
-    store: &Store,
+    ctx: &SmtpContext,
     envelope: &Envelope<'_>,
     message: &[u8],
     now_unix: i64,
 ) -> Result<Vec<Stored>, SmtpError> {
-    let placements = placements(envelope, message);
-    store.deliver(message, now_unix, placements).await.map_err(|e| match e {
+    let placements = placements(&ctx.coi, envelope, message).await?;
+    let stored = ctx.store.deliver(message, now_unix, placements.clone()).await.map_err(|e| match e {
         StoreError::QuotaExceeded => {
             tracing::info!("delivery refused: quota exceeded");
             SmtpError::new(452, Enhanced(4, 2, 2), "mailbox full")
@@ -125,7 +138,11 @@ pub async fn deliver(
             tracing::error!(error = %e, "delivery failed");
             reply::LOCAL_ERROR
         }
-    })
+    })?;
+    // Durable now: pushes may go out (COI R36); one per stored copy.
+    let copies: Vec<(Stored, &Flags)> = stored.iter().zip(&placements).map(|(s, p)| (*s, &p.flags)).collect();
+    ctx.coi.delivered(&copies, message);
+    Ok(stored)
 }
 
 #[cfg(test)]
@@ -140,8 +157,10 @@ mod tests {
         }
     }
 
-    #[test]
-    fn one_inbox_copy_per_account() {
+    #[tokio::test]
+    async fn one_inbox_copy_per_account() {
+        let dir = tempfile::tempdir().unwrap();
+        let coi = coimail_coi::Coi::new(coimail_store::Store::open_memory(dir.path()).unwrap());
         let rcpts = [rcpt("a@x.org", 1, "a@x.org"), rcpt("alias@x.org", 1, "a@x.org"), rcpt("b@x.org", 2, "b@x.org")];
         let env = Envelope {
             listener: SmtpListener::Mx,
@@ -152,7 +171,7 @@ mod tests {
             ret: None,
             authenticated: None,
         };
-        let p = placements(&env, b"");
+        let p = placements(&coi, &env, b"").await.unwrap();
         assert_eq!(p.len(), 2);
         assert_eq!((p[0].account, p[0].mailbox.as_str()), (AccountId(1), "INBOX"));
         assert_eq!((p[1].account, p[1].address.as_str()), (AccountId(2), "b@x.org"));

@@ -107,6 +107,8 @@ pub struct SmtpContext {
     limits: Arc<ConnectionLimits>,
     /// Messages per user per hour on submission (`rate.rs`).
     rate: rate::RateLimit,
+    /// COI's delivery decision and WebPush (`delivery.rs` calls it).
+    pub coi: coimail_coi::Coi,
 }
 
 impl SmtpContext {
@@ -118,7 +120,14 @@ impl SmtpContext {
     ) -> SmtpContext {
         let limits = ConnectionLimits::new(config.max_connections, config.max_connections_per_ip);
         let rate = rate::RateLimit::new(config.max_messages_per_hour, rate::WINDOW);
-        SmtpContext { store, directory, tls, config, queue: None, limits, rate }
+        let coi = coimail_coi::Coi::new(store.clone());
+        SmtpContext { store, directory, tls, config, queue: None, limits, rate, coi }
+    }
+
+    /// Replaces the default COI service (no WebPush) with a configured one.
+    pub fn with_coi(mut self, coi: coimail_coi::Coi) -> SmtpContext {
+        self.coi = coi;
+        self
     }
 
     /// Accepts remote recipients on submission listeners, for `queue`.

@@ -1,12 +1,20 @@
 //! MAIL (RFC 5321 §4.1.1.2) and RCPT (§4.1.1.3): envelope checks. Who may
 //! send to whom is decided in `policy.rs`; this file checks sequence,
 //! parameters and limits and records the transaction.
+//!
+//! A local recipient whose mailbox is full gets `452 4.2.2` at RCPT, so the
+//! others still get the message and the sender retries that one later. The
+//! check charges one message of the declared `SIZE=` (0 octets without
+//! one); the store's check at the end of the data, under its write lock and
+//! with the real size, stays the final word.
 
 use crate::delivery::{self, LocalRecipient};
 use crate::policy::{self, Recipient};
 use crate::reply::{self, Enhanced, Reply, SmtpError};
 use crate::session::{Session, Transaction};
 use coimail_delivery::{DsnNotify, DsnRet, SpoolRecipient};
+use coimail_directory::Account;
+use coimail_store::StoreError;
 use smtp_proto::{
     MAIL_BODY_7BIT, MAIL_BODY_8BITMIME, MAIL_RET_FULL, MAIL_RET_HDRS, MAIL_SMTPUTF8, MailFrom, RCPT_NOTIFY_DELAY,
     RCPT_NOTIFY_FAILURE, RCPT_NOTIFY_NEVER, RCPT_NOTIFY_SUCCESS, RcptTo,
@@ -59,9 +67,10 @@ fn notify_of(flags: u64) -> Result<Option<DsnNotify>, SmtpError> {
     }))
 }
 
-/// An accepted recipient, for the transaction.
+/// An accepted recipient, for the transaction: a local one comes with its
+/// DSN request (for the `delivered` report), a remote one carries it.
 enum Accepted {
-    Local(LocalRecipient),
+    Local(LocalRecipient, SpoolRecipient),
     Remote(SpoolRecipient),
 }
 
@@ -75,10 +84,12 @@ impl Session {
         self.tx = Some(Transaction {
             sender: from.address,
             smtputf8: from.flags & MAIL_SMTPUTF8 != 0,
+            declared_size: u64::try_from(from.size).unwrap_or(u64::MAX),
             recipients: Vec::new(),
             remote: Vec::new(),
             env_id: from.env_id,
             ret: ret_of(from.flags),
+            success_dsn: Vec::new(),
             chunks: None,
         });
         self.conn.reply(Reply::new(250, Enhanced(2, 1, 0), "sender OK"));
@@ -120,7 +131,12 @@ impl Session {
                 tracing::debug!(rcpt = %to.address, "recipient accepted");
                 if let Some(tx) = self.tx.as_mut() {
                     match recipient {
-                        Accepted::Local(r) => tx.recipients.push(r),
+                        Accepted::Local(r, dsn) => {
+                            if dsn.notify.is_some_and(|n| n.success) {
+                                tx.success_dsn.push(dsn);
+                            }
+                            tx.recipients.push(r);
+                        }
                         Accepted::Remote(r) => tx.remote.push(r),
                     }
                 }
@@ -153,16 +169,39 @@ impl Session {
             return Err(NEEDS_SMTPUTF8);
         }
         let dir = &self.ctx.directory;
+        let dsn = |address: &str| SpoolRecipient::new(address, to.orcpt.clone(), notify);
         // smtp-proto hands back `<postmaster>` (no domain) as "".
         if to.address.is_empty() {
             let account = policy::postmaster(dir)?;
-            return Ok(Accepted::Local(LocalRecipient { address: account.address.clone(), account }));
+            self.check_quota(&account, tx)?;
+            let address = account.address.clone();
+            return Ok(Accepted::Local(LocalRecipient { address: address.clone(), account }, dsn(&address)));
         }
         match policy::check_recipient(dir, self.kind, self.auth.as_ref(), &to.address)? {
-            Recipient::Local(account) => Ok(Accepted::Local(LocalRecipient { address: to.address.clone(), account })),
+            Recipient::Local(account) => {
+                self.check_quota(&account, tx)?;
+                Ok(Accepted::Local(LocalRecipient { address: to.address.clone(), account }, dsn(&to.address)))
+            }
             Recipient::Remote => {
                 delivery::remote_recipient(&self.ctx, &to.address)?;
                 Ok(Accepted::Remote(SpoolRecipient::new(to.address.clone(), to.orcpt.clone(), notify)))
+            }
+        }
+    }
+
+    /// `452 4.2.2` when one more message of the declared size would take
+    /// the account over its quota. An account that already has a copy in
+    /// this transaction (an alias) is not charged twice.
+    fn check_quota(&self, account: &Account, tx: &Transaction) -> Result<(), SmtpError> {
+        if tx.recipients.iter().any(|r| r.account.id == account.id) {
+            return Ok(());
+        }
+        match self.ctx.store.check_quota(account.id, tx.declared_size, 1) {
+            Ok(()) => Ok(()),
+            Err(StoreError::QuotaExceeded) => Err(reply::MAILBOX_FULL),
+            Err(e) => {
+                tracing::error!(error = %e, "quota check failed");
+                Err(reply::LOCAL_ERROR)
             }
         }
     }

@@ -57,6 +57,8 @@ pub const BARE_LINE_ENDING_DATA: SmtpError =
     SmtpError::new(554, Enhanced(5, 6, 0), "message contains bare CR or LF; lines must end with CRLF");
 pub const TOO_BIG: SmtpError =
     SmtpError::new(552, Enhanced(5, 3, 4), "message size exceeds fixed maximum message size");
+/// RFC 3463 4.2.2, as Dovecot says it; 4xx so the sender tries again later.
+pub const MAILBOX_FULL: SmtpError = SmtpError::new(452, Enhanced(4, 2, 2), "Mailbox full");
 pub const TOO_MANY_RECIPIENTS: SmtpError = SmtpError::new(452, Enhanced(4, 5, 3), "too many recipients");
 /// The user's submission rate (`rate.rs`).
 pub const RATE_LIMITED: SmtpError =

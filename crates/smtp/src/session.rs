@@ -38,6 +38,8 @@ pub(crate) struct Transaction {
     /// Reverse path; empty for `<>`.
     pub sender: String,
     pub smtputf8: bool,
+    /// MAIL `SIZE=` (RFC 1870); 0 when not declared.
+    pub declared_size: u64,
     /// Recipients in our domains.
     pub recipients: Vec<LocalRecipient>,
     /// Recipients elsewhere (authenticated submission only), for the queue.
@@ -45,6 +47,9 @@ pub(crate) struct Transaction {
     /// DSN `ENVID` and `RET` (RFC 3461), kept for the queue.
     pub env_id: Option<String>,
     pub ret: Option<DsnRet>,
+    /// Local recipients that asked for NOTIFY=SUCCESS: they get a
+    /// `delivered` report once the message is stored.
+    pub success_dsn: Vec<SpoolRecipient>,
     /// The message so far, once BDAT has started (RFC 3030).
     pub chunks: Option<Chunks>,
 }

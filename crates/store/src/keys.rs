@@ -113,3 +113,29 @@ pub fn spool(id: u64) -> Vec<u8> {
     k.extend_from_slice(&id.to_be_bytes());
     k
 }
+
+/// The due-time index of the queue (`spool.rs`): one empty value per entry
+/// with work left, keyed by when it is next due and its id, so the runner
+/// reads only what is due instead of every entry.
+pub const SPOOL_DUE: u8 = b'o';
+
+/// Index key of entry `id`, due at `at` (Unix seconds; earlier than 1970 counts as 0).
+pub fn spool_due(at: i64, id: u64) -> Vec<u8> {
+    let mut k = spool_due_bound(at);
+    k.extend_from_slice(&id.to_be_bytes());
+    k
+}
+
+/// The first index key due at `at`: `[spool_due_bound(a), spool_due_bound(b))` is due in `a..b`.
+pub fn spool_due_bound(at: i64) -> Vec<u8> {
+    let mut k = vec![SPOOL_DUE];
+    k.extend_from_slice(&u64::try_from(at).unwrap_or(0).to_be_bytes());
+    k
+}
+
+/// Entry id and due time of an index key.
+pub fn spool_due_parts(key: &[u8]) -> Option<(i64, u64)> {
+    let at: [u8; 8] = key.get(1..9)?.try_into().ok()?;
+    let id: [u8; 8] = key.get(9..17)?.try_into().ok()?;
+    Some((i64::try_from(u64::from_be_bytes(at)).unwrap_or(i64::MAX), u64::from_be_bytes(id)))
+}

@@ -65,6 +65,9 @@ pub struct FlagsUpdate {
     pub changed: Vec<Uid>,
     /// Messages left alone because they changed after `unchanged_since`.
     pub modified: Vec<Uid>,
+    /// The messages of `changed` that went from unseen to `\Seen` (COI's
+    /// `seen` filter moves chat messages on exactly this transition).
+    pub seen_gained: Vec<Uid>,
 }
 
 impl Store {
@@ -353,6 +356,9 @@ impl Store {
                     FlagOp::Replace => flags.clone(),
                 };
                 if new != msg.flags {
+                    if new.contains("\\Seen") && !msg.flags.contains("\\Seen") {
+                        result.seen_gained.push(uid);
+                    }
                     rec.highest_modseq += 1;
                     if let Some(c) = &mut rec.counts {
                         c.reflag(msg.size, &msg.flags, &new);

@@ -19,8 +19,12 @@
 //!   startup [`Store::spool_recover`] clears them all and removes files
 //!   left by enqueues that never committed.
 //!
-//! Entries are scanned whole to find due work: fine for the queue of a
-//! small server; a due-time index can come when queues grow.
+//! - The due-time index ([`keys::SPOOL_DUE`]: `o <due> <id>`) holds one key
+//!   per entry with work left, at [`SpoolEntry::due_at`], written in the
+//!   same batch as the entry. Finding due work reads the index up to `now`
+//!   and only those entries: O(due), not O(queue). [`Store::spool_recover`]
+//!   rebuilds it from the entries at startup (databases from before it
+//!   existed, and the unflushed lease moves of a crashed process).
 
 use crate::blob::sync_dir;
 use crate::keys;
@@ -85,6 +89,14 @@ pub struct SpoolRecipient {
     pub remote_host: Option<String>,
     /// The DSN for its final state has been delivered (or none was wanted).
     pub notified: bool,
+    /// The server that took it offered DSN and got our NOTIFY/ORCPT: DSNs
+    /// are its business from there (RFC 3461 §5), not ours.
+    #[serde(default)]
+    pub dsn_passed: bool,
+    /// Its one "delayed" DSN has been delivered (RFC 3464 `Action: delayed`);
+    /// kept durably so a restart does not send another.
+    #[serde(default)]
+    pub delay_notified: bool,
 }
 
 impl SpoolRecipient {
@@ -97,6 +109,8 @@ impl SpoolRecipient {
             last_reply: None,
             remote_host: None,
             notified: false,
+            dsn_passed: false,
+            delay_notified: false,
         }
     }
 }
@@ -160,6 +174,8 @@ pub struct SpoolResult {
     pub host: Option<String>,
     pub outcome: AttemptOutcome,
     pub reply: String,
+    /// The server offered DSN, so it got the recipient's NOTIFY/ORCPT.
+    pub dsn_passed: bool,
 }
 
 /// What [`Store::spool_recover`] did.
@@ -171,6 +187,40 @@ pub struct SpoolRecovery {
 
 fn file_name(id: u64) -> String {
     format!("{id:020}")
+}
+
+/// The entry's due-index key; `None` when it has nothing left to do.
+fn due_key(entry: &SpoolEntry) -> Option<Vec<u8>> {
+    entry.has_work().then(|| keys::spool_due(entry.due_at(), entry.id))
+}
+
+/// Writes `entry` and moves its due-index key from where `old` had it.
+fn put(batch: &mut Batch, old: Option<&SpoolEntry>, entry: &SpoolEntry) -> Result<()> {
+    let (was, is) = (old.and_then(due_key), due_key(entry));
+    if was != is {
+        if let Some(k) = was {
+            batch.remove(k);
+        }
+        if let Some(k) = is {
+            batch.insert(k, Vec::new());
+        }
+    }
+    batch.insert(keys::spool(entry.id), encode(entry)?);
+    Ok(())
+}
+
+#[cfg(test)]
+thread_local! {
+    /// Index keys and entries the due-work lookups touched on this thread:
+    /// how the tests show they are O(due), not O(queue).
+    static TOUCHED: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+}
+
+fn touched(n: usize) {
+    #[cfg(test)]
+    TOUCHED.with(|t| t.set(t.get() + n));
+    #[cfg(not(test))]
+    let _ = n;
 }
 
 impl Store {
@@ -202,7 +252,7 @@ impl Store {
             history: Vec::new(),
         };
         let mut batch = Batch::default();
-        batch.insert(keys::spool(id), encode(&entry)?);
+        put(&mut batch, None, &entry)?;
         self.inner.mail.apply(batch)?;
         self.flush().await?;
         Ok(entry)
@@ -217,29 +267,61 @@ impl Store {
         self.inner.mail.get(&keys::spool(id))?.map(|v| decode("spool entry", &v)).transpose()
     }
 
-    /// Leases up to `max` entries due at `now` for `lease_secs`.
+    /// Leases up to `max` entries due at `now` for `lease_secs`, most
+    /// overdue first.
     pub fn spool_lease(&self, now: i64, lease_secs: i64, max: usize) -> Result<Vec<SpoolEntry>> {
+        self.spool_lease_where(now, lease_secs, max, |_| true)
+    }
+
+    /// [`Store::spool_lease`] of the due entries `admit` accepts (the
+    /// runner's per-destination limit); the others stay due as they are.
+    /// Reads the due index up to `now` and those entries only.
+    pub fn spool_lease_where(
+        &self,
+        now: i64,
+        lease_secs: i64,
+        max: usize,
+        mut admit: impl FnMut(&SpoolEntry) -> bool,
+    ) -> Result<Vec<SpoolEntry>> {
         let _g = self.lock();
         let mut batch = Batch::default();
         let mut leased = Vec::new();
-        for mut entry in self.spool_list()? {
+        let due = self.inner.mail.range(&keys::spool_due_bound(0), &keys::spool_due_bound(now.saturating_add(1)))?;
+        touched(due.len());
+        for (key, _) in due {
             if leased.len() >= max {
                 break;
             }
-            if !entry.has_work() || entry.due_at() > now {
+            let Some((_, id)) = keys::spool_due_parts(&key) else { continue };
+            touched(1);
+            let Some(old) = self.spool_get(id)? else {
+                // A key outliving its entry cannot happen within one batch;
+                // drop it rather than trip over it forever.
+                batch.remove(key);
+                continue;
+            };
+            if !old.has_work() || old.due_at() > now || !admit(&old) {
                 continue;
             }
+            let mut entry = old.clone();
             entry.lease_until = now.saturating_add(lease_secs);
-            batch.insert(keys::spool(entry.id), encode(&entry)?);
+            put(&mut batch, Some(&old), &entry)?;
             leased.push(entry);
         }
         self.inner.mail.apply(batch)?;
         Ok(leased)
     }
 
-    /// The earliest time an entry with work left becomes due.
-    pub fn spool_next_due(&self) -> Result<Option<i64>> {
-        Ok(self.spool_list()?.iter().filter(|e| e.has_work()).map(SpoolEntry::due_at).min())
+    /// The earliest time in `from..until` at which an entry with work left
+    /// becomes due, from the due index alone (the runner asks about the
+    /// next minute; what is due already it learns by leasing).
+    pub fn spool_next_due(&self, from: i64, until: i64) -> Result<Option<i64>> {
+        if until <= from {
+            return Ok(None);
+        }
+        let keys = self.inner.mail.range(&keys::spool_due_bound(from), &keys::spool_due_bound(until))?;
+        touched(keys.len());
+        Ok(keys.first().and_then(|(k, _)| keys::spool_due_parts(k)).map(|(at, _)| at))
     }
 
     /// The queued message.
@@ -268,6 +350,7 @@ impl Store {
                     };
                     rcpt.last_reply = Some(r.reply.clone());
                     rcpt.remote_host.clone_from(&r.host);
+                    rcpt.dsn_passed = r.dsn_passed;
                 }
                 entry.history.push(SpoolAttempt {
                     at,
@@ -296,6 +379,16 @@ impl Store {
         .await
     }
 
+    /// Records that the recipients' "delayed" DSN went out. Durable on return.
+    pub async fn spool_mark_delayed(&self, id: u64, addresses: &[String]) -> Result<SpoolEntry> {
+        self.spool_update(id, |entry| {
+            for r in entry.recipients.iter_mut().filter(|r| addresses.contains(&r.address)) {
+                r.delay_notified = true;
+            }
+        })
+        .await
+    }
+
     /// Makes the entry due at `at` and releases its lease (`coimail queue
     /// flush`, or a runner giving an entry back after an error).
     pub async fn spool_reschedule(&self, id: u64, at: i64) -> Result<SpoolEntry> {
@@ -309,10 +402,11 @@ impl Store {
     async fn spool_update(&self, id: u64, change: impl FnOnce(&mut SpoolEntry)) -> Result<SpoolEntry> {
         let entry = {
             let _g = self.lock();
-            let mut entry = self.spool_get(id)?.ok_or_else(|| StoreError::NotFound(format!("queue entry {id}")))?;
+            let old = self.spool_get(id)?.ok_or_else(|| StoreError::NotFound(format!("queue entry {id}")))?;
+            let mut entry = old.clone();
             change(&mut entry);
             let mut batch = Batch::default();
-            batch.insert(keys::spool(id), encode(&entry)?);
+            put(&mut batch, Some(&old), &entry)?;
             self.inner.mail.apply(batch)?;
             entry
         };
@@ -324,11 +418,14 @@ impl Store {
     pub async fn spool_delete(&self, id: u64) -> Result<bool> {
         {
             let _g = self.lock();
-            if self.spool_get(id)?.is_none() {
+            let Some(entry) = self.spool_get(id)? else {
                 return Ok(false);
-            }
+            };
             let mut batch = Batch::default();
             batch.remove(keys::spool(id));
+            if let Some(k) = due_key(&entry) {
+                batch.remove(k);
+            }
             self.inner.mail.apply(batch)?;
         }
         self.flush().await?;
@@ -342,20 +439,24 @@ impl Store {
     }
 
     /// At startup, before any runner: releases every lease (their holder is
-    /// gone) and removes message files no entry refers to.
+    /// gone), rebuilds the due index from the entries (the one full scan of
+    /// the queue) and removes message files no entry refers to.
     pub async fn spool_recover(&self) -> Result<SpoolRecovery> {
         let mut report = SpoolRecovery::default();
         let mut ids = std::collections::HashSet::new();
         {
             let _g = self.lock();
             let mut batch = Batch::default();
+            for (key, _) in self.inner.mail.scan_prefix(&[keys::SPOOL_DUE])? {
+                batch.remove(key);
+            }
             for mut entry in self.spool_list()? {
                 ids.insert(file_name(entry.id));
                 if entry.lease_until != 0 {
                     entry.lease_until = 0;
-                    batch.insert(keys::spool(entry.id), encode(&entry)?);
                     report.leases_released += 1;
                 }
+                put(&mut batch, None, &entry)?;
             }
             self.inner.mail.apply(batch)?;
         }
@@ -424,7 +525,13 @@ mod tests {
     }
 
     fn result(address: &str, outcome: AttemptOutcome) -> SpoolResult {
-        SpoolResult { address: address.into(), host: Some("mx.remote.test".into()), outcome, reply: "250 ok".into() }
+        SpoolResult {
+            address: address.into(),
+            host: Some("mx.remote.test".into()),
+            outcome,
+            reply: "250 ok".into(),
+            dsn_passed: false,
+        }
     }
 
     #[tokio::test]
@@ -434,7 +541,8 @@ mod tests {
         let e =
             store.spool_enqueue(envelope(&["a@x.test", "b@y.test"]), b"Subject: q\r\n\r\nhi\r\n", 100).await.unwrap();
         assert_eq!(store.spool_read(e.id).await.unwrap(), b"Subject: q\r\n\r\nhi\r\n");
-        assert_eq!(store.spool_next_due().unwrap(), Some(100));
+        assert_eq!(store.spool_next_due(0, 1000).unwrap(), Some(100));
+        assert_eq!(store.spool_next_due(101, 1000).unwrap(), None, "nothing later");
         assert!(store.spool_lease(99, 60, 10).unwrap().is_empty(), "not due yet");
         let leased = store.spool_lease(100, 60, 10).unwrap();
         assert_eq!(leased.len(), 1);
@@ -442,6 +550,7 @@ mod tests {
         let results = [result("a@x.test", AttemptOutcome::Delivered), result("b@y.test", AttemptOutcome::Deferred)];
         let e = store.spool_record(e.id, 120, &results, 420).await.unwrap();
         assert_eq!((e.attempts, e.next_attempt, e.lease_until), (1, 420, 0));
+        assert_eq!(store.spool_next_due(121, 10_000).unwrap(), Some(420), "the index followed the record");
         assert_eq!(e.recipients[0].state, RecipientState::Delivered);
         assert_eq!(e.recipients[1].state, RecipientState::Pending);
         assert_eq!(e.history.len(), 2);
@@ -451,6 +560,7 @@ mod tests {
         let e = store.spool_mark_notified(e.id, &["a@x.test".into(), "b@y.test".into()]).await.unwrap();
         assert!(!e.has_work());
         assert!(store.spool_lease(10_000, 60, 10).unwrap().is_empty());
+        assert_eq!(store.spool_next_due(0, i64::MAX).unwrap(), None, "done entries leave the index");
         assert!(store.spool_delete(e.id).await.unwrap());
         assert!(!store.spool_delete(e.id).await.unwrap());
         assert!(store.spool_list().unwrap().is_empty());
@@ -503,5 +613,82 @@ mod tests {
         assert_eq!(e.history.len(), MAX_HISTORY);
         assert_eq!(e.history[0].at, 5);
         assert_eq!(e.attempts, MAX_HISTORY as u32 + 5);
+    }
+
+    fn touched_by(f: impl FnOnce()) -> usize {
+        TOUCHED.with(|t| t.set(0));
+        f();
+        TOUCHED.with(std::cell::Cell::get)
+    }
+
+    /// A queue of 400 entries of which 3 are due: leasing reads the 3 (their
+    /// index keys and entries), and asking for the next due time reads only
+    /// the keys in the asked window.
+    #[tokio::test]
+    async fn finding_due_work_is_o_due_not_o_queue() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open_memory(dir.path()).unwrap();
+        for _ in 0..400 {
+            store.spool_enqueue(envelope(&["later@x.test"]), b"x\r\n", 5_000).await.unwrap();
+        }
+        let mut due = Vec::new();
+        for t in [30, 10, 20] {
+            due.push(store.spool_enqueue(envelope(&["now@y.test"]), b"y\r\n", t).await.unwrap().id);
+        }
+        let mut leased = Vec::new();
+        let n = touched_by(|| leased = store.spool_lease(100, 60, 10).unwrap());
+        assert_eq!(leased.iter().map(|e| e.id).collect::<Vec<_>>(), [due[1], due[2], due[0]], "most overdue first");
+        assert_eq!(n, 6, "3 index keys and 3 entries, not 403");
+        let n = touched_by(|| assert_eq!(store.spool_lease(100, 60, 10).unwrap().len(), 0));
+        assert_eq!(n, 0, "leased entries moved to their lease's end");
+        let mut next = None;
+        let n = touched_by(|| next = store.spool_next_due(101, 1_000).unwrap());
+        assert_eq!((next, n), (Some(160), 3), "the three leases end at 160");
+        let n = touched_by(|| assert_eq!(store.spool_next_due(161, 4_000).unwrap(), None));
+        assert_eq!(n, 0);
+        // A filter leaves what it refuses due, untouched.
+        let even = store.spool_lease_where(5_000, 60, 1_000, |e| e.id % 2 == 0).unwrap();
+        let rest = store.spool_lease(5_000, 60, 1_000).unwrap();
+        assert!(even.iter().all(|e| e.id % 2 == 0) && rest.iter().all(|e| e.id % 2 == 1));
+        assert_eq!(even.len() + rest.len(), 403, "the refused ones stayed due");
+    }
+
+    #[tokio::test]
+    async fn recovery_rebuilds_the_due_index() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open_memory(dir.path()).unwrap();
+        let a = store.spool_enqueue(envelope(&["a@x.test"]), b"x\r\n", 10).await.unwrap();
+        let b = store.spool_enqueue(envelope(&["b@x.test"]), b"x\r\n", 20).await.unwrap();
+        // A database from before the index: entries only.
+        let mut batch = Batch::default();
+        for (k, _) in store.inner.mail.scan_prefix(&[keys::SPOOL_DUE]).unwrap() {
+            batch.remove(k);
+        }
+        store.inner.mail.apply(batch).unwrap();
+        assert!(store.spool_lease(100, 60, 10).unwrap().is_empty(), "invisible without the index");
+        store.spool_recover().await.unwrap();
+        let ids: Vec<u64> = store.spool_lease(100, 60, 10).unwrap().iter().map(|e| e.id).collect();
+        assert_eq!(ids, [a.id, b.id]);
+        // Leases are released and the index follows.
+        store.spool_recover().await.unwrap();
+        assert_eq!(store.spool_next_due(0, 1_000).unwrap(), Some(10));
+        assert!(store.spool_delete(a.id).await.unwrap());
+        assert_eq!(store.spool_next_due(0, 1_000).unwrap(), Some(20), "deleting drops its key");
+    }
+
+    #[tokio::test]
+    async fn delay_and_dsn_flags_are_durable_and_old_records_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open_memory(dir.path()).unwrap();
+        let e = store.spool_enqueue(envelope(&["a@x.test"]), b"x\r\n", 0).await.unwrap();
+        let e = store.spool_mark_delayed(e.id, &["a@x.test".into()]).await.unwrap();
+        assert!(e.recipients[0].delay_notified && !e.recipients[0].notified);
+        let passed = SpoolResult { dsn_passed: true, ..result("a@x.test", AttemptOutcome::Delivered) };
+        let e = store.spool_record(e.id, 1, &[passed], 1).await.unwrap();
+        assert!(e.recipients[0].dsn_passed);
+        // A recipient written before these fields existed.
+        let old = r#"{"address":"o@x.test","orcpt":null,"notify":null,"state":"Pending","last_reply":null,"remote_host":null,"notified":false}"#;
+        let r: SpoolRecipient = serde_json::from_str(old).unwrap();
+        assert!(!r.dsn_passed && !r.delay_notified);
     }
 }

@@ -1,5 +1,5 @@
 //! Attempts on a made-up clock with a scripted transport: retries, expiry,
-//! bounces, NOTIFY=NEVER, a lost message file.
+//! bounces, NOTIFY=NEVER, a lost message file, relayed and delayed reports.
 
 use super::*;
 use crate::retry::RetryPolicy;
@@ -13,6 +13,8 @@ use std::sync::Mutex;
 struct Scripted {
     replies: Mutex<HashMap<String, Vec<(AttemptOutcome, &'static str)>>>,
     calls: Mutex<Vec<String>>,
+    /// Domains whose servers offer DSN.
+    dsn: Vec<&'static str>,
 }
 
 impl Scripted {
@@ -39,6 +41,7 @@ impl Transport for Scripted {
                 host: Some(format!("mx.{domain}")),
                 outcome,
                 reply: reply.to_owned(),
+                dsn_passed: self.dsn.contains(&domain),
             })
             .collect()
     }
@@ -56,7 +59,15 @@ async fn setup(transport: Scripted, retry: RetryPolicy) -> Setup {
     let directory = Directory::open(&store, None).unwrap();
     directory.add_domain("a.test").await.unwrap();
     let alice = directory.add_user("alice@a.test", "pw-alice", None).await.unwrap();
-    let ctx = Context { store, directory, transport, retry, hostname: "mail.a.test".into() };
+    let ctx = Context {
+        store,
+        directory,
+        transport,
+        retry,
+        hostname: "mail.a.test".into(),
+        delay_warning: 0,
+        destination_concurrency: 4,
+    };
     Setup { _dir: dir, ctx, alice }
 }
 
@@ -171,4 +182,101 @@ async fn a_lost_message_file_fails_and_bounces_without_the_original() {
     assert_eq!(inbox.len(), 1);
     assert!(inbox[0].contains("Status: 5.3.0"), "{}", inbox[0]);
     assert!(!inbox[0].contains("message/rfc822"), "{}", inbox[0]);
+}
+
+fn notify(success: bool, failure: bool, delay: bool) -> Option<DsnNotify> {
+    Some(DsnNotify { success, failure, delay })
+}
+
+#[tokio::test]
+async fn notify_success_gets_relayed_only_from_servers_without_dsn() {
+    let ok = [(AttemptOutcome::Delivered, "250 2.0.0 taken")];
+    let mut t = Scripted::with(&[("plain.test", &ok), ("dsn.test", &ok), ("quiet.test", &ok)]);
+    t.dsn = vec!["dsn.test"];
+    let s = setup(t, RetryPolicy::default()).await;
+    let success = notify(true, true, false);
+    s.enqueue(
+        vec![
+            SpoolRecipient::new("x@plain.test", Some("X@plain.test".into()), success),
+            SpoolRecipient::new("y@dsn.test", None, success),
+            SpoolRecipient::new("z@quiet.test", None, None),
+        ],
+        0,
+    )
+    .await;
+    s.tick(0).await;
+    assert!(s.ctx.store.spool_list().unwrap().is_empty());
+    let inbox = s.inbox().await;
+    assert_eq!(inbox.len(), 1, "one report: {inbox:?}");
+    let r = &inbox[0];
+    assert!(r.contains("Subject: Successful Mail Delivery Report"), "{r}");
+    assert!(r.contains("Original-Recipient: rfc822;X@plain.test\r\nFinal-Recipient: rfc822;x@plain.test\r\nAction: relayed\r\nStatus: 2.0.0\r\n"), "{r}");
+    assert!(!r.contains("y@dsn.test"), "the DSN-capable server reports itself: {r}");
+    assert!(!r.contains("z@quiet.test"), "no NOTIFY=SUCCESS, no report: {r}");
+}
+
+#[tokio::test]
+async fn one_delay_report_per_recipient_then_delivery_or_expiry() {
+    let retry = RetryPolicy { initial: 100, max: 100, expire: 1_000 };
+    let mut s = setup(Scripted::default(), retry).await;
+    s.ctx.delay_warning = 250;
+    s.enqueue(
+        vec![
+            rcpt("default@b.test"),
+            SpoolRecipient::new("delay@b.test", None, notify(false, false, true)),
+            SpoolRecipient::new("failure-only@b.test", None, notify(false, true, false)),
+            SpoolRecipient::new("never@b.test", None, Some(DsnNotify::default())),
+        ],
+        0,
+    )
+    .await;
+    // Attempts at 0, 100, 200, then one at 250 for the report (earlier than the retry at 300).
+    let mut at = Vec::new();
+    while let Some(e) = s.ctx.store.spool_list().unwrap().pop() {
+        at.push(e.next_attempt);
+        s.tick(e.next_attempt).await;
+        if at.len() == 4 {
+            break;
+        }
+    }
+    assert_eq!(at, [0, 100, 200, 250]);
+    let inbox = s.inbox().await;
+    assert_eq!(inbox.len(), 1, "{inbox:?}");
+    let r = &inbox[0];
+    assert!(r.contains("Subject: Delayed Mail (still being retried)"), "{r}");
+    assert!(r.contains("Final-Recipient: rfc822;default@b.test\r\nAction: delayed\r\nStatus: 4.4.1\r\n"), "{r}");
+    assert!(r.contains("Final-Recipient: rfc822;delay@b.test\r\nAction: delayed\r\n"), "{r}");
+    assert!(r.contains("Will-Retry-Until: Thu, 1 Jan 1970 00:16:40 +0000\r\n"), "{r}");
+    assert!(!r.contains("failure-only@") && !r.contains("never@"), "{r}");
+    let e = s.ctx.store.spool_list().unwrap().remove(0);
+    assert_eq!(e.recipients.iter().filter(|r| r.delay_notified).count(), 2, "recorded in the entry");
+    assert_eq!(e.next_attempt, 350, "back on the retry schedule");
+    // Later attempts send no second delay report; expiry bounces the ones that want it.
+    while let Some(e) = s.ctx.store.spool_list().unwrap().pop() {
+        s.tick(e.next_attempt).await;
+    }
+    let inbox = s.inbox().await;
+    assert_eq!(inbox.len(), 2, "{inbox:?}");
+    let bounce = &inbox[1];
+    assert!(bounce.contains("Subject: Undelivered Mail"), "{bounce}");
+    for (rcpt, reported) in [("default", true), ("delay", false), ("failure-only", true), ("never", false)] {
+        assert_eq!(bounce.contains(&format!("rfc822;{rcpt}@b.test")), reported, "{rcpt}: {bounce}");
+    }
+}
+
+#[tokio::test]
+async fn no_delay_report_when_disabled_or_delivered_in_time() {
+    for (warning, deliver_at_second_try) in [(0, false), (500, true)] {
+        let retry = RetryPolicy { initial: 100, max: 100, expire: 300 };
+        let replies: &[(AttemptOutcome, &str)] =
+            if deliver_at_second_try { &[(AttemptOutcome::Deferred, "421 4.4.1 down"), (AttemptOutcome::Delivered, "250 ok")] } else { &[] };
+        let mut s = setup(Scripted::with(&[("b.test", replies)]), retry).await;
+        s.ctx.delay_warning = warning;
+        s.enqueue(vec![rcpt("bob@b.test")], 0).await;
+        while let Some(e) = s.ctx.store.spool_list().unwrap().pop() {
+            s.tick(e.next_attempt).await;
+        }
+        let inbox = s.inbox().await;
+        assert!(inbox.iter().all(|m| !m.contains("Action: delayed")), "warning {warning}: {inbox:?}");
+    }
 }

@@ -447,7 +447,9 @@ async fn mark_seen(
     }
     let seen: Flags = ["\\Seen"].into_iter().collect();
     let mut changed = Vec::new();
-    for (u, flags, modseq) in s.ctx.store.store_flags(account, mailbox, &unseen, FlagOp::Add, &seen).await? {
+    let update = s.ctx.store.store_flags_if(account, mailbox, &unseen, FlagOp::Add, &seen, None).await?;
+    crate::cmd::store::move_seen_chats(s, account, mailbox, &update.seen_gained).await;
+    for (u, flags, modseq) in update.updated {
         if let Some(m) = listing.binary_search_by_key(&u, |m| m.uid).ok().and_then(|i| listing.get_mut(i)) {
             m.flags = flags;
             m.modseq = modseq;

@@ -37,7 +37,9 @@ pub(crate) async fn create(s: &mut Session, name: &str, special_use: &[String]) 
         [one] => Some(parse_special_use(one)?),
         _ => return Err(ImapError::no(Code::UseAttr, "A mailbox can have one special use")),
     };
-    s.ctx.store.create_mailbox(account, name, special_use).await?;
+    let info = s.ctx.store.create_mailbox(account, name, special_use).await?;
+    // COI R20: creating `<root>/Chats` turns COI on.
+    s.ctx.coi.after_create(account, &info.name).await?;
     Ok(Done::ok("CREATE completed"))
 }
 
@@ -58,6 +60,10 @@ pub(crate) async fn delete(s: &mut Session, name: &str) -> CmdResult {
     if name == "INBOX" {
         return Err(ImapError::no(Code::Cannot, "INBOX cannot be deleted"));
     }
+    if s.ctx.store.mailbox(account, &name).is_ok() {
+        // COI R18: the `enabled` entry goes before the Chats folder does.
+        s.ctx.coi.before_delete(account, &name).await?;
+    }
     match s.ctx.store.delete_mailbox(account, &name).await {
         Err(StoreError::NotFound(_)) if has_children(s, &name)? => {
             Err(ImapError::no(Code::HasChildren, format!("{name} has inferior hierarchical names and no messages")))
@@ -76,10 +82,14 @@ fn has_children(s: &Session, name: &str) -> Result<bool, ImapError> {
 /// RENAME, children included; INBOX's special case is the store's (RFC 3501 §6.3.5).
 pub(crate) async fn rename(s: &mut Session, from: &str, to: &str) -> CmdResult {
     let account = s.account().ok_or(ImapError::Closed)?.id;
+    // COI R19/R20: Chats may only go to the Trash (disabling COI), and a
+    // folder renamed to Chats enables it.
+    let coi = s.ctx.coi.check_rename(account, &names::canonical(from)?, &names::canonical(to)?)?;
     s.ctx.store.rename_mailbox(account, from, to).await.map_err(|e| match e {
         StoreError::Invalid(why) => ImapError::no(Code::Cannot, why),
         other => other.into(),
     })?;
+    s.ctx.coi.after_rename(account, coi).await?;
     Ok(Done::ok("RENAME completed"))
 }
 

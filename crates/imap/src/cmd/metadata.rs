@@ -67,7 +67,7 @@ pub(crate) async fn run(s: &mut Session, body: CommandBody<'_>) -> CmdResult {
                     GetMetadataOption::MaxSize(n) => args.max_size = Some(n),
                 }
             }
-            get(s, args)
+            get(s, args).await
         }
         CommandBody::SetMetadata { mailbox, entry_values } => {
             let entries = entry_values
@@ -109,16 +109,25 @@ fn scope_of(s: &Session, wire: &[u8]) -> Result<(MetadataScope, String), ImapErr
 }
 
 /// GETMETADATA (RFC 5464 §4.2).
-fn get(s: &mut Session, args: GetArgs) -> CmdResult {
+async fn get(s: &mut Session, args: GetArgs) -> CmdResult {
     let (scope, name) = scope_of(s, &args.mailbox)?;
     let mut names = Vec::with_capacity(args.entries.len());
     for wire in &args.entries {
         names.push(entry::name(wire, true)?);
     }
+    // COI's read-only entries (mailbox-root, the VAPID key) exist for every
+    // account without being stored (R11, R31); expired push subscriptions
+    // are dropped before anyone reads them (R33).
+    let virtual_entries = if scope.mailbox.is_none() {
+        s.ctx.coi.before_read(scope.account).await?;
+        s.ctx.coi.virtual_entries()
+    } else {
+        Vec::new()
+    };
     let mut found: Vec<Entry> = Vec::new();
     let mut seen: HashSet<String> = HashSet::new();
     for root in &names {
-        for (entry, value) in lookup(s, scope, root, &args.depth)? {
+        for (entry, value) in lookup(s, scope, root, &args.depth, &virtual_entries)? {
             if seen.insert(entry.clone()) {
                 found.push((entry, value));
             }
@@ -146,8 +155,19 @@ fn get(s: &mut Session, args: GetArgs) -> CmdResult {
 
 /// The entries one requested name yields (§4.2.2 DEPTH): itself (NIL when
 /// missing at depth 0, R8), then its children (depth 1) or all descendants.
-fn lookup(s: &Session, scope: MetadataScope, root: &str, depth: &Depth) -> Result<Vec<Entry>, ImapError> {
-    let value = if entry::is_root(root) { None } else { s.ctx.store.get_metadata(scope, root)? };
+/// `virtual_entries` are answered as if stored (COI's read-only entries).
+fn lookup(
+    s: &Session,
+    scope: MetadataScope,
+    root: &str,
+    depth: &Depth,
+    virtual_entries: &[(String, Vec<u8>)],
+) -> Result<Vec<Entry>, ImapError> {
+    let value = match virtual_entries.iter().find(|(name, _)| name == root) {
+        Some((_, v)) => Some(v.clone()),
+        None if entry::is_root(root) => None,
+        None => s.ctx.store.get_metadata(scope, root)?,
+    };
     let mut out = Vec::new();
     match (value, depth) {
         (value, Depth::Null) => out.push((root.to_owned(), value)),
@@ -156,10 +176,15 @@ fn lookup(s: &Session, scope: MetadataScope, root: &str, depth: &Depth) -> Resul
     }
     if !matches!(depth, Depth::Null) {
         let prefix = format!("{root}/");
-        for (entry, value) in s.ctx.store.list_metadata(scope, &prefix)? {
+        let mut below: Vec<Entry> = s.ctx.store.list_metadata(scope, &prefix)?.into_iter().map(|(e, v)| (e, Some(v))).collect();
+        below.extend(
+            virtual_entries.iter().filter(|(name, _)| name.starts_with(&prefix)).map(|(n, v)| (n.clone(), Some(v.clone()))),
+        );
+        below.sort_by(|a, b| a.0.cmp(&b.0));
+        for (entry, value) in below {
             let rest = entry.get(prefix.len()..).unwrap_or_default();
             if matches!(depth, Depth::Infinity) || !rest.contains('/') {
-                out.push((entry, Some(value)));
+                out.push((entry, value));
             }
         }
     }
@@ -201,6 +226,7 @@ pub(crate) async fn set(s: &mut Session, args: SetArgs) -> CmdResult {
     let (scope, _) = scope_of(s, &args.mailbox)?;
     let max_bytes = s.ctx.config.metadata_max_entry_bytes;
     let mut entries = Vec::with_capacity(args.entries.len());
+    let mut coi_entries = Vec::new();
     for (wire, value) in args.entries {
         let name = entry::name(&wire, false)?;
         if scope.mailbox.is_none() && name.starts_with("/shared/") {
@@ -209,7 +235,19 @@ pub(crate) async fn set(s: &mut Session, args: SetArgs) -> CmdResult {
         if value.as_ref().is_some_and(|v| v.len() > max_bytes) {
             return Err(metadata_no(&format!("MAXSIZE {max_bytes}"), "Value too long"));
         }
-        entries.push((name, value));
+        if scope.mailbox.is_none() && coimail_coi::Coi::owns_entry(&name) {
+            coi_entries.push((name, value));
+        } else {
+            entries.push((name, value));
+        }
+    }
+    // COI's entries are checked and applied by COI, in order (R11-R15,
+    // R32-R35); the first refusal ends the command, as in Dovecot.
+    for (name, value) in &coi_entries {
+        s.ctx.coi.set_entry(scope.account, name, value.as_deref()).await?;
+    }
+    if entries.is_empty() {
+        return Ok(Done::ok("SETMETADATA completed"));
     }
     let limits = MetadataLimits { max_entries: s.ctx.config.metadata_max_entries };
     match s.ctx.store.set_metadata_entries(scope, &entries, Some(limits)).await {

@@ -12,7 +12,7 @@ use crate::cmd::copy_move::number_set;
 use crate::encode;
 use crate::error::{Code, ImapError};
 use crate::session::{CmdResult, Done, Session, State};
-use coimail_store::{FlagOp, Flags, ModSeq, Uid};
+use coimail_store::{AccountId, FlagOp, Flags, MailboxId, ModSeq, Uid};
 use imap_codec::imap_types::command::StoreModifier;
 use imap_codec::imap_types::flag::{Flag, StoreResponse, StoreType};
 use imap_codec::imap_types::sequence::SequenceSet;
@@ -69,6 +69,7 @@ pub(crate) async fn store(s: &mut Session, args: StoreArgs<'_>) -> CmdResult {
     let targets = view.resolve(args.set, args.uid).map_err(|_| ImapError::bad("Invalid message sequence number"))?;
     let uids: Vec<Uid> = targets.iter().map(|t| t.1).collect();
     let result = s.ctx.store.store_flags_if(account, mailbox, &uids, op, &flags, unchanged_since).await?;
+    move_seen_chats(s, account, mailbox, &result.seen_gained).await;
 
     let silent = args.response == StoreResponse::Silent;
     let (condstore, uid_form) = (s.condstore, args.uid);
@@ -98,6 +99,16 @@ pub(crate) async fn store(s: &mut Session, args: StoreArgs<'_>) -> CmdResult {
         return Err(ImapError::no(Code::ExpungeIssued, "Some of the requested messages no longer exist"));
     }
     Ok(Done::ok("STORE completed"))
+}
+
+/// COI R28: chat messages that just became `\Seen` in INBOX move to Chats
+/// (when the account asks for it). The flags are stored either way, so a
+/// failed move is logged, not reported as a failed command; the EXPUNGE
+/// reaches this session at its next sync point, like any other session's.
+pub(crate) async fn move_seen_chats(s: &Session, account: AccountId, mailbox: MailboxId, seen_gained: &[Uid]) {
+    if let Err(e) = s.ctx.coi.seen_set(account, mailbox, seen_gained).await {
+        tracing::warn!(error = %e, "coi: moving seen chat messages failed");
+    }
 }
 
 /// `* seq FETCH (FLAGS (...) UID n MODSEQ (m))` with the parts given.

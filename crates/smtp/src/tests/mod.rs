@@ -2,9 +2,11 @@
 //! against an in-memory-index store, driven by a small line client.
 
 mod chunking;
+mod dsn;
 mod limits;
 mod mx;
 mod queue;
+mod quota;
 mod submission;
 
 use crate::{SmtpConfig, SmtpContext, SmtpListener, serve};

@@ -1,0 +1,54 @@
+//! Quota at RCPT time (RFC 3463 4.2.2): a full mailbox refuses only its own
+//! recipient; the store's check at the end of the data stays the final word.
+
+use super::Server;
+use coimail_store::QuotaLimits;
+
+const BODY: &str = "Subject: hi\r\n\r\nHello.\r\n";
+
+#[tokio::test]
+async fn a_full_mailbox_is_452_at_rcpt_and_the_other_recipients_get_the_message() {
+    let s = Server::start().await;
+    s.store.set_quota(s.bob.id, QuotaLimits { bytes: None, messages: Some(1) }).await.unwrap();
+    let mut c = s.connect(s.mx).await;
+    c.cmd("EHLO client.example", "250").await;
+    let r = c.send_mail("a@remote.example", &["bob@example.org"], BODY).await;
+    assert!(r.starts_with("250 2.0.0"), "{r}");
+
+    c.cmd("MAIL FROM:<a@remote.example>", "250").await;
+    c.cmd("RCPT TO:<alice@example.org>", "250 2.1.5").await;
+    c.cmd("RCPT TO:<bob@example.org>", "452 4.2.2 Mailbox full").await;
+    c.cmd("DATA", "354").await;
+    c.send(b"Subject: to both\r\n\r\nhi\r\n.\r\n").await;
+    c.expect("250 2.0.0").await;
+    assert_eq!(s.inbox(&s.alice).await.len(), 1);
+    assert_eq!(s.inbox(&s.bob).await.len(), 1, "bob kept only his first message");
+}
+
+#[tokio::test]
+async fn the_declared_size_counts_at_rcpt_and_the_real_size_at_the_end() {
+    let s = Server::start().await;
+    s.store.set_quota(s.alice.id, QuotaLimits { bytes: Some(10_000), messages: None }).await.unwrap();
+    let mut c = s.connect(s.mx).await;
+    c.cmd("EHLO client.example", "250").await;
+    c.cmd("MAIL FROM:<a@remote.example> SIZE=20000", "250").await;
+    c.cmd("RCPT TO:<alice@example.org>", "452 4.2.2").await;
+    c.cmd("RCPT TO:<al@example.org>", "452 4.2.2").await;
+    c.cmd("RCPT TO:<bob@example.org>", "250").await;
+    c.cmd("RSET", "250").await;
+
+    // Without SIZE= only the message count is checked at RCPT; the data
+    // then turns out too big and the store refuses the transaction.
+    c.cmd("MAIL FROM:<a@remote.example>", "250").await;
+    c.cmd("RCPT TO:<alice@example.org>", "250").await;
+    c.cmd("DATA", "354").await;
+    let big = format!("Subject: big\r\n\r\n{}\r\n.\r\n", "x".repeat(20_000));
+    c.send(big.as_bytes()).await;
+    c.expect("452 4.2.2").await;
+    assert!(s.inbox(&s.alice).await.is_empty());
+
+    // A small one fits.
+    let r = c.send_mail("a@remote.example", &["alice@example.org", "al@example.org"], BODY).await;
+    assert!(r.starts_with("250 2.0.0"), "{r}");
+    assert_eq!(s.inbox(&s.alice).await.len(), 1, "one copy for the alias and the address");
+}
