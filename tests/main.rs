@@ -6,6 +6,12 @@
 mod util;
 
 mod cli;
+mod coi;
+mod coi_clients;
+mod coi_config;
+mod coi_delivery;
+mod coi_seen;
+mod coi_webpush;
 mod crash;
 mod external;
 mod imap_interop;

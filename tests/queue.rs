@@ -4,11 +4,16 @@
 //! server that is down is retried until it is back; an unknown user
 //! bounces into the sender's INBOX; `coimail queue` shows and drives it;
 //! SIGKILL loses nothing that was acknowledged.
+//!
+//! Against fake remote servers (`util::smtp::FakeMx`, on 127.0.0.4 and
+//! 127.0.0.5): the per-destination connection limit, `relayed` and
+//! `delayed` DSNs, and no SMTPUTF8/8BITMIME downgrade.
 
 use crate::util::dns::{TestDns, Zone};
 use crate::util::mailhost::{MailHost, common_port, host_config};
 use crate::util::server::cli;
-use crate::util::{self, ChildServer};
+use crate::util::smtp::{FakeMx, FakeState};
+use crate::util::{self, ChildServer, SmtpClient};
 use std::collections::BTreeSet;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
@@ -22,6 +27,9 @@ const BOB: &str = "bob@b.test";
 const WAIT: Duration = Duration::from_secs(30);
 const IP_A: Ipv4Addr = Ipv4Addr::new(127, 0, 0, 2);
 const IP_B: Ipv4Addr = Ipv4Addr::new(127, 0, 0, 3);
+/// Fake remote servers.
+const IP_F1: Ipv4Addr = Ipv4Addr::new(127, 0, 0, 4);
+const IP_F2: Ipv4Addr = Ipv4Addr::new(127, 0, 0, 5);
 
 struct Pair {
     dns: TestDns,
@@ -301,4 +309,179 @@ async fn sigkill_loses_no_acknowledged_queued_message() {
     let lost: Vec<_> = acked.difference(&found).collect();
     println!("queue SIGKILL: {} acknowledged, {} delivered ({copies} copies)", acked.len(), found.len());
     assert!(lost.is_empty(), "acknowledged but never delivered: {lost:?}");
+}
+
+/// a.test alone, with the fake servers' names in DNS; its MX port is the
+/// one the fakes listen on.
+struct WithFakes {
+    _dns: TestDns,
+    a: MailHost,
+    port: u16,
+}
+
+async fn with_fakes(tweak: impl FnOnce(&mut coimail_daemon::Config)) -> WithFakes {
+    let port = common_port(&[IpAddr::V4(IP_A), IpAddr::V4(IP_F1), IpAddr::V4(IP_F2)]);
+    let zone = zone()
+        // One destination, two servers of equal preference.
+        .mx("slow.test", 10, "mx1.slow.test")
+        .mx("slow.test", 10, "mx2.slow.test")
+        .a("mx1.slow.test", IP_F1)
+        .a("mx2.slow.test", IP_F2)
+        // A server without DSN, SMTPUTF8 or 8BITMIME, and one with all three.
+        .mx("plain.test", 10, "mx.plain.test")
+        .a("mx.plain.test", IP_F1)
+        .mx("modern.test", 10, "mx.modern.test")
+        .a("mx.modern.test", IP_F2);
+    let dns = TestDns::start(zone).await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = host_config(dir.path(), "a.test", IP_A.into(), port, dns.addr);
+    tweak(&mut config);
+    let a = MailHost::start(dir, config, "a.test", &[ALICE]).await;
+    WithFakes { _dns: dns, a, port }
+}
+
+impl WithFakes {
+    async fn fake(&self, ip: Ipv4Addr, state: &Arc<FakeState>) -> FakeMx {
+        FakeMx::start(SocketAddr::new(ip.into(), self.port), state.clone()).await
+    }
+
+    /// Submits as alice with MAIL and RCPT lines as given (DSN parameters, SMTPUTF8).
+    async fn submit(&self, mail: &str, rcpts: &[&str], message: &[u8]) -> String {
+        let mut c = SmtpClient::connect(self.a.submission()).await;
+        assert!(c.cmd("EHLO laptop.test").await.starts_with("250"));
+        let auth = crate::util::mailhost::base64(format!("\0{ALICE}\0{}", util::PASSWORD).as_bytes());
+        let r = c.cmd(&format!("AUTH PLAIN {auth}")).await;
+        assert!(r.starts_with("235"), "{r}");
+        c.transaction(mail, rcpts, message).await
+    }
+
+    fn attempts(&self) -> u32 {
+        let entries = self.a.running.as_ref().unwrap().store().spool_list().unwrap();
+        entries.first().map_or(0, |e| e.attempts)
+    }
+
+    async fn wait_attempts(&self, n: u32) {
+        let deadline = tokio::time::Instant::now() + WAIT;
+        while self.attempts() < n {
+            assert!(tokio::time::Instant::now() < deadline, "attempt {n} never happened");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ten_messages_to_one_slow_domain_use_at_most_the_destination_limit() {
+    let h = with_fakes(|c| c.queue.destination_concurrency = 2).await;
+    let state = FakeState::new(&["8BITMIME"], Duration::from_millis(500));
+    let (_mx1, _mx2) = (h.fake(IP_F1, &state).await, h.fake(IP_F2, &state).await);
+    for i in 0..10 {
+        let to = format!("u{i}@slow.test");
+        let r = h.a.submit(ALICE, &[&to], &message(ALICE, &to, &format!("slow {i}"))).await;
+        assert!(r.starts_with("250"), "{r}");
+    }
+    let seen = state.wait_transactions(10, WAIT).await;
+    h.a.wait_queue_empty(WAIT).await;
+    assert_eq!(state.max_open(), 2, "two at once over both servers of the domain, never more");
+    let on_mx1 = seen.iter().filter(|t| t.server.map(|s| s.ip()) == Some(IP_F1.into())).count();
+    println!("slow.test: {on_mx1} of 10 on mx1, {} on mx2 (equal preference: random order)", 10 - on_mx1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn notify_success_is_relayed_only_by_servers_without_dsn() {
+    let h = with_fakes(|_| {}).await;
+    let plain = FakeState::new(&[], Duration::ZERO);
+    let modern = FakeState::new(&["DSN", "8BITMIME", "SMTPUTF8"], Duration::ZERO);
+    let (_f1, _f2) = (h.fake(IP_F1, &plain).await, h.fake(IP_F2, &modern).await);
+    let rcpts = [
+        "RCPT TO:<x@plain.test> NOTIFY=SUCCESS,FAILURE ORCPT=rfc822;X@plain.test",
+        "RCPT TO:<y@modern.test> NOTIFY=SUCCESS",
+        "RCPT TO:<z@plain.test>",
+    ];
+    let r =
+        h.submit(&format!("MAIL FROM:<{ALICE}> ENVID=e-1"), &rcpts, &message(ALICE, "x@plain.test", "tell me")).await;
+    assert!(r.starts_with("250"), "{r}");
+    h.a.wait_queue_empty(WAIT).await;
+    let sent = modern.transactions();
+    assert_eq!(sent[0].rcpts, ["RCPT TO:<y@modern.test> NOTIFY=SUCCESS"], "passed on to the DSN server");
+    assert!(sent[0].mail.contains("ENVID=e-1"), "{:?}", sent[0].mail);
+    assert_eq!(plain.transactions()[0].rcpts, ["RCPT TO:<x@plain.test>", "RCPT TO:<z@plain.test>"], "no DSN there");
+    let inbox = h.a.wait_inbox(ALICE, 1, WAIT).await;
+    assert_eq!(inbox.len(), 1, "{inbox:?}");
+    let report = &inbox[0];
+    for expected in [
+        "Return-Path: <>\r\n",
+        "Subject: Successful Mail Delivery Report",
+        "Original-Envelope-Id: e-1\r\n",
+        "Original-Recipient: rfc822;X@plain.test\r\nFinal-Recipient: rfc822;x@plain.test\r\nAction: relayed\r\n\
+         Status: 2.0.0\r\nRemote-MTA: dns; mx.plain.test\r\n",
+        "Subject: tell me",
+    ] {
+        assert!(report.contains(expected), "report lacks {expected:?}:\n{report}");
+    }
+    assert!(!report.contains("y@modern.test") && !report.contains("z@plain.test"), "{report}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_downgrade_utf8_and_8bit_mail_bounce_where_the_extensions_are_missing() {
+    let h = with_fakes(|_| {}).await;
+    let plain = FakeState::new(&[], Duration::ZERO);
+    let modern = FakeState::new(&["DSN", "8BITMIME", "SMTPUTF8"], Duration::ZERO);
+    let (_f1, _f2) = (h.fake(IP_F1, &plain).await, h.fake(IP_F2, &modern).await);
+    let utf8 = format!("From: <{ALICE}>\r\nSubject: Grüße\r\n\r\nHallo Jörg\r\n").into_bytes();
+    let mail = format!("MAIL FROM:<{ALICE}> SMTPUTF8");
+    let r = h.submit(&mail, &["RCPT TO:<jörg@plain.test>", "RCPT TO:<jörg@modern.test>"], &utf8).await;
+    assert!(r.starts_with("250"), "{r}");
+    let eight_bit = format!("From: <{ALICE}>\r\nSubject: body only\r\n\r\nK\u{f6}ln\r\n").into_bytes();
+    let mail = format!("MAIL FROM:<{ALICE}> BODY=8BITMIME");
+    let r = h.submit(&mail, &["RCPT TO:<k@plain.test>", "RCPT TO:<k@modern.test>"], &eight_bit).await;
+    assert!(r.starts_with("250"), "{r}");
+    h.a.wait_queue_empty(WAIT).await;
+
+    let sent = modern.transactions();
+    assert_eq!(sent.len(), 2, "{sent:?}");
+    assert!(sent[0].mail.ends_with(" SMTPUTF8") && sent[0].rcpts == ["RCPT TO:<jörg@modern.test>"], "{sent:?}");
+    assert!(sent[1].mail.contains(" BODY=8BITMIME") && !sent[1].mail.contains("SMTPUTF8"), "{sent:?}");
+    assert!(plain.transactions().is_empty(), "nothing downgraded: {:?}", plain.transactions());
+    let bounces = h.a.wait_inbox(ALICE, 2, WAIT).await;
+    let all = bounces.join("\n");
+    for expected in [
+        "Final-Recipient: rfc822;jörg@plain.test\r\nAction: failed\r\nStatus: 5.6.7\r\nRemote-MTA: dns; mx.plain.test\r\n",
+        "Final-Recipient: rfc822;k@plain.test\r\nAction: failed\r\nStatus: 5.6.3\r\nRemote-MTA: dns; mx.plain.test\r\n",
+    ] {
+        assert!(all.contains(expected), "bounces lack {expected:?}:\n{all}");
+    }
+    assert!(!all.contains("@modern.test\r\nAction"), "{all}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_delayed_report_per_recipient_even_across_a_restart() {
+    let mut h = with_fakes(|c| c.queue.delay_warning_secs = 1).await;
+    let state = FakeState::new(&["8BITMIME"], Duration::ZERO);
+    *state.rcpt_reply.lock().unwrap() = "451 4.3.0 try again later".into();
+    let _f1 = h.fake(IP_F1, &state).await;
+    let rcpts = ["RCPT TO:<late@plain.test>", "RCPT TO:<quiet@plain.test> NOTIFY=NEVER"];
+    let r = h.submit(&format!("MAIL FROM:<{ALICE}>"), &rcpts, &message(ALICE, "late@plain.test", "eventually")).await;
+    assert!(r.starts_with("250"), "{r}");
+    let inbox = h.a.wait_inbox(ALICE, 1, WAIT).await;
+    let report = &inbox[0];
+    for expected in [
+        "Subject: Delayed Mail (still being retried)",
+        "Final-Recipient: rfc822;late@plain.test\r\nAction: delayed\r\nStatus: 4.3.0\r\n",
+        "Diagnostic-Code: smtp; 451 4.3.0 try again later\r\n",
+        "Will-Retry-Until: ",
+    ] {
+        assert!(report.contains(expected), "report lacks {expected:?}:\n{report}");
+    }
+    assert!(!report.contains("quiet@plain.test"), "NOTIFY=NEVER: {report}");
+    let n = h.attempts();
+    h.wait_attempts(n + 2).await;
+    h.a.stop().await;
+    h.a.restart().await;
+    let n = h.attempts();
+    h.wait_attempts(n + 2).await;
+    assert_eq!(h.a.inbox(ALICE).await.len(), 1, "no second delay report, not even after a restart");
+    *state.rcpt_reply.lock().unwrap() = "250 2.1.5 ok".into();
+    h.a.wait_queue_empty(WAIT).await;
+    assert_eq!(state.transactions().len(), 1);
+    assert_eq!(h.a.inbox(ALICE).await.len(), 1, "delivered: no success report without NOTIFY=SUCCESS");
 }

@@ -83,7 +83,6 @@ impl SmtpClient {
 /// it was sent. Several servers may share one [`FakeState`], so they count
 /// connections together (one destination domain with two MX hosts).
 pub struct FakeMx {
-    pub addr: SocketAddr,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -157,7 +156,7 @@ impl FakeMx {
                 });
             }
         });
-        FakeMx { addr, task }
+        FakeMx { task }
     }
 }
 

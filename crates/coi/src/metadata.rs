@@ -37,54 +37,89 @@ impl Coi {
         Ok(())
     }
 
-    /// SETMETADATA of one COI entry; `value` `None` is NIL.
-    pub async fn set_entry(&self, account: AccountId, name: &str, value: Option<&[u8]>) -> Result<(), CoiError> {
-        let scope = config::server_scope(account);
+    /// Checks a SETMETADATA of one COI entry without applying anything, so
+    /// the IMAP crate can refuse a command with several pairs before any
+    /// of them is applied (RFC 5464 §4.3; R12, R14: a refused value leaves
+    /// the state unchanged). What only the push flow can judge (the JSON,
+    /// the validation secret, the limit) is still checked by [`Coi::set_entry`].
+    pub fn check_entry(&self, name: &str, value: Option<&[u8]>) -> Result<(), CoiError> {
         match name {
             ENABLED => match value {
-                Some(b"yes") => self.enable(account).await,
-                None => self.disable(account).await,
+                Some(b"yes") | None => Ok(()),
                 Some(_) => Err(CoiError::Cannot("Invalid enabled value. Must be yes or NIL".to_owned())),
             },
-            MESSAGE_FILTER => match value {
+            MESSAGE_FILTER => match value.map(MessageFilter::parse) {
                 // NIL resets to `none` (§6; Dovecot crashes here).
-                None => Ok(self.store().set_metadata(scope, MESSAGE_FILTER, None).await?),
-                Some(v) => {
-                    let filter = MessageFilter::parse(v)
-                        .ok_or_else(|| CoiError::Cannot("Invalid message-filter value".to_owned()))?;
-                    self.store().set_metadata(scope, MESSAGE_FILTER, Some(v)).await?;
-                    // R15: a filter that files into Chats needs the folder now.
-                    if filter != MessageFilter::None && self.config(account)?.enabled {
-                        self.ensure_chats(account).await?;
-                    }
-                    Ok(())
-                }
+                None | Some(Some(_)) => Ok(()),
+                Some(None) => Err(CoiError::Cannot("Invalid message-filter value".to_owned())),
             },
-            MAILBOX_ROOT => Err(read_only(name)),
+            MAILBOX_ROOT | VAPID => Err(read_only(name)),
             n if n.starts_with(CONFIG_PREFIX) => {
                 Err(CoiError::Cannot(format!("Unknown COI configuration entry {name}")))
             }
-            VAPID => Err(read_only(name)),
             n if n.starts_with(WEBPUSH_PREFIX) => {
-                let Some(push) = &self.inner.push else {
+                if self.inner.push.is_none() {
                     return Err(CoiError::Cannot("WebPush is not enabled on this server".to_owned()));
-                };
-                let rest = n.strip_prefix(SUBSCRIPTIONS).and_then(|r| r.strip_prefix('/'));
-                match rest.map(|r| r.split_once('/').map_or((r, None), |(id, sub)| (id, Some(sub)))) {
-                    Some((id, None)) => match value {
-                        Some(json) => push.subscribe(account, id, json).await,
-                        None => push.unsubscribe(account, id).await,
-                    },
-                    Some((id, Some("validate"))) => match value {
-                        Some(secret) => push.validate(account, id, secret).await,
-                        None => Err(CoiError::Cannot("Subscription with matching validation not found".to_owned())),
-                    },
-                    _ => Err(CoiError::Cannot(format!("Unknown WebPush entry {name}"))),
+                }
+                match (subscription_path(n), value) {
+                    (Some((_, None)), _) | (Some((_, Some("validate"))), Some(_)) => Ok(()),
+                    (Some((_, Some("validate"))), None) => {
+                        Err(CoiError::Cannot("Subscription with matching validation not found".to_owned()))
+                    }
+                    // `subscriptions/a/b`: an id with `/` (Dovecot's wording).
+                    (Some((id, Some(_))), _) => {
+                        let bad = format!("{id}/");
+                        Err(CoiError::Cannot(
+                            crate::webpush::subscription::check_id(&bad)
+                                .err()
+                                .map_or_else(|| format!("Unknown WebPush entry {name}"), |e| e.to_string()),
+                        ))
+                    }
+                    (None, _) => Err(CoiError::Cannot(format!("Unknown WebPush entry {name}"))),
                 }
             }
             _ => Err(CoiError::Cannot(format!("Unknown COI entry {name}"))),
         }
     }
+
+    /// SETMETADATA of one COI entry; `value` `None` is NIL.
+    pub async fn set_entry(&self, account: AccountId, name: &str, value: Option<&[u8]>) -> Result<(), CoiError> {
+        self.check_entry(name, value)?;
+        let scope = config::server_scope(account);
+        match name {
+            ENABLED if value.is_some() => self.enable(account).await,
+            ENABLED => self.disable(account).await,
+            MESSAGE_FILTER => {
+                self.store().set_metadata(scope, MESSAGE_FILTER, value).await?;
+                // R15: a filter that files into Chats needs the folder now.
+                let filter = value.and_then(MessageFilter::parse).unwrap_or_default();
+                if filter != MessageFilter::None && self.config(account)?.enabled {
+                    self.ensure_chats(account).await?;
+                }
+                Ok(())
+            }
+            _ => {
+                // check_entry let only WebPush subscription entries through.
+                let (Some(push), Some((id, sub))) = (&self.inner.push, subscription_path(name)) else {
+                    return Err(CoiError::Cannot(format!("Unknown COI entry {name}")));
+                };
+                match (sub, value) {
+                    (None, Some(json)) => push.subscribe(account, id, json).await,
+                    (None, None) => push.unsubscribe(account, id).await,
+                    (Some(_), Some(secret)) => push.validate(account, id, secret).await,
+                    (Some(_), None) => {
+                        Err(CoiError::Cannot("Subscription with matching validation not found".to_owned()))
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// `.../subscriptions/<id>` → `(id, None)`, `.../subscriptions/<id>/<rest>` → `(id, Some(rest))`.
+fn subscription_path(name: &str) -> Option<(&str, Option<&str>)> {
+    let rest = name.strip_prefix(SUBSCRIPTIONS)?.strip_prefix('/')?;
+    Some(rest.split_once('/').map_or((rest, None), |(id, sub)| (id, Some(sub))))
 }
 
 fn read_only(name: &str) -> CoiError {

@@ -118,7 +118,15 @@ impl Push {
         aws_lc_rs::rand::fill(&mut random).map_err(|_| CoiError::WebPush(WebPushError::Crypto("rng".into())))?;
         let secret = base64::engine::general_purpose::STANDARD.encode(random);
         // Stored before the push: a phone may answer before this command does.
-        let entries = [(entry(id), Some(sub.to_json().into_bytes())), (secret_entry(id), Some(secret.clone().into_bytes()))];
+        // What it replaces comes back if the push fails (a working
+        // subscription must not be lost to a failed re-registration).
+        let scope = server_scope(account);
+        let previous = [
+            (entry(id), self.store.get_metadata(scope, &entry(id))?),
+            (secret_entry(id), self.store.get_metadata(scope, &secret_entry(id))?),
+        ];
+        let entries =
+            [(entry(id), Some(sub.to_json().into_bytes())), (secret_entry(id), Some(secret.clone().into_bytes()))];
         self.store.set_metadata_entries(server_scope(account), &entries, None).await?;
         let outcome = match job(account, id, &sub, payload::validation(&secret)) {
             Ok(job) => self.sender.send_once(&job, true).await.map_err(|e| e.to_string()).and_then(|r| {
@@ -131,7 +139,7 @@ impl Push {
             Err(e) => Err(e.to_string()),
         };
         if let Err(why) = outcome {
-            remove(&self.store, account, id).await?;
+            self.store.set_metadata_entries(scope, &previous, None).await?;
             return Err(CoiError::Unavailable(format!("Failed to start endpoint validation: {why}")));
         }
         Ok(())

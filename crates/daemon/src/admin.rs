@@ -102,11 +102,8 @@ pub async fn execute(ctx: &AdminContext, req: AdminRequest) -> AdminReply {
             execute_queue(&ctx.queue, req).await
         }
         AdminRequest::CoiStatus { address } => {
-            let account = ctx
-                .directory
-                .user(&address)
-                .map_err(|e| e.to_string())?
-                .ok_or_else(|| format!("no user {address}"))?;
+            let account =
+                ctx.directory.user(&address).map_err(|e| e.to_string())?.ok_or_else(|| format!("no user {address}"))?;
             let status = ctx.coi.status(account.id).map_err(|e| e.to_string())?;
             Ok(serde_json::to_string_pretty(&status).map_err(|e| e.to_string())?.lines().map(str::to_owned).collect())
         }

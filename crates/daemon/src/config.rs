@@ -426,7 +426,8 @@ impl Config {
         if c.push_timeout_ms == 0 || c.push_queue == 0 || c.push_workers == 0 {
             return invalid("coi.push_timeout_ms", "push timeout, queue and workers must be at least 1");
         }
-        if !c.vapid_subject.is_empty() && !(c.vapid_subject.starts_with("mailto:") || c.vapid_subject.starts_with("https:")) {
+        let subject = &c.vapid_subject;
+        if !(subject.is_empty() || subject.starts_with("mailto:") || subject.starts_with("https:")) {
             return invalid("coi.vapid_subject", "must be a mailto: or https: URL (RFC 8292)");
         }
         if let Err(e) = self.log.level.parse::<tracing_subscriber::EnvFilter>() {

@@ -222,29 +222,31 @@ pub async fn start(config: Config) -> Result<Running, DaemonError> {
     let (auth_timeout, idle_timeout) = config.imap_timeouts();
     // One COI service for IMAP and SMTP: loads (or makes) the VAPID key and
     // starts the push workers.
-    let coi = coimail_coi::Coi::start(store.clone(), config.coi()).map_err(|e| DaemonError::Other(format!("coi: {e}")))?;
+    let coi =
+        coimail_coi::Coi::start(store.clone(), config.coi()).map_err(|e| DaemonError::Other(format!("coi: {e}")))?;
     let imap_ctx = Arc::new(
         ImapContext::new(
-        store.clone(),
-        directory.clone(),
-        tls.clone(),
-        coimail_imap::ImapConfig {
-            hostname: config.server.hostname.clone(),
-            plaintext_auth: config.auth.plaintext,
-            auth_timeout,
-            idle_timeout,
-            max_line_bytes: config.imap.max_line_bytes,
-            max_literal_bytes: config.imap.max_literal_bytes,
-            max_connections: config.imap.max_connections,
-            max_connections_per_ip: config.imap.max_connections_per_ip,
-            metadata_max_entry_bytes: config.imap.metadata_max_entry_bytes,
-            metadata_max_entries: config.imap.metadata_max_entries,
-        },
+            store.clone(),
+            directory.clone(),
+            tls.clone(),
+            coimail_imap::ImapConfig {
+                hostname: config.server.hostname.clone(),
+                plaintext_auth: config.auth.plaintext,
+                auth_timeout,
+                idle_timeout,
+                max_line_bytes: config.imap.max_line_bytes,
+                max_literal_bytes: config.imap.max_literal_bytes,
+                max_connections: config.imap.max_connections,
+                max_connections_per_ip: config.imap.max_connections_per_ip,
+                metadata_max_entry_bytes: config.imap.metadata_max_entry_bytes,
+                metadata_max_entries: config.imap.metadata_max_entries,
+            },
         )
         .with_coi(coi.clone()),
     );
     let (queue, runner) = outbound_queue(&config, &store, &directory)?;
-    let smtp_ctx = Arc::new(smtp_context(&config, &store, &directory, tls).with_queue(queue.clone()).with_coi(coi.clone()));
+    let smtp_ctx =
+        Arc::new(smtp_context(&config, &store, &directory, tls).with_queue(queue.clone()).with_coi(coi.clone()));
     let coi_admin = coi;
     let imap_listeners = imap
         .into_iter()

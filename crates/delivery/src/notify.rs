@@ -38,7 +38,8 @@ pub fn delay_due(entry: &SpoolEntry, delay_warning: i64) -> Option<i64> {
     if delay_warning <= 0 || entry.sender.is_empty() {
         return None;
     }
-    let owed = entry.recipients.iter().any(|r| r.state == RecipientState::Pending && !r.delay_notified && wants_delay(r));
+    let owed =
+        entry.recipients.iter().any(|r| r.state == RecipientState::Pending && !r.delay_notified && wants_delay(r));
     owed.then(|| entry.queued_at.saturating_add(delay_warning))
 }
 
@@ -82,8 +83,11 @@ pub(crate) async fn final_reports<T: Transport>(
         return Ok(entry);
     }
     if !entry.sender.is_empty() {
-        let failed: Vec<SpoolRecipient> =
-            done.iter().filter(|r| r.state == RecipientState::Failed && wants_failure(r)).map(|r| (*r).clone()).collect();
+        let failed: Vec<SpoolRecipient> = done
+            .iter()
+            .filter(|r| r.state == RecipientState::Failed && wants_failure(r))
+            .map(|r| (*r).clone())
+            .collect();
         let relayed: Vec<SpoolRecipient> = done
             .iter()
             .filter(|r| r.state == RecipientState::Delivered && wants_relayed(r))

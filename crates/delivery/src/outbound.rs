@@ -193,7 +193,13 @@ impl Transport for Outbound {
 fn all(rcpts: &[SpoolRecipient], outcome: AttemptOutcome, reply: String) -> Vec<SpoolResult> {
     rcpts
         .iter()
-        .map(|r| SpoolResult { address: r.address.clone(), host: None, outcome, reply: reply.clone(), dsn_passed: false })
+        .map(|r| SpoolResult {
+            address: r.address.clone(),
+            host: None,
+            outcome,
+            reply: reply.clone(),
+            dsn_passed: false,
+        })
         .collect()
 }
 

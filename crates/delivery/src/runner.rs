@@ -142,7 +142,8 @@ impl<T: Transport> Runner<T> {
             if !self.in_flight.lock().unwrap_or_else(|e| e.into_inner()).insert(id) {
                 continue;
             }
-            let reserved = Reserved { destinations: self.destinations.clone(), domains: attempt::pending_domains(&entry) };
+            let reserved =
+                Reserved { destinations: self.destinations.clone(), domains: attempt::pending_domains(&entry) };
             {
                 let mut busy = self.destinations.lock().unwrap_or_else(|e| e.into_inner());
                 for d in &reserved.domains {

@@ -8,9 +8,13 @@
 //! Two APPEND runs of 10,000 each: "one at a time" waits for each tagged OK
 //! (with its APPENDUID) before sending the next, as a client that needs the
 //! UID does; "pipelined" keeps up to 32 APPENDs in flight on the same
-//! connection (LITERAL+ needs no continuation round trip). Run:
-//! `cargo bench -p coimail-imap --bench append`. Prints numbers; asserts nothing.
-//! `APPEND_BENCH_MESSAGES` overrides the count.
+//! connection (LITERAL+ needs no continuation round trip; the server
+//! commits the APPENDs it finds queued behind each other together,
+//! `cmd/append/pipeline.rs`, and still acknowledges each only once durable).
+//! Then SELECT: in the same session, and as the first command after a
+//! restart (store closed and opened again, new server: sled's cache cold).
+//! Run: `cargo bench -p coimail-imap --bench append`. Prints numbers;
+//! asserts nothing. `APPEND_BENCH_MESSAGES` overrides the count.
 
 mod common;
 
@@ -90,6 +94,21 @@ impl Client {
 
 async fn setup(dir: &std::path::Path) -> (Client, Store, tokio_util::sync::CancellationToken) {
     let (store, directory, _account) = common::store_with_user(dir, USER, PASSWORD).await;
+    serve(store, directory).await
+}
+
+/// Opens the store of an earlier [`setup`] again, as a restarted server does.
+async fn restart(dir: &std::path::Path) -> (Client, Store, tokio_util::sync::CancellationToken) {
+    let store = Store::open(dir, &coimail_store::StoreOptions::default()).expect("reopen store");
+    let directory = coimail_directory::Directory::open(&store, None).expect("directory");
+    serve(store, directory).await
+}
+
+/// A server on `store`, and a client logged in to it.
+async fn serve(
+    store: Store,
+    directory: coimail_directory::Directory,
+) -> (Client, Store, tokio_util::sync::CancellationToken) {
     let config = common::config();
     let ctx = Arc::new(ImapContext::new(store.clone(), directory, None, config));
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -119,7 +138,7 @@ fn rate(what: &str, n: usize, elapsed: Duration, latencies: &mut [Duration]) {
 
 async fn run() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let (mut c, _store, shutdown) = setup(dir.path()).await;
+    let (mut c, store, shutdown) = setup(dir.path()).await;
     let total = messages();
     println!("APPEND over loopback, one connection, LITERAL+, {total} messages of {} bytes:", message(0).len());
 
@@ -167,6 +186,17 @@ async fn run() {
     println!("  EXAMINE Pipelined (first)          {:>7.2} ms", ms(t.elapsed()));
     c.command("o", "LOGOUT").await;
     shutdown.cancel();
+    store.close().await.unwrap();
+    drop(store);
+
+    // A restart: the first SELECT reads an index nothing has touched since it was opened.
+    let (mut c, store, shutdown) = restart(dir.path()).await;
+    let t = Instant::now();
+    c.command("r", "SELECT INBOX").await;
+    println!("  first SELECT INBOX after a restart {:>7.2} ms", ms(t.elapsed()));
+    c.command("o", "LOGOUT").await;
+    shutdown.cancel();
+    store.close().await.unwrap();
 }
 
 fn main() {

@@ -62,8 +62,8 @@ pub(crate) struct SelectedView {
 pub(crate) struct InvalidSequence;
 
 impl SelectedView {
-    pub(crate) fn new(info: &MailboxInfo, read_only: bool, messages: &[MessageMeta]) -> Self {
-        let uids: Vec<Uid> = messages.iter().map(|m| m.uid).collect();
+    /// The view of a mailbox whose visible messages have `uids` (ascending).
+    pub(crate) fn new(info: &MailboxInfo, read_only: bool, uids: Vec<Uid>) -> Self {
         let after_last = uids.last().map_or(1, |u| u.saturating_add(1));
         SelectedView {
             mailbox: info.id,
@@ -413,7 +413,6 @@ mod tests {
     }
 
     fn view(uids: &[Uid]) -> SelectedView {
-        let msgs: Vec<_> = uids.iter().map(|&u| meta(u, 1, &[])).collect();
         let info = MailboxInfo {
             id: MailboxId(7),
             name: "INBOX".into(),
@@ -424,7 +423,7 @@ mod tests {
             subscribed: true,
             exists: uids.len() as u32,
         };
-        SelectedView::new(&info, false, &msgs)
+        SelectedView::new(&info, false, uids.to_vec())
     }
 
     fn set(s: &str) -> SequenceSet {

@@ -105,6 +105,9 @@ pub(crate) struct Session {
     pub qresync: bool,
     /// What NOTIFY SET asked for (RFC 5465; `cmd/notify.rs`); `None` after NOTIFY NONE.
     pub notify: Option<Box<crate::cmd::notify::Notify>>,
+    /// Input framed ahead of its turn: what ended a run of pipelined
+    /// APPENDs (`cmd/append/pipeline.rs`). The next wait returns it first.
+    pub stashed: Option<Event>,
 }
 
 pub(crate) async fn run(
@@ -142,6 +145,7 @@ pub(crate) async fn run(
         saved_search: None,
         qresync: false,
         notify: None,
+        stashed: None,
     };
     session.serve().await;
     session.conn.shutdown().await;
@@ -255,7 +259,7 @@ impl Session {
     }
 
     /// The cap on the literals of one command in the current state.
-    fn literal_limit(&self) -> u64 {
+    pub(crate) fn literal_limit(&self) -> u64 {
         match self.state {
             State::NotAuthenticated => PRE_LOGIN_LITERAL.min(self.ctx.config.max_literal_bytes),
             _ => self.ctx.config.max_literal_bytes,
@@ -266,6 +270,9 @@ impl Session {
     /// are noted, not sent (RFC 3501 §7 allows no untagged response outside
     /// a command, except in IDLE), unless NOTIFY asked for them (RFC 5465 §5).
     async fn wait(&mut self) -> Wake {
+        if let Some(event) = self.stashed.take() {
+            return Wake::Input(event);
+        }
         let mut deadline = self.deadline();
         loop {
             if let Some(event) = self.conn.next_event(self.literal_limit()) {
@@ -309,6 +316,10 @@ impl Session {
     /// Decodes, checks and runs one command; writes its tagged response.
     /// Returns false when the connection must close.
     async fn command(&mut self, bytes: Bytes) -> bool {
+        // APPEND, and the APPENDs pipelined right behind it, as one commit.
+        if let Some(first) = crate::cmd::append::pipeline::first(self, &bytes) {
+            return crate::cmd::append::pipeline::run(self, first).await;
+        }
         // SEARCH, SORT and THREAD have their own grammar (cmd/search/parse.rs):
         // imap-codec lacks ESEARCH RETURN, SEARCHRES `$`, WITHIN and SORT=DISPLAY.
         if let Some((tag, req)) = crate::cmd::search::parse_extended(&bytes) {
@@ -370,7 +381,7 @@ impl Session {
 
     /// Sends pending unsolicited responses (when `reports`), then the tagged
     /// response. Returns false when the connection must close.
-    async fn finish(&mut self, tag: &str, reports: bool, allow_expunge: bool, result: CmdResult) -> bool {
+    pub(crate) async fn finish(&mut self, tag: &str, reports: bool, allow_expunge: bool, result: CmdResult) -> bool {
         let result = match (reports, result) {
             (true, r @ (Ok(_) | Err(ImapError::Bad(_) | ImapError::No { .. }))) => {
                 self.report_pending(allow_expunge).await.and(r)

@@ -25,7 +25,13 @@
 //!   (`coimail_delivery::Queue`), and get `554 5.3.3` otherwise. The rules
 //!   live in `policy.rs` only.
 //! - DSN parameters (RFC 3461: RET, ENVID on MAIL; NOTIFY, ORCPT on RCPT)
-//!   are accepted after EHLO and kept with the queued message.
+//!   are accepted after EHLO and kept with the queued message. A local
+//!   recipient with NOTIFY=SUCCESS gets its sender an `Action: delivered`
+//!   report once stored (`coimail_delivery::report_delivered`: the sender's
+//!   INBOX, or the queue from `<>` for a sender elsewhere).
+//! - A local recipient over quota gets `452 4.2.2 Mailbox full` at RCPT
+//!   (one message of the declared `SIZE=`, `mail.rs`), so the others still
+//!   get the message; the store's check at the end of the data is final.
 //! - `Return-Path` and `Received` are written into the DATA buffer before
 //!   the message (no second copy of it). Local copies go to the store in
 //!   ONE `Store::deliver` call (one copy per distinct account); remote

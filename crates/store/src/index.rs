@@ -1,7 +1,8 @@
 //! One atomic change to the message index: entries added (UIDs and modseqs
 //! allocated) and removed, with everything they touch — mailbox records and
-//! their counters, quota usage, body-file reference counts, the expunge log
-//! and the visibility watermark — written in ONE batch.
+//! their counters and keywords, the unseen-message keys, quota usage,
+//! body-file reference counts, the expunge log and the visibility
+//! watermark — written in ONE batch.
 //!
 //! Protocol: take the write lock, build the change with [`Indexer`], call
 //! [`Indexer::apply`], drop the lock, then [`Store::finish`] (flush, then
@@ -10,7 +11,7 @@
 
 use crate::keys;
 use crate::kv::Batch;
-use crate::records::{MailboxRecord, MessageRecord, Usage, encode};
+use crate::records::{MailboxRecord, MessageRecord, SEEN, Usage, encode};
 use crate::{AccountId, BlobId, Change, MailboxId, ModSeq, Result, Store, StoreError, Stored, Uid};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
@@ -107,12 +108,16 @@ impl<'s> Indexer<'s> {
         if let Some(c) = &mut rec.counts {
             c.add(msg.size, &msg.flags);
         }
+        rec.define_keywords(&msg.flags);
         msg.modseq = rec.highest_modseq;
         let stored = Stored { account: AccountId(rec.account), mailbox, uid_validity: rec.uid_validity, uid };
         let u = self.usage_mut(stored.account)?;
         u.bytes = u.bytes.saturating_add(msg.size);
         u.messages = u.messages.saturating_add(1);
         *self.refs_mut(&msg.blob)? += 1;
+        if !msg.flags.contains(SEEN) {
+            self.batch.insert(keys::unseen(mailbox, uid), Vec::new());
+        }
         self.batch.insert(keys::message(mailbox, uid), encode(&msg)?);
         self.stored.push(stored);
         Ok(stored)
@@ -131,6 +136,9 @@ impl<'s> Indexer<'s> {
         u.messages = u.messages.saturating_sub(1);
         let n = self.refs_mut(&msg.blob)?;
         *n = n.saturating_sub(1);
+        if !msg.flags.contains(SEEN) {
+            self.batch.remove(keys::unseen(mailbox, uid));
+        }
         self.batch.remove(keys::message(mailbox, uid));
         self.expunged.entry(mailbox).or_default().push(uid);
         Ok(())

@@ -11,7 +11,11 @@
 //!   It is a full upsert: every record restates the whole placement;
 //! - a message entry removed: `MessageGone`;
 //! - a mailbox record whose identity (account, name, UIDVALIDITY, special
-//!   use, subscription) changed: `Mailbox`; removed: `MailboxGone`;
+//!   use) changed: `Mailbox`; removed: `MailboxGone`;
+//! - a subscription added or removed: `Subscribed`, `Unsubscribed`
+//!   (subscriptions are names of their own and outlive their mailbox;
+//!   journals of earlier versions carry them in `Mailbox` records instead,
+//!   see [`MailboxEntry::subscribed`]);
 //! - an account record written or removed: `Account`, `AccountGone`;
 //! - a body file's last reference dropped: `BlobGone`, a tombstone, so an
 //!   expunged message whose file outlived a crash is not resurrected.
@@ -84,7 +88,13 @@ pub(crate) struct MailboxEntry {
     pub name: String,
     pub uid_validity: u32,
     pub special_use: Option<SpecialUse>,
-    pub subscribed: bool,
+    /// The subscription, in records of earlier versions, which kept it in
+    /// the mailbox: the subscription went along with the record (renamed,
+    /// deleted). `None` in records written since subscriptions have records
+    /// of their own; opening an older index moves every such flag there
+    /// (`upgrade.rs`), so a later record of the mailbox says `None`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub subscribed: Option<bool>,
 }
 
 impl MailboxEntry {
@@ -94,7 +104,7 @@ impl MailboxEntry {
             name: rec.name.clone(),
             uid_validity: rec.uid_validity,
             special_use: rec.special_use,
-            subscribed: rec.subscribed,
+            subscribed: rec.legacy_subscribed,
         }
     }
 }
@@ -109,6 +119,8 @@ pub(crate) enum Record {
     Message { mailbox: u64, uid: Uid, blob: String, flags: Flags },
     MessageGone { mailbox: u64, uid: Uid },
     BlobGone { blob: String },
+    Subscribed { account: u64, name: String },
+    Unsubscribed { account: u64, name: String },
 }
 
 /// Live placements per body file: (mailbox id, UID, flags).
@@ -123,6 +135,8 @@ pub(crate) struct Projection {
     pub messages: BTreeMap<(u64, Uid), (String, Flags)>,
     /// Every body file this history mentions, live or gone.
     pub known: BTreeSet<String>,
+    /// Subscribed names: (account id, name).
+    pub subscriptions: BTreeSet<(u64, String)>,
 }
 
 impl Projection {
@@ -133,11 +147,21 @@ impl Projection {
             }
             Record::AccountGone { id } => {
                 self.accounts.remove(&id);
+                self.subscriptions.retain(|(a, _)| *a != id);
             }
             Record::Mailbox { id, mailbox } => {
+                if let Some(on) = mailbox.subscribed {
+                    // An earlier version's record: the subscription is the
+                    // mailbox's and moves with it.
+                    self.drop_legacy_subscription(id);
+                    if on {
+                        self.subscriptions.insert((mailbox.account, mailbox.name.clone()));
+                    }
+                }
                 self.mailboxes.insert(id, mailbox);
             }
             Record::MailboxGone { id } => {
+                self.drop_legacy_subscription(id);
                 self.mailboxes.remove(&id);
                 let gone: Vec<_> = self.messages.range((id, 0)..=(id, Uid::MAX)).map(|(k, _)| *k).collect();
                 for k in gone {
@@ -154,6 +178,21 @@ impl Projection {
             Record::BlobGone { blob } => {
                 self.known.insert(blob);
             }
+            Record::Subscribed { account, name } => {
+                self.subscriptions.insert((account, name));
+            }
+            Record::Unsubscribed { account, name } => {
+                self.subscriptions.remove(&(account, name));
+            }
+        }
+    }
+
+    /// Earlier versions kept the subscription in the mailbox: one recorded
+    /// that way goes when its mailbox is renamed or deleted. A mailbox last
+    /// recorded since (`subscribed: None`) leaves subscriptions alone.
+    fn drop_legacy_subscription(&mut self, id: u64) {
+        if let Some(old) = self.mailboxes.get(&id).filter(|m| m.subscribed == Some(true)) {
+            self.subscriptions.remove(&(old.account, old.name.clone()));
         }
     }
 
@@ -176,13 +215,18 @@ impl Projection {
     fn records(&self) -> impl Iterator<Item = Record> + '_ {
         let accounts = self.accounts.iter().map(|(id, a)| Record::Account { id: *id, address: a.clone() });
         let mailboxes = self.mailboxes.iter().map(|(id, m)| Record::Mailbox { id: *id, mailbox: m.clone() });
+        let subscriptions = self
+            .subscriptions
+            .iter()
+            .map(|(account, name)| Record::Subscribed { account: *account, name: name.clone() });
         let messages = self.messages.iter().map(|((mailbox, uid), (blob, flags))| Record::Message {
             mailbox: *mailbox,
             uid: *uid,
             blob: blob.clone(),
             flags: flags.clone(),
         });
-        accounts.chain(mailboxes).chain(messages)
+        // Subscriptions after the mailboxes: a legacy mailbox record must not drop one.
+        accounts.chain(mailboxes).chain(subscriptions).chain(messages)
     }
 }
 
@@ -221,6 +265,16 @@ fn records_of(batch: &Batch) -> Result<Vec<Record>> {
                     None => out.push(Record::AccountGone { id }),
                 }
             }
+            (keys::SUBSCRIPTION, n, v) if n > 8 => {
+                let (account, name) = rest.split_at(8);
+                let account = u64_of(account)?;
+                let name =
+                    std::str::from_utf8(name).map_err(|_| StoreError::Corrupt("subscription key".into()))?.to_owned();
+                out.push(match v {
+                    Some(_) => Record::Subscribed { account, name },
+                    None => Record::Unsubscribed { account, name },
+                });
+            }
             (keys::BLOB_REFS, _, None) => {
                 let blob = std::str::from_utf8(rest).map_err(|_| StoreError::Corrupt("blob reference key".into()))?;
                 out.push(Record::BlobGone { blob: blob.to_owned() });
@@ -253,6 +307,11 @@ fn projection_of_index(tree: &Tree) -> Result<Projection> {
     for (k, v) in tree.scan_prefix(&[keys::MAILBOX_BY_ID])? {
         if let Some(rest) = k.get(1..).filter(|r| r.len() == 8) {
             p.mailboxes.insert(u64_of(rest)?, MailboxEntry::of(&decode("mailbox", &v)?));
+        }
+    }
+    for (k, _) in tree.scan_prefix(&[keys::SUBSCRIPTION])? {
+        if let (Some(account), Some(name)) = (k.get(1..9), keys::name_of_subscription_key(&k)) {
+            p.subscriptions.insert((u64_of(account)?, name.to_owned()));
         }
     }
     for (k, v) in tree.scan_prefix(&[keys::MESSAGE])? {
@@ -610,6 +669,11 @@ impl Journal {
         self.sync.flush().await
     }
 
+    /// [`Journal::sync`] for a caller outside the runtime (opening the store). Blocking.
+    pub(crate) fn sync_blocking(&self) -> Result<()> {
+        self.shared.sync_blocking()
+    }
+
     fn segment(&self) -> MutexGuard<'_, Segment> {
         self.shared.segment()
     }
@@ -791,6 +855,10 @@ impl JournaledTree {
         self.tree.increment(key)
     }
 
+    pub fn visit_range(&self, start: &[u8], end: &[u8], f: impl FnMut(&[u8], &[u8]) -> Result<bool>) -> Result<()> {
+        self.tree.visit_range(start, end, f)
+    }
+
     /// Journals the batch's placement changes (one frame), then applies it.
     /// Neither is durable before `Store::flush`.
     pub fn apply(&self, batch: Batch) -> Result<()> {
@@ -847,120 +915,4 @@ impl JournaledTree {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn flags(f: &[&str]) -> Flags {
-        f.iter().copied().collect()
-    }
-
-    #[test]
-    fn names_round_trip_and_sort_snapshot_before_segment() {
-        let s = Name { epoch: 2, seq: 10, kind: Kind::Snapshot };
-        let l = Name { epoch: 2, seq: 10, kind: Kind::Segment };
-        assert_eq!(Name::parse(&s.file()), Some(s));
-        assert_eq!(Name::parse(&l.file()), Some(l));
-        assert!(s < l);
-        for bad in ["x.log", "0-1.log", "0000000000000002-000000000000000a.snap.tmp", "a.txt"] {
-            assert_eq!(Name::parse(bad), None, "{bad}");
-        }
-    }
-
-    #[test]
-    fn projection_follows_records() {
-        let mut p = Projection::default();
-        let entry = |name: &str| MailboxEntry {
-            account: 1,
-            name: name.into(),
-            uid_validity: 9,
-            special_use: None,
-            subscribed: false,
-        };
-        for r in [
-            Record::Account { id: 1, address: "a@x".into() },
-            Record::Mailbox { id: 5, mailbox: entry("INBOX") },
-            Record::Mailbox { id: 6, mailbox: entry("Old") },
-            Record::Message { mailbox: 5, uid: 1, blob: "b1".into(), flags: flags(&[]) },
-            Record::Message { mailbox: 5, uid: 2, blob: "b2".into(), flags: flags(&[]) },
-            Record::Message { mailbox: 6, uid: 1, blob: "b1".into(), flags: flags(&["\\Seen"]) },
-            Record::Message { mailbox: 5, uid: 1, blob: "b1".into(), flags: flags(&["$Chat"]) },
-            Record::MessageGone { mailbox: 5, uid: 2 },
-            Record::BlobGone { blob: "b2".into() },
-            Record::Mailbox { id: 7, mailbox: entry("Gone") },
-            Record::Message { mailbox: 7, uid: 1, blob: "b3".into(), flags: flags(&[]) },
-            Record::MailboxGone { id: 7 },
-        ] {
-            p.apply(r);
-        }
-        let by_blob = p.by_blob();
-        assert_eq!(by_blob["b1"], vec![(5, 1, &flags(&["$Chat"])), (6, 1, &flags(&["\\Seen"]))]);
-        assert!(!by_blob.contains_key("b2") && !by_blob.contains_key("b3"));
-        assert_eq!(p.gone(), vec!["b2", "b3"]);
-        assert_eq!(p.mailboxes.len(), 2);
-        // A projection's records re-create it (tombstones aside).
-        let mut again = Projection::default();
-        p.records().for_each(|r| again.apply(r));
-        assert_eq!((again.accounts, again.mailboxes, again.messages), (p.accounts, p.mailboxes, p.messages));
-    }
-
-    #[test]
-    fn a_batch_the_index_refuses_leaves_no_frame() {
-        let dir = tempfile::tempdir().unwrap();
-        let tree = crate::kv::Kv::memory().tree("mail").unwrap();
-        let opened = Journal::open(&dir.path().join("journal"), &tree, &dir.path().join("blobs")).unwrap();
-        let jt = JournaledTree::new(tree.clone(), opened.journal);
-        let gone = |uid| {
-            let mut b = Batch::default();
-            b.remove(keys::message(crate::types::MailboxId(5), uid));
-            b
-        };
-        jt.apply(gone(1)).unwrap();
-        let (bytes, written, path) = {
-            let seg = jt.journal.segment();
-            let name = Name { epoch: jt.journal.epoch, seq: seg.seq, kind: Kind::Segment };
-            (seg.bytes, jt.journal.shared.written.load(Ordering::Acquire), jt.journal.dir.join(name.file()))
-        };
-        assert!(bytes > 0 && written == 1);
-        tree.poison_for_test();
-        assert!(jt.apply(gone(2)).is_err());
-        let seg = jt.journal.segment();
-        assert_eq!((seg.bytes, seg.broken), (bytes, false));
-        assert_eq!(jt.journal.shared.written.load(Ordering::Acquire), written);
-        assert_eq!(fs::metadata(&path).unwrap().len(), bytes);
-        let mut got = Vec::new();
-        assert!(read_file(&path, &mut |r| got.push(r)).unwrap());
-        assert_eq!(got, vec![Record::MessageGone { mailbox: 5, uid: 1 }]);
-    }
-
-    #[test]
-    fn torn_and_corrupt_frames_end_a_file() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("f");
-        let one = vec![Record::AccountGone { id: 1 }];
-        let two = vec![Record::AccountGone { id: 2 }];
-        let mut bytes = frame(&one).unwrap();
-        bytes.extend(frame(&two).unwrap());
-        let whole = bytes.len();
-        fs::write(&path, &bytes).unwrap();
-        let read = |path: &Path| {
-            let mut got = Vec::new();
-            let ok = read_file(path, &mut |r| got.push(r)).unwrap();
-            (ok, got)
-        };
-        assert_eq!(read(&path), (true, vec![one[0].clone(), two[0].clone()]));
-        // Torn tail: the last frame is cut short.
-        fs::write(&path, &bytes[..whole - 3]).unwrap();
-        assert_eq!(read(&path), (false, one.clone()));
-        // A flipped byte in the second frame's payload.
-        let mut bad = bytes.clone();
-        bad[whole - 2] ^= 0x20;
-        fs::write(&path, &bad).unwrap();
-        assert_eq!(read(&path), (false, one.clone()));
-        // A length pointing past the end allocates nothing.
-        let mut huge = frame(&one).unwrap();
-        huge.extend_from_slice(&u32::MAX.to_be_bytes());
-        huge.extend_from_slice(&[0; 4]);
-        fs::write(&path, &huge).unwrap();
-        assert_eq!(read(&path), (false, one));
-    }
-}
+mod tests;

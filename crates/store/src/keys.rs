@@ -13,6 +13,8 @@ pub const METADATA: u8 = b'D';
 pub const EXPUNGE_LOG: u8 = b'X';
 pub const COUNTER: u8 = b'C';
 pub const QUOTA_LIMIT: u8 = b'L';
+pub const SUBSCRIPTION: u8 = b'S';
+pub const UNSEEN: u8 = b'U';
 
 pub fn account(a: AccountId) -> Vec<u8> {
     let mut k = vec![ACCOUNT];
@@ -55,6 +57,40 @@ pub fn messages_of(m: MailboxId) -> Vec<u8> {
 pub fn uid_of_message_key(key: &[u8]) -> Option<Uid> {
     let tail: [u8; 4] = key.get(9..13)?.try_into().ok()?;
     Some(Uid::from_be_bytes(tail))
+}
+
+/// Every subscription of the account (`subscriptions.rs`).
+pub fn subscriptions_of(a: AccountId) -> Vec<u8> {
+    let mut k = vec![SUBSCRIPTION];
+    k.extend_from_slice(&a.0.to_be_bytes());
+    k
+}
+
+/// A subscribed name: independent of whether a mailbox of that name exists.
+pub fn subscription(a: AccountId, name: &str) -> Vec<u8> {
+    let mut k = subscriptions_of(a);
+    k.extend_from_slice(name.as_bytes());
+    k
+}
+
+/// The subscribed name at the end of a subscription key.
+pub fn name_of_subscription_key(key: &[u8]) -> Option<&str> {
+    std::str::from_utf8(key.get(9..)?).ok()
+}
+
+/// One message without `\Seen`: SELECT finds the first unseen message
+/// with one seek instead of reading every message record. Kept in the same
+/// batch as the message entry (`index.rs`, `message.rs`).
+pub fn unseen(m: MailboxId, uid: Uid) -> Vec<u8> {
+    let mut k = unseen_of(m);
+    k.extend_from_slice(&uid.to_be_bytes());
+    k
+}
+
+pub fn unseen_of(m: MailboxId) -> Vec<u8> {
+    let mut k = vec![UNSEEN];
+    k.extend_from_slice(&m.0.to_be_bytes());
+    k
 }
 
 pub fn blob_refs(blob: &str) -> Vec<u8> {

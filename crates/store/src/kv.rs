@@ -176,6 +176,32 @@ impl Tree {
         }
     }
 
+    /// Calls `f` with each pair with `start <= key < end`, in key order,
+    /// without copying them, until it returns `false`. For long ranges read
+    /// often (SELECT's UID list): [`Tree::range`] allocates two vectors per pair.
+    /// `f` must not use the tree (the memory backend holds its lock meanwhile).
+    pub fn visit_range(&self, start: &[u8], end: &[u8], mut f: impl FnMut(&[u8], &[u8]) -> Result<bool>) -> Result<()> {
+        match &self.inner {
+            TreeInner::Sled(t) => {
+                for pair in t.range(start..end) {
+                    let (k, v) = pair.map_err(engine)?;
+                    if !f(&k, &v)? {
+                        break;
+                    }
+                }
+            }
+            TreeInner::Memory(m) => {
+                let m = m.lock().map_err(poisoned)?;
+                for (k, v) in m.range::<[u8], _>((Bound::Included(start), Bound::Excluded(end))) {
+                    if !f(k, v)? {
+                        break;
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
     /// Applies every write of `batch` atomically (not yet durable: see [`Kv::flush`]).
     pub fn apply(&self, batch: Batch) -> Result<()> {
         match &self.inner {
@@ -252,6 +278,13 @@ mod tests {
         let keys: Vec<_> = t.scan_prefix(b"a/").unwrap().into_iter().map(|(k, _)| k).collect();
         assert_eq!(keys, vec![b"a/1".to_vec(), b"a/2".to_vec()]);
         assert_eq!(t.range(b"a/2", b"b/2").unwrap().len(), 2);
+        let mut seen = Vec::new();
+        t.visit_range(b"a/", b"c", |k, v| {
+            seen.push((k.to_vec(), v.to_vec()));
+            Ok(seen.len() < 2)
+        })
+        .unwrap();
+        assert_eq!(seen, vec![(b"a/1".to_vec(), b"x".to_vec()), (b"a/2".to_vec(), b"y".to_vec())]);
         let mut b = Batch::default();
         b.remove(b"a/1".to_vec());
         t.apply(b).unwrap();

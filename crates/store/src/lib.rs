@@ -31,6 +31,7 @@
 //! `<data>/clean-shutdown` (present only after an orderly close; without it
 //! startup reconciles body files against the index).
 
+mod append;
 pub mod blob;
 pub mod changes;
 mod copy;
@@ -48,9 +49,13 @@ mod quota;
 mod reconcile;
 mod records;
 mod rename;
+mod snapshot;
 pub mod spool;
+mod subscriptions;
 pub mod types;
+mod upgrade;
 
+pub use append::AppendRequest;
 pub use changes::ChangeReceiver;
 pub use error::{Result, StoreError};
 pub use message::{FlagOp, FlagsUpdate, NewMessage};
@@ -58,6 +63,7 @@ pub use metadata::{MetadataLimits, MetadataScope};
 pub use quota::QuotaLimits;
 pub use reconcile::ReconcileReport;
 pub use records::Usage;
+pub use snapshot::MailboxSnapshot;
 pub use types::*;
 
 use blob::BlobStore;
@@ -154,7 +160,7 @@ impl Store {
         }
         // Another index's journal is still there: reconcile must carry it over.
         let clean = marked && !opened.older_epochs;
-        Ok(Store {
+        let store = Store {
             inner: Arc::new(Inner {
                 kv,
                 mail,
@@ -165,7 +171,9 @@ impl Store {
                 data_dir: data_dir.to_owned(),
                 unclean_start: AtomicBool::new(!clean),
             }),
-        })
+        };
+        store.upgrade_index()?;
+        Ok(store)
     }
 
     /// The engine, for the directory's own trees in the same database.
@@ -223,3 +231,7 @@ impl Store {
 mod tests;
 #[cfg(test)]
 mod tests_journal;
+#[cfg(test)]
+mod tests_select;
+#[cfg(test)]
+mod tests_subscriptions;

@@ -1,4 +1,5 @@
-//! Accounts and mailboxes: create, list, look up, delete, subscribe.
+//! Accounts and mailboxes: create, list, look up, delete. Subscriptions
+//! are names of their own (`subscriptions.rs`), not part of a mailbox.
 
 use crate::index::Indexer;
 use crate::keys;
@@ -11,7 +12,7 @@ use crate::{
 use std::time::{SystemTime, UNIX_EPOCH};
 
 impl MailboxRecord {
-    pub(crate) fn info(&self, visible_uid_next: Option<u32>) -> MailboxInfo {
+    pub(crate) fn info(&self, visible_uid_next: Option<u32>, subscribed: bool) -> MailboxInfo {
         MailboxInfo {
             id: MailboxId(self.id),
             name: self.name.clone(),
@@ -19,7 +20,7 @@ impl MailboxRecord {
             uid_next: visible_uid_next.unwrap_or(self.uid_next),
             highest_modseq: self.highest_modseq,
             special_use: self.special_use,
-            subscribed: self.subscribed,
+            subscribed,
             exists: self.exists,
         }
     }
@@ -77,6 +78,9 @@ impl Store {
             batch.remove(keys::account(account));
             batch.remove(keys::usage(account));
             batch.remove(keys::quota_limit(account));
+            for (k, _) in self.inner.mail.scan_prefix(&keys::subscriptions_of(account))? {
+                batch.remove(k);
+            }
             self.remove_metadata(&mut batch, account, None)?;
             self.inner.mail.apply(batch)?;
         }
@@ -107,23 +111,24 @@ impl Store {
         }
     }
 
-    pub(crate) fn info_of(&self, rec: &MailboxRecord) -> MailboxInfo {
+    pub(crate) fn info_of(&self, rec: &MailboxRecord) -> Result<MailboxInfo> {
+        let subscribed = self.is_subscribed(AccountId(rec.account), &rec.name)?;
         let visible = self.visible().get(&MailboxId(rec.id)).copied();
-        rec.info(visible)
+        Ok(rec.info(visible, subscribed))
     }
 
     /// Looks a mailbox up by name (validated; INBOX in any case).
     pub fn mailbox(&self, account: AccountId, name: &str) -> Result<MailboxInfo> {
         let name = names::canonical(name)?;
         match self.mailbox_record(account, &name)? {
-            Some(r) => Ok(self.info_of(&r)),
+            Some(r) => self.info_of(&r),
             None => Err(StoreError::NotFound(format!("mailbox {name}"))),
         }
     }
 
     /// Looks a mailbox up by id; it must belong to `account`.
     pub fn mailbox_by_id(&self, account: AccountId, mailbox: MailboxId) -> Result<MailboxInfo> {
-        Ok(self.info_of(&self.owned_mailbox(account, mailbox)?))
+        self.info_of(&self.owned_mailbox(account, mailbox)?)
     }
 
     /// What STATUS reports (RFC 3501 §6.3.10, RFC 9051 §6.3.11, RFC 8438
@@ -171,11 +176,13 @@ impl Store {
 
     /// Every mailbox of the account, sorted by name.
     pub fn list_mailboxes(&self, account: AccountId) -> Result<Vec<MailboxInfo>> {
+        let subscribed = self.subscribed_names(account)?;
         let mut out = Vec::new();
         for (_, id) in self.inner.mail.scan_prefix(&keys::mailboxes_of(account))? {
             let id: [u8; 8] = id.as_slice().try_into().map_err(|_| StoreError::Corrupt("mailbox id".into()))?;
             if let Some(r) = self.mailbox_record_by_id(MailboxId(u64::from_be_bytes(id)))? {
-                out.push(self.info_of(&r));
+                let visible = self.visible().get(&MailboxId(r.id)).copied();
+                out.push(r.info(visible, subscribed.contains(&r.name)));
             }
         }
         out.sort_by(|a, b| a.name.cmp(&b.name));
@@ -206,20 +213,26 @@ impl Store {
         Ok(info)
     }
 
-    /// Creates a mailbox record; the caller holds the write lock and flushes.
+    /// Creates a mailbox record, and with `subscribe` subscribes its name;
+    /// the caller holds the write lock and flushes.
     pub(crate) fn create_mailbox_locked(
         &self,
         account: AccountId,
         name: &str,
         special_use: Option<SpecialUse>,
-        subscribed: bool,
+        subscribe: bool,
     ) -> Result<MailboxInfo> {
-        let rec = self.new_mailbox_record(account, name, special_use, subscribed)?;
+        let rec = self.new_mailbox_record(account, name, special_use)?;
         let mut batch = Batch::default();
         batch.insert(keys::mailbox_by_name(account, name), rec.id.to_be_bytes().to_vec());
         batch.insert(keys::mailbox_by_id(MailboxId(rec.id)), encode(&rec)?);
+        if subscribe {
+            batch.insert(keys::subscription(account, name), Vec::new());
+        }
         self.inner.mail.apply(batch)?;
-        Ok(rec.info(None))
+        // A name subscribed before the mailbox existed (or while it was deleted) stays subscribed.
+        let subscribed = subscribe || self.is_subscribed(account, name)?;
+        Ok(rec.info(None, subscribed))
     }
 
     /// A new, empty mailbox record with a fresh id and UIDVALIDITY, not yet
@@ -229,7 +242,6 @@ impl Store {
         account: AccountId,
         name: &str,
         special_use: Option<SpecialUse>,
-        subscribed: bool,
     ) -> Result<MailboxRecord> {
         Ok(MailboxRecord {
             id: self.inner.mail.increment(&keys::counter("mailbox"))?,
@@ -239,9 +251,10 @@ impl Store {
             uid_next: 1,
             highest_modseq: 1,
             special_use,
-            subscribed,
+            legacy_subscribed: None,
             exists: 0,
             counts: Some(Counts::default()),
+            keywords: Some(Default::default()),
         })
     }
 
@@ -266,6 +279,9 @@ impl Store {
     }
 
     /// Deletes a mailbox and expunges its messages. INBOX cannot be deleted.
+    /// A subscription to the name stays (RFC 3501 §6.3.6, RFC 9051 §6.3.4:
+    /// subscriptions are independent of existence), so re-creating the
+    /// mailbox finds it subscribed.
     pub async fn delete_mailbox(&self, account: AccountId, name: &str) -> Result<()> {
         let name = names::canonical(name)?;
         self.delete_mailbox_inner(account, &name, false).await
@@ -294,23 +310,6 @@ impl Store {
             applied
         };
         self.finish(applied).await?;
-        self.inner.bus.publish(account, Change::MailboxesChanged);
-        Ok(())
-    }
-
-    /// Subscribes or unsubscribes a mailbox (RFC 3501 §6.3.6).
-    pub async fn set_subscribed(&self, account: AccountId, name: &str, subscribed: bool) -> Result<()> {
-        let name = names::canonical(name)?;
-        {
-            let _g = self.lock();
-            let mut rec =
-                self.mailbox_record(account, &name)?.ok_or_else(|| StoreError::NotFound(format!("mailbox {name}")))?;
-            rec.subscribed = subscribed;
-            let mut batch = Batch::default();
-            batch.insert(keys::mailbox_by_id(MailboxId(rec.id)), encode(&rec)?);
-            self.inner.mail.apply(batch)?;
-        }
-        self.flush().await?;
         self.inner.bus.publish(account, Change::MailboxesChanged);
         Ok(())
     }

@@ -7,7 +7,7 @@ use crate::index::Indexer;
 use crate::keys;
 use crate::kv::Batch;
 use crate::names;
-use crate::records::{MailboxRecord, MessageRecord, Usage, decode, encode};
+use crate::records::{MailboxRecord, MessageRecord, SEEN, Usage, decode, encode};
 use crate::{
     AccountId, BlobId, Change, Flags, MailboxId, MessageMeta, ModSeq, Placement, Result, Store, StoreError, Stored, Uid,
 };
@@ -117,83 +117,6 @@ impl Store {
         let placement = Placement { account, address, mailbox: mailbox.to_owned(), flags };
         let mut stored = self.deliver(raw, internal_date, vec![placement]).await?;
         stored.pop().ok_or_else(|| StoreError::Engine("append stored nothing".into()))
-    }
-
-    /// Multi-message APPEND (RFC 3502): every message or none. Each body
-    /// gets its own file; all index entries go in ONE commit.
-    pub async fn append_many(
-        &self,
-        account: AccountId,
-        mailbox: &str,
-        messages: Vec<NewMessage>,
-    ) -> Result<Vec<Stored>> {
-        if messages.is_empty() {
-            return Err(StoreError::Invalid("no messages to append".into()));
-        }
-        let mailbox = names::canonical(mailbox)?;
-        let address =
-            self.account_address(account)?.ok_or_else(|| StoreError::NotFound(format!("account {}", account.0)))?;
-        let id = self.mailbox(account, &mailbox)?.id;
-        let mut headers = Vec::with_capacity(messages.len());
-        for m in &messages {
-            check_flags(&m.flags)?;
-            let placement =
-                Placement { account, address: address.clone(), mailbox: mailbox.clone(), flags: m.flags.clone() };
-            headers.push(BlobHeader { internal_date: m.internal_date, placements: vec![placement] });
-        }
-        let records: Vec<MessageRecord> = messages
-            .iter()
-            .map(|m| MessageRecord {
-                blob: String::new(),
-                offset: 0,
-                size: m.raw.len() as u64,
-                internal_date: m.internal_date,
-                flags: m.flags.clone(),
-                modseq: 0,
-            })
-            .collect();
-        let written: Vec<(BlobId, u64)> = self
-            .blocking(move |b| {
-                let mut out: Vec<(BlobId, u64)> = Vec::with_capacity(messages.len());
-                for (h, m) in headers.iter().zip(&messages) {
-                    match b.write(h, &m.raw) {
-                        Ok(w) => out.push(w),
-                        Err(e) => {
-                            // All or nothing: the files written so far go too.
-                            out.iter().for_each(|(blob, _)| drop(b.delete(blob)));
-                            return Err(e);
-                        }
-                    }
-                }
-                Ok(out)
-            })
-            .await?;
-        let indexed = {
-            let _g = self.lock();
-            let mut ix = Indexer::new(self);
-            let bytes = records.iter().map(|r| r.size).sum();
-            self.check_quota(account, bytes, records.len() as u64).and_then(|()| {
-                records
-                    .into_iter()
-                    .zip(&written)
-                    .try_for_each(|(msg, (blob, offset))| {
-                        ix.insert(id, MessageRecord { blob: blob.0.clone(), offset: *offset, ..msg }).map(drop)
-                    })
-                    .and_then(|()| ix.apply())
-            })
-        };
-        let applied = match indexed {
-            Ok(a) => a,
-            Err(e) => {
-                // Nothing refers to the files: remove them so reconcile does not index them later.
-                let blobs: Vec<BlobId> = written.into_iter().map(|w| w.0).collect();
-                let _ = self.blocking(move |b| blobs.iter().try_for_each(|id| b.delete(id))).await;
-                return Err(e);
-            }
-        };
-        let stored = applied.stored.clone();
-        self.finish(applied).await?;
-        Ok(stored)
     }
 
     /// Indexes a written body file for `targets` under the write lock.
@@ -362,6 +285,12 @@ impl Store {
                     rec.highest_modseq += 1;
                     if let Some(c) = &mut rec.counts {
                         c.reflag(msg.size, &msg.flags, &new);
+                    }
+                    rec.define_keywords(&new);
+                    match (msg.flags.contains(SEEN), new.contains(SEEN)) {
+                        (true, false) => batch.insert(keys::unseen(mailbox, uid), Vec::new()),
+                        (false, true) => batch.remove(keys::unseen(mailbox, uid)),
+                        _ => {}
                     }
                     msg.flags = new;
                     msg.modseq = rec.highest_modseq;

@@ -21,8 +21,10 @@
 //!   whose id and UIDVALIDITY the index has is that mailbox, renamed or not);
 //! - messages re-placed in one mailbox keep their journal UID order, then
 //!   arrival order;
+//! - subscriptions older indexes' journals record are restored (names
+//!   whose mailbox was deleted included);
 //! - reference counts, mailbox message counts and counters (unseen,
-//!   deleted, size) and usage are recomputed;
+//!   deleted, size), keywords, unseen-message keys and usage are recomputed;
 //! - finally the journal is replaced by a snapshot of the reconciled index.
 
 use crate::blob::BlobInfo;
@@ -30,9 +32,9 @@ use crate::index::Indexer;
 use crate::journal::{History, Placed};
 use crate::keys;
 use crate::kv::Batch;
-use crate::records::{Counts, MailboxRecord, MessageRecord, Usage, decode, encode};
+use crate::records::{Counts, MailboxRecord, MessageRecord, SEEN, Usage, decode, encode};
 use crate::{AccountId, BlobId, Flags, MailboxId, Result, SpecialUse, Store, StoreError, Stored, Uid};
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use tracing::{error, info, warn};
 
 /// Messages indexed per commit while re-placing files.
@@ -110,12 +112,11 @@ impl Resolver<'_> {
                 };
                 match same {
                     Some(r) => Some(MailboxId(r.id)),
-                    // An older index's mailbox: its subscription and special
-                    // use win over the defaults a restored account got.
+                    // An older index's mailbox: its special use wins over the
+                    // defaults a restored account got (its subscription too:
+                    // `restore_subscriptions`).
                     None => match self.account(h, mb.account)? {
-                        Some(account) => {
-                            self.by_name(account, &mb.name, mb.special_use, mb.subscribed, !hist.current)?
-                        }
+                        Some(account) => self.by_name(account, &mb.name, mb.special_use, !hist.current)?,
                         None => None,
                     },
                 }
@@ -126,23 +127,22 @@ impl Resolver<'_> {
     }
 
     /// The account's mailbox `name`, created if missing. With `adopt`, an
-    /// existing mailbox takes `special_use` and `subscribed`.
+    /// existing mailbox takes `special_use`.
     fn by_name(
         &mut self,
         account: AccountId,
         name: &str,
         special_use: Option<SpecialUse>,
-        subscribed: bool,
         adopt: bool,
     ) -> Result<Option<MailboxId>> {
         let Ok(name) = crate::names::canonical(name) else {
             warn!(name, "invalid mailbox name in a journal or body file; using INBOX");
-            return self.by_name(account, "INBOX", None, true, false);
+            return self.by_name(account, "INBOX", None, false);
         };
         let _g = self.store.lock();
         if let Some(mut r) = self.store.mailbox_record(account, &name)? {
-            if adopt && (r.special_use, r.subscribed) != (special_use, subscribed) {
-                (r.special_use, r.subscribed) = (special_use, subscribed);
+            if adopt && r.special_use != special_use {
+                r.special_use = special_use;
                 let mut batch = Batch::default();
                 batch.insert(keys::mailbox_by_id(MailboxId(r.id)), encode(&r)?);
                 self.store.inner.mail.apply(batch)?;
@@ -153,7 +153,42 @@ impl Resolver<'_> {
             return Ok(None);
         }
         self.created += 1;
-        Ok(Some(self.store.create_mailbox_locked(account, &name, special_use, subscribed)?.id))
+        Ok(Some(self.store.create_mailbox_locked(account, &name, special_use, false)?.id))
+    }
+
+    /// Subscriptions as older indexes' journals left them, oldest first, so
+    /// the newest wins: for every name such a journal knows for an account
+    /// (as a mailbox or a subscription), whether it is subscribed. This
+    /// overrides the defaults a restored account got (a default mailbox the
+    /// user unsubscribed stays unsubscribed) and brings back subscriptions
+    /// of names whose mailbox was deleted. The current index's own journal
+    /// is not needed: the index has its subscriptions.
+    fn restore_subscriptions(&mut self) -> Result<()> {
+        for (h, hist) in self.histories.iter().enumerate().rev().filter(|(_, h)| !h.current) {
+            let mut known: BTreeMap<u64, BTreeSet<&str>> = BTreeMap::new();
+            for mb in hist.state.mailboxes.values() {
+                known.entry(mb.account).or_default().insert(&mb.name);
+            }
+            for (account, name) in &hist.state.subscriptions {
+                known.entry(*account).or_default().insert(name);
+            }
+            for (old_account, names) in known {
+                let Some(account) = self.account(h, old_account)? else { continue };
+                let _g = self.store.lock();
+                let mut batch = Batch::default();
+                for name in names {
+                    let Ok(canonical) = crate::names::canonical(name) else { continue };
+                    let key = keys::subscription(account, &canonical);
+                    if hist.state.subscriptions.contains(&(old_account, name.to_owned())) {
+                        batch.insert(key, Vec::new());
+                    } else {
+                        batch.remove(key);
+                    }
+                }
+                self.store.inner.mail.apply(batch)?;
+            }
+        }
+        Ok(())
     }
 }
 
@@ -214,6 +249,7 @@ impl Store {
                 resolver.mailbox(h, *id)?;
             }
         }
+        resolver.restore_subscriptions()?;
 
         // 3. Body files nobody refers to: journal, else header.
         let placed: Vec<_> = histories.iter().map(|h| h.state.by_blob()).collect();
@@ -319,7 +355,7 @@ impl Store {
                 None if self.account_address(p.account)?.is_some() => p.account,
                 None => continue,
             };
-            let Some(mailbox) = resolver.by_name(account, &p.mailbox, None, false, false)? else { continue };
+            let Some(mailbox) = resolver.by_name(account, &p.mailbox, None, false)? else { continue };
             items.push(Item {
                 mailbox,
                 rank: resolver.histories.len(),
@@ -355,16 +391,36 @@ impl Store {
             let u = usage.entry(rec.account).or_default();
             seen_accounts.insert(rec.account);
             let mut counts = Counts::default();
-            for (_, m) in &msgs {
+            let mut keywords = rec.keywords.clone().unwrap_or_default();
+            let mut unseen = BTreeSet::new();
+            for (k, m) in &msgs {
                 let m: MessageRecord = decode("message", m)?;
                 u.bytes += m.size;
                 u.messages += 1;
                 counts.add(m.size, &m.flags);
+                keywords.extend(m.flags.iter().filter(|f| !f.starts_with('\\')).map(str::to_owned));
+                if !m.flags.contains(SEEN) {
+                    unseen.extend(keys::uid_of_message_key(k));
+                }
             }
-            if rec.exists as usize != msgs.len() || rec.counts != Some(counts) {
+            // Entries removed above (no body file) may have left unseen keys.
+            let id = MailboxId(rec.id);
+            for (k, _) in mail.scan_prefix(&keys::unseen_of(id))? {
+                if !keys::uid_of_message_key(&k).is_some_and(|uid| unseen.remove(&uid)) {
+                    batch.remove(k);
+                }
+            }
+            for uid in unseen {
+                batch.insert(keys::unseen(id, uid), Vec::new());
+            }
+            if rec.exists as usize != msgs.len()
+                || rec.counts != Some(counts)
+                || rec.keywords.as_ref() != Some(&keywords)
+            {
                 rec.exists = msgs.len() as u32;
                 rec.counts = Some(counts);
-                batch.insert(keys::mailbox_by_id(MailboxId(rec.id)), encode(&rec)?);
+                rec.keywords = Some(keywords);
+                batch.insert(keys::mailbox_by_id(id), encode(&rec)?);
             }
         }
         for (account, u) in usage {

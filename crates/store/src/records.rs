@@ -3,6 +3,10 @@
 use crate::error::{Result, StoreError};
 use crate::types::{Flags, SpecialUse};
 use serde::{Deserialize, Serialize, de::DeserializeOwned};
+use std::collections::BTreeSet;
+
+/// The flag whose absence makes a message unseen (and gives it a key of its own, `keys::unseen`).
+pub(crate) const SEEN: &str = "\\Seen";
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub(crate) struct AccountRecord {
@@ -18,12 +22,37 @@ pub(crate) struct MailboxRecord {
     pub uid_next: u32,
     pub highest_modseq: u64,
     pub special_use: Option<SpecialUse>,
-    pub subscribed: bool,
+    /// Where earlier versions kept the subscription. Subscriptions now have
+    /// keys of their own (they outlive DELETE, `subscriptions.rs`); opening
+    /// the store moves this one there and clears it, so it is `None` in
+    /// every record written since.
+    #[serde(default, rename = "subscribed", skip_serializing_if = "Option::is_none")]
+    pub legacy_subscribed: Option<bool>,
     pub exists: u32,
     /// Counters STATUS reads in O(1). `None` in records written before they
     /// existed: readers then count from the messages, and reconcile fills them in.
     #[serde(default)]
     pub counts: Option<Counts>,
+    /// Every keyword ever set on a message of the mailbox (SELECT's FLAGS
+    /// and PERMANENTFLAGS, RFC 3501 §7.2.6), so SELECT need not read every
+    /// message. It only grows, as Dovecot's keyword list does: a keyword
+    /// stays "defined" once used. `None` in records written before it was
+    /// kept; opening the store fills it in (`upgrade.rs`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub keywords: Option<BTreeSet<String>>,
+}
+
+impl MailboxRecord {
+    /// Notes the keywords among `flags` (system flags start with a backslash).
+    pub fn define_keywords(&mut self, flags: &Flags) {
+        if let Some(k) = &mut self.keywords {
+            for f in flags.iter().filter(|f| !f.starts_with('\\')) {
+                if !k.contains(f) {
+                    k.insert(f.to_owned());
+                }
+            }
+        }
+    }
 }
 
 /// Per-mailbox counters kept in step with every message change.
@@ -63,7 +92,7 @@ impl Counts {
         fn step64(v: &mut u64, n: u64, add: bool) {
             *v = if add { v.saturating_add(n) } else { v.saturating_sub(n) };
         }
-        if !flags.contains("\\Seen") {
+        if !flags.contains(SEEN) {
             step32(&mut self.unseen, add);
         }
         if flags.contains("\\Deleted") {

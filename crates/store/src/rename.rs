@@ -1,7 +1,8 @@
 //! RENAME (RFC 3501 §6.3.5, RFC 9051 §6.3.6): a mailbox and every mailbox
 //! under it get new names in ONE commit, keeping their ids, UIDVALIDITY,
-//! messages, subscriptions and METADATA. Renaming INBOX instead moves its
-//! messages to a new mailbox and leaves INBOX, empty, where it is.
+//! messages and METADATA; their subscriptions move to the new names.
+//! Renaming INBOX instead moves its messages to a new mailbox and leaves
+//! INBOX, empty (and subscribed as it was), where it is.
 //!
 //! Both are journaled (`journal.rs`: the renamed mailbox records, or the
 //! moved messages), so a rebuild from files alone finds messages under their
@@ -55,6 +56,8 @@ impl Store {
                 batch.insert(keys::mailbox_by_name(account, &rec.name), rec.id.to_be_bytes().to_vec());
                 batch.insert(keys::mailbox_by_id(MailboxId(rec.id)), encode(rec)?);
             }
+            // The subscriptions go along (they used to be part of the mailbox records).
+            self.move_subscriptions(&mut batch, account, &from, &to)?;
             self.inner.mail.apply(batch)?;
         }
         self.flush().await?;
@@ -74,7 +77,7 @@ impl Store {
             let inbox =
                 self.mailbox_record(account, "INBOX")?.ok_or_else(|| StoreError::NotFound("mailbox INBOX".into()))?;
             let inbox = MailboxId(inbox.id);
-            let target = self.new_mailbox_record(account, to, None, false)?;
+            let target = self.new_mailbox_record(account, to, None)?;
             let target_id = MailboxId(target.id);
             let mut ix = Indexer::new(self);
             ix.created(target);

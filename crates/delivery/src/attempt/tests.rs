@@ -268,8 +268,11 @@ async fn one_delay_report_per_recipient_then_delivery_or_expiry() {
 async fn no_delay_report_when_disabled_or_delivered_in_time() {
     for (warning, deliver_at_second_try) in [(0, false), (500, true)] {
         let retry = RetryPolicy { initial: 100, max: 100, expire: 300 };
-        let replies: &[(AttemptOutcome, &str)] =
-            if deliver_at_second_try { &[(AttemptOutcome::Deferred, "421 4.4.1 down"), (AttemptOutcome::Delivered, "250 ok")] } else { &[] };
+        let replies: &[(AttemptOutcome, &str)] = if deliver_at_second_try {
+            &[(AttemptOutcome::Deferred, "421 4.4.1 down"), (AttemptOutcome::Delivered, "250 ok")]
+        } else {
+            &[]
+        };
         let mut s = setup(Scripted::with(&[("b.test", replies)]), retry).await;
         s.ctx.delay_warning = warning;
         s.enqueue(vec![rcpt("bob@b.test")], 0).await;

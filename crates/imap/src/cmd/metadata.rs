@@ -176,9 +176,13 @@ fn lookup(
     }
     if !matches!(depth, Depth::Null) {
         let prefix = format!("{root}/");
-        let mut below: Vec<Entry> = s.ctx.store.list_metadata(scope, &prefix)?.into_iter().map(|(e, v)| (e, Some(v))).collect();
+        let mut below: Vec<Entry> =
+            s.ctx.store.list_metadata(scope, &prefix)?.into_iter().map(|(e, v)| (e, Some(v))).collect();
         below.extend(
-            virtual_entries.iter().filter(|(name, _)| name.starts_with(&prefix)).map(|(n, v)| (n.clone(), Some(v.clone()))),
+            virtual_entries
+                .iter()
+                .filter(|(name, _)| name.starts_with(&prefix))
+                .map(|(n, v)| (n.clone(), Some(v.clone()))),
         );
         below.sort_by(|a, b| a.0.cmp(&b.0));
         for (entry, value) in below {
@@ -241,20 +245,26 @@ pub(crate) async fn set(s: &mut Session, args: SetArgs) -> CmdResult {
             entries.push((name, value));
         }
     }
-    // COI's entries are checked and applied by COI, in order (R11-R15,
-    // R32-R35); the first refusal ends the command, as in Dovecot.
+    // Every entry or none (§4.3; COI R12, R14): COI's entries are checked
+    // before anything is applied, then the ordinary ones are stored in one
+    // commit, then COI applies its own in order (R11-R15, R32-R35). Only
+    // what the WebPush flow alone can judge (JSON, secret, limit, the push
+    // service) can still refuse a COI entry after the others are stored.
+    for (name, value) in &coi_entries {
+        s.ctx.coi.check_entry(name, value.as_deref())?;
+    }
+    if !entries.is_empty() {
+        let limits = MetadataLimits { max_entries: s.ctx.config.metadata_max_entries };
+        match s.ctx.store.set_metadata_entries(scope, &entries, Some(limits)).await {
+            Ok(()) => {}
+            Err(StoreError::QuotaExceeded) => return Err(metadata_no("TOOMANY", "Too many metadata entries")),
+            Err(e) => return Err(e.into()),
+        }
+    }
     for (name, value) in &coi_entries {
         s.ctx.coi.set_entry(scope.account, name, value.as_deref()).await?;
     }
-    if entries.is_empty() {
-        return Ok(Done::ok("SETMETADATA completed"));
-    }
-    let limits = MetadataLimits { max_entries: s.ctx.config.metadata_max_entries };
-    match s.ctx.store.set_metadata_entries(scope, &entries, Some(limits)).await {
-        Ok(()) => Ok(Done::ok("SETMETADATA completed")),
-        Err(StoreError::QuotaExceeded) => Err(metadata_no("TOOMANY", "Too many metadata entries")),
-        Err(e) => Err(e.into()),
-    }
+    Ok(Done::ok("SETMETADATA completed"))
 }
 
 #[cfg(test)]

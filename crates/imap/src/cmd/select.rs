@@ -10,7 +10,6 @@ use crate::encode;
 use crate::error::ImapError;
 use crate::selected::SelectedView;
 use crate::session::{CmdResult, Done, Session, State};
-use coimail_store::Flags;
 use imap_codec::imap_types::command::SelectParameter;
 use imap_codec::imap_types::mailbox::Mailbox;
 
@@ -41,24 +40,20 @@ pub(crate) fn select(
         Mailbox::Inbox => "INBOX".to_owned(),
         Mailbox::Other(o) => s.mailbox_name(o.as_ref())?,
     };
-    let store = &s.ctx.store;
-    let info = store.mailbox(account.id, &name)?;
-    let messages = store.messages(account.id, info.id)?;
-    let view = SelectedView::new(&info, read_only, &messages);
-
-    let mut keywords = Flags::new();
-    for m in &messages {
-        for f in m.flags.iter().filter(|f| !f.starts_with('\\')) {
-            keywords.insert(f);
-        }
-    }
-    let keywords: String = keywords.iter().map(|k| format!(" {k}")).collect();
+    // The UIDs, the first unseen message and the keywords, without reading
+    // each message's record (`coimail_store::MailboxSnapshot`): this is what
+    // keeps SELECT of a large mailbox within milliseconds.
+    let snap = s.ctx.store.mailbox_snapshot(account.id, &name)?;
+    let info = snap.info;
+    let first_unseen = snap.first_unseen;
+    let view = SelectedView::new(&info, read_only, snap.uids);
+    let keywords: String = snap.keywords.iter().map(|k| format!(" {k}")).collect();
     let mut r = format!("* FLAGS ({SYSTEM_FLAGS}{keywords})\r\n* {} EXISTS\r\n", view.exists());
     if !s.rev2 {
         // IMAP4rev1 requires RECENT; we never mark messages \Recent.
         r.push_str("* 0 RECENT\r\n");
-        if let Some(seq) = messages.iter().position(|m| !m.flags.contains("\\Seen")) {
-            r.push_str(&format!("* OK [UNSEEN {}] First unseen message\r\n", seq + 1));
+        if let Some(seq) = first_unseen.and_then(|uid| view.seq_of(uid)) {
+            r.push_str(&format!("* OK [UNSEEN {seq}] First unseen message\r\n"));
         }
     }
     r.push_str(&format!("* OK [UIDVALIDITY {}] UIDs valid\r\n", info.uid_validity));
@@ -79,6 +74,7 @@ pub(crate) fn select(
     }
     if let Some(r) = resync.filter(|r| r.uid_validity == info.uid_validity) {
         // RFC 7162 §3.2.5.1: what changed since the client's modseq (no resync when UIDVALIDITY changed).
+        let messages = s.ctx.store.messages(account.id, info.id)?;
         qresync::report(s.conn.out(), &s.ctx.store, account.id, &view, &messages, &r)?;
     }
     tracing::debug!(mailbox = %info.name, read_only, "selected");

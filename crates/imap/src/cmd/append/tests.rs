@@ -155,3 +155,77 @@ async fn appendlimit_is_the_literal_cap() {
     )
     .await;
 }
+
+#[tokio::test]
+async fn pipelined_appends_are_one_commit_answered_in_order() {
+    let srv = TestServer::start().await;
+    let v = srv.store.mailbox(srv.account.id, "INBOX").unwrap().uid_validity;
+    let mut c = logged_in(&srv).await;
+    c.select("INBOX").await;
+    // One write: every command is in the server's buffer when the first is decoded.
+    c.send_raw(b"a1 APPEND INBOX {1+}\r\nx\r\na2 APPEND INBOX (\\Seen) {2+}\r\nyy\r\na3 APPEND inbox {3+}\r\nzzz\r\n")
+        .await;
+    // Stored together: the EXISTS before the first OK already counts all three.
+    check(
+        &mut c,
+        &format!(
+            "S: * 3 EXISTS
+             S: a1 OK [APPENDUID {v} 1] APPEND completed
+             S: a2 OK [APPENDUID {v} 2] APPEND completed
+             S: a3 OK [APPENDUID {v} 3] APPEND completed"
+        ),
+    )
+    .await;
+    let ms = messages(&srv, "INBOX");
+    let bodies: Vec<Vec<u8>> = {
+        let mut out = Vec::new();
+        for m in &ms {
+            out.push(srv.store.read_message(m).await.unwrap());
+        }
+        out
+    };
+    assert_eq!(bodies, [b"x".to_vec(), b"yy".to_vec(), b"zzz".to_vec()]);
+    assert!(ms[1].flags.contains("\\Seen") && !ms[0].flags.contains("\\Seen"));
+}
+
+#[tokio::test]
+async fn pipelined_appends_fail_one_by_one_and_what_follows_runs_after() {
+    let srv = TestServer::start().await;
+    let v = srv.store.mailbox(srv.account.id, "INBOX").unwrap().uid_validity;
+    let mut c = logged_in(&srv).await;
+    c.select("INBOX").await;
+    c.send_raw(
+        b"a1 APPEND INBOX {1+}\r\nx\r\n\
+          a2 APPEND Nope {1+}\r\ny\r\n\
+          a3 APPEND INBOX (\\Bogus) {1+}\r\nz\r\n\
+          a4 APPEND INBOX {0+}\r\n\r\n\
+          a5 APPEND INBOX {1+}\r\na {1+}\r\nb\r\n\
+          a6 APPEND INBOX \"31-Feb-2024 10:00:00 +0000\" {1+}\r\nc\r\n\
+          a7 APPEND INBOX {1+}\r\nd\r\n\
+          a8 NOOP\r\n\
+          a9 APPEND INBOX {1}\r\n",
+    )
+    .await;
+    check(
+        &mut c,
+        &format!(
+            "S: * 3 EXISTS
+             S: a1 OK [APPENDUID {v} 1] APPEND completed
+             S: a2 NO [TRYCREATE] Mailbox Nope does not exist
+             S: a3 BAD Cannot set flag \\Bogus
+             S: a4 NO Empty messages are not accepted
+             S: a5 OK [APPENDUID {v} 2:3] APPEND completed
+             S: a6 BAD Syntax error in APPEND arguments
+             S: * 4 EXISTS
+             S: a7 OK [APPENDUID {v} 4] APPEND completed
+             S: a8 OK NOOP completed
+             S: + Ready for literal data
+             C: q
+             S: * 5 EXISTS
+             S: a9 OK [APPENDUID {v} 5] APPEND completed"
+        ),
+    )
+    .await;
+    let uids: Vec<_> = messages(&srv, "INBOX").iter().map(|m| m.uid).collect();
+    assert_eq!(uids, [1, 2, 3, 4, 5]);
+}

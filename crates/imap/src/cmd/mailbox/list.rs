@@ -15,6 +15,15 @@
 //! The store keeps the hierarchy implicit (a parent need not exist), so a
 //! missing parent is listed wherever a pattern matches it: `\Noselect` in
 //! the RFC 3501 form, `\NonExistent` (which implies it) in the extended one.
+//!
+//! Subscriptions are names of their own and outlive their mailbox (RFC
+//! 3501 §6.3.4): LSUB shows a subscribed name that does not exist with
+//! `\Noselect`, and the SUBSCRIBED selection option with `\NonExistent`
+//! (RFC 5258 §3.1 and its example 5.3). Other listings show existing
+//! mailboxes only; the SUBSCRIBED return option marks which of them are.
+//!
+//! The reference and the pattern are joined as RFC 3501 §6.3.8 describes
+//! (see [`join_reference`]); responses always carry full names.
 
 use super::mailbox_arg;
 use crate::cmd::status;
@@ -84,18 +93,65 @@ fn list_mailbox_wire<'a>(pattern: &'a ListMailbox<'_>) -> &'a [u8] {
     }
 }
 
-/// The reference and a pattern of LIST or LSUB as one pattern, with INBOX
-/// canonical and wildcard runs collapsed; `None` for the empty pattern.
-fn full_pattern(s: &Session, reference: &str, wire: &[u8]) -> Result<Option<String>, ImapError> {
+/// What a LIST or LSUB pattern asks for once joined with the reference.
+enum Wanted {
+    /// The empty pattern: the hierarchy delimiter and the reference's root.
+    Root,
+    /// Names matching this pattern (INBOX canonical, wildcard runs collapsed).
+    Names(String),
+    /// Nothing can match (a namespace we do not have).
+    Nothing,
+}
+
+/// The reference and a pattern of LIST or LSUB as one pattern.
+fn full_pattern(s: &Session, reference: &str, wire: &[u8]) -> Result<Wanted, ImapError> {
     let pattern = s.decode_name(wire, 2 * MAX_NAME_WIRE + 1)?;
     if pattern.is_empty() {
-        return Ok(None);
+        return Ok(Wanted::Root);
     }
-    let full = collapse_wildcards(&canonical_inbox(&format!("{reference}{pattern}")));
+    let Some(joined) = join_reference(reference, &pattern) else { return Ok(Wanted::Nothing) };
+    let full = collapse_wildcards(&canonical_inbox(&joined));
     if full.len() > MAX_PATTERN_BYTES {
         return Err(ImapError::bad("LIST pattern too long"));
     }
-    Ok(Some(full))
+    Ok(Wanted::Names(full))
+}
+
+/// RFC 3501 §6.3.8 (RFC 9051 §6.3.9): the reference is the context the
+/// pattern is read in, so the two are concatenated: `LIST "Lists/" "%"`
+/// lists what is under Lists, `LIST "Lists" "/%"` the same (the separator
+/// may come with either, not with both: one of a doubled one is dropped,
+/// as no name has an empty level). There are no break-out characters (a
+/// pattern starting with `/` cannot name anything on its own), and a
+/// reference starting with `#` names another namespace (RFC 2342), of
+/// which we have none: `None`, nothing matches. This is Dovecot's
+/// behaviour for a namespace without a prefix.
+pub(super) fn join_reference(reference: &str, pattern: &str) -> Option<String> {
+    if reference.starts_with('#') {
+        return None;
+    }
+    let pattern = match (reference.ends_with(SEPARATOR), pattern.strip_prefix(SEPARATOR)) {
+        (true, Some(rest)) => rest,
+        _ => pattern,
+    };
+    Some(format!("{reference}{pattern}"))
+}
+
+/// The root name `LIST reference ""` returns (RFC 3501 §6.3.8): the
+/// reference's first hierarchy level with its separator, or the empty
+/// string when it has none (as UW-IMAP and Dovecot answer; our one
+/// namespace has no prefix of its own).
+pub(super) fn reference_root(reference: &str) -> &str {
+    reference.find(SEPARATOR).and_then(|i| reference.get(..=i)).unwrap_or("")
+}
+
+/// `* LIST (\Noselect) "/" root` (or LSUB): the answer to an empty pattern.
+fn write_root(s: &mut Session, verb: &str, reference: &str) {
+    let utf8 = s.utf8;
+    let out = s.conn.out();
+    out.extend_from_slice(format!("* {verb} (\\Noselect) \"/\" ").as_bytes());
+    encode::mailbox(out, reference_root(reference), utf8);
+    out.extend_from_slice(b"\r\n");
 }
 
 /// No name is longer than MAX_NAME_BYTES, so a pattern with more
@@ -115,8 +171,11 @@ impl Patterns {
     }
 }
 
-/// Every mailbox of the account and every parent they imply.
-fn tree(s: &Session) -> Result<BTreeMap<String, Node>, ImapError> {
+/// Every mailbox of the account and every parent they imply; with
+/// `subscribed`, also every subscribed name whether or not it exists (and
+/// its parents, which RECURSIVEMATCH may list with CHILDINFO). Only
+/// existing mailboxes make a parent `\HasChildren`.
+fn tree(s: &Session, subscribed: bool) -> Result<BTreeMap<String, Node>, ImapError> {
     let account = s.account().ok_or(ImapError::Closed)?.id;
     let mut tree: BTreeMap<String, Node> = BTreeMap::new();
     for mb in s.ctx.store.list_mailboxes(account)? {
@@ -129,6 +188,16 @@ fn tree(s: &Session) -> Result<BTreeMap<String, Node>, ImapError> {
         node.exists = true;
         node.subscribed = mb.subscribed;
         node.special_use = mb.special_use;
+    }
+    if subscribed {
+        for name in s.ctx.store.subscriptions(account)? {
+            let mut parent = name.as_str();
+            while let Some((p, _)) = parent.rsplit_once(SEPARATOR) {
+                tree.entry(p.to_owned()).or_default();
+                parent = p;
+            }
+            tree.entry(name).or_default().subscribed = true;
+        }
     }
     Ok(tree)
 }
@@ -161,18 +230,25 @@ fn run(
     let mut fulls = Vec::with_capacity(wires.len());
     let mut any = false;
     for wire in wires {
-        if let Some(full) = full_pattern(s, reference, wire)? {
-            any = true;
-            fulls.extend(min_match_len(&full).map(|min| (full, min)));
+        match full_pattern(s, reference, wire)? {
+            Wanted::Names(full) => {
+                any = true;
+                fulls.extend(min_match_len(&full).map(|min| (full, min)));
+            }
+            Wanted::Nothing => any = true,
+            Wanted::Root => {}
         }
     }
     if !any {
         // RFC 3501 §6.3.8: an empty pattern asks for the separator and root.
-        s.conn.out().extend_from_slice(b"* LIST (\\Noselect) \"/\" \"\"\r\n");
+        write_root(s, "LIST", reference);
+        return Ok(Done::ok("LIST completed"));
+    }
+    if fulls.is_empty() {
         return Ok(Done::ok("LIST completed"));
     }
     let patterns = Patterns(fulls);
-    let tree = tree(s)?;
+    let tree = tree(s, sel.subscribed)?;
     let meets = |n: &Node| (!sel.subscribed || n.subscribed) && (!sel.special_use || n.special_use.is_some());
     // RFC 5258 §3.5 (RECURSIVEMATCH): parents of a mailbox that meets the
     // selection but that no pattern matches get CHILDINFO.
@@ -250,24 +326,31 @@ fn write_status(s: &mut Session, name: &str, items: &[StatusDataItemName]) -> Re
     }
 }
 
-/// LSUB: the subscribed mailboxes matching the pattern. A parent that is
-/// not subscribed but has a subscribed child the pattern misses (`%` stops
-/// at the separator) is listed with `\Noselect` (RFC 3501 §6.3.9).
+/// LSUB: the subscribed names matching the pattern, `\Noselect` when no
+/// mailbox has the name (any more). A parent that is not subscribed but
+/// has a subscribed child the pattern misses (`%` stops at the separator)
+/// is listed with `\Noselect` too (RFC 3501 §6.3.9).
 pub(crate) fn lsub(s: &mut Session, reference: &Mailbox<'_>, pattern: &ListMailbox<'_>) -> CmdResult {
     let account = s.account().ok_or(ImapError::Closed)?.id;
     let reference = mailbox_arg(s, reference)?;
-    let Some(full) = full_pattern(s, &reference, list_mailbox_wire(pattern))? else {
-        s.conn.out().extend_from_slice(b"* LSUB (\\Noselect) \"/\" \"\"\r\n");
-        return Ok(Done::ok("LSUB completed"));
+    let full = match full_pattern(s, &reference, list_mailbox_wire(pattern))? {
+        Wanted::Names(full) => full,
+        Wanted::Nothing => return Ok(Done::ok("LSUB completed")),
+        Wanted::Root => {
+            write_root(s, "LSUB", &reference);
+            return Ok(Done::ok("LSUB completed"));
+        }
     };
     let Some(min_len) = min_match_len(&full) else { return Ok(Done::ok("LSUB completed")) };
-    let subscribed: BTreeSet<String> =
-        s.ctx.store.list_mailboxes(account)?.into_iter().filter(|m| m.subscribed).map(|m| m.name).collect();
+    let subscribed: BTreeSet<String> = s.ctx.store.subscriptions(account)?.into_iter().collect();
+    let existing: BTreeSet<String> = s.ctx.store.list_mailboxes(account)?.into_iter().map(|m| m.name).collect();
     let fits = |name: &str| name.len() >= min_len && matches(full.as_bytes(), name.as_bytes());
+    // Name → selectable: a subscribed mailbox that exists; not a subscribed
+    // name whose mailbox is gone, nor a parent listed for a child `%` missed.
     let mut shown: BTreeMap<&str, bool> = BTreeMap::new();
     for name in &subscribed {
         if fits(name) {
-            shown.insert(name, true);
+            shown.insert(name, existing.contains(name));
             continue;
         }
         let mut parent = name.as_str();
@@ -280,8 +363,8 @@ pub(crate) fn lsub(s: &mut Session, reference: &Mailbox<'_>, pattern: &ListMailb
     }
     let utf8 = s.utf8;
     let out = s.conn.out();
-    for (name, is_subscribed) in shown {
-        out.extend_from_slice(if is_subscribed { &b"* LSUB () \"/\" "[..] } else { b"* LSUB (\\Noselect) \"/\" " });
+    for (name, selectable) in shown {
+        out.extend_from_slice(if selectable { &b"* LSUB () \"/\" "[..] } else { b"* LSUB (\\Noselect) \"/\" " });
         encode::mailbox(out, name, utf8);
         out.extend_from_slice(b"\r\n");
     }

@@ -49,12 +49,13 @@ async fn coi_config_round_trip_r5_r6_r7() {
     let srv = TestServer::start().await;
     let mut c = logged_in(&srv).await;
     // R5: atoms as values (imap-codec wants nstring; cmd::ext takes these), several pairs at once.
+    // R11: mailbox-root is answered by COI, read-only.
     check(
         &mut c,
         "C: a4 SETMETADATA \"\" (/private/vendor/vendor.dovecot/coi/config/enabled yes /private/vendor/vendor.dovecot/coi/config/message-filter active)
          S: a4 OK SETMETADATA completed
          C: a5 SETMETADATA \"\" (/private/vendor/vendor.dovecot/coi/config/mailbox-root \"COI\")
-         S: a5 OK SETMETADATA completed
+         S: a5 NO [CANNOT] The /private/vendor/vendor.dovecot/coi/config/mailbox-root attribute cannot be changed
          C: a16 GETMETADATA (DEPTH 1) \"\" (/private/vendor/vendor.dovecot/coi/config)
          S: * METADATA \"\" (/private/vendor/vendor.dovecot/coi/config/enabled \"yes\" /private/vendor/vendor.dovecot/coi/config/mailbox-root \"COI\" /private/vendor/vendor.dovecot/coi/config/message-filter \"active\")
          S: a16 OK GETMETADATA completed

@@ -2,6 +2,7 @@
 //! options (RFC 6154 §3) over a real socket. The RFC 3501 form is covered
 //! in `mailbox/tests.rs`.
 
+use super::{join_reference, reference_root};
 use crate::testing::{Client, TestServer, check};
 
 /// Default mailboxes (all subscribed), plus `Fruit/Banana` and
@@ -132,6 +133,173 @@ async fn special_use_selection_and_return() {
          C: d3 LIST (SPECIAL-USE RECURSIVEMATCH) \"\" L%
          S: * LIST (\\NonExistent \\HasChildren) \"/\" \"Lists\" (\"CHILDINFO\" (\"SPECIAL-USE\"))
          S: d3 OK LIST completed",
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn a_deleted_mailbox_stays_subscribed() {
+    let srv = TestServer::start().await;
+    srv.store.create_mailbox(srv.account.id, "Lists/old", None).await.unwrap();
+    let mut c = srv.connect().await;
+    c.line().await;
+    c.login(&srv).await;
+    // RFC 3501 §6.3.4 / RFC 9051 §6.3.4: DELETE leaves the subscription alone.
+    check(
+        &mut c,
+        "C: a1 CREATE x
+         S: a1 OK CREATE completed
+         C: a2 SUBSCRIBE x
+         S: a2 OK SUBSCRIBE completed
+         C: a3 SUBSCRIBE Lists/old
+         S: a3 OK SUBSCRIBE completed
+         C: a4 DELETE x
+         S: a4 OK DELETE completed
+         C: a5 DELETE Lists/old
+         S: a5 OK DELETE completed
+         C: a6 LSUB \"\" *
+         S: * LSUB () \"/\" \"Archive\"
+         S: * LSUB () \"/\" \"Drafts\"
+         S: * LSUB () \"/\" \"INBOX\"
+         S: * LSUB () \"/\" \"Junk\"
+         S: * LSUB (\\Noselect) \"/\" \"Lists/old\"
+         S: * LSUB () \"/\" \"Sent\"
+         S: * LSUB () \"/\" \"Trash\"
+         S: * LSUB (\\Noselect) \"/\" \"x\"
+         S: a6 OK LSUB completed
+         C: a7 LSUB \"\" %
+         S: * LSUB () \"/\" \"Archive\"
+         S: * LSUB () \"/\" \"Drafts\"
+         S: * LSUB () \"/\" \"INBOX\"
+         S: * LSUB () \"/\" \"Junk\"
+         S: * LSUB (\\Noselect) \"/\" \"Lists\"
+         S: * LSUB () \"/\" \"Sent\"
+         S: * LSUB () \"/\" \"Trash\"
+         S: * LSUB (\\Noselect) \"/\" \"x\"
+         S: a7 OK LSUB completed
+         C: a8 LIST (SUBSCRIBED) \"\" \"[xL]*\"
+         S: a8 OK LIST completed
+         C: a9 LIST (SUBSCRIBED) \"\" *
+         S: * LIST (\\HasNoChildren \\Subscribed \\Archive) \"/\" \"Archive\"
+         S: * LIST (\\HasNoChildren \\Subscribed \\Drafts) \"/\" \"Drafts\"
+         S: * LIST (\\HasNoChildren \\Subscribed) \"/\" \"INBOX\"
+         S: * LIST (\\HasNoChildren \\Subscribed \\Junk) \"/\" \"Junk\"
+         S: * LIST (\\NonExistent \\HasNoChildren \\Subscribed) \"/\" \"Lists/old\"
+         S: * LIST (\\HasNoChildren \\Subscribed \\Sent) \"/\" \"Sent\"
+         S: * LIST (\\HasNoChildren \\Subscribed \\Trash) \"/\" \"Trash\"
+         S: * LIST (\\NonExistent \\HasNoChildren \\Subscribed) \"/\" \"x\"
+         S: a9 OK LIST completed
+         C: b1 LIST (SUBSCRIBED RECURSIVEMATCH) \"\" L%
+         S: * LIST (\\NonExistent \\HasNoChildren) \"/\" \"Lists\" (\"CHILDINFO\" (\"SUBSCRIBED\"))
+         S: b1 OK LIST completed
+         C: b2 LIST \"\" x
+         S: b2 OK LIST completed
+         C: b3 LIST \"\" x RETURN (SUBSCRIBED)
+         S: b3 OK LIST completed
+         C: b4 CREATE x
+         S: b4 OK CREATE completed
+         C: b5 LIST \"\" x RETURN (SUBSCRIBED)
+         S: * LIST (\\HasNoChildren \\Subscribed) \"/\" \"x\"
+         S: b5 OK LIST completed
+         C: b6 LSUB \"\" x
+         S: * LSUB () \"/\" \"x\"
+         S: b6 OK LSUB completed
+         C: b7 UNSUBSCRIBE Lists/old
+         S: b7 OK UNSUBSCRIBE completed
+         C: b8 UNSUBSCRIBE Lists/old
+         S: b8 NO [NONEXISTENT] mailbox Lists/old does not exist
+         C: b9 LSUB \"\" L*
+         S: b9 OK LSUB completed",
+    )
+    .await;
+}
+
+#[test]
+fn reference_and_pattern_join() {
+    assert_eq!(join_reference("", "%").as_deref(), Some("%"));
+    assert_eq!(join_reference("foo/", "bar").as_deref(), Some("foo/bar"));
+    assert_eq!(join_reference("foo", "/bar").as_deref(), Some("foo/bar"));
+    assert_eq!(join_reference("foo/", "/bar").as_deref(), Some("foo/bar"));
+    assert_eq!(join_reference("foo", "bar").as_deref(), Some("foobar"));
+    assert_eq!(join_reference("#news.", "comp.*"), None);
+    assert_eq!(reference_root(""), "");
+    assert_eq!(reference_root("foo"), "");
+    assert_eq!(reference_root("foo/bar/baz"), "foo/");
+    assert_eq!(reference_root("#x/y"), "#x/");
+}
+
+#[tokio::test]
+async fn list_reference_argument() {
+    let srv = TestServer::start().await;
+    for name in ["Lists/rust", "Lists/go/old", "Listserv", "#notes"] {
+        srv.store.create_mailbox(srv.account.id, name, None).await.unwrap();
+    }
+    srv.store.set_subscribed(srv.account.id, "Lists/rust", true).await.unwrap();
+    let mut c = srv.connect().await;
+    c.line().await;
+    c.login(&srv).await;
+    // RFC 3501 §6.3.8: the reference and the pattern are one name; the
+    // responses carry full names.
+    check(
+        &mut c,
+        "C: a1 LIST Lists/ %
+         S: * LIST (\\Noselect \\HasChildren) \"/\" \"Lists/go\"
+         S: * LIST (\\HasNoChildren) \"/\" \"Lists/rust\"
+         S: a1 OK LIST completed
+         C: a2 LIST Lists /%
+         S: * LIST (\\Noselect \\HasChildren) \"/\" \"Lists/go\"
+         S: * LIST (\\HasNoChildren) \"/\" \"Lists/rust\"
+         S: a2 OK LIST completed
+         C: a3 LIST Lists/ /rust
+         S: * LIST (\\HasNoChildren) \"/\" \"Lists/rust\"
+         S: a3 OK LIST completed
+         C: a4 LIST Lists *
+         S: * LIST (\\Noselect \\HasChildren) \"/\" \"Lists\"
+         S: * LIST (\\Noselect \\HasChildren) \"/\" \"Lists/go\"
+         S: * LIST (\\HasNoChildren) \"/\" \"Lists/go/old\"
+         S: * LIST (\\HasNoChildren) \"/\" \"Lists/rust\"
+         S: * LIST (\\HasNoChildren) \"/\" \"Listserv\"
+         S: a4 OK LIST completed
+         C: a5 LIST Lists/go/ *
+         S: * LIST (\\HasNoChildren) \"/\" \"Lists/go/old\"
+         S: a5 OK LIST completed
+         C: a6 LIST \"\" \"\"
+         S: * LIST (\\Noselect) \"/\" \"\"
+         S: a6 OK LIST completed
+         C: a7 LIST Lists/go \"\"
+         S: * LIST (\\Noselect) \"/\" \"Lists/\"
+         S: a7 OK LIST completed
+         C: a8 LIST \"#news.\" *
+         S: a8 OK LIST completed
+         C: a9 LIST #x \"\"
+         S: * LIST (\\Noselect) \"/\" \"\"
+         S: a9 OK LIST completed
+         C: b1 LIST \"\" #*
+         S: * LIST (\\HasNoChildren) \"/\" \"#notes\"
+         S: b1 OK LIST completed
+         C: b2 LIST inbox/ %
+         S: b2 OK LIST completed
+         C: b3 LSUB Lists/ %
+         S: * LSUB () \"/\" \"Lists/rust\"
+         S: b3 OK LSUB completed
+         C: b4 LSUB Lists /r*
+         S: * LSUB () \"/\" \"Lists/rust\"
+         S: b4 OK LSUB completed
+         C: b5 LSUB #x *
+         S: b5 OK LSUB completed
+         C: b6 LSUB Lists/rust \"\"
+         S: * LSUB (\\Noselect) \"/\" \"Lists/\"
+         S: b6 OK LSUB completed
+         C: b7 LIST (SUBSCRIBED) Lists/ % RETURN (CHILDREN)
+         S: * LIST (\\HasNoChildren \\Subscribed) \"/\" \"Lists/rust\"
+         S: b7 OK LIST completed
+         C: b8 LIST () Lists (/r* /g%) RETURN (STATUS (MESSAGES))
+         S: * LIST (\\NonExistent \\HasChildren) \"/\" \"Lists/go\"
+         S: * LIST (\\HasNoChildren) \"/\" \"Lists/rust\"
+         S: * STATUS \"Lists/rust\" (MESSAGES 0)
+         S: b8 OK LIST completed
+         C: b9 LIST () \"#x\" (* %)
+         S: b9 OK LIST completed",
     )
     .await;
 }
