@@ -102,6 +102,18 @@ async fn init_then_serve_then_user_add_while_running() {
     assert!(r.starts_with("250"), "{r}");
     let r = imap.command("SELECT INBOX").await;
     assert_eq!(util::imap::exists(&r.text()), Some(1));
+    // COI: what a client set shows in `coimail coi status` (over the admin socket).
+    let (ok, out, err) = cli(&config, &["coi", "status", "eve@example.org"], None);
+    assert!(ok && out.contains("\"enabled\": false") && out.contains("\"message_filter\": \"none\""), "{out}{err}");
+    let r = imap
+        .command("SETMETADATA \"\" (/private/vendor/vendor.dovecot/coi/config/enabled yes /private/vendor/vendor.dovecot/coi/config/message-filter seen)")
+        .await;
+    assert!(r.ok(), "{}", r.text());
+    let (ok, out, err) = cli(&config, &["coi", "status", "eve@example.org"], None);
+    assert!(ok && out.contains("\"enabled\": true") && out.contains("\"message_filter\": \"seen\""), "{out}{err}");
+    assert!(out.contains("\"chats\": \"COI/Chats\"") && out.contains("\"subscriptions\": []"), "{out}");
+    let (ok, _, err) = cli(&config, &["coi", "status", "nobody@example.org"], None);
+    assert!(!ok && err.contains("no user nobody@example.org"), "{err}");
     drop(imap);
 
     unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
@@ -111,4 +123,6 @@ async fn init_then_serve_then_user_add_while_running() {
     // With the daemon gone the CLI opens the store itself.
     let (ok, out, err) = cli(&config, &["user", "list"], None);
     assert!(ok && out.contains("eve@example.org"), "{out}{err}");
+    let (ok, out, err) = cli(&config, &["coi", "status", "eve@example.org"], None);
+    assert!(ok && out.contains("\"enabled\": true"), "offline coi status: {out}{err}");
 }

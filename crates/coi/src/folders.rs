@@ -75,6 +75,9 @@ impl Coi {
     /// After a successful CREATE: creating Chats enables COI (R20, R21).
     pub async fn after_create(&self, account: AccountId, name: &str) -> Result<(), CoiError> {
         if name == config::chats_of(&self.inner.root) {
+            // The client made the folder, so enabling finds it there: it is
+            // still the one COI clients watch, so subscribe it (R13).
+            self.store().set_subscribed(account, name, true).await?;
             self.enable(account).await?;
         }
         Ok(())

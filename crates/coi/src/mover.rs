@@ -2,19 +2,33 @@
 //! `\Seen` moves to `<root>/Chats` with all its flags. The IMAP crate calls
 //! [`Coi::seen_set`] after any command that set `\Seen` (STORE, UID STORE,
 //! the implicit `\Seen` of a non-PEEK FETCH) with the messages that changed
-//! from unseen to seen. The move is one store commit; every session with
+//! from unseen to seen and the flags they had before; a message is a chat if
+//! it carried `$Chat` then (as Dovecot judges it: `STORE FLAGS (\Seen)`
+//! replaces the keywords, yet the chat still moves). The move is one store commit; every session with
 //! INBOX selected learns of it as an EXPUNGE at its next point where RFC 3501
 //! allows one (the calling session included), and Chats watchers as EXISTS.
 
 use crate::config::MessageFilter;
 use crate::{CHAT_KEYWORD, Coi, CoiError};
-use coimail_store::{AccountId, MailboxId, Uid};
+use coimail_store::{AccountId, Flags, MailboxId, Uid};
 
 impl Coi {
-    /// Moves the chat messages among `uids` (which just gained `\Seen` in
-    /// `mailbox`) to Chats when the account is enabled with the `seen`
-    /// filter and `mailbox` is INBOX. Returns how many moved.
-    pub async fn seen_set(&self, account: AccountId, mailbox: MailboxId, uids: &[Uid]) -> Result<usize, CoiError> {
+    /// Moves the chat messages among `seen_gained` (messages that just
+    /// gained `\Seen` in `mailbox`, with their flags before) to Chats when
+    /// the account is enabled with the `seen` filter and `mailbox` is INBOX.
+    /// Returns how many moved.
+    pub async fn seen_set(
+        &self,
+        account: AccountId,
+        mailbox: MailboxId,
+        seen_gained: &[(Uid, Flags)],
+    ) -> Result<usize, CoiError> {
+        // Keywords compare case-insensitively here (R28).
+        let uids: Vec<Uid> = seen_gained
+            .iter()
+            .filter(|(_, before)| before.iter().any(|f| f.eq_ignore_ascii_case(CHAT_KEYWORD)))
+            .map(|(uid, _)| *uid)
+            .collect();
         if uids.is_empty() {
             return Ok(0);
         }
@@ -29,9 +43,8 @@ impl Coi {
         let chats: Vec<Uid> = store
             .messages_in(account, mailbox, &ranges)?
             .into_iter()
-            // Keywords compare case-insensitively here (R28), and the
-            // message must still be seen: a concurrent STORE may have undone it.
-            .filter(|m| m.flags.contains("\\Seen") && m.flags.iter().any(|f| f.eq_ignore_ascii_case(CHAT_KEYWORD)))
+            // Still seen: a concurrent STORE may have undone it.
+            .filter(|m| m.flags.contains("\\Seen"))
             .map(|m| m.uid)
             .collect();
         if chats.is_empty() {

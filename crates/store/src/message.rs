@@ -65,9 +65,11 @@ pub struct FlagsUpdate {
     pub changed: Vec<Uid>,
     /// Messages left alone because they changed after `unchanged_since`.
     pub modified: Vec<Uid>,
-    /// The messages of `changed` that went from unseen to `\Seen` (COI's
-    /// `seen` filter moves chat messages on exactly this transition).
-    pub seen_gained: Vec<Uid>,
+    /// The messages of `changed` that went from unseen to `\Seen`, with
+    /// their flags BEFORE the change (COI's `seen` filter moves chat messages
+    /// on exactly this transition, judged by the keywords they had: a
+    /// `STORE FLAGS (\Seen)` that drops `$Chat` still moves the chat).
+    pub seen_gained: Vec<(Uid, Flags)>,
 }
 
 impl Store {
@@ -280,7 +282,7 @@ impl Store {
                 };
                 if new != msg.flags {
                     if new.contains("\\Seen") && !msg.flags.contains("\\Seen") {
-                        result.seen_gained.push(uid);
+                        result.seen_gained.push((uid, msg.flags.clone()));
                     }
                     rec.highest_modseq += 1;
                     if let Some(c) = &mut rec.counts {

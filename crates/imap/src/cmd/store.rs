@@ -105,7 +105,7 @@ pub(crate) async fn store(s: &mut Session, args: StoreArgs<'_>) -> CmdResult {
 /// (when the account asks for it). The flags are stored either way, so a
 /// failed move is logged, not reported as a failed command; the EXPUNGE
 /// reaches this session at its next sync point, like any other session's.
-pub(crate) async fn move_seen_chats(s: &Session, account: AccountId, mailbox: MailboxId, seen_gained: &[Uid]) {
+pub(crate) async fn move_seen_chats(s: &Session, account: AccountId, mailbox: MailboxId, seen_gained: &[(Uid, Flags)]) {
     if let Err(e) = s.ctx.coi.seen_set(account, mailbox, seen_gained).await {
         tracing::warn!(error = %e, "coi: moving seen chat messages failed");
     }
