@@ -39,7 +39,11 @@ struct Checked {
     records: Vec<MessageRecord>,
 }
 
-/// One body file to write: (checked request, header, message bytes).
+/// A body file to write: its header and the message bytes.
+type BodyFile = (BlobHeader, Vec<u8>);
+
+/// One body file to write: which checked request it belongs to, its header
+/// and the message bytes.
 type Job = (usize, BlobHeader, Vec<u8>);
 
 impl Store {
@@ -145,13 +149,12 @@ impl Store {
     /// Checks one request before any file is written: the mailbox exists,
     /// the flags are valid. Returns the mailbox, the records to index and
     /// the body files to write.
-    #[allow(clippy::type_complexity)]
     fn check_append(
         &self,
         account: AccountId,
         address: &str,
         request: AppendRequest,
-    ) -> Result<(MailboxId, Vec<MessageRecord>, Vec<(BlobHeader, Vec<u8>)>)> {
+    ) -> Result<(MailboxId, Vec<MessageRecord>, Vec<BodyFile>)> {
         if request.messages.is_empty() {
             return Err(StoreError::Invalid("no messages to append".into()));
         }
