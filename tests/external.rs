@@ -37,10 +37,12 @@ async fn deltachat_accounts_exchange_messages_both_ways() {
 }
 
 /// The same with COI turned on (filter `none`) for both accounts first, as
-/// a COI client would: Delta Chat still receives everything in INBOX, and
-/// the chats there carry `$Chat` (COI issue: Delta Chat interop, R24/R26, D6).
+/// a COI client would: Delta Chat still receives everything, the server
+/// leaves its mail in INBOX (never COI/Chats), tagged `$Chat` exactly when
+/// the outer headers carry a chat marker (COI R22/R24/R26, D6). Delta Chat
+/// 2.x encrypts with header protection, so in practice it carries none.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn deltachat_with_coi_on_filter_none_still_receives_chats_tagged() {
+async fn deltachat_with_coi_on_filter_none_still_receives_everything_in_inbox() {
     deltachat_exchange(true).await;
 }
 

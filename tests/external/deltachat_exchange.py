@@ -3,13 +3,15 @@ exchange messages both ways over submission and IMAP IDLE.
 
 Usage: deltachat_exchange.py HOST IMAP_PORT SUBMISSION_PORT ADDR1 ADDR2 PASSWORD ACCOUNTS_DIR [coi]
 With `coi`, both accounts first turn COI on with message filter `none` over
-imaplib, the way a COI client would (SETMETADATA), and afterwards every
-received chat must sit in INBOX tagged `$Chat` (COI R24/R26; Delta Chat
-watches INBOX only, D6).
+imaplib, the way a COI client would (SETMETADATA). Alice's chat must then
+arrive in Bob's INBOX (never COI/Chats: Delta Chat watches INBOX only, D6),
+tagged `$Chat` exactly when its outer headers carry a chat marker (R22/R24),
+and Delta Chat must still receive everything both ways.
 Exits non-zero with a message on any failure.
 """
 import imaplib
 import sys
+import time
 import urllib.parse
 
 from deltachat_rpc_client import DeltaChat, Rpc
@@ -43,16 +45,26 @@ def enable_coi(addr):
     conn.logout()
 
 
-def chats_in_inbox(addr):
-    """(messages in INBOX, how many carry $Chat)."""
+def wait_in_inbox(addr, timeout=60):
+    """Waits until the server has delivered a message to addr's INBOX and
+    returns (its header, its FLAGS, messages in COI/Chats). The account's
+    Delta Chat must be offline: it deletes what it fetched."""
     conn = imap(addr)
-    conn.select("INBOX", readonly=True)
-    typ, data = conn.uid("SEARCH", "ALL")
-    total = len(data[0].split())
-    typ, data = conn.uid("SEARCH", "KEYWORD", "$Chat")
-    chats = len(data[0].split())
+    deadline = time.monotonic() + timeout
+    while True:
+        conn.select("INBOX", readonly=True)
+        typ, data = conn.uid("SEARCH", "ALL")
+        if data[0].split():
+            break
+        assert time.monotonic() < deadline, f"nothing arrived in {addr}'s INBOX"
+        time.sleep(0.1)
+    uid = data[0].split()[-1]
+    typ, flags = conn.uid("FETCH", uid, "(FLAGS)")
+    typ, hdr = conn.uid("FETCH", uid, "(BODY.PEEK[HEADER])")
+    typ, _ = conn.select('"COI/Chats"', readonly=True)
+    typ, chats = conn.uid("SEARCH", "ALL")
     conn.logout()
-    return total, chats
+    return hdr[0][1].decode(errors="replace"), flags[0].decode(), len(chats[0].split())
 
 
 def login_qr(addr):
@@ -87,7 +99,21 @@ with Rpc(accounts_dir=accounts_dir) as rpc:
         account.bring_online()
 
     chat = alice.create_chat(bob)
+    if coi:
+        # Bob offline, so the test sees the message where the server put it
+        # before Delta Chat fetches (and deletes) it.
+        bob.stop_io()
     chat.send_text("hello from alice")
+    if coi:
+        headers, flags, in_chats = wait_in_inbox(addr2)
+        print("bob's INBOX:", flags, "COI/Chats:", in_chats)
+        # Filter `none`: INBOX, where Delta Chat looks (R26, D6), never
+        # COI/Chats; `$Chat` exactly when the outer headers carry a chat
+        # marker (R22, R24). Delta Chat 2.x encrypts with header protection
+        # (random Message-ID, no outer Chat-Version), so today it carries none.
+        marked = "\nChat-Version:" in headers or "<chat$" in headers
+        assert ("$Chat" in flags) == marked and in_chats == 0, (flags, in_chats, headers)
+        bob.start_io()
     msg = bob.wait_for_incoming_msg()
     snapshot = msg.get_snapshot()
     assert snapshot.text == "hello from alice", snapshot.text
@@ -100,9 +126,4 @@ with Rpc(accounts_dir=accounts_dir) as rpc:
     text = msg.get_snapshot().text
     assert text == "hello back from bob", text
     print("alice received:", text)
-    if coi:
-        for addr in (addr1, addr2):
-            total, chats = chats_in_inbox(addr)
-            print(addr, "INBOX messages:", total, "with $Chat:", chats)
-            assert chats >= 1, (addr, total, chats)
     print("deltachat exchange ok")
