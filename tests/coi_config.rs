@@ -4,7 +4,7 @@
 
 use crate::coi::{
     ALICE, BOB, CONFIG, ENABLED, FILTER, ROOT, append, assert_cannot, assert_ok, enabled, filter, get_entry,
-    has_mailbox, list_all, listed, login, set, start,
+    has_mailbox, list_all, listed, login, set, start, start_with,
 };
 use crate::util::ImapClient;
 
@@ -336,4 +336,43 @@ async fn r21_folder_names_match_exactly() {
     let r = c.command("RENAME \"Chats\" \"coi/Chats2\"").await;
     assert_ok(&r, "unrelated RENAME");
     assert_eq!(enabled(&mut c).await.as_deref(), Some("yes"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn r19_r20_a_users_own_coi_folder_without_chats_renames_freely_and_a_parent_onto_the_root_enables() {
+    let server = start(&[ALICE]).await;
+    let mut c = login(&server, ALICE).await;
+    // "COI" is a common word: without a Chats folder, COI has no say (R19 is about Chats).
+    assert_ok(&c.command("CREATE \"COI/Notes\"").await, "CREATE COI/Notes");
+    assert_ok(&c.command("RENAME \"COI\" \"Work\"").await, "R19: no Chats, free rename");
+    assert!(has_mailbox(&mut c, "Work/Notes").await);
+    assert_eq!(enabled(&mut c).await, None);
+    // R20: a parent renamed onto the root brings a Chats folder with it: COI on.
+    assert_ok(&c.command("CREATE \"Old/Chats\"").await, "CREATE Old/Chats");
+    assert_ok(&c.command("RENAME \"Old\" \"COI\"").await, "R20: RENAME Old COI");
+    assert_eq!(enabled(&mut c).await.as_deref(), Some("yes"), "R20: Chats arrived under the root");
+    assert!(has_mailbox(&mut c, "COI/Contacts").await, "R13: enabling made Contacts");
+    let r = c.command("LSUB \"\" \"COI/*\"").await;
+    assert!(r.text().contains("COI/Chats"), "R13: Chats subscribed once COI is on: {}", r.text());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn r5_r32_a_refused_subscription_applies_nothing_else_of_the_command() {
+    let server = start_with(&[ALICE], true).await;
+    let mut c = login(&server, ALICE).await;
+    let sub = "/private/vendor/vendor.dovecot/webpush/subscriptions";
+    // The subscription fails (bad JSON) only once applied; it goes first, so
+    // the comment and `enabled` of the same command are not applied (RFC 5464 §4.3).
+    let r = c
+        .command(&format!("SETMETADATA \"\" (/private/comment \"x\" {ENABLED} yes {sub}/abcdefghijkl \"{{bad\")"))
+        .await;
+    assert_cannot(&r, "R32: malformed JSON");
+    assert_eq!(get_entry(&mut c, "\"\"", "/private/comment").await, None, "nothing applied");
+    assert_eq!(enabled(&mut c).await, None, "nothing applied");
+    // Two subscription changes in one command cannot be all-or-nothing: refused.
+    let r = c.command(&format!("SETMETADATA \"\" ({sub}/aaaaaaaaaaaa \"{{}}\" {sub}/bbbbbbbbbbbb \"{{}}\")")).await;
+    assert_cannot(&r, "one push subscription change per command");
+    // Deleting several at once is fine.
+    let r = c.command(&format!("SETMETADATA \"\" ({sub}/aaaaaaaaaaaa NIL {sub}/bbbbbbbbbbbb NIL)")).await;
+    assert_ok(&r, "R35: NIL deletes, several at once");
 }

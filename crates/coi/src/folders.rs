@@ -32,7 +32,11 @@ impl Coi {
     pub(crate) async fn enable(&self, account: AccountId) -> Result<(), CoiError> {
         let cfg = self.config(account)?;
         self.ensure_mailbox(account, &cfg.contacts(), false).await?;
-        self.ensure_mailbox(account, &cfg.chats(), true).await?;
+        let chats = self.ensure_mailbox(account, &cfg.chats(), true).await?;
+        // Chats existed already (made by CREATE, or by a filing that crashed
+        // before its subscription): enabling is the client asking for the
+        // COI folders, and Chats is the one it watches (R13).
+        self.store().set_subscribed(account, &chats.name, true).await?;
         if !cfg.enabled {
             self.store().set_metadata(config::server_scope(account), ENABLED, Some(b"yes")).await?;
         }
@@ -62,8 +66,9 @@ impl Coi {
         }
         let info = match store.create_mailbox(account, name, None).await {
             Ok(info) => info,
-            // A concurrent session or delivery made it first: fine.
-            Err(StoreError::AlreadyExists(_)) => return Ok(store.mailbox(account, name)?),
+            // A concurrent session or delivery made it first: it still gets
+            // its subscription below (that one may not have got there yet).
+            Err(StoreError::AlreadyExists(_)) => store.mailbox(account, name)?,
             Err(e) => return Err(e.into()),
         };
         if subscribe {
@@ -75,9 +80,6 @@ impl Coi {
     /// After a successful CREATE: creating Chats enables COI (R20, R21).
     pub async fn after_create(&self, account: AccountId, name: &str) -> Result<(), CoiError> {
         if name == config::chats_of(&self.inner.root) {
-            // The client made the folder, so enabling finds it there: it is
-            // still the one COI clients watch, so subscribe it (R13).
-            self.store().set_subscribed(account, name, true).await?;
             self.enable(account).await?;
         }
         Ok(())
@@ -93,10 +95,15 @@ impl Coi {
         Ok(())
     }
 
-    /// Before RENAME: refuses moving Chats anywhere but the Trash (R19).
+    /// Before RENAME: refuses moving Chats anywhere but the Trash (R19);
+    /// tells whether the rename disables (Chats to the Trash) or enables COI
+    /// (something, or a parent of something, becomes Chats: R20). Only an
+    /// existing Chats counts: a user's own folder named like the root is
+    /// no concern of COI's while COI has no Chats folder.
     pub fn check_rename(&self, account: AccountId, from: &str, to: &str) -> Result<RenameCheck, CoiError> {
         let chats = config::chats_of(&self.inner.root);
-        if is_or_under(&chats, from) {
+        let exists = |name: &str| self.store().mailbox(account, name).is_ok();
+        if is_or_under(&chats, from) && exists(&chats) {
             // Where Chats ends up: `to` itself, or `to` + the rest of its path.
             let moved = format!("{to}{}", &chats[from.len()..]);
             if moved == chats {
@@ -108,7 +115,7 @@ impl Coi {
                 Err(CoiError::Cannot("COI mailbox can't be renamed".to_owned()))
             };
         }
-        if to == chats {
+        if is_or_under(&chats, to) && exists(&format!("{from}{}", &chats[to.len()..])) {
             return Ok(RenameCheck::Enables);
         }
         Ok(RenameCheck::Unrelated)

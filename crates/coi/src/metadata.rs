@@ -82,6 +82,14 @@ impl Coi {
         }
     }
 
+    /// Whether applying this entry can still fail after [`Coi::check_entry`]
+    /// passed: a push subscription or its validation (the JSON, the limit,
+    /// the push service). The IMAP crate applies such an entry first, and
+    /// only one per command, so a refusal leaves nothing applied.
+    pub fn may_fail_late(name: &str, value: Option<&[u8]>) -> bool {
+        value.is_some() && subscription_path(name).is_some()
+    }
+
     /// SETMETADATA of one COI entry; `value` `None` is NIL.
     pub async fn set_entry(&self, account: AccountId, name: &str, value: Option<&[u8]>) -> Result<(), CoiError> {
         self.check_entry(name, value)?;

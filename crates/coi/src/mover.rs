@@ -51,7 +51,9 @@ impl Coi {
             return Ok(0);
         }
         let target = self.ensure_chats(account).await?;
-        let moved = store.move_messages(account, mailbox, &chats, target.id).await?;
+        // Only those still seen when the move commits (a concurrent
+        // `-FLAGS (\Seen)` wins).
+        let moved = store.move_messages_flagged(account, mailbox, &chats, target.id, "\\Seen").await?;
         tracing::debug!(moved = moved.len(), "coi: seen chat messages moved to Chats");
         Ok(moved.len())
     }

@@ -60,28 +60,43 @@ pub struct Accepted {
 /// The placement hook: one copy per distinct account, where COI files it.
 /// Recipients that resolve to the same account (aliases, `+tags`) share a copy.
 ///
-/// A COI failure (the chat folder cannot be created) fails the delivery
-/// with 451 4.2.0 rather than dropping or misfiling the message (COI R27).
+/// COI R27 wants a failure to file a chat (the Chats folder cannot be
+/// made) to be a temporary failure for that recipient, never a drop. SMTP
+/// has one reply per message after DATA, so: when COI fails for every
+/// recipient the message gets 451 4.2.0 and the sender retries; when others
+/// succeed, the failing recipient's copy goes to its INBOX with `$Chat`
+/// rather than holding everyone's mail back (logged as an error).
 pub async fn placements(
     coi: &coimail_coi::Coi,
     envelope: &Envelope<'_>,
     message: &[u8],
 ) -> Result<Vec<Placement>, SmtpError> {
     let mut out: Vec<Placement> = Vec::with_capacity(envelope.recipients.len());
+    let mut failed = 0usize;
     for r in envelope.recipients {
         if out.iter().any(|p| p.account == r.account.id) {
             continue;
         }
-        let filing = coi.file(r.account.id, message).await.map_err(|e| {
-            tracing::error!(error = %e, "coi filing failed");
-            SmtpError::new(451, Enhanced(4, 2, 0), "failed to save chat message, try again later")
-        })?;
+        let filing = match coi.file(r.account.id, message).await {
+            Ok(filing) => filing,
+            Err(e) => {
+                tracing::error!(error = %e, account = r.account.id.0, "coi filing failed; this copy goes to INBOX");
+                failed += 1;
+                coimail_coi::Filing {
+                    mailbox: "INBOX".to_owned(),
+                    flags: [coimail_coi::CHAT_KEYWORD].into_iter().collect(),
+                }
+            }
+        };
         out.push(Placement {
             account: r.account.id,
             address: r.account.address.clone(),
             mailbox: filing.mailbox,
             flags: filing.flags,
         });
+    }
+    if failed > 0 && failed == out.len() {
+        return Err(SmtpError::new(451, Enhanced(4, 2, 0), "failed to save chat message, try again later"));
     }
     Ok(out)
 }
@@ -128,8 +143,15 @@ pub async fn deliver(
     message: &[u8],
     now_unix: i64,
 ) -> Result<Vec<Stored>, SmtpError> {
-    let placements = placements(&ctx.coi, envelope, message).await?;
-    let stored = ctx.store.deliver(message, now_unix, placements.clone()).await.map_err(|e| match e {
+    let mut placements = placements(&ctx.coi, envelope, message).await?;
+    let mut stored = ctx.store.deliver(message, now_unix, placements.clone()).await;
+    if let Err(StoreError::NotFound(_)) = stored {
+        // A target folder went away after filing (a concurrent DELETE of
+        // COI/Chats, which also turns COI off): file again, once.
+        placements = self::placements(&ctx.coi, envelope, message).await?;
+        stored = ctx.store.deliver(message, now_unix, placements.clone()).await;
+    }
+    let stored = stored.map_err(|e| match e {
         StoreError::QuotaExceeded => {
             tracing::info!("delivery refused: quota exceeded");
             SmtpError::new(452, Enhanced(4, 2, 2), "mailbox full")

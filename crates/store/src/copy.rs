@@ -24,7 +24,7 @@ impl Store {
         uids: &[Uid],
         to: MailboxId,
     ) -> Result<Vec<(Uid, Uid)>> {
-        self.transfer(account, from, uids, to, false).await
+        self.transfer(account, from, uids, to, false, None).await
     }
 
     /// Moves the messages atomically: the copies and the removal of the
@@ -37,7 +37,22 @@ impl Store {
         uids: &[Uid],
         to: MailboxId,
     ) -> Result<Vec<(Uid, Uid)>> {
-        self.transfer(account, from, uids, to, true).await
+        self.transfer(account, from, uids, to, true, None).await
+    }
+
+    /// [`Store::move_messages`] of only those messages that still carry
+    /// `flag` at the moment of the move (checked under the write lock), so a
+    /// decision taken on flags read earlier cannot move a message whose
+    /// flags changed since (COI's `seen` mover vs a concurrent `-FLAGS`).
+    pub async fn move_messages_flagged(
+        &self,
+        account: AccountId,
+        from: MailboxId,
+        uids: &[Uid],
+        to: MailboxId,
+        flag: &str,
+    ) -> Result<Vec<(Uid, Uid)>> {
+        self.transfer(account, from, uids, to, true, Some(flag)).await
     }
 
     async fn transfer(
@@ -47,6 +62,7 @@ impl Store {
         uids: &[Uid],
         to: MailboxId,
         remove: bool,
+        require: Option<&str>,
     ) -> Result<Vec<(Uid, Uid)>> {
         let mut pairs = Vec::new();
         let applied = {
@@ -59,6 +75,9 @@ impl Store {
             for uid in sorted_unique(uids).into_iter().filter(|u| *u < end) {
                 let Some(v) = self.inner.mail.get(&keys::message(from, uid))? else { continue };
                 let msg: MessageRecord = decode("message", &v)?;
+                if require.is_some_and(|flag| !msg.flags.contains(flag)) {
+                    continue;
+                }
                 if remove {
                     ix.remove(from, uid, &msg)?;
                 }

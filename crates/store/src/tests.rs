@@ -254,6 +254,27 @@ async fn move_is_one_commit_published_as_append_then_expunge() {
 }
 
 #[tokio::test]
+async fn a_flagged_move_takes_only_messages_that_still_carry_the_flag() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = store_with_accounts(dir.path()).await;
+    let inbox = s.mailbox(ALICE, "INBOX").unwrap().id;
+    let trash = s.mailbox(ALICE, "Trash").unwrap().id;
+    let seen: Flags = ["\\Seen"].into_iter().collect();
+    for i in 0..3 {
+        s.append(ALICE, "INBOX", format!("m{i}\r\n").as_bytes(), seen.clone(), 0).await.unwrap();
+    }
+    // Another session took \Seen off message 2 after the caller decided.
+    let update = s.store_flags_if(ALICE, inbox, &[2], FlagOp::Remove, &seen, None).await.unwrap();
+    assert!(update.seen_gained.is_empty());
+    let pairs = s.move_messages_flagged(ALICE, inbox, &[1, 2, 3], trash, "\\Seen").await.unwrap();
+    assert_eq!(pairs, vec![(1, 1), (3, 2)]);
+    assert_eq!(uids_of(&s, ALICE, inbox), [2]);
+    // The unseen -> seen transition is reported with the flags before it.
+    let update = s.store_flags_if(ALICE, inbox, &[2], FlagOp::Add, &seen, None).await.unwrap();
+    assert_eq!(update.seen_gained, vec![(2, Flags::new())]);
+}
+
+#[tokio::test]
 async fn rename_moves_the_hierarchy_and_keeps_identity() {
     let dir = tempfile::tempdir().unwrap();
     let s = store_with_accounts(dir.path()).await;

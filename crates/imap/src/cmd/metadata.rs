@@ -246,12 +246,20 @@ pub(crate) async fn set(s: &mut Session, args: SetArgs) -> CmdResult {
         }
     }
     // Every entry or none (§4.3; COI R12, R14): COI's entries are checked
-    // before anything is applied, then the ordinary ones are stored in one
-    // commit, then COI applies its own in order (R11-R15, R32-R35). Only
-    // what the WebPush flow alone can judge (JSON, secret, limit, the push
-    // service) can still refuse a COI entry after the others are stored.
+    // before anything is applied. What only the WebPush flow can judge (the
+    // JSON, the limit, the push service; R32-R34) goes first, one per
+    // command, so its refusal leaves nothing applied; then the ordinary
+    // entries in one commit, then the rest of COI's in order (R11-R15).
     for (name, value) in &coi_entries {
         s.ctx.coi.check_entry(name, value.as_deref())?;
+    }
+    let (late, coi_entries): (Vec<_>, Vec<_>) =
+        coi_entries.into_iter().partition(|(name, value)| coimail_coi::Coi::may_fail_late(name, value.as_deref()));
+    if late.len() > 1 {
+        return Err(ImapError::no(Code::Cannot, "One push subscription change per command"));
+    }
+    for (name, value) in &late {
+        s.ctx.coi.set_entry(scope.account, name, value.as_deref()).await?;
     }
     if !entries.is_empty() {
         let limits = MetadataLimits { max_entries: s.ctx.config.metadata_max_entries };
