@@ -1,4 +1,5 @@
 use super::*;
+use crate::types::Flags;
 
 fn flags(f: &[&str]) -> Flags {
     f.iter().copied().collect()
