@@ -141,11 +141,26 @@ pub struct ImapConfig {
     pub max_connections: usize,
     /// Most IMAP sessions from one IP address (IPv6: one /64) (0: no limit).
     pub max_connections_per_ip: usize,
+    /// Commands per second one session may keep up, with bursts of five times
+    /// this; faster clients are slowed down, and one kept over it for 30 s is
+    /// closed (0: no limit).
+    pub max_commands_per_second: u32,
+    /// BAD answers after which a session is closed (0: no limit).
+    pub max_bad_commands: u32,
     /// Largest METADATA value (SETMETADATA) accepted, in bytes.
     pub metadata_max_entry_bytes: usize,
     /// Most METADATA entries one user may keep, server and mailboxes together.
     pub metadata_max_entries: usize,
 }
+
+/// `imap.max_commands_per_second` bounds. Below 10 a client's ordinary sync
+/// would wait; above a million the time per command rounds to nothing.
+const MIN_IMAP_COMMAND_RATE: u32 = 10;
+const MAX_IMAP_COMMAND_RATE: u32 = 1_000_000;
+/// An IMAP session's burst is this many seconds' worth of its rate.
+const IMAP_BURST_SECONDS: u32 = 5;
+/// `imap.max_bad_commands` floor: clients probing for extensions get the odd BAD.
+const MIN_IMAP_BAD_COMMANDS: u32 = 5;
 
 impl Default for ImapConfig {
     fn default() -> Self {
@@ -156,6 +171,8 @@ impl Default for ImapConfig {
             max_literal_bytes: 64 << 20,
             max_connections: 1000,
             max_connections_per_ip: 20,
+            max_commands_per_second: 1000,
+            max_bad_commands: 50,
             metadata_max_entry_bytes: 64 * 1024,
             metadata_max_entries: 1000,
         }
@@ -235,6 +252,9 @@ impl Default for QueueConfig {
     }
 }
 
+/// Upper bound of `coi.validation_window_secs`: one day.
+const MAX_VALIDATION_WINDOW_SECS: u64 = 86_400;
+
 /// Chat Over IMAP. COI stays off for every user until a COI client turns
 /// it on for that user; these are the server-wide settings.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -246,8 +266,14 @@ pub struct CoiConfig {
     pub webpush: bool,
     /// Push subscriptions one user may hold, unvalidated ones included.
     pub subscription_limit: usize,
-    /// How long a new push subscription may stay unvalidated, in seconds.
+    /// How long a new push subscription may stay unvalidated, in seconds (at most 86400).
     pub validation_window_secs: u64,
+    /// Push subscription requests one user may make per hour (replacements and
+    /// failed ones too); each sends a validation push.
+    pub validation_attempts_per_hour: usize,
+    /// Allow push services on this machine (127.0.0.1, ::1), over plain http too.
+    /// For tests and benchmarks only: it lets users make the server POST to loopback.
+    pub allow_loopback_push_endpoints: bool,
     /// How long to wait for a push service to answer, in milliseconds.
     pub push_timeout_ms: u64,
     /// Retries of a push the service answered 429/5xx (or did not answer).
@@ -268,6 +294,8 @@ impl Default for CoiConfig {
             webpush: true,
             subscription_limit: 10,
             validation_window_secs: 300,
+            validation_attempts_per_hour: 20,
+            allow_loopback_push_endpoints: false,
             push_timeout_ms: 2000,
             push_retries: 1,
             push_queue: 1024,
@@ -376,6 +404,13 @@ impl Config {
         if self.imap.max_literal_bytes == 0 {
             return invalid("imap.max_literal_bytes", "must be at least 1");
         }
+        let rate = self.imap.max_commands_per_second;
+        if rate > MAX_IMAP_COMMAND_RATE || (1..MIN_IMAP_COMMAND_RATE).contains(&rate) {
+            return invalid("imap.max_commands_per_second", "must be 0 (no limit) or between 10 and 1000000");
+        }
+        if (1..MIN_IMAP_BAD_COMMANDS).contains(&self.imap.max_bad_commands) {
+            return invalid("imap.max_bad_commands", "must be 0 (no limit) or at least 5");
+        }
         if self.smtp.max_message_bytes < 1024 {
             return invalid("smtp.max_message_bytes", "must be at least 1024");
         }
@@ -420,8 +455,13 @@ impl Config {
         if c.subscription_limit == 0 {
             return invalid("coi.subscription_limit", "must be at least 1");
         }
-        if c.validation_window_secs == 0 {
-            return invalid("coi.validation_window_secs", "must be at least 1");
+        // A day is far beyond what any client needs (the spec recommends 5 minutes), and the cap
+        // keeps the window a sane number of seconds however it is converted.
+        if !(1..=MAX_VALIDATION_WINDOW_SECS).contains(&c.validation_window_secs) {
+            return invalid("coi.validation_window_secs", "must be between 1 and 86400");
+        }
+        if c.validation_attempts_per_hour == 0 {
+            return invalid("coi.validation_attempts_per_hour", "must be at least 1");
         }
         if c.push_timeout_ms == 0 || c.push_queue == 0 || c.push_workers == 0 {
             return invalid("coi.push_timeout_ms", "push timeout, queue and workers must be at least 1");
@@ -455,7 +495,9 @@ impl Config {
         let webpush = c.webpush.then(|| coimail_coi::WebPushSettings {
             vapid_key_file: self.server.data_dir.join("vapid.p8"),
             subscription_limit: c.subscription_limit,
-            validation_window: Duration::from_secs(c.validation_window_secs),
+            validation_window: Duration::from_secs(c.validation_window_secs.min(MAX_VALIDATION_WINDOW_SECS)),
+            validation_attempts_per_hour: c.validation_attempts_per_hour,
+            allow_loopback_endpoints: c.allow_loopback_push_endpoints,
             sender: coimail_coi::webpush::sender::SenderSettings {
                 queue: c.push_queue,
                 workers: c.push_workers,
@@ -492,6 +534,13 @@ impl Config {
     pub fn imap_timeouts(&self) -> (Duration, Duration) {
         (Duration::from_secs(self.imap.auth_timeout_secs), Duration::from_secs(self.imap.idle_timeout_secs))
     }
+
+    /// Commands an IMAP session may send at once before its rate applies:
+    /// room for a pipelining client's batch (a sync's FETCHes, STOREs or
+    /// APPENDs) without waiting.
+    pub fn imap_command_burst(&self) -> u32 {
+        self.imap.max_commands_per_second.saturating_mul(IMAP_BURST_SECONDS).max(1)
+    }
 }
 
 #[cfg(test)]
@@ -504,6 +553,26 @@ mod tests {
     fn empty_file_is_the_default_config() {
         assert_eq!(Config::parse("").unwrap(), Config::default());
         Config::default().validate().unwrap();
+    }
+
+    #[test]
+    fn imap_command_limits_are_checked() {
+        let mut c = Config::default();
+        assert_eq!(c.imap_command_burst(), 5000);
+        for (rate, ok) in [(0, true), (5, false), (10, true), (1_000_000, true), (1_000_001, false)] {
+            c.imap.max_commands_per_second = rate;
+            let r = c.validate();
+            assert_eq!(r.is_ok(), ok, "{rate}: {r:?}");
+            if let Err(e) = r {
+                assert!(e.to_string().contains("imap.max_commands_per_second"), "{e}");
+            }
+        }
+        c.imap.max_commands_per_second = 0;
+        assert_eq!(c.imap_command_burst(), 1);
+        c.imap.max_bad_commands = 2;
+        assert!(c.validate().unwrap_err().to_string().contains("imap.max_bad_commands"));
+        c.imap.max_bad_commands = 0;
+        c.validate().unwrap();
     }
 
     #[test]
@@ -562,6 +631,20 @@ mod tests {
         let mut c = Config::default();
         c.log.level = "info,=[".into();
         assert!(c.validate().unwrap_err().to_string().contains("log.level"));
+    }
+
+    #[test]
+    fn coi_push_settings_are_bounded() {
+        let mut c = Config::default();
+        c.coi.validation_window_secs = u64::MAX;
+        assert!(c.validate().unwrap_err().to_string().contains("coi.validation_window_secs"));
+        c.coi.validation_window_secs = 86_400;
+        c.validate().unwrap();
+        assert_eq!(c.coi().webpush.unwrap().validation_window, Duration::from_secs(86_400));
+        c.coi.validation_attempts_per_hour = 0;
+        assert!(c.validate().unwrap_err().to_string().contains("coi.validation_attempts_per_hour"));
+        let c = Config::default();
+        assert!(!c.coi().webpush.unwrap().allow_loopback_endpoints, "loopback push services are opt-in");
     }
 
     #[test]

@@ -19,6 +19,8 @@
 //! - `mime`: message structure, ENVELOPE, BODYSTRUCTURE, body sections,
 //!   BINARY decoding and the shared structure cache (FETCH; header and text
 //!   decoding for SEARCH).
+//! - `limits`: the per-session command rate (a client over it waits, one
+//!   kept over it for long is closed) and the cap on BAD responses.
 //! - `capability`, `error` (the one place errors become `BAD`/`NO`),
 //!   `encode` (our own response encoder), `mutf7` (RFC 3501 §5.1.3 names).
 //!
@@ -40,6 +42,7 @@ mod cmd;
 mod conn;
 mod encode;
 mod error;
+mod limits;
 mod mime;
 mod mutf7;
 mod selected;
@@ -79,6 +82,16 @@ pub struct ImapConfig {
     pub max_connections: usize,
     /// Concurrent sessions from one IPv4 address or IPv6 /64. 0: no cap.
     pub max_connections_per_ip: usize,
+    /// Commands per second one session may keep up. A command over the rate
+    /// waits for its turn; a session kept over it for long gets `* BYE Too
+    /// many commands`. 0: no limit.
+    pub max_commands_per_second: u32,
+    /// Commands a session may send at once before the rate applies (a
+    /// pipelining client's batch); at least 1.
+    pub command_burst: u32,
+    /// BAD responses after which a session gets `* BYE Too many invalid
+    /// commands` and is closed. 0: no limit.
+    pub max_bad_commands: u32,
     /// Largest METADATA value SETMETADATA accepts, in octets (RFC 5464 §4.3
     /// `[METADATA MAXSIZE n]`).
     pub metadata_max_entry_bytes: usize,

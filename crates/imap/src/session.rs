@@ -7,6 +7,7 @@ use crate::cmd::ext::Extended;
 use crate::cmd::{any, append, auth, copy_move, expunge, fetch, idle, mailbox, select, status, store};
 use crate::conn::{self, Conn, Event, Limits, Stream};
 use crate::error::{Code, ImapError};
+use crate::limits::CommandLimits;
 use crate::selected::SelectedView;
 use crate::{ImapContext, ImapListener};
 use bytes::Bytes;
@@ -108,6 +109,8 @@ pub(crate) struct Session {
     /// Input framed ahead of its turn: what ended a run of pipelined
     /// APPENDs (`cmd/append/pipeline.rs`). The next wait returns it first.
     pub stashed: Option<Event>,
+    /// The command rate and the BAD count (`limits.rs`).
+    pub limits: CommandLimits,
 }
 
 pub(crate) async fn run(
@@ -131,6 +134,7 @@ pub(crate) async fn run(
         (ImapListener::ImplicitTls, None) => return,
     };
     let mut session = Session {
+        limits: CommandLimits::new(&ctx.config, Instant::now()),
         ctx,
         conn: Conn::new(stream, limits),
         state: State::NotAuthenticated,
@@ -175,7 +179,18 @@ impl Session {
             if self.conn.flush().await.is_err() {
                 return;
             }
-            let keep_going = match self.wait().await {
+            let wake = self.wait().await;
+            // Each command the client sent takes a token, refused ones too
+            // (continuations and IDLE's DONE are not commands).
+            let command = matches!(
+                &wake,
+                Wake::Input(Event::Command(_) | Event::LiteralTooBig { .. } | Event::LineTooLong { .. })
+            );
+            if command && !self.pace().await {
+                let _ = self.conn.flush().await;
+                return;
+            }
+            let keep_going = match wake {
                 Wake::Input(Event::Command(bytes)) => self.command(bytes).await,
                 Wake::Input(Event::Continue) => {
                     self.conn.out().extend_from_slice(b"+ Ready for literal data\r\n");
@@ -192,7 +207,7 @@ impl Session {
                         self.bye("Line too long; cannot find the next command");
                         false
                     } else {
-                        ImapError::bad("Line too long").write_tagged(self.conn.out(), tag.as_deref())
+                        self.reply_error(&ImapError::bad("Line too long"), tag.as_deref())
                     }
                 }
                 Wake::Shutdown => {
@@ -220,8 +235,7 @@ impl Session {
         let max = self.literal_limit();
         if sync {
             // RFC 7888 §4 / RFC 9051 §7.1: refuse before the client sends it.
-            ImapError::no(Code::TooBig, format!("Literal too big (at most {max} octets)"))
-                .write_tagged(self.conn.out(), tag)
+            self.reply_error(&ImapError::no(Code::TooBig, format!("Literal too big (at most {max} octets)")), tag)
         } else {
             // The client is already sending it; we cannot resynchronise.
             let _ = ImapError::bad(format!("[TOOBIG] Literal too big (at most {max} octets)"))
@@ -341,8 +355,7 @@ impl Session {
                     let result = self.extended(ext).await;
                     return self.finish(&tag, true, true, result).await;
                 }
-                let err = ImapError::Bad(syntax_error(&bytes));
-                return err.write_tagged(self.conn.out(), conn::command_tag(&bytes));
+                return self.reply_error(&ImapError::Bad(syntax_error(&bytes)), conn::command_tag(&bytes));
             }
         };
         let Command { tag, body } = cmd;
@@ -410,7 +423,7 @@ impl Session {
                     Then::Compress => crate::cmd::compress::start(self).await,
                 }
             }
-            Err(e) => e.write_tagged(self.conn.out(), Some(tag)),
+            Err(e) => self.reply_error(&e, Some(tag)),
         }
     }
 

@@ -38,7 +38,9 @@ impl Drop for TestServer {
     }
 }
 
-fn config() -> ImapConfig {
+/// The server settings tests start from: the daemon's defaults for the
+/// limits, so every test also shows a normal session never meets them.
+pub(crate) fn config() -> ImapConfig {
     ImapConfig {
         hostname: "mail.example.org".into(),
         plaintext_auth: PlaintextAuth::Loopback,
@@ -48,6 +50,9 @@ fn config() -> ImapConfig {
         max_literal_bytes: 1 << 20,
         max_connections: 1000,
         max_connections_per_ip: 20,
+        max_commands_per_second: 1000,
+        command_burst: 5000,
+        max_bad_commands: 50,
         metadata_max_entry_bytes: 64 << 10,
         metadata_max_entries: 1000,
     }

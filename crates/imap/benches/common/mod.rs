@@ -27,6 +27,11 @@ pub fn config() -> ImapConfig {
         max_literal_bytes: 1 << 20,
         max_connections: 100,
         max_connections_per_ip: 100,
+        // The production defaults (crates/daemon/src/config.rs), so the numbers
+        // are what a default install gives.
+        max_commands_per_second: 1000,
+        command_burst: 5000,
+        max_bad_commands: 50,
         metadata_max_entry_bytes: 64 << 10,
         metadata_max_entries: 1000,
     }

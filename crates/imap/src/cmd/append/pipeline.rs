@@ -17,7 +17,8 @@
 //! The first input that is not a complete APPEND ends the run and is kept
 //! for the session's next turn (`Session::stashed`): a continuation
 //! request, a refused literal, or any other command runs after the run's
-//! responses, as it would have.
+//! responses, as it would have. So does an APPEND over the command rate
+//! (`limits.rs`): a run never waits for tokens.
 
 use super::{AppendMessage, done, from_codec, new_messages};
 use crate::cmd::ext::{self, Extended};
@@ -87,11 +88,13 @@ pub(crate) async fn run(s: &mut Session, first: Queued) -> bool {
         let Some(event) = s.conn.next_event(s.literal_limit()) else { break };
         match event {
             Event::Command(next) => match decode(s, &next) {
+                // The run is one store write: the first APPEND paid for it
+                // (limits.rs), those joining it take no token of their own.
                 Some(q) => {
                     bytes += q.bytes();
                     run.push(q);
                 }
-                None => {
+                _ => {
                     s.stashed = Some(Event::Command(next));
                     break;
                 }
