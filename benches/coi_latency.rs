@@ -60,6 +60,8 @@ fn config(dir: &std::path::Path) -> coimail_daemon::Config {
     c.listen.smtp = lo.clone();
     c.listen.submission = lo.clone();
     c.listen.submissions = lo;
+    // The push service below listens on 127.0.0.1 over plain http, which production refuses.
+    c.coi.allow_loopback_push_endpoints = true;
     coimail_daemon::tls::write_self_signed(&["localhost".into()], &c.tls.cert, &c.tls.key, false).unwrap();
     c
 }

@@ -59,6 +59,10 @@ impl Coi {
             }
             n if n.starts_with(WEBPUSH_PREFIX) => {
                 if self.inner.push.is_none() {
+                    // Deleting stays possible, so subscriptions made while WebPush was on can be removed.
+                    if matches!((subscription_path(n), value), (Some((_, None)), None)) {
+                        return Ok(());
+                    }
                     return Err(CoiError::Cannot("WebPush is not enabled on this server".to_owned()));
                 }
                 match (subscription_path(n), value) {
@@ -107,9 +111,12 @@ impl Coi {
                 Ok(())
             }
             _ => {
-                // check_entry let only WebPush subscription entries through.
-                let (Some(push), Some((id, sub))) = (&self.inner.push, subscription_path(name)) else {
+                // check_entry let only WebPush subscription entries through (without WebPush, a NIL).
+                let Some((id, sub)) = subscription_path(name) else {
                     return Err(CoiError::Cannot(format!("Unknown COI entry {name}")));
+                };
+                let Some(push) = &self.inner.push else {
+                    return crate::push::remove_subscription(self.store(), account, id).await;
                 };
                 match (sub, value) {
                     (None, Some(json)) => push.subscribe(account, id, json).await,

@@ -1,6 +1,7 @@
 //! A minimal HTTP/1.1 client for push services: one POST per connection, TLS with real
-//! certificate checks, the response head only, the whole exchange under one deadline. Plain
-//! `http` is for loopback test push services only.
+//! certificate checks, the response head only, the whole exchange under one deadline. Where it may
+//! connect is decided by [`super::addr`]: public addresses over https, and loopback (plain `http`
+//! too) only for test push services when the configuration allows it.
 
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -12,6 +13,7 @@ use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
 
 use super::WebPushError;
+use super::addr;
 
 /// Push services answer with a few headers; anything larger is not one.
 const MAX_HEAD: usize = 16 * 1024;
@@ -79,7 +81,7 @@ impl Endpoint {
         }
     }
 
-    /// A loopback host: the only place plain `http` is allowed (tests).
+    /// A loopback host by its name or literal (the resolved addresses are checked separately).
     pub fn is_loopback(&self) -> bool {
         self.host == "localhost" || self.host.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback())
     }
@@ -93,7 +95,7 @@ impl Endpoint {
 }
 
 /// One push: the encrypted body and its headers' values.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct PushRequest {
     pub endpoint: Endpoint,
     /// The whole `Authorization` value (`vapid t=..., k=...`).
@@ -106,6 +108,20 @@ pub struct PushRequest {
     pub validation: bool,
 }
 
+impl std::fmt::Debug for PushRequest {
+    // The JWT is a bearer credential for the push service until it expires, and the body is
+    // ciphertext nobody needs in a log: neither is printed.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PushRequest")
+            .field("endpoint", &self.endpoint)
+            .field("authorization", &"<redacted>")
+            .field("body_len", &self.body.len())
+            .field("ttl", &self.ttl)
+            .field("validation", &self.validation)
+            .finish()
+    }
+}
+
 /// What the push service answered.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PushResponse {
@@ -114,20 +130,23 @@ pub struct PushResponse {
     pub retry_after: Option<Duration>,
 }
 
-/// Posts pushes. Cheap to share: holds only the TLS configuration.
+/// Posts pushes. Cheap to share: holds only the TLS configuration and the address policy.
 pub struct HttpClient {
     tls: TlsConnector,
+    /// `coi.allow_loopback_push_endpoints`: loopback (and plain http to it) for test push services.
+    allow_loopback: bool,
 }
 
 impl std::fmt::Debug for HttpClient {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("HttpClient").finish_non_exhaustive()
+        f.debug_struct("HttpClient").field("allow_loopback", &self.allow_loopback).finish_non_exhaustive()
     }
 }
 
 impl HttpClient {
-    /// A client that checks certificates against the platform's roots, with the aws-lc-rs provider.
-    pub fn new() -> Result<HttpClient, WebPushError> {
+    /// A client that checks certificates against the platform's roots, with the aws-lc-rs
+    /// provider. `allow_loopback` lets it reach push services on this machine (tests only).
+    pub fn new(allow_loopback: bool) -> Result<HttpClient, WebPushError> {
         let tls_err = |e: rustls::Error| WebPushError::Http(format!("TLS setup: {e}"));
         let mut config =
             rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::aws_lc_rs::default_provider()))
@@ -137,7 +156,7 @@ impl HttpClient {
                 .map_err(tls_err)?
                 .with_no_client_auth();
         config.alpn_protocols = vec![b"http/1.1".to_vec()];
-        Ok(HttpClient { tls: TlsConnector::from(Arc::new(config)) })
+        Ok(HttpClient { tls: TlsConnector::from(Arc::new(config)), allow_loopback })
     }
 
     /// One POST on a fresh connection. Everything (DNS, connect, TLS, request, response head) is
@@ -148,12 +167,7 @@ impl HttpClient {
 
     async fn exchange(&self, req: &PushRequest) -> Result<PushResponse, WebPushError> {
         let ep = &req.endpoint;
-        let https = match ep.scheme.as_str() {
-            "https" => true,
-            "http" if ep.is_loopback() => false,
-            "http" => return Err(WebPushError::Endpoint(format!("plain http to {} (only loopback)", ep.host))),
-            other => return Err(WebPushError::Endpoint(format!("scheme {other}"))),
-        };
+        let https = ep.scheme == "https";
         // The fields are public; refuse anything that could split the request head.
         let clean = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_graphic());
         if !clean(&ep.host) || !clean(&ep.path) || req.authorization.bytes().any(|b| b.is_ascii_control()) {
@@ -176,9 +190,27 @@ impl HttpClient {
         msg.extend_from_slice(&req.body);
 
         let net = |e: std::io::Error| WebPushError::Http(format!("{}: {e}", ep.host));
-        let tcp = TcpStream::connect((ep.host.as_str(), ep.port)).await.map_err(net)?;
+        // Resolved once and vetted; the connection goes to a vetted address, never to a fresh
+        // resolution (which DNS rebinding could point elsewhere).
+        let mut last_error = None;
+        let mut connected = None;
+        for addr in addr::resolve(ep, self.allow_loopback).await? {
+            match TcpStream::connect(addr).await {
+                Ok(tcp) => {
+                    connected = Some(tcp);
+                    break;
+                }
+                Err(e) => last_error = Some(e),
+            }
+        }
+        let tcp = match (connected, last_error) {
+            (Some(tcp), _) => tcp,
+            (None, Some(e)) => return Err(net(e)),
+            (None, None) => return Err(WebPushError::Http(format!("{}: no address", ep.host))),
+        };
         let _ = tcp.set_nodelay(true);
         if https {
+            // SNI and certificate check against the name in the URL, not the address.
             let name = ServerName::try_from(ep.host.clone())
                 .map_err(|_| WebPushError::Endpoint(format!("not a valid TLS server name: {}", ep.host)))?;
             let tls = self.tls.connect(name, tcp).await.map_err(net)?;
@@ -327,7 +359,7 @@ mod tests {
     async fn posts_and_reads_the_head() {
         let (ep, server) =
             serve_once(b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 429 Slow down\r\nRetry-After: 7\r\n\r\nbody").await;
-        let client = HttpClient::new().unwrap();
+        let client = HttpClient::new(true).unwrap();
         let resp = client.post(&request(ep.clone(), true), Duration::from_secs(5)).await.unwrap();
         assert_eq!(resp, PushResponse { status: 429, retry_after: Some(Duration::from_secs(7)) });
         let (head, body) = server.await.unwrap();
@@ -348,7 +380,7 @@ mod tests {
 
     #[tokio::test]
     async fn bad_answers_are_errors() {
-        let client = HttpClient::new().unwrap();
+        let client = HttpClient::new(true).unwrap();
         let (ep, _server) = serve_once(b"HTTP/1.1 201 Cre").await;
         let err = client.post(&request(ep, false), Duration::from_secs(5)).await.unwrap_err();
         assert!(matches!(err, WebPushError::Http(_)), "{err}");
@@ -373,7 +405,7 @@ mod tests {
             tokio::time::sleep(Duration::from_secs(30)).await;
             drop(conn);
         });
-        let client = HttpClient::new().unwrap();
+        let client = HttpClient::new(true).unwrap();
         let started = std::time::Instant::now();
         let err = client.post(&request(ep, false), Duration::from_millis(200)).await.unwrap_err();
         assert!(matches!(err, WebPushError::Timeout));
@@ -382,7 +414,7 @@ mod tests {
 
     #[tokio::test]
     async fn plain_http_only_to_loopback() {
-        let client = HttpClient::new().unwrap();
+        let client = HttpClient::new(true).unwrap();
         let ep = Endpoint::parse("http://push.example.com/x").unwrap();
         let err = client.post(&request(ep, false), Duration::from_secs(1)).await.unwrap_err();
         assert!(matches!(err, WebPushError::Endpoint(_)), "{err}");
@@ -390,6 +422,62 @@ mod tests {
         ep.path = "/x HTTP/1.1\r\nX: y".into();
         let err = client.post(&request(ep, false), Duration::from_secs(1)).await.unwrap_err();
         assert!(matches!(err, WebPushError::Endpoint(_)), "{err}");
+    }
+
+    /// A listener that counts the connections it accepts (and answers none).
+    async fn counting_listener() -> (u16, Arc<std::sync::atomic::AtomicUsize>) {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let accepted = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let count = accepted.clone();
+        tokio::spawn(async move {
+            let mut held = Vec::new();
+            while let Ok((s, _)) = listener.accept().await {
+                count.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                held.push(s);
+            }
+        });
+        (port, accepted)
+    }
+
+    #[tokio::test]
+    async fn without_the_loopback_flag_nothing_local_is_contacted() {
+        let (port, accepted) = counting_listener().await;
+        let client = HttpClient::new(false).unwrap();
+        for url in [
+            format!("http://127.0.0.1:{port}/x"),
+            format!("https://127.0.0.1:{port}/x"),
+            format!("https://[::ffff:127.0.0.1]:{port}/x"),
+            // A name: refused after resolution, before any connection.
+            format!("https://localhost:{port}/x"),
+            "https://10.0.0.1/x".to_owned(),
+            "https://169.254.169.254/latest/meta-data/".to_owned(),
+            "https://[fe80::1]/x".to_owned(),
+        ] {
+            let err = client.post(&request(Endpoint::parse(&url).unwrap(), false), Duration::from_secs(2)).await;
+            assert!(matches!(err, Err(WebPushError::Endpoint(_))), "{url}: {err:?}");
+        }
+        assert_eq!(accepted.load(std::sync::atomic::Ordering::SeqCst), 0);
+
+        // The flag lets loopback through, but still nothing private.
+        let client = HttpClient::new(true).unwrap();
+        let req = request(Endpoint::parse("https://10.0.0.1/x").unwrap(), false);
+        let err = client.post(&req, Duration::from_secs(2)).await;
+        assert!(matches!(err, Err(WebPushError::Endpoint(_))), "{err:?}");
+        let ep = Endpoint::parse(&format!("http://localhost:{port}/x")).unwrap();
+        let err = client.post(&request(ep, false), Duration::from_millis(300)).await;
+        assert!(matches!(err, Err(WebPushError::Timeout)), "{err:?}");
+        assert_eq!(accepted.load(std::sync::atomic::Ordering::SeqCst), 1, "connected to the vetted address");
+    }
+
+    #[test]
+    fn debug_hides_the_token_and_body() {
+        let mut req = request(Endpoint::parse("https://push.example.com/x").unwrap(), false);
+        req.authorization = "vapid t=SECRET.JWT.TOKEN, k=BBBB".into();
+        req.body = b"CIPHERTEXT".to_vec();
+        let shown = format!("{req:?}");
+        assert!(!shown.contains("SECRET") && !shown.contains("CIPHERTEXT") && !shown.contains("[67,"), "{shown}");
+        assert!(shown.contains("push.example.com") && shown.contains("body_len: 10"), "{shown}");
     }
 
     #[test]

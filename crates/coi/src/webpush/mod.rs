@@ -1,11 +1,13 @@
 //! WebPush (COI spec R31–R40): VAPID key, RFC 8291 encryption, subscriptions,
 //! payloads and the asynchronous sender.
 
+pub mod addr;
 pub mod ece;
 pub mod http;
 pub mod payload;
 pub mod sender;
 pub mod subscription;
+pub mod throttle;
 pub mod vapid;
 
 /// Failures of the WebPush machinery. None of them may affect delivery.

@@ -2,7 +2,8 @@
 //! never blocks: a full queue drops the push (with a log line and a counter) rather than slow mail
 //! down. Behind the queue, at most `workers` HTTP exchanges run at once; a job waiting to retry
 //! does not hold one, so a push service that answers 429 with a long Retry-After cannot stall
-//! pushes to the others. Each job ends in exactly one [`Report`].
+//! pushes to the others. Each job ends in exactly one [`Report`]. Validation pushes
+//! ([`Sender::send_once`]) bypass the queue but not a bound: they take permits of their own.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -38,7 +39,7 @@ pub struct SenderSettings {
 }
 
 /// One push to one subscription.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct PushJob {
     pub account: u64,
     /// Subscription id, for the report.
@@ -53,10 +54,25 @@ pub struct PushJob {
     pub enqueued: Instant,
 }
 
+impl std::fmt::Debug for PushJob {
+    // The auth secret would let a reader of the log decrypt what the push service stores, and the
+    // payload is the user's mail (sender, subject, body): neither is printed.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PushJob")
+            .field("account", &self.account)
+            .field("subscription", &self.subscription)
+            .field("endpoint", &self.endpoint)
+            .field("auth", &"<redacted>")
+            .field("payload_len", &self.payload.len())
+            .field("enqueued", &self.enqueued)
+            .finish_non_exhaustive()
+    }
+}
+
 /// How a job ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Outcome {
-    /// The push service took it (2xx).
+    /// The push service took it (2xx; see [`is_accepted`]).
     Delivered,
     /// 404, 410 or another 4xx except 429: the subscription is dead; delete it (R39).
     Gone,
@@ -69,6 +85,9 @@ pub enum Outcome {
 pub struct Report {
     pub account: u64,
     pub subscription: String,
+    /// The endpoint this job pushed to: a `Gone` must only delete the subscription if it still
+    /// points there (the client may have re-registered the id meanwhile).
+    pub endpoint: Endpoint,
     pub outcome: Outcome,
     /// The last HTTP status seen, if any attempt got one.
     pub status: Option<u16>,
@@ -95,6 +114,10 @@ struct Shared {
     settings: SenderSettings,
     /// Permits for concurrent HTTP exchanges (`workers`).
     exchanges: Semaphore,
+    /// Permits for concurrent validation pushes (also `workers`): kept apart from `exchanges` so
+    /// a backlog of message pushes cannot make SETMETADATA wait, yet still a bound, so clients
+    /// cannot make the server open connections without limit.
+    validations: Semaphore,
     dropped: AtomicU64,
 }
 
@@ -120,6 +143,7 @@ impl Sender {
             client,
             settings,
             exchanges: Semaphore::new(workers),
+            validations: Semaphore::new(workers),
             dropped: AtomicU64::new(0),
         });
         tokio::spawn(dispatch(shared.clone(), jobs, reports, queue_len));
@@ -152,10 +176,17 @@ impl Sender {
         self.shared.dropped.load(Ordering::Relaxed)
     }
 
-    /// One encrypted POST right now, no retry, outside the worker limit: the validation push
-    /// (R32/R34) that SETMETADATA waits for. Bounded by the configured timeout.
+    /// One encrypted POST right now, no retry, not queued: the validation push (R32/R34) that
+    /// SETMETADATA waits for. At most `workers` of them run at once; waiting for a turn and the
+    /// exchange are each bounded by the configured timeout.
     pub async fn send_once(&self, job: &PushJob, validation: bool) -> Result<PushResponse, WebPushError> {
-        self.shared.attempt(job, validation).await
+        let permit = tokio::time::timeout(self.shared.settings.timeout, self.shared.validations.acquire())
+            .await
+            .map_err(|_| WebPushError::Http("too many validation pushes in flight".into()))?
+            .map_err(|_| WebPushError::Http("sender closed".into()))?;
+        let result = self.shared.attempt(job, validation).await;
+        drop(permit);
+        result
     }
 }
 
@@ -220,7 +251,7 @@ impl Shared {
                 tracing::info!(account = job.account, subscription = %job.subscription, host, "push failed: {why}")
             }
         }
-        Report { account: job.account, subscription: job.subscription, outcome, status }
+        Report { account: job.account, subscription: job.subscription, endpoint: job.endpoint, outcome, status }
     }
 
     async fn attempt(&self, job: &PushJob, validation: bool) -> Result<PushResponse, WebPushError> {
@@ -232,11 +263,21 @@ impl Shared {
     }
 }
 
+/// Whether a push service took a push (message or validation push alike).
+///
+/// R32/R39 name 201 (RFC 8030 §5: a push service answers 201 Created), but any 2xx is taken:
+/// 200 and 202 have been seen from push services in the wild, a 2xx means the service accepted
+/// the message, and the validation round trip (the client sending the secret back) is what really
+/// proves the endpoint, not the status code. Refusing a 200 would only lose working phones.
+pub fn is_accepted(status: u16) -> bool {
+    (200..300).contains(&status)
+}
+
 /// R39's table.
 fn verdict(result: Result<PushResponse, WebPushError>, default_delay: Duration) -> Verdict {
     match result {
+        Ok(resp) if is_accepted(resp.status) => Verdict::Done(Outcome::Delivered),
         Ok(resp) => match resp.status {
-            200..=299 => Verdict::Done(Outcome::Delivered),
             429 | 500..=599 => Verdict::Retry {
                 delay: resp.retry_after.map_or(default_delay, |d| d.min(MAX_RETRY_AFTER)),
                 why: format!("status {}", resp.status),
@@ -341,7 +382,7 @@ mod tests {
 
     fn start(settings: SenderSettings) -> (Arc<VapidKey>, Sender, mpsc::UnboundedReceiver<Report>) {
         let vapid = Arc::new(VapidKey::generate().unwrap());
-        let (sender, reports) = Sender::start(vapid.clone(), Arc::new(HttpClient::new().unwrap()), settings);
+        let (sender, reports) = Sender::start(vapid.clone(), Arc::new(HttpClient::new(true).unwrap()), settings);
         (vapid, sender, reports)
     }
 
@@ -360,6 +401,7 @@ mod tests {
             Report {
                 account: 7,
                 subscription: "31754ee7-d3ee-4226-b112-6895ed26fcf8".into(),
+                endpoint: endpoint.clone(),
                 outcome: Outcome::Delivered,
                 status: Some(201)
             }
@@ -473,5 +515,57 @@ mod tests {
         assert_eq!(ece::decrypt(&got.body, &phone.private, &phone.auth).unwrap(), payload);
         drop(sender);
         assert!(reports.recv().await.is_none(), "send_once reports nothing; the channel closes with the sender");
+    }
+
+    #[tokio::test]
+    async fn validation_pushes_are_bounded_by_their_own_permits() {
+        // A push service that accepts and never answers: each validation push holds its permit
+        // until the timeout, so with one worker only one connection may be open at a time.
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let endpoint =
+            Endpoint::parse(&format!("http://127.0.0.1:{}/v", listener.local_addr().unwrap().port())).unwrap();
+        let accepted = Arc::new(AtomicU64::new(0));
+        let count = accepted.clone();
+        tokio::spawn(async move {
+            let mut held = Vec::new();
+            while let Ok((s, _)) = listener.accept().await {
+                count.fetch_add(1, Ordering::SeqCst);
+                held.push(s);
+            }
+        });
+        let (_, sender, _reports) =
+            start(SenderSettings { workers: 1, timeout: Duration::from_millis(400), ..settings() });
+        let phone = SubscriberKeys::generate().unwrap();
+        let tasks: Vec<_> = (0..3)
+            .map(|_| {
+                let (sender, job) = (sender.clone(), job(&endpoint, &phone, b"{}"));
+                tokio::spawn(async move { sender.send_once(&job, true).await })
+            })
+            .collect();
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        assert_eq!(accepted.load(Ordering::SeqCst), 1, "one validation push at a time");
+        for task in tasks {
+            assert!(task.await.unwrap().is_err());
+        }
+        // Queued message pushes have their own permits: a validation push does not block them.
+        let (endpoint2, mut seen) = push_service(vec![Some(CREATED)]).await;
+        assert!(sender.enqueue(job(&endpoint2, &phone, b"{}")));
+        seen.recv().await.unwrap();
+    }
+
+    #[test]
+    fn debug_hides_secrets_and_payload() {
+        let endpoint = Endpoint::parse("https://push.example.com/x").unwrap();
+        let mut j = job(&endpoint, &SubscriberKeys::generate().unwrap(), b"{\"subject\":\"TOP SECRET\"}");
+        j.auth = vec![0xab; 16];
+        let shown = format!("{j:?}");
+        assert!(!shown.contains("TOP SECRET") && !shown.contains("[171"), "{shown}");
+        assert!(shown.contains("<redacted>") && shown.contains("push.example.com"), "{shown}");
+    }
+
+    #[test]
+    fn any_2xx_is_accepted() {
+        assert!(is_accepted(201) && is_accepted(200) && is_accepted(202) && is_accepted(299));
+        assert!(!is_accepted(199) && !is_accepted(300) && !is_accepted(410) && !is_accepted(429));
     }
 }

@@ -35,7 +35,7 @@ pub enum SubscriptionError {
 }
 
 /// One subscription, as stored and as shown to clients (R35).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq)]
 pub struct Subscription {
     /// Unix seconds when the server accepted the request.
     pub created: i64,
@@ -48,6 +48,24 @@ pub struct Subscription {
     pub endpoint: String,
     pub p256dh: String,
     pub auth: String,
+}
+
+impl std::fmt::Debug for Subscription {
+    // `auth` is the shared secret of RFC 8291: with it (and the push service's copy of a message)
+    // a log reader could decrypt pushes. The rest is what the client itself reads back.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Subscription")
+            .field("created", &self.created)
+            .field("validated", &self.validated)
+            .field("client", &self.client)
+            .field("device", &self.device)
+            .field("msgtype", &self.msgtype)
+            .field("exclude_from", &self.exclude_from)
+            .field("endpoint", &self.endpoint)
+            .field("p256dh", &self.p256dh)
+            .field("auth", &"<redacted>")
+            .finish()
+    }
 }
 
 /// Checks a subscription id: Dovecot's superset of the spec's `[0-9A-Za-z_-]{10,36}`
@@ -576,6 +594,14 @@ mod tests {
         assert!(Subscription::from_stored(bad.as_bytes()).is_err());
         let no_validated = want.replace(r#""validated":false,"#, "");
         assert!(Subscription::from_stored(no_validated.as_bytes()).is_err());
+    }
+
+    #[test]
+    fn debug_hides_the_auth_secret() {
+        let sub = parse_request(request("chat").as_bytes(), 0).unwrap();
+        let shown = format!("{sub:?}");
+        assert!(!shown.contains(&auth()), "{shown}");
+        assert!(shown.contains("<redacted>") && shown.contains("push.example.test"), "{shown}");
     }
 
     #[test]

@@ -2,6 +2,15 @@
 //! sign the `Authorization: vapid` JWT of every push and published as PEM (R31). The
 //! push-service half (`verify_jwt`, `parse_authorization`) lives here too so tests and the bench
 //! can check what a real push service would check.
+//!
+//! Two claims deliberately differ from a literal reading of the sources:
+//! - `exp` is `iat` + 1 hour, not Dovecot's `iat` + 30 s (R38). RFC 8292 §2 allows up to 24 hours;
+//!   30 s fails as soon as our clock and the push service's differ by that much, and the token is
+//!   only ever sent to the push service the subscription names, so the longer life costs nothing.
+//! - `aud` is `scheme://host` without the port, even for a non-default port, where RFC 8292's
+//!   origin would include it. That is what Dovecot sends (R38 [obs]) and what the OX COI push
+//!   service compares against (C11): an `aud` with the port would make it refuse every push.
+//!   Push services on a non-default port are rare; see [`Endpoint::audience`].
 
 use std::io::Write;
 use std::path::Path;
@@ -23,7 +32,8 @@ const SPKI_P256_PREFIX: [u8; 26] = [
     0x3d, 0x03, 0x01, 0x07, 0x03, 0x42, 0x00,
 ];
 
-/// RFC 8292 allows up to 24 h; Dovecot's 30 s breaks on modest clock skew, one hour does not.
+/// RFC 8292 allows up to 24 h; Dovecot's 30 s breaks on modest clock skew, one hour does not
+/// (module documentation).
 const JWT_LIFETIME_SECS: i64 = 3600;
 
 const JWT_HEADER: &str = r#"{"typ":"JWT","alg":"ES256"}"#;
