@@ -141,6 +141,8 @@ pub struct ImapConfig {
     pub max_connections: usize,
     /// Most IMAP sessions from one IP address (IPv6: one /64) (0: no limit).
     pub max_connections_per_ip: usize,
+    /// Most logged-in IMAP sessions of one user, all devices together (0: no limit).
+    pub max_connections_per_user: usize,
     /// Commands per second one session may keep up, with bursts of five times
     /// this; faster clients are slowed down, and one kept over it for 30 s is
     /// closed (0: no limit).
@@ -171,6 +173,7 @@ impl Default for ImapConfig {
             max_literal_bytes: 64 << 20,
             max_connections: 1000,
             max_connections_per_ip: 20,
+            max_connections_per_user: 50,
             max_commands_per_second: 1000,
             max_bad_commands: 50,
             metadata_max_entry_bytes: 64 * 1024,

@@ -21,7 +21,7 @@ mod snapshot;
 pub use address::Address;
 pub use auth::{AuthError, PlaintextAuth, ThrottleOptions};
 pub use error::DirectoryError;
-pub use limits::{ConnectionLimits, ConnectionPermit, LimitExceeded};
+pub use limits::{ConnectionLimits, ConnectionPermit, LimitExceeded, UserLimits, UserPermit};
 
 use coimail_store::kv::{Batch, Tree};
 use coimail_store::{AccountId, QuotaLimits, Store};

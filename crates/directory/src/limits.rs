@@ -89,9 +89,81 @@ impl Drop for ConnectionPermit {
     }
 }
 
+/// Concurrent logged-in sessions per account (all its devices and clients
+/// together), so one account cannot take every slot of the server.
+#[derive(Debug)]
+pub struct UserLimits {
+    /// 0: no cap.
+    max: usize,
+    open: Mutex<HashMap<u64, usize>>,
+}
+
+/// A logged-in session's slot; dropping it gives the slot back.
+#[derive(Debug)]
+pub struct UserPermit {
+    limits: Arc<UserLimits>,
+    account: u64,
+}
+
+impl UserLimits {
+    pub fn new(max: usize) -> Arc<UserLimits> {
+        Arc::new(UserLimits { max, open: Mutex::new(HashMap::new()) })
+    }
+
+    fn open_map(&self) -> MutexGuard<'_, HashMap<u64, usize>> {
+        // A panic while holding this lock leaves plain counters: still usable.
+        self.open.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// A slot for `account`, or `None` when it already has `max` sessions.
+    pub fn try_acquire(self: &Arc<Self>, account: u64) -> Option<UserPermit> {
+        let mut open = self.open_map();
+        let n = open.entry(account).or_insert(0);
+        if self.max != 0 && *n >= self.max {
+            return None;
+        }
+        *n += 1;
+        Some(UserPermit { limits: Arc::clone(self), account })
+    }
+
+    /// Sessions `account` has open now.
+    pub fn open(&self, account: u64) -> usize {
+        self.open_map().get(&account).copied().unwrap_or(0)
+    }
+}
+
+impl Drop for UserPermit {
+    fn drop(&mut self) {
+        let mut open = self.limits.open_map();
+        if let Some(n) = open.get_mut(&self.account) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                open.remove(&self.account);
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn per_user_cap_and_release_on_drop() {
+        let limits = UserLimits::new(2);
+        let a = limits.try_acquire(7).unwrap();
+        let _b = limits.try_acquire(7).unwrap();
+        assert!(limits.try_acquire(7).is_none());
+        let _other = limits.try_acquire(8).unwrap();
+        drop(a);
+        assert_eq!(limits.open(7), 1);
+        let _c = limits.try_acquire(7).unwrap();
+        let unlimited = UserLimits::new(0);
+        let many: Vec<_> = (0..100).map(|_| unlimited.try_acquire(1).unwrap()).collect();
+        assert_eq!(unlimited.open(1), 100);
+        drop(many);
+        assert!(unlimited.open_map().is_empty(), "released accounts are forgotten");
+    }
 
     fn ip(s: &str) -> IpAddr {
         s.parse().unwrap()

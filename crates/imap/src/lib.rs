@@ -82,6 +82,9 @@ pub struct ImapConfig {
     pub max_connections: usize,
     /// Concurrent sessions from one IPv4 address or IPv6 /64. 0: no cap.
     pub max_connections_per_ip: usize,
+    /// Concurrent logged-in sessions of one account; one more login gets
+    /// `NO [LIMIT]`. 0: no cap.
+    pub max_connections_per_user: usize,
     /// Commands per second one session may keep up. A command over the rate
     /// waits for its turn; a session kept over it for long gets `* BYE Too
     /// many commands`. 0: no limit.
@@ -110,6 +113,8 @@ pub struct ImapContext {
     /// Built from `config` by [`ImapContext::new`], so every listener
     /// sharing this context shares the caps.
     limits: Arc<ConnectionLimits>,
+    /// Logged-in sessions per account, taken at login.
+    pub(crate) user_limits: Arc<coimail_directory::UserLimits>,
     /// Parsed message structures (ENVELOPE, BODYSTRUCTURE, sections), shared
     /// by all sessions: a warm FETCH reads no message file.
     pub(crate) mime_cache: mime::Cache,
@@ -125,8 +130,9 @@ impl ImapContext {
         config: ImapConfig,
     ) -> ImapContext {
         let limits = ConnectionLimits::new(config.max_connections, config.max_connections_per_ip);
+        let user_limits = coimail_directory::UserLimits::new(config.max_connections_per_user);
         let coi = coimail_coi::Coi::new(store.clone());
-        ImapContext { store, directory, tls, config, limits, mime_cache: mime::Cache::default(), coi }
+        ImapContext { store, directory, tls, config, limits, user_limits, mime_cache: mime::Cache::default(), coi }
     }
 
     /// Replaces the default COI service (no WebPush) with a configured one.

@@ -88,6 +88,8 @@ pub(crate) struct Session {
     pub shutdown: CancellationToken,
     /// The logged-in account's change bus; drained while waiting so it never lags needlessly.
     pub changes: Option<ChangeReceiver>,
+    /// The logged-in account's session slot (`max_connections_per_user`).
+    pub user_permit: Option<coimail_directory::UserPermit>,
     /// Mailbox names in UTF-8 on the wire (UTF8=ACCEPT or IMAP4rev2 enabled).
     pub utf8: bool,
     /// IMAP4rev2 enabled (RFC 9051 §6.3.1): no RECENT/UNSEEN, LIST in SELECT.
@@ -142,6 +144,7 @@ pub(crate) async fn run(
         kind,
         shutdown,
         changes: None,
+        user_permit: None,
         utf8: false,
         rev2: false,
         login_deadline,

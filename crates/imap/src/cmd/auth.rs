@@ -129,6 +129,11 @@ async fn finish_login<P: AsRef<[u8]>>(s: &mut Session, user: &str, pass: &Secret
     };
     match s.ctx.directory.authenticate(user, password, s.peer.ip()).await {
         Ok(account) => {
+            let Some(permit) = s.ctx.user_limits.try_acquire(account.id.0) else {
+                tracing::info!(user = account.address.as_str(), "login refused: too many sessions of this user");
+                return Err(ImapError::no(Code::Limit, "Too many connections for this user"));
+            };
+            s.user_permit = Some(permit);
             tracing::Span::current().record("user", account.address.as_str());
             tracing::info!("logged in");
             s.changes = Some(s.ctx.store.subscribe(account.id));
@@ -164,6 +169,42 @@ mod tests {
         assert!(ok.starts_with("a1 OK [CAPABILITY IMAP4rev1 IMAP4rev2 "), "{ok}");
         assert!(ok.contains(" IDLE ") && ok.contains("SPECIAL-USE") && !ok.contains("AUTH=PLAIN"), "{ok}");
         assert!(ok.ends_with("] Logged in"), "{ok}");
+    }
+
+    /// One account's logged-in sessions are capped; the next login gets
+    /// `NO [LIMIT]`, and a slot comes back when a session ends.
+    #[tokio::test]
+    async fn logins_per_user_are_capped() {
+        let srv = TestServer::start_with(|c| c.max_connections_per_user = 2, false).await;
+        let mut sessions = Vec::new();
+        for _ in 0..2 {
+            let mut c = srv.connect().await;
+            c.line().await;
+            c.send(&format!("a1 LOGIN {USER} {PASSWORD}")).await;
+            assert!(c.line().await.starts_with("a1 OK "));
+            sessions.push(c);
+        }
+        let mut third = srv.connect().await;
+        third.line().await;
+        third.send(&format!("a1 LOGIN {USER} {PASSWORD}")).await;
+        assert_eq!(third.line().await, "a1 NO [LIMIT] Too many connections for this user");
+        // Still not logged in, and may try again.
+        check(&mut third, "C: a2 SELECT INBOX\nS: a2 BAD SELECT is not valid before login").await;
+        let mut first = sessions.remove(0);
+        first.send("z LOGOUT").await;
+        assert_eq!(first.line().await, "* BYE Logging out");
+        assert!(first.line().await.starts_with("z OK"));
+        // The slot is free once that session's task has ended.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        loop {
+            third.send(&format!("a3 LOGIN {USER} {PASSWORD}")).await;
+            let line = third.line().await;
+            if line.starts_with("a3 OK ") {
+                break;
+            }
+            assert!(std::time::Instant::now() < deadline, "{line}");
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
     }
 
     #[tokio::test]
