@@ -981,3 +981,27 @@ async fn webpush_gone_for_a_replaced_endpoint_keeps_the_new_registration() {
     assert_eq!(new.next(WAIT).await.json["msg-id"], "<chat$direct3.x@remote.test>");
     assert!(old.try_next().is_none());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn webpush_a_stalled_push_service_never_delays_delivery() {
+    // R39: pushes go after the commit and asynchronously; a push service
+    // that does not answer holds up neither the 250 nor later deliveries.
+    let (server, push, mut imap) = setup().await;
+    enable_coi(&mut imap).await;
+    let mut phone = push.phone("stalled");
+    subscribe(&mut imap, &mut phone, UUID, "chat", "").await;
+    let release = push.hold("stalled");
+    let started = Instant::now();
+    for n in 1..=3 {
+        deliver(&server, "bob@remote.test", &chat(n)).await;
+    }
+    let took = started.elapsed();
+    // The push service got the first push and sits on its answer (its push
+    // timeout is 2 s); the three 250s did not wait for it.
+    let first = phone.next(WAIT).await;
+    assert_eq!(first.json["msg-id"], "<chat$direct1.x@remote.test>");
+    assert!(took < Duration::from_millis(1500), "deliveries waited for the push service: {took:?}");
+    let (_, uids) = uids(&mut imap, "COI/Chats").await;
+    assert_eq!(uids.len(), 3, "all three stored");
+    drop(release);
+}

@@ -199,4 +199,36 @@ mod tests {
         assert_eq!((p[1].account, p[1].address.as_str()), (AccountId(2), "b@x.org"));
         assert!(p.iter().all(|p| p.flags == Flags::new()));
     }
+
+    /// COI R27: when filing a chat fails (here: Chats cannot be created, as
+    /// account 1 has COI on but no account record to hold mailboxes), the
+    /// message is never dropped: 451 4.2.0 when it fails for every
+    /// recipient, else that copy goes to INBOX with `$Chat`.
+    #[tokio::test]
+    async fn a_failed_chat_filing_is_451_alone_and_inbox_with_others() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = coimail_store::Store::open_memory(dir.path()).unwrap();
+        let scope = coimail_store::MetadataScope { account: AccountId(1), mailbox: None };
+        let config = "/private/vendor/vendor.dovecot/coi/config";
+        store.set_metadata(scope, &format!("{config}/enabled"), Some(b"yes")).await.unwrap();
+        store.set_metadata(scope, &format!("{config}/message-filter"), Some(b"active")).await.unwrap();
+        let coi = coimail_coi::Coi::new(store);
+        let chat = b"Chat-Version: 1.0\r\nMessage-ID: <chat$1@x.org>\r\n\r\nhi\r\n";
+        let alone = [rcpt("a@x.org", 1, "a@x.org")];
+        let both = [rcpt("a@x.org", 1, "a@x.org"), rcpt("b@x.org", 2, "b@x.org")];
+        let env = |recipients| Envelope {
+            listener: SmtpListener::Mx,
+            sender: "",
+            recipients,
+            remote: &[],
+            env_id: None,
+            ret: None,
+            authenticated: None,
+        };
+        let e = placements(&coi, &env(&alone), chat).await.unwrap_err();
+        assert_eq!((e.code, e.enhanced), (451, Enhanced(4, 2, 0)), "{e:?}");
+        let p = placements(&coi, &env(&both), chat).await.unwrap();
+        assert_eq!((p[0].mailbox.as_str(), p[0].flags.contains("$Chat")), ("INBOX", true));
+        assert_eq!((p[1].mailbox.as_str(), p[1].flags.clone()), ("INBOX", Flags::new()));
+    }
 }
