@@ -9,30 +9,30 @@ use crate::util::server::test_config;
 use crate::util::{DOMAIN, ImapClient, PASSWORD, SmtpClient, TestServer, imap::Response};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-const ALICE: &str = "alice@example.org";
-const VAPID: &str = "/private/vendor/vendor.dovecot/webpush/vapid";
-const WEBPUSH: &str = "/private/vendor/vendor.dovecot/webpush";
-const SUBS: &str = "/private/vendor/vendor.dovecot/webpush/subscriptions";
-const ENABLE: &str = "SETMETADATA \"\" (/private/vendor/vendor.dovecot/coi/config/enabled yes \
+pub(crate) const ALICE: &str = "alice@example.org";
+pub(crate) const VAPID: &str = "/private/vendor/vendor.dovecot/webpush/vapid";
+pub(crate) const WEBPUSH: &str = "/private/vendor/vendor.dovecot/webpush";
+pub(crate) const SUBS: &str = "/private/vendor/vendor.dovecot/webpush/subscriptions";
+pub(crate) const ENABLE: &str = "SETMETADATA \"\" (/private/vendor/vendor.dovecot/coi/config/enabled yes \
                       /private/vendor/vendor.dovecot/coi/config/message-filter active)";
-const NOT_FOUND: &str = "NO [CANNOT] Subscription with matching validation not found";
+pub(crate) const NOT_FOUND: &str = "NO [CANNOT] Subscription with matching validation not found";
 /// Generous bound for anything the server does asynchronously.
-const WAIT: Duration = Duration::from_secs(10);
+pub(crate) const WAIT: Duration = Duration::from_secs(10);
 /// The OX app's id for subscriptions: a UUIDv4 (C9).
-const UUID: &str = "31754ee7-d3ee-4226-b112-6895ed26fcf8";
+pub(crate) const UUID: &str = "31754ee7-d3ee-4226-b112-6895ed26fcf8";
 /// A device name as a phone reports it, non-ASCII included (C9).
-const DEVICE: &str = "Jürgen’s Pixel 7 — 📱";
+pub(crate) const DEVICE: &str = "Jürgen’s Pixel 7 — 📱";
 
 /// The test config with loopback push services allowed: the harness's push
 /// service listens on 127.0.0.1 over plain http, which production refuses.
-fn config(dir: &std::path::Path) -> coimail_daemon::Config {
+pub(crate) fn config(dir: &std::path::Path) -> coimail_daemon::Config {
     let mut config = test_config(dir);
     config.coi.allow_loopback_push_endpoints = true;
     config
 }
 
 /// A server with `tweak` applied to [`config`], and alice.
-async fn start_with(tweak: impl FnOnce(&mut coimail_daemon::Config)) -> TestServer {
+pub(crate) async fn start_with(tweak: impl FnOnce(&mut coimail_daemon::Config)) -> TestServer {
     let dir = tempfile::tempdir().unwrap();
     let mut config = config(dir.path());
     tweak(&mut config);
@@ -43,7 +43,7 @@ async fn start_with(tweak: impl FnOnce(&mut coimail_daemon::Config)) -> TestServ
 }
 
 /// A default server, a push service that knows its VAPID key, and alice logged in.
-async fn setup() -> (TestServer, PushService, ImapClient) {
+pub(crate) async fn setup() -> (TestServer, PushService, ImapClient) {
     let server = start_with(|_| {}).await;
     let push = PushService::start().await;
     let mut imap = ImapClient::login(server.imap(), ALICE, PASSWORD).await;
@@ -52,17 +52,17 @@ async fn setup() -> (TestServer, PushService, ImapClient) {
 }
 
 /// An IMAP quoted string: `"` and `\` escaped, everything else (UTF-8 too) as is.
-fn quoted(s: &str) -> String {
+pub(crate) fn quoted(s: &str) -> String {
     format!("\"{}\"", s.replace('\\', "\\\\").replace('"', "\\\""))
 }
 
-fn sub_entry(id: &str) -> String {
+pub(crate) fn sub_entry(id: &str) -> String {
     format!("{SUBS}/{id}")
 }
 
 /// The entries of every `* METADATA` response in `data`, in order:
 /// `(name, value)` with `None` for NIL; values quoted, literal or literal8.
-fn metadata(data: &[u8]) -> Vec<(String, Option<String>)> {
+pub(crate) fn metadata(data: &[u8]) -> Vec<(String, Option<String>)> {
     struct P<'a> {
         b: &'a [u8],
         i: usize,
@@ -147,7 +147,7 @@ fn metadata(data: &[u8]) -> Vec<(String, Option<String>)> {
 
 /// `GETMETADATA "" (entry)` at depth 0: the value, checked to be the only
 /// and exactly named entry (C10).
-async fn get(imap: &mut ImapClient, entry: &str) -> Option<String> {
+pub(crate) async fn get(imap: &mut ImapClient, entry: &str) -> Option<String> {
     let r = imap.command(&format!("GETMETADATA \"\" ({})", quoted(entry))).await;
     assert!(r.ok(), "{r:?}");
     let entries = metadata(&r.data);
@@ -157,25 +157,30 @@ async fn get(imap: &mut ImapClient, entry: &str) -> Option<String> {
 }
 
 /// The stored subscription as JSON, or `None` when it is gone.
-async fn get_sub(imap: &mut ImapClient, id: &str) -> Option<serde_json::Value> {
+pub(crate) async fn get_sub(imap: &mut ImapClient, id: &str) -> Option<serde_json::Value> {
     get(imap, &sub_entry(id)).await.map(|v| serde_json::from_str(&v).unwrap())
 }
 
 /// `GETMETADATA (DEPTH 1) "" (root)`: every entry listed.
-async fn list(imap: &mut ImapClient, root: &str) -> Vec<(String, Option<String>)> {
+pub(crate) async fn list(imap: &mut ImapClient, root: &str) -> Vec<(String, Option<String>)> {
     let r = imap.command(&format!("GETMETADATA (DEPTH 1) \"\" ({})", quoted(root))).await;
     assert!(r.ok(), "{r:?}");
     metadata(&r.data)
 }
 
-async fn set(imap: &mut ImapClient, entry: &str, value: &str) -> Response {
+pub(crate) async fn set(imap: &mut ImapClient, entry: &str, value: &str) -> Response {
     imap.command(&format!("SETMETADATA \"\" ({} {value})", quoted(entry))).await
 }
 
 /// Sends a subscription request and takes the validation push the server
 /// sends before it answers; returns the push, the tagged response and when
 /// the response was read.
-async fn subscribe_raw(imap: &mut ImapClient, phone: &mut Phone, id: &str, json: &str) -> (Push, Response, Instant) {
+pub(crate) async fn subscribe_raw(
+    imap: &mut ImapClient,
+    phone: &mut Phone,
+    id: &str,
+    json: &str,
+) -> (Push, Response, Instant) {
     let tag = imap.tag();
     let cmd = format!("{tag} SETMETADATA \"\" ({} {})\r\n", quoted(&sub_entry(id)), quoted(json));
     imap.send_raw(cmd.as_bytes()).await;
@@ -185,7 +190,7 @@ async fn subscribe_raw(imap: &mut ImapClient, phone: &mut Phone, id: &str, json:
 }
 
 /// The secret of a validation push, with the push's shape checked (R34).
-fn secret(push: &Push) -> String {
+pub(crate) fn secret(push: &Push) -> String {
     assert!(push.request.header("webpush-validation").is_some(), "R34: WebPush-Validation header");
     let obj = push.json.as_object().unwrap();
     assert_eq!(obj.len(), 1, "{}", push.json);
@@ -195,7 +200,13 @@ fn secret(push: &Push) -> String {
 }
 
 /// A validated subscription `id` of `phone`; returns its validation secret.
-async fn subscribe(imap: &mut ImapClient, phone: &mut Phone, id: &str, msgtype: &str, extra: &str) -> String {
+pub(crate) async fn subscribe(
+    imap: &mut ImapClient,
+    phone: &mut Phone,
+    id: &str,
+    msgtype: &str,
+    extra: &str,
+) -> String {
     let json = phone.subscription("OX COI Messenger", DEVICE, msgtype, extra);
     let (push, r, _) = subscribe_raw(imap, phone, id, &json).await;
     assert!(r.ok(), "{r:?}");
@@ -206,20 +217,20 @@ async fn subscribe(imap: &mut ImapClient, phone: &mut Phone, id: &str, msgtype: 
 }
 
 /// COI on with the `active` filter (C4), so chats are filed into COI/Chats.
-async fn enable_coi(imap: &mut ImapClient) {
+pub(crate) async fn enable_coi(imap: &mut ImapClient) {
     let r = imap.command(ENABLE).await;
     assert!(r.ok(), "{r:?}");
 }
 
 /// Delivers `message` to alice over the MX port.
-async fn deliver(server: &TestServer, from: &str, message: &str) {
+pub(crate) async fn deliver(server: &TestServer, from: &str, message: &str) {
     let mut smtp = SmtpClient::connect(server.smtp()).await;
     let r = smtp.send(from, &[ALICE], message.as_bytes()).await;
     assert!(r.starts_with("250"), "{r}");
 }
 
 /// A one-to-one chat message as Delta Chat / OX COI send it.
-fn chat(n: u32) -> String {
+pub(crate) fn chat(n: u32) -> String {
     format!(
         "From: Bob Example <bob@remote.test>\r\nTo: {ALICE}\r\nSubject: Chat: message {n}\r\n\
          Message-ID: <chat$direct{n}.x@remote.test>\r\nChat-Version: 1.0\r\n\
@@ -228,19 +239,19 @@ fn chat(n: u32) -> String {
 }
 
 /// A plain email (not a chat).
-fn email(n: u32, from: &str) -> String {
+pub(crate) fn email(n: u32, from: &str) -> String {
     format!(
         "From: {from}\r\nTo: {ALICE}\r\nSubject: Email {n}\r\nMessage-ID: <mail{n}@remote.test>\r\n\
          Date: Wed, 25 Nov 2026 08:00:00 +0000\r\n\r\nemail {n}\r\n"
     )
 }
 
-fn now_unix() -> i64 {
+pub(crate) fn now_unix() -> i64 {
     SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs() as i64
 }
 
 /// `YYYY-MM-DDThh:mm:ss+00:00` → Unix seconds; panics on any other shape.
-fn rfc3339_utc(s: &str) -> i64 {
+pub(crate) fn rfc3339_utc(s: &str) -> i64 {
     let b = s.as_bytes();
     assert_eq!(b.len(), 25, "{s}");
     for (i, c) in [(4, b'-'), (7, b'-'), (10, b'T'), (13, b':'), (16, b':')] {
@@ -259,7 +270,7 @@ fn rfc3339_utc(s: &str) -> i64 {
 }
 
 /// UIDVALIDITY and the UIDs of a mailbox.
-async fn uids(imap: &mut ImapClient, mailbox: &str) -> (u32, Vec<u32>) {
+pub(crate) async fn uids(imap: &mut ImapClient, mailbox: &str) -> (u32, Vec<u32>) {
     let r = imap.command(&format!("SELECT {mailbox}")).await;
     assert!(r.ok(), "{r:?}");
     let text = r.text();
@@ -276,7 +287,7 @@ async fn uids(imap: &mut ImapClient, mailbox: &str) -> (u32, Vec<u32>) {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn webpush_capability_is_advertised_after_login_only() {
+pub(crate) async fn webpush_capability_is_advertised_after_login_only() {
     // R2 with the default config (WebPush on).
     let server = TestServer::start(&[ALICE]).await;
     let mut imap = ImapClient::connect(server.imap()).await;
@@ -305,7 +316,7 @@ async fn webpush_capability_is_advertised_after_login_only() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn webpush_vapid_key_is_a_read_only_pem_that_survives_a_restart() {
+pub(crate) async fn webpush_vapid_key_is_a_read_only_pem_that_survives_a_restart() {
     // R31.
     let mut server = start_with(|_| {}).await;
     let mut imap = ImapClient::login(server.imap(), ALICE, PASSWORD).await;
@@ -355,7 +366,7 @@ async fn webpush_vapid_key_is_a_read_only_pem_that_survives_a_restart() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn webpush_subscription_is_validated_by_the_round_trip() {
+pub(crate) async fn webpush_subscription_is_validated_by_the_round_trip() {
     // R32–R35 with the OX client's exact requests (C9, C10).
     let (_server, push, mut imap) = setup().await;
     let mut phone = push.phone("ox-1");
@@ -419,7 +430,7 @@ async fn webpush_subscription_is_validated_by_the_round_trip() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn webpush_validation_may_come_back_before_the_subscribe_answer() {
+pub(crate) async fn webpush_validation_may_come_back_before_the_subscribe_answer() {
     // R32: the subscription is stored before the validation push, so a phone
     // that answers at once (over another connection) is not refused.
     let (server, push, mut imap) = setup().await;
@@ -440,7 +451,7 @@ async fn webpush_validation_may_come_back_before_the_subscribe_answer() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn webpush_subscription_requests_are_checked() {
+pub(crate) async fn webpush_subscription_requests_are_checked() {
     // R32 errors, R35 echo of msgtype, §6 (all five msgtype spellings).
     let (_server, push, mut imap) = setup().await;
     let phone = push.phone("checks");
@@ -486,7 +497,7 @@ async fn webpush_subscription_requests_are_checked() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn webpush_eleventh_subscription_is_over_the_limit() {
+pub(crate) async fn webpush_eleventh_subscription_is_over_the_limit() {
     // R32: 10 per user, unvalidated ones counted.
     let (_server, push, mut imap) = setup().await;
     let mut phones = Vec::new();
@@ -518,7 +529,7 @@ async fn webpush_eleventh_subscription_is_over_the_limit() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn webpush_refused_validation_push_fails_the_subscription() {
+pub(crate) async fn webpush_refused_validation_push_fails_the_subscription() {
     // R32: the push service answers 410 to the validation push.
     let (_server, push, mut imap) = setup().await;
     let mut phone = push.phone("gone");
@@ -555,7 +566,7 @@ async fn webpush_refused_validation_push_fails_the_subscription() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn webpush_unvalidated_subscription_expires_after_the_window() {
+pub(crate) async fn webpush_unvalidated_subscription_expires_after_the_window() {
     // R33 with a 1 s window.
     let server = start_with(|c| c.coi.validation_window_secs = 1).await;
     let push = PushService::start().await;
@@ -578,7 +589,7 @@ async fn webpush_unvalidated_subscription_expires_after_the_window() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn webpush_subscriptions_are_listed_read_and_deleted() {
+pub(crate) async fn webpush_subscriptions_are_listed_read_and_deleted() {
     // R35, C10.
     let (_server, push, mut imap) = setup().await;
     let ids = ["b-subscription-0001", "a-subscription-0002", UUID];
@@ -621,7 +632,7 @@ async fn webpush_subscriptions_are_listed_read_and_deleted() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn webpush_chat_delivery_pushes_the_message_summary() {
+pub(crate) async fn webpush_chat_delivery_pushes_the_message_summary() {
     // R36–R38, C9 step 4, C11.
     let (server, push, mut imap) = setup().await;
     enable_coi(&mut imap).await;
@@ -683,7 +694,7 @@ async fn webpush_chat_delivery_pushes_the_message_summary() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn webpush_msgtype_decides_which_subscription_is_pushed() {
+pub(crate) async fn webpush_msgtype_decides_which_subscription_is_pushed() {
     // R36: `chat` gets chats, `email`/`mail` get the rest, `any` gets both.
     let (server, push, mut imap) = setup().await;
     enable_coi(&mut imap).await;
@@ -719,7 +730,7 @@ async fn webpush_msgtype_decides_which_subscription_is_pushed() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn webpush_skips_disposition_notifications_and_excluded_senders() {
+pub(crate) async fn webpush_skips_disposition_notifications_and_excluded_senders() {
     // R36: no push for an MDN (multipart/report) or for an exclude_from sender.
     let (server, push, mut imap) = setup().await;
     enable_coi(&mut imap).await;
@@ -746,7 +757,7 @@ async fn webpush_skips_disposition_notifications_and_excluded_senders() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn webpush_gone_subscription_is_deleted_after_a_push() {
+pub(crate) async fn webpush_gone_subscription_is_deleted_after_a_push() {
     // R39: 410 to a message push deletes the subscription; others stay.
     let (server, push, mut imap) = setup().await;
     enable_coi(&mut imap).await;
@@ -771,7 +782,7 @@ async fn webpush_gone_subscription_is_deleted_after_a_push() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn webpush_too_many_requests_is_retried() {
+pub(crate) async fn webpush_too_many_requests_is_retried() {
     // R39: 429 with Retry-After: 0, then 201.
     let (server, push, mut imap) = setup().await;
     enable_coi(&mut imap).await;
@@ -789,7 +800,7 @@ async fn webpush_too_many_requests_is_retried() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn webpush_append_of_a_chat_does_not_push() {
+pub(crate) async fn webpush_append_of_a_chat_does_not_push() {
     // R36: deliveries only, never APPEND.
     let (server, push, mut imap) = setup().await;
     enable_coi(&mut imap).await;
@@ -810,7 +821,7 @@ async fn webpush_append_of_a_chat_does_not_push() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn webpush_chat_subscription_gets_nothing_while_coi_is_off() {
+pub(crate) async fn webpush_chat_subscription_gets_nothing_while_coi_is_off() {
     // R40 and §6: without COI no `$Chat`, so a chat is mail to WebPush;
     // turning COI off keeps the subscriptions (Dovecot does not drop them).
     let (server, push, mut imap) = setup().await;
@@ -838,170 +849,4 @@ async fn webpush_chat_subscription_gets_nothing_while_coi_is_off() {
     deliver(&server, "bob@remote.test", &chat(3)).await;
     assert_eq!(mail_phone.next(WAIT).await.json["msg-id"], "<chat$direct3.x@remote.test>");
     assert!(chat_phone.try_next().is_none() && mail_phone.try_next().is_none());
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn webpush_endpoints_must_be_public_https() {
-    // SSRF: with the production default (`allow_loopback_push_endpoints = false`)
-    // no user can make the server POST to this machine or into a private
-    // network. Refused as an invalid value, `[CANNOT]` (the reason names only
-    // what the client sent), before any network use.
-    let server = start_with(|c| c.coi.allow_loopback_push_endpoints = false).await;
-    let push = PushService::start().await;
-    let mut imap = ImapClient::login(server.imap(), ALICE, PASSWORD).await;
-    push.expect_vapid(&get(&mut imap, VAPID).await.unwrap());
-    let phone = push.phone("local");
-    let json = phone.subscription("OX COI Messenger", DEVICE, "chat", "");
-    let refused = "NO [CANNOT] Invalid subscription: resource { endpoint } is not allowed";
-    for endpoint in [
-        phone.endpoint.as_str(),
-        &format!("https://127.0.0.1:{}/push/local", push.addr.port()),
-        "https://10.0.0.1/x",
-        "https://[::1]/",
-        "https://localhost/x",
-        "https://169.254.169.254/latest/meta-data/",
-        "https://100.64.0.1/x",
-        "https://192.168.1.1/x",
-        "https://[fd00::1]/x",
-        "https://[fe80::1]/x",
-        "https://[::ffff:10.0.0.1]/x",
-        "http://push.example.com/x",
-    ] {
-        let r = set(&mut imap, &sub_entry(UUID), &quoted(&json.replace(&phone.endpoint, endpoint))).await;
-        assert!(r.status.contains(refused), "{endpoint}: {r:?}");
-    }
-    assert!(push.requests().is_empty(), "{:?}", push.requests());
-    assert_eq!(list(&mut imap, SUBS).await, vec![]);
-
-    // The flag opens loopback only: private ranges and plain http elsewhere stay refused.
-    let server = start_with(|_| {}).await;
-    let mut imap = ImapClient::login(server.imap(), ALICE, PASSWORD).await;
-    for endpoint in ["https://10.0.0.1/x", "https://[fd00::1]/x", "http://push.example.com/x", "http://10.0.0.1/"] {
-        let r = set(&mut imap, &sub_entry(UUID), &quoted(&json.replace(&phone.endpoint, endpoint))).await;
-        assert!(r.status.contains(refused), "{endpoint}: {r:?}");
-    }
-    assert!(push.requests().is_empty(), "{:?}", push.requests());
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn webpush_validation_attempts_are_rate_limited() {
-    // R39 (throttle clients that keep registering): every request that sends a
-    // validation push counts, replacements and failures included.
-    let server = start_with(|c| c.coi.validation_attempts_per_hour = 3).await;
-    let bob = "bob@example.org";
-    server.running.as_ref().unwrap().directory().add_user(bob, PASSWORD, None).await.unwrap();
-    let push = PushService::start().await;
-    let mut imap = ImapClient::login(server.imap(), ALICE, PASSWORD).await;
-    push.expect_vapid(&get(&mut imap, VAPID).await.unwrap());
-    let mut phone = push.phone("retry");
-    let json = phone.subscription("OX COI Messenger", DEVICE, "chat", "");
-    let (_, r, _) = subscribe_raw(&mut imap, &mut phone, UUID, &json).await;
-    assert!(r.ok(), "{r:?}");
-    let (_, r, _) = subscribe_raw(&mut imap, &mut phone, UUID, &json).await;
-    assert!(r.ok(), "a replacement: {r:?}");
-    push.answer("retry", Reply::GONE);
-    let (_, r, _) = subscribe_raw(&mut imap, &mut phone, "another-id-00000000", &json).await;
-    assert!(r.status.contains("NO [UNAVAILABLE]"), "{r:?}");
-    push.answer("retry", Reply::CREATED);
-    // The fourth within the hour: refused without a push, whatever the id.
-    for id in [UUID, "fourth-id-000000000"] {
-        let r = set(&mut imap, &sub_entry(id), &quoted(&json)).await;
-        assert!(r.status.contains("NO [LIMIT] Too many subscription attempts"), "{r:?}");
-    }
-    assert_eq!(push.requests().len(), 3);
-    // Deleting and validating are not limited.
-    assert!(set(&mut imap, &sub_entry("another-id-00000000"), "NIL").await.ok());
-    assert_eq!(list(&mut imap, SUBS).await.len(), 1);
-    // Per account: another user is not affected.
-    let mut other = ImapClient::login(server.imap(), bob, PASSWORD).await;
-    let mut bobs = push.phone("bob");
-    subscribe(&mut other, &mut bobs, UUID, "chat", "").await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn webpush_subscriptions_can_be_deleted_with_webpush_off() {
-    // Switching WebPush off must not strand subscriptions a user can no longer remove.
-    let (mut server, push, mut imap) = setup().await;
-    let mut phone = push.phone("old");
-    subscribe(&mut imap, &mut phone, UUID, "chat", "").await;
-    drop(imap);
-    server.stop().await;
-    let mut c = config(server.dir.path());
-    c.coi.webpush = false;
-    server.running = Some(coimail_daemon::start(c).await.unwrap());
-    let mut imap = ImapClient::login(server.imap(), ALICE, PASSWORD).await;
-    assert_eq!(get_sub(&mut imap, UUID).await.unwrap()["validated"], true);
-    // Creating or validating stays refused; NIL deletes (and is fine when absent).
-    let json = phone.subscription("OX COI Messenger", DEVICE, "chat", "");
-    let r = set(&mut imap, &sub_entry("new-one-0000000000"), &quoted(&json)).await;
-    assert!(r.status.contains("NO [CANNOT]"), "{r:?}");
-    let r = set(&mut imap, &format!("{}/validate", sub_entry(UUID)), "\"x\"").await;
-    assert!(r.status.contains("NO [CANNOT]"), "{r:?}");
-    for _ in 0..2 {
-        let r = set(&mut imap, &sub_entry(UUID), "NIL").await;
-        assert!(r.ok(), "{r:?}");
-    }
-    assert_eq!(get_sub(&mut imap, UUID).await, None);
-    assert_eq!(push.requests().len(), 1, "only the original validation push");
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn webpush_gone_for_a_replaced_endpoint_keeps_the_new_registration() {
-    // R39 with a race: a 410 for the old endpoint arrives after the client
-    // re-registered the same id with a new endpoint; the new one must stay.
-    let (server, push, mut imap) = setup().await;
-    enable_coi(&mut imap).await;
-    let mut old = push.phone("old");
-    let mut new = push.phone("new");
-    let mut probe = push.phone("probe");
-    subscribe(&mut imap, &mut old, UUID, "chat", "").await;
-    push.answer("old", Reply::GONE);
-    let release = push.hold("old");
-    deliver(&server, "bob@remote.test", &chat(1)).await;
-    assert_eq!(old.next(WAIT).await.status, 410);
-    subscribe(&mut imap, &mut new, UUID, "chat", "").await;
-    subscribe(&mut imap, &mut probe, "probe-0000000000000", "chat", "").await;
-    push.answer("probe", Reply::GONE);
-    release.send(()).unwrap();
-    tokio::time::sleep(Duration::from_millis(200)).await;
-    // Reports are handled in order: once the probe's 410 (sent later) has
-    // deleted it, the old endpoint's 410 has been handled too.
-    deliver(&server, "bob@remote.test", &chat(2)).await;
-    assert_eq!(new.next(WAIT).await.status, 201);
-    assert_eq!(probe.next(WAIT).await.status, 410);
-    let deadline = Instant::now() + WAIT;
-    while get_sub(&mut imap, "probe-0000000000000").await.is_some() {
-        assert!(Instant::now() < deadline, "probe subscription still there after a 410");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    let stored = get_sub(&mut imap, UUID).await.expect("the re-registered subscription survives");
-    assert_eq!(stored["resource"]["endpoint"], new.endpoint);
-    assert_eq!(stored["validated"], true);
-    deliver(&server, "bob@remote.test", &chat(3)).await;
-    assert_eq!(new.next(WAIT).await.json["msg-id"], "<chat$direct3.x@remote.test>");
-    assert!(old.try_next().is_none());
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn webpush_a_stalled_push_service_never_delays_delivery() {
-    // R39: pushes go after the commit and asynchronously; a push service
-    // that does not answer holds up neither the 250 nor later deliveries.
-    let (server, push, mut imap) = setup().await;
-    enable_coi(&mut imap).await;
-    let mut phone = push.phone("stalled");
-    subscribe(&mut imap, &mut phone, UUID, "chat", "").await;
-    let release = push.hold("stalled");
-    let started = Instant::now();
-    for n in 1..=3 {
-        deliver(&server, "bob@remote.test", &chat(n)).await;
-    }
-    let took = started.elapsed();
-    // The push service got the first push and sits on its answer (its push
-    // timeout is 2 s); the three 250s did not wait for it.
-    let first = phone.next(WAIT).await;
-    assert_eq!(first.json["msg-id"], "<chat$direct1.x@remote.test>");
-    assert!(took < Duration::from_millis(1500), "deliveries waited for the push service: {took:?}");
-    let (_, uids) = uids(&mut imap, "COI/Chats").await;
-    assert_eq!(uids.len(), 3, "all three stored");
-    drop(release);
 }

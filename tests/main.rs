@@ -12,6 +12,7 @@ mod coi_config;
 mod coi_delivery;
 mod coi_seen;
 mod coi_webpush;
+mod coi_webpush_limits;
 mod crash;
 mod external;
 mod imap_interop;
