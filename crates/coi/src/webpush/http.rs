@@ -52,17 +52,26 @@ impl Endpoint {
         if authority.contains('@') {
             return Err(bad("userinfo is not allowed"));
         }
+        // RFC 3986 `port = *DIGIT`: no sign, no spaces (u16's parser takes `+80`).
+        let port_of = |p: &str| -> Result<u16, WebPushError> {
+            if p.is_empty() || !p.bytes().all(|b| b.is_ascii_digit()) {
+                return Err(bad("invalid port"));
+            }
+            p.parse().map_err(|_| bad("invalid port"))
+        };
         let (host, port) = if let Some(v6) = authority.strip_prefix('[') {
             let (host, after) = v6.split_once(']').ok_or_else(|| bad("unclosed IPv6 literal"))?;
             let port = match after.strip_prefix(':') {
-                Some(p) => p.parse().map_err(|_| bad("invalid port"))?,
+                Some(p) => port_of(p)?,
                 None if after.is_empty() => default_port,
                 None => return Err(bad("invalid authority")),
             };
             (host.to_owned(), port)
         } else {
             match authority.rsplit_once(':') {
-                Some((h, p)) => (h.to_owned(), p.parse().map_err(|_| bad("invalid port"))?),
+                // A `:` left in the host is an IPv6 literal without brackets.
+                Some((h, _)) if h.contains(':') => return Err(bad("IPv6 hosts need brackets")),
+                Some((h, p)) => (h.to_owned(), port_of(p)?),
                 None => (authority.to_owned(), default_port),
             }
         };
@@ -519,7 +528,18 @@ mod tests {
         assert_eq!((e.port, e.audience().as_str(), e.is_loopback()), (18080, "http://127.0.0.1", true));
         let e = Endpoint::parse("http://[::1]:8/").unwrap();
         assert_eq!((e.host.as_str(), e.audience().as_str()), ("::1", "http://[::1]"));
-        for bad in ["ftp://x/", "https://", "https://u@h/", "https://h:x/", "https://h/ a", "nourl"] {
+        for bad in [
+            "ftp://x/",
+            "https://",
+            "https://u@h/",
+            "https://h:x/",
+            "https://h/ a",
+            "nourl",
+            "https://h:+80/",
+            "https://a:b:443/",
+            "https://h:/",
+            "https://[::1]:+1/",
+        ] {
             assert!(Endpoint::parse(bad).is_err(), "{bad}");
         }
     }
