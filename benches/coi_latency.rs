@@ -23,6 +23,7 @@
 //! Run: `cargo bench --bench coi_latency` (options: `-- --messages N`).
 //! Asserts only that every message is seen and pushed.
 
+mod common;
 #[path = "../tests/util/imap.rs"]
 #[allow(dead_code)]
 mod imap;
@@ -32,11 +33,9 @@ mod push_service;
 
 use imap::ImapClient;
 use push_service::PushService;
-use std::net::SocketAddr;
 use std::time::{Duration, Instant};
-use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::io::{AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
-use tokio::net::tcp::OwnedReadHalf;
 
 const USER: &str = "alice@example.org";
 const PASSWORD: &str = "bench password";
@@ -49,20 +48,9 @@ fn messages() -> usize {
 }
 
 fn config(dir: &std::path::Path) -> coimail_daemon::Config {
-    let mut c = coimail_daemon::Config::default();
-    c.server.hostname = "mail.example.org".into();
-    c.server.data_dir = dir.join("data");
-    c.tls.cert = dir.join("tls/cert.pem");
-    c.tls.key = dir.join("tls/key.pem");
-    let lo: Vec<SocketAddr> = vec!["127.0.0.1:0".parse().unwrap()];
-    c.listen.imap = lo.clone();
-    c.listen.imaps = lo.clone();
-    c.listen.smtp = lo.clone();
-    c.listen.submission = lo.clone();
-    c.listen.submissions = lo;
+    let mut c = common::loopback_config(dir);
     // The push service below listens on 127.0.0.1 over plain http, which production refuses.
     c.coi.allow_loopback_push_endpoints = true;
-    coimail_daemon::tls::write_self_signed(&["localhost".into()], &c.tls.cert, &c.tls.key, false).unwrap();
     c
 }
 
@@ -76,24 +64,8 @@ fn chat(n: usize) -> Vec<u8> {
     .into_bytes()
 }
 
-/// One whole SMTP reply (its last line).
-async fn reply(r: &mut BufReader<OwnedReadHalf>) -> String {
-    loop {
-        let mut line = String::new();
-        assert!(r.read_line(&mut line).await.unwrap() > 0, "server closed the connection");
-        if line.as_bytes().get(3) != Some(&b'-') {
-            return line;
-        }
-    }
-}
-
 fn quoted(s: &str) -> String {
     format!("\"{}\"", s.replace('\\', "\\\\").replace('"', "\\\""))
-}
-
-fn percentile(sorted: &[Duration], p: f64) -> Duration {
-    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
-    sorted.get(i).copied().unwrap_or_default()
 }
 
 /// One line of percentiles; `before`: how many came before the `250`.
@@ -103,9 +75,9 @@ fn report(name: &str, mut v: Vec<Duration>, before: Option<usize>) {
     let before = before.map(|b| format!("  ({b} of {} before the 250)", v.len())).unwrap_or_default();
     println!(
         "{name:<22} median {}  p90 {}  p99 {}  max {}{before}",
-        ms(percentile(&v, 0.5)),
-        ms(percentile(&v, 0.9)),
-        ms(percentile(&v, 0.99)),
+        ms(common::percentile(&v, 0.5)),
+        ms(common::percentile(&v, 0.9)),
+        ms(common::percentile(&v, 0.99)),
         ms(*v.last().unwrap()),
     );
 }
@@ -166,9 +138,9 @@ fn main() {
         stream.set_nodelay(true).unwrap();
         let (r, mut w) = stream.into_split();
         let mut r = BufReader::new(r);
-        assert!(reply(&mut r).await.starts_with("220"));
+        assert!(common::reply(&mut r).await.starts_with("220"));
         w.write_all(b"EHLO bench.test\r\n").await.unwrap();
-        assert!(reply(&mut r).await.starts_with("250"));
+        assert!(common::reply(&mut r).await.starts_with("250"));
         let (mut to_exists, mut to_push) = (Vec::with_capacity(n), Vec::with_capacity(n));
         let (mut dot_to_ack, mut dot_to_exists, mut dot_to_push) = (Vec::new(), Vec::new(), Vec::new());
         let (mut exists_first, mut push_first) = (0, 0);
@@ -178,14 +150,14 @@ fn main() {
                 .await
                 .unwrap();
             for expect in ["250", "250", "354"] {
-                let l = reply(&mut r).await;
+                let l = common::reply(&mut r).await;
                 assert!(l.starts_with(expect), "{l}");
             }
             let mut data = chat(i);
             data.extend_from_slice(b".\r\n");
             w.write_all(&data).await.unwrap();
             let dot = Instant::now();
-            let l = reply(&mut r).await;
+            let l = common::reply(&mut r).await;
             let acked = Instant::now();
             assert!(l.starts_with("250"), "{l}");
             let seen = loop {

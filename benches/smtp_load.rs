@@ -13,6 +13,7 @@
 //! Run: `cargo bench --bench smtp_load` (release build). Options:
 //! `-- --sessions N --messages N --users N --size BYTES`. Asserts nothing.
 
+mod common;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -67,16 +68,6 @@ fn message(n: usize, to: &str, size: usize) -> Vec<u8> {
     m
 }
 
-async fn reply(r: &mut BufReader<OwnedReadHalf>) -> String {
-    loop {
-        let mut line = String::new();
-        assert!(r.read_line(&mut line).await.unwrap() > 0, "server closed the connection");
-        if line.as_bytes().get(3) != Some(&b'-') {
-            return line;
-        }
-    }
-}
-
 /// One SMTP session sending `jobs` (message number, recipient); returns the
 /// time of each 250 and its latency.
 async fn sender(addr: SocketAddr, jobs: Vec<(usize, usize)>, size: usize) -> Vec<(Instant, Duration)> {
@@ -84,9 +75,9 @@ async fn sender(addr: SocketAddr, jobs: Vec<(usize, usize)>, size: usize) -> Vec
     stream.set_nodelay(true).unwrap();
     let (r, mut w) = stream.into_split();
     let mut r = BufReader::new(r);
-    assert!(reply(&mut r).await.starts_with("220"));
+    assert!(common::reply(&mut r).await.starts_with("220"));
     w.write_all(b"EHLO load.test\r\n").await.unwrap();
-    assert!(reply(&mut r).await.starts_with("250"));
+    assert!(common::reply(&mut r).await.starts_with("250"));
     let mut out = Vec::with_capacity(jobs.len());
     for (n, u) in jobs {
         let to = user(u);
@@ -94,13 +85,13 @@ async fn sender(addr: SocketAddr, jobs: Vec<(usize, usize)>, size: usize) -> Vec
         // PIPELINING: the envelope in one write, the data in another.
         w.write_all(format!("MAIL FROM:<load@remote.test>\r\nRCPT TO:<{to}>\r\nDATA\r\n").as_bytes()).await.unwrap();
         for expect in ["250", "250", "354"] {
-            let l = reply(&mut r).await;
+            let l = common::reply(&mut r).await;
             assert!(l.starts_with(expect), "{l}");
         }
         let mut data = message(n, &to, size);
         data.extend_from_slice(b".\r\n");
         w.write_all(&data).await.unwrap();
-        let l = reply(&mut r).await;
+        let l = common::reply(&mut r).await;
         assert!(l.starts_with("250"), "{l}");
         let now = Instant::now();
         out.push((now, now - start));
@@ -144,26 +135,10 @@ async fn watcher(addr: SocketAddr, login: String, want: usize, ready: Arc<tokio:
 }
 
 fn config(dir: &std::path::Path) -> coimail_daemon::Config {
-    let mut c = coimail_daemon::Config::default();
-    c.server.hostname = "mail.example.org".into();
-    c.server.data_dir = dir.join("data");
-    c.tls.cert = dir.join("tls/cert.pem");
-    c.tls.key = dir.join("tls/key.pem");
-    let lo: Vec<SocketAddr> = vec!["127.0.0.1:0".parse().unwrap()];
-    c.listen.imap = lo.clone();
-    c.listen.imaps = lo.clone();
-    c.listen.smtp = lo.clone();
-    c.listen.submission = lo.clone();
-    c.listen.submissions = lo;
+    let mut c = common::loopback_config(dir);
     c.smtp.max_connections_per_ip = 1000;
     c.imap.max_connections_per_ip = 1000;
-    coimail_daemon::tls::write_self_signed(&["localhost".into()], &c.tls.cert, &c.tls.key, false).unwrap();
     c
-}
-
-fn percentile(sorted: &[Duration], p: f64) -> Duration {
-    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
-    sorted.get(i).copied().unwrap_or_default()
 }
 
 fn main() {
@@ -215,7 +190,7 @@ fn main() {
             o.messages as f64 / secs,
             secs
         );
-        println!("  250 latency: median {:?}, p99 {:?}", percentile(&lat, 0.5), percentile(&lat, 0.99));
+        println!("  250 latency: median {:?}, p99 {:?}", common::percentile(&lat, 0.5), common::percentile(&lat, 0.99));
         println!(
             "  visible over IMAP (IDLE EXISTS) {:?} after the last 250",
             all_visible.saturating_duration_since(last_250)
