@@ -32,10 +32,11 @@ impl Coi {
     pub(crate) async fn enable(&self, account: AccountId) -> Result<(), CoiError> {
         let cfg = self.config(account)?;
         self.ensure_mailbox(account, &cfg.contacts(), false).await?;
-        let chats = self.ensure_mailbox(account, &cfg.chats(), true).await?;
-        // Chats existed already (made by CREATE, or by a filing that crashed
-        // before its subscription): enabling is the client asking for the
-        // COI folders, and Chats is the one it watches (R13).
+        // Subscribed here whether or not it existed (made by CREATE, or by a
+        // filing that crashed before its subscription): enabling is the
+        // client asking for the COI folders, and Chats is the one it watches
+        // (R13). One subscription commit, not a second one after creating.
+        let chats = self.ensure_mailbox(account, &cfg.chats(), false).await?;
         self.store().set_subscribed(account, &chats.name, true).await?;
         if !cfg.enabled {
             self.store().set_metadata(config::server_scope(account), ENABLED, Some(b"yes")).await?;
