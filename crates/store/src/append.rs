@@ -13,7 +13,7 @@
 //! none is acknowledged, or visible, before that flush.
 
 use crate::blob::BlobHeader;
-use crate::index::Indexer;
+use crate::index::{Applied, Indexer};
 use crate::message::check_flags;
 use crate::names;
 use crate::records::MessageRecord;
@@ -88,7 +88,6 @@ impl Store {
         }
         let mut written = self.write_bodies(jobs).await;
         let mut orphans: Vec<BlobId> = Vec::new();
-        let mut stored_all = Vec::new();
         let mut applied = Vec::new();
         for (n, c) in checked.into_iter().enumerate() {
             let files: Vec<Result<(BlobId, u64)>> = written.remove(&n).unwrap_or_default();
@@ -115,10 +114,7 @@ impl Store {
                 }
             };
             match outcome {
-                Ok(stored) => {
-                    stored_all.extend_from_slice(&stored);
-                    applied.push((c.index, stored));
-                }
+                Ok(done) => applied.push((c.index, done)),
                 Err(e) => results[c.index] = Some(Err(e)),
             }
         }
@@ -126,18 +122,16 @@ impl Store {
             let _ = self.blocking(move |b| orphans.iter().try_for_each(|id| b.delete(id))).await;
         }
         if !applied.is_empty() {
-            match self.flush().await {
-                Ok(()) => {
-                    self.publish_appended(&stored_all);
-                    for (index, stored) in applied {
-                        results[index] = Some(Ok(stored));
-                    }
-                }
-                Err(e) => {
-                    for (index, _) in applied {
-                        results[index] = Some(Err(StoreError::Engine(e.to_string())));
-                    }
-                }
+            let flushed = self.flush().await;
+            // In ticket order (the requests were indexed in this order).
+            for (index, done) in applied {
+                let stored = done.stored.clone();
+                let files = done.pending.publish().await;
+                self.delete_files_later(files);
+                results[index] = Some(match &flushed {
+                    Ok(()) => Ok(stored),
+                    Err(e) => Err(StoreError::Engine(e.to_string())),
+                });
             }
         }
         results
@@ -215,7 +209,7 @@ impl Store {
         mailbox: MailboxId,
         records: Vec<MessageRecord>,
         files: &[(BlobId, u64)],
-    ) -> Result<Vec<Stored>> {
+    ) -> Result<Applied> {
         if files.len() != records.len() {
             return Err(StoreError::Engine("body file writer lost a message".into()));
         }
@@ -226,6 +220,6 @@ impl Store {
         for (msg, (blob, offset)) in records.into_iter().zip(files) {
             ix.insert(mailbox, MessageRecord { blob: blob.0.clone(), offset: *offset, ..msg })?;
         }
-        Ok(ix.apply()?.stored)
+        ix.apply()
     }
 }

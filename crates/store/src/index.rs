@@ -5,14 +5,17 @@
 //! watermark — written in ONE batch.
 //!
 //! Protocol: take the write lock, build the change with [`Indexer`], call
-//! [`Indexer::apply`], drop the lock, then [`Store::finish`] (flush, then
-//! publish). A change either happens whole or not at all, and nothing is
-//! published before it is durable.
+//! [`Indexer::apply`] (which also takes the change's place in the
+//! publication order, `publish.rs`, and records the ghosts of removed
+//! entries, `retention.rs`), drop the lock, then [`Store::finish`] (flush,
+//! then publish). A change either happens whole or not at all, and nothing
+//! is published before it is durable.
 
 use crate::keys;
 use crate::kv::Batch;
+use crate::publish::{Pending, Publication};
 use crate::records::{MailboxRecord, MessageRecord, SEEN, Usage, encode};
-use crate::{AccountId, BlobId, Change, MailboxId, ModSeq, Result, Store, StoreError, Stored, Uid};
+use crate::{AccountId, BlobId, Change, MailboxId, MessageMeta, Result, Store, StoreError, Stored, Uid};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 /// Builds one index change. The caller holds the write lock throughout.
@@ -25,19 +28,17 @@ pub(crate) struct Indexer<'s> {
     batch: Batch,
     stored: Vec<Stored>,
     expunged: BTreeMap<MailboxId, Vec<Uid>>,
+    /// The removed entries as they were, for sessions that still show them.
+    ghosts: Vec<(AccountId, MessageMeta)>,
     /// Mailboxes this change deletes: their records, names, METADATA and
     /// expunge log go, and nothing of theirs is written back.
     deleted: BTreeSet<MailboxId>,
 }
 
-/// What an applied change must publish once durable.
-#[derive(Debug, Default)]
+/// An applied change: what it stored, and its publication (see [`Store::finish`]).
 pub(crate) struct Applied {
     pub stored: Vec<Stored>,
-    /// Per mailbox: its account, the UIDs removed and the modseq of the removal.
-    pub expunged: Vec<(AccountId, MailboxId, Vec<Uid>, ModSeq)>,
-    /// Body files no entry refers to any more; deleted after the flush.
-    pub unreferenced: Vec<BlobId>,
+    pub pending: Pending,
 }
 
 impl<'s> Indexer<'s> {
@@ -50,6 +51,7 @@ impl<'s> Indexer<'s> {
             batch: Batch::default(),
             stored: Vec::new(),
             expunged: BTreeMap::new(),
+            ghosts: Vec::new(),
             deleted: BTreeSet::new(),
         }
     }
@@ -141,12 +143,23 @@ impl<'s> Indexer<'s> {
         }
         self.batch.remove(keys::message(mailbox, uid));
         self.expunged.entry(mailbox).or_default().push(uid);
+        let meta = MessageMeta {
+            mailbox,
+            uid,
+            size: msg.size,
+            internal_date: msg.internal_date,
+            flags: msg.flags.clone(),
+            modseq: msg.modseq,
+            blob: BlobId(msg.blob.clone()),
+            body_offset: msg.offset,
+        };
+        self.ghosts.push((account, meta));
         Ok(())
     }
 
     /// Writes the whole change in one batch (not yet durable: see [`Store::finish`]).
     pub(crate) fn apply(mut self) -> Result<Applied> {
-        let mut applied = Applied::default();
+        let mut publication = Publication::default();
         for (mailbox, uids) in std::mem::take(&mut self.expunged) {
             let rec = self.mailbox(mailbox)?;
             rec.highest_modseq += 1;
@@ -155,12 +168,12 @@ impl<'s> Indexer<'s> {
                 // QRESYNC (RFC 7162 §3.2.10) needs to know what vanished since a modseq.
                 self.batch.insert(keys::expunge_log(mailbox, modseq), encode(&uids)?);
             }
-            applied.expunged.push((account, mailbox, uids, modseq));
+            publication.changes.push((account, Change::Expunged { mailbox, uids, modseq }));
         }
         for (blob, n) in &self.refs {
             if *n == 0 {
                 self.batch.remove(keys::blob_refs(blob));
-                applied.unreferenced.push(BlobId(blob.clone()));
+                publication.unreferenced.push(BlobId(blob.clone()));
             } else {
                 self.batch.insert(keys::blob_refs(blob), n.to_be_bytes().to_vec());
             }
@@ -191,25 +204,31 @@ impl<'s> Indexer<'s> {
                 visible.entry(s.mailbox).or_insert(s.uid);
             }
         }
+        // The ticket and the ghosts come before the index change: a session
+        // that no longer finds an entry in the index finds its ghost.
+        let mut pending = Pending::new(self.store, Publication::default());
+        for (account, meta) in std::mem::take(&mut self.ghosts) {
+            self.store.inner.retention.retain(account, meta, pending.ticket());
+        }
+        // Nothing is published for a batch the index refused (the dropped
+        // ticket goes out empty; its ghosts shadow entries that still exist
+        // and go at the next sweep).
         self.store.inner.mail.apply(self.batch)?;
-        applied.stored = self.stored;
-        Ok(applied)
+        publication.stored = self.stored.clone();
+        pending.set(publication);
+        Ok(Applied { stored: self.stored, pending })
     }
 }
 
 impl Store {
     /// After [`Indexer::apply`], outside the write lock: makes the change
-    /// durable, then publishes it (appends first, as in a MOVE the copy
-    /// exists before the original goes), then deletes body files nothing
-    /// refers to any more.
+    /// durable, then publishes it in commit order (appends first, as in a
+    /// MOVE the copy exists before the original goes), then deletes body
+    /// files nothing refers to any more and no session still shows.
     pub(crate) async fn finish(&self, applied: Applied) -> Result<()> {
         self.flush().await?;
-        self.publish_appended(&applied.stored);
-        for (account, mailbox, uids, modseq) in applied.expunged {
-            self.inner.bus.publish(account, Change::Expunged { mailbox, uids, modseq });
-        }
-        if !applied.unreferenced.is_empty() {
-            let files = applied.unreferenced;
+        let files = applied.pending.publish().await;
+        if !files.is_empty() {
             // The change is committed and published: failing the call now
             // would tell the client it did not happen. Log instead.
             if let Err(e) = self.blocking(move |b| files.iter().try_for_each(|id| b.delete(id))).await {
@@ -219,8 +238,8 @@ impl Store {
         Ok(())
     }
 
-    /// After a flush: every UID allocated before the flush began is durable,
-    /// so the watermark may move past ours (and any earlier in-flight ones).
+    /// Called in commit order (`publish.rs`), after the change is durable:
+    /// the watermark moves past its UIDs; later changes' UIDs stay hidden.
     pub(crate) fn publish_appended(&self, stored: &[Stored]) {
         let mut last: BTreeMap<MailboxId, (AccountId, Uid)> = BTreeMap::new();
         for s in stored {

@@ -45,10 +45,12 @@ mod mailbox;
 mod message;
 mod metadata;
 pub mod names;
+mod publish;
 mod quota;
 mod reconcile;
 mod records;
 mod rename;
+mod retention;
 mod snapshot;
 pub mod spool;
 mod subscriptions;
@@ -60,9 +62,11 @@ pub use changes::ChangeReceiver;
 pub use error::{Result, StoreError};
 pub use message::{FlagOp, FlagsUpdate, NewMessage};
 pub use metadata::{MetadataLimits, MetadataScope};
+pub use publish::ChangeMark;
 pub use quota::QuotaLimits;
 pub use reconcile::ReconcileReport;
 pub use records::Usage;
+pub use retention::ViewPin;
 pub use snapshot::MailboxSnapshot;
 pub use types::*;
 
@@ -111,6 +115,10 @@ struct Inner {
     mail: JournaledTree,
     blobs: BlobStore,
     bus: ChangeBus,
+    /// Message changes are published in the order they were committed (`publish.rs`).
+    order: publish::CommitOrder,
+    /// Expunged messages sessions may still show, and their body files (`retention.rs`).
+    retention: retention::Retention,
     /// Serialises read-modify-write of index records (UID and modseq
     /// allocation). Held only around in-memory engine calls, never across I/O waits.
     write_lock: Mutex<()>,
@@ -166,6 +174,8 @@ impl Store {
                 mail,
                 blobs,
                 bus: ChangeBus::default(),
+                order: publish::CommitOrder::default(),
+                retention: retention::Retention::default(),
                 write_lock: Mutex::new(()),
                 visible: Mutex::new(HashMap::new()),
                 data_dir: data_dir.to_owned(),
@@ -204,6 +214,10 @@ impl Store {
     /// skip reconciliation. Call once, after the last write.
     pub async fn close(&self) -> Result<()> {
         self.flush().await?;
+        // Files kept for sessions that are gone now; the next start is clean
+        // and will not look for them.
+        let kept = self.inner.retention.take_all();
+        self.blocking(move |b| kept.iter().try_for_each(|id| b.delete(id))).await?;
         let marker = self.inner.data_dir.join(CLEAN_MARKER);
         std::fs::write(&marker, b"")?;
         blob::sync_dir(&self.inner.data_dir)?;
@@ -231,6 +245,8 @@ impl Store {
 mod tests;
 #[cfg(test)]
 mod tests_journal;
+#[cfg(test)]
+mod tests_retention;
 #[cfg(test)]
 mod tests_select;
 #[cfg(test)]

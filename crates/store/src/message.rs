@@ -3,10 +3,11 @@
 //! shared index-change machinery in `index.rs`.
 
 use crate::blob::BlobHeader;
-use crate::index::Indexer;
+use crate::index::{Applied, Indexer};
 use crate::keys;
 use crate::kv::Batch;
 use crate::names;
+use crate::publish::{Pending, Publication};
 use crate::records::{MailboxRecord, MessageRecord, SEEN, Usage, decode, encode};
 use crate::{
     AccountId, BlobId, Change, Flags, MailboxId, MessageMeta, ModSeq, Placement, Result, Store, StoreError, Stored, Uid,
@@ -91,8 +92,8 @@ impl Store {
         let body = raw.to_vec();
         let (blob, offset) = self.blocking(move |b| b.write(&header, &body)).await?;
         let size = raw.len() as u64;
-        let stored = match self.index_locked(&blob, offset, size, internal_date, &targets, false) {
-            Ok(s) => s,
+        let applied = match self.index_locked(&blob, offset, size, internal_date, &targets, false) {
+            Ok(a) => a,
             Err(e) => {
                 // Nothing refers to the file: remove it so reconcile does not deliver it later.
                 let b = blob.clone();
@@ -100,8 +101,8 @@ impl Store {
                 return Err(e);
             }
         };
-        self.flush().await?;
-        self.publish_appended(&stored);
+        let stored = applied.stored.clone();
+        self.finish(applied).await?;
         Ok(stored)
     }
 
@@ -131,7 +132,7 @@ impl Store {
         internal_date: i64,
         targets: &[Target],
         create_missing: bool,
-    ) -> Result<Vec<Stored>> {
+    ) -> Result<Applied> {
         let _g = self.lock();
         // Quota (quota.rs); re-indexing acknowledged files after a crash is never refused.
         if !create_missing {
@@ -152,7 +153,7 @@ impl Store {
                 MessageRecord { blob: blob.0.clone(), offset, size, internal_date, flags: t.flags.clone(), modseq: 0 };
             ix.insert(id, msg)?;
         }
-        Ok(ix.apply()?.stored)
+        ix.apply()
     }
 
     /// The mailbox a placement names; the caller holds the write lock.
@@ -259,7 +260,7 @@ impl Store {
         let uids = sorted_unique(uids);
         let mut result = FlagsUpdate::default();
         let mut changed = Vec::new();
-        {
+        let pending = {
             let _g = self.lock();
             let mut rec = self.owned_mailbox(account, mailbox)?;
             let end = self.visible_uid_next(&rec);
@@ -302,16 +303,25 @@ impl Store {
                 }
                 result.updated.push((uid, msg.flags, msg.modseq));
             }
-            if !batch.is_empty() {
+            if batch.is_empty() {
+                None
+            } else {
                 batch.insert(keys::mailbox_by_id(mailbox), encode(&rec)?);
+                // Its place in the publication order is taken with the modseqs (`publish.rs`).
+                let mut pending = Pending::new(self, Publication::default());
                 self.inner.mail.apply(batch)?;
+                let changes = std::mem::take(&mut changed)
+                    .into_iter()
+                    .map(|(uid, flags, modseq)| (account, Change::FlagsChanged { mailbox, uid, flags, modseq }))
+                    .collect();
+                pending.set(Publication { changes, ..Publication::default() });
+                Some(pending)
             }
-        }
-        if !changed.is_empty() {
+        };
+        if let Some(pending) = pending {
             self.flush().await?;
-            for (uid, flags, modseq) in changed {
-                self.inner.bus.publish(account, Change::FlagsChanged { mailbox, uid, flags, modseq });
-            }
+            let files = pending.publish().await;
+            self.delete_files_later(files);
         }
         Ok(result)
     }

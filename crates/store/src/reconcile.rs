@@ -33,7 +33,7 @@ use crate::journal::{History, Placed};
 use crate::keys;
 use crate::kv::Batch;
 use crate::records::{Counts, MailboxRecord, MessageRecord, SEEN, Usage, decode, encode};
-use crate::{AccountId, BlobId, Flags, MailboxId, Result, SpecialUse, Store, StoreError, Stored, Uid};
+use crate::{AccountId, BlobId, Flags, MailboxId, Result, SpecialUse, Store, StoreError, Uid};
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use tracing::{error, info, warn};
 
@@ -199,7 +199,7 @@ impl Store {
             return Ok(ReconcileReport::default());
         }
         let this = self.clone();
-        let (report, stored) = tokio::task::spawn_blocking(move || this.reconcile_blocking())
+        let (report, applied) = tokio::task::spawn_blocking(move || this.reconcile_blocking())
             .await
             .map_err(|e| StoreError::Engine(format!("reconcile task failed: {e}")))??;
         self.flush().await?;
@@ -208,12 +208,15 @@ impl Store {
         tokio::task::spawn_blocking(move || this.inner.mail.journal().compact_from_index(this.inner.mail.raw()))
             .await
             .map_err(|e| StoreError::Engine(format!("journal snapshot task failed: {e}")))??;
-        self.publish_appended(&stored);
+        for done in applied {
+            let files = done.pending.publish().await;
+            self.delete_files_later(files);
+        }
         info!(?report, "store reconciled");
         Ok(report)
     }
 
-    fn reconcile_blocking(&self) -> Result<(ReconcileReport, Vec<Stored>)> {
+    fn reconcile_blocking(&self) -> Result<(ReconcileReport, Vec<crate::index::Applied>)> {
         let mut report =
             ReconcileReport { temp_files_removed: self.inner.blobs.clear_tmp()? as u64, ..Default::default() };
         // Read before this pass writes anything.
@@ -294,7 +297,8 @@ impl Store {
         report.mailboxes_created = resolver.created;
         // Oldest history first, then by old UID, header placements last in arrival order.
         items.sort_by(|a, b| (a.mailbox, a.rank, a.uid, &a.blob).cmp(&(b.mailbox, b.rank, b.uid, &b.blob)));
-        let mut stored = Vec::with_capacity(items.len());
+        let mut applied = Vec::new();
+        let mut reindexed = 0;
         for chunk in items.chunks(REINDEX_BATCH) {
             let _g = self.lock();
             let mut ix = Indexer::new(self);
@@ -310,13 +314,15 @@ impl Store {
                 ix.insert(it.mailbox, msg)?;
                 *refs.entry(it.blob.0.clone()).or_default() += 1;
             }
-            stored.extend(ix.apply()?.stored);
+            let done = ix.apply()?;
+            reindexed += done.stored.len() as u64;
+            applied.push(done);
         }
-        report.messages_reindexed = stored.len() as u64;
+        report.messages_reindexed = reindexed;
 
         // 4. Recompute reference counts, message counts and usage.
         self.recount(&refs)?;
-        Ok((report, stored))
+        Ok((report, applied))
     }
 
     /// The live placements history `h` records for the file.
