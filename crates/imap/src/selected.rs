@@ -15,8 +15,22 @@
 //! - How an update is worded depends on what the client enabled
 //!   ([`write_updates`]): VANISHED instead of EXPUNGE with QRESYNC, MODSEQ
 //!   in every FETCH with CONDSTORE (RFC 7162 §3.2.10, §3.1.4.2).
+//! - Modseqs only grow as the client sees them. The store publishes changes
+//!   in commit order, so bus events of one mailbox come in modseq order and
+//!   `highest_modseq` (the highest received) is safe to report. A command
+//!   may read the index ahead of the bus (a change committed, not yet
+//!   published): what it reported is remembered in `told` until the bus
+//!   catches up, and older bus events for that message are then dropped.
+//! - The view holds a pin on the mailbox ([`coimail_store::ViewPin`]) that
+//!   keeps expunged messages readable until the client has been told
+//!   (RFC 2180 §4.1); [`SelectedView::settle`] moves it on.
+//! - A keyword reaches the client in FETCH FLAGS only after an untagged
+//!   FLAGS (and PERMANENTFLAGS) named it (RFC 3501 §7.2.6, RFC 9051 §7.3.5):
+//!   [`SelectedView::announce`].
 
-use coimail_store::{AccountId, Change, Flags, MailboxId, MailboxInfo, MessageMeta, ModSeq, Store, StoreError, Uid};
+use coimail_store::{
+    AccountId, Change, ChangeMark, Flags, MailboxId, MailboxInfo, MessageMeta, ModSeq, Store, StoreError, Uid, ViewPin,
+};
 use imap_codec::imap_types::sequence::{SeqOrUid, Sequence, SequenceSet};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
@@ -52,9 +66,14 @@ pub(crate) struct SelectedView {
     /// older bus events (queued before SELECT) need not be reported.
     base_modseq: ModSeq,
     pending: Pending,
-    /// Flag states this session already reported itself (e.g. FETCH BODY[]
-    /// setting \Seen), so the bus echo of its own change is not sent twice.
+    /// Modseqs this session reported ahead of the bus (its own STORE, or a
+    /// FETCH that read a change not yet published), so older or equal bus
+    /// events for the message are not sent. Entries go once the bus has
+    /// caught up with them.
     told: HashMap<Uid, ModSeq>,
+    pin: Option<ViewPin>,
+    /// Keywords the client knows from FLAGS / PERMANENTFLAGS.
+    keywords: BTreeSet<String>,
 }
 
 /// A sequence set named a message sequence number that does not exist.
@@ -62,8 +81,9 @@ pub(crate) struct SelectedView {
 pub(crate) struct InvalidSequence;
 
 impl SelectedView {
-    /// The view of a mailbox whose visible messages have `uids` (ascending).
-    pub(crate) fn new(info: &MailboxInfo, read_only: bool, uids: Vec<Uid>) -> Self {
+    /// The view of a mailbox whose visible messages have `uids` (ascending);
+    /// the client is told of `keywords` by SELECT's FLAGS.
+    pub(crate) fn new(info: &MailboxInfo, read_only: bool, uids: Vec<Uid>, keywords: &[String]) -> Self {
         let after_last = uids.last().map_or(1, |u| u.saturating_add(1));
         SelectedView {
             mailbox: info.id,
@@ -74,6 +94,47 @@ impl SelectedView {
             uids,
             pending: Pending::default(),
             told: HashMap::new(),
+            pin: None,
+            keywords: keywords.iter().cloned().collect(),
+        }
+    }
+
+    /// Keeps what the view shows readable (taken before its UIDs were read).
+    pub(crate) fn with_pin(mut self, pin: ViewPin) -> Self {
+        self.pin = Some(pin);
+        self
+    }
+
+    /// Keywords the client has been told of, sorted.
+    pub(crate) fn keywords(&self) -> impl Iterator<Item = &str> + Clone {
+        self.keywords.iter().map(String::as_str)
+    }
+
+    /// Before `flags` go out in a FETCH: if they hold a keyword the client
+    /// has not been told of, writes the untagged FLAGS (and, read-write,
+    /// PERMANENTFLAGS) that name it.
+    pub(crate) fn announce(&mut self, flags: &Flags, out: &mut Vec<u8>) {
+        let mut new = false;
+        for f in flags.iter().filter(|f| !f.starts_with('\\')) {
+            new |= self.keywords.insert(f.to_owned());
+        }
+        if new {
+            write_flags(out, self.keywords(), self.read_only);
+        }
+    }
+
+    /// After the updates of a report went out: with every received
+    /// expunge told, the pin moves to `mark` (read before the bus was
+    /// drained), releasing what only this session still showed; entries of
+    /// `told` the bus has caught up with go.
+    pub(crate) fn settle(&mut self, mark: ChangeMark) {
+        let highest = self.highest_modseq;
+        self.told.retain(|_, m| *m > highest);
+        if self.pending.expunged.is_empty()
+            && self.pending.resync.is_none()
+            && let Some(pin) = &mut self.pin
+        {
+            pin.advance(mark);
         }
     }
 
@@ -235,9 +296,14 @@ impl SelectedView {
         }
     }
 
-    /// Records flags this session sent in a FETCH response itself.
+    /// Records flags this session sent in a FETCH response itself. Only
+    /// what is ahead of the bus needs remembering: every later bus event
+    /// is above `highest_modseq`.
     pub(crate) fn told_flags(&mut self, uid: Uid, modseq: ModSeq) {
-        self.told.insert(uid, modseq);
+        if modseq > self.highest_modseq {
+            let m = self.told.entry(uid).or_insert(modseq);
+            *m = (*m).max(modseq);
+        }
     }
 
     /// Applies pending changes to the map and returns the responses that
@@ -357,6 +423,30 @@ pub(crate) fn write_updates(out: &mut Vec<u8>, updates: &[Update], condstore: bo
     write_vanished(out, false, &vanished);
 }
 
+const SYSTEM_FLAGS: &str = "\\Answered \\Flagged \\Deleted \\Seen \\Draft";
+
+/// `* FLAGS (...)` and `* OK [PERMANENTFLAGS (...)]` (RFC 3501 §7.2.6, §7.1).
+pub(crate) fn write_flags<'a>(out: &mut Vec<u8>, keywords: impl Iterator<Item = &'a str> + Clone, read_only: bool) {
+    out.extend_from_slice(flags_line(keywords.clone()).as_bytes());
+    out.extend_from_slice(permanent_flags_line(keywords, read_only).as_bytes());
+}
+
+/// `* FLAGS (...)`: the system flags and `keywords`.
+pub(crate) fn flags_line<'a>(keywords: impl Iterator<Item = &'a str>) -> String {
+    let keywords: String = keywords.map(|k| format!(" {k}")).collect();
+    format!("* FLAGS ({SYSTEM_FLAGS}{keywords})\r\n")
+}
+
+/// `* OK [PERMANENTFLAGS (...)]`: none in a read-only mailbox, else the
+/// system flags, `keywords` and `\*` (any new keyword may be set).
+pub(crate) fn permanent_flags_line<'a>(keywords: impl Iterator<Item = &'a str>, read_only: bool) -> String {
+    if read_only {
+        return "* OK [PERMANENTFLAGS ()] Read-only mailbox\r\n".to_owned();
+    }
+    let keywords: String = keywords.map(|k| format!(" {k}")).collect();
+    format!("* OK [PERMANENTFLAGS ({SYSTEM_FLAGS}{keywords} \\*)] Flags permitted\r\n")
+}
+
 /// A VANISHED line holds at most about this many octets (RFC 7162 §4
 /// recommends clients accept 8192); longer sets go on several lines.
 const VANISHED_LINE: usize = 4000;
@@ -423,7 +513,7 @@ mod tests {
             subscribed: true,
             exists: uids.len() as u32,
         };
-        SelectedView::new(&info, false, uids.to_vec())
+        SelectedView::new(&info, false, uids.to_vec(), &[])
     }
 
     fn set(s: &str) -> SequenceSet {
@@ -495,6 +585,41 @@ mod tests {
         assert!(!v.has_pending());
         v.note(&Change::FlagsChanged { mailbox: MailboxId(7), uid: 1, flags: Flags::new(), modseq: 2 });
         assert!(v.has_pending());
+    }
+
+    #[test]
+    fn a_read_ahead_of_the_bus_is_not_contradicted_by_older_events() {
+        let mut v = view(&[1, 2]);
+        let flags = |f: &[&str]| -> Flags { f.iter().copied().collect() };
+        // A FETCH read modseq 9 from the index; the bus is still at 1.
+        v.told_flags(1, 9);
+        v.note(&Change::FlagsChanged { mailbox: MailboxId(7), uid: 1, flags: flags(&["a"]), modseq: 8 });
+        v.note(&Change::FlagsChanged { mailbox: MailboxId(7), uid: 1, flags: flags(&["b"]), modseq: 9 });
+        assert!(v.take_updates(None, true).is_empty());
+        v.settle(ChangeMark::default());
+        v.note(&Change::FlagsChanged { mailbox: MailboxId(7), uid: 1, flags: flags(&["c"]), modseq: 10 });
+        assert_eq!(
+            v.take_updates(None, true),
+            vec![Update::Flags { seq: 1, uid: 1, flags: flags(&["c"]), modseq: 10 }]
+        );
+        // Caught up: nothing is remembered any more.
+        v.settle(ChangeMark::default());
+        assert!(v.told.is_empty());
+    }
+
+    #[test]
+    fn keywords_are_announced_once() {
+        let mut v = view(&[1]);
+        let mut out = Vec::new();
+        v.announce(&["\\Seen"].into_iter().collect(), &mut out);
+        assert!(out.is_empty());
+        v.announce(&["$Chat", "\\Seen"].into_iter().collect(), &mut out);
+        v.announce(&["$Chat"].into_iter().collect(), &mut out);
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            "* FLAGS (\\Answered \\Flagged \\Deleted \\Seen \\Draft $Chat)\r\n\
+             * OK [PERMANENTFLAGS (\\Answered \\Flagged \\Deleted \\Seen \\Draft $Chat \\*)] Flags permitted\r\n"
+        );
     }
 
     #[test]

@@ -28,7 +28,7 @@ use tokio::sync::watch;
 
 /// A point in the order of published changes. Every change published up to
 /// it has been sent on the bus before the mark was read.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord)]
 pub struct ChangeMark(pub(crate) u64);
 
 /// What one committed change tells the world once it is durable.

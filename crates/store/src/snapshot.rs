@@ -8,7 +8,7 @@
 use crate::keys;
 use crate::names;
 use crate::records::{MessageRecord, decode};
-use crate::{AccountId, MailboxId, MailboxInfo, Result, Store, StoreError, Uid};
+use crate::{AccountId, MailboxId, MailboxInfo, Result, Store, StoreError, Uid, ViewPin};
 use std::collections::BTreeSet;
 
 /// A mailbox as SELECT sees it at one moment.
@@ -27,9 +27,18 @@ pub struct MailboxSnapshot {
 impl Store {
     /// The mailbox `name` (validated; INBOX in any case) as SELECT needs it.
     pub fn mailbox_snapshot(&self, account: AccountId, name: &str) -> Result<MailboxSnapshot> {
+        Ok(self.pinned_snapshot(account, name)?.0)
+    }
+
+    /// [`Store::mailbox_snapshot`] for a session that selects the mailbox:
+    /// with the pin that keeps the messages it lists readable after an
+    /// expunge until the session has told its client (`retention.rs`),
+    /// taken before the messages are read.
+    pub fn pinned_snapshot(&self, account: AccountId, name: &str) -> Result<(MailboxSnapshot, ViewPin)> {
         let name = names::canonical(name)?;
         let rec =
             self.mailbox_record(account, &name)?.ok_or_else(|| StoreError::NotFound(format!("mailbox {name}")))?;
+        let pin = self.pin_view(MailboxId(rec.id));
         let info = self.info_of(&rec)?;
         let id = info.id;
         // `info.uid_next` is the visibility watermark: UIDs at or above it are not durable yet.
@@ -54,7 +63,7 @@ impl Store {
             Some(k) => k.into_iter().collect(),
             None => self.keywords_in(id)?,
         };
-        Ok(MailboxSnapshot { info, uids, first_unseen, keywords })
+        Ok((MailboxSnapshot { info, uids, first_unseen, keywords }, pin))
     }
 
     /// The keywords of the mailbox's messages, read from each of them (a

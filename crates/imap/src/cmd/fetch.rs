@@ -254,7 +254,7 @@ async fn fetch_since(
     if targets.is_empty() {
         return Ok(Done::ok("FETCH completed"));
     }
-    let mut listing = s.ctx.store.messages(account, mailbox)?;
+    let mut listing = targets_listing(s, account, mailbox, &targets)?;
     if let Some(since) = since {
         // A message gone meanwhile stays a target: the usual EXPUNGEISSUED rules apply.
         let meta = |u: &Uid| listing.binary_search_by_key(u, |m| m.uid).ok().and_then(|i| listing.get(i));
@@ -278,9 +278,14 @@ async fn fetch_since(
         let loaded = batch.loaded.iter().map(|l| l.index);
         let newly_seen =
             if needs.seen { mark_seen(s, account, mailbox, &mut listing, loaded).await? } else { Vec::new() };
+        let shows_flags = items.iter().any(|i| matches!(i, Item::Flags | Item::ModSeq)) || needs.seen;
         for l in &batch.loaded {
             let Some(meta) = listing.get(l.index) else { continue };
             let flags_changed = newly_seen.contains(&meta.uid);
+            if shows_flags && let State::Selected(_, view) = &mut s.state {
+                view.told_flags(meta.uid, meta.modseq);
+                view.announce(&meta.flags, s.conn.out());
+            }
             let structure = l.structure.as_deref().unwrap_or(&empty);
             let msg = write::Msg { seq: l.seq, meta, raw: l.raw.as_deref(), structure };
             let wire = write::Wire { utf8: s.utf8, rev2: s.rev2 };
@@ -295,6 +300,40 @@ async fn fetch_since(
         return Err(ImapError::no(Code::ExpungeIssued, "Some of the requested messages no longer exist"));
     }
     Ok(Done::ok("FETCH completed"))
+}
+
+/// The targets' messages in UID order: read from the index by runs of
+/// adjacent sequence numbers (so a FETCH of a few messages reads a few
+/// records), and for a target another session expunged and this one has
+/// not been told of, its ghost (RFC 2180 §4.1: the client can still read
+/// what it can still see).
+pub(crate) fn targets_listing(
+    s: &Session,
+    account: AccountId,
+    mailbox: MailboxId,
+    targets: &[(u32, Uid)],
+) -> Result<Vec<MessageMeta>, ImapError> {
+    let mut ranges = Vec::new();
+    let mut run: Option<(u32, Uid, Uid)> = None; // last seq, first UID, last UID
+    for &(seq, uid) in targets {
+        run = match run {
+            Some((last, first, _)) if seq == last + 1 => Some((seq, first, uid)),
+            Some((_, first, end)) => {
+                ranges.push(first..=end);
+                Some((seq, uid, uid))
+            }
+            None => Some((seq, uid, uid)),
+        };
+    }
+    ranges.extend(run.map(|(_, first, end)| first..=end));
+    let mut listing = s.ctx.store.messages_in(account, mailbox, &ranges)?;
+    let missing: Vec<Uid> =
+        targets.iter().map(|t| t.1).filter(|u| listing.binary_search_by_key(u, |m| m.uid).is_err()).collect();
+    if !missing.is_empty() {
+        listing.extend(s.ctx.store.ghosts(account, mailbox, &missing));
+        listing.sort_by_key(|m| m.uid);
+    }
+    Ok(listing)
 }
 
 /// One message of a batch, with what its items need.

@@ -121,6 +121,8 @@ mod tests {
         .await;
     }
 
+    /// RFC 2180 §4.1: until the session is told of the expunge, the
+    /// message is still there for it (its data is kept for the session).
     #[tokio::test]
     async fn no_expunge_during_fetch_but_during_uid_fetch() {
         let srv = TestServer::start().await;
@@ -139,8 +141,12 @@ mod tests {
              S: * 2 FETCH (UID 2)
              S: * 3 EXISTS
              S: a1 OK FETCH completed
-             C: a2 FETCH 1 UID
-             S: a2 NO [EXPUNGEISSUED] Some of the requested messages no longer exist
+             C: a2 FETCH 1 (UID RFC822.SIZE FLAGS)
+             S: * 1 FETCH (UID 1 RFC822.SIZE 19 FLAGS ())
+             S: a2 OK FETCH completed
+             C: a21 FETCH 1 BODY[TEXT]
+             S: * 1 FETCH (BODY[TEXT] {3}\\r\\n1\\r\\n)
+             S: a21 OK FETCH completed
              C: a3 UID FETCH 3 UID
              S: * 3 FETCH (UID 3)
              S: * 1 EXPUNGE

@@ -39,9 +39,11 @@ pub(crate) use parse::{Request, parse};
 
 use crate::encode;
 use crate::error::{Code, ImapError};
-use crate::selected::write_updates;
+use crate::selected::{Update, write_updates};
 use crate::session::{CmdResult, Done, Session, State};
-use coimail_store::{AccountId, Change, MailboxId, MailboxInfo, MailboxStatus, ModSeq, Store, StoreError, Uid};
+use coimail_store::{
+    AccountId, Change, ChangeMark, MailboxId, MailboxInfo, MailboxStatus, ModSeq, Store, StoreError, Uid,
+};
 use imap_codec::CommandCodec;
 use imap_codec::decode::Decoder;
 use imap_codec::imap_types::command::{Command, CommandBody};
@@ -433,6 +435,8 @@ pub(crate) enum At {
 
 /// Sends what the session owes the client at this point (see the module doc).
 pub(crate) async fn report(s: &mut Session, at: At) -> Result<(), ImapError> {
+    // Read before the drain: every change below it is then on hand.
+    let mark = s.ctx.store.change_mark();
     s.drain_changes();
     report_others(s)?;
     let rule = s.notify.as_ref().map(|n| n.selected.clone());
@@ -450,7 +454,7 @@ pub(crate) async fn report(s: &mut Session, at: At) -> Result<(), ImapError> {
             (at == At::Idle || !rule.delayed, rule.fetch)
         }
     };
-    report_selected(s, allow_expunge, fetch).await
+    report_selected(s, allow_expunge, fetch, mark).await
 }
 
 /// With CONDSTORE on, the selected mailbox's HIGHESTMODSEQ as the client
@@ -483,7 +487,12 @@ pub(crate) async fn push(s: &mut Session) -> Result<(), ImapError> {
 
 /// The selected mailbox's pending updates, then MessageNew's FETCH for new
 /// messages (RFC 5465 §5.2).
-async fn report_selected(s: &mut Session, allow_expunge: bool, fetch: Option<Vec<u8>>) -> Result<(), ImapError> {
+async fn report_selected(
+    s: &mut Session,
+    allow_expunge: bool,
+    fetch: Option<Vec<u8>>,
+    mark: ChangeMark,
+) -> Result<(), ImapError> {
     let (condstore, qresync) = (s.condstore, s.qresync);
     let State::Selected(account, view) = &mut s.state else { return Ok(()) };
     let mut new = None;
@@ -491,9 +500,16 @@ async fn report_selected(s: &mut Session, allow_expunge: bool, fetch: Option<Vec
         let listing = view.listing(&s.ctx.store, account.id)?;
         let old_next = view.uid_next();
         let updates = view.take_updates(listing.as_deref(), allow_expunge);
-        write_updates(s.conn.out(), &updates, condstore, qresync);
+        let out = s.conn.out();
+        for u in &updates {
+            if let Update::Flags { flags, .. } = u {
+                view.announce(flags, out);
+            }
+        }
+        write_updates(out, &updates, condstore, qresync);
         new = view.last_uid().filter(|&last| last >= old_next).map(|last| (old_next, last));
     }
+    view.settle(mark);
     if let (Some(atts), Some((first, last))) = (fetch, new) {
         let bytes = fetch_command(&atts, first, last);
         let Some(Command { body: CommandBody::Fetch { sequence_set, macro_or_item_names, .. }, .. }) =

@@ -8,12 +8,10 @@
 use crate::cmd::expunge::expunge_deleted;
 use crate::encode;
 use crate::error::ImapError;
-use crate::selected::SelectedView;
+use crate::selected::{SelectedView, flags_line, permanent_flags_line};
 use crate::session::{CmdResult, Done, Session, State};
 use imap_codec::imap_types::command::SelectParameter;
 use imap_codec::imap_types::mailbox::Mailbox;
-
-const SYSTEM_FLAGS: &str = "\\Answered \\Flagged \\Deleted \\Seen \\Draft";
 
 pub(crate) fn select(
     s: &mut Session,
@@ -43,12 +41,12 @@ pub(crate) fn select(
     // The UIDs, the first unseen message and the keywords, without reading
     // each message's record (`coimail_store::MailboxSnapshot`): this is what
     // keeps SELECT of a large mailbox within milliseconds.
-    let snap = s.ctx.store.mailbox_snapshot(account.id, &name)?;
+    let (snap, pin) = s.ctx.store.pinned_snapshot(account.id, &name)?;
     let info = snap.info;
     let first_unseen = snap.first_unseen;
-    let view = SelectedView::new(&info, read_only, snap.uids);
-    let keywords: String = snap.keywords.iter().map(|k| format!(" {k}")).collect();
-    let mut r = format!("* FLAGS ({SYSTEM_FLAGS}{keywords})\r\n* {} EXISTS\r\n", view.exists());
+    let view = SelectedView::new(&info, read_only, snap.uids, &snap.keywords).with_pin(pin);
+    let mut r = flags_line(view.keywords());
+    r.push_str(&format!("* {} EXISTS\r\n", view.exists()));
     if !s.rev2 {
         // IMAP4rev1 requires RECENT; we never mark messages \Recent.
         r.push_str("* 0 RECENT\r\n");
@@ -58,11 +56,7 @@ pub(crate) fn select(
     }
     r.push_str(&format!("* OK [UIDVALIDITY {}] UIDs valid\r\n", info.uid_validity));
     r.push_str(&format!("* OK [UIDNEXT {}] Predicted next UID\r\n", view.uid_next()));
-    if read_only {
-        r.push_str("* OK [PERMANENTFLAGS ()] Read-only mailbox\r\n");
-    } else {
-        r.push_str(&format!("* OK [PERMANENTFLAGS ({SYSTEM_FLAGS}{keywords} \\*)] Flags permitted\r\n"));
-    }
+    r.push_str(&permanent_flags_line(view.keywords(), read_only));
     r.push_str(&format!("* OK [HIGHESTMODSEQ {}] Highest\r\n", info.highest_modseq));
     let out = s.conn.out();
     out.extend_from_slice(r.as_bytes());

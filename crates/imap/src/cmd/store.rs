@@ -28,6 +28,10 @@ pub(crate) fn parse_flags(flags: &[String]) -> Result<Flags, ImapError> {
         if f.starts_with('\\') {
             let known = SYSTEM_FLAGS.iter().find(|s| s.eq_ignore_ascii_case(f));
             out.insert(*known.ok_or_else(|| ImapError::bad(format!("Cannot set flag {f}")))?);
+        } else if f.eq_ignore_ascii_case("NIL") {
+            // RFC 9051 §4.1: NIL is not an atom a flag may be, and a client
+            // would read `FLAGS (NIL)` as nothing.
+            return Err(ImapError::bad("NIL is not a valid keyword"));
         } else {
             out.insert(f.as_str());
         }
@@ -75,12 +79,19 @@ pub(crate) async fn store(s: &mut Session, args: StoreArgs<'_>) -> CmdResult {
     let (condstore, uid_form) = (s.condstore, args.uid);
     let State::Selected(_, view) = &mut s.state else { return Err(ImapError::Closed) };
     let out = s.conn.out();
+    if op != FlagOp::Remove && !result.changed.is_empty() {
+        // New keywords are defined now, even when no FETCH shows them.
+        view.announce(&flags, out);
+    }
     for (u, flags, modseq) in &result.updated {
         view.told_flags(*u, *modseq);
         let Some(seq) = view.seq_of(*u) else { continue };
         let changed = result.changed.binary_search(u).is_ok();
         if silent && !(condstore && changed) {
             continue;
+        }
+        if !silent {
+            view.announce(flags, out);
         }
         let shown = (!silent).then_some(flags);
         write_fetch(out, seq, uid_form.then_some(*u), shown, condstore.then_some(*modseq));
@@ -93,11 +104,9 @@ pub(crate) async fn store(s: &mut Session, args: StoreArgs<'_>) -> CmdResult {
         };
         return Ok(Done::with_code(format!("MODIFIED {}", number_set(&failed)), "Conditional STORE failed"));
     }
-    let answered = result.updated.len() + result.modified.len();
-    if answered < targets.len() && !uid_form {
-        // Another session expunged some; this one has not been told yet.
-        return Err(ImapError::no(Code::ExpungeIssued, "Some of the requested messages no longer exist"));
-    }
+    // Messages another session expunged (this one has not been told yet)
+    // are left out and the rest is stored: OK, as RFC 2180 §4.2 allows and
+    // Dovecot does; a NO would be shown to the user for nothing.
     Ok(Done::ok("STORE completed"))
 }
 

@@ -24,6 +24,8 @@ async fn store_forms_and_their_responses() {
     check(
         &mut c,
         "C: a1 STORE 1 FLAGS (\\Seen $Chat)
+         S: * FLAGS (\\Answered \\Flagged \\Deleted \\Seen \\Draft $Chat)
+         S: * OK [PERMANENTFLAGS (\\Answered \\Flagged \\Deleted \\Seen \\Draft $Chat \\*)] Flags permitted
          S: * 1 FETCH (FLAGS ($Chat \\Seen))
          S: a1 OK STORE completed
          C: a2 STORE 1:2 +FLAGS (\\flagged)
@@ -63,6 +65,8 @@ async fn store_refusals() {
          S: a3 BAD Syntax error in STORE arguments
          C: a4 STORE 1 (UNCHANGEDSINCE 5 UNCHANGEDSINCE 6) +FLAGS (\\Seen)
          S: a4 BAD UNCHANGEDSINCE may be given once
+         C: a41 STORE 1 +FLAGS (nil)
+         S: a41 BAD NIL is not a valid keyword
          C: a5 EXAMINE INBOX
          S: * OK [CLOSED] Previous mailbox closed
          S: * FLAGS ...
@@ -87,15 +91,19 @@ async fn store_of_a_message_expunged_elsewhere() {
     let inbox = srv.store.mailbox(srv.account.id, "INBOX").unwrap().id;
     srv.store.expunge(srv.account.id, inbox, &[1]).await.unwrap();
     // No EXPUNGE during STORE (RFC 3501 §7.4.1); UID STORE may carry it.
+    // The rest of the set is stored and the answer is OK (RFC 2180 §4.2,
+    // as Dovecot does): a NO would reach the user for nothing.
     check(
         &mut c,
         "C: a1 STORE 1:2 +FLAGS (\\Seen)
          S: * 2 FETCH (FLAGS (\\Seen))
-         S: a1 NO [EXPUNGEISSUED] Some of the requested messages no longer exist
-         C: a2 UID STORE 1:2 +FLAGS (\\Answered)
-         S: * 2 FETCH (FLAGS (\\Answered \\Seen) UID 2)
+         S: a1 OK STORE completed
+         C: a2 STORE 1:2 +FLAGS.SILENT (\\Deleted)
+         S: a2 OK STORE completed
+         C: a3 UID STORE 1:2 +FLAGS (\\Answered)
+         S: * 2 FETCH (FLAGS (\\Answered \\Deleted \\Seen) UID 2)
          S: * 1 EXPUNGE
-         S: a2 OK STORE completed",
+         S: a3 OK STORE completed",
     )
     .await;
 }
@@ -216,4 +224,52 @@ async fn two_sessions_see_each_others_changes() {
     .await;
     // A's own changes are not echoed back to it.
     check(&mut a, "C: a8 NOOP\nS: a8 OK NOOP completed").await;
+}
+
+/// RFC 3501 §7.2.6 / RFC 9051 §7.3.5: a keyword another session created
+/// is announced by FLAGS and PERMANENTFLAGS before a FETCH shows it.
+#[tokio::test]
+async fn a_new_keyword_is_announced_before_it_is_shown() {
+    let srv = TestServer::start().await;
+    let mut a = selected(&srv, 2).await;
+    let mut b = srv.connect().await;
+    b.line().await;
+    b.login(&srv).await;
+    b.select("INBOX").await;
+    check(
+        &mut a,
+        "C: a1 STORE 2 +FLAGS.SILENT ($Important)
+         S: * FLAGS (\\Answered \\Flagged \\Deleted \\Seen \\Draft $Important)
+         S: * OK [PERMANENTFLAGS ...
+         S: a1 OK STORE completed",
+    )
+    .await;
+    check(
+        &mut b,
+        "C: b1 NOOP
+         S: * FLAGS (\\Answered \\Flagged \\Deleted \\Seen \\Draft $Important)
+         S: * OK [PERMANENTFLAGS (\\Answered \\Flagged \\Deleted \\Seen \\Draft $Important \\*)] Flags permitted
+         S: * 2 FETCH (FLAGS ($Important) UID 2)
+         S: b1 OK NOOP completed
+         C: b2 EXAMINE INBOX
+         S: * OK [CLOSED] Previous mailbox closed
+         S: * FLAGS (\\Answered \\Flagged \\Deleted \\Seen \\Draft $Important)
+         S: * 2 EXISTS
+         S: * 0 RECENT
+         S: * OK [UNSEEN 1] ...
+         S: * OK [UIDVALIDITY ...
+         S: * OK [UIDNEXT 3] ...
+         S: * OK [PERMANENTFLAGS ()] Read-only mailbox
+         S: * OK [HIGHESTMODSEQ ...
+         S: b2 OK [READ-ONLY] EXAMINE completed",
+    )
+    .await;
+    // A keyword already announced is not announced again.
+    check(
+        &mut a,
+        "C: a2 STORE 1 +FLAGS ($Important)
+         S: * 1 FETCH (FLAGS ($Important))
+         S: a2 OK STORE completed",
+    )
+    .await;
 }
