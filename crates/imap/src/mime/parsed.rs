@@ -22,7 +22,7 @@ pub(crate) struct ParsedMessage<'a> {
 pub(crate) struct Address {
     /// The display name with RFC 2047 encoded-words decoded.
     pub name: Option<String>,
-    /// The local part (RFC 5256 SORT FROM compares this one).
+    /// The local part without its quoting (RFC 5256 SORT FROM compares this one).
     pub mailbox: String,
     /// The domain; empty when the address has none.
     pub host: String,
@@ -95,7 +95,7 @@ impl<'a> ParsedMessage<'a> {
             .filter_map(|a| match a {
                 address::Addr::Mailbox(m) => Some(Address {
                     name: m.name.map(|n| decode::header_text(&n)),
-                    mailbox: decode::to_utf8(&m.mailbox, None),
+                    mailbox: decode::to_utf8(&address::unquote_local(&m.mailbox), None),
                     host: decode::to_utf8(&m.host, None),
                 }),
                 _ => None,
