@@ -103,6 +103,20 @@ impl<'a> ParsedMessage<'a> {
             .collect()
     }
 
+    /// Every field called `name` as an address list the way SEARCH FROM,
+    /// TO, CC and BCC match it (RFC 3501 §6.4.4: "the envelope structure's
+    /// FROM field"): `Name <local@domain>` or `local@domain` per address,
+    /// `group: ...;` around group members, joined by `, `. Names are
+    /// decoded (RFC 2047), local parts unquoted, and comments and the
+    /// whitespace between tokens are gone, so `<a (x)@ (y) b.org>` is
+    /// `a@b.org`; the comment of a bare `a@b.org (Name)` is its name.
+    pub(crate) fn address_lists(&self, name: &str) -> Vec<String> {
+        header::fields(self.raw_header())
+            .filter(|f| f.name.eq_ignore_ascii_case(name.as_bytes()))
+            .map(|f| address_text(&address::parse(&header::unfold(f.value))))
+            .collect()
+    }
+
     /// The Date field, parsed (RFC 5322 §3.3, obsolete forms included).
     pub(crate) fn date(&self) -> Option<mail_parser::DateTime> {
         let f = header::first(self.raw_header(), "Date")?;
@@ -148,4 +162,42 @@ impl<'a> ParsedMessage<'a> {
             Kind::Leaf => {}
         }
     }
+}
+
+/// One address list as text; see [`ParsedMessage::address_lists`].
+fn address_text(list: &[address::Addr]) -> String {
+    let mut out = String::new();
+    let mut sep = "";
+    for a in list {
+        match a {
+            address::Addr::GroupStart(name) => {
+                out.push_str(sep);
+                out.push_str(&decode::header_text(name));
+                out.push(':');
+                sep = " ";
+            }
+            address::Addr::GroupEnd => {
+                out.push(';');
+                sep = ", ";
+            }
+            address::Addr::Mailbox(m) => {
+                out.push_str(sep);
+                sep = ", ";
+                let name = m.name.as_deref().map(decode::header_text);
+                if let Some(name) = &name {
+                    out.push_str(name);
+                    out.push_str(" <");
+                }
+                out.push_str(&decode::to_utf8(&address::unquote_local(&m.mailbox), None));
+                if !m.host.is_empty() {
+                    out.push('@');
+                    out.push_str(&decode::to_utf8(&m.host, None));
+                }
+                if name.is_some() {
+                    out.push('>');
+                }
+            }
+        }
+    }
+    out
 }
