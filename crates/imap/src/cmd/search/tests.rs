@@ -396,3 +396,61 @@ Cc: <user-cc (c)@domain.org>\r\nBcc: user-bcc @ domain.org\r\n\r\n3\r\n",
     )
     .await;
 }
+
+/// RFC 7162 §3.1.5: ESEARCH's MODSEQ is the highest mod-sequence of the
+/// messages returned: MIN's, MAX's, the higher of the two, or every
+/// match's with ALL or COUNT.
+#[tokio::test]
+async fn esearch_modseq_is_that_of_what_is_returned() {
+    let srv = TestServer::start().await;
+    for i in 1..=4 {
+        append(&srv, &format!("Subject: {i}\r\n\r\nx\r\n"), 1_704_196_800, &[]).await;
+    }
+    // \Seen in the order 1, 3, 2, 4: mod-sequences rise in that order.
+    let inbox = srv.store.mailbox(srv.account.id, "INBOX").unwrap().id;
+    let seen: Flags = ["\\Seen"].into_iter().collect();
+    for uid in [1, 3, 2, 4] {
+        srv.store.store_flags(srv.account.id, inbox, &[uid], coimail_store::FlagOp::Add, &seen).await.unwrap();
+    }
+    let modseq: Vec<u64> = srv.store.messages(srv.account.id, inbox).unwrap().iter().map(|m| m.modseq).collect();
+    let [m1, m2, m3, m4] = modseq[..] else { panic!("{modseq:?}") };
+    assert!(m1 < m3 && m3 < m2 && m2 < m4);
+    let mut c = srv.connect().await;
+    c.line().await;
+    c.login(&srv).await;
+    c.select("INBOX").await;
+    check(
+        &mut c,
+        &format!(
+            "C: c1 SEARCH RETURN (MIN) 1:3 MODSEQ \"/flags/\\\\seen\" all 1
+             S: * OK [HIGHESTMODSEQ {m4}]...
+             S: * ESEARCH (TAG \"c1\") MIN 1 MODSEQ {m1}
+             S: c1 OK SEARCH completed
+             C: c2 SEARCH RETURN (MAX) 1:3 MODSEQ 1
+             S: * ESEARCH (TAG \"c2\") MAX 3 MODSEQ {m3}
+             S: c2 OK SEARCH completed
+             C: c3 SEARCH RETURN () 1:3 MODSEQ 1
+             S: * ESEARCH (TAG \"c3\") ALL 1:3 MODSEQ {m2}
+             S: c3 OK SEARCH completed
+             C: c4 SEARCH RETURN (MIN MAX) 2:3 MODSEQ 1
+             S: * ESEARCH (TAG \"c4\") MIN 2 MAX 3 MODSEQ {m2}
+             S: c4 OK SEARCH completed
+             C: c5 SEARCH RETURN (MIN MAX) 1,3 MODSEQ 1
+             S: * ESEARCH (TAG \"c5\") MIN 1 MAX 3 MODSEQ {m3}
+             S: c5 OK SEARCH completed
+             C: c6 UID SEARCH RETURN (MIN COUNT) 1:3 MODSEQ 1
+             S: * ESEARCH (TAG \"c6\") UID MIN 1 COUNT 3 MODSEQ {m2}
+             S: c6 OK UID SEARCH completed
+             C: c7 SEARCH RETURN (ALL) 2:3 MODSEQ {m2}
+             S: * ESEARCH (TAG \"c7\") ALL 2 MODSEQ {m2}
+             S: c7 OK SEARCH completed
+             C: c8 SEARCH RETURN (MIN) 1:3 MODSEQ {m4}
+             S: * ESEARCH (TAG \"c8\")
+             S: c8 OK SEARCH completed
+             C: c9 SEARCH 1:3 MODSEQ 1
+             S: * SEARCH 1 2 3 (MODSEQ {m2})
+             S: c9 OK SEARCH completed"
+        ),
+    )
+    .await;
+}
