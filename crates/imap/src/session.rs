@@ -470,7 +470,7 @@ impl Session {
             }
             CommandBody::Idle => idle::idle(self, tag).await,
             CommandBody::Create { mailbox } => {
-                let name = mailbox::mailbox_arg(self, &mailbox).map_err(mailbox::cannot_create)?;
+                let name = mailbox::new_name_arg(self, &mailbox)?;
                 mailbox::create(self, &name, &[]).await
             }
             CommandBody::Delete { mailbox } => {
@@ -478,8 +478,7 @@ impl Session {
                 mailbox::delete(self, &name).await
             }
             CommandBody::Rename { from, to } => {
-                let from = mailbox::mailbox_arg(self, &from)?;
-                let to = mailbox::mailbox_arg(self, &to).map_err(mailbox::cannot_create)?;
+                let (from, to) = (mailbox::mailbox_arg(self, &from)?, mailbox::new_name_arg(self, &to)?);
                 mailbox::rename(self, &from, &to).await
             }
             CommandBody::Subscribe { mailbox } => {
