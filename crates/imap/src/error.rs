@@ -142,6 +142,16 @@ impl From<StoreError> for ImapError {
     }
 }
 
+/// A name that is not modified UTF-7 (RFC 3501 §5.1.3) is no name any
+/// mailbox can have: a well-formed command naming it is refused with NO,
+/// not BAD. CREATE and RENAME's new name turn this into `[CANNOT]`
+/// (`cmd::mailbox::cannot_create`); LIST matches nothing (`list.rs`).
+impl From<crate::mutf7::Mutf7Error> for ImapError {
+    fn from(e: crate::mutf7::Mutf7Error) -> Self {
+        ImapError::no(Code::NonExistent, e.to_string())
+    }
+}
+
 /// COI hooks answer with the codes the COI clients expect (R9).
 impl From<coimail_coi::CoiError> for ImapError {
     fn from(e: coimail_coi::CoiError) -> Self {

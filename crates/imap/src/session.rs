@@ -470,7 +470,7 @@ impl Session {
             }
             CommandBody::Idle => idle::idle(self, tag).await,
             CommandBody::Create { mailbox } => {
-                let name = mailbox::mailbox_arg(self, &mailbox)?;
+                let name = mailbox::new_name_arg(self, &mailbox)?;
                 mailbox::create(self, &name, &[]).await
             }
             CommandBody::Delete { mailbox } => {
@@ -478,7 +478,7 @@ impl Session {
                 mailbox::delete(self, &name).await
             }
             CommandBody::Rename { from, to } => {
-                let (from, to) = (mailbox::mailbox_arg(self, &from)?, mailbox::mailbox_arg(self, &to)?);
+                let (from, to) = (mailbox::mailbox_arg(self, &from)?, mailbox::new_name_arg(self, &to)?);
                 mailbox::rename(self, &from, &to).await
             }
             CommandBody::Subscribe { mailbox } => {
@@ -528,7 +528,7 @@ impl Session {
             Extended::Append { mailbox, messages } => append::multiappend(self, &mailbox, messages).await,
             Extended::Notify(request) => crate::cmd::notify::notify(self, request).await,
             Extended::Create { mailbox, special_use } => {
-                let name = self.mailbox_name(&mailbox)?;
+                let name = self.mailbox_name(&mailbox).map_err(mailbox::cannot_create)?;
                 mailbox::create(self, &name, &special_use).await
             }
             Extended::List(args) => mailbox::list_extended(self, args),
@@ -559,7 +559,7 @@ impl Session {
         if self.utf8 || !wire.is_ascii() {
             return String::from_utf8(wire.to_vec()).map_err(|_| ImapError::bad("Mailbox name is not valid UTF-8"));
         }
-        crate::mutf7::decode(wire).map_err(|e| ImapError::bad(e.to_string()))
+        Ok(crate::mutf7::decode(wire)?)
     }
 }
 

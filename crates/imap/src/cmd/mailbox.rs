@@ -26,6 +26,21 @@ pub(crate) fn mailbox_arg(s: &Session, mailbox: &Mailbox<'_>) -> Result<String, 
     }
 }
 
+/// [`mailbox_arg`] for a mailbox to be created; see [`cannot_create`].
+pub(crate) fn new_name_arg(s: &Session, mailbox: &Mailbox<'_>) -> Result<String, ImapError> {
+    mailbox_arg(s, mailbox).map_err(cannot_create)
+}
+
+/// For CREATE and RENAME's new name: a name no mailbox can have (not
+/// modified UTF-7, see `error.rs`) cannot be created either, `NO [CANNOT]`
+/// (RFC 5530) rather than `[NONEXISTENT]`.
+pub(crate) fn cannot_create(e: ImapError) -> ImapError {
+    match e {
+        ImapError::No { code: Some(Code::NonExistent), text } => ImapError::No { code: Some(Code::Cannot), text },
+        other => other,
+    }
+}
+
 /// CREATE, with the RFC 6154 `USE` attributes in `special_use`.
 pub(crate) async fn create(s: &mut Session, name: &str, special_use: &[String]) -> CmdResult {
     let account = s.account().ok_or(ImapError::Closed)?.id;

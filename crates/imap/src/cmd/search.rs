@@ -87,7 +87,10 @@ async fn search(s: &mut Session, tag: &str, req: &Request, ret: Option<&[ReturnO
         }
     };
     let numbers: Vec<u32> = hits.iter().map(|h| if req.uid { h.meta.uid } else { h.seq }).collect();
-    let modseq = if req.key.uses_modseq() { hits.iter().map(|h| h.meta.modseq).max() } else { None };
+    // RFC 7162 §3.1.5: MODSEQ in the criteria asks for the highest
+    // mod-sequence of what is returned.
+    let modseqs: Vec<u64> =
+        if req.key.uses_modseq() { hits.iter().map(|h| h.meta.modseq).collect() } else { Vec::new() };
     let all = [ReturnOpt::All];
     let opts = match ret {
         // RFC 9051 §6.4.4: IMAP4rev2 answers SEARCH with ESEARCH ALL.
@@ -98,7 +101,7 @@ async fn search(s: &mut Session, tag: &str, req: &Request, ret: Option<&[ReturnO
         Some(opts) => Some(opts),
     };
     match opts {
-        None => esearch::write_search(s.conn.out(), &numbers, modseq),
+        None => esearch::write_search(s.conn.out(), &numbers, modseqs.iter().copied().max()),
         Some(opts) => {
             if save {
                 let uids: Vec<Uid> = hits.iter().map(|h| h.meta.uid).collect();
@@ -106,6 +109,7 @@ async fn search(s: &mut Session, tag: &str, req: &Request, ret: Option<&[ReturnO
             }
             // RFC 5182 §2.1: SAVE alone produces no ESEARCH response.
             if opts != [ReturnOpt::Save] {
+                let modseq = esearch::returned_modseq(opts, &modseqs);
                 esearch::write_esearch(s.conn.out(), tag, req.uid, opts, &numbers, modseq);
             }
         }

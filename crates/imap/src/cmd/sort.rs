@@ -9,7 +9,7 @@
 
 use super::search::doc::header_of;
 use super::search::eval::{Hit, map_bodies};
-use super::search::fold::fold;
+use super::search::fold::casemap_key;
 use super::search::parse::{Request, SortKey};
 use crate::mime::{Address, ParsedMessage};
 use crate::session::{CmdResult, Done, Session};
@@ -109,7 +109,7 @@ fn value(key: SortKey, h: &Hit, f: &Fields) -> Value {
         SortKey::Arrival => Value::Num(h.meta.internal_date),
         SortKey::Size => Value::Num(i64::try_from(h.meta.size).unwrap_or(i64::MAX)),
         SortKey::Date => Value::Num(f.sent_or(h.meta.internal_date)),
-        SortKey::Subject => Value::Text(fold(&base_subject(&f.subject).0)),
+        SortKey::Subject => Value::Text(casemap_key(&base_subject(&f.subject).0)),
         SortKey::From => Value::Text(mailbox_part(&f.from)),
         SortKey::To => Value::Text(mailbox_part(&f.to)),
         SortKey::Cc => Value::Text(mailbox_part(&f.cc)),
@@ -118,86 +118,120 @@ fn value(key: SortKey, h: &Hit, f: &Fields) -> Value {
     }
 }
 
-/// RFC 5256 §3 FROM/TO/CC: the `addr-mailbox` (local part) of the first
-/// address, compared case-insensitively; empty without one.
+/// RFC 5256 §3 FROM/TO/CC: the `addr-mailbox` (local part, unquoted) of
+/// the first address, compared with i;ascii-casemap; empty without one.
 fn mailbox_part(addr: &Option<Address>) -> String {
-    addr.as_ref().map(|a| fold(&a.mailbox)).unwrap_or_default()
+    addr.as_ref().map(|a| a.mailbox.to_ascii_uppercase()).unwrap_or_default()
 }
 
-/// RFC 5957 §3: the display name of the first address, or its addr-spec
-/// when it has none; compared with i;unicode-casemap.
+/// RFC 5957 §3: the display name of the first address (decoded), or its
+/// addr-spec when it has none; compared with i;unicode-casemap (see
+/// [`casemap_key`] for how far we go).
 fn display(addr: &Option<Address>) -> String {
     match addr {
-        Some(Address { name: Some(name), .. }) if !name.trim().is_empty() => fold(name.trim()),
-        Some(a) if a.host.is_empty() => fold(&a.mailbox),
-        Some(a) => fold(&format!("{}@{}", a.mailbox, a.host)),
+        Some(Address { name: Some(name), .. }) if !name.trim().is_empty() => casemap_key(name.trim()),
+        Some(a) if a.host.is_empty() => casemap_key(&a.mailbox),
+        Some(a) => casemap_key(&format!("{}@{}", a.mailbox, a.host)),
         None => String::new(),
     }
 }
 
 /// RFC 5256 §2.1: the base subject, and whether extracting it removed a
-/// reply or forward marker (`Re:`, `Fwd:`, `(fwd)`, `[fwd: ...]`).
+/// reply or forward marker (a `subj-refwd`, the `(fwd)` trailer or the
+/// `[fwd: ...]` wrapper: THREAD's "is a reply or forward").
+///
+/// `subject` must have its encoded-words decoded already (step 1's first
+/// half; `Fields::parse` does it), so that a `Re:` inside an encoded-word
+/// counts too.
 pub(crate) fn base_subject(subject: &str) -> (String, bool) {
-    // (1) Encoded-words are decoded already; whitespace runs become one space.
-    let mut s = subject.split_whitespace().collect::<Vec<_>>().join(" ");
+    // (1) Tabs and continuations become spaces, runs of spaces one space.
+    // Only these: other Unicode spaces (U+00A0, say) are subject text.
+    let mut s = subject.split([' ', '\t', '\r', '\n']).filter(|w| !w.is_empty()).collect::<Vec<_>>().join(" ");
     let mut reply = false;
     loop {
-        // (2) Trailers: "(fwd)" and white space.
-        loop {
-            if s.ends_with(' ') {
-                s.pop();
-            } else if s.len() >= 5 && s.get(s.len() - 5..).is_some_and(|t| t.eq_ignore_ascii_case("(fwd)")) {
-                s.truncate(s.len() - 5);
-                reply = true;
-            } else {
-                break;
-            }
+        // (2) Remove subj-trailers, as long as there are some.
+        while let Some((rest, fwd)) = subj_trailer(&s) {
+            reply |= fwd;
+            s.truncate(rest.len());
         }
-        // (3)-(5) Leaders and blobs, until none is left.
+        // (3)-(5) Remove subj-leaders, and subj-blobs that leave some text,
+        // until neither is left.
         loop {
-            if let Some(rest) = strip_leader(&s) {
+            if let Some((rest, refwd)) = subj_leader(&s) {
+                reply |= refwd;
                 s = rest.to_owned();
-                reply = true;
-            } else if let Some(rest) = s.strip_prefix(' ') {
-                s = rest.to_owned();
-            } else if let Some(rest) = strip_blob(&s).filter(|r| !r.is_empty()) {
+            } else if let Some(rest) = subj_blob(&s).filter(|r| !r.is_empty()) {
                 s = rest.to_owned();
             } else {
                 break;
             }
         }
-        // (6) "[fwd: ... ]" around the whole subject.
-        let wrapped = s.len() >= 6 && s.get(..5).is_some_and(|p| p.eq_ignore_ascii_case("[fwd:")) && s.ends_with(']');
-        if !wrapped {
-            return (s, reply);
+        // (6) A `subj-fwd-hdr ... subj-fwd-trl` wrapper: remove it, then
+        // start over from (2).
+        match subj_fwd(&s) {
+            Some(inner) => {
+                s = inner.to_owned();
+                reply = true;
+            }
+            // (7) What is left is the base subject.
+            None => return (s, reply),
         }
-        s = s.get(5..s.len() - 1).unwrap_or_default().to_owned();
-        reply = true;
     }
 }
 
-/// `subj-blob = "[" *BLOBCHAR "]" *WSP`: the text after one.
-fn strip_blob(s: &str) -> Option<&str> {
-    let rest = s.strip_prefix('[')?;
-    let close = rest.find([']', '['])?;
-    let rest = rest.get(close..)?.strip_prefix(']')?;
+/// `subj-trailer = "(fwd)" / WSP` at the end of `s`: the text before it,
+/// and whether it was `(fwd)`.
+fn subj_trailer(s: &str) -> Option<(&str, bool)> {
+    if let Some(rest) = s.strip_suffix([' ', '\t']) {
+        return Some((rest, false));
+    }
+    let cut = s.len().checked_sub("(fwd)".len())?;
+    let tail = s.get(cut..)?;
+    tail.eq_ignore_ascii_case("(fwd)").then(|| (s.get(..cut).unwrap_or_default(), true))
+}
+
+/// `subj-leader = (*subj-blob subj-refwd) / WSP` at the start of `s`: the
+/// text after it, and whether it held a `subj-refwd`.
+fn subj_leader(s: &str) -> Option<(&str, bool)> {
+    if let Some(rest) = s.strip_prefix([' ', '\t']) {
+        return Some((rest, false));
+    }
+    let mut rest = s;
+    while let Some(r) = subj_blob(rest) {
+        rest = r;
+    }
+    subj_refwd(rest).map(|r| (r, true))
+}
+
+/// `subj-refwd = ("re" / ("fw" ["d"])) *WSP [subj-blob] ":"` at the start
+/// of `s` (ABNF strings are case-insensitive): the text after it.
+fn subj_refwd(s: &str) -> Option<&str> {
+    let word = |w: &str| s.get(..w.len()).filter(|p| p.eq_ignore_ascii_case(w)).and_then(|_| s.get(w.len()..));
+    // "fwd" before "fw": the longer match, so that "fwd:" is not "fw" + "d:".
+    let rest = word("re").or_else(|| word("fwd")).or_else(|| word("fw"))?;
+    let rest = rest.trim_start_matches([' ', '\t']);
+    let rest = subj_blob(rest).unwrap_or(rest);
+    rest.strip_prefix(':')
+}
+
+/// `subj-blob = "[" *BLOBCHAR "]" *WSP` at the start of `s` (`BLOBCHAR`
+/// is anything but `[` and `]`): the text after it.
+fn subj_blob(s: &str) -> Option<&str> {
+    let inner = s.strip_prefix('[')?;
+    let close = inner.find([']', '['])?;
+    let rest = inner.get(close..)?.strip_prefix(']')?;
     Some(rest.trim_start_matches([' ', '\t']))
 }
 
-/// `subj-leader = *subj-blob subj-refwd`, `subj-refwd = ("re" / ("fw" ["d"])) *WSP [subj-blob] ":"`:
-/// the text after one.
-fn strip_leader(s: &str) -> Option<&str> {
-    let mut rest = s;
-    while let Some(r) = strip_blob(rest) {
-        rest = r;
+/// `subj-fwd = subj-fwd-hdr subject subj-fwd-trl`, `subj-fwd-hdr =
+/// "[fwd:"`, `subj-fwd-trl = "]"`, around the whole of `s`: the subject inside.
+fn subj_fwd(s: &str) -> Option<&str> {
+    let hdr = "[fwd:";
+    let head = s.get(..hdr.len())?;
+    if !head.eq_ignore_ascii_case(hdr) {
+        return None;
     }
-    let lower = rest.get(..3).unwrap_or(rest).to_ascii_lowercase();
-    let marker = ["fwd", "fw", "re"].into_iter().find(|m| lower.starts_with(m))?;
-    rest = rest.get(marker.len()..)?.trim_start_matches([' ', '\t']);
-    if let Some(r) = strip_blob(rest) {
-        rest = r;
-    }
-    rest.strip_prefix(':')
+    s.get(hdr.len()..)?.strip_suffix(']')
 }
 
 #[cfg(test)]

@@ -246,6 +246,26 @@ fn unquote(q: &[u8]) -> Vec<u8> {
     out
 }
 
+/// A local part as written (`"john doe"`, or obsolete `"a".b`) without its
+/// RFC 5322 quoting: the quotes removed and the quoted-pairs inside them
+/// resolved, as IMAP's `addr-mailbox` has it (RFC 3501 §9).
+pub(crate) fn unquote_local(local: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(local.len());
+    let (mut quoted, mut escaped) = (false, false);
+    for &b in local {
+        match b {
+            _ if escaped => {
+                out.push(b);
+                escaped = false;
+            }
+            b'\\' if quoted => escaped = true,
+            b'"' => quoted = !quoted,
+            _ => out.push(b),
+        }
+    }
+    out
+}
+
 fn non_empty(v: Vec<u8>) -> Option<Vec<u8>> {
     (!v.is_empty()).then_some(v)
 }
@@ -304,5 +324,13 @@ mod tests {
         assert_eq!(parse(b"Unclosed <a@b"), vec![mb(Some("Unclosed"), "a", "b")]);
         assert_eq!(parse(b"\"unterminated <a@b>"), vec![mb(None, "\"unterminated <a@b>", "")]);
         assert_eq!(parse(b"(only a comment)"), vec![]);
+    }
+
+    #[test]
+    fn local_parts_unquote() {
+        assert_eq!(unquote_local(b"\"john doe\""), b"john doe");
+        assert_eq!(unquote_local(b"\"a\".b"), b"a.b");
+        assert_eq!(unquote_local(b"\"q\\\"x\\\\\""), b"q\"x\\");
+        assert_eq!(unquote_local(b"plain\\x"), b"plain\\x");
     }
 }

@@ -32,6 +32,7 @@
 //! msg.headers();                    // Vec<(name, decoded value)>, all fields in order
 //! msg.raw_header();                 // &[u8]: the header as sent (blank line included)
 //! msg.addresses("From");            // Vec<Address { name, mailbox, host }>, names decoded, groups flattened
+//! msg.address_lists("To");          // Vec<String>: each To field as `Name <a@b>, group: c@d;` (SEARCH TO)
 //! msg.date();                       // Option<mail_parser::DateTime> of the Date field (.to_timestamp())
 //! msg.message_ids("References");    // Vec<String>: msg-ids without <>
 //! msg.text_parts();                 // Vec<TextPart>: every text/* leaf (nested messages too),

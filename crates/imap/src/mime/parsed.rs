@@ -22,7 +22,7 @@ pub(crate) struct ParsedMessage<'a> {
 pub(crate) struct Address {
     /// The display name with RFC 2047 encoded-words decoded.
     pub name: Option<String>,
-    /// The local part (RFC 5256 SORT FROM compares this one).
+    /// The local part without its quoting (RFC 5256 SORT FROM compares this one).
     pub mailbox: String,
     /// The domain; empty when the address has none.
     pub host: String,
@@ -95,11 +95,25 @@ impl<'a> ParsedMessage<'a> {
             .filter_map(|a| match a {
                 address::Addr::Mailbox(m) => Some(Address {
                     name: m.name.map(|n| decode::header_text(&n)),
-                    mailbox: decode::to_utf8(&m.mailbox, None),
+                    mailbox: decode::to_utf8(&address::unquote_local(&m.mailbox), None),
                     host: decode::to_utf8(&m.host, None),
                 }),
                 _ => None,
             })
+            .collect()
+    }
+
+    /// Every field called `name` as an address list the way SEARCH FROM,
+    /// TO, CC and BCC match it (RFC 3501 §6.4.4: "the envelope structure's
+    /// FROM field"): `Name <local@domain>` or `local@domain` per address,
+    /// `group: ...;` around group members, joined by `, `. Names are
+    /// decoded (RFC 2047), local parts unquoted, and comments and the
+    /// whitespace between tokens are gone, so `<a (x)@ (y) b.org>` is
+    /// `a@b.org`; the comment of a bare `a@b.org (Name)` is its name.
+    pub(crate) fn address_lists(&self, name: &str) -> Vec<String> {
+        header::fields(self.raw_header())
+            .filter(|f| f.name.eq_ignore_ascii_case(name.as_bytes()))
+            .map(|f| address_text(&address::parse(&header::unfold(f.value))))
             .collect()
     }
 
@@ -148,4 +162,42 @@ impl<'a> ParsedMessage<'a> {
             Kind::Leaf => {}
         }
     }
+}
+
+/// One address list as text; see [`ParsedMessage::address_lists`].
+fn address_text(list: &[address::Addr]) -> String {
+    let mut out = String::new();
+    let mut sep = "";
+    for a in list {
+        match a {
+            address::Addr::GroupStart(name) => {
+                out.push_str(sep);
+                out.push_str(&decode::header_text(name));
+                out.push(':');
+                sep = " ";
+            }
+            address::Addr::GroupEnd => {
+                out.push(';');
+                sep = ", ";
+            }
+            address::Addr::Mailbox(m) => {
+                out.push_str(sep);
+                sep = ", ";
+                let name = m.name.as_deref().map(decode::header_text);
+                if let Some(name) = &name {
+                    out.push_str(name);
+                    out.push_str(" <");
+                }
+                out.push_str(&decode::to_utf8(&address::unquote_local(&m.mailbox), None));
+                if !m.host.is_empty() {
+                    out.push('@');
+                    out.push_str(&decode::to_utf8(&m.host, None));
+                }
+                if name.is_some() {
+                    out.push('>');
+                }
+            }
+        }
+    }
+    out
 }

@@ -249,6 +249,17 @@ Content-Transfer-Encoding: base64\r\n\r\nPHA+SGk8L3A+\r\n--z\r\nContent-Type: im
 }
 
 #[test]
+fn address_lists_as_search_sees_them() {
+    let raw = "From: =?utf-8?q?J=C3=B6rg?= <joerg@x.de>, Team: b@y, \"Q\" <c@z>;, undisclosed:;\r\n\
+To: <user (comment)@ (comment) domain.org>\r\nTo: \"a b\"@x (Real\r\n Name), bare\r\nCc: (only a comment)\r\n\r\n";
+    let m = ParsedMessage::parse(raw.as_bytes());
+    assert_eq!(m.address_lists("from"), ["J\u{f6}rg <joerg@x.de>, Team: b@y, Q <c@z>;, undisclosed:;"]);
+    assert_eq!(m.address_lists("TO"), ["user@domain.org", "Real Name <a b@x>, bare"]);
+    assert_eq!(m.address_lists("Cc"), [""]);
+    assert!(m.address_lists("Bcc").is_empty());
+}
+
+#[test]
 fn unknown_transfer_encoding() {
     let raw = b"Content-Type: text/plain\r\nContent-Transfer-Encoding: x-uuencode\r\n\r\nbegin 644 x\r\n";
     let m = structure::parse(raw);

@@ -28,7 +28,7 @@
 use super::mailbox_arg;
 use crate::cmd::status;
 use crate::encode;
-use crate::error::ImapError;
+use crate::error::{Code, ImapError};
 use crate::session::{CmdResult, Done, MAX_NAME_WIRE, Session};
 use coimail_store::names::{MAX_NAME_BYTES, SEPARATOR};
 use coimail_store::{SpecialUse, StoreError};
@@ -105,7 +105,12 @@ enum Wanted {
 
 /// The reference and a pattern of LIST or LSUB as one pattern.
 fn full_pattern(s: &Session, reference: &str, wire: &[u8]) -> Result<Wanted, ImapError> {
-    let pattern = s.decode_name(wire, 2 * MAX_NAME_WIRE + 1)?;
+    let pattern = match s.decode_name(wire, 2 * MAX_NAME_WIRE + 1) {
+        Ok(pattern) => pattern,
+        // Not modified UTF-7: no mailbox name can match it.
+        Err(e) if names_nothing(&e) => return Ok(Wanted::Nothing),
+        Err(e) => return Err(e),
+    };
     if pattern.is_empty() {
         return Ok(Wanted::Root);
     }
@@ -115,6 +120,13 @@ fn full_pattern(s: &Session, reference: &str, wire: &[u8]) -> Result<Wanted, Ima
         return Err(ImapError::bad("LIST pattern too long"));
     }
     Ok(Wanted::Names(full))
+}
+
+/// Whether a name failed to decode because it is not modified UTF-7
+/// (`Session::decode_name` answers NONEXISTENT for that alone): as a LIST
+/// reference or pattern, it matches nothing.
+fn names_nothing(e: &ImapError) -> bool {
+    matches!(e, ImapError::No { code: Some(Code::NonExistent), .. })
 }
 
 /// RFC 3501 §6.3.8 (RFC 9051 §6.3.9): the reference is the context the
@@ -204,7 +216,10 @@ fn tree(s: &Session, subscribed: bool) -> Result<BTreeMap<String, Node>, ImapErr
 
 /// LIST in the RFC 3501 form.
 pub(crate) fn list(s: &mut Session, reference: &Mailbox<'_>, pattern: &ListMailbox<'_>) -> CmdResult {
-    let reference = mailbox_arg(s, reference)?;
+    let reference = match mailbox_arg(s, reference) {
+        Err(e) if names_nothing(&e) => return Ok(Done::ok("LIST completed")),
+        r => r?,
+    };
     let patterns = [list_mailbox_wire(pattern).to_vec()];
     run(s, &reference, &patterns, Selection::default(), &Returns::default(), false)
 }
@@ -215,7 +230,10 @@ pub(crate) fn list_extended(s: &mut Session, args: ListArgs) -> CmdResult {
         // RFC 5258 §3.1: RECURSIVEMATCH needs another selection option.
         return Err(ImapError::bad("RECURSIVEMATCH needs a base selection option"));
     }
-    let reference = s.mailbox_name(&args.reference)?;
+    let reference = match s.mailbox_name(&args.reference) {
+        Err(e) if names_nothing(&e) => return Ok(Done::ok("LIST completed")),
+        r => r?,
+    };
     run(s, &reference, &args.patterns, args.select, &args.ret, true)
 }
 
@@ -332,7 +350,10 @@ fn write_status(s: &mut Session, name: &str, items: &[StatusDataItemName]) -> Re
 /// is listed with `\Noselect` too (RFC 3501 §6.3.9).
 pub(crate) fn lsub(s: &mut Session, reference: &Mailbox<'_>, pattern: &ListMailbox<'_>) -> CmdResult {
     let account = s.account().ok_or(ImapError::Closed)?.id;
-    let reference = mailbox_arg(s, reference)?;
+    let reference = match mailbox_arg(s, reference) {
+        Err(e) if names_nothing(&e) => return Ok(Done::ok("LSUB completed")),
+        r => r?,
+    };
     let full = match full_pattern(s, &reference, list_mailbox_wire(pattern))? {
         Wanted::Names(full) => full,
         Wanted::Nothing => return Ok(Done::ok("LSUB completed")),

@@ -307,3 +307,50 @@ async fn subscribe_unsubscribe_and_lsub() {
     )
     .await;
 }
+
+/// A name that is not modified UTF-7 cannot name a mailbox: the command is
+/// well formed, so the answer is NO (or an empty LIST), never BAD.
+#[tokio::test]
+async fn names_that_are_not_modified_utf7_name_nothing() {
+    let srv = TestServer::start().await;
+    srv.store.create_mailbox(srv.account.id, "foo", None).await.unwrap();
+    let mut c = logged_in(&srv).await;
+    check(
+        &mut c,
+        "C: n1 SELECT \"foo&'\"
+         S: n1 NO [NONEXISTENT] ...
+         C: n2 EXAMINE foo&AGE
+         S: n2 NO [NONEXISTENT] ...
+         C: n3 STATUS \"foo&'\" (MESSAGES)
+         S: n3 NO [NONEXISTENT] ...
+         C: n4 DELETE \"foo&'\"
+         S: n4 NO [NONEXISTENT] ...
+         C: n5 RENAME \"foo&'\" bar
+         S: n5 NO [NONEXISTENT] ...
+         C: n6 CREATE \"foo&'\"
+         S: n6 NO [CANNOT] ...
+         C: n7 CREATE \"&AC8-x\"
+         S: n7 NO [CANNOT] ...
+         C: n8 RENAME foo \"foo&'\"
+         S: n8 NO [CANNOT] ...
+         C: n9 LIST \"\" \"foo&'\"
+         S: n9 OK LIST completed
+         C: n10 LIST \"\" \"*&'*\"
+         S: n10 OK LIST completed
+         C: n11 LIST \"foo&'\" *
+         S: n11 OK LIST completed
+         C: n12 LIST (SUBSCRIBED) \"\" (\"foo&'\" foo)
+         S: n12 OK LIST completed
+         C: n13 LSUB \"\" \"foo&'\"
+         S: n13 OK LSUB completed
+         C: n14 APPEND \"foo&'\" {1+}
+         C: x
+         S: n14 NO [NONEXISTENT] ...
+         C: n15 SUBSCRIBE \"foo&'\"
+         S: n15 NO [NONEXISTENT] ...
+         C: n16 LIST \"\" foo
+         S: * LIST (\\HasNoChildren) \"/\" \"foo\"
+         S: n16 OK LIST completed",
+    )
+    .await;
+}

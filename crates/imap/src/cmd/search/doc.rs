@@ -15,6 +15,9 @@ use super::keys::Day;
 use crate::mime::ParsedMessage;
 use std::cell::OnceCell;
 
+/// The fields FROM, TO, CC and BCC search, as `Key::Address` names them.
+const ADDRESS_FIELDS: [&str; 4] = ["from", "to", "cc", "bcc"];
+
 /// One header field: lower-case name, decoded and case-folded value.
 struct Field {
     name: String,
@@ -28,6 +31,8 @@ pub(crate) struct Doc<'a> {
     /// The whole message, for body keys.
     parsed: OnceCell<ParsedMessage<'a>>,
     fields: OnceCell<Vec<Field>>,
+    /// From, To, Cc and Bcc as address lists, folded (for FROM, TO, CC, BCC).
+    addresses: OnceCell<Vec<Field>>,
     /// Every field as `name: value\n`, folded (for TEXT).
     header_text: OnceCell<String>,
     body: OnceCell<String>,
@@ -41,6 +46,7 @@ impl<'a> Doc<'a> {
             header: OnceCell::new(),
             parsed: OnceCell::new(),
             fields: OnceCell::new(),
+            addresses: OnceCell::new(),
             header_text: OnceCell::new(),
             body: OnceCell::new(),
             sent: OnceCell::new(),
@@ -74,6 +80,26 @@ impl<'a> Doc<'a> {
     /// `needle`; an empty needle matches any such field.
     pub(crate) fn header_contains(&self, name: &str, needle: &str) -> bool {
         self.fields().iter().any(|f| f.name == name && f.value.contains(needle))
+    }
+
+    /// RFC 3501 §6.4.4 FROM, TO, CC, BCC: "the envelope structure's" field
+    /// contains `needle`. The parsed addresses are matched
+    /// (`ParsedMessage::address_lists`), not the field's text: a comment or
+    /// a fold may sit inside an address (`<a (x)@ (y) b.org>`), and the
+    /// address is still `a@b.org`.
+    pub(crate) fn address_contains(&self, name: &str, needle: &str) -> bool {
+        let lists = self.addresses.get_or_init(|| {
+            let mut lists = Vec::new();
+            for name in ADDRESS_FIELDS {
+                for value in self.header().address_lists(name) {
+                    let mut folded = String::new();
+                    fold_into(&value, &mut folded);
+                    lists.push(Field { name: name.to_owned(), value: folded });
+                }
+            }
+            lists
+        });
+        lists.iter().any(|f| f.name == name && f.value.contains(needle))
     }
 
     pub(crate) fn header_text_contains(&self, needle: &str) -> bool {

@@ -58,6 +58,21 @@ pub(crate) fn write_esearch(
     out.extend_from_slice(line.as_bytes());
 }
 
+/// RFC 7162 §3.1.5: the MODSEQ an ESEARCH reports is the highest
+/// mod-sequence of the messages it returns: those of MIN and MAX alone
+/// (the higher of the two with both), every match with ALL or COUNT.
+/// `modseqs` are the matches' mod-sequences in result order; `None` when
+/// nothing matched.
+pub(crate) fn returned_modseq(opts: &[ReturnOpt], modseqs: &[u64]) -> Option<u64> {
+    let has = |o| opts.contains(&o);
+    if has(ReturnOpt::All) || has(ReturnOpt::Count) {
+        return modseqs.iter().copied().max();
+    }
+    let min = modseqs.first().filter(|_| has(ReturnOpt::Min));
+    let max = modseqs.last().filter(|_| has(ReturnOpt::Max));
+    min.max(max).copied()
+}
+
 /// Ascending numbers as a sequence set: `1,2,3,5` becomes `1:3,5`.
 pub(crate) fn compact(numbers: &[u32]) -> String {
     let mut out = String::new();
@@ -127,6 +142,19 @@ mod tests {
         let mut out = Vec::new();
         write_search(&mut out, &[2, 9], Some(17));
         assert_eq!(out, b"* SEARCH 2 9 (MODSEQ 17)\r\n");
+    }
+
+    #[test]
+    fn modseq_of_what_is_returned() {
+        let modseqs = [7, 30, 12, 9];
+        assert_eq!(returned_modseq(&[Min], &modseqs), Some(7));
+        assert_eq!(returned_modseq(&[Max], &modseqs), Some(9));
+        assert_eq!(returned_modseq(&[Min, Max], &modseqs), Some(9));
+        assert_eq!(returned_modseq(&[Max, Min], &[10, 3]), Some(10));
+        assert_eq!(returned_modseq(&[All], &modseqs), Some(30));
+        assert_eq!(returned_modseq(&[Min, Count], &modseqs), Some(30));
+        assert_eq!(returned_modseq(&[Save, Max], &modseqs), Some(9));
+        assert_eq!(returned_modseq(&[Min, Max, All], &[]), None);
     }
 
     #[test]

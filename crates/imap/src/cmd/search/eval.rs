@@ -60,7 +60,7 @@ impl Cond {
             Cond::InternalBefore(t) => m.internal_date < *t,
             Cond::InternalFrom(t) => m.internal_date >= *t,
             Cond::ModSeq(min) => m.modseq >= *min,
-            Cond::Sent(..) | Cond::Header(..) | Cond::Body(_) | Cond::Text(_) => return None,
+            Cond::Sent(..) | Cond::Header(..) | Cond::Address(..) | Cond::Body(_) | Cond::Text(_) => return None,
         })
     }
 
@@ -74,6 +74,7 @@ impl Cond {
             // use INTERNALDATE, as RFC 5256 §2.2 does for sorting.
             Cond::Sent(when, day) => when.matches(doc.sent_day().unwrap_or_else(|| day_of(m.internal_date)), *day),
             Cond::Header(name, needle) => doc.header_contains(name, needle),
+            Cond::Address(name, needle) => doc.address_contains(name, needle),
             Cond::Body(needle) => doc.body_contains(needle),
             // RFC 3501 §6.4.4 TEXT: the header or the body.
             Cond::Text(needle) => doc.header_text_contains(needle) || doc.body_contains(needle),

@@ -60,6 +60,31 @@ pub(crate) fn fold(s: &str) -> String {
     out
 }
 
+/// A sort key for `s` under i;unicode-casemap (RFC 5051 §2), as far as we
+/// go without Unicode tables: each character is title-cased (here: its
+/// simple case folding, upper-cased when that is one character; the two
+/// differ only for the few digraphs like U+01C6, which still land in one
+/// class), and keys compare by code point. The canonical decomposition
+/// step is skipped, so `é` sorts after every ASCII letter instead of next
+/// to `e`. For ASCII this is exactly i;ascii-casemap (RFC 4790 §9.2):
+/// letters compare as upper case, so `_` (0x5F) sorts after `Z` (0x5A),
+/// not before `a`.
+pub(crate) fn casemap_key(s: &str) -> String {
+    if s.is_ascii() {
+        return s.to_ascii_uppercase();
+    }
+    s.chars()
+        .map(|c| {
+            let folded = fold_char(c);
+            let mut upper = folded.to_uppercase();
+            match (upper.next(), upper.next()) {
+                (Some(u), None) => u,
+                _ => folded,
+            }
+        })
+        .collect()
+}
+
 /// Appends `s` case-folded to `out`; ASCII text takes a fast path.
 pub(crate) fn fold_into(s: &str, out: &mut String) {
     if s.is_ascii() {
@@ -93,5 +118,14 @@ mod tests {
         assert_eq!(fold("İ"), "İ");
         // Cherokee: both cases land in the same class.
         assert_eq!(fold("\u{13a0}"), fold("\u{ab70}"));
+    }
+
+    #[test]
+    fn sort_keys_compare_as_upper_case() {
+        assert_eq!(casemap_key("a_b[Z]"), "A_B[Z]");
+        assert!(casemap_key("_") > casemap_key("z") && casemap_key("[x]") > casemap_key("b"));
+        assert_eq!(casemap_key("Gr\u{fc}\u{df}e \u{3c3}\u{3c2}"), "GR\u{dc}\u{df}E \u{3a3}\u{3a3}");
+        assert_eq!(casemap_key("\u{212a}elvin"), casemap_key("KELVIN"));
+        assert_eq!(casemap_key("\u{1c6}"), casemap_key("\u{1c4}"));
     }
 }

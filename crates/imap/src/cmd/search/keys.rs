@@ -74,8 +74,11 @@ pub(crate) enum Key {
     /// RFC 7162 §3.1.5: messages with a mod-sequence at least this.
     ModSeq(u64),
     /// A header field name and the substring its value must contain;
-    /// FROM, TO, CC, BCC and SUBJECT are this with the field name.
+    /// SUBJECT is this with the field name.
     Header(String, Vec<u8>),
+    /// FROM, TO, CC and BCC: an address field (lower-case name) and the
+    /// substring its addresses must contain.
+    Address(&'static str, Vec<u8>),
     Body(Vec<u8>),
     Text(Vec<u8>),
 }
@@ -138,6 +141,8 @@ pub(crate) enum Cond {
     ModSeq(u64),
     /// Lower-case field name, folded needle.
     Header(String, String),
+    /// Lower-case field name, folded needle (see `Doc::address_contains`).
+    Address(&'static str, String),
     Body(String),
     Text(String),
 }
@@ -182,6 +187,7 @@ pub(crate) fn bind(key: &Key, scope: &Scope<'_>) -> Result<Cond, ImapError> {
         Key::Younger(secs) => Cond::InternalFrom(scope.now - i64::from(*secs)),
         Key::ModSeq(m) => Cond::ModSeq(*m),
         Key::Header(name, value) => Cond::Header(name.to_ascii_lowercase(), text(value)?),
+        Key::Address(name, value) => Cond::Address(name, text(value)?),
         Key::Body(value) => Cond::Body(text(value)?),
         Key::Text(value) => Cond::Text(text(value)?),
     })

@@ -207,6 +207,7 @@ fn key(i: &[u8], depth: usize) -> Res<'_, Key> {
     let (rest, word) = take_while1(|b: u8| b.is_ascii_alphabetic()).parse(i)?;
     let flag = |name: &str, set: bool| Ok((rest, Key::Flag(name.into(), set)));
     let header = |name: &str| map(preceded(sp, astring), |v| Key::Header(name.into(), v)).parse(rest);
+    let address = |name: &'static str| map(preceded(sp, astring), |v| Key::Address(name, v)).parse(rest);
     let on_day = |f: fn(When, Day) -> Key, w: When| map(preceded(sp, date), move |d| f(w, d)).parse(rest);
     match word.to_ascii_uppercase().as_slice() {
         b"ALL" => Ok((rest, Key::All)),
@@ -226,11 +227,11 @@ fn key(i: &[u8], depth: usize) -> Res<'_, Key> {
         b"RECENT" => Ok((rest, Key::Recent)),
         b"NEW" => Ok((rest, Key::And(vec![Key::Recent, Key::Flag("\\Seen".into(), false)]))),
         b"OLD" => Ok((rest, Key::Not(Box::new(Key::Recent)))),
-        b"BCC" => header("bcc"),
-        b"CC" => header("cc"),
-        b"FROM" => header("from"),
+        b"BCC" => address("bcc"),
+        b"CC" => address("cc"),
+        b"FROM" => address("from"),
         b"SUBJECT" => header("subject"),
-        b"TO" => header("to"),
+        b"TO" => address("to"),
         b"HEADER" => map((sp, astring, sp, astring), |(_, name, _, v)| {
             Key::Header(String::from_utf8_lossy(&name).into_owned(), v)
         })

@@ -338,3 +338,119 @@ async fn expunges_by_others_wait_until_after_search() {
     let r = c.command("x2", "UID SEARCH ALL").await;
     assert_eq!(r, vec!["* SEARCH 2 4 5 6", "* 2 EXPUNGE", "x2 OK UID SEARCH completed"]);
 }
+
+/// FROM, TO, CC and BCC match the addresses (RFC 3501 §6.4.4: "the
+/// envelope structure's FROM field"), display names decoded, whatever
+/// comments, folds or quoting the field's text has around them.
+#[tokio::test]
+async fn address_keys_match_the_addresses() {
+    let srv = TestServer::start().await;
+    let messages = [
+        "From: user-from@domain.org\r\nTo: user-to@domain.org\r\nCc: user-cc@domain.org\r\nBcc: user-bcc@domain.org\r\n\r\n1\r\n",
+        "From: \"User From\" <user-from@domain.org>\r\nTo: RealTo <user-to@domain.org>\r\n\r\n2\r\n",
+        "From: <user-from (comment)@ (comment) domain.org>\r\nTo: <user-to@\r\n domain.org>\r\n\
+Cc: <user-cc (c)@domain.org>\r\nBcc: user-bcc @ domain.org\r\n\r\n3\r\n",
+        "From: user-from@domain.org (RealFrom)\r\n\r\n4\r\n",
+        "From: =?utf-8?q?J=C3=B6rg?= <joerg@x.org>\r\nTo: \"john doe\"@x.org\r\n\r\n5\r\n",
+        "To: groupname: groupuser1@domain.org, groupuser2@domain.org;,\r\n  groupname2: groupuser3@domain.org;\r\n\r\n6\r\n",
+    ];
+    for raw in messages {
+        append(&srv, raw, 1_704_196_800, &[]).await;
+    }
+    let mut c = srv.connect().await;
+    c.line().await;
+    c.login(&srv).await;
+    c.select("INBOX").await;
+    let rows: Vec<(&str, &str)> = vec![
+        ("FROM user-from@domain.org", "1 2 3 4"),
+        ("FROM USER-FROM@DOMAIN.ORG", "1 2 3 4"),
+        ("TO user-to@domain.org", "1 2 3"),
+        ("CC user-cc@domain.org", "1 3"),
+        ("BCC user-bcc@domain.org", "1 3"),
+        ("FROM ser-fro", "1 2 3 4"),
+        ("FROM \"user from\"", "2"),
+        ("FROM \"user from <user-from@\"", "2"),
+        ("TO realto", "2"),
+        // The comment of a bare address is its name; others are no part of it.
+        ("FROM realfrom", "4"),
+        ("FROM comment", ""),
+        ("HEADER FROM comment", "3"),
+        ("FROM \"J\u{f6}rg\"", "5"),
+        ("FROM \"j\u{d6}rg <joerg@x.org>\"", "5"),
+        ("FROM joerg@x.org", "5"),
+        ("FROM =?utf-8?", ""),
+        ("TO \"john doe@x.org\"", "5"),
+        ("TO groupname2", "6"),
+        ("TO groupuser3", "6"),
+        ("TO groupuser4", ""),
+        ("FROM \"\"", "1 2 3 4 5"),
+        ("BCC \"\"", "1 3"),
+    ];
+    table(&mut c, "SEARCH", &rows).await;
+    check(
+        &mut c,
+        "C: u1 SEARCH CHARSET UTF-8 FROM {5+}
+         C: J\u{f6}rg
+         S: * SEARCH 5
+         S: u1 OK SEARCH completed",
+    )
+    .await;
+}
+
+/// RFC 7162 §3.1.5: ESEARCH's MODSEQ is the highest mod-sequence of the
+/// messages returned: MIN's, MAX's, the higher of the two, or every
+/// match's with ALL or COUNT.
+#[tokio::test]
+async fn esearch_modseq_is_that_of_what_is_returned() {
+    let srv = TestServer::start().await;
+    for i in 1..=4 {
+        append(&srv, &format!("Subject: {i}\r\n\r\nx\r\n"), 1_704_196_800, &[]).await;
+    }
+    // \Seen in the order 1, 3, 2, 4: mod-sequences rise in that order.
+    let inbox = srv.store.mailbox(srv.account.id, "INBOX").unwrap().id;
+    let seen: Flags = ["\\Seen"].into_iter().collect();
+    for uid in [1, 3, 2, 4] {
+        srv.store.store_flags(srv.account.id, inbox, &[uid], coimail_store::FlagOp::Add, &seen).await.unwrap();
+    }
+    let modseq: Vec<u64> = srv.store.messages(srv.account.id, inbox).unwrap().iter().map(|m| m.modseq).collect();
+    let [m1, m2, m3, m4] = modseq[..] else { panic!("{modseq:?}") };
+    assert!(m1 < m3 && m3 < m2 && m2 < m4);
+    let mut c = srv.connect().await;
+    c.line().await;
+    c.login(&srv).await;
+    c.select("INBOX").await;
+    check(
+        &mut c,
+        &format!(
+            "C: c1 SEARCH RETURN (MIN) 1:3 MODSEQ \"/flags/\\\\seen\" all 1
+             S: * OK [HIGHESTMODSEQ {m4}]...
+             S: * ESEARCH (TAG \"c1\") MIN 1 MODSEQ {m1}
+             S: c1 OK SEARCH completed
+             C: c2 SEARCH RETURN (MAX) 1:3 MODSEQ 1
+             S: * ESEARCH (TAG \"c2\") MAX 3 MODSEQ {m3}
+             S: c2 OK SEARCH completed
+             C: c3 SEARCH RETURN () 1:3 MODSEQ 1
+             S: * ESEARCH (TAG \"c3\") ALL 1:3 MODSEQ {m2}
+             S: c3 OK SEARCH completed
+             C: c4 SEARCH RETURN (MIN MAX) 2:3 MODSEQ 1
+             S: * ESEARCH (TAG \"c4\") MIN 2 MAX 3 MODSEQ {m2}
+             S: c4 OK SEARCH completed
+             C: c5 SEARCH RETURN (MIN MAX) 1,3 MODSEQ 1
+             S: * ESEARCH (TAG \"c5\") MIN 1 MAX 3 MODSEQ {m3}
+             S: c5 OK SEARCH completed
+             C: c6 UID SEARCH RETURN (MIN COUNT) 1:3 MODSEQ 1
+             S: * ESEARCH (TAG \"c6\") UID MIN 1 COUNT 3 MODSEQ {m2}
+             S: c6 OK UID SEARCH completed
+             C: c7 SEARCH RETURN (ALL) 2:3 MODSEQ {m2}
+             S: * ESEARCH (TAG \"c7\") ALL 2 MODSEQ {m2}
+             S: c7 OK SEARCH completed
+             C: c8 SEARCH RETURN (MIN) 1:3 MODSEQ {m4}
+             S: * ESEARCH (TAG \"c8\")
+             S: c8 OK SEARCH completed
+             C: c9 SEARCH 1:3 MODSEQ 1
+             S: * SEARCH 1 2 3 (MODSEQ {m2})
+             S: c9 OK SEARCH completed"
+        ),
+    )
+    .await;
+}

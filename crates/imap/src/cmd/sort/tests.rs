@@ -19,6 +19,28 @@ fn base_subjects() {
         ("[a][b] Re: [c] FWD: [d]", "[d]", true),
         ("Re: [fwd: Re: deep (fwd)] (FWD)", "deep", true),
         ("Gr\u{fc}\u{df}e (fwd)", "Gr\u{fc}\u{df}e", true),
+        ("Re: [list] Fwd: hello (fwd)", "hello", true),
+        ("[fwd: Re: x]", "x", true),
+        ("Re:re: RE: x", "x", true),
+        ("[foo] Fwd: [bar] Re: fw: b (fWd)  (fwd)", "b", true),
+        ("Re: [FWD: c]", "c", true),
+        ("b (a)", "b (a)", false),
+        ("b(fwd)", "b", true),
+        // A blob is kept when removing it would leave nothing.
+        ("[a] [b]", "[b]", false),
+        ("Re: [xyz]", "[xyz]", true),
+        // subj-refwd is "re", "fw" or "fwd", then optional WSP and blob, then ":".
+        ("Fw : x", "x", true),
+        ("fWd [1]:x", "x", true),
+        ("Fwdd: x", "Fwdd: x", false),
+        ("Rex: x", "Rex: x", false),
+        ("Re [a] [b]: x", "Re [a] [b]: x", false),
+        ("[fwd:]", "", true),
+        ("[fwd: a] b", "b", false),
+        // Step (1): tabs and folds are spaces; other Unicode spaces are text.
+        ("Re:\ta \r\n\t b", "a b", true),
+        ("a\u{a0}\u{a0}b", "a\u{a0}\u{a0}b", false),
+        ("Re: caf\u{e9}", "caf\u{e9}", true),
     ];
     for (subject, base, reply) in cases {
         assert_eq!(base_subject(subject), (base.to_string(), reply), "{subject:?}");
@@ -118,4 +140,67 @@ async fn sort_keys() {
          S: u5 BAD Syntax error in SORT arguments at end of line",
     )
     .await;
+}
+
+const R1: &str = "From: \"Zoe\" <b_x@z.org>\r\nTo: me@x.org\r\nCc: \"Carl\" <Carl@x.org>, a@x.org\r\n\
+Subject: Re: [list] Fwd: hello (fwd)\r\nDate: Wed, 3 Jan 2024 10:00:00 +0000\r\n\r\nshort\r\n";
+const R2: &str = "From: anna@a.org\r\nTo: \"Bea\" <z@x.org>\r\nCc: bob@x.org\r\nSubject: [fwd: Re: x]\r\n\
+Date: Mon, 1 Jan 2024 10:00:00 +0000\r\n\r\nshort\r\n";
+const R3: &str = "From: =?utf-8?q?J=C3=B6rg?= <BZ@b.org>\r\nTo: \"\" <c@x.org>\r\nCc: undisclosed: b_x@x.org;\r\n\
+Subject: Re:re: RE: x\r\nDate: Tue, 2 Jan 2024 10:00:00 +0000\r\n\r\nshort\r\n";
+const R4: &str = "From: \"zz top\"@q.org\r\nSubject: =?utf-8?q?Re:_caf=C3=A9?=\r\n\
+Date: Tue, 2 Jan 2024 10:00:00 +0000\r\n\r\nshort\r\n";
+const R6: &str = "From: Amy <amy@a.org>\r\nCc: bz@x.org\r\nSubject: _under\r\n\
+Date: Fri, 5 Jan 2024 10:00:00 +0000\r\n\r\nshort\r\n";
+
+/// RFC 5256 §2.1 base subjects, RFC 5256 §3 address keys (i;ascii-casemap:
+/// `_` sorts after `Z`), RFC 5957 display keys, and REVERSE on each key
+/// alone: base subjects are `hello` (1, 5), `x` (2, 3), `café` (4) and
+/// `_under` (6); 1 and 5 also share their date, and 5 is the larger.
+#[tokio::test]
+async fn reverse_each_key_and_rfc5256_subjects() {
+    let r5 = format!(
+        "Cc: =?utf-8?q?Zed?= <carl@y.org>\r\nSubject: hello\r\nDate: Wed, 3 Jan 2024 10:00:00 +0000\r\n\r\n{}\r\n",
+        "x".repeat(300)
+    );
+    assert!(r5.len() > R1.len());
+    let srv = TestServer::start().await;
+    for raw in [R1, R2, R3, R4, &r5, R6] {
+        srv.store.append(srv.account.id, "INBOX", raw.as_bytes(), Flags::default(), 1_704_067_200).await.unwrap();
+    }
+    let mut c = srv.connect().await;
+    c.line().await;
+    c.login(&srv).await;
+    c.select("INBOX").await;
+    let rows = [
+        ("(SUBJECT)", "4 1 5 2 3 6"),
+        ("(REVERSE SUBJECT)", "6 2 3 1 5 4"),
+        ("(SUBJECT REVERSE DATE)", "4 1 5 3 2 6"),
+        ("(REVERSE SUBJECT REVERSE DATE)", "6 3 2 1 5 4"),
+        ("(REVERSE SUBJECT DATE)", "6 2 3 1 5 4"),
+        ("(DATE SUBJECT)", "2 4 3 1 5 6"),
+        ("(REVERSE DATE SUBJECT)", "6 1 5 4 3 2"),
+        ("(REVERSE DATE REVERSE SUBJECT)", "6 1 5 3 4 2"),
+        ("(REVERSE SUBJECT DATE REVERSE SIZE)", "6 2 3 5 1 4"),
+        ("(REVERSE SUBJECT DATE SIZE)", "6 2 3 1 5 4"),
+        // CC: "" BOB BZ B_X CARL CARL; a group's first member counts.
+        ("(CC)", "4 2 6 3 1 5"),
+        ("(REVERSE CC)", "1 5 3 6 2 4"),
+        ("(CC REVERSE SIZE)", "4 2 6 3 5 1"),
+        ("(REVERSE CC REVERSE SIZE)", "5 1 3 6 2 4"),
+        // FROM: "" AMY ANNA BZ B_X ZZ TOP (the local part unquoted).
+        ("(FROM)", "5 6 2 3 1 4"),
+        ("(REVERSE FROM)", "4 1 3 2 6 5"),
+        ("(TO)", "4 5 6 3 1 2"),
+        // DISPLAYFROM: "" AMY ANNA@A.ORG J\u{d6}RG (decoded) ZOE ZZ TOP@Q.ORG.
+        ("(DISPLAYFROM)", "5 6 2 3 1 4"),
+        ("(REVERSE DISPLAYFROM)", "4 1 3 2 6 5"),
+        // DISPLAYTO: an empty display name means the addr-spec.
+        ("(DISPLAYTO)", "4 5 6 2 3 1"),
+        ("(REVERSE DISPLAYTO)", "1 3 2 4 5 6"),
+    ];
+    for (i, (criteria, want)) in rows.iter().enumerate() {
+        let r = c.command(&format!("r{i}"), &format!("SORT {criteria} UTF-8 ALL")).await;
+        assert_eq!(r, vec![format!("* SORT {want}"), format!("r{i} OK SORT completed")], "{criteria}");
+    }
 }

@@ -40,14 +40,14 @@ fn every_rfc3501_key() {
     let cases: Vec<(&str, Key)> = vec![
         ("ALL", Key::All),
         ("ANSWERED", flag("\\Answered", true)),
-        ("BCC \"a b\"", Key::Header("bcc".into(), b"a b".to_vec())),
+        ("BCC \"a b\"", Key::Address("bcc", b"a b".to_vec())),
         ("BEFORE 1-Feb-1994", Key::Internal(When::Before, day(1994, 2, 1))),
         ("BODY word", Key::Body(b"word".to_vec())),
-        ("CC x", Key::Header("cc".into(), b"x".to_vec())),
+        ("CC x", Key::Address("cc", b"x".to_vec())),
         ("DELETED", flag("\\Deleted", true)),
         ("DRAFT", flag("\\Draft", true)),
         ("FLAGGED", flag("\\Flagged", true)),
-        ("FROM smith", Key::Header("from".into(), b"smith".to_vec())),
+        ("FROM smith", Key::Address("from", b"smith".to_vec())),
         ("HEADER X-Mailer \"\"", Key::Header("X-Mailer".into(), Vec::new())),
         ("KEYWORD $Chat", flag("$Chat", true)),
         ("LARGER 5000000000", Key::Larger(5_000_000_000)),
@@ -65,7 +65,7 @@ fn every_rfc3501_key() {
         ("SMALLER 100", Key::Smaller(100)),
         ("SUBJECT {5}\r\nhello", Key::Header("subject".into(), b"hello".to_vec())),
         ("TEXT {3+}\r\na\"b", Key::Text(b"a\"b".to_vec())),
-        ("TO \"q\\\"uote\"", Key::Header("to".into(), b"q\"uote".to_vec())),
+        ("TO \"q\\\"uote\"", Key::Address("to", b"q\"uote".to_vec())),
         ("UID 1:*", Key::Uid(SeqSet::Ranges(vec![(Num(1), Star)]))),
         ("UNANSWERED", flag("\\Answered", false)),
         ("UNDELETED", flag("\\Deleted", false)),
@@ -94,10 +94,10 @@ fn lists_nesting_and_charset() {
     assert_eq!(r.charset.as_deref(), Some(&b"UTF-8"[..]));
     let want = Key::And(vec![
         Key::Or(
-            Box::new(Key::Header("from".into(), b"a".to_vec())),
+            Box::new(Key::Address("from", b"a".to_vec())),
             Box::new(Key::And(vec![
-                Key::Header("to".into(), b"b".to_vec()),
-                Key::Not(Box::new(Key::Header("cc".into(), b"c".to_vec()))),
+                Key::Address("to", b"b".to_vec()),
+                Key::Not(Box::new(Key::Address("cc", b"c".to_vec()))),
             ])),
         ),
         flag("\\Seen", false),
