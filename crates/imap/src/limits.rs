@@ -434,11 +434,17 @@ mod tests {
         assert!(c.line().await.starts_with("a1 OK "));
         // 2-3: SELECT and FETCH.
         c.select("INBOX").await;
-        check(&mut c, "C: a2 FETCH 1 (UID FLAGS)\nS: * 1 FETCH (UID 1 FLAGS ())\nS: a2 OK FETCH completed").await;
+        check(&mut c, "C: a2 FETCH 1 (UID FLAGS)\nS: * 1 FETCH (UID 1 FLAGS (\\Recent))\nS: a2 OK FETCH completed")
+            .await;
         // 4: IDLE, a delivery, DONE.
         check(&mut c, "C: a3 IDLE\nS: + idling").await;
         srv.deliver(b"Subject: two\r\n\r\n2\r\n").await;
-        check(&mut c, "S: * 2 EXISTS\nC: DONE\nS: a3 OK IDLE terminated").await;
+        check(
+            &mut c,
+            "S: * 2 EXISTS\nC: DONE\nS: * 2 RECENT
+                                               S: a3 OK IDLE terminated",
+        )
+        .await;
         // 5-7: the rest of the burst, one of them a NO.
         check(
             &mut c,

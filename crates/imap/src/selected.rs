@@ -37,9 +37,19 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 /// One unsolicited response the session owes the client.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Update {
-    Expunge { seq: u32, uid: Uid },
+    Expunge {
+        seq: u32,
+        uid: Uid,
+    },
     Exists(u32),
-    Flags { seq: u32, uid: Uid, flags: Flags, modseq: ModSeq },
+    /// `* n RECENT` (IMAP4rev1 only), after the EXISTS that brought new messages.
+    Recent(u32),
+    Flags {
+        seq: u32,
+        uid: Uid,
+        flags: Flags,
+        modseq: ModSeq,
+    },
 }
 
 #[derive(Debug, Default)]
@@ -74,6 +84,11 @@ pub(crate) struct SelectedView {
     pin: Option<ViewPin>,
     /// Keywords the client knows from FLAGS / PERMANENTFLAGS.
     keywords: BTreeSet<String>,
+    /// UID ranges (inclusive) that are `\Recent` for this session
+    /// (RFC 3501 §2.3.2; the store decides which session gets them).
+    recent: Vec<(Uid, Uid)>,
+    /// The RECENT count the client was last told.
+    told_recent: u32,
 }
 
 /// A sequence set named a message sequence number that does not exist.
@@ -96,6 +111,50 @@ impl SelectedView {
             told: HashMap::new(),
             pin: None,
             keywords: keywords.iter().cloned().collect(),
+            recent: Vec::new(),
+            told_recent: 0,
+        }
+    }
+
+    /// UIDs from `from` up to (not including) `upto` are recent for this session.
+    pub(crate) fn add_recent(&mut self, from: Uid, upto: Uid) {
+        if from < upto {
+            self.recent.push((from, upto - 1));
+        }
+    }
+
+    pub(crate) fn is_recent(&self, uid: Uid) -> bool {
+        self.recent.iter().any(|&(a, b)| (a..=b).contains(&uid))
+    }
+
+    /// The recent ranges, for SEARCH RECENT / NEW / OLD.
+    pub(crate) fn recent_ranges(&self) -> &[(Uid, Uid)] {
+        &self.recent
+    }
+
+    /// The RECENT count, when it differs from what the client was last told
+    /// (RFC 3501 §7.3.2; as Dovecot, not repeated when unchanged).
+    pub(crate) fn recent_changed(&mut self) -> Option<u32> {
+        let n = self.recent_count();
+        (n != std::mem::replace(&mut self.told_recent, n)).then_some(n)
+    }
+
+    /// How many messages the view shows that are recent (RECENT).
+    pub(crate) fn recent_count(&self) -> u32 {
+        let count =
+            |&(a, b): &(Uid, Uid)| self.uids.partition_point(|&u| u <= b) - self.uids.partition_point(|&u| u < a);
+        self.recent.iter().map(count).sum::<usize>() as u32
+    }
+
+    /// `flags` as FETCH shows them for `uid`: with `\Recent` when the
+    /// message is recent for this session (IMAP4rev1; rev2 dropped it).
+    pub(crate) fn shown_flags<'f>(&self, uid: Uid, flags: &'f Flags, rev1: bool) -> std::borrow::Cow<'f, Flags> {
+        if rev1 && self.is_recent(uid) {
+            let mut f = flags.clone();
+            f.insert("\\Recent");
+            std::borrow::Cow::Owned(f)
+        } else {
+            std::borrow::Cow::Borrowed(flags)
         }
     }
 
@@ -353,6 +412,10 @@ impl SelectedView {
                 // `i - out.len()` messages are still ahead of this one.
                 out.push(Update::Expunge { seq: (i - out.len()) as u32 + 1, uid: *uid });
                 self.told.remove(uid);
+                if self.recent.iter().any(|&(a, b)| (a..=b).contains(uid)) {
+                    // The client counts an expunged recent message out itself.
+                    self.told_recent = self.told_recent.saturating_sub(1);
+                }
             }
         }
         self.uids.retain(|u| !gone.contains(u));
@@ -414,6 +477,7 @@ pub(crate) fn write_updates(out: &mut Vec<u8>, updates: &[Update], condstore: bo
         write_vanished(out, false, &std::mem::take(&mut vanished));
         match u {
             Update::Exists(n) => out.extend_from_slice(format!("* {n} EXISTS\r\n").as_bytes()),
+            Update::Recent(n) => out.extend_from_slice(format!("* {n} RECENT\r\n").as_bytes()),
             Update::Flags { seq, uid, flags, modseq } => {
                 crate::cmd::store::write_fetch(out, *seq, Some(*uid), Some(flags), condstore.then_some(*modseq));
             }

@@ -47,6 +47,7 @@ mod metadata;
 pub mod names;
 mod publish;
 mod quota;
+mod recent;
 mod reconcile;
 mod records;
 mod rename;
@@ -119,6 +120,8 @@ struct Inner {
     order: publish::CommitOrder,
     /// Expunged messages sessions may still show, and their body files (`retention.rs`).
     retention: retention::Retention,
+    /// Which messages are still `\Recent` (`recent.rs`).
+    recent: recent::RecentClaims,
     /// Serialises read-modify-write of index records (UID and modseq
     /// allocation). Held only around in-memory engine calls, never across I/O waits.
     write_lock: Mutex<()>,
@@ -176,6 +179,7 @@ impl Store {
                 bus: ChangeBus::default(),
                 order: publish::CommitOrder::default(),
                 retention: retention::Retention::default(),
+                recent: recent::RecentClaims::default(),
                 write_lock: Mutex::new(()),
                 visible: Mutex::new(HashMap::new()),
                 data_dir: data_dir.to_owned(),

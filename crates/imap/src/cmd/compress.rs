@@ -198,8 +198,10 @@ mod tests {
         srv.deliver(b"Subject: two\r\n\r\n2\r\n").await;
         let exists = tokio::time::timeout(Duration::from_millis(500), c.line()).await;
         assert_eq!(exists.expect("EXISTS within 500 ms with no client input"), "* 2 EXISTS");
+        assert_eq!(c.line().await, "* 2 RECENT");
         srv.deliver(b"Subject: three\r\n\r\n3\r\n").await;
         assert_eq!(tokio::time::timeout(Duration::from_millis(500), c.line()).await.unwrap(), "* 3 EXISTS");
+        assert_eq!(c.line().await, "* 3 RECENT");
         c.send("DONE").await;
         assert_eq!(c.line().await, "a3 OK IDLE terminated");
         let r = c.command("a4", "LOGOUT").await;

@@ -159,6 +159,7 @@ mod tests {
             &mut c,
             "C: a1 EXPUNGE
              S: * 2 EXISTS
+             S: * 2 RECENT
              S: a1 OK EXPUNGE completed
              C: a2 EXPUNGE
              S: * 2 EXPUNGE

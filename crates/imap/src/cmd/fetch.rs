@@ -287,6 +287,17 @@ async fn fetch_since(
                 view.announce(&meta.flags, s.conn.out());
             }
             let structure = l.structure.as_deref().unwrap_or(&empty);
+            let recent;
+            let meta = match &s.state {
+                State::Selected(_, view) if !s.rev2 && view.is_recent(meta.uid) => {
+                    recent = MessageMeta {
+                        flags: view.shown_flags(meta.uid, &meta.flags, true).into_owned(),
+                        ..meta.clone()
+                    };
+                    &recent
+                }
+                _ => meta,
+            };
             let msg = write::Msg { seq: l.seq, meta, raw: l.raw.as_deref(), structure };
             let wire = write::Wire { utf8: s.utf8, rev2: s.rev2 };
             write::message(s.conn.out(), &msg, &items, flags_changed, wire);

@@ -79,11 +79,12 @@ mod tests {
         let line = tokio::time::timeout(Duration::from_millis(100), c.line()).await.expect("EXISTS within 100 ms");
         assert_eq!(line, "* 2 EXISTS");
         assert!(started.elapsed() - delivered < Duration::from_millis(100));
+        assert_eq!(c.line().await, "* 2 RECENT");
 
         let inbox = srv.store.mailbox(srv.account.id, "INBOX").unwrap().id;
         let seen: coimail_store::Flags = ["\\Seen"].into_iter().collect();
         srv.store.store_flags(srv.account.id, inbox, &[1], coimail_store::FlagOp::Add, &seen).await.unwrap();
-        assert_eq!(c.line().await, "* 1 FETCH (FLAGS (\\Seen) UID 1)");
+        assert_eq!(c.line().await, "* 1 FETCH (FLAGS (\\Recent \\Seen) UID 1)");
         srv.store.expunge(srv.account.id, inbox, &[1]).await.unwrap();
         assert_eq!(c.line().await, "* 1 EXPUNGE");
 
@@ -114,6 +115,7 @@ mod tests {
             &mut c,
             "C: a1 NOOP
              S: * 2 EXISTS
+             S: * 2 RECENT
              S: a1 OK NOOP completed
              C: a2 NOOP
              S: a2 OK NOOP completed",
@@ -140,9 +142,10 @@ mod tests {
             "C: a1 FETCH 2 UID
              S: * 2 FETCH (UID 2)
              S: * 3 EXISTS
+             S: * 3 RECENT
              S: a1 OK FETCH completed
              C: a2 FETCH 1 (UID RFC822.SIZE FLAGS)
-             S: * 1 FETCH (UID 1 RFC822.SIZE 19 FLAGS ())
+             S: * 1 FETCH (UID 1 RFC822.SIZE 19 FLAGS (\\Recent))
              S: a2 OK FETCH completed
              C: a21 FETCH 1 BODY[TEXT]
              S: * 1 FETCH (BODY[TEXT] {3}\\r\\n1\\r\\n)

@@ -499,11 +499,27 @@ async fn report_selected(
     if view.has_pending() {
         let listing = view.listing(&s.ctx.store, account.id)?;
         let old_next = view.uid_next();
-        let updates = view.take_updates(listing.as_deref(), allow_expunge);
+        let mut updates = view.take_updates(listing.as_deref(), allow_expunge);
+        let rev1 = !s.rev2;
+        if view.uid_next() > old_next {
+            // New messages: recent for the first session told (RFC 3501 §2.3.2).
+            let claim = rev1 && !view.read_only;
+            let from = s.ctx.store.claim_recent(view.mailbox, view.uid_next(), claim);
+            view.add_recent(from.max(old_next), view.uid_next());
+            if rev1
+                && let Some(i) = updates.iter().position(|u| matches!(u, Update::Exists(_)))
+                && let Some(n) = view.recent_changed()
+            {
+                updates.insert(i + 1, Update::Recent(n));
+            }
+        }
         let out = s.conn.out();
-        for u in &updates {
-            if let Update::Flags { flags, .. } = u {
+        for u in &mut updates {
+            if let Update::Flags { uid, flags, .. } = u {
                 view.announce(flags, out);
+                if rev1 && view.is_recent(*uid) {
+                    flags.insert("\\Recent");
+                }
             }
         }
         write_updates(out, &updates, condstore, qresync);

@@ -145,6 +145,7 @@ mod tests {
             "C: a1 APPEND INBOX {1+}
              C: y
              S: * 2 EXISTS
+             S: * 2 RECENT
              S: a1 OK [APPENDUID ...
              C: a2 APPEND INBOX {1+}
              C: z

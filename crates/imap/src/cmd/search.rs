@@ -131,6 +131,7 @@ pub(crate) async fn find(s: &Session, req: &Request) -> Result<Vec<Hit>, ImapErr
         exists: pairs.len() as u32,
         last_uid: pairs.last().map_or(0, |p| p.1),
         saved: s.saved_search.as_deref().unwrap_or_default(),
+        recent: view.recent_ranges(),
         now: now(),
     };
     let cond = keys::bind(&req.key, &scope)?;

@@ -44,12 +44,17 @@ pub(crate) fn select(
     let (snap, pin) = s.ctx.store.pinned_snapshot(account.id, &name)?;
     let info = snap.info;
     let first_unseen = snap.first_unseen;
-    let view = SelectedView::new(&info, read_only, snap.uids, &snap.keywords).with_pin(pin);
+    let mut view = SelectedView::new(&info, read_only, snap.uids, &snap.keywords).with_pin(pin);
+    if !s.rev2 {
+        // RFC 3501 §2.3.2: a read-write session takes the recent messages
+        // for itself; EXAMINE only looks (IMAP4rev2 has no \Recent).
+        let from = s.ctx.store.claim_recent(info.id, view.uid_next(), !read_only);
+        view.add_recent(from, view.uid_next());
+    }
     let mut r = flags_line(view.keywords());
     r.push_str(&format!("* {} EXISTS\r\n", view.exists()));
     if !s.rev2 {
-        // IMAP4rev1 requires RECENT; we never mark messages \Recent.
-        r.push_str("* 0 RECENT\r\n");
+        r.push_str(&format!("* {} RECENT\r\n", view.recent_changed().unwrap_or(0)));
         if let Some(seq) = first_unseen.and_then(|uid| view.seq_of(uid)) {
             r.push_str(&format!("* OK [UNSEEN {seq}] First unseen message\r\n"));
         }
@@ -103,6 +108,8 @@ pub(crate) fn unselect(s: &mut Session) -> CmdResult {
 }
 
 mod qresync;
+#[cfg(test)]
+mod tests_recent;
 
 #[cfg(test)]
 mod tests {
@@ -123,7 +130,7 @@ mod tests {
                 "C: a1 SELECT inbox
                  S: * FLAGS (\\Answered \\Flagged \\Deleted \\Seen \\Draft)
                  S: * 2 EXISTS
-                 S: * 0 RECENT
+                 S: * 2 RECENT
                  S: * OK [UNSEEN 1] First unseen message
                  S: * OK [UIDVALIDITY {v}] UIDs valid
                  S: * OK [UIDNEXT 3] Predicted next UID

@@ -2,9 +2,9 @@
 //! SIZE (STATUS=SIZE, RFC 8438), HIGHESTMODSEQ (RFC 7162 §3.1.8) and
 //! DELETED-STORAGE (RFC 9208 §5.1).
 //!
-//! Every figure comes from counters the store keeps per mailbox, so STATUS
-//! costs the same for ten messages as for a million. RECENT is always 0:
-//! coimail never sets `\Recent` (RFC 9051 dropped it).
+//! Every figure but RECENT comes from counters the store keeps per mailbox,
+//! so STATUS costs the same for ten messages as for a million. RECENT
+//! counts the messages no session has claimed yet (store `recent.rs`).
 
 use crate::encode;
 use crate::error::ImapError;
@@ -20,17 +20,20 @@ pub(crate) fn status(s: &mut Session, mailbox: &Mailbox<'_>, items: &[StatusData
         Mailbox::Other(o) => s.mailbox_name(o.as_ref())?,
     };
     let st = s.ctx.store.mailbox_status(account, &name)?;
-    write_status(s, &st, items);
+    write_status(s, &st, items)?;
     Ok(Done::ok("STATUS completed"))
 }
 
 /// `* STATUS "name" (items)`: for STATUS, and for LIST-STATUS (RFC 5819).
-pub(crate) fn write_status(s: &mut Session, st: &MailboxStatus, items: &[StatusDataItemName]) {
+pub(crate) fn write_status(s: &mut Session, st: &MailboxStatus, items: &[StatusDataItemName]) -> Result<(), ImapError> {
     let mut parts = Vec::with_capacity(items.len());
     for item in items {
         parts.push(match item {
             StatusDataItemName::Messages => format!("MESSAGES {}", st.messages),
-            StatusDataItemName::Recent => "RECENT 0".to_owned(),
+            StatusDataItemName::Recent => {
+                let account = s.account().ok_or(ImapError::Closed)?.id;
+                format!("RECENT {}", s.ctx.store.recent_count(account, st.id)?)
+            }
             StatusDataItemName::UidNext => format!("UIDNEXT {}", st.uid_next),
             StatusDataItemName::UidValidity => format!("UIDVALIDITY {}", st.uid_validity),
             StatusDataItemName::Unseen => format!("UNSEEN {}", st.unseen),
@@ -52,6 +55,7 @@ pub(crate) fn write_status(s: &mut Session, st: &MailboxStatus, items: &[StatusD
     out.extend_from_slice(b" (");
     out.extend_from_slice(parts.join(" ").as_bytes());
     out.extend_from_slice(b")\r\n");
+    Ok(())
 }
 
 #[cfg(test)]

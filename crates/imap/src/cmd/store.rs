@@ -76,7 +76,7 @@ pub(crate) async fn store(s: &mut Session, args: StoreArgs<'_>) -> CmdResult {
     move_seen_chats(s, account, mailbox, &result.seen_gained).await;
 
     let silent = args.response == StoreResponse::Silent;
-    let (condstore, uid_form) = (s.condstore, args.uid);
+    let (condstore, uid_form, rev1) = (s.condstore, args.uid, !s.rev2);
     let State::Selected(_, view) = &mut s.state else { return Err(ImapError::Closed) };
     let out = s.conn.out();
     if op != FlagOp::Remove && !result.changed.is_empty() {
@@ -93,7 +93,8 @@ pub(crate) async fn store(s: &mut Session, args: StoreArgs<'_>) -> CmdResult {
         if !silent {
             view.announce(flags, out);
         }
-        let shown = (!silent).then_some(flags);
+        let flags = view.shown_flags(*u, flags, rev1);
+        let shown = (!silent).then_some(flags.as_ref());
         write_fetch(out, seq, uid_form.then_some(*u), shown, condstore.then_some(*modseq));
     }
     if !result.modified.is_empty() {

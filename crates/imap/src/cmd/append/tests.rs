@@ -81,6 +81,7 @@ async fn append_to_the_selected_mailbox_reports_exists_before_ok() {
         "C: a1 APPEND INBOX {3+}
          C: abc
          S: * 2 EXISTS
+         S: * 2 RECENT
          S: a1 OK [APPENDUID ...
          C: a2 FETCH 2 UID
          S: * 2 FETCH (UID 2)
@@ -115,6 +116,7 @@ async fn multiappend_is_one_commit_or_nothing() {
         &mut c,
         &format!(
             "S: * 3 EXISTS
+             S: * 3 RECENT
              S: a3 OK [APPENDUID {} 1:3] APPEND completed",
             inbox.uid_validity
         ),
@@ -170,6 +172,7 @@ async fn pipelined_appends_are_one_commit_answered_in_order() {
         &mut c,
         &format!(
             "S: * 3 EXISTS
+             S: * 3 RECENT
              S: a1 OK [APPENDUID {v} 1] APPEND completed
              S: a2 OK [APPENDUID {v} 2] APPEND completed
              S: a3 OK [APPENDUID {v} 3] APPEND completed"
@@ -210,6 +213,7 @@ async fn pipelined_appends_fail_one_by_one_and_what_follows_runs_after() {
         &mut c,
         &format!(
             "S: * 3 EXISTS
+             S: * 3 RECENT
              S: a1 OK [APPENDUID {v} 1] APPEND completed
              S: a2 NO [TRYCREATE] Mailbox Nope does not exist
              S: a3 BAD Cannot set flag \\Bogus
@@ -217,11 +221,13 @@ async fn pipelined_appends_fail_one_by_one_and_what_follows_runs_after() {
              S: a5 OK [APPENDUID {v} 2:3] APPEND completed
              S: a6 BAD Syntax error in APPEND arguments
              S: * 4 EXISTS
+             S: * 4 RECENT
              S: a7 OK [APPENDUID {v} 4] APPEND completed
              S: a8 OK NOOP completed
              S: + Ready for literal data
              C: q
              S: * 5 EXISTS
+             S: * 5 RECENT
              S: a9 OK [APPENDUID {v} 5] APPEND completed"
         ),
     )

@@ -33,6 +33,8 @@ async fn copy_answers_copyuid_and_keeps_flags() {
         &mut c,
         &format!(
             "C: a1 STORE 2 +FLAGS.SILENT (\\Flagged $Chat)
+             S: * FLAGS (\\Answered \\Flagged \\Deleted \\Seen \\Draft $Chat)
+             S: * OK [PERMANENTFLAGS ...
              S: a1 OK STORE completed
              C: a2 COPY 2:3,1 Archive
              S: a2 OK [COPYUID {v} 1:3 1:3] COPY completed
@@ -66,6 +68,7 @@ async fn copy_into_the_selected_mailbox_reports_exists() {
         &format!(
             "C: a1 COPY 1:* INBOX
              S: * 4 EXISTS
+             S: * 4 RECENT
              S: a1 OK [COPYUID {v} 1:2 3:4] COPY completed"
         ),
     )
@@ -135,6 +138,7 @@ async fn move_within_the_selected_mailbox_and_from_a_read_only_one() {
              S: * OK [COPYUID {v} 1 3] Moved
              S: * 1 EXPUNGE
              S: * 2 EXISTS
+             S: * 2 RECENT
              S: a1 OK MOVE completed
              C: a2 EXAMINE INBOX
              S: * OK [CLOSED] Previous mailbox closed

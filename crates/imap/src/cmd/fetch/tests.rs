@@ -28,10 +28,10 @@ async fn fetch_attributes_and_bodies() {
         &mut c,
         &format!(
             "C: a1 FETCH 1 (UID RFC822.SIZE FLAGS INTERNALDATE)
-             S: * 1 FETCH (UID 1 RFC822.SIZE {} FLAGS () INTERNALDATE \"14-Nov-2023 22:13:20 +0000\")
+             S: * 1 FETCH (UID 1 RFC822.SIZE {} FLAGS (\\Recent) INTERNALDATE \"14-Nov-2023 22:13:20 +0000\")
              S: a1 OK FETCH completed
              C: a2 FETCH 1 FAST
-             S: * 1 FETCH (FLAGS () INTERNALDATE \"14-Nov-2023 22:13:20 +0000\" RFC822.SIZE {})
+             S: * 1 FETCH (FLAGS (\\Recent) INTERNALDATE \"14-Nov-2023 22:13:20 +0000\" RFC822.SIZE {})
              S: a2 OK FETCH completed",
             MSG.len(),
             MSG.len()
@@ -45,12 +45,12 @@ async fn fetch_attributes_and_bodies() {
     assert!(!flags_in_store(&srv).await.contains("\\Seen"), "PEEK must not set \\Seen");
 
     c.send("a4 FETCH 1 BODY[]").await;
-    assert_eq!(c.response().await, body_response(1, "BODY[]", MSG, " FLAGS (\\Seen)"));
+    assert_eq!(c.response().await, body_response(1, "BODY[]", MSG, " FLAGS (\\Recent \\Seen)"));
     assert_eq!(c.line().await, "a4 OK FETCH completed");
     assert!(flags_in_store(&srv).await.contains("\\Seen"));
 
     c.send("a5 FETCH 1 (FLAGS BODY[]<2.5>)").await;
-    assert_eq!(c.response().await, body_response(1, "FLAGS (\\Seen) BODY[]<2>", b"om: b", ""));
+    assert_eq!(c.response().await, body_response(1, "FLAGS (\\Recent \\Seen) BODY[]<2>", b"om: b", ""));
     assert_eq!(c.line().await, "a5 OK FETCH completed");
 
     c.send("a6 FETCH 1 (BODY.PEEK[HEADER.FIELDS (subject X-Long)] BODY.PEEK[TEXT] BODY[]<1000.10>)").await;
@@ -71,7 +71,7 @@ async fn fetch_attributes_and_bodies() {
         "C: a8 NOOP
          S: a8 OK NOOP completed
          C: a9 UID FETCH 1 FLAGS
-         S: * 1 FETCH (UID 1 FLAGS (\\Seen))
+         S: * 1 FETCH (UID 1 FLAGS (\\Recent \\Seen))
          S: a9 OK FETCH completed",
     )
     .await;
@@ -105,7 +105,7 @@ async fn seen_is_set_only_on_bodies_that_were_read() {
     c.login(&srv).await;
     c.select("INBOX").await;
     c.send("a1 FETCH 1:2 BODY[]").await;
-    assert_eq!(c.response().await, body_response(1, "BODY[]", MSG, " FLAGS (\\Seen)"));
+    assert_eq!(c.response().await, body_response(1, "BODY[]", MSG, " FLAGS (\\Recent \\Seen)"));
     assert!(c.line().await.starts_with("a1 NO [SERVERBUG] "));
     let flags: Vec<bool> =
         srv.store.messages(srv.account.id, inbox).unwrap().iter().map(|m| m.flags.contains("\\Seen")).collect();
@@ -143,9 +143,9 @@ async fn sequence_sets_with_star_and_reversed_ranges() {
          C: a5 FETCH 0 UID
          S: a5 BAD Syntax error in FETCH arguments
          C: a6 UID FETCH 4:2 FLAGS
-         S: * 2 FETCH (UID 2 FLAGS ())
-         S: * 3 FETCH (UID 3 FLAGS ())
-         S: * 4 FETCH (UID 4 FLAGS ())
+         S: * 2 FETCH (UID 2 FLAGS (\\Recent))
+         S: * 3 FETCH (UID 3 FLAGS (\\Recent))
+         S: * 4 FETCH (UID 4 FLAGS (\\Recent))
          S: a6 OK FETCH completed
          C: a7 UID FETCH 10:* UID
          S: * 5 FETCH (UID 5)

@@ -36,8 +36,8 @@ async fn enable_condstore_puts_modseq_in_every_fetch() {
         &mut c,
         &format!(
             "C: a2 FETCH 1:2 (UID FLAGS)
-             S: * 1 FETCH (UID 1 FLAGS () MODSEQ ({}))
-             S: * 2 FETCH (UID 2 FLAGS () MODSEQ ({}))
+             S: * 1 FETCH (UID 1 FLAGS (\\Recent) MODSEQ ({}))
+             S: * 2 FETCH (UID 2 FLAGS (\\Recent) MODSEQ ({}))
              S: a2 OK FETCH completed",
             m[0].modseq, m[1].modseq
         ),
@@ -48,7 +48,7 @@ async fn enable_condstore_puts_modseq_in_every_fetch() {
     let r = String::from_utf8(c.response().await).unwrap();
     let seen = messages(&srv)[0].modseq;
     assert!(seen > m[0].modseq);
-    assert_eq!(r, format!("* 1 FETCH (BODY[TEXT] {{8}}\r\nbody 1\r\n MODSEQ ({seen}) FLAGS (\\Seen))"));
+    assert_eq!(r, format!("* 1 FETCH (BODY[TEXT] {{8}}\r\nbody 1\r\n MODSEQ ({seen}) FLAGS (\\Recent \\Seen))"));
     assert_eq!(c.line().await, "a3 OK FETCH completed");
     // Another session's change arrives with its MODSEQ (RFC 7162 §3.1).
     flag(&srv, &[2], "\\Flagged").await;
@@ -57,7 +57,7 @@ async fn enable_condstore_puts_modseq_in_every_fetch() {
         &mut c,
         &format!(
             "C: a4 NOOP
-             S: * 2 FETCH (FLAGS (\\Flagged) UID 2 MODSEQ ({flagged}))
+             S: * 2 FETCH (FLAGS (\\Flagged \\Recent) UID 2 MODSEQ ({flagged}))
              S: a4 OK NOOP completed"
         ),
     )
@@ -73,14 +73,14 @@ async fn fetch_modseq_and_select_condstore_turn_it_on() {
         &mut c,
         &format!(
             "C: a1 FETCH 1 (FLAGS)
-             S: * 1 FETCH (FLAGS ())
+             S: * 1 FETCH (FLAGS (\\Recent))
              S: a1 OK FETCH completed
              C: a2 FETCH 1 (MODSEQ)
              S: * OK [HIGHESTMODSEQ {m}] Highest
              S: * 1 FETCH (MODSEQ ({m}))
              S: a2 OK FETCH completed
              C: a3 FETCH 1 (FLAGS)
-             S: * 1 FETCH (FLAGS () MODSEQ ({m}))
+             S: * 1 FETCH (FLAGS (\\Recent) MODSEQ ({m}))
              S: a3 OK FETCH completed"
         ),
     )
@@ -124,13 +124,13 @@ async fn changedsince_returns_only_what_changed() {
         &mut c,
         &format!(
             "C: a0 NOOP
-             S: * 2 FETCH (FLAGS (\\Answered) UID 2)
-             S: * 4 FETCH (FLAGS (\\Flagged) UID 4)
+             S: * 2 FETCH (FLAGS (\\Answered \\Recent) UID 2)
+             S: * 4 FETCH (FLAGS (\\Flagged \\Recent) UID 4)
              S: a0 OK NOOP completed
              C: a1 FETCH 1:* (FLAGS) (CHANGEDSINCE {since})
              S: * OK [HIGHESTMODSEQ ...
-             S: * 2 FETCH (FLAGS (\\Answered) MODSEQ ({m2}))
-             S: * 4 FETCH (FLAGS (\\Flagged) MODSEQ ({m4}))
+             S: * 2 FETCH (FLAGS (\\Answered \\Recent) MODSEQ ({m2}))
+             S: * 4 FETCH (FLAGS (\\Flagged \\Recent) MODSEQ ({m4}))
              S: a1 OK FETCH completed
              C: a2 UID FETCH 1:3 (FLAGS) (CHANGEDSINCE {m2})
              S: a2 OK FETCH completed

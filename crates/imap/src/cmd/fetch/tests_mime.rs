@@ -49,10 +49,10 @@ async fn envelope_body_and_bodystructure() {
              S: * 1 FETCH (ENVELOPE {ENVELOPE} BODY {BODY} BODYSTRUCTURE {BODYSTRUCTURE})
              S: a1 OK FETCH completed
              C: a2 FETCH 1 ALL
-             S: * 1 FETCH (FLAGS () INTERNALDATE \"14-Nov-2023 22:13:20 +0000\" RFC822.SIZE {size} ENVELOPE {ENVELOPE})
+             S: * 1 FETCH (FLAGS (\\Recent) INTERNALDATE \"14-Nov-2023 22:13:20 +0000\" RFC822.SIZE {size} ENVELOPE {ENVELOPE})
              S: a2 OK FETCH completed
              C: a3 FETCH 1 FULL
-             S: * 1 FETCH (FLAGS () INTERNALDATE \"14-Nov-2023 22:13:20 +0000\" RFC822.SIZE {size} ENVELOPE {ENVELOPE} BODY {BODY})
+             S: * 1 FETCH (FLAGS (\\Recent) INTERNALDATE \"14-Nov-2023 22:13:20 +0000\" RFC822.SIZE {size} ENVELOPE {ENVELOPE} BODY {BODY})
              S: a3 OK FETCH completed
              C: a4 UID FETCH 1 (MODSEQ)
              S: * OK [HIGHESTMODSEQ ...
@@ -82,10 +82,10 @@ async fn every_body_section_form() {
              S: * 1 FETCH (BODY[HEADER]<{header_end}> {} RFC822.HEADER {})
              S: a3 OK FETCH completed
              C: a4 FETCH 1 (FLAGS)
-             S: * 1 FETCH (FLAGS ())
+             S: * 1 FETCH (FLAGS (\\Recent))
              S: a4 OK FETCH completed
              C: a5 FETCH 1 BODY[1]
-             S: * 1 FETCH (BODY[1] {} FLAGS (\\Seen))
+             S: * 1 FETCH (BODY[1] {} FLAGS (\\Recent \\Seen))
              S: a5 OK FETCH completed",
             lit("caf=C3=A9"),
             lit(mime1),
@@ -128,7 +128,7 @@ async fn binary_and_binary_size() {
     .await;
     // NUL in decoded content: literal8 (RFC 3516 §4.2); BINARY sets \Seen.
     c.send("b1 FETCH 1 BINARY[2]").await;
-    assert_eq!(c.response().await, b"* 1 FETCH (BINARY[2] ~{3}\r\n\x00\x01\x02 FLAGS (\\Seen))");
+    assert_eq!(c.response().await, b"* 1 FETCH (BINARY[2] ~{3}\r\n\x00\x01\x02 FLAGS (\\Recent \\Seen))");
     assert_eq!(c.line().await, "b1 OK FETCH completed");
 }
 
@@ -192,7 +192,7 @@ async fn warm_structure_items_read_no_file() {
         &mut c,
         &format!(
             "C: a2 FETCH 1 (UID FLAGS RFC822.SIZE ENVELOPE BODYSTRUCTURE)
-             S: * 1 FETCH (UID 1 FLAGS () RFC822.SIZE {} ENVELOPE {ENVELOPE} BODYSTRUCTURE {BODYSTRUCTURE})
+             S: * 1 FETCH (UID 1 FLAGS (\\Recent) RFC822.SIZE {} ENVELOPE {ENVELOPE} BODYSTRUCTURE {BODYSTRUCTURE})
              S: a2 OK FETCH completed
              C: a3 FETCH 1 BODY.PEEK[1]
              S: a3 NO [SERVERBUG] ...",

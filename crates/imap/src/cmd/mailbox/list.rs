@@ -336,7 +336,7 @@ fn write_status(s: &mut Session, name: &str, items: &[StatusDataItemName]) -> Re
     let account = s.account().ok_or(ImapError::Closed)?.id;
     match s.ctx.store.mailbox_status(account, name) {
         Ok(st) => {
-            status::write_status(s, &st, items);
+            status::write_status(s, &st, items)?;
             Ok(())
         }
         Err(StoreError::NotFound(_)) => Ok(()),

@@ -78,12 +78,13 @@ async fn selected_mailbox_events_with_fetch_attributes() {
     .await;
     srv.deliver(b"Subject: hi\r\n\r\nbody\r\n").await;
     assert_eq!(c.line().await, "* 1 EXISTS");
+    assert_eq!(c.line().await, "* 1 RECENT");
     let fetch = String::from_utf8(c.response().await).unwrap();
     assert_eq!(fetch, "* 1 FETCH (UID 1 BODY[HEADER.FIELDS (Subject)] {15}\r\nSubject: hi\r\n\r\n)");
     let id = srv.store.mailbox(srv.account.id, "INBOX").unwrap().id;
     let seen: Flags = ["\\Seen"].into_iter().collect();
     srv.store.store_flags(srv.account.id, id, &[1], FlagOp::Add, &seen).await.unwrap();
-    assert_eq!(c.line().await, "* 1 FETCH (FLAGS (\\Seen) UID 1)");
+    assert_eq!(c.line().await, "* 1 FETCH (FLAGS (\\Recent \\Seen) UID 1)");
     srv.store.expunge(srv.account.id, id, &[1]).await.unwrap();
     assert_eq!(c.line().await, "* 1 EXPUNGE");
 
@@ -91,6 +92,7 @@ async fn selected_mailbox_events_with_fetch_attributes() {
     check(&mut c, "C: n2 NOTIFY SET (selected-delayed (MessageNew MessageExpunge))\nS: n2 OK NOTIFY completed").await;
     srv.deliver(b"Subject: 2\r\n\r\n2\r\n").await;
     assert_eq!(c.line().await, "* 1 EXISTS");
+    assert_eq!(c.line().await, "* 1 RECENT");
     srv.store.expunge(srv.account.id, id, &[2]).await.unwrap();
     quiet(&mut c).await;
     check(&mut c, "C: n3 NOOP\nS: * 1 EXPUNGE\nS: n3 OK NOOP completed").await;
@@ -158,6 +160,7 @@ async fn idle_sends_exactly_what_notify_asked_for() {
          S: i1 OK IDLE terminated
          C: n2 NOOP
          S: * 1 EXISTS
+         S: * 1 RECENT
          S: n2 OK NOOP completed",
     )
     .await;

@@ -60,7 +60,7 @@ pub(crate) enum Key {
     Uid(SeqSet),
     /// A system flag (`\Seen`) or keyword, and whether it must be set.
     Flag(String, bool),
-    /// \Recent: this server never marks messages recent (see `select.rs`).
+    /// \Recent: recent for this session (RFC 3501 §2.3.2; NEW and OLD build on it).
     Recent,
     Larger(u64),
     Smaller(u64),
@@ -155,6 +155,8 @@ pub(crate) struct Scope<'a> {
     pub last_uid: Uid,
     /// The saved search result (`$`), UIDs ascending.
     pub saved: &'a [Uid],
+    /// UID ranges (inclusive) recent for this session (RFC 3501 §2.3.2).
+    pub recent: &'a [(Uid, Uid)],
     /// Now, in Unix seconds (for WITHIN).
     pub now: i64,
 }
@@ -168,7 +170,7 @@ pub(crate) fn bind(key: &Key, scope: &Scope<'_>) -> Result<Cond, ImapError> {
     };
     Ok(match key {
         Key::All => Cond::Const(true),
-        Key::Recent => Cond::Const(false),
+        Key::Recent => Cond::Uid(RangeSet::new(scope.recent.to_vec())),
         Key::And(keys) => Cond::And(keys.iter().map(|k| bind(k, scope)).collect::<Result<_, _>>()?),
         Key::Or(a, b) => Cond::Or(Box::new(bind(a, scope)?), Box::new(bind(b, scope)?)),
         Key::Not(k) => Cond::Not(Box::new(bind(k, scope)?)),

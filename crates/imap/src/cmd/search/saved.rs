@@ -119,8 +119,8 @@ mod tests {
              S: * 4 FETCH (UID 4)
              S: f3 OK FETCH completed
              C: f4 UID FETCH $ (FLAGS)
-             S: * 2 FETCH (UID 2 FLAGS ())
-             S: * 4 FETCH (UID 4 FLAGS ())
+             S: * 2 FETCH (UID 2 FLAGS (\\Recent))
+             S: * 4 FETCH (UID 4 FLAGS (\\Recent))
              S: f4 OK FETCH completed
              C: f5 UID SEARCH RETURN (SAVE) SUBJECT nothing
              S: f5 OK UID SEARCH completed
@@ -129,13 +129,14 @@ mod tests {
              C: f7 SEARCH RETURN (SAVE) SUBJECT m0
              S: f7 OK SEARCH completed
              C: f8 STORE $ +FLAGS (\\Flagged)
-             S: * 1 FETCH (FLAGS (\\Flagged)...
+             S: * 1 FETCH (FLAGS (\\Flagged \\Recent))
              S: f8 OK ...
              C: f9 SEARCH FLAGGED
              S: * SEARCH 1
              S: f9 OK SEARCH completed
              C: f10 UID COPY $ INBOX
              S: * 6 EXISTS
+             S: * 6 RECENT
              S: f10 OK ...",
         )
         .await;

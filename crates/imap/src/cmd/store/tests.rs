@@ -26,17 +26,17 @@ async fn store_forms_and_their_responses() {
         "C: a1 STORE 1 FLAGS (\\Seen $Chat)
          S: * FLAGS (\\Answered \\Flagged \\Deleted \\Seen \\Draft $Chat)
          S: * OK [PERMANENTFLAGS (\\Answered \\Flagged \\Deleted \\Seen \\Draft $Chat \\*)] Flags permitted
-         S: * 1 FETCH (FLAGS ($Chat \\Seen))
+         S: * 1 FETCH (FLAGS ($Chat \\Recent \\Seen))
          S: a1 OK STORE completed
          C: a2 STORE 1:2 +FLAGS (\\flagged)
-         S: * 1 FETCH (FLAGS ($Chat \\Flagged \\Seen))
-         S: * 2 FETCH (FLAGS (\\Flagged))
+         S: * 1 FETCH (FLAGS ($Chat \\Flagged \\Recent \\Seen))
+         S: * 2 FETCH (FLAGS (\\Flagged \\Recent))
          S: a2 OK STORE completed
          C: a3 STORE 2:* -FLAGS.SILENT (\\Flagged)
          S: a3 OK STORE completed
          C: a4 UID STORE 1,3 -FLAGS ($Chat \\Seen)
-         S: * 1 FETCH (FLAGS (\\Flagged) UID 1)
-         S: * 3 FETCH (FLAGS () UID 3)
+         S: * 1 FETCH (FLAGS (\\Flagged \\Recent) UID 1)
+         S: * 3 FETCH (FLAGS (\\Recent) UID 3)
          S: a4 OK STORE completed
          C: a5 UID STORE 7:9 +FLAGS (\\Seen)
          S: a5 OK STORE completed
@@ -96,12 +96,12 @@ async fn store_of_a_message_expunged_elsewhere() {
     check(
         &mut c,
         "C: a1 STORE 1:2 +FLAGS (\\Seen)
-         S: * 2 FETCH (FLAGS (\\Seen))
+         S: * 2 FETCH (FLAGS (\\Recent \\Seen))
          S: a1 OK STORE completed
          C: a2 STORE 1:2 +FLAGS.SILENT (\\Deleted)
          S: a2 OK STORE completed
          C: a3 UID STORE 1:2 +FLAGS (\\Answered)
-         S: * 2 FETCH (FLAGS (\\Answered \\Deleted \\Seen) UID 2)
+         S: * 2 FETCH (FLAGS (\\Answered \\Deleted \\Recent \\Seen) UID 2)
          S: * 1 EXPUNGE
          S: a3 OK STORE completed",
     )
@@ -132,7 +132,7 @@ async fn conditional_store_reports_modified_and_turns_on_modseq() {
             "C: a1 STORE 1:3 (UNCHANGEDSINCE {since}) +FLAGS.SILENT (\\Seen)
              S: * OK [HIGHESTMODSEQ ...
              S: * 1 FETCH (MODSEQ ({n1}))
-             S: * 2 FETCH (FLAGS (\\Deleted) UID 2 MODSEQ ({m2}))
+             S: * 2 FETCH (FLAGS (\\Deleted \\Recent) UID 2 MODSEQ ({m2}))
              S: a1 OK [MODIFIED 2:3] Conditional STORE failed",
             n1 = m2 + 1
         ),
@@ -144,12 +144,12 @@ async fn conditional_store_reports_modified_and_turns_on_modseq() {
         &mut c,
         &format!(
             "C: a2 UID STORE 3 (UNCHANGEDSINCE {m3}) FLAGS (\\Answered)
-             S: * 3 FETCH (FLAGS (\\Answered) UID 3 MODSEQ ({n3}))
+             S: * 3 FETCH (FLAGS (\\Answered \\Recent) UID 3 MODSEQ ({n3}))
              S: a2 OK STORE completed
              C: a3 UID STORE 1 (UNCHANGEDSINCE 0) +FLAGS (\\Draft)
              S: a3 OK [MODIFIED 1] Conditional STORE failed
              C: a4 STORE 1 +FLAGS (\\Seen)
-             S: * 1 FETCH (FLAGS (\\Seen) MODSEQ ({n1}))
+             S: * 1 FETCH (FLAGS (\\Recent \\Seen) MODSEQ ({n1}))
              S: a4 OK STORE completed",
             n1 = m2 + 1,
             n3 = m2 + 2
@@ -171,7 +171,7 @@ async fn two_sessions_see_each_others_changes() {
     check(
         &mut a,
         "C: a1 STORE 2 +FLAGS (\\Seen)
-         S: * 2 FETCH (FLAGS (\\Seen))
+         S: * 2 FETCH (FLAGS (\\Recent \\Seen))
          S: a1 OK STORE completed
          C: a2 STORE 1,3 +FLAGS.SILENT (\\Deleted)
          S: a2 OK STORE completed
@@ -182,6 +182,7 @@ async fn two_sessions_see_each_others_changes() {
          C: a4 APPEND INBOX {3+}
          C: new
          S: * 3 EXISTS
+         S: * 3 RECENT
          S: a4 OK [APPENDUID ...",
     )
     .await;
@@ -204,11 +205,20 @@ async fn two_sessions_see_each_others_changes() {
     .await;
     // The same in IDLE, as it happens.
     check(&mut b, "C: b3 IDLE\nS: + idling").await;
-    check(&mut a, "C: a5 STORE 3 FLAGS (\\Flagged)\nS: * 3 FETCH (FLAGS (\\Flagged))\nS: a5 OK STORE completed").await;
+    check(
+        &mut a,
+        "C: a5 STORE 3 FLAGS (\\Flagged)\nS: * 3 FETCH (FLAGS (\\Flagged \\Recent))\nS: a5 OK STORE completed",
+    )
+    .await;
     assert_eq!(b.line().await, "* 3 FETCH (FLAGS (\\Flagged) UID 5)");
     check(&mut a, "C: a6 UID MOVE 4 Trash\nS: * OK [COPYUID ...\nS: * 2 EXPUNGE\nS: a6 OK MOVE completed").await;
     assert_eq!(b.line().await, "* 2 EXPUNGE");
-    check(&mut a, "C: a7 COPY 1:2 INBOX\nS: * 4 EXISTS\nS: a7 OK [COPYUID ...").await;
+    check(
+        &mut a,
+        "C: a7 COPY 1:2 INBOX\nS: * 4 EXISTS\nS: * 4 RECENT
+                                                        S: a7 OK [COPYUID ...",
+    )
+    .await;
     assert_eq!(b.line().await, "* 4 EXISTS");
     check(
         &mut b,
@@ -268,7 +278,7 @@ async fn a_new_keyword_is_announced_before_it_is_shown() {
     check(
         &mut a,
         "C: a2 STORE 1 +FLAGS ($Important)
-         S: * 1 FETCH (FLAGS ($Important))
+         S: * 1 FETCH (FLAGS ($Important \\Recent))
          S: a2 OK STORE completed",
     )
     .await;

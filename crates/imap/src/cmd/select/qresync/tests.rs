@@ -55,6 +55,7 @@ async fn session_a_changes(srv: &TestServer) {
          S: + Ready for literal data
          C: Subject: 6
          S: * 4 EXISTS
+         S: * 1 RECENT
          S: a4 OK [APPENDUID ...",
     )
     .await;
