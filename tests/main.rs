@@ -5,6 +5,7 @@
 
 mod util;
 
+mod auth_cache;
 mod cli;
 mod coi;
 mod coi_clients;

@@ -117,13 +117,30 @@ pub struct AuthConfig {
     pub max_failures: u32,
     /// How long failures are remembered, in seconds.
     pub failure_window_secs: u64,
+    /// How long a login argon2 accepted is remembered (same user, same
+    /// password, unchanged user record), in seconds; 0 turns the cache off.
+    pub cache_ttl_secs: u64,
+    /// Most logins remembered at once; 0 turns the cache off.
+    pub cache_max_entries: usize,
 }
 
 impl Default for AuthConfig {
     fn default() -> Self {
-        AuthConfig { plaintext: PlaintextAuth::Loopback, max_failures: 10, failure_window_secs: 60 }
+        let cache = coimail_directory::CacheOptions::default();
+        AuthConfig {
+            plaintext: PlaintextAuth::Loopback,
+            max_failures: 10,
+            failure_window_secs: 60,
+            cache_ttl_secs: cache.ttl.as_secs(),
+            cache_max_entries: cache.max_entries,
+        }
     }
 }
+
+/// Cached logins never outlive a change to the user (entries are bound to
+/// its record); the TTL bounds how long a password goes without argon2 and
+/// its HMAC stays in memory, so a day at most.
+const MAX_AUTH_CACHE_TTL_SECS: u64 = 86_400;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -448,6 +465,9 @@ impl Config {
         if self.auth.max_failures == 0 {
             return invalid("auth.max_failures", "must be at least 1");
         }
+        if self.auth.cache_ttl_secs > MAX_AUTH_CACHE_TTL_SECS {
+            return invalid("auth.cache_ttl_secs", "must be between 0 (no cache) and 86400");
+        }
         if self.store.cache_mb == 0 {
             return invalid("store.cache_mb", "must be at least 1");
         }
@@ -531,6 +551,21 @@ impl Config {
             delay_warning: secs(q.delay_warning_secs),
             connect_timeout: Duration::from_secs(q.connect_timeout_secs),
             command_timeout: Duration::from_secs(q.command_timeout_secs),
+        }
+    }
+
+    /// Login throttle and cache; argon2 runs once per CPU at a time.
+    pub fn auth_options(&self) -> coimail_directory::AuthOptions {
+        coimail_directory::AuthOptions {
+            throttle: coimail_directory::ThrottleOptions {
+                max_failures: self.auth.max_failures,
+                window: Duration::from_secs(self.auth.failure_window_secs),
+            },
+            cache: coimail_directory::CacheOptions {
+                ttl: Duration::from_secs(self.auth.cache_ttl_secs),
+                max_entries: self.auth.cache_max_entries,
+            },
+            ..coimail_directory::AuthOptions::default()
         }
     }
 
@@ -634,6 +669,21 @@ mod tests {
         let mut c = Config::default();
         c.log.level = "info,=[".into();
         assert!(c.validate().unwrap_err().to_string().contains("log.level"));
+    }
+
+    #[test]
+    fn auth_cache_settings_reach_the_directory() {
+        let c = Config::parse("[auth]\ncache_ttl_secs = 60\ncache_max_entries = 5\nmax_failures = 3\n").unwrap();
+        let o = c.auth_options();
+        assert_eq!((o.cache.ttl, o.cache.max_entries), (Duration::from_secs(60), 5));
+        assert_eq!(o.throttle.max_failures, 3);
+        assert_eq!(o.max_concurrent_argon2, coimail_directory::cpu_count());
+        assert_eq!(Config::default().auth_options().cache, coimail_directory::CacheOptions::default());
+        let mut c = Config::default();
+        c.auth.cache_ttl_secs = 0;
+        c.validate().unwrap();
+        c.auth.cache_ttl_secs = 86_401;
+        assert!(c.validate().unwrap_err().to_string().contains("auth.cache_ttl_secs"));
     }
 
     #[test]

@@ -29,7 +29,7 @@ pub mod tls;
 pub use config::Config;
 
 use coimail_delivery::{Outbound, Queue, Runner, attempt};
-use coimail_directory::{Directory, ThrottleOptions};
+use coimail_directory::Directory;
 use coimail_imap::{ImapContext, ImapListener};
 use coimail_smtp::{SmtpContext, SmtpListener};
 use coimail_store::{Store, StoreOptions};
@@ -110,19 +110,15 @@ pub async fn open_data(config: &Config) -> Result<(Store, Directory), DaemonErro
             coimail_store::StoreError::Io(io) if io.to_string().contains("lock") => DaemonError::Locked(io.to_string()),
             other => DaemonError::Store(other),
         })?;
-    let throttle = ThrottleOptions {
-        max_failures: config.auth.max_failures,
-        window: Duration::from_secs(config.auth.failure_window_secs),
-    };
     let snapshot = config.directory_snapshot();
-    let mut directory = Directory::open_with(&store, Some(snapshot.clone()), throttle.clone())?;
+    let mut directory = Directory::open_with(&store, Some(snapshot.clone()), config.auth_options())?;
     let mut force_reconcile = false;
     if directory.list_domains()?.is_empty() && directory.list_users()?.is_empty() && snapshot.exists() {
         // The index is gone but the snapshot is not: bring users back, then
         // their mail from the body files.
         let users = Directory::restore(&store, &snapshot).await?;
         warn!(users, "index had no directory; restored it from {}", snapshot.display());
-        directory = Directory::open_with(&store, Some(snapshot), throttle)?;
+        directory = Directory::open_with(&store, Some(snapshot), config.auth_options())?;
         force_reconcile = true;
     }
     let report = store.reconcile(force_reconcile).await?;

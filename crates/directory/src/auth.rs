@@ -1,13 +1,17 @@
-//! Password hashing (argon2id) and login throttling.
+//! Password hashing (argon2id, at most one per CPU at a time), logins
+//! (with the cache of `auth_cache.rs`) and login throttling.
 
-use crate::{Account, Address, Directory, DirectoryError};
+use crate::auth_cache::CacheOptions;
+use crate::{Account, Address, Directory, DirectoryError, UserRecord, decode};
 use argon2::Argon2;
 use argon2::password_hash::{PasswordHasher, PasswordVerifier};
 use std::collections::HashMap;
 use std::net::IpAddr;
-use std::sync::OnceLock;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 use thiserror::Error;
+use tokio::sync::Semaphore;
 
 #[derive(Debug, Error)]
 pub enum AuthError {
@@ -38,19 +42,138 @@ fn hash_blocking(password: &str) -> Result<String, DirectoryError> {
         .map_err(|e| DirectoryError::Hash(e.to_string()))
 }
 
-/// argon2id with the crate's default (OWASP) parameters, off the async workers.
-pub(crate) async fn hash(password: &str) -> Result<String, DirectoryError> {
-    let password = password.to_owned();
-    tokio::task::spawn_blocking(move || hash_blocking(&password))
-        .await
-        .map_err(|e| DirectoryError::Hash(e.to_string()))?
-}
-
 /// A hash to verify against when the user does not exist, so an unknown
 /// login costs the same time as a wrong password (no user enumeration).
 fn dummy_hash() -> &'static str {
     static DUMMY: OnceLock<String> = OnceLock::new();
     DUMMY.get_or_init(|| hash_blocking("coimail-dummy-password").unwrap_or_default())
+}
+
+/// The number of CPUs this process may use (1 if unknown).
+pub fn cpu_count() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
+}
+
+/// How a directory treats logins.
+#[derive(Debug, Clone)]
+pub struct AuthOptions {
+    pub throttle: ThrottleOptions,
+    pub cache: CacheOptions,
+    /// argon2 computations (verifications and new hashes) at once; more wait
+    /// their turn. Each takes a core for ~28 ms and allocates 19 MiB.
+    pub max_concurrent_argon2: usize,
+}
+
+impl Default for AuthOptions {
+    fn default() -> Self {
+        AuthOptions {
+            throttle: ThrottleOptions::default(),
+            cache: CacheOptions::default(),
+            max_concurrent_argon2: cpu_count(),
+        }
+    }
+}
+
+/// Login counters since the directory was opened.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct AuthStats {
+    /// Passwords checked by argon2 (unknown users included).
+    pub argon2_verifications: u64,
+    /// Passwords hashed by argon2 (users added, passwords changed).
+    pub argon2_hashes: u64,
+    /// Logins accepted from the cache, without argon2.
+    pub cache_hits: u64,
+    /// The most argon2 computations that ever ran at once.
+    pub peak_concurrent_argon2: usize,
+}
+
+#[derive(Default)]
+struct Counters {
+    verifications: AtomicU64,
+    hashes: AtomicU64,
+    cache_hits: AtomicU64,
+    running: AtomicUsize,
+    peak: AtomicUsize,
+}
+
+/// Decrements the running count when an argon2 computation ends, also by panic.
+struct Running<'a>(&'a Counters);
+
+impl Drop for Running<'_> {
+    fn drop(&mut self) {
+        self.0.running.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+/// Runs argon2 on the blocking pool, at most `permits` at once. Without the
+/// bound a login storm takes as many blocking threads as there are logins
+/// (up to tokio's 512, each with its 19 MiB buffer): the cores go to argon2
+/// while sessions' store reads wait for a blocking thread. With it, logins
+/// queue (cheaply, as waiting tasks) and cache hits do not queue at all.
+pub(crate) struct Argon2Gate {
+    permits: Arc<Semaphore>,
+    counters: Arc<Counters>,
+}
+
+impl Argon2Gate {
+    pub(crate) fn new(permits: usize) -> Self {
+        Argon2Gate { permits: Arc::new(Semaphore::new(permits.max(1))), counters: Arc::default() }
+    }
+
+    async fn run<T: Send + 'static>(&self, work: impl FnOnce(&Counters) -> T + Send + 'static) -> Result<T, String> {
+        let permit = self.permits.clone().acquire_owned().await.map_err(|e| e.to_string())?;
+        let counters = self.counters.clone();
+        tokio::task::spawn_blocking(move || {
+            // The permit goes with the thread: a caller that gives up (its
+            // client went away) must not free the slot while argon2 still runs.
+            let _permit = permit;
+            let now = counters.running.fetch_add(1, Ordering::SeqCst) + 1;
+            counters.peak.fetch_max(now, Ordering::SeqCst);
+            let _running = Running(&counters);
+            work(&counters)
+        })
+        .await
+        .map_err(|e| e.to_string())
+    }
+
+    /// Whether `password` matches `hash`; without a hash (no such user),
+    /// checks it against a dummy hash so the answer takes as long.
+    async fn verify(&self, hash: Option<String>, password: String) -> Result<bool, String> {
+        self.run(move |c| {
+            c.verifications.fetch_add(1, Ordering::Relaxed);
+            let hash: &str = match &hash {
+                Some(h) => h,
+                None => dummy_hash(),
+            };
+            Argon2::default().verify_password(password.as_bytes(), hash).is_ok()
+        })
+        .await
+    }
+
+    /// argon2id with the crate's default (OWASP) parameters.
+    pub(crate) async fn hash(&self, password: &str) -> Result<String, DirectoryError> {
+        let password = password.to_owned();
+        self.run(move |c| {
+            c.hashes.fetch_add(1, Ordering::Relaxed);
+            hash_blocking(&password)
+        })
+        .await
+        .map_err(DirectoryError::Hash)?
+    }
+
+    fn count_cache_hit(&self) {
+        self.counters.cache_hits.fetch_add(1, Ordering::Relaxed);
+    }
+
+    fn stats(&self) -> AuthStats {
+        let c = &self.counters;
+        AuthStats {
+            argon2_verifications: c.verifications.load(Ordering::Relaxed),
+            argon2_hashes: c.hashes.load(Ordering::Relaxed),
+            cache_hits: c.cache_hits.load(Ordering::Relaxed),
+            peak_concurrent_argon2: c.peak.load(Ordering::SeqCst),
+        }
+    }
 }
 
 /// Failed logins per peer within a window; over the limit, logins from that
@@ -110,26 +233,50 @@ impl Directory {
         self.inner.throttle.lock().unwrap_or_else(|e| e.into_inner())
     }
 
+    /// Login counters (argon2 runs, cache hits), for tests, benchmarks and metrics.
+    pub fn auth_stats(&self) -> AuthStats {
+        self.inner.argon2.stats()
+    }
+
     /// Checks a login (the user's address) and password.
+    ///
+    /// A login argon2 accepted recently, with the same password against the
+    /// same stored record, is accepted from the cache (`auth_cache.rs`).
+    /// Everything else pays for argon2: unknown users (against a dummy hash)
+    /// and wrong passwords always do, since failures are never cached.
+    /// Dovecot can cache failures too (`auth_cache_negative_ttl`), to spare
+    /// a slow passdb (SQL, LDAP) the lookup; ours is a local read, so there
+    /// is nothing to spare, and a cached failure would make wrong guesses
+    /// cheap (the point of argon2 is that each costs the full price) and an
+    /// unknown user answer faster than a known one. A peer that keeps
+    /// failing is refused by the throttle without argon2, cache or not.
     pub async fn authenticate(&self, login: &str, password: &str, peer: IpAddr) -> Result<Account, AuthError> {
         if self.throttle().blocked(peer, Instant::now()) {
             return Err(AuthError::Throttled);
         }
-        let record = match Address::parse(login) {
-            Ok(addr) => self.user_record(&addr).map_err(|e| AuthError::Internal(e.to_string()))?,
+        let internal = |e: DirectoryError| AuthError::Internal(e.to_string());
+        // The login's cache key, the record's stored bytes (what a cache entry is bound to), the record.
+        let user = match Address::parse(login) {
+            Ok(addr) => match self.user_bytes(&addr).map_err(internal)? {
+                Some(raw) => Some((addr.key(), decode::<UserRecord>(&raw).map_err(internal)?, raw)),
+                None => None,
+            },
             Err(_) => None,
         };
-        let hash = record.as_ref().map_or_else(|| dummy_hash().to_owned(), |r| r.hash.clone());
-        let password = password.to_owned();
-        let ok = tokio::task::spawn_blocking(move || {
-            Argon2::default().verify_password(password.as_bytes(), hash.as_str()).is_ok()
-        })
-        .await
-        .map_err(|e| AuthError::Internal(e.to_string()))?;
-        match record {
-            Some(r) if ok => {
+        if let Some((key, record, raw)) = &user
+            && self.inner.cache.hit(key, raw, password, Instant::now())
+        {
+            self.inner.argon2.count_cache_hit();
+            self.throttle().succeed(peer);
+            return Ok(Self::account(record.clone()));
+        }
+        let hash = user.as_ref().map(|(_, r, _)| r.hash.clone());
+        let ok = self.inner.argon2.verify(hash, password.to_owned()).await.map_err(AuthError::Internal)?;
+        match user {
+            Some((key, record, raw)) if ok => {
+                self.inner.cache.insert(&key, &raw, password, Instant::now());
                 self.throttle().succeed(peer);
-                Ok(Self::account(r))
+                Ok(Self::account(record))
             }
             _ => {
                 self.throttle().fail(peer, Instant::now());

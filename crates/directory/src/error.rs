@@ -14,6 +14,8 @@ pub enum DirectoryError {
     Invalid(String),
     #[error("corrupt directory data: {0}")]
     Corrupt(String),
+    #[error("the system's random number generator failed")]
+    Random,
     #[error("password hashing failed: {0}")]
     Hash(String),
     #[error(transparent)]

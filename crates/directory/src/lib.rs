@@ -8,18 +8,21 @@
 //!
 //! Addresses compare case-insensitively in the domain and exactly in the
 //! local part, as the user was created (RFC 5321 §2.4 lets the local part be
-//! case-sensitive). Authentication hashes on a blocking thread, takes the same
-//! time for unknown users as for wrong passwords, and throttles peers that
-//! keep failing.
+//! case-sensitive). Authentication hashes on a blocking thread (one argon2 per
+//! CPU at a time), takes the same time for unknown users as for wrong
+//! passwords, remembers verified logins for a few minutes (`auth_cache.rs`)
+//! and throttles peers that keep failing.
 
 mod address;
 mod auth;
+mod auth_cache;
 mod error;
 mod limits;
 mod snapshot;
 
 pub use address::Address;
-pub use auth::{AuthError, PlaintextAuth, ThrottleOptions};
+pub use auth::{AuthError, AuthOptions, AuthStats, PlaintextAuth, ThrottleOptions, cpu_count};
+pub use auth_cache::CacheOptions;
 pub use error::DirectoryError;
 pub use limits::{ConnectionLimits, ConnectionPermit, LimitExceeded, UserLimits, UserPermit};
 
@@ -65,6 +68,8 @@ struct Inner {
     /// Serialises mutations so the snapshot always matches the tree.
     write: tokio::sync::Mutex<()>,
     throttle: Mutex<auth::Throttle>,
+    cache: auth_cache::AuthCache,
+    argon2: auth::Argon2Gate,
 }
 
 const DOMAIN: &[u8] = b"d/";
@@ -90,22 +95,21 @@ impl Directory {
     /// Opens the directory in the store's database. `snapshot` is the file
     /// every change is mirrored to (`None` for tests).
     pub fn open(store: &Store, snapshot: Option<PathBuf>) -> Result<Directory, DirectoryError> {
-        Self::open_with(store, snapshot, ThrottleOptions::default())
+        Self::open_with(store, snapshot, AuthOptions::default())
     }
 
-    pub fn open_with(
-        store: &Store,
-        snapshot: Option<PathBuf>,
-        throttle: ThrottleOptions,
-    ) -> Result<Directory, DirectoryError> {
+    pub fn open_with(store: &Store, snapshot: Option<PathBuf>, auth: AuthOptions) -> Result<Directory, DirectoryError> {
         let tree = store.kv().tree("directory")?;
+        let cache = auth_cache::AuthCache::new(auth.cache).ok_or(DirectoryError::Random)?;
         Ok(Directory {
             inner: Arc::new(Inner {
                 store: store.clone(),
                 tree,
                 snapshot,
                 write: tokio::sync::Mutex::new(()),
-                throttle: Mutex::new(auth::Throttle::new(throttle)),
+                throttle: Mutex::new(auth::Throttle::new(auth.throttle)),
+                cache,
+                argon2: auth::Argon2Gate::new(auth.max_concurrent_argon2),
             }),
         })
     }
@@ -188,8 +192,13 @@ impl Directory {
 
     // ---- users ----
 
+    /// The user's record as stored (what a login cache entry is bound to).
+    fn user_bytes(&self, addr: &Address) -> Result<Option<Vec<u8>>, DirectoryError> {
+        Ok(self.inner.tree.get(&key(USER, &addr.key()))?)
+    }
+
     fn user_record(&self, addr: &Address) -> Result<Option<UserRecord>, DirectoryError> {
-        self.inner.tree.get(&key(USER, &addr.key()))?.map(|v| decode(&v)).transpose()
+        self.user_bytes(addr)?.map(|v| decode(&v)).transpose()
     }
 
     fn account(rec: UserRecord) -> Account {
@@ -205,7 +214,7 @@ impl Directory {
     ) -> Result<Account, DirectoryError> {
         let addr = Address::parse(address)?;
         auth::check_password(password)?;
-        let hash = auth::hash(password).await?;
+        let hash = self.inner.argon2.hash(password).await?;
         let _g = self.inner.write.lock().await;
         if !self.is_local_domain(&addr.domain)? {
             return Err(DirectoryError::UnknownDomain(addr.domain.clone()));
@@ -242,6 +251,8 @@ impl Directory {
             b.insert(key(DOMAIN, &addr.domain), encode(&domain)?);
         }
         self.commit(b).await?;
+        // The cache entry could no longer match (it is bound to the record), but it goes now.
+        self.inner.cache.forget(&addr.key());
         self.inner.store.delete_account(AccountId(rec.id)).await?;
         Ok(())
     }
@@ -249,13 +260,16 @@ impl Directory {
     pub async fn set_password(&self, address: &str, password: &str) -> Result<(), DirectoryError> {
         let addr = Address::parse(address)?;
         auth::check_password(password)?;
-        let hash = auth::hash(password).await?;
+        let hash = self.inner.argon2.hash(password).await?;
         let _g = self.inner.write.lock().await;
         let mut rec = self.user_record(&addr)?.ok_or_else(|| DirectoryError::NotFound(addr.key()))?;
         rec.hash = hash;
         let mut b = Batch::default();
         b.insert(key(USER, &addr.key()), encode(&rec)?);
-        self.commit(b).await
+        self.commit(b).await?;
+        // The old password already misses (the entry is bound to the old record); free it now.
+        self.inner.cache.forget(&addr.key());
+        Ok(())
     }
 
     pub fn list_users(&self) -> Result<Vec<Account>, DirectoryError> {
