@@ -334,14 +334,21 @@ pub(crate) async fn contents(c: &mut ImapClient, mailbox: &str) -> Option<Vec<Ms
     Some(fetched(&r.text()))
 }
 
-/// FETCH responses carrying FLAGS and the Message-ID header.
+/// FETCH responses carrying FLAGS and the Message-ID header. `\Recent`
+/// is left out: it says which session was told first, not what COI stored.
 pub(crate) fn fetched(text: &str) -> Vec<Msg> {
     let mut out = Vec::new();
     for chunk in format!("\r\n{text}").split("\r\n* ").skip(1) {
         let Some((_, items)) = chunk.split_once(" FETCH (") else { continue };
-        let flags = items
-            .split_once("FLAGS (")
-            .map(|(_, r)| r.split_once(')').unwrap().0.split_whitespace().map(str::to_owned).collect::<Vec<_>>());
+        let flags = items.split_once("FLAGS (").map(|(_, r)| {
+            r.split_once(')')
+                .unwrap()
+                .0
+                .split_whitespace()
+                .filter(|f| *f != "\\Recent")
+                .map(str::to_owned)
+                .collect::<Vec<_>>()
+        });
         let message_id = items.lines().find_map(|l| {
             let (name, value) = l.split_once(':')?;
             name.eq_ignore_ascii_case("Message-ID").then(|| value.trim().to_owned())

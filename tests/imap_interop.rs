@@ -157,6 +157,7 @@ impl ZClient {
         deliver(server, "during compressed idle").await;
         let exists = tokio::time::timeout(Duration::from_secs(2), self.line()).await;
         assert_eq!(exists.expect("IDLE EXISTS under COMPRESS needs no client input"), "* 1 EXISTS");
+        assert_eq!(self.line().await, "* 1 RECENT");
         println!("compressed IDLE EXISTS after {:?}", started.elapsed());
         self.write(b"DONE\r\n").await;
         assert_eq!(self.line().await, "i OK IDLE terminated");

@@ -30,6 +30,8 @@ async fn idle_sees_exists_within_100ms_of_the_250_reply() {
         };
         let ((seen, line), acked) = tokio::join!(waiter, sender);
         assert_eq!(line.trim_end(), format!("* {n} EXISTS"));
+        // The only session: every new message is recent for it (RFC 3501 §7.3.2).
+        assert_eq!(String::from_utf8_lossy(&idle.read_line().await).trim_end(), format!("* {n} RECENT"));
         latencies.push(seen.saturating_duration_since(acked));
         let r = smtp.cmd("RSET").await;
         assert!(r.starts_with("250"), "{r}");
