@@ -348,6 +348,7 @@ impl Client {
         let tag = format!("s{}", self.tag);
         let sent = self.shared.global.tick();
         let literal_plus = self.caps.literal_plus;
+        let trace = self.shared.cfg.trace.then(|| self.session());
         let conn = self.conn.as_mut().ok_or_else(|| Broken("not connected".into()))?;
         let mut out = format!("{tag} {}", cmd.line).into_bytes();
         let mut literal = cmd.literal.as_deref();
@@ -361,6 +362,9 @@ impl Client {
         } else {
             out.extend_from_slice(b"\r\n");
         }
+        if let Some(t) = &trace {
+            eprintln!("{t} C: {tag} {}", cmd.line);
+        }
         let start = Instant::now();
         conn.send(&out).await?;
         let mut idle = cmd.idle;
@@ -369,6 +373,9 @@ impl Client {
         loop {
             let conn = self.conn.as_mut().ok_or_else(|| Broken("not connected".into()))?;
             let raw = conn.read().await?;
+            if let Some(t) = &trace {
+                eprintln!("{t} S: {}", parse::display(&raw));
+            }
             let resp = match parse::response(&raw) {
                 Ok(r) => r,
                 Err(why) => {
@@ -423,6 +430,9 @@ impl Client {
             }
             let raw = conn.read().await?;
             let line = parse::display(&raw);
+            if self.shared.cfg.trace {
+                eprintln!("{} S: {line}", self.session());
+            }
             match parse::response(&raw) {
                 Ok(Response::Untagged(u)) => {
                     let sent = self.shared.global.tick();
@@ -443,6 +453,7 @@ impl Client {
     /// Applies one untagged response to the model; returns the UID a FETCH was about.
     pub fn apply(&mut self, u: &Untagged, raw: &str, command: &str, ctx: Ctx, sent: u64) -> Option<u32> {
         let mut problems = Problems::new();
+        let mut notices = Problems::new();
         let mut uid = None;
         let condstore = self.condstore;
         match u {
@@ -463,7 +474,7 @@ impl Client {
             }
             Untagged::Exists(n) => {
                 if let Some(sel) = self.sel.as_mut() {
-                    sel.on_exists(*n, &mut problems);
+                    sel.on_exists(*n, sent, &mut problems);
                 }
             }
             Untagged::Flags(f) => {
@@ -508,13 +519,24 @@ impl Client {
                 let key = sel.key.clone();
                 let mem = self.mem.of(&key);
                 let got = sel.on_fetch(*seq, att, mem, &mut problems);
-                if let Some((u, learned)) = got {
+                if let Some(f) = got {
+                    let u = f.uid;
                     uid = Some(u);
                     let g = &self.shared.global;
-                    if learned && let Some(at) = g.expunged_before(&key, u, sent) {
+                    // A SELECT opens the mailbox as it is: nothing some session
+                    // saw expunged before it was sent. (A later EXISTS may
+                    // announce a message already expunged elsewhere, its
+                    // EXPUNGE to follow, e.g. when it comes during a FETCH.)
+                    if f.learned
+                        && f.from_select
+                        && let Some(at) = g.expunged_before(&key, u, f.created)
+                    {
                         problems.push((
                             "uid-reappeared",
-                            format!("UID {u} was seen expunged (clock {at}) before this command ({sent})"),
+                            format!(
+                                "UID {u} was seen expunged (clock {at}) before the message was announced ({})",
+                                f.created
+                            ),
                         ));
                     }
                     if let Some(id) = &att.stress_id
@@ -523,21 +545,28 @@ impl Client {
                         problems.push(("wrong-message", e));
                     }
                 }
-                // RFC 7162 §3.1: once CONDSTORE is enabled, every FETCH the
+                // RFC 7162 §3.1.4: once CONDSTORE is enabled, every FETCH the
                 // server sends of its own accord (flag changes by STORE, by
-                // others, \Seen set by FETCH) carries UID and MODSEQ.
+                // others, \Seen set by FETCH) carries MODSEQ; §3.2.4: with
+                // QRESYNC, the UID too.
                 if condstore && !ctx.fetch && !ctx.select && att.flags.is_some() {
                     if att.modseq.is_none() {
                         problems.push(("unsolicited-fetch-without-modseq", "CONDSTORE is enabled".into()));
                     }
-                    if att.uid.is_none() {
-                        problems.push(("unsolicited-fetch-without-uid", "CONDSTORE is enabled".into()));
+                    if self.qresync && att.uid.is_none() {
+                        problems.push(("unsolicited-fetch-without-uid", "QRESYNC is enabled".into()));
                     }
+                }
+                if att.nil_body {
+                    notices.push(("fetch-nil-body", format!("UID {uid:?}: body NIL")));
                 }
             }
             _ => {}
         }
         self.problems(problems, command, raw);
+        for (kind, detail) in notices {
+            self.notice(kind, command, raw, detail);
+        }
         uid
     }
 
@@ -546,7 +575,7 @@ impl Client {
         let key = sel.key.clone();
         let mem = self.mem.of(&key);
         match code {
-            Code::HighestModSeq(m) => sel.on_highest_modseq(*m, mem, problems),
+            Code::HighestModSeq(m) => sel.on_highest_modseq(*m, ctx.select, mem, problems),
             Code::NoModSeq => sel.nomodseq = true,
             Code::PermanentFlags(f) => sel.permanent = crate::model::flag_set(f),
             Code::UidValidity(v) => {

@@ -41,9 +41,17 @@ pub struct MailboxFacts {
     pub unknown_expunges: Vec<(u32, u32)>,
 }
 
+/// Flag changes kept per message for [`Global::flags_touched_by_others`].
+const WINDOWS_PER_MESSAGE: usize = 16;
+
+/// A flag change in flight or done: (client, sent, answered).
+type Window = (usize, u64, Option<u64>);
+
 #[derive(Debug, Default)]
 struct State {
     mailboxes: HashMap<MailboxKey, MailboxFacts>,
+    /// Per message, the recent commands that may change its flags.
+    windows: HashMap<(MailboxKey, u32), Vec<Window>>,
 }
 
 #[derive(Debug, Default)]
@@ -164,6 +172,41 @@ impl Global {
         resolve(&self.state(), key, uid)
     }
 
+    /// A command that may change these messages' flags was sent at `sent`.
+    pub fn flags_begin(&self, key: &MailboxKey, uids: &[u32], client: usize, sent: u64) {
+        let mut s = self.state();
+        for &uid in uids {
+            let w = s.windows.entry((key.clone(), uid)).or_default();
+            if w.len() >= WINDOWS_PER_MESSAGE
+                && let Some(i) = w.iter().position(|x| x.2.is_some())
+            {
+                w.remove(i);
+            }
+            w.push((client, sent, None));
+        }
+    }
+
+    /// ... and answered at `done`.
+    pub fn flags_end(&self, key: &MailboxKey, uids: &[u32], client: usize, sent: u64, done: u64) {
+        let mut s = self.state();
+        for &uid in uids {
+            if let Some(w) = s.windows.get_mut(&(key.clone(), uid)) {
+                for x in w.iter_mut().filter(|x| x.0 == client && x.1 == sent) {
+                    x.2 = Some(done);
+                }
+            }
+        }
+    }
+
+    /// Whether another client's flag change on `uid` ran at the same time as
+    /// ours (sent..done): then the FETCH our STORE got may show theirs.
+    pub fn flags_touched_by_others(&self, key: &MailboxKey, uid: u32, client: usize, sent: u64, done: u64) -> bool {
+        let s = self.state();
+        s.windows
+            .get(&(key.clone(), uid))
+            .is_some_and(|w| w.iter().any(|x| x.0 != client && x.1 < done && x.2.is_none_or(|end| end > sent)))
+    }
+
     /// Runs `f` on a mailbox's facts (an empty set if nothing is known).
     pub fn with_facts<T>(&self, key: &MailboxKey, f: impl FnOnce(&MailboxFacts) -> T) -> T {
         let s = self.state();
@@ -207,6 +250,18 @@ mod tests {
         // Seen first, then appended with another id.
         g.observed(&k("INBOX"), 6, Some("x-3")).unwrap();
         assert!(g.appended(&k("INBOX"), 6, "x-4").is_err());
+    }
+
+    #[test]
+    fn concurrent_flag_changes_are_seen() {
+        let g = Global::default();
+        g.flags_begin(&k("INBOX"), &[1], 0, 10);
+        g.flags_begin(&k("INBOX"), &[1], 1, 12);
+        g.flags_end(&k("INBOX"), &[1], 1, 12, 13);
+        g.flags_end(&k("INBOX"), &[1], 0, 10, 14);
+        assert!(g.flags_touched_by_others(&k("INBOX"), 1, 0, 10, 14));
+        assert!(!g.flags_touched_by_others(&k("INBOX"), 1, 1, 14, 20));
+        assert!(!g.flags_touched_by_others(&k("INBOX"), 2, 1, 0, 20));
     }
 
     #[test]

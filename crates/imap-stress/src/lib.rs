@@ -62,6 +62,8 @@ pub struct Config {
     /// Empty both mailboxes of every account first (so old messages without
     /// an `X-Stress-Id` do not count as this run's).
     pub clean: bool,
+    /// Every command and response on stderr, prefixed with the session.
+    pub trace: bool,
 }
 
 impl Config {
@@ -77,6 +79,7 @@ impl Config {
             mailbox_target: 60,
             timeout: Duration::from_secs(30),
             clean: true,
+            trace: false,
         }
     }
 }

@@ -5,7 +5,7 @@
 //! imap-stress --addr 127.0.0.1:143 --user alice@example.org:secret [--user ...]
 //!             [--users N --user-format 'stress{}@example.org' --password P]
 //!             [--clients 10] [--seconds 10] [--seed 1] [--logout]
-//!             [--seed-messages 20] [--mailbox-target 60] [--no-clean]
+//!             [--seed-messages 20] [--mailbox-target 60] [--no-clean] [--trace]
 //! ```
 
 use coimail_imap_stress::{Config, run};
@@ -13,7 +13,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 const USAGE: &str = "usage: imap-stress --addr HOST:PORT (--user NAME:PASSWORD ... | --users N --user-format FMT --password P) \
-[--clients N] [--seconds S] [--seed N] [--logout] [--seed-messages N] [--mailbox-target N] [--no-clean]";
+[--clients N] [--seconds S] [--seed N] [--logout] [--seed-messages N] [--mailbox-target N] [--no-clean] [--trace]";
 
 fn parse_args(args: &[String]) -> Result<Config, String> {
     let mut addr = None;
@@ -49,6 +49,7 @@ fn parse_args(args: &[String]) -> Result<Config, String> {
             "--mailbox-target" => cfg.mailbox_target = number(value("--mailbox-target")?)? as usize,
             "--logout" => cfg.logout = true,
             "--no-clean" => cfg.clean = false,
+            "--trace" => cfg.trace = true,
             "-h" | "--help" => return Err(USAGE.into()),
             other => return Err(format!("unknown argument {other}\n{USAGE}")),
         }

@@ -40,6 +40,20 @@ pub struct Slot {
     pub from_select: bool,
     pub flags: Option<FlagSet>,
     pub modseq: Option<u64>,
+    /// Global clock when the command whose response announced it was sent:
+    /// its UID cannot be one some session saw expunged before then.
+    pub created: u64,
+}
+
+/// What a FETCH response was about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Fetched {
+    pub uid: u32,
+    /// The UID was not known before this response.
+    pub learned: bool,
+    pub created: u64,
+    /// The message was there when the mailbox was selected.
+    pub from_select: bool,
 }
 
 /// What leaving the map took with it.
@@ -149,12 +163,13 @@ impl Selected {
         self.permanent.contains("\\*") || self.permanent.contains(&kw.to_ascii_lowercase())
     }
 
-    pub fn on_exists(&mut self, n: u32, out: &mut Problems) {
+    pub fn on_exists(&mut self, n: u32, created: u64, out: &mut Problems) {
         let n = n as usize;
         if !self.exists_seen {
             self.exists_seen = true;
-            self.slots =
-                (0..n).map(|_| Slot { uid: None, above: 0, from_select: true, flags: None, modseq: None }).collect();
+            self.slots = (0..n)
+                .map(|_| Slot { uid: None, above: 0, from_select: true, flags: None, modseq: None, created })
+                .collect();
             return;
         }
         if n < self.slots.len() {
@@ -168,7 +183,7 @@ impl Selected {
         }
         let above = self.max_uid();
         while self.slots.len() < n {
-            self.slots.push(Slot { uid: None, above, from_select: false, flags: None, modseq: None });
+            self.slots.push(Slot { uid: None, above, from_select: false, flags: None, modseq: None, created });
         }
     }
 
@@ -241,7 +256,7 @@ impl Selected {
         att: &FetchAtt,
         mem: &mut MailboxMemory,
         out: &mut Problems,
-    ) -> Option<(u32, bool)> {
+    ) -> Option<Fetched> {
         if seq == 0 || seq as usize > self.slots.len() {
             out.push(("fetch-seq-out-of-range", format!("FETCH for message {seq} with {} messages", self.slots.len())));
             return None;
@@ -289,7 +304,8 @@ impl Selected {
             mem.max_modseq_seen = mem.max_modseq_seen.max(m);
             self.slots[i].modseq = Some(m);
         }
-        uid.map(|u| (u, learned))
+        let (created, from_select) = (self.slots[i].created, self.slots[i].from_select);
+        uid.map(|uid| Fetched { uid, learned, created, from_select })
     }
 
     /// The server told us the UID of an unknown slot: check where it may be.
@@ -332,19 +348,23 @@ impl Selected {
         // FLAGS never lists \Recent as settable, but it is a system flag anyway.
     }
 
-    pub fn on_highest_modseq(&mut self, m: u64, mem: &mut MailboxMemory, out: &mut Problems) {
-        check_highest_modseq(m, mem, out);
+    /// `snapshot`: from a SELECT, where it describes the mailbox as opened.
+    pub fn on_highest_modseq(&mut self, m: u64, snapshot: bool, mem: &mut MailboxMemory, out: &mut Problems) {
+        check_highest_modseq(m, snapshot, mem, out);
         self.highest_modseq = Some(m);
     }
 }
 
-/// HIGHESTMODSEQ never decreases and is never below a MODSEQ already seen
-/// in that mailbox (RFC 7162 §3.1.2.1: the highest mod-sequence of all
-/// messages; §3.1: it MUST NOT decrease).
-pub fn check_highest_modseq(m: u64, mem: &mut MailboxMemory, out: &mut Problems) {
+/// HIGHESTMODSEQ never decreases, and a snapshot of the mailbox (SELECT,
+/// STATUS) is never below a MODSEQ already seen in it (RFC 7162 §3.1.2.1:
+/// the highest mod-sequence of all messages; §3.1: it MUST NOT decrease).
+/// A HIGHESTMODSEQ code during other commands may describe the session's
+/// view before the changes it is about to announce (Dovecot's tagged OK of
+/// STORE does), so only its monotonicity is checked there.
+pub fn check_highest_modseq(m: u64, snapshot: bool, mem: &mut MailboxMemory, out: &mut Problems) {
     if m < mem.highest_reported {
         out.push(("highestmodseq-decreased", format!("HIGHESTMODSEQ {m} after {}", mem.highest_reported)));
-    } else if m < mem.max_modseq_seen {
+    } else if snapshot && m < mem.max_modseq_seen {
         out.push((
             "highestmodseq-below-seen-modseq",
             format!("HIGHESTMODSEQ {m}, but a message had MODSEQ {}", mem.max_modseq_seen),
@@ -369,12 +389,12 @@ mod tests {
     fn map_follows_exists_fetch_expunge() {
         let (mut s, mut m, mut p) = (sel(), MailboxMemory::default(), Problems::new());
         s.uidnext = Some(10);
-        s.on_exists(3, &mut p);
+        s.on_exists(3, 0, &mut p);
         for (seq, uid) in [(1, 2), (2, 5), (3, 9)] {
-            assert_eq!(s.on_fetch(seq, &att(uid), &mut m, &mut p), Some((uid, true)));
+            assert_eq!(s.on_fetch(seq, &att(uid), &mut m, &mut p).map(|f| (f.uid, f.learned)), Some((uid, true)));
         }
         assert_eq!(s.on_expunge(2, &mut p), Some(Removed::Uid(5)));
-        s.on_exists(3, &mut p);
+        s.on_exists(3, 0, &mut p);
         // A new message must be above 9 (the highest held) and >= UIDNEXT.
         s.on_fetch(3, &att(10), &mut m, &mut p);
         assert!(p.is_empty(), "{p:?}");
@@ -384,10 +404,10 @@ mod tests {
     #[test]
     fn violations_are_named() {
         let (mut s, mut m, mut p) = (sel(), MailboxMemory::default(), Problems::new());
-        s.on_exists(2, &mut p);
+        s.on_exists(2, 0, &mut p);
         s.on_fetch(1, &att(4), &mut m, &mut p);
         s.on_fetch(2, &att(3), &mut m, &mut p);
-        s.on_exists(1, &mut p);
+        s.on_exists(1, 0, &mut p);
         s.on_expunge(5, &mut p);
         s.on_fetch(1, &att(7), &mut m, &mut p);
         let kinds: Vec<_> = p.iter().map(|(k, _)| *k).collect();
@@ -397,10 +417,10 @@ mod tests {
     #[test]
     fn new_uid_must_be_above_expunged_ones() {
         let (mut s, mut m, mut p) = (sel(), MailboxMemory::default(), Problems::new());
-        s.on_exists(1, &mut p);
+        s.on_exists(1, 0, &mut p);
         s.on_fetch(1, &att(8), &mut m, &mut p);
         s.on_expunge(1, &mut p);
-        s.on_exists(1, &mut p);
+        s.on_exists(1, 0, &mut p);
         s.on_fetch(1, &att(8), &mut m, &mut p);
         assert_eq!(p[0].0, "new-uid-not-above-earlier");
     }
@@ -408,10 +428,10 @@ mod tests {
     #[test]
     fn vanished_takes_known_or_a_fitting_unknown_slot() {
         let (mut s, mut m, mut p) = (sel(), MailboxMemory::default(), Problems::new());
-        s.on_exists(2, &mut p);
+        s.on_exists(2, 0, &mut p);
         s.on_fetch(1, &att(3), &mut m, &mut p);
         s.on_fetch(2, &att(6), &mut m, &mut p);
-        s.on_exists(4, &mut p); // two new, unknown, above 6
+        s.on_exists(4, 0, &mut p); // two new, unknown, above 6
         assert_eq!(s.on_vanished(&[3, 8], &mut p), vec![Removed::Uid(3), Removed::Uid(8)]);
         assert_eq!(s.len(), 2);
         assert!(p.is_empty());
@@ -422,7 +442,7 @@ mod tests {
     #[test]
     fn keywords_need_a_flags_response_and_modseq_only_grows() {
         let (mut s, mut m, mut p) = (sel(), MailboxMemory::default(), Problems::new());
-        s.on_exists(1, &mut p);
+        s.on_exists(1, 0, &mut p);
         s.on_flags(&["\\Seen".into(), "$A".into()]);
         let mut a = FetchAtt {
             uid: Some(1),
@@ -438,7 +458,7 @@ mod tests {
         let kinds: Vec<_> = p.iter().map(|(k, _)| *k).collect();
         assert_eq!(kinds, ["keyword-not-announced", "modseq-decreased"]);
         p.clear();
-        s.on_highest_modseq(4, &mut m, &mut p);
+        s.on_highest_modseq(4, true, &mut m, &mut p);
         assert_eq!(p[0].0, "highestmodseq-below-seen-modseq");
     }
 }

@@ -82,6 +82,8 @@ pub struct FetchAtt {
     pub stress_id: Option<Option<String>>,
     /// `BODY[]` (the whole message) was among the items.
     pub whole_body: bool,
+    /// A body section came back as NIL.
+    pub nil_body: bool,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -261,14 +263,14 @@ fn fetch_att(c: &mut Cursor) -> Result<FetchAtt, String> {
                 _ => return Err("MODSEQ is not (n)".into()),
             },
             _ if upper.starts_with("BODY[") => {
-                let bytes = match value {
-                    Value::Str(b) => b.as_slice(),
-                    _ => &[],
-                };
                 if upper.starts_with("BODY[]") {
                     att.whole_body = true;
                 }
-                att.stress_id = Some(stress_id(bytes));
+                match value {
+                    Value::Str(b) => att.stress_id = Some(stress_id(b)),
+                    // RFC 2180 §4.1.3: NIL for a message expunged meanwhile.
+                    _ => att.nil_body = true,
+                }
             }
             _ => {}
         }
@@ -293,9 +295,15 @@ pub fn stress_id(message: &[u8]) -> Option<String> {
 
 fn flag_list(v: &Value) -> Result<Vec<String>, String> {
     match v {
-        Value::List(l) => {
-            l.iter().map(|f| f.atom().map(str::to_owned).ok_or_else(|| "flag is not an atom".into())).collect()
-        }
+        Value::List(l) => l
+            .iter()
+            .map(|f| match f {
+                Value::Atom(a) => Ok(a.clone()),
+                // How a server that took a keyword named NIL shows it.
+                Value::Nil => Ok("NIL".to_owned()),
+                _ => Err("flag is not an atom".to_owned()),
+            })
+            .collect(),
         _ => Err("flags are not a list".into()),
     }
 }
@@ -510,7 +518,8 @@ mod tests {
         let Untagged::Fetch { att, .. } = u("* 1 FETCH (UID 2 BODY[HEADER.FIELDS (X-Stress-Id)] NIL)\r\n") else {
             panic!()
         };
-        assert_eq!(att.stress_id, Some(None));
+        assert_eq!(att.stress_id, None);
+        assert!(att.nil_body);
     }
 
     #[test]
