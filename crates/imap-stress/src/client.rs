@@ -163,6 +163,9 @@ pub struct Client {
     pub appended: u64,
     pub nil_tried: bool,
     plain_only: bool,
+    /// The last FETCH to learn UIDs was refused: do something else first
+    /// (a NOOP or any command may bring the EXPUNGE that explains it).
+    pub skip_fill: bool,
 }
 
 impl Client {
@@ -197,6 +200,7 @@ impl Client {
             appended: 0,
             nil_tried: false,
             plain_only: false,
+            skip_fill: false,
         }
     }
 
@@ -545,16 +549,16 @@ impl Client {
                         problems.push(("wrong-message", e));
                     }
                 }
-                // RFC 7162 §3.1.4: once CONDSTORE is enabled, every FETCH the
-                // server sends of its own accord (flag changes by STORE, by
-                // others, \Seen set by FETCH) carries MODSEQ; §3.2.4: with
-                // QRESYNC, the UID too.
+                // RFC 7162 §3.1.4: once CONDSTORE is enabled, every FETCH
+                // caused by STORE, by \Seen set by FETCH or by another agent
+                // carries both UID and MODSEQ (FETCH commands that asked for
+                // neither are exempt).
                 if condstore && !ctx.fetch && !ctx.select && att.flags.is_some() {
                     if att.modseq.is_none() {
                         problems.push(("unsolicited-fetch-without-modseq", "CONDSTORE is enabled".into()));
                     }
-                    if self.qresync && att.uid.is_none() {
-                        problems.push(("unsolicited-fetch-without-uid", "QRESYNC is enabled".into()));
+                    if att.uid.is_none() {
+                        problems.push(("unsolicited-fetch-without-uid", "CONDSTORE is enabled".into()));
                     }
                 }
                 if att.nil_body {

@@ -102,7 +102,7 @@ impl Client {
             self.select(mailbox, examine).await?;
             return Ok(());
         };
-        if !sel.unknown().is_empty() {
+        if !sel.unknown().is_empty() && !std::mem::take(&mut self.skip_fill) {
             return self.fill().await;
         }
         let (len, read_only) = (sel.len(), sel.read_only);
@@ -193,6 +193,7 @@ impl Client {
             .await?;
         if !a.ok() {
             self.fetch_failed(&line, &a.raw, a.code.as_ref());
+            self.skip_fill = true;
             return Ok(());
         }
         // No EXPUNGE may come during a FETCH by number, so the slots asked
@@ -520,6 +521,10 @@ impl Client {
         let a = self.cmd(cmd).await?;
         if a.ok() {
             self.violation("nil-keyword-accepted", &line, &a.raw, "STORE of a keyword named NIL answered OK".into());
+            // It is stored now: keep the model in step so the end compares the rest.
+            if let Some(flags) = self.sel.as_mut().and_then(|s| s.slot_of(uid)).and_then(|s| s.flags.as_mut()) {
+                flags.insert("nil".into());
+            }
         }
         Ok(())
     }
