@@ -17,6 +17,7 @@ mod coi_webpush_limits;
 mod crash;
 mod external;
 mod imap_interop;
+mod imap_stress;
 mod logging;
 mod queue;
 mod smtp_interop;

@@ -1,0 +1,256 @@
+//! What a run found and how fast it went: violations by kind (with the
+//! first examples of each), "acceptable but worse" notices, command counts
+//! and latency histograms. Each session keeps its own and they are merged at
+//! the end, so the hot path takes no lock.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::time::Duration;
+
+/// How many examples of one kind are kept (the count goes on).
+const EXAMPLES_PER_KIND: usize = 5;
+
+/// One wrong answer: where, after which command, which line.
+#[derive(Debug, Clone)]
+pub struct Violation {
+    pub kind: &'static str,
+    /// `c<client>.<connection>` or `audit`.
+    pub session: String,
+    pub command: String,
+    pub line: String,
+    pub detail: String,
+}
+
+impl fmt::Display for Violation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "[{}] {}: {} | command: {} | line: {}", self.kind, self.session, self.detail, self.command, self.line)
+    }
+}
+
+#[derive(Debug, Default, Clone)]
+pub struct Findings {
+    pub violations: BTreeMap<&'static str, u64>,
+    pub notices: BTreeMap<&'static str, u64>,
+    pub examples: Vec<Violation>,
+    pub notice_examples: Vec<Violation>,
+}
+
+impl Findings {
+    pub fn violation(&mut self, v: Violation) {
+        let n = self.violations.entry(v.kind).or_default();
+        *n += 1;
+        if *n as usize <= EXAMPLES_PER_KIND {
+            self.examples.push(v);
+        }
+    }
+
+    /// Allowed by the RFCs but worse than the best behaviour (RFC 2180 §4.1.2: FETCH NO).
+    pub fn notice(&mut self, v: Violation) {
+        let n = self.notices.entry(v.kind).or_default();
+        *n += 1;
+        if *n as usize <= EXAMPLES_PER_KIND {
+            self.notice_examples.push(v);
+        }
+    }
+
+    pub fn total(&self) -> u64 {
+        self.violations.values().sum()
+    }
+
+    pub fn merge(&mut self, other: Findings) {
+        for v in other.examples {
+            if self.examples.iter().filter(|e| e.kind == v.kind).count() < EXAMPLES_PER_KIND {
+                self.examples.push(v);
+            }
+        }
+        for v in other.notice_examples {
+            if self.notice_examples.iter().filter(|e| e.kind == v.kind).count() < EXAMPLES_PER_KIND {
+                self.notice_examples.push(v);
+            }
+        }
+        for (k, n) in other.violations {
+            *self.violations.entry(k).or_default() += n;
+        }
+        for (k, n) in other.notices {
+            *self.notices.entry(k).or_default() += n;
+        }
+    }
+}
+
+/// Latencies in microseconds, log-linear buckets (64 per power of two above
+/// 128 µs, so within ~1.6%).
+#[derive(Debug, Clone, Default)]
+pub struct Histogram {
+    buckets: Vec<u64>,
+    count: u64,
+}
+
+fn bucket(us: u64) -> usize {
+    if us < 128 {
+        return us as usize;
+    }
+    let e = 63 - us.leading_zeros() as usize;
+    let sub = ((us >> (e - 6)) & 63) as usize;
+    128 + (e - 7) * 64 + sub
+}
+
+fn bucket_value(b: usize) -> u64 {
+    if b < 128 {
+        return b as u64;
+    }
+    let e = (b - 128) / 64 + 7;
+    let sub = ((b - 128) % 64) as u64;
+    (64 + sub) << (e - 6)
+}
+
+impl Histogram {
+    pub fn record(&mut self, d: Duration) {
+        let b = bucket(d.as_micros().min(u128::from(u64::MAX >> 8)) as u64);
+        if self.buckets.len() <= b {
+            self.buckets.resize(b + 1, 0);
+        }
+        self.buckets[b] += 1;
+        self.count += 1;
+    }
+
+    pub fn count(&self) -> u64 {
+        self.count
+    }
+
+    /// The `p` quantile (0..=1).
+    pub fn quantile(&self, p: f64) -> Duration {
+        let target = ((self.count as f64 - 1.0).max(0.0) * p).round() as u64;
+        let mut seen = 0;
+        for (b, &n) in self.buckets.iter().enumerate() {
+            seen += n;
+            if n > 0 && seen > target {
+                return Duration::from_micros(bucket_value(b));
+            }
+        }
+        Duration::ZERO
+    }
+
+    pub fn merge(&mut self, other: &Histogram) {
+        if self.buckets.len() < other.buckets.len() {
+            self.buckets.resize(other.buckets.len(), 0);
+        }
+        for (a, b) in self.buckets.iter_mut().zip(&other.buckets) {
+            *a += b;
+        }
+        self.count += other.count;
+    }
+}
+
+/// Commands answered and their latencies, per command name.
+#[derive(Debug, Clone, Default)]
+pub struct Stats {
+    pub per_command: BTreeMap<&'static str, Histogram>,
+    pub all: Histogram,
+}
+
+impl Stats {
+    pub fn record(&mut self, name: &'static str, d: Duration) {
+        self.per_command.entry(name).or_default().record(d);
+        self.all.record(d);
+    }
+
+    pub fn merge(&mut self, other: &Stats) {
+        for (k, h) in &other.per_command {
+            self.per_command.entry(k).or_default().merge(h);
+        }
+        self.all.merge(&other.all);
+    }
+}
+
+/// The result of one run.
+#[derive(Debug, Clone, Default)]
+pub struct Report {
+    /// The load phase only (set-up and the final checks not counted).
+    pub elapsed: Duration,
+    pub clients: usize,
+    pub stats: Stats,
+    pub findings: Findings,
+}
+
+impl Report {
+    pub fn commands(&self) -> u64 {
+        self.stats.all.count()
+    }
+
+    pub fn commands_per_sec(&self) -> f64 {
+        self.commands() as f64 / self.elapsed.as_secs_f64().max(1e-9)
+    }
+
+    pub fn p50(&self) -> Duration {
+        self.stats.all.quantile(0.5)
+    }
+
+    pub fn p99(&self) -> Duration {
+        self.stats.all.quantile(0.99)
+    }
+
+    pub fn violations(&self) -> u64 {
+        self.findings.total()
+    }
+}
+
+fn ms(d: Duration) -> String {
+    format!("{:.2}", d.as_secs_f64() * 1000.0)
+}
+
+impl fmt::Display for Report {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(
+            f,
+            "{} clients, {:.1} s: {} commands, {:.0} commands/s, latency p50 {} ms, p99 {} ms",
+            self.clients,
+            self.elapsed.as_secs_f64(),
+            self.commands(),
+            self.commands_per_sec(),
+            ms(self.p50()),
+            ms(self.p99())
+        )?;
+        writeln!(f, "{:<14} {:>9} {:>10} {:>10}", "command", "count", "p50 ms", "p99 ms")?;
+        for (name, h) in &self.stats.per_command {
+            writeln!(f, "{:<14} {:>9} {:>10} {:>10}", name, h.count(), ms(h.quantile(0.5)), ms(h.quantile(0.99)))?;
+        }
+        writeln!(f, "violations: {}", self.violations())?;
+        for (kind, n) in &self.findings.violations {
+            writeln!(f, "  {kind}: {n}")?;
+            for v in self.findings.examples.iter().filter(|v| v.kind == *kind) {
+                writeln!(f, "    {v}")?;
+            }
+        }
+        if !self.findings.notices.is_empty() {
+            writeln!(f, "notices (allowed, but worse than the best behaviour):")?;
+            for (kind, n) in &self.findings.notices {
+                writeln!(f, "  {kind}: {n}")?;
+                for v in self.findings.notice_examples.iter().filter(|v| v.kind == *kind).take(2) {
+                    writeln!(f, "    {v}")?;
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn histogram_quantiles_are_close() {
+        let mut h = Histogram::default();
+        for us in 1..=10_000u64 {
+            h.record(Duration::from_micros(us));
+        }
+        let p50 = h.quantile(0.5).as_micros() as f64;
+        let p99 = h.quantile(0.99).as_micros() as f64;
+        assert!((p50 - 5000.0).abs() / 5000.0 < 0.02, "{p50}");
+        assert!((p99 - 9900.0).abs() / 9900.0 < 0.02, "{p99}");
+        for us in [0u64, 5, 127, 128, 129, 1000, 123_456_789] {
+            let v = bucket_value(bucket(us));
+            assert!(v <= us && (us - v) as f64 <= us as f64 * 0.02, "{us} -> {v}");
+        }
+    }
+}
