@@ -470,11 +470,9 @@ impl Client {
             | Untagged::Fetch { .. }
             | Untagged::Vanished { .. }
             | Untagged::Flags(_)
-                if self.sel.is_none() =>
+                if self.sel.is_none() && !ctx.logout =>
             {
-                if !ctx.logout {
-                    problems.push(("mailbox-data-without-selection", "no mailbox is selected".into()));
-                }
+                problems.push(("mailbox-data-without-selection", "no mailbox is selected".into()));
             }
             Untagged::Exists(n) => {
                 if let Some(sel) = self.sel.as_mut() {
@@ -519,7 +517,7 @@ impl Client {
                 }
             }
             Untagged::Fetch { seq, att } => {
-                let Some(sel) = self.sel.as_mut() else { return None };
+                let sel = self.sel.as_mut()?;
                 let key = sel.key.clone();
                 let mem = self.mem.of(&key);
                 let got = sel.on_fetch(*seq, att, mem, &mut problems);

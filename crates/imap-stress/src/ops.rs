@@ -357,9 +357,12 @@ impl Client {
             out.push(f);
         }
         // \Deleted is what makes EXPUNGE remove anything: more of it when the mailbox is big.
-        if kind != StoreKind::Remove && self.rng.chance(if big { 45 } else { 10 }) {
-            out.push("\\Deleted");
-        } else if kind == StoreKind::Remove && self.rng.chance(20) {
+        let percent = match kind {
+            StoreKind::Remove => 20,
+            _ if big => 45,
+            _ => 10,
+        };
+        if self.rng.chance(percent) {
             out.push("\\Deleted");
         }
         out.sort_unstable();

@@ -77,10 +77,12 @@ pub(crate) struct SelectedView {
     base_modseq: ModSeq,
     pending: Pending,
     /// Modseqs this session reported ahead of the bus (its own STORE, or a
-    /// FETCH that read a change not yet published), so older or equal bus
-    /// events for the message are not sent. Entries go once the bus has
-    /// caught up with them.
-    told: HashMap<Uid, ModSeq>,
+    /// FETCH that read a change not yet published), and whether the FLAGS
+    /// went with them: older bus events for the message are not sent, nor
+    /// one of the same modseq when its flags were sent (a `.SILENT` STORE
+    /// or a MODSEQ-only FETCH still needs the flags of that event). Entries
+    /// go once the bus has caught up with them.
+    told: HashMap<Uid, (ModSeq, bool)>,
     pin: Option<ViewPin>,
     /// Keywords the client knows from FLAGS / PERMANENTFLAGS.
     keywords: BTreeSet<String>,
@@ -188,7 +190,7 @@ impl SelectedView {
     /// `told` the bus has caught up with go.
     pub(crate) fn settle(&mut self, mark: ChangeMark) {
         let highest = self.highest_modseq;
-        self.told.retain(|_, m| *m > highest);
+        self.told.retain(|_, (m, _)| *m > highest);
         if self.pending.expunged.is_empty()
             && self.pending.resync.is_none()
             && let Some(pin) = &mut self.pin
@@ -359,9 +361,27 @@ impl SelectedView {
     /// what is ahead of the bus needs remembering: every later bus event
     /// is above `highest_modseq`.
     pub(crate) fn told_flags(&mut self, uid: Uid, modseq: ModSeq) {
+        self.told(uid, modseq, true);
+    }
+
+    /// Whether the client has been told of every change of `uid` up to `modseq`.
+    pub(crate) fn knows(&self, uid: Uid, modseq: ModSeq) -> bool {
+        modseq <= self.highest_modseq || self.told.get(&uid).is_some_and(|&(m, flags)| flags && m >= modseq)
+    }
+
+    /// Records a modseq this session sent without the message's flags.
+    pub(crate) fn told_modseq(&mut self, uid: Uid, modseq: ModSeq) {
+        self.told(uid, modseq, false);
+    }
+
+    fn told(&mut self, uid: Uid, modseq: ModSeq, flags: bool) {
         if modseq > self.highest_modseq {
-            let m = self.told.entry(uid).or_insert(modseq);
-            *m = (*m).max(modseq);
+            let t = self.told.entry(uid).or_insert((modseq, flags));
+            if modseq > t.0 {
+                *t = (modseq, flags);
+            } else if modseq == t.0 {
+                t.1 |= flags;
+            }
         }
     }
 
@@ -391,7 +411,8 @@ impl SelectedView {
             }
         }
         for (uid, (flags, modseq)) in std::mem::take(&mut self.pending.flags) {
-            if self.told.get(&uid).is_some_and(|&m| m >= modseq) || self.pending.expunged.contains(&uid) {
+            let told = self.told.get(&uid).is_some_and(|&(m, flags)| m > modseq || (flags && m == modseq));
+            if told || self.pending.expunged.contains(&uid) {
                 continue;
             }
             if let Some(seq) = self.seq_of(uid) {
@@ -669,6 +690,22 @@ mod tests {
         // Caught up: nothing is remembered any more.
         v.settle(ChangeMark::default());
         assert!(v.told.is_empty());
+    }
+
+    #[test]
+    fn a_silent_store_still_gets_the_flags_of_its_change() {
+        let mut v = view(&[1]);
+        let flags: Flags = ["\\Flagged", "\\Seen"].into_iter().collect();
+        // STORE +FLAGS.SILENT (\Seen) at modseq 5; another session's \Flagged (4) came first.
+        v.told_modseq(1, 5);
+        v.note(&Change::FlagsChanged {
+            mailbox: MailboxId(7),
+            uid: 1,
+            flags: ["\\Flagged"].into_iter().collect(),
+            modseq: 4,
+        });
+        v.note(&Change::FlagsChanged { mailbox: MailboxId(7), uid: 1, flags: flags.clone(), modseq: 5 });
+        assert_eq!(v.take_updates(None, true), vec![Update::Flags { seq: 1, uid: 1, flags, modseq: 5 }]);
     }
 
     #[test]

@@ -71,6 +71,10 @@ pub struct FlagsUpdate {
     /// on exactly this transition, judged by the keywords they had: a
     /// `STORE FLAGS (\Seen)` that drops `$Chat` still moves the chat).
     pub seen_gained: Vec<(Uid, Flags)>,
+    /// Every message of `updated` with its modseq BEFORE this change (the
+    /// same as after when nothing changed): a session that knows that modseq
+    /// knows every earlier change of the message.
+    pub before: Vec<(Uid, ModSeq)>,
 }
 
 impl Store {
@@ -281,6 +285,7 @@ impl Store {
                     FlagOp::Remove => msg.flags.0.difference(&flags.0).cloned().collect(),
                     FlagOp::Replace => flags.clone(),
                 };
+                result.before.push((uid, msg.modseq));
                 if new != msg.flags {
                     if new.contains("\\Seen") && !msg.flags.contains("\\Seen") {
                         result.seen_gained.push((uid, msg.flags.clone()));

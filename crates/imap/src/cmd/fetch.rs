@@ -278,13 +278,18 @@ async fn fetch_since(
         let loaded = batch.loaded.iter().map(|l| l.index);
         let newly_seen =
             if needs.seen { mark_seen(s, account, mailbox, &mut listing, loaded).await? } else { Vec::new() };
-        let shows_flags = items.iter().any(|i| matches!(i, Item::Flags | Item::ModSeq)) || needs.seen;
+        let shows_modseq = items.contains(&Item::ModSeq);
         for l in &batch.loaded {
             let Some(meta) = listing.get(l.index) else { continue };
             let flags_changed = newly_seen.contains(&meta.uid);
-            if shows_flags && let State::Selected(_, view) = &mut s.state {
-                view.told_flags(meta.uid, meta.modseq);
-                view.announce(&meta.flags, s.conn.out());
+            let shows_flags = items.contains(&Item::Flags) || flags_changed;
+            if let State::Selected(_, view) = &mut s.state {
+                if shows_flags {
+                    view.told_flags(meta.uid, meta.modseq);
+                    view.announce(&meta.flags, s.conn.out());
+                } else if shows_modseq {
+                    view.told_modseq(meta.uid, meta.modseq);
+                }
             }
             let structure = l.structure.as_deref().unwrap_or(&empty);
             let recent;

@@ -83,8 +83,15 @@ pub(crate) async fn store(s: &mut Session, args: StoreArgs<'_>) -> CmdResult {
         // New keywords are defined now, even when no FETCH shows them.
         view.announce(&flags, out);
     }
-    for (u, flags, modseq) in &result.updated {
-        view.told_flags(*u, *modseq);
+    for ((u, flags, modseq), (_, before)) in result.updated.iter().zip(&result.before) {
+        if silent && !view.knows(*u, *before) {
+            // Another session changed the message before us and the client
+            // has not been told: the bus event of this change reports the
+            // flags it did not see.
+            view.told_modseq(*u, *modseq);
+        } else {
+            view.told_flags(*u, *modseq);
+        }
         let Some(seq) = view.seq_of(*u) else { continue };
         let changed = result.changed.binary_search(u).is_ok();
         if silent && !(condstore && changed) {
@@ -95,7 +102,8 @@ pub(crate) async fn store(s: &mut Session, args: StoreArgs<'_>) -> CmdResult {
         }
         let flags = view.shown_flags(*u, flags, rev1);
         let shown = (!silent).then_some(flags.as_ref());
-        write_fetch(out, seq, uid_form.then_some(*u), shown, condstore.then_some(*modseq));
+        // With CONDSTORE on, UID goes with MODSEQ in every FETCH a STORE causes (RFC 7162 §3.1.4, as Dovecot).
+        write_fetch(out, seq, (uid_form || condstore).then_some(*u), shown, condstore.then_some(*modseq));
     }
     if !result.modified.is_empty() {
         let failed: Vec<u32> = if uid_form {

@@ -162,7 +162,8 @@ async fn expunge_answers_highestmodseq_once_condstore_is_on() {
     assert!(c.line().await.starts_with("* OK [HIGHESTMODSEQ "));
     assert!(c.line().await.starts_with("* 1 FETCH (MODSEQ ("));
     assert_eq!(c.line().await, "a3 OK FETCH completed");
-    check(&mut c, "C: a4 STORE 1 +FLAGS.SILENT (\\Deleted)\nS: * 1 FETCH (MODSEQ (...\nS: a4 OK STORE completed").await;
+    check(&mut c, "C: a4 STORE 1 +FLAGS.SILENT (\\Deleted)\nS: * 1 FETCH (UID 2 MODSEQ (...\nS: a4 OK STORE completed")
+        .await;
     let r = c.command("a5", "UID EXPUNGE 1:*").await;
     let highest = srv.store.mailbox(srv.account.id, "INBOX").unwrap().highest_modseq;
     assert_eq!(r, vec!["* 1 EXPUNGE".to_string(), format!("a5 OK [HIGHESTMODSEQ {highest}] EXPUNGE completed")]);

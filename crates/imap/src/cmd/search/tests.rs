@@ -210,7 +210,7 @@ async fn esearch_return_options() {
     // RFC 7162 §3.1: MODSEQ in a search turned CONDSTORE on.
     check(
         &mut c,
-        "C: m2 STORE 1 +FLAGS (\\Flagged)\nS: * 1 FETCH (FLAGS (\\Flagged \\Recent \\Seen) MODSEQ (9))\nS: m2 OK ...",
+        "C: m2 STORE 1 +FLAGS (\\Flagged)\nS: * 1 FETCH (FLAGS (\\Flagged \\Recent \\Seen) UID 2 MODSEQ (9))\nS: m2 OK ...",
     )
     .await;
 }

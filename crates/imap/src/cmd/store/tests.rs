@@ -131,7 +131,7 @@ async fn conditional_store_reports_modified_and_turns_on_modseq() {
         &format!(
             "C: a1 STORE 1:3 (UNCHANGEDSINCE {since}) +FLAGS.SILENT (\\Seen)
              S: * OK [HIGHESTMODSEQ ...
-             S: * 1 FETCH (MODSEQ ({n1}))
+             S: * 1 FETCH (UID 1 MODSEQ ({n1}))
              S: * 2 FETCH (FLAGS (\\Deleted \\Recent) UID 2 MODSEQ ({m2}))
              S: a1 OK [MODIFIED 2:3] Conditional STORE failed",
             n1 = m2 + 1
@@ -149,7 +149,7 @@ async fn conditional_store_reports_modified_and_turns_on_modseq() {
              C: a3 UID STORE 1 (UNCHANGEDSINCE 0) +FLAGS (\\Draft)
              S: a3 OK [MODIFIED 1] Conditional STORE failed
              C: a4 STORE 1 +FLAGS (\\Seen)
-             S: * 1 FETCH (FLAGS (\\Recent \\Seen) MODSEQ ({n1}))
+             S: * 1 FETCH (FLAGS (\\Recent \\Seen) UID 1 MODSEQ ({n1}))
              S: a4 OK STORE completed",
             n1 = m2 + 1,
             n3 = m2 + 2
