@@ -427,16 +427,15 @@ impl SelectedView {
     /// (RFC 3501 §7.4.1's example: `3 3 5 8`); one pass over the map.
     fn apply_expunges(&mut self) -> Vec<Update> {
         let gone = std::mem::take(&mut self.pending.expunged);
+        // The client counts expunged recent messages out itself.
+        let recent_gone = gone.iter().filter(|u| self.is_recent(**u)).count() as u32;
+        self.told_recent = self.told_recent.saturating_sub(recent_gone);
         let mut out = Vec::with_capacity(gone.len());
         for (i, uid) in self.uids.iter().enumerate() {
             if gone.contains(uid) {
                 // `i - out.len()` messages are still ahead of this one.
                 out.push(Update::Expunge { seq: (i - out.len()) as u32 + 1, uid: *uid });
                 self.told.remove(uid);
-                if self.recent.iter().any(|&(a, b)| (a..=b).contains(uid)) {
-                    // The client counts an expunged recent message out itself.
-                    self.told_recent = self.told_recent.saturating_sub(1);
-                }
             }
         }
         self.uids.retain(|u| !gone.contains(u));

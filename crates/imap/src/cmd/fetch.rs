@@ -294,13 +294,13 @@ async fn fetch_since(
             let structure = l.structure.as_deref().unwrap_or(&empty);
             let recent;
             let meta = match &s.state {
-                State::Selected(_, view) if !s.rev2 && view.is_recent(meta.uid) => {
-                    recent = MessageMeta {
-                        flags: view.shown_flags(meta.uid, &meta.flags, true).into_owned(),
-                        ..meta.clone()
-                    };
-                    &recent
-                }
+                State::Selected(_, view) => match view.shown_flags(meta.uid, &meta.flags, !s.rev2) {
+                    std::borrow::Cow::Owned(flags) => {
+                        recent = MessageMeta { flags, ..meta.clone() };
+                        &recent
+                    }
+                    std::borrow::Cow::Borrowed(_) => meta,
+                },
                 _ => meta,
             };
             let msg = write::Msg { seq: l.seq, meta, raw: l.raw.as_deref(), structure };
