@@ -218,12 +218,17 @@ impl Client {
         self
     }
 
-    /// `c<client>.<connection>`; set-up and audit sessions are `aux<account>.<connection>`.
-    pub fn session(&self) -> String {
+    /// `c<client>`; set-up and audit sessions are `aux<account>`.
+    pub fn label(&self) -> String {
         if self.id > usize::MAX / 2 {
-            return format!("aux{}.{}", usize::MAX - self.id, self.conn_no);
+            return format!("aux{}", usize::MAX - self.id);
         }
-        format!("c{}.{}", self.id, self.conn_no)
+        format!("c{}", self.id)
+    }
+
+    /// `<label>.<connection>`.
+    pub fn session(&self) -> String {
+        format!("{}.{}", self.label(), self.conn_no)
     }
 
     pub fn account(&self) -> &str {
@@ -470,11 +475,9 @@ impl Client {
             | Untagged::Fetch { .. }
             | Untagged::Vanished { .. }
             | Untagged::Flags(_)
-                if self.sel.is_none() =>
+                if self.sel.is_none() && !ctx.logout =>
             {
-                if !ctx.logout {
-                    problems.push(("mailbox-data-without-selection", "no mailbox is selected".into()));
-                }
+                problems.push(("mailbox-data-without-selection", "no mailbox is selected".into()));
             }
             Untagged::Exists(n) => {
                 if let Some(sel) = self.sel.as_mut() {
@@ -519,7 +522,7 @@ impl Client {
                 }
             }
             Untagged::Fetch { seq, att } => {
-                let Some(sel) = self.sel.as_mut() else { return None };
+                let sel = self.sel.as_mut()?;
                 let key = sel.key.clone();
                 let mem = self.mem.of(&key);
                 let got = sel.on_fetch(*seq, att, mem, &mut problems);

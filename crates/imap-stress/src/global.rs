@@ -140,9 +140,7 @@ impl Global {
             Some(_) => Ok(()),
             None => {
                 let facts = s.mailboxes.entry(key.clone()).or_default();
-                if !facts.ids.contains_key(&uid) {
-                    facts.ids.insert(uid, IdEntry::Id(id.map(str::to_owned)));
-                }
+                facts.ids.entry(uid).or_insert_with(|| IdEntry::Id(id.map(str::to_owned)));
                 Ok(())
             }
         }

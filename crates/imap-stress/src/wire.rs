@@ -80,9 +80,7 @@ impl Conn {
         // A zero timeout polls the read once: data already in the socket is
         // taken, nothing is waited for.
         match tokio::time::timeout(Duration::ZERO, self.reader.fill_buf()).await {
-            Ok(Ok(buf)) if buf.is_empty() => {
-                Err(io::Error::new(io::ErrorKind::UnexpectedEof, "the server closed the connection"))
-            }
+            Ok(Ok([])) => Err(io::Error::new(io::ErrorKind::UnexpectedEof, "the server closed the connection")),
             Ok(Ok(_)) => Ok(true),
             Ok(Err(e)) => Err(e),
             Err(_) => Ok(false),
