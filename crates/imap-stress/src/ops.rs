@@ -96,7 +96,9 @@ impl Client {
     /// One step of the load: reselect or fill the map if needed, else a random command.
     pub async fn step(&mut self) -> Result<(), Broken> {
         let Some(sel) = self.sel.as_ref() else {
-            let mailbox = if self.rng.chance(75) { "INBOX" } else { OTHER };
+            // Both mailboxes equally: messages flow both ways (APPEND, COPY,
+            // MOVE), and each is kept small only while someone has it open.
+            let mailbox = if self.rng.chance(50) { "INBOX" } else { OTHER };
             let examine = self.rng.chance(15);
             self.select(mailbox, examine).await?;
             return Ok(());
@@ -107,6 +109,10 @@ impl Client {
         let (len, read_only) = (sel.len(), sel.read_only);
         let target = self.shared.cfg.mailbox_target.max(4);
         let (big, small) = (len > target, len < target / 4);
+        let here = sel.key.clone();
+        let there = self.key(if here.1 == "INBOX" { OTHER } else { "INBOX" });
+        self.mem.of(&here).size_hint = len;
+        let other_big = self.mem.of(&there).size_hint > target;
         let w = |cond: bool, w: u32| if cond { w } else { 0 };
         let has = len > 0;
         let caps = self.caps;
@@ -127,8 +133,8 @@ impl Client {
             ),
             (Op::Expunge, w(!read_only, if big { 6 } else { 2 })),
             (Op::UidExpunge, w(!read_only && caps.uidplus, if big { 6 } else { 2 })),
-            (Op::Copy, w(has && !big, 4)),
-            (Op::Move, w(has && !read_only && caps.moves, 4)),
+            (Op::Copy, w(has && !big && !other_big, 4)),
+            (Op::Move, w(has && !read_only && caps.moves && !other_big, 4)),
             (Op::Idle, w(caps.idle, 3)),
             (Op::Noop, 6),
             (Op::Select, 3),
@@ -142,8 +148,8 @@ impl Client {
             Op::FetchBody => self.fetch_body().await,
             Op::Store => self.store(big).await,
             Op::Append => {
-                let mailbox = if self.rng.chance(60) { "INBOX" } else { OTHER };
-                self.append(mailbox).await
+                let to = if other_big || self.rng.chance(60) { here.1.clone() } else { there.1.clone() };
+                self.append(&to).await
             }
             Op::Expunge => self.expunge(false).await,
             Op::UidExpunge => self.expunge(true).await,
@@ -167,7 +173,7 @@ impl Client {
                 Ok(())
             }
             Op::Select => {
-                let mailbox = if self.rng.chance(70) { "INBOX" } else { OTHER };
+                let mailbox = if self.rng.chance(50) { "INBOX" } else { OTHER };
                 let examine = self.rng.chance(20);
                 self.select(mailbox, examine).await.map(|_| ())
             }
@@ -479,7 +485,8 @@ impl Client {
                     // the FETCH, after another client's change.
                     && !self.shared.global.flags_touched_by_others(&key, uid, self.id, sent, done)
                 {
-                    let detail = format!("UID {uid}: stored {op} {stored:?}, FETCH said {:?}", with_flags);
+                    let detail =
+                        format!("UID {uid}: stored {op} {stored:?}, FETCH said {:?}; tagged: {}", with_flags, a.raw);
                     let raw = a.untagged.iter().find(|s| s.uid == Some(uid)).map(|s| s.raw.clone()).unwrap_or_default();
                     self.violation("store-fetch-wrong-flags", &line, &raw, detail);
                 }

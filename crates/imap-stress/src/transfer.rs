@@ -180,9 +180,17 @@ impl Client {
                 }
             }
             None if self.caps.uidplus => {
-                let held = targets.iter().any(|t| self.sel.as_ref().is_some_and(|x| x.seq_of(t.1).is_some()));
-                if held && !is_move {
-                    problems.push(("copy-without-copyuid", "UIDPLUS is advertised".into()));
+                // Nothing copied is fine if the messages were gone (expunged
+                // elsewhere); if one is still there at the end, COPYUID was due
+                // (RFC 4315 §3).
+                for &(_, uid) in &targets {
+                    let v = self.pending_violation(
+                        if is_move { "move-without-copyuid" } else { "copy-without-copyuid" },
+                        &line,
+                        &a.raw,
+                        format!("UID {uid}; UIDPLUS is advertised"),
+                    );
+                    self.pending.push(crate::client::Pending { key: from.clone(), uid, violation: v });
                 }
             }
             None => {}
@@ -216,6 +224,7 @@ impl Client {
         let mem = self.mem.of(&key);
         for (name, v) in items {
             match name.as_str() {
+                "MESSAGES" => mem.size_hint = v as usize,
                 "UIDNEXT" if v <= u64::from(max_uid) => {
                     problems
                         .push(("uidnext-not-above-seen-uid", format!("STATUS UIDNEXT {v}, UID {max_uid} was seen")));
