@@ -277,6 +277,10 @@ impl Client {
     async fn fetch_flags(&mut self) -> Result<(), Broken> {
         let by_seq = self.rng.chance(30);
         let targets = self.targets(by_seq, 6);
+        if targets.is_empty() {
+            // Only messages whose UIDs are not known yet: nothing to name.
+            return Ok(());
+        }
         let modseq = if self.condstore { " MODSEQ" } else { "" };
         let (name, line) = if by_seq {
             ("FETCH", format!("FETCH {} (UID FLAGS{modseq})", Self::seq_set(&targets)))
@@ -296,6 +300,9 @@ impl Client {
 
     async fn fetch_ids(&mut self) -> Result<(), Broken> {
         let targets = self.targets(false, 8);
+        if targets.is_empty() {
+            return Ok(());
+        }
         let uids: Vec<u32> = targets.iter().map(|t| t.1).collect();
         let line = format!("UID FETCH {} (UID BODY.PEEK[HEADER.FIELDS (X-Stress-Id)])", uid_set(&uids));
         let a = self.cmd(Cmd::new("UID FETCH", line.clone()).ctx(Ctx { fetch: true, ..Ctx::default() })).await?;
