@@ -218,12 +218,17 @@ impl Client {
         self
     }
 
-    /// `c<client>.<connection>`; set-up and audit sessions are `aux<account>.<connection>`.
-    pub fn session(&self) -> String {
+    /// `c<client>`; set-up and audit sessions are `aux<account>`.
+    pub fn label(&self) -> String {
         if self.id > usize::MAX / 2 {
-            return format!("aux{}.{}", usize::MAX - self.id, self.conn_no);
+            return format!("aux{}", usize::MAX - self.id);
         }
-        format!("c{}.{}", self.id, self.conn_no)
+        format!("c{}", self.id)
+    }
+
+    /// `<label>.<connection>`.
+    pub fn session(&self) -> String {
+        format!("{}.{}", self.label(), self.conn_no)
     }
 
     pub fn account(&self) -> &str {

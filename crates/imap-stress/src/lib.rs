@@ -30,6 +30,7 @@ mod ops;
 pub mod parse;
 mod report;
 mod rng;
+mod transfer;
 mod verify;
 mod wire;
 

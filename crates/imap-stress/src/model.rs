@@ -75,6 +75,9 @@ pub struct MailboxMemory {
     pub max_uid_seen: u32,
     pub modseqs: HashMap<u32, u64>,
     pub expunged: HashSet<u32>,
+    /// Messages last seen in it (EXISTS while selected, STATUS MESSAGES):
+    /// the mix stops adding to a mailbox that has grown too big.
+    pub size_hint: usize,
 }
 
 #[derive(Debug, Default)]

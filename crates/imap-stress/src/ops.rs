@@ -6,7 +6,6 @@ use crate::client::{Broken, Client, Cmd, Ctx, OTHER, Pending};
 use crate::model::{FlagSet, flag_set};
 use crate::parse::{self, Code, Status, Untagged};
 use crate::report::Violation;
-use crate::wire::quote;
 use std::time::Duration;
 
 const SYSTEM: [&str; 5] = ["\\Seen", "\\Flagged", "\\Answered", "\\Draft", "\\Deleted"];
@@ -97,7 +96,9 @@ impl Client {
     /// One step of the load: reselect or fill the map if needed, else a random command.
     pub async fn step(&mut self) -> Result<(), Broken> {
         let Some(sel) = self.sel.as_ref() else {
-            let mailbox = if self.rng.chance(75) { "INBOX" } else { OTHER };
+            // Both mailboxes equally: messages flow both ways (APPEND, COPY,
+            // MOVE), and each is kept small only while someone has it open.
+            let mailbox = if self.rng.chance(50) { "INBOX" } else { OTHER };
             let examine = self.rng.chance(15);
             self.select(mailbox, examine).await?;
             return Ok(());
@@ -108,6 +109,10 @@ impl Client {
         let (len, read_only) = (sel.len(), sel.read_only);
         let target = self.shared.cfg.mailbox_target.max(4);
         let (big, small) = (len > target, len < target / 4);
+        let here = sel.key.clone();
+        let there = self.key(if here.1 == "INBOX" { OTHER } else { "INBOX" });
+        self.mem.of(&here).size_hint = len;
+        let other_big = self.mem.of(&there).size_hint > target;
         let w = |cond: bool, w: u32| if cond { w } else { 0 };
         let has = len > 0;
         let caps = self.caps;
@@ -128,8 +133,8 @@ impl Client {
             ),
             (Op::Expunge, w(!read_only, if big { 6 } else { 2 })),
             (Op::UidExpunge, w(!read_only && caps.uidplus, if big { 6 } else { 2 })),
-            (Op::Copy, w(has && !big, 4)),
-            (Op::Move, w(has && !read_only && caps.moves, 4)),
+            (Op::Copy, w(has && !big && !other_big, 4)),
+            (Op::Move, w(has && !read_only && caps.moves && !other_big, 4)),
             (Op::Idle, w(caps.idle, 3)),
             (Op::Noop, 6),
             (Op::Select, 3),
@@ -143,8 +148,8 @@ impl Client {
             Op::FetchBody => self.fetch_body().await,
             Op::Store => self.store(big).await,
             Op::Append => {
-                let mailbox = if self.rng.chance(60) { "INBOX" } else { OTHER };
-                self.append(mailbox).await
+                let to = if other_big || self.rng.chance(60) { here.1.clone() } else { there.1.clone() };
+                self.append(&to).await
             }
             Op::Expunge => self.expunge(false).await,
             Op::UidExpunge => self.expunge(true).await,
@@ -168,7 +173,7 @@ impl Client {
                 Ok(())
             }
             Op::Select => {
-                let mailbox = if self.rng.chance(70) { "INBOX" } else { OTHER };
+                let mailbox = if self.rng.chance(50) { "INBOX" } else { OTHER };
                 let examine = self.rng.chance(20);
                 self.select(mailbox, examine).await.map(|_| ())
             }
@@ -217,7 +222,7 @@ impl Client {
 
     /// Known (seq, uid) pairs to act on: a few random ones, or a run of
     /// consecutive sequence numbers.
-    fn targets(&mut self, by_seq: bool, max: usize) -> Vec<(u32, u32)> {
+    pub(crate) fn targets(&mut self, by_seq: bool, max: usize) -> Vec<(u32, u32)> {
         let Some(sel) = self.sel.as_ref() else { return Vec::new() };
         let known = sel.known();
         if known.is_empty() {
@@ -243,7 +248,7 @@ impl Client {
         out
     }
 
-    fn seq_set(targets: &[(u32, u32)]) -> String {
+    pub(crate) fn seq_set(targets: &[(u32, u32)]) -> String {
         match (targets.first(), targets.last()) {
             (Some(a), Some(b)) if a.0 != b.0 => format!("{}:{}", a.0, b.0),
             (Some(a), _) => a.0.to_string(),
@@ -272,6 +277,10 @@ impl Client {
     async fn fetch_flags(&mut self) -> Result<(), Broken> {
         let by_seq = self.rng.chance(30);
         let targets = self.targets(by_seq, 6);
+        if targets.is_empty() {
+            // Only messages whose UIDs are not known yet: nothing to name.
+            return Ok(());
+        }
         let modseq = if self.condstore { " MODSEQ" } else { "" };
         let (name, line) = if by_seq {
             ("FETCH", format!("FETCH {} (UID FLAGS{modseq})", Self::seq_set(&targets)))
@@ -291,6 +300,9 @@ impl Client {
 
     async fn fetch_ids(&mut self) -> Result<(), Broken> {
         let targets = self.targets(false, 8);
+        if targets.is_empty() {
+            return Ok(());
+        }
         let uids: Vec<u32> = targets.iter().map(|t| t.1).collect();
         let line = format!("UID FETCH {} (UID BODY.PEEK[HEADER.FIELDS (X-Stress-Id)])", uid_set(&uids));
         let a = self.cmd(Cmd::new("UID FETCH", line.clone()).ctx(Ctx { fetch: true, ..Ctx::default() })).await?;
@@ -357,12 +369,12 @@ impl Client {
             out.push(f);
         }
         // \Deleted is what makes EXPUNGE remove anything: more of it when the mailbox is big.
-        let percent = match kind {
+        let deleted = match kind {
             StoreKind::Remove => 20,
             _ if big => 45,
             _ => 10,
         };
-        if self.rng.chance(percent) {
+        if self.rng.chance(deleted) {
             out.push("\\Deleted");
         }
         out.sort_unstable();
@@ -480,7 +492,8 @@ impl Client {
                     // the FETCH, after another client's change.
                     && !self.shared.global.flags_touched_by_others(&key, uid, self.id, sent, done)
                 {
-                    let detail = format!("UID {uid}: stored {op} {stored:?}, FETCH said {:?}", with_flags);
+                    let detail =
+                        format!("UID {uid}: stored {op} {stored:?}, FETCH said {:?}; tagged: {}", with_flags, a.raw);
                     let raw = a.untagged.iter().find(|s| s.uid == Some(uid)).map(|s| s.raw.clone()).unwrap_or_default();
                     self.violation("store-fetch-wrong-flags", &line, &raw, detail);
                 }
@@ -528,232 +541,6 @@ impl Client {
             if let Some(flags) = self.sel.as_mut().and_then(|s| s.slot_of(uid)).and_then(|s| s.flags.as_mut()) {
                 flags.insert("nil".into());
             }
-        }
-        Ok(())
-    }
-
-    /// An APPEND to INBOX for the set-up.
-    pub async fn seed_append(&mut self) -> Result<(), Broken> {
-        self.append("INBOX").await
-    }
-
-    async fn append(&mut self, mailbox: &str) -> Result<(), Broken> {
-        self.appended += 1;
-        let id = format!("{}-{}-{}", self.shared.run_id, self.id, self.appended);
-        let size_pick = self.rng.below(100_000);
-        let body = message(&id, size_pick);
-        let flags = match self.rng.below(10) {
-            0..=5 => "",
-            6..=7 => "(\\Seen) ",
-            8 => "(\\Flagged \\Seen) ",
-            _ => "(\\Draft) ",
-        };
-        let key = self.key(mailbox);
-        let before = self.mem.of(&key).max_uid_seen;
-        let line = format!("APPEND {} {flags}", quote(mailbox));
-        let mut cmd = Cmd::new("APPEND", line.trim_end().to_owned());
-        cmd.literal = Some(body);
-        let a = self.cmd(cmd).await?;
-        if !a.ok() {
-            if a.code != Some(Code::ServerBug) {
-                self.violation("append-failed", &line, &a.raw, String::new());
-            }
-            return Ok(());
-        }
-        match a.code {
-            Some(Code::AppendUid { validity, ref uids }) => {
-                let uid = uids.first().map(|r| r.0).unwrap_or(0);
-                let mem = self.mem.of(&key);
-                let mut problems = Vec::new();
-                if mem.uidvalidity.is_some_and(|v| v != validity) {
-                    problems.push((
-                        "uidvalidity-changed",
-                        format!("APPENDUID {validity}, mailbox has {:?}", mem.uidvalidity),
-                    ));
-                }
-                if uid <= before {
-                    problems.push((
-                        "appenduid-not-above-earlier",
-                        format!("APPENDUID {uid}, but UID {before} was seen before"),
-                    ));
-                }
-                if mem.expunged.contains(&uid) {
-                    problems.push(("uid-reappeared", format!("APPENDUID {uid} was seen expunged")));
-                }
-                mem.max_uid_seen = mem.max_uid_seen.max(uid);
-                if let Err(e) = self.shared.global.appended(&key, uid, &id) {
-                    problems.push(("wrong-message", e));
-                }
-                for (k, d) in problems {
-                    self.violation(k, &line, &a.raw, d);
-                }
-            }
-            _ if self.caps.uidplus => self.violation("append-without-appenduid", &line, &a.raw, String::new()),
-            _ => {}
-        }
-        Ok(())
-    }
-
-    async fn expunge(&mut self, by_uid: bool) -> Result<(), Broken> {
-        let (name, line) = if by_uid {
-            let deleted: Vec<u32> = self
-                .sel
-                .as_ref()
-                .map(|s| {
-                    s.slots
-                        .iter()
-                        .filter(|x| x.flags.as_ref().is_some_and(|f| f.contains("\\deleted")))
-                        .filter_map(|x| x.uid)
-                        .collect()
-                })
-                .unwrap_or_default();
-            let mut uids: Vec<u32> = deleted.into_iter().filter(|_| self.rng.chance(70)).collect();
-            uids.extend(self.targets(false, 3).iter().map(|t| t.1));
-            if uids.is_empty() {
-                return Ok(());
-            }
-            ("UID EXPUNGE", format!("UID EXPUNGE {}", uid_set(&uids)))
-        } else {
-            ("EXPUNGE", "EXPUNGE".to_owned())
-        };
-        let a = self.cmd(Cmd::new(name, line.clone())).await?;
-        if !a.ok() && a.code != Some(Code::ServerBug) {
-            self.violation("expunge-failed", &line, &a.raw, String::new());
-        }
-        Ok(())
-    }
-
-    async fn copy_or_move(&mut self, is_move: bool) -> Result<(), Broken> {
-        let Some(from) = self.sel.as_ref().map(|s| s.key.clone()) else { return Ok(()) };
-        let by_seq = self.rng.chance(20);
-        let targets = self.targets(by_seq, 3);
-        if targets.is_empty() {
-            return Ok(());
-        }
-        let other = if from.1 == "INBOX" { OTHER } else { "INBOX" };
-        let dest = if !is_move && self.rng.chance(25) { from.1.clone() } else { other.to_owned() };
-        let to = self.key(&dest);
-        let before = self.mem.of(&to).max_uid_seen;
-        let verb = if is_move { "MOVE" } else { "COPY" };
-        let (name, set) = match (is_move, by_seq) {
-            (true, true) => ("MOVE", Self::seq_set(&targets)),
-            (true, false) => ("UID MOVE", uid_set(&targets.iter().map(|t| t.1).collect::<Vec<_>>())),
-            (false, true) => ("COPY", Self::seq_set(&targets)),
-            (false, false) => ("UID COPY", uid_set(&targets.iter().map(|t| t.1).collect::<Vec<_>>())),
-        };
-        let prefix = if by_seq { "" } else { "UID " };
-        let line = format!("{prefix}{verb} {set} {}", quote(&dest));
-        let a = self.cmd(Cmd::new(name, line.clone())).await?;
-        if !a.ok() {
-            if a.code == Some(Code::ExpungeIssued) {
-                // RFC 2180 §4.4.1 allows refusing a COPY of expunged messages.
-                self.notice("copy-move-expungeissued", &line, &a.raw, String::new());
-            } else if a.code != Some(Code::ServerBug) {
-                self.violation(if is_move { "move-failed" } else { "copy-failed" }, &line, &a.raw, String::new());
-            }
-            return Ok(());
-        }
-        let copyuid = a.codes().find_map(|c| match c {
-            Code::CopyUid { validity, src, dst } => Some((*validity, src.clone(), dst.clone())),
-            _ => None,
-        });
-        let mut problems = Vec::new();
-        match copyuid {
-            Some((validity, src, dst)) => {
-                let (Some(src), Some(dst)) = (parse::expand(&src, 10_000), parse::expand(&dst, 10_000)) else {
-                    problems.push(("copyuid-malformed", "COPYUID sets too large".into()));
-                    return Ok(());
-                };
-                if src.len() != dst.len() {
-                    problems.push((
-                        "copyuid-malformed",
-                        format!("{} source UIDs, {} destination UIDs", src.len(), dst.len()),
-                    ));
-                }
-                let mem = self.mem.of(&to);
-                if mem.uidvalidity.is_some_and(|v| v != validity) {
-                    problems.push((
-                        "uidvalidity-changed",
-                        format!("COPYUID {validity}, mailbox has {:?}", mem.uidvalidity),
-                    ));
-                }
-                for (&s, &d) in src.iter().zip(&dst) {
-                    if !targets.iter().any(|t| t.1 == s) {
-                        problems.push(("copyuid-outside-set", format!("COPYUID names source UID {s}, not requested")));
-                    }
-                    if d <= before {
-                        problems.push((
-                            "copyuid-not-above-earlier",
-                            format!("new UID {d}, but UID {before} was seen before"),
-                        ));
-                    }
-                    let mem = self.mem.of(&to);
-                    mem.max_uid_seen = mem.max_uid_seen.max(d);
-                    if let Err(e) = self.shared.global.copied(&from, s, &to, d) {
-                        problems.push(("wrong-message", e));
-                    }
-                    if is_move {
-                        // RFC 6851 §3.3: the moved messages are expunged (and
-                        // announced) before the tagged OK.
-                        if self.sel.as_ref().is_some_and(|x| x.seq_of(s).is_some()) {
-                            problems.push(("move-without-expunge", format!("UID {s} moved but still in the session")));
-                        }
-                        let t = self.tick();
-                        self.shared.global.expunged(&from, s, t);
-                    }
-                }
-            }
-            None if self.caps.uidplus => {
-                let held = targets.iter().any(|t| self.sel.as_ref().is_some_and(|x| x.seq_of(t.1).is_some()));
-                if held && !is_move {
-                    problems.push(("copy-without-copyuid", "UIDPLUS is advertised".into()));
-                }
-            }
-            None => {}
-        }
-        for (k, d) in problems {
-            self.violation(k, &line, &a.raw, d);
-        }
-        Ok(())
-    }
-
-    async fn status(&mut self) -> Result<(), Broken> {
-        let selected = self.sel.as_ref().map(|s| s.key.1.clone()).unwrap_or_default();
-        let mailbox = if selected == "INBOX" { OTHER } else { "INBOX" };
-        let key = self.key(mailbox);
-        let modseq = if self.condstore { " HIGHESTMODSEQ" } else { "" };
-        let line = format!("STATUS {} (MESSAGES UIDNEXT UIDVALIDITY{modseq})", quote(mailbox));
-        let max_uid = self.mem.of(&key).max_uid_seen;
-        let a = self.cmd(Cmd::new("STATUS", line.clone())).await?;
-        if !a.ok() {
-            self.violation("status-failed", &line, &a.raw, String::new());
-            return Ok(());
-        }
-        let Some((items, raw)) = a.untagged.iter().find_map(|s| match &s.resp {
-            Untagged::Status { items, .. } => Some((items.clone(), s.raw.clone())),
-            _ => None,
-        }) else {
-            self.violation("status-missing", &line, &a.raw, "no STATUS response".into());
-            return Ok(());
-        };
-        let mut problems = Vec::new();
-        let mem = self.mem.of(&key);
-        for (name, v) in items {
-            match name.as_str() {
-                "UIDNEXT" if v <= u64::from(max_uid) => {
-                    problems
-                        .push(("uidnext-not-above-seen-uid", format!("STATUS UIDNEXT {v}, UID {max_uid} was seen")));
-                }
-                "UIDVALIDITY" if mem.uidvalidity.is_some_and(|u| u64::from(u) != v) => {
-                    problems
-                        .push(("uidvalidity-changed", format!("STATUS UIDVALIDITY {v}, was {:?}", mem.uidvalidity)));
-                }
-                "HIGHESTMODSEQ" => crate::model::check_highest_modseq(v, true, mem, &mut problems),
-                _ => {}
-            }
-        }
-        for (k, d) in problems {
-            self.violation(k, &line, &raw, d);
         }
         Ok(())
     }

@@ -1,0 +1,232 @@
+#![allow(clippy::expect_used, clippy::unwrap_used)] // a benchmark reports failures by panicking
+//! IMAP load, coimail next to Dovecot: the state-tracking stress tester
+//! (crates/imap-stress) runs the same workload with the same seed against
+//! each server on this machine and prints commands/s, the ratio
+//! coimail/Dovecot, latency p50/p99 and the violations it found.
+//!
+//! Scenarios:
+//! - a: 10 clients on one mailbox, no LOGOUT;
+//! - b: 50 clients over 100 accounts, no LOGOUT;
+//! - c: 10 clients on one mailbox, LOGOUT and LOGIN in the mix.
+//!
+//! coimail runs in-process on a runtime of its own (release build, sled
+//! index, fsync'd body files, like `coimail serve`); Dovecot from Debian is
+//! set up and started by `benches/dovecot/setup.sh` (sdbox, its default
+//! fsync settings, ARGON2ID hashes with coimail's parameters, auth cache).
+//!
+//! Run: `cargo bench --bench imap_load` (all scenarios, 15 s each per
+//! server). Options (or env IMAP_LOAD_SECONDS, IMAP_LOAD_SCENARIO):
+//! `-- --seconds N --scenario a|b|c|all --seed N --no-dovecot`;
+//! `-- --stress-minutes 10 [--scenario a]`: the long run, coimail only.
+//! Prints the full report of each run with `--verbose`. Asserts nothing.
+
+// Only its loopback config is used here; the SMTP helpers serve the other benches.
+#[allow(dead_code)]
+mod common;
+use coimail_imap_stress::{Config, Report};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+const PASSWORD: &str = "bench password";
+const ACCOUNTS: usize = 100;
+
+struct Options {
+    seconds: u64,
+    scenarios: Vec<char>,
+    seed: u64,
+    dovecot: bool,
+    verbose: bool,
+}
+
+fn options() -> Options {
+    let env = |k: &str| std::env::var(k).ok();
+    let mut o = Options {
+        seconds: env("IMAP_LOAD_SECONDS").and_then(|s| s.parse().ok()).unwrap_or(15),
+        scenarios: env("IMAP_LOAD_SCENARIO").map(|s| scenarios(&s)).unwrap_or_else(|| vec!['a', 'b', 'c']),
+        seed: 1,
+        dovecot: true,
+        verbose: false,
+    };
+    let args: Vec<String> = std::env::args().collect();
+    for (i, a) in args.iter().enumerate() {
+        let next = args.get(i + 1);
+        match (a.as_str(), next) {
+            ("--seconds", Some(n)) => o.seconds = n.parse().expect("--seconds N"),
+            ("--stress-minutes", Some(n)) => {
+                o.seconds = 60 * n.parse::<u64>().expect("--stress-minutes N");
+                o.dovecot = false;
+                if !args.iter().any(|a| a == "--scenario") && env("IMAP_LOAD_SCENARIO").is_none() {
+                    o.scenarios = vec!['a'];
+                }
+            }
+            ("--scenario", Some(s)) => o.scenarios = scenarios(s),
+            ("--seed", Some(n)) => o.seed = n.parse().expect("--seed N"),
+            ("--no-dovecot", _) => o.dovecot = false,
+            ("--verbose", _) => o.verbose = true,
+            _ => {}
+        }
+    }
+    o
+}
+
+fn scenarios(s: &str) -> Vec<char> {
+    if s == "all" { vec!['a', 'b', 'c'] } else { s.chars().filter(|c| matches!(c, 'a' | 'b' | 'c')).collect() }
+}
+
+fn describe(s: char) -> &'static str {
+    match s {
+        'a' => "a: 10 clients, one mailbox",
+        'b' => "b: 50 clients, 100 accounts",
+        _ => "c: 10 clients, one mailbox, LOGIN/LOGOUT",
+    }
+}
+
+fn user(i: usize) -> String {
+    format!("stress{i}@example.org")
+}
+
+fn config(s: char, addr: SocketAddr, o: &Options) -> Config {
+    let accounts = if s == 'b' { ACCOUNTS } else { 1 };
+    let mut c = Config::new(addr, (0..accounts).map(|i| (user(i), PASSWORD.to_owned())).collect());
+    c.clients = if s == 'b' { 50 } else { 10 };
+    c.logout = s == 'c';
+    c.duration = Duration::from_secs(o.seconds);
+    c.seed = o.seed;
+    c
+}
+
+/// glibc keeps argon2's 19 MiB blocks on the heap otherwise (what `coimail serve` does at start).
+fn pin_mmap_threshold() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: mallopt only changes allocator tuning; called before any other thread starts.
+    unsafe {
+        libc::mallopt(libc::M_MMAP_THRESHOLD, 128 * 1024);
+    }
+}
+
+/// Dovecot via benches/dovecot/setup.sh, stopped on drop.
+struct Dovecot {
+    dir: PathBuf,
+    addr: SocketAddr,
+}
+
+fn script() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("benches/dovecot/setup.sh")
+}
+
+impl Dovecot {
+    fn start(dir: &Path) -> Dovecot {
+        // A free port: bind port 0, note it, let it go.
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let out = Command::new("bash")
+            .arg(script())
+            .args([
+                "start",
+                dir.to_str().unwrap(),
+                &port.to_string(),
+                &ACCOUNTS.to_string(),
+                PASSWORD,
+                "stress%d@example.org",
+            ])
+            .output()
+            .expect("run benches/dovecot/setup.sh");
+        assert!(
+            out.status.success(),
+            "dovecot setup failed: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        Dovecot { dir: dir.to_owned(), addr: SocketAddr::from(([127, 0, 0, 1], port)) }
+    }
+}
+
+impl Drop for Dovecot {
+    fn drop(&mut self) {
+        let _ = Command::new("bash").arg(script()).args(["stop", self.dir.to_str().unwrap_or("")]).status();
+    }
+}
+
+fn kinds(r: &Report) -> String {
+    let v: Vec<String> = r.findings.violations.iter().map(|(k, n)| format!("{k} {n}")).collect();
+    if v.is_empty() { "-".into() } else { v.join(", ") }
+}
+
+fn ms(d: Duration) -> String {
+    format!("{:.2}", d.as_secs_f64() * 1000.0)
+}
+
+fn main() {
+    let o = options();
+    pin_mmap_threshold();
+    let dir = tempfile::tempdir().unwrap();
+
+    // coimail on its own runtime, as `coimail serve` runs it.
+    let server_rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
+    let running = server_rt.block_on(async {
+        let mut c = common::loopback_config(dir.path());
+        // Every client connects from 127.0.0.1, 50 of them at once in (b).
+        c.imap.max_connections_per_ip = 500;
+        c.imap.max_connections_per_user = 500;
+        let running = coimail_daemon::start(c).await.unwrap();
+        running.directory().add_domain("example.org").await.unwrap();
+        for i in 0..ACCOUNTS {
+            running.directory().add_user(&user(i), PASSWORD, None).await.unwrap();
+        }
+        running
+    });
+    let coimail = running.addrs().imap[0];
+    let dovecot = o.dovecot.then(|| Dovecot::start(&dir.path().join("dovecot")));
+
+    let tester_rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
+    let mut rows = Vec::new();
+    for &s in &o.scenarios {
+        let mut servers = vec![("coimail", coimail)];
+        if let Some(d) = &dovecot {
+            servers.push(("dovecot", d.addr));
+        }
+        let mut results = Vec::new();
+        for (name, addr) in servers {
+            eprintln!("{} on {name}, {} s ...", describe(s), o.seconds);
+            let report = tester_rt.block_on(coimail_imap_stress::run(config(s, addr, &o))).expect("stress run");
+            if o.verbose {
+                eprintln!("{report}");
+            }
+            results.push((name, report));
+        }
+        rows.push((s, results));
+    }
+
+    println!(
+        "\nIMAP load, {} s per run, seed {} (commands/s over all clients; latency per command)",
+        o.seconds, o.seed
+    );
+    println!("| scenario | server | commands/s | coimail/dovecot | p50 ms | p99 ms | violations |");
+    println!("|---|---|---:|---:|---:|---:|---:|");
+    for (s, results) in &rows {
+        let dovecot = results.iter().find(|(n, _)| *n == "dovecot").map(|(_, r)| r.commands_per_sec());
+        for (name, r) in results {
+            let ratio = match (name, dovecot) {
+                (&"coimail", Some(d)) if d > 0.0 => format!("{:.2}", r.commands_per_sec() / d),
+                _ => String::new(),
+            };
+            println!(
+                "| {} | {name} | {:.0} | {ratio} | {} | {} | {} |",
+                describe(*s),
+                r.commands_per_sec(),
+                ms(r.p50()),
+                ms(r.p99()),
+                r.violations()
+            );
+        }
+    }
+    println!("\nviolations by kind:");
+    for (s, results) in &rows {
+        for (name, r) in results {
+            println!("  {} on {name}: {}", describe(*s), kinds(r));
+        }
+    }
+    drop(dovecot);
+    server_rt.block_on(running.shutdown()).unwrap();
+}
