@@ -364,8 +364,13 @@ impl SelectedView {
         self.told(uid, modseq, true);
     }
 
-    /// Whether the client has been told of every change of `uid` up to `modseq`.
+    /// Whether the client has been told of every change of `uid` up to
+    /// `modseq`. A change received from the bus but not yet reported (or
+    /// lost in a lag) is not told, whatever `highest_modseq` says.
     pub(crate) fn knows(&self, uid: Uid, modseq: ModSeq) -> bool {
+        if self.pending.flags.contains_key(&uid) || self.pending.resync.is_some() {
+            return false;
+        }
         modseq <= self.highest_modseq || self.told.get(&uid).is_some_and(|&(m, flags)| flags && m >= modseq)
     }
 
@@ -705,6 +710,24 @@ mod tests {
         });
         v.note(&Change::FlagsChanged { mailbox: MailboxId(7), uid: 1, flags: flags.clone(), modseq: 5 });
         assert_eq!(v.take_updates(None, true), vec![Update::Flags { seq: 1, uid: 1, flags, modseq: 5 }]);
+    }
+
+    #[test]
+    fn a_silent_store_over_an_unreported_change_still_reports_it() {
+        let mut v = view(&[1]);
+        // Another session's \\Answered (2) was received but not yet reported.
+        v.note(&Change::FlagsChanged {
+            mailbox: MailboxId(7),
+            uid: 1,
+            flags: ["\\Answered"].into_iter().collect(),
+            modseq: 2,
+        });
+        assert!(!v.knows(1, 2));
+        let flags: Flags = ["\\Answered", "\\Flagged"].into_iter().collect();
+        v.told_modseq(1, 3);
+        v.note(&Change::FlagsChanged { mailbox: MailboxId(7), uid: 1, flags: flags.clone(), modseq: 3 });
+        assert_eq!(v.take_updates(None, true), vec![Update::Flags { seq: 1, uid: 1, flags, modseq: 3 }]);
+        assert!(v.knows(1, 3));
     }
 
     #[test]
