@@ -23,6 +23,8 @@
 // Only its loopback config is used here; the SMTP helpers serve the other benches.
 #[allow(dead_code)]
 mod common;
+#[path = "imap_load/cpu.rs"]
+mod cpu;
 use coimail_imap_stress::{Config, Report};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -94,6 +96,7 @@ fn config(s: char, addr: SocketAddr, o: &Options) -> Config {
     c.logout = s == 'c';
     c.duration = Duration::from_secs(o.seconds);
     c.seed = o.seed;
+    c.on_load = Some(cpu::on_load);
     c
 }
 
@@ -142,6 +145,16 @@ impl Dovecot {
     }
 }
 
+impl Dovecot {
+    fn master_pid(&self) -> u32 {
+        let f = self.dir.join("run/master.pid");
+        std::fs::read_to_string(&f)
+            .ok()
+            .and_then(|s| s.trim().parse().ok())
+            .unwrap_or_else(|| panic!("no pid in {}", f.display()))
+    }
+}
+
 impl Drop for Dovecot {
     fn drop(&mut self) {
         let _ = Command::new("bash").arg(script()).args(["stop", self.dir.to_str().unwrap_or("")]).status();
@@ -163,7 +176,9 @@ fn main() {
     let dir = tempfile::tempdir().unwrap();
 
     // coimail on its own runtime, as `coimail serve` runs it.
-    let server_rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
+    // Named threads, so a profile tells the server's work from the tester's.
+    let sw: usize = std::env::var("SW").ok().and_then(|v| v.parse().ok()).unwrap_or(2);
+    let server_rt = tokio::runtime::Builder::new_multi_thread().worker_threads(sw).thread_name("coimail").enable_all().build().unwrap();
     let running = server_rt.block_on(async {
         let mut c = common::loopback_config(dir.path());
         // Every client connects from 127.0.0.1, 50 of them at once in (b).
@@ -179,7 +194,7 @@ fn main() {
     let coimail = running.addrs().imap[0];
     let dovecot = o.dovecot.then(|| Dovecot::start(&dir.path().join("dovecot")));
 
-    let tester_rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
+    let tester_rt = if std::env::var("TCT").is_ok() { tokio::runtime::Builder::new_current_thread().thread_name("tester").enable_all().build().unwrap() } else { tokio::runtime::Builder::new_multi_thread().thread_name("tester").enable_all().build().unwrap() };
     let mut rows = Vec::new();
     for &s in &o.scenarios {
         let mut servers = vec![("coimail", coimail)];
@@ -189,11 +204,16 @@ fn main() {
         let mut results = Vec::new();
         for (name, addr) in servers {
             eprintln!("{} on {name}, {} s ...", describe(s), o.seconds);
+            cpu::watch(match &dovecot {
+                Some(d) if name == "dovecot" => cpu::Server::ProcessTree(d.master_pid()),
+                _ => cpu::Server::InProcess,
+            });
             let report = tester_rt.block_on(coimail_imap_stress::run(config(s, addr, &o))).expect("stress run");
             if o.verbose {
                 eprintln!("{report}");
             }
-            results.push((name, report));
+            let spent = cpu::spent();
+            results.push((name, report, spent));
         }
         rows.push((s, results));
     }
@@ -202,19 +222,34 @@ fn main() {
         "\nIMAP load, {} s per run, seed {} (commands/s over all clients; latency per command)",
         o.seconds, o.seed
     );
-    println!("| scenario | server | commands/s | coimail/dovecot | p50 ms | p99 ms | violations |");
-    println!("|---|---|---:|---:|---:|---:|---:|");
+    println!(
+        "| scenario | server | commands/s | coimail/dovecot | server CPU µs/command | CPU: dovecot/coimail | p50 ms | p99 ms | violations |"
+    );
+    println!("|---|---|---:|---:|---:|---:|---:|---:|---:|");
+    // Server CPU per command over the load window (benches/imap_load/cpu.rs).
+    let per_command = |r: &Report, spent: &Option<Duration>| {
+        spent.map(|c| c.as_secs_f64() * 1e6 / (r.commands() as f64).max(1.0))
+    };
     for (s, results) in &rows {
-        let dovecot = results.iter().find(|(n, _)| *n == "dovecot").map(|(_, r)| r.commands_per_sec());
-        for (name, r) in results {
-            let ratio = match (name, dovecot) {
-                (&"coimail", Some(d)) if d > 0.0 => format!("{:.2}", r.commands_per_sec() / d),
-                _ => String::new(),
+        let dovecot = results.iter().find(|(n, ..)| *n == "dovecot");
+        let dovecot_rate = dovecot.map(|(_, r, _)| r.commands_per_sec());
+        let dovecot_cpu = dovecot.and_then(|(_, r, c)| per_command(r, c));
+        for (name, r, spent) in results {
+            let cpu = per_command(r, spent);
+            let (ratio, cpu_ratio) = match *name {
+                "coimail" => (
+                    dovecot_rate.filter(|d| *d > 0.0).map(|d| format!("{:.2}", r.commands_per_sec() / d)),
+                    dovecot_cpu.zip(cpu).filter(|(_, c)| *c > 0.0).map(|(d, c)| format!("{:.2}", d / c)),
+                ),
+                _ => (None, None),
             };
             println!(
-                "| {} | {name} | {:.0} | {ratio} | {} | {} | {} |",
+                "| {} | {name} | {:.0} | {} | {} | {} | {} | {} | {} |",
                 describe(*s),
                 r.commands_per_sec(),
+                ratio.unwrap_or_default(),
+                cpu.map(|c| format!("{c:.0}")).unwrap_or_default(),
+                cpu_ratio.unwrap_or_default(),
                 ms(r.p50()),
                 ms(r.p99()),
                 r.violations()
@@ -223,7 +258,7 @@ fn main() {
     }
     println!("\nviolations by kind:");
     for (s, results) in &rows {
-        for (name, r) in results {
+        for (name, r, _) in results {
             println!("  {} on {name}: {}", describe(*s), kinds(r));
         }
     }

@@ -5,7 +5,7 @@
 //! imap-stress --addr 127.0.0.1:143 --user alice@example.org:secret [--user ...]
 //!             [--users N --user-format 'stress{}@example.org' --password P]
 //!             [--clients 10] [--seconds 10] [--seed 1] [--logout]
-//!             [--seed-messages 20] [--mailbox-target 60] [--no-clean] [--trace]
+//!             [--seed-messages 20] [--mailbox-target 60] [--idle-ms 1-10] [--no-clean] [--trace]
 //! ```
 
 use coimail_imap_stress::{Config, run};
@@ -13,7 +13,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 const USAGE: &str = "usage: imap-stress --addr HOST:PORT (--user NAME:PASSWORD ... | --users N --user-format FMT --password P) \
-[--clients N] [--seconds S] [--seed N] [--logout] [--seed-messages N] [--mailbox-target N] [--no-clean] [--trace]";
+[--clients N] [--seconds S] [--seed N] [--logout] [--seed-messages N] [--mailbox-target N] [--idle-ms MIN-MAX] [--no-clean] [--trace]";
 
 fn parse_args(args: &[String]) -> Result<Config, String> {
     let mut addr = None;
@@ -47,6 +47,15 @@ fn parse_args(args: &[String]) -> Result<Config, String> {
             "--seed" => cfg.seed = number(value("--seed")?)?,
             "--seed-messages" => cfg.seed_messages = number(value("--seed-messages")?)? as usize,
             "--mailbox-target" => cfg.mailbox_target = number(value("--mailbox-target")?)? as usize,
+            "--idle-ms" => {
+                let v = value("--idle-ms")?;
+                let (lo, hi) = v.split_once('-').ok_or("--idle-ms takes MIN-MAX")?;
+                let (lo, hi) = (number(lo.to_owned())?, number(hi.to_owned())?);
+                if lo > hi {
+                    return Err(format!("--idle-ms {v}: MIN is above MAX"));
+                }
+                cfg.idle_millis = (lo, hi);
+            }
             "--logout" => cfg.logout = true,
             "--no-clean" => cfg.clean = false,
             "--trace" => cfg.trace = true,

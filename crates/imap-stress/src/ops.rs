@@ -156,7 +156,8 @@ impl Client {
             Op::Copy => self.copy_or_move(false).await,
             Op::Move => self.copy_or_move(true).await,
             Op::Idle => {
-                let d = Duration::from_millis(self.rng.range(5, 120));
+                let (lo, hi) = self.shared.cfg.idle_millis;
+                let d = Duration::from_millis(self.rng.range(lo, hi));
                 let mut cmd = Cmd::new("IDLE", "IDLE");
                 cmd.idle = Some(d);
                 let a = self.cmd(cmd).await?;
