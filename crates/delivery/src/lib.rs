@@ -47,6 +47,7 @@ pub mod runner;
 mod tls;
 
 pub use coimail_store::spool::{DsnNotify, DsnRet, SpoolEntry, SpoolEnvelope, SpoolRecipient};
+pub use dns::{Dns, RData, RecordType};
 pub use local::{Delivered, report_delivered};
 pub use outbound::Outbound;
 pub use retry::RetryPolicy;

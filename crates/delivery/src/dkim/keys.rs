@@ -247,6 +247,7 @@ impl KeyStore {
     /// Every published key of `domain` (current, next, retiring), in that order.
     pub fn public_keys(&self, domain: &str) -> Result<Vec<PublicKey>, DkimError> {
         let state = self.read_state(domain)?;
+        let domain = &coimail_directory::canonical_domain(domain).map_err(|_| DkimError::Domain(domain.to_owned()))?;
         let mut out = Vec::new();
         for (generation, role) in state.generations() {
             for algorithm in Algorithm::ALL {
