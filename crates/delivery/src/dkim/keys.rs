@@ -128,6 +128,13 @@ impl State {
     }
 }
 
+/// A generation's private keys (PKCS#8 DER).
+pub(crate) struct Generation {
+    pub(crate) name: String,
+    pub(crate) ed25519: Vec<u8>,
+    pub(crate) rsa: Vec<u8>,
+}
+
 /// What a key operation did, for the operator.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Change {
@@ -265,12 +272,12 @@ impl KeyStore {
         Ok(out)
     }
 
-    /// The current generation's name and private keys (PKCS#8 DER) of `domain`, if it has one.
-    pub(crate) fn current(&self, domain: &str) -> Result<Option<(String, Vec<u8>, Vec<u8>)>, DkimError> {
-        let Some(generation) = self.read_state(domain)?.current else { return Ok(None) };
-        let ed = self.read_key(domain, &Algorithm::Ed25519.selector(&generation))?;
-        let rsa = self.read_key(domain, &Algorithm::Rsa.selector(&generation))?;
-        Ok(Some((generation, ed, rsa)))
+    /// The current generation of `domain`, if it has one.
+    pub(crate) fn current(&self, domain: &str) -> Result<Option<Generation>, DkimError> {
+        let Some(name) = self.read_state(domain)?.current else { return Ok(None) };
+        let ed25519 = self.read_key(domain, &Algorithm::Ed25519.selector(&name))?;
+        let rsa = self.read_key(domain, &Algorithm::Rsa.selector(&name))?;
+        Ok(Some(Generation { name, ed25519, rsa }))
     }
 
     fn read_key(&self, domain: &str, selector: &str) -> Result<Vec<u8>, DkimError> {
@@ -414,7 +421,7 @@ mod tests {
             Change::Created { generation: "20261207-2".into(), role: Role::Next }
         );
         assert!(matches!(keys.rotate("example.org", DAY), Err(DkimError::NextExists(..))));
-        assert_eq!(keys.current("example.org").unwrap().unwrap().0, "20261207", "next does not sign yet");
+        assert_eq!(keys.current("example.org").unwrap().unwrap().name, "20261207", "next does not sign yet");
         assert_eq!(keys.public_keys("example.org").unwrap().len(), 4);
 
         assert_eq!(
@@ -422,7 +429,7 @@ mod tests {
             Change::Activated { generation: "20261207-2".into(), retiring: Some("20261207".into()) }
         );
         assert!(matches!(keys.activate("example.org"), Err(DkimError::NoNext(_))));
-        assert_eq!(keys.current("example.org").unwrap().unwrap().0, "20261207-2");
+        assert_eq!(keys.current("example.org").unwrap().unwrap().name, "20261207-2");
         let roles: Vec<_> = keys.public_keys("example.org").unwrap().iter().map(|k| k.role).collect();
         assert_eq!(roles, [Role::Current, Role::Current, Role::Retiring, Role::Retiring]);
 

@@ -129,7 +129,9 @@ struct DomainKeys {
 
 impl DomainKeys {
     fn load(keys: &KeyStore, domain: &str) -> Result<Option<DomainKeys>, DkimError> {
-        let Some((generation, ed, rsa)) = keys.current(domain)? else { return Ok(None) };
+        let Some(keys::Generation { name: generation, ed25519: ed, rsa }) = keys.current(domain)? else {
+            return Ok(None);
+        };
         let ed25519 = Ed25519Key::from_pkcs8_maybe_unchecked_der(&ed)
             .map_err(|e| DkimError::Key(Algorithm::Ed25519.selector(&generation), e.to_string()))?;
         let rsa = RsaKey::<Sha256>::from_key_der(PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(rsa)))
@@ -221,10 +223,10 @@ impl Dkim {
     fn keys_for(&self, domain: &str) -> Result<Option<Arc<DomainKeys>>, DkimError> {
         let mut name = domain.trim_end_matches('.').to_ascii_lowercase();
         loop {
-            if coimail_directory::canonical_domain(&name).is_ok() {
-                if let Some(found) = self.cached(&name)? {
-                    return Ok(Some(found));
-                }
+            if coimail_directory::canonical_domain(&name).is_ok()
+                && let Some(found) = self.cached(&name)?
+            {
+                return Ok(Some(found));
             }
             match name.split_once('.') {
                 // Never climb to a top-level domain.

@@ -49,7 +49,7 @@ fn both_algorithms_sign_for_the_from_domain() {
     }
     let sigs = signatures(&headers);
     assert_eq!(sigs.len(), 2);
-    let generation = dkim.keys().current("a.test").unwrap().unwrap().0;
+    let generation = dkim.keys().current("a.test").unwrap().unwrap().name;
     for (sig, (a, s)) in sigs.iter().zip([("ed25519-sha256", "ed"), ("rsa-sha256", "rsa")]) {
         assert_eq!(sig["a"], a);
         assert_eq!(sig["s"], format!("{s}-{generation}"));
