@@ -308,6 +308,11 @@ pub async fn run(config_path: &Path, args: DnsArgs) -> Result<()> {
                     println!();
                 }
                 print!("{}", zone_text(domain, records));
+                if !records.iter().any(|r| r.name.contains("._domainkey.")) {
+                    println!(
+                        "\n; No DKIM keys: mail from {domain} leaves unsigned. `coimail dkim rotate {domain}` makes them."
+                    );
+                }
             }
             Ok(())
         }

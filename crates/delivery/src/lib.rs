@@ -1,9 +1,9 @@
 //! coimail-delivery: everything after SMTP said 250 for a remote recipient.
 //!
 //! The SMTP submission path hands an accepted message with remote
-//! recipients to [`Queue::enqueue`], which makes it durable in the store's
-//! spool (`coimail_store::spool`) before the client hears 250, and wakes the
-//! runner. The [`runner`] leases due entries, delivers each one domain by
+//! recipients to [`Queue::enqueue`], which DKIM-signs it ([`dkim`]) and
+//! makes it durable in the store's spool (`coimail_store::spool`) before the
+//! client hears 250, and wakes the runner. The [`runner`] leases due entries, delivers each one domain by
 //! domain over SMTP ([`outbound`]: MX lookup with hickory-resolver against
 //! the configured DNS servers, fallback to A/AAAA, opportunistic STARTTLS,
 //! mail-send's low-level `SmtpClient`, one result per recipient), records
