@@ -16,7 +16,7 @@ pub mod keys;
 
 pub use keys::{Algorithm, Change, KeyStore, PublicKey, Role};
 
-use mail_auth::common::crypto::{Ed25519Key, HashImpl, RsaKey, Sha256, SigningKey};
+use mail_auth::common::crypto::{Ed25519Key, RsaKey, Sha256, SigningKey};
 use mail_auth::common::headers::{HeaderWriter as _, Writable};
 use mail_auth::dkim::{Canonicalization, DkimSigner};
 use rustls_pki_types::{PrivateKeyDer, PrivatePkcs8KeyDer};
@@ -132,6 +132,8 @@ impl DomainKeys {
         let Some(keys::Generation { name: generation, ed25519: ed, rsa }) = keys.current(domain)? else {
             return Ok(None);
         };
+        // "Maybe unchecked": our files are PKCS#8 v1, which holds no public
+        // key to check the private one against (OpenSSL writes the same).
         let ed25519 = Ed25519Key::from_pkcs8_maybe_unchecked_der(&ed)
             .map_err(|e| DkimError::Key(Algorithm::Ed25519.selector(&generation), e.to_string()))?;
         let rsa = RsaKey::<Sha256>::from_key_der(PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(rsa)))
@@ -150,7 +152,7 @@ impl DomainKeys {
     }
 }
 
-fn sign_with<K: SigningKey<Hasher = H>, H: HashImpl>(
+fn sign_with<K: SigningKey>(
     key: K,
     keys: &DomainKeys,
     algorithm: Algorithm,
