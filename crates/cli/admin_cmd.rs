@@ -1,4 +1,4 @@
-//! `coimail user|alias|domain|queue ...`: sent to the running daemon over its admin
+//! `coimail user|alias|domain|dkim|queue ...`: sent to the running daemon over its admin
 //! socket, or carried out on the store directly when no daemon runs.
 
 use anyhow::{Context, Result, bail};
@@ -40,6 +40,7 @@ pub enum AliasCmd {
 
 #[derive(Subcommand)]
 pub enum DomainCmd {
+    /// Receive mail for DOMAIN; makes its DKIM keys (publish them: coimail dns DOMAIN).
     Add {
         domain: String,
     },
@@ -53,6 +54,31 @@ pub enum DomainCmd {
         domain: String,
         user: Option<String>,
     },
+}
+
+/// DKIM keys: publish a new pair before it signs, keep the old one
+/// published until mail it signed has arrived (docs/GOING-LIVE.md).
+#[derive(Subcommand)]
+pub enum DkimCmd {
+    /// Make a `next` key pair for DOMAIN to publish (a first, current pair if it has none).
+    Rotate { domain: String },
+    /// Sign with the `next` pair from now on; the old pair stays published until `retire`.
+    Activate { domain: String },
+    /// Delete the pairs `activate` replaced (then remove their DNS records).
+    Retire { domain: String },
+    /// Show each domain's selectors and what they are used for.
+    List { domain: Option<String> },
+}
+
+impl DkimCmd {
+    pub fn into_request(self) -> AdminRequest {
+        match self {
+            DkimCmd::Rotate { domain } => AdminRequest::DkimRotate { domain },
+            DkimCmd::Activate { domain } => AdminRequest::DkimActivate { domain },
+            DkimCmd::Retire { domain } => AdminRequest::DkimRetire { domain },
+            DkimCmd::List { domain } => AdminRequest::DkimList { domain },
+        }
+    }
 }
 
 impl UserCmd {
@@ -111,21 +137,21 @@ fn read_password(address: &str) -> Result<Secret> {
 }
 
 pub async fn run(config_path: &Path, req: AdminRequest) -> Result<()> {
+    for l in request(config_path, req).await? {
+        println!("{l}");
+    }
+    Ok(())
+}
+
+/// Carries out `req` (through the daemon if one runs) and returns the lines of its reply.
+pub async fn request(config_path: &Path, req: AdminRequest) -> Result<Vec<String>> {
     let config = Config::load(config_path)?;
     let reply = match admin::call(&config.admin_socket(), &req).await {
         Ok(Some(reply)) => reply,
         Ok(None) => offline(&config, req).await?,
         Err(e) => return Err(e).context(format!("talking to the daemon at {}", config.admin_socket().display())),
     };
-    match reply {
-        Ok(lines) => {
-            for l in lines {
-                println!("{l}");
-            }
-            Ok(())
-        }
-        Err(msg) => bail!("{msg}"),
-    }
+    reply.or_else(|msg| bail!("{msg}"))
 }
 
 /// No daemon: open the store ourselves, then close it cleanly.
@@ -135,6 +161,7 @@ async fn offline(config: &Config, req: AdminRequest) -> Result<admin::AdminReply
         directory,
         queue: coimail_delivery::Queue::new(store.clone()),
         coi: coimail_coi::Coi::new(store.clone()),
+        dkim: coimail_delivery::dkim::Dkim::new(coimail_delivery::dkim::KeyStore::new(config.dkim_dir())),
     };
     let reply = admin::execute(&ctx, req).await;
     drop(ctx);

@@ -1,5 +1,5 @@
-//! `coimail init`: a config, a data dir and a self-signed certificate, so
-//! that `coimail serve` runs with nothing else to do.
+//! `coimail init`: a config, a data dir, a self-signed certificate and the
+//! domain's DKIM keys, so that `coimail serve` runs with nothing else to do.
 
 use anyhow::{Context, Result, bail};
 use coimail_daemon::{Config, tls};
@@ -45,6 +45,9 @@ pub async fn run(domain: &str, dir: &Path, hostname: Option<String>) -> Result<(
         directory.add_domain(&domain).await?;
     }
     drop(directory);
+    let dkim = coimail_delivery::dkim::KeyStore::new(config.dkim_dir());
+    let dkim_domain = domain.clone();
+    tokio::task::spawn_blocking(move || dkim.ensure(&dkim_domain, coimail_delivery::now())).await??;
     store.close().await?;
     std::fs::write(&config_path, text).with_context(|| format!("writing {}", config_path.display()))?;
 
@@ -59,8 +62,9 @@ pub async fn run(domain: &str, dir: &Path, hostname: Option<String>) -> Result<(
     println!("  coimail --config {cfg} serve");
     println!("  coimail --config {cfg} user add you@{domain}");
     println!();
-    println!("DNS records to publish when going live:");
-    println!("  {domain}. MX 10 {hostname}.");
-    println!("  {hostname}. A <this server's public IPv4 address>");
+    println!("Going live: publish the DNS records (MX, SPF, DKIM, DMARC, ...) this prints,");
+    println!("then check them; docs/GOING-LIVE.md has ports, certificates and the firewall:");
+    println!("  coimail --config {cfg} dns");
+    println!("  coimail --config {cfg} dns check");
     Ok(())
 }

@@ -2,6 +2,8 @@
 //! its file. The only place `anyhow` is used.
 
 mod admin_cmd;
+mod dns;
+mod dns_check;
 mod init;
 mod queue;
 mod serve;
@@ -53,6 +55,11 @@ enum Command {
     /// Manage the domains this server receives mail for.
     #[command(subcommand)]
     Domain(admin_cmd::DomainCmd),
+    /// Print the DNS records to publish for every domain (or DOMAIN); `dns check` resolves them.
+    Dns(dns::DnsArgs),
+    /// Manage the DKIM keys that sign outgoing mail.
+    #[command(subcommand)]
+    Dkim(admin_cmd::DkimCmd),
     /// Inspect and drive the outbound queue.
     #[command(subcommand)]
     Queue(queue::QueueCmd),
@@ -98,6 +105,8 @@ fn main() -> ExitCode {
             Command::User(cmd) => admin_cmd::run(&cli.config, cmd.into_request()?).await,
             Command::Alias(cmd) => admin_cmd::run(&cli.config, cmd.into_request()).await,
             Command::Domain(cmd) => admin_cmd::run(&cli.config, cmd.into_request()).await,
+            Command::Dns(args) => dns::run(&cli.config, args).await,
+            Command::Dkim(cmd) => admin_cmd::run(&cli.config, cmd.into_request()).await,
             Command::Queue(cmd) => admin_cmd::run(&cli.config, cmd.into_request()).await,
             Command::Coi(CoiCmd::Status { address }) => {
                 admin_cmd::run(&cli.config, coimail_daemon::admin::AdminRequest::CoiStatus { address }).await

@@ -1,13 +1,13 @@
-//! A tiny authoritative DNS server for tests, on a loopback UDP port: MX and
-//! A records from a table, built on hickory-proto (which hickory-resolver
+//! A tiny authoritative DNS server for tests, on a loopback UDP port: MX,
+//! A, AAAA, TXT, SRV and CNAME records from a table, built on hickory-proto (which hickory-resolver
 //! brings anyway). Unknown names get NXDOMAIN; a known name without records
 //! of the asked type gets an empty NOERROR answer. No real DNS is ever asked.
 
 use hickory_resolver::proto::op::{Message, MessageType, ResponseCode};
-use hickory_resolver::proto::rr::rdata::{A, MX};
+use hickory_resolver::proto::rr::rdata::{A, AAAA, CNAME, MX, SRV, TXT};
 use hickory_resolver::proto::rr::{Name, RData, Record, RecordType};
 use std::collections::HashMap;
-use std::net::{Ipv4Addr, SocketAddr};
+use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::{Arc, Mutex};
 use tokio::net::UdpSocket;
 use tokio::task::JoinHandle;
@@ -16,6 +16,11 @@ use tokio::task::JoinHandle;
 pub struct Zone {
     mx: HashMap<String, Vec<(u16, String)>>,
     a: HashMap<String, Vec<Ipv4Addr>>,
+    aaaa: HashMap<String, Vec<Ipv6Addr>>,
+    /// Each record's character-strings.
+    txt: HashMap<String, Vec<Vec<String>>>,
+    srv: HashMap<String, Vec<(u16, u16, u16, String)>>,
+    cname: HashMap<String, String>,
 }
 
 fn key(name: &str) -> String {
@@ -33,11 +38,42 @@ impl Zone {
         self
     }
 
+    pub fn aaaa(mut self, host: &str, ip: Ipv6Addr) -> Zone {
+        self.aaaa.entry(key(host)).or_default().push(ip);
+        self
+    }
+
+    /// A TXT record of one or more character-strings.
+    pub fn txt(mut self, name: &str, strings: &[&str]) -> Zone {
+        self.txt.entry(key(name)).or_default().push(strings.iter().map(|s| s.to_string()).collect());
+        self
+    }
+
+    pub fn srv(mut self, name: &str, priority: u16, weight: u16, port: u16, target: &str) -> Zone {
+        self.srv.entry(key(name)).or_default().push((priority, weight, port, target.to_owned()));
+        self
+    }
+
+    pub fn cname(mut self, name: &str, target: &str) -> Zone {
+        self.cname.insert(key(name), target.to_owned());
+        self
+    }
+
+    fn knows(&self, k: &str) -> bool {
+        self.mx.contains_key(k)
+            || self.a.contains_key(k)
+            || self.aaaa.contains_key(k)
+            || self.txt.contains_key(k)
+            || self.srv.contains_key(k)
+            || self.cname.contains_key(k)
+    }
+
     fn answer(&self, name: &Name, rtype: RecordType) -> Option<Vec<Record>> {
         let k = key(&name.to_ascii());
-        if !self.mx.contains_key(&k) && !self.a.contains_key(&k) {
+        if !self.knows(&k) {
             return None;
         }
+        let absolute = |host: &str| Name::from_ascii(format!("{}.", host.trim_end_matches('.'))).unwrap();
         let record = |data| Record::from_rdata(name.clone(), 1, data);
         let mut out = Vec::new();
         match rtype {
@@ -48,6 +84,19 @@ impl Zone {
                 }
             }
             RecordType::A => out.extend(self.a.get(&k).into_iter().flatten().map(|ip| record(RData::A(A(*ip))))),
+            RecordType::AAAA => {
+                out.extend(self.aaaa.get(&k).into_iter().flatten().map(|ip| record(RData::AAAA(AAAA(*ip)))))
+            }
+            RecordType::TXT => {
+                out.extend(self.txt.get(&k).into_iter().flatten().map(|s| record(RData::TXT(TXT::new(s.clone())))))
+            }
+            RecordType::SRV => {
+                for (priority, weight, port, target) in self.srv.get(&k).into_iter().flatten() {
+                    let target = if target == "." { Name::root() } else { absolute(target) };
+                    out.push(record(RData::SRV(SRV::new(*priority, *weight, *port, target))));
+                }
+            }
+            RecordType::CNAME => out.extend(self.cname.get(&k).map(|t| record(RData::CNAME(CNAME(absolute(t)))))),
             _ => {}
         }
         Some(out)

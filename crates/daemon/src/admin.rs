@@ -1,4 +1,4 @@
-//! Administration requests (users, aliases, domains, the outbound queue, COI status)
+//! Administration requests (users, aliases, domains, DKIM keys, the outbound queue, COI status)
 //! and the local admin socket they travel over.
 //!
 //! sled lets one process open the database, so while the daemon runs the
@@ -11,6 +11,7 @@
 
 use crate::DaemonError;
 use coimail_delivery::Queue;
+use coimail_delivery::dkim::{Change, Dkim, DkimError, Role};
 use coimail_directory::Directory;
 use serde::{Deserialize, Serialize};
 use std::os::unix::fs::PermissionsExt;
@@ -82,6 +83,22 @@ pub enum AdminRequest {
     CoiStatus {
         address: String,
     },
+    /// Makes a `next` DKIM key pair to publish (or a first current one).
+    DkimRotate {
+        domain: String,
+    },
+    /// Signs with the `next` pair from now on; the old one keeps being published.
+    DkimActivate {
+        domain: String,
+    },
+    /// Deletes the pairs `activate` replaced.
+    DkimRetire {
+        domain: String,
+    },
+    /// The DKIM selectors of one domain (or all) and what each is used for.
+    DkimList {
+        domain: Option<String>,
+    },
 }
 
 /// What admin requests act on.
@@ -90,6 +107,8 @@ pub struct AdminContext {
     pub directory: Directory,
     pub queue: Queue,
     pub coi: coimail_coi::Coi,
+    /// The daemon's signer, so key changes reach the queue at once.
+    pub dkim: Dkim,
 }
 
 /// The reply: `Ok` carries lines to print, `Err` a message for the user.
@@ -107,8 +126,89 @@ pub async fn execute(ctx: &AdminContext, req: AdminRequest) -> AdminReply {
             let status = ctx.coi.status(account.id).map_err(|e| e.to_string())?;
             Ok(serde_json::to_string_pretty(&status).map_err(|e| e.to_string())?.lines().map(str::to_owned).collect())
         }
+        AdminRequest::DomainAdd { domain } => {
+            ctx.directory.add_domain(&domain).await.map_err(|e| e.to_string())?;
+            let mut lines = vec![format!("domain {domain} added")];
+            let (dkim, d) = (ctx.dkim.clone(), domain.clone());
+            lines.extend(dkim_change(&domain, keygen(move || dkim.ensure(&d)).await)?);
+            Ok(lines)
+        }
+        AdminRequest::DkimRotate { .. }
+        | AdminRequest::DkimActivate { .. }
+        | AdminRequest::DkimRetire { .. }
+        | AdminRequest::DkimList { .. } => execute_dkim(ctx, req).await,
         other => execute_directory(&ctx.directory, other).await,
     }
+}
+
+/// Key generation (RSA-2048 takes a while) off the async threads.
+async fn keygen(f: impl FnOnce() -> Result<Change, DkimError> + Send + 'static) -> Result<Change, DkimError> {
+    tokio::task::spawn_blocking(f).await.unwrap_or_else(|e| Err(DkimError::Sign(format!("key generation task: {e}"))))
+}
+
+async fn execute_dkim(ctx: &AdminContext, req: AdminRequest) -> AdminReply {
+    let local = |domain: &str| match ctx.directory.is_local_domain(domain) {
+        Ok(true) => Ok(()),
+        Ok(false) => Err(format!("{domain} is not served here")),
+        Err(e) => Err(e.to_string()),
+    };
+    match req {
+        AdminRequest::DkimRotate { domain } => {
+            local(&domain)?;
+            let (dkim, d) = (ctx.dkim.clone(), domain.clone());
+            dkim_change(&domain, keygen(move || dkim.rotate(&d)).await)
+        }
+        AdminRequest::DkimActivate { domain } => dkim_change(&domain, ctx.dkim.activate(&domain)),
+        AdminRequest::DkimRetire { domain } => dkim_change(&domain, ctx.dkim.retire(&domain)),
+        AdminRequest::DkimList { domain } => {
+            let domains = match domain {
+                Some(d) => vec![d],
+                None => ctx.directory.list_domains().map_err(|e| e.to_string())?,
+            };
+            let mut lines = Vec::new();
+            for d in domains {
+                let keys = ctx.dkim.keys().public_keys(&d).map_err(|e| e.to_string())?;
+                if keys.is_empty() {
+                    lines.push(format!("{d}  no keys (`coimail dkim rotate {d}` makes them)"));
+                }
+                lines.extend(keys.iter().map(|k| format!("{d}  {}  {}", k.selector, k.role.as_str())));
+            }
+            Ok(lines)
+        }
+        _ => Err("not a DKIM request".into()),
+    }
+}
+
+/// What a key change did, and what the operator does next.
+fn dkim_change(domain: &str, change: Result<Change, DkimError>) -> AdminReply {
+    let selectors = |g: &str| format!("ed-{g} and rsa-{g}");
+    Ok(match change.map_err(|e| e.to_string())? {
+        Change::Created { generation, role: Role::Current } => vec![format!(
+            "DKIM keys {} of {domain} sign from now on; publish them: coimail dns {domain}",
+            selectors(&generation)
+        )],
+        Change::Created { generation, .. } => vec![format!(
+            "DKIM keys {} of {domain} made; publish them (coimail dns {domain}), wait for DNS to serve them \
+             (coimail dns check {domain}), then: coimail dkim activate {domain}",
+            selectors(&generation)
+        )],
+        Change::Activated { generation, retiring } => {
+            let mut lines = vec![format!("{domain} signs with {} now", selectors(&generation))];
+            if let Some(old) = retiring {
+                lines.push(format!(
+                    "keep {} published for a week (mail signed with them may still be on its way), \
+                     then: coimail dkim retire {domain}",
+                    selectors(&old)
+                ));
+            }
+            lines
+        }
+        Change::Retired(gone) => {
+            let names: Vec<String> = gone.iter().map(|g| selectors(g)).collect();
+            vec![format!("deleted the DKIM keys {} of {domain}; remove their DNS records", names.join(", "))]
+        }
+        Change::Unchanged => vec![format!("DKIM keys of {domain} unchanged")],
+    })
 }
 
 async fn execute_queue(queue: &Queue, req: AdminRequest) -> AdminReply {
@@ -138,10 +238,6 @@ async fn execute_directory(dir: &Directory, req: AdminRequest) -> AdminReply {
     let done = |what: String| Ok(vec![what]);
     match req {
         AdminRequest::Ping => done("pong".into()),
-        AdminRequest::DomainAdd { domain } => {
-            dir.add_domain(&domain).await.map_err(e)?;
-            done(format!("domain {domain} added"))
-        }
         AdminRequest::DomainDel { domain } => {
             dir.del_domain(&domain).await.map_err(e)?;
             done(format!("domain {domain} deleted"))
@@ -186,10 +282,15 @@ async fn execute_directory(dir: &Directory, req: AdminRequest) -> AdminReply {
         AdminRequest::AliasList => {
             Ok(dir.list_aliases().map_err(e)?.into_iter().map(|(a, t)| format!("{a} -> {t}")).collect())
         }
-        AdminRequest::QueueList
+        AdminRequest::DomainAdd { .. }
+        | AdminRequest::QueueList
         | AdminRequest::QueueFlush { .. }
         | AdminRequest::QueueDelete { .. }
-        | AdminRequest::CoiStatus { .. } => Err("not a directory request".into()),
+        | AdminRequest::CoiStatus { .. }
+        | AdminRequest::DkimRotate { .. }
+        | AdminRequest::DkimActivate { .. }
+        | AdminRequest::DkimRetire { .. }
+        | AdminRequest::DkimList { .. } => Err("not a directory request".into()),
     }
 }
 
@@ -293,17 +394,26 @@ mod tests {
         let listener = bind(&path).await.unwrap();
         let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
         assert_eq!(mode, 0o600);
+        let dkim = Dkim::new(coimail_delivery::dkim::KeyStore::new(dir.path().join("dkim")));
         let ctx = AdminContext {
             directory: directory.clone(),
             queue: Queue::new(store.clone()),
             coi: coimail_coi::Coi::new(store.clone()),
+            dkim,
         };
         tokio::spawn(serve(listener, ctx, shutdown.clone()));
         // A second daemon on the same data dir is refused.
         assert!(matches!(bind(&path).await, Err(DaemonError::AlreadyRunning(_))));
 
         let reply = call(&path, &AdminRequest::DomainAdd { domain: "Example.ORG".into() }).await.unwrap();
-        assert_eq!(reply, Some(Ok(vec!["domain Example.ORG added".into()])));
+        let lines = reply.unwrap().unwrap();
+        assert_eq!(lines[0], "domain Example.ORG added");
+        assert!(lines[1].starts_with("DKIM keys ed-") && lines[1].ends_with("publish them: coimail dns Example.ORG"));
+        let list = call(&path, &AdminRequest::DkimList { domain: None }).await.unwrap().unwrap().unwrap();
+        assert_eq!(list.len(), 2, "{list:?}");
+        assert!(list[0].starts_with("example.org  ed-") && list[0].ends_with("  current"), "{list:?}");
+        let rotate = AdminRequest::DkimRotate { domain: "elsewhere.test".into() };
+        assert!(call(&path, &rotate).await.unwrap().unwrap().unwrap_err().contains("not served here"));
         let add = AdminRequest::UserAdd {
             address: "bob@example.org".into(),
             password: Secret("pw-1234".into()),

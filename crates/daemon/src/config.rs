@@ -32,6 +32,8 @@ pub struct Config {
     pub imap: ImapConfig,
     pub smtp: SmtpConfig,
     pub queue: QueueConfig,
+    pub dkim: DkimConfig,
+    pub dns: DnsConfig,
     pub store: StoreConfig,
     pub coi: CoiConfig,
     pub log: LogConfig,
@@ -272,6 +274,30 @@ impl Default for QueueConfig {
     }
 }
 
+/// DKIM signing of mail that leaves through the queue.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DkimConfig {
+    /// Sign with the keys in `<data>/dkim/` (made by `init` and `domain add`);
+    /// a domain without keys is sent unsigned.
+    pub sign: bool,
+}
+
+impl Default for DkimConfig {
+    fn default() -> Self {
+        DkimConfig { sign: true }
+    }
+}
+
+/// What `coimail dns` needs to know beyond the rest of the config.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DnsConfig {
+    /// This server's public addresses, for the A/AAAA and SPF records; empty:
+    /// SPF says `mx` and the A/AAAA records are left for the operator to fill in.
+    pub public_addresses: Vec<std::net::IpAddr>,
+}
+
 /// Upper bound of `coi.validation_window_secs`: one day.
 const MAX_VALIDATION_WINDOW_SECS: u64 = 86_400;
 
@@ -501,6 +527,11 @@ impl Config {
 
     pub fn admin_socket(&self) -> PathBuf {
         self.server.data_dir.join("admin.sock")
+    }
+
+    /// Where the DKIM keys live (`coimail_delivery::dkim::keys`).
+    pub fn dkim_dir(&self) -> PathBuf {
+        self.server.data_dir.join("dkim")
     }
 
     pub fn directory_snapshot(&self) -> PathBuf {

@@ -13,7 +13,7 @@
 //! 5. Load TLS, then bind **every** listener before serving anything, so
 //!    port 0 resolves and a taken port fails the start, not a later request.
 //! 6. Start COI (VAPID key in `<data>/vapid.p8`, push workers), build the
-//!    outbound queue (resolver, client TLS), then spawn IMAP, SMTP, the
+//!    outbound queue (resolver, client TLS, DKIM keys in `<data>/dkim/`), then spawn IMAP, SMTP, the
 //!    queue runner and the admin socket, each with its shutdown token.
 //!
 //! # Shutdown ([`Running::shutdown`])
@@ -28,6 +28,7 @@ pub mod tls;
 
 pub use config::Config;
 
+use coimail_delivery::dkim::{Dkim, KeyStore};
 use coimail_delivery::{Outbound, Queue, Runner, attempt};
 use coimail_directory::Directory;
 use coimail_imap::{ImapContext, ImapListener};
@@ -158,9 +159,13 @@ fn outbound_queue(
     config: &Config,
     store: &Store,
     directory: &Directory,
+    dkim: &Dkim,
 ) -> Result<(Queue, Runner<Outbound>), DaemonError> {
     let delivery = config.delivery();
-    let queue = Queue::new(store.clone());
+    let mut queue = Queue::new(store.clone());
+    if config.dkim.sign {
+        queue = queue.with_dkim(dkim.clone());
+    }
     let ctx = attempt::Context::new(store.clone(), directory.clone(), Outbound::new(&delivery)?, &delivery);
     let runner = Runner::new(ctx, queue.clone(), delivery.concurrency);
     Ok((queue, runner))
@@ -244,7 +249,9 @@ pub async fn start(config: Config) -> Result<Running, DaemonError> {
         )
         .with_coi(coi.clone()),
     );
-    let (queue, runner) = outbound_queue(&config, &store, &directory)?;
+    // One key cache for signing and for the admin requests that change keys.
+    let dkim = Dkim::new(KeyStore::new(config.dkim_dir()));
+    let (queue, runner) = outbound_queue(&config, &store, &directory, &dkim)?;
     let smtp_ctx =
         Arc::new(smtp_context(&config, &store, &directory, tls).with_queue(queue.clone()).with_coi(coi.clone()));
     let coi_admin = coi;
@@ -264,7 +271,7 @@ pub async fn start(config: Config) -> Result<Running, DaemonError> {
         tracker.spawn(coimail_smtp::serve(listener, kind, smtp_ctx.clone(), shutdown.clone(), tracker.clone()));
     }
     tracker.spawn(runner.run(shutdown.clone()));
-    let admin_ctx = admin::AdminContext { directory: directory.clone(), queue, coi: coi_admin };
+    let admin_ctx = admin::AdminContext { directory: directory.clone(), queue, coi: coi_admin, dkim };
     tracker.spawn(admin::serve(admin_listener, admin_ctx, shutdown.clone()));
     info!(?addrs, "coimail is serving");
     Ok(Running {

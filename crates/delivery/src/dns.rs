@@ -11,7 +11,7 @@ use crate::DeliveryError;
 use hickory_resolver::config::{ConnectionConfig, LookupIpStrategy, NameServerConfig, ResolverConfig};
 use hickory_resolver::net::NetError;
 use hickory_resolver::net::runtime::TokioRuntimeProvider;
-use hickory_resolver::proto::rr::RData;
+pub use hickory_resolver::proto::rr::{RData, RecordType};
 use hickory_resolver::{Resolver, TokioResolver};
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
@@ -32,7 +32,8 @@ pub(crate) enum DnsFailure {
     Temporary(String),
 }
 
-pub(crate) struct Dns {
+/// A resolver on the configured servers: the queue's, and `coimail dns check`'s.
+pub struct Dns {
     resolver: TokioResolver,
 }
 
@@ -67,7 +68,7 @@ fn temporary(e: &NetError) -> DnsFailure {
 }
 
 impl Dns {
-    pub(crate) fn new(servers: &[SocketAddr], timeout: Duration) -> Result<Dns, DeliveryError> {
+    pub fn new(servers: &[SocketAddr], timeout: Duration) -> Result<Dns, DeliveryError> {
         let system = if servers.is_empty() { Some(TokioResolver::builder_tokio()) } else { None };
         let mut builder = match system {
             Some(Ok(builder)) => builder,
@@ -117,6 +118,16 @@ impl Dns {
         }
         let hosts = mx.into_iter().map(|(pref, host, _)| (pref, host.trim_end_matches('.').to_owned())).collect();
         Ok(Route::Hosts(by_preference(hosts, random)))
+    }
+
+    /// Every record of `rtype` at `name` (CNAMEs followed to it are left
+    /// out); empty when the name or such records do not exist.
+    pub async fn records(&self, name: &str, rtype: RecordType) -> Result<Vec<RData>, String> {
+        match self.resolver.lookup(fqdn(name), rtype).await {
+            Ok(l) => Ok(l.answers().iter().filter(|r| r.record_type() == rtype).map(|r| r.data.clone()).collect()),
+            Err(e) if e.is_nx_domain() || e.is_no_records_found() => Ok(Vec::new()),
+            Err(e) => Err(e.to_string()),
+        }
     }
 
     /// The addresses of a mail server (IPv4 and IPv6).

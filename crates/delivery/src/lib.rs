@@ -1,9 +1,9 @@
 //! coimail-delivery: everything after SMTP said 250 for a remote recipient.
 //!
 //! The SMTP submission path hands an accepted message with remote
-//! recipients to [`Queue::enqueue`], which makes it durable in the store's
-//! spool (`coimail_store::spool`) before the client hears 250, and wakes the
-//! runner. The [`runner`] leases due entries, delivers each one domain by
+//! recipients to [`Queue::enqueue`], which DKIM-signs it ([`dkim`]) and
+//! makes it durable in the store's spool (`coimail_store::spool`) before the
+//! client hears 250, and wakes the runner. The [`runner`] leases due entries, delivers each one domain by
 //! domain over SMTP ([`outbound`]: MX lookup with hickory-resolver against
 //! the configured DNS servers, fallback to A/AAAA, opportunistic STARTTLS,
 //! mail-send's low-level `SmtpClient`, one result per recipient), records
@@ -23,6 +23,7 @@
 //! - `attempt.rs` — one entry: deliver per domain, record, notify, delete ([`attempt::Transport`] seam)
 //! - `notify.rs` — which DSNs an attempt owes the sender (failed, relayed, delayed)
 //! - `outbound.rs` — one domain over SMTP; `dns.rs` — MX and address lookups; `tls.rs` — the client TLS config
+//! - `dkim/` — signing at enqueue ([`dkim::Dkim`]) and the keys on disk ([`dkim::KeyStore`])
 //! - `dsn.rs` — building reports; `local.rs` — handing them to the sender (INBOX, or the queue)
 //!
 //! # Guarantees
@@ -35,6 +36,7 @@
 //!   far as the remote's replies allow.
 
 pub mod attempt;
+pub mod dkim;
 mod dns;
 pub mod dsn;
 mod local;
@@ -45,6 +47,7 @@ pub mod runner;
 mod tls;
 
 pub use coimail_store::spool::{DsnNotify, DsnRet, SpoolEntry, SpoolEnvelope, SpoolRecipient};
+pub use dns::{Dns, RData, RecordType};
 pub use local::{Delivered, report_delivered};
 pub use outbound::Outbound;
 pub use retry::RetryPolicy;
@@ -91,6 +94,8 @@ pub enum DeliveryError {
     Tls(String),
     #[error("building a bounce: {0}")]
     Dsn(String),
+    #[error("DKIM: {0}")]
+    Dkim(#[from] dkim::DkimError),
 }
 
 /// The enqueue handle: cheap to clone, shared by SMTP sessions and the
@@ -99,20 +104,48 @@ pub enum DeliveryError {
 pub struct Queue {
     store: Store,
     wake: Arc<Notify>,
+    dkim: Option<dkim::Dkim>,
 }
 
 impl Queue {
+    /// A queue that sends messages as given (no DKIM signatures).
     pub fn new(store: Store) -> Queue {
-        Queue { store, wake: Arc::new(Notify::new()) }
+        Queue { store, wake: Arc::new(Notify::new()), dkim: None }
+    }
+
+    /// Signs every message it queues with `dkim` (see [`dkim`]).
+    pub fn with_dkim(mut self, dkim: dkim::Dkim) -> Queue {
+        self.dkim = Some(dkim);
+        self
     }
 
     pub fn store(&self) -> &Store {
         &self.store
     }
 
-    /// Queues `message` for the envelope's (remote) recipients; returns once
-    /// it is durable, so the caller may reply 250.
-    pub async fn enqueue(&self, envelope: SpoolEnvelope, message: &[u8]) -> Result<SpoolEntry, StoreError> {
+    /// Queues `message` for the envelope's (remote) recipients, DKIM-signed
+    /// when the queue has keys for it; returns once it is durable, so the
+    /// caller may reply 250.
+    pub async fn enqueue(&self, envelope: SpoolEnvelope, message: &[u8]) -> Result<SpoolEntry, DeliveryError> {
+        let signatures = match &self.dkim {
+            Some(dkim) => {
+                // Two signatures hash the whole body: off the async threads.
+                let (dkim, copy, sender) = (dkim.clone(), message.to_vec(), envelope.sender.clone());
+                tokio::task::spawn_blocking(move || dkim.sign(&copy, &sender))
+                    .await
+                    .map_err(|e| dkim::DkimError::Sign(format!("signing task: {e}")))??
+            }
+            None => None,
+        };
+        let signed;
+        let message = match signatures {
+            Some(mut headers) => {
+                headers.extend_from_slice(message);
+                signed = headers;
+                &signed[..]
+            }
+            None => message,
+        };
         let entry = self.store.spool_enqueue(envelope, message, now()).await?;
         tracing::info!(queue_id = entry.id, recipients = entry.recipients.len(), size = entry.size, "queued");
         self.wake();

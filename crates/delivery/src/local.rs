@@ -6,7 +6,9 @@
 //! queue's reports never leave the server. Only a `delivered` report for a
 //! message that came in over MX ([`report_delivered`]) can be owed to a
 //! sender elsewhere: it goes out through the queue from the null sender
-//! with NOTIFY=NEVER, so it can never cause another report.
+//! with NOTIFY=NEVER, so it can never cause another report (and, like all
+//! that leaves through the queue, DKIM-signed, here for the domain of our
+//! host name's `MAILER-DAEMON`).
 
 use crate::dsn::{self, Action, Report};
 use crate::{DeliveryError, Queue};

@@ -21,6 +21,8 @@ mod limits;
 mod snapshot;
 
 pub use address::Address;
+/// Validates a domain name and returns its canonical (lower-case) form.
+pub use address::domain as canonical_domain;
 pub use auth::{AuthError, AuthOptions, AuthStats, PlaintextAuth, ThrottleOptions, cpu_count};
 pub use auth_cache::CacheOptions;
 pub use error::DirectoryError;
