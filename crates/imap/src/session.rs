@@ -22,6 +22,14 @@ use std::sync::Arc;
 use tokio::net::TcpStream;
 use tokio::sync::broadcast::error::RecvError;
 use tokio::time::{Instant, sleep_until};
+
+/// Between commands the bus is drained after this long, then at doubling
+/// intervals up to [`BUS_DRAIN_MAX`] while it stays empty: with the bus's
+/// 1,024 places, a session lags only when its account changes more than
+/// ~20,000 times a second (or bursts past 1,024 in a quiet stretch), and
+/// then resyncs correctly at its next command.
+const BUS_DRAIN_MIN: std::time::Duration = std::time::Duration::from_millis(50);
+const BUS_DRAIN_MAX: std::time::Duration = std::time::Duration::from_millis(800);
 use tokio_util::sync::CancellationToken;
 
 /// Literals before login carry only a user name and password (LOGIN) or a
@@ -86,7 +94,8 @@ pub(crate) struct Session {
     pub peer: SocketAddr,
     pub kind: ImapListener,
     pub shutdown: CancellationToken,
-    /// The logged-in account's change bus; drained while waiting so it never lags needlessly.
+    /// The logged-in account's change bus; drained at each command, in IDLE
+    /// and NOTIFY per change, and between commands by a timer (`wait`).
     pub changes: Option<ChangeReceiver>,
     /// The logged-in account's session slot (`max_connections_per_user`).
     pub user_permit: Option<coimail_directory::UserPermit>,
@@ -283,14 +292,22 @@ impl Session {
         }
     }
 
-    /// Waits for the next framing event. While waiting, changes from the bus
-    /// are noted, not sent (RFC 3501 §7 allows no untagged response outside
-    /// a command, except in IDLE), unless NOTIFY asked for them (RFC 5465 §5).
+    /// Waits for the next framing event. Changes from the bus are not sent
+    /// while waiting (RFC 3501 §7 allows no untagged response outside a
+    /// command, except in IDLE) unless NOTIFY asked for them (RFC 5465 §5),
+    /// so without NOTIFY the session does not wake for each one: the next
+    /// command takes them all (`drain_changes`). Waking per change cost every
+    /// other session on a busy account a task switch per change (the largest
+    /// item in the multi-client profile, docs/BENCHMARKS.md). A timer still
+    /// drains now and then, so a session that sends nothing for a while does
+    /// not fall `changes::CAPACITY` behind and need a full resync.
     async fn wait(&mut self) -> Wake {
         if let Some(event) = self.stashed.take() {
             return Wake::Input(event);
         }
         let mut deadline = self.deadline();
+        let mut drain_every = BUS_DRAIN_MIN;
+        let mut drain_at = Instant::now() + drain_every;
         loop {
             if let Some(event) = self.conn.next_event(self.literal_limit()) {
                 return Wake::Input(event);
@@ -299,14 +316,17 @@ impl Session {
                 Data,
                 Eof,
                 Change(Result<Change, RecvError>),
+                Drain,
                 Shutdown,
                 Timeout,
             }
+            let per_change = self.notify.is_some();
             let got = tokio::select! {
                 biased;
                 _ = self.shutdown.cancelled() => Got::Shutdown,
                 r = self.conn.fill() => if r.is_ok() { Got::Data } else { Got::Eof },
-                c = recv(&mut self.changes) => Got::Change(c),
+                c = recv(&mut self.changes), if per_change => Got::Change(c),
+                _ = sleep_until(drain_at), if !per_change && self.changes.is_some() => Got::Drain,
                 _ = sleep_until(deadline) => Got::Timeout,
             };
             match got {
@@ -318,6 +338,13 @@ impl Session {
                     if crate::cmd::notify::push(self).await.is_err() {
                         return Wake::Closed;
                     }
+                }
+                Got::Drain => {
+                    let busy = self.changes.as_ref().is_some_and(|rx| !rx.is_empty());
+                    self.drain_changes();
+                    // A quiet account is looked at less and less often.
+                    drain_every = if busy { BUS_DRAIN_MIN } else { (drain_every * 2).min(BUS_DRAIN_MAX) };
+                    drain_at = Instant::now() + drain_every;
                 }
                 Got::Shutdown => return Wake::Shutdown,
                 Got::Timeout => return Wake::Timeout,
