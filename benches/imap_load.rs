@@ -178,7 +178,12 @@ fn main() {
     // coimail on its own runtime, as `coimail serve` runs it.
     // Named threads, so a profile tells the server's work from the tester's.
     let sw: usize = std::env::var("SW").ok().and_then(|v| v.parse().ok()).unwrap_or(2);
-    let server_rt = tokio::runtime::Builder::new_multi_thread().worker_threads(sw).thread_name("coimail").enable_all().build().unwrap();
+    let server_rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(sw)
+        .thread_name("coimail")
+        .enable_all()
+        .build()
+        .unwrap();
     let running = server_rt.block_on(async {
         let mut c = common::loopback_config(dir.path());
         // Every client connects from 127.0.0.1, 50 of them at once in (b).
@@ -194,7 +199,11 @@ fn main() {
     let coimail = running.addrs().imap[0];
     let dovecot = o.dovecot.then(|| Dovecot::start(&dir.path().join("dovecot")));
 
-    let tester_rt = if std::env::var("TCT").is_ok() { tokio::runtime::Builder::new_current_thread().thread_name("tester").enable_all().build().unwrap() } else { tokio::runtime::Builder::new_multi_thread().thread_name("tester").enable_all().build().unwrap() };
+    let tester_rt = if std::env::var("TCT").is_ok() {
+        tokio::runtime::Builder::new_current_thread().thread_name("tester").enable_all().build().unwrap()
+    } else {
+        tokio::runtime::Builder::new_multi_thread().thread_name("tester").enable_all().build().unwrap()
+    };
     let mut rows = Vec::new();
     for &s in &o.scenarios {
         let mut servers = vec![("coimail", coimail)];
@@ -223,19 +232,19 @@ fn main() {
         o.seconds, o.seed
     );
     println!(
-        "| scenario | server | commands/s | coimail/dovecot | server CPU µs/command | CPU: dovecot/coimail | p50 ms | p99 ms | violations |"
+        "| scenario | server | commands/s | coimail/dovecot | server CPU µs/command | CPU: dovecot/coimail | tester CPU µs/command | p50 ms | p99 ms | violations |"
     );
-    println!("|---|---|---:|---:|---:|---:|---:|---:|---:|");
+    println!("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|");
     // Server CPU per command over the load window (benches/imap_load/cpu.rs).
-    let per_command = |r: &Report, spent: &Option<Duration>| {
-        spent.map(|c| c.as_secs_f64() * 1e6 / (r.commands() as f64).max(1.0))
-    };
+    let per_command =
+        |r: &Report, spent: Option<Duration>| spent.map(|c| c.as_secs_f64() * 1e6 / (r.commands() as f64).max(1.0));
     for (s, results) in &rows {
         let dovecot = results.iter().find(|(n, ..)| *n == "dovecot");
         let dovecot_rate = dovecot.map(|(_, r, _)| r.commands_per_sec());
-        let dovecot_cpu = dovecot.and_then(|(_, r, c)| per_command(r, c));
+        let dovecot_cpu = dovecot.and_then(|(_, r, c)| per_command(r, c.map(|c| c.0)));
         for (name, r, spent) in results {
-            let cpu = per_command(r, spent);
+            let cpu = per_command(r, spent.map(|c| c.0));
+            let tester = per_command(r, spent.map(|c| c.1));
             let (ratio, cpu_ratio) = match *name {
                 "coimail" => (
                     dovecot_rate.filter(|d| *d > 0.0).map(|d| format!("{:.2}", r.commands_per_sec() / d)),
@@ -244,12 +253,13 @@ fn main() {
                 _ => (None, None),
             };
             println!(
-                "| {} | {name} | {:.0} | {} | {} | {} | {} | {} | {} |",
+                "| {} | {name} | {:.0} | {} | {} | {} | {} | {} | {} | {} |",
                 describe(*s),
                 r.commands_per_sec(),
                 ratio.unwrap_or_default(),
                 cpu.map(|c| format!("{c:.0}")).unwrap_or_default(),
                 cpu_ratio.unwrap_or_default(),
+                tester.map(|c| format!("{c:.0}")).unwrap_or_default(),
                 ms(r.p50()),
                 ms(r.p99()),
                 r.violations()

@@ -19,8 +19,8 @@ pub enum Server {
 
 struct Window {
     server: Server,
-    start: Option<Duration>,
-    spent: Option<Duration>,
+    start: Option<(Duration, Duration)>,
+    spent: Option<(Duration, Duration)>,
 }
 
 static WINDOW: Mutex<Option<Window>> = Mutex::new(None);
@@ -34,17 +34,17 @@ pub fn watch(server: Server) {
 pub fn on_load(started: bool) {
     let mut w = WINDOW.lock().unwrap();
     if let Some(w) = w.as_mut() {
-        let now = cpu(w.server);
+        let now = (cpu(w.server), tester());
         if started {
             w.start = Some(now);
         } else if let Some(s) = w.start {
-            w.spent = Some(now.saturating_sub(s));
+            w.spent = Some((now.0.saturating_sub(s.0), now.1.saturating_sub(s.1)));
         }
     }
 }
 
-/// CPU time of the last window, if one was measured.
-pub fn spent() -> Option<Duration> {
+/// CPU time of the server and of the tester in the last window, if one was measured.
+pub fn spent() -> Option<(Duration, Duration)> {
     WINDOW.lock().unwrap().take().and_then(|w| w.spent)
 }
 
@@ -70,6 +70,19 @@ const UTIME: usize = 10;
 const STIME: usize = 11;
 const CUTIME: usize = 12;
 const CSTIME: usize = 13;
+
+/// The load generator's own threads (its runtime, named `tester`).
+fn tester() -> Duration {
+    let mut t = 0u64;
+    for e in std::fs::read_dir("/proc/self/task").into_iter().flatten().flatten() {
+        if let Some((comm, n)) = stat(&e.path().join("stat"))
+            && comm.starts_with("tester")
+        {
+            t += n[UTIME] + n[STIME];
+        }
+    }
+    Duration::from_secs_f64(t as f64 / ticks())
+}
 
 fn cpu(server: Server) -> Duration {
     let mut t = 0u64;
