@@ -58,10 +58,8 @@ use tracing::{info, warn};
 pub struct Outbound {
     dns: Arc<Dns>,
     tls: TlsConnector,
-    /// Certificate checks for MTA-STS.
-    pki: Pki,
-    /// `None`: `[queue] mta_sts = false`.
-    sts: Option<Sts>,
+    /// MTA-STS and its certificate checks; `None`: `[queue] mta_sts = false`.
+    sts: Option<(Sts, Pki)>,
     reports: TlsReports,
     hostname: String,
     port: u16,
@@ -143,22 +141,21 @@ impl TlsPolicy {
 impl Outbound {
     pub fn new(config: &QueueConfig) -> Result<Outbound, DeliveryError> {
         let dns = Arc::new(Dns::new(&config.resolvers, config.command_timeout.min(Duration::from_secs(10)))?);
-        let pki = Pki::new(config.tls_extra_roots.as_deref())?;
         let sts = match config.mta_sts {
             true => {
+                let pki = Pki::new(config.tls_extra_roots.as_deref())?;
                 // RFC 8461 §3.3 leaves the timeout to us; a minute at most.
                 let timeout = config.command_timeout.min(Duration::from_secs(60));
                 let fetcher = crate::sts::fetch::Fetcher::new(dns.clone(), &pki, config.mta_sts_port, timeout)?;
-                Some(Sts::new(dns.clone(), fetcher, config.data_dir.join("mta-sts")))
+                Some((Sts::new(dns.clone(), fetcher, config.data_dir.join("mta-sts")), pki))
             }
             false => None,
         };
-        let reports = TlsReports::new(config.data_dir.join("tls-reports"));
+        let reports = TlsReports::new(config.data_dir.join(crate::tlsrpt::DIR));
         reports.prune(crate::now());
         Ok(Outbound {
             dns,
             tls: crate::tls::opportunistic_connector()?,
-            pki,
             sts,
             reports,
             hostname: config.hostname.clone(),
@@ -187,7 +184,7 @@ impl Outbound {
     async fn tls_policy(&self, domain: &str) -> TlsPolicy {
         let now = crate::now();
         let lookup = match &self.sts {
-            Some(sts) => sts.lookup(domain, now).await,
+            Some((sts, _)) => sts.lookup(domain, now).await,
             None => Lookup::default(),
         };
         let policy = TlsPolicy::new(domain, lookup);
@@ -339,11 +336,12 @@ impl Outbound {
         addr: SocketAddr,
         conn: &rustls::ClientConnection,
     ) -> Result<(), HostError> {
-        if !job.tls.checks_certificates() {
-            self.report(job, &Session::Success);
-            return Ok(());
-        }
-        match self.pki.check(conn, host) {
+        let check = match &self.sts {
+            Some((_, pki)) if job.tls.checks_certificates() => pki.check(conn, host),
+            // No policy asks: encryption alone is the success (RFC 8460 no-policy-found).
+            _ => Ok(()),
+        };
+        match check {
             Ok(()) => {
                 self.report(job, &Session::Success);
                 Ok(())

@@ -18,6 +18,9 @@ use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
+/// The records' directory under the data directory.
+pub const DIR: &str = "tls-reports";
+
 /// Days of records kept.
 pub const KEEP_DAYS: i64 = 31;
 
