@@ -116,7 +116,9 @@ async fn enforce_defers_an_invalid_certificate_and_an_mx_not_in_the_policy() {
     assert!(s.a.submit(ALICE, &[BOB], &message("not verified")).await.starts_with("250"));
     let list = wait_deferred(&s.a, "MTA-STS enforce").await;
     assert!(
-        list.contains("bob@b.test  pending  451 4.7.5 MTA-STS enforce: mx.b.test has no valid certificate for mx.b.test"),
+        list.contains(
+            "bob@b.test  pending  451 4.7.5 MTA-STS enforce: mx.b.test has no valid certificate for mx.b.test"
+        ),
         "{list}"
     );
     let report = coimail(&s.a, &["queue", "tls-report"]);

@@ -208,7 +208,10 @@ impl Outbound {
         let (allowed, refused): (Vec<String>, Vec<String>) = hosts.into_iter().partition(|h| job.tls.allows(h));
         for host in &refused {
             let reason = format!("MX {host} is not listed in the MTA-STS policy of {}", job.domain);
-            self.report(job, &Session::Failure { result_type: "validation-failure", mx: Some(host.clone()), ip: None, reason });
+            self.report(
+                job,
+                &Session::Failure { result_type: "validation-failure", mx: Some(host.clone()), ip: None, reason },
+            );
         }
         if job.tls.enforce() { allowed } else { allowed.into_iter().chain(refused).collect() }
     }
@@ -303,7 +306,10 @@ impl Outbound {
         if try_tls {
             let reason = format!("{host} does not offer STARTTLS");
             let ip = Some(addr.ip());
-            self.report(job, &Session::Failure { result_type: "starttls-not-supported", mx: Some(host.into()), ip, reason });
+            self.report(
+                job,
+                &Session::Failure { result_type: "starttls-not-supported", mx: Some(host.into()), ip, reason },
+            );
             if job.tls.enforce() {
                 let _ = client.quit().await;
                 return Err(HostError::Policy(format!("MTA-STS enforce: {host} does not offer STARTTLS")));

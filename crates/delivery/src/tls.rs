@@ -110,8 +110,8 @@ impl Pki {
             return Err(DeliveryError::Tls("tls_extra_roots holds no certificate".into()));
         }
         let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-        let verifier = rustls_platform_verifier::Verifier::new_with_extra_roots(roots, provider.clone())
-            .map_err(|e| {
+        let verifier =
+            rustls_platform_verifier::Verifier::new_with_extra_roots(roots, provider.clone()).map_err(|e| {
                 DeliveryError::Tls(format!(
                     "MTA-STS certificate checks: {e} (install the system's CA certificates, \
                      e.g. the ca-certificates package, or set [queue] mta_sts = false)"

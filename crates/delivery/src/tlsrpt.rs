@@ -222,7 +222,10 @@ pub fn describe(records: &[DayRecord]) -> Vec<String> {
             let kind = if mode.is_empty() { p.policy.policy_type.clone() } else { format!("sts {mode}") };
             lines.push(format!(
                 "{}  {}  {kind}  {} successful  {} failed",
-                r.date, r.policy_domain, p.summary.total_successful_session_count, p.summary.total_failure_session_count
+                r.date,
+                r.policy_domain,
+                p.summary.total_successful_session_count,
+                p.summary.total_failure_session_count
             ));
             for f in &p.failure_details {
                 let mx = f.receiving_mx_hostname.as_deref().unwrap_or("-");

@@ -6,9 +6,9 @@
 //! are resolved by the queue's own resolver, so the configured DNS servers
 //! (the tests' DNS server too) apply here as they do to MX lookups.
 
+use crate::DeliveryError;
 use crate::dns::{Dns, DnsFailure};
 use crate::tls::Pki;
-use crate::DeliveryError;
 use reqwest::dns::{Addrs, Name, Resolve, Resolving};
 use std::net::SocketAddr;
 use std::sync::Arc;
