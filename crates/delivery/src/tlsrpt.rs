@@ -147,10 +147,11 @@ impl TlsReports {
         let Ok(entries) = std::fs::read_dir(&self.dir) else { return };
         for entry in entries.flatten() {
             let name = entry.file_name().to_string_lossy().into_owned();
-            if name.len() == 10 && name < oldest {
-                if let Err(e) = std::fs::remove_dir_all(entry.path()) {
-                    tracing::warn!(day = name, error = %e, "deleting old TLS report records failed");
-                }
+            if name.len() != 10 || name >= oldest {
+                continue;
+            }
+            if let Err(e) = std::fs::remove_dir_all(entry.path()) {
+                tracing::warn!(day = name, error = %e, "deleting old TLS report records failed");
             }
         }
     }
