@@ -5,8 +5,10 @@
 //! makes it durable in the store's spool (`coimail_store::spool`) before the
 //! client hears 250, and wakes the runner. The [`runner`] leases due entries, delivers each one domain by
 //! domain over SMTP ([`outbound`]: MX lookup with hickory-resolver against
-//! the configured DNS servers, fallback to A/AAAA, opportunistic STARTTLS,
-//! mail-send's low-level `SmtpClient`, one result per recipient), records
+//! the configured DNS servers, fallback to A/AAAA, opportunistic STARTTLS
+//! or, where the domain's MTA-STS policy enforces it, verified TLS ([`sts`];
+//! results kept as TLS report records, [`tlsrpt`]), mail-send's low-level
+//! `SmtpClient`, one result per recipient), records
 //! every result with its attempt history, retries temporary failures on the
 //! [`retry`] schedule until the entry expires, and turns permanent failures
 //! and expiry into RFC 3464 bounces ([`dsn`]) delivered into the sender's
