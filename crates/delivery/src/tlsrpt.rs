@@ -5,8 +5,9 @@
 //!
 //! Each record is the `policies` part of an RFC 8460 §4.4 report, kept as
 //! JSON in `<data>/tls-reports/<YYYY-MM-DD>/<domain>.json` and rewritten
-//! whole after every session (small files, one write per SMTP session,
-//! which is far cheaper than the session). Sending the daily aggregate
+//! whole after every session (small files, one write without fsync per SMTP
+//! session, far cheaper than the session; under a lock, so the writes of
+//! one file land in order). Sending the daily aggregate
 //! reports to the `rua` of a domain's `_smtp._tls` record is not built yet;
 //! the records are what such reports would be made from, and `coimail queue
 //! tls-report` shows them. Days older than [`KEEP_DAYS`] are deleted at
@@ -134,7 +135,7 @@ impl TlsReports {
         add(day, policy, session);
         let write = serde_json::to_vec_pretty(&*day).map_err(std::io::Error::other).and_then(|json| {
             std::fs::create_dir_all(path.parent().unwrap_or(&self.dir))?;
-            crate::files::write_atomically(&path, &json)
+            crate::files::replace(&path, &json)
         });
         if let Err(e) = write {
             tracing::warn!(path = %path.display(), error = %e, "writing the TLS report record failed");
