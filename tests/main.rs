@@ -23,4 +23,5 @@ mod logging;
 mod queue;
 mod smtp_interop;
 mod smtp_to_imap;
+mod sts;
 mod tidy;

@@ -107,7 +107,7 @@ fn main() -> ExitCode {
             Command::Domain(cmd) => admin_cmd::run(&cli.config, cmd.into_request()).await,
             Command::Dns(args) => dns::run(&cli.config, args).await,
             Command::Dkim(cmd) => admin_cmd::run(&cli.config, cmd.into_request()).await,
-            Command::Queue(cmd) => admin_cmd::run(&cli.config, cmd.into_request()).await,
+            Command::Queue(cmd) => queue::run(&cli.config, cmd).await,
             Command::Coi(CoiCmd::Status { address }) => {
                 admin_cmd::run(&cli.config, coimail_daemon::admin::AdminRequest::CoiStatus { address }).await
             }

@@ -107,6 +107,7 @@ pub struct TestDns {
     pub addr: SocketAddr,
     /// Every query seen, as "name TYPE".
     pub queries: Arc<Mutex<Vec<String>>>,
+    zone: Arc<Mutex<Zone>>,
     task: JoinHandle<()>,
 }
 
@@ -116,16 +117,25 @@ impl TestDns {
         let addr = socket.local_addr().unwrap();
         let queries = Arc::new(Mutex::new(Vec::new()));
         let seen = queries.clone();
+        let zone = Arc::new(Mutex::new(zone));
+        let served = zone.clone();
         let task = tokio::spawn(async move {
             let mut buf = vec![0u8; 4096];
             loop {
                 let Ok((n, peer)) = socket.recv_from(&mut buf).await else { return };
                 let Ok(request) = Message::from_vec(&buf[..n]) else { continue };
+                let zone = served.lock().unwrap().clone();
                 let response = respond(&zone, &request, &seen);
                 let _ = socket.send_to(&response.to_vec().unwrap(), peer).await;
             }
         });
-        TestDns { addr, queries, task }
+        TestDns { addr, queries, zone, task }
+    }
+
+    /// Serves `zone` from now on (records have a TTL of 1 s, so resolvers
+    /// see it a second later at most).
+    pub fn set_zone(&self, zone: Zone) {
+        *self.zone.lock().unwrap() = zone;
     }
 }
 

@@ -6,6 +6,7 @@ pub mod mailhost;
 pub mod push_service;
 pub mod server;
 pub mod smtp;
+pub mod sts;
 
 pub use imap::ImapClient;
 pub use server::{ChildServer, TestServer};

@@ -255,6 +255,14 @@ pub struct QueueConfig {
     pub connect_timeout_secs: u64,
     /// How long to wait for each reply of a remote server, in seconds (RFC 5321 §4.5.3.2: minutes).
     pub command_timeout_secs: u64,
+    /// Apply the MTA-STS policies (RFC 8461) of recipient domains: fetched over HTTPS, cached in
+    /// `<data>/mta-sts/`; `enforce` mode defers rather than send without verified TLS.
+    pub mta_sts: bool,
+    /// Port of the MTA-STS policy hosts' HTTPS servers (443 on the internet; tests use others).
+    pub mta_sts_port: u16,
+    /// A PEM file of CA certificates to trust for MTA-STS besides the system's (a private CA);
+    /// empty: none.
+    pub tls_extra_roots: PathBuf,
 }
 
 impl Default for QueueConfig {
@@ -270,6 +278,9 @@ impl Default for QueueConfig {
             delay_warning_secs: 4 * 60 * 60,
             connect_timeout_secs: 30,
             command_timeout_secs: 300,
+            mta_sts: true,
+            mta_sts_port: 443,
+            tls_extra_roots: PathBuf::new(),
         }
     }
 }
@@ -421,6 +432,10 @@ impl Config {
 
     /// Makes every relative path absolute against `base`.
     pub fn resolve_paths(&mut self, base: &Path) {
+        let roots = &mut self.queue.tls_extra_roots;
+        if roots.is_relative() && !roots.as_os_str().is_empty() {
+            *roots = base.join(&*roots);
+        }
         for p in [&mut self.server.data_dir, &mut self.tls.cert, &mut self.tls.key] {
             if p.is_relative() {
                 *p = base.join(&*p);
@@ -478,6 +493,9 @@ impl Config {
         }
         if q.outbound_port == 0 {
             return invalid("queue.outbound_port", "must be a port number (25)");
+        }
+        if q.mta_sts_port == 0 {
+            return invalid("queue.mta_sts_port", "must be a port number (443)");
         }
         if q.concurrency == 0 {
             return invalid("queue.concurrency", "must be at least 1");
@@ -582,6 +600,10 @@ impl Config {
             delay_warning: secs(q.delay_warning_secs),
             connect_timeout: Duration::from_secs(q.connect_timeout_secs),
             command_timeout: Duration::from_secs(q.command_timeout_secs),
+            data_dir: self.server.data_dir.clone(),
+            mta_sts: q.mta_sts,
+            mta_sts_port: q.mta_sts_port,
+            tls_extra_roots: (!q.tls_extra_roots.as_os_str().is_empty()).then(|| q.tls_extra_roots.clone()),
         }
     }
 

@@ -5,8 +5,10 @@
 //! makes it durable in the store's spool (`coimail_store::spool`) before the
 //! client hears 250, and wakes the runner. The [`runner`] leases due entries, delivers each one domain by
 //! domain over SMTP ([`outbound`]: MX lookup with hickory-resolver against
-//! the configured DNS servers, fallback to A/AAAA, opportunistic STARTTLS,
-//! mail-send's low-level `SmtpClient`, one result per recipient), records
+//! the configured DNS servers, fallback to A/AAAA, opportunistic STARTTLS
+//! or, where the domain's MTA-STS policy enforces it, verified TLS ([`sts`];
+//! results kept as TLS report records, [`tlsrpt`]), mail-send's low-level
+//! `SmtpClient`, one result per recipient), records
 //! every result with its attempt history, retries temporary failures on the
 //! [`retry`] schedule until the entry expires, and turns permanent failures
 //! and expiry into RFC 3464 bounces ([`dsn`]) delivered into the sender's
@@ -23,6 +25,8 @@
 //! - `attempt.rs` — one entry: deliver per domain, record, notify, delete ([`attempt::Transport`] seam)
 //! - `notify.rs` — which DSNs an attempt owes the sender (failed, relayed, delayed)
 //! - `outbound.rs` — one domain over SMTP; `dns.rs` — MX and address lookups; `tls.rs` — the client TLS config
+//!   and the certificate check of MTA-STS
+//! - `sts/` — MTA-STS (RFC 8461): policy discovery, fetch, cache; `tlsrpt.rs` — TLS report records (RFC 8460)
 //! - `dkim/` — signing at enqueue ([`dkim::Dkim`]) and the keys on disk ([`dkim::KeyStore`])
 //! - `dsn.rs` — building reports; `local.rs` — handing them to the sender (INBOX, or the queue)
 //!
@@ -39,12 +43,15 @@ pub mod attempt;
 pub mod dkim;
 mod dns;
 pub mod dsn;
+mod files;
 mod local;
 pub mod notify;
 pub mod outbound;
 pub mod retry;
 pub mod runner;
+pub mod sts;
 mod tls;
+pub mod tlsrpt;
 
 pub use coimail_store::spool::{DsnNotify, DsnRet, SpoolEntry, SpoolEnvelope, SpoolRecipient};
 pub use dns::{Dns, RData, RecordType};
@@ -55,6 +62,7 @@ pub use runner::Runner;
 
 use coimail_store::{Store, StoreError};
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::Notify;
@@ -80,6 +88,16 @@ pub struct QueueConfig {
     pub connect_timeout: Duration,
     /// Bound on each SMTP command and reply (RFC 5321 §4.5.3.2).
     pub command_timeout: Duration,
+    /// Where the MTA-STS policy cache (`mta-sts/`) and the TLS report
+    /// records (`tls-reports/`) live: the data directory.
+    pub data_dir: PathBuf,
+    /// Apply recipient domains' MTA-STS policies (RFC 8461).
+    pub mta_sts: bool,
+    /// Port of the policy hosts' HTTPS servers (443 on the internet).
+    pub mta_sts_port: u16,
+    /// A PEM file of CA certificates trusted besides the platform's, for
+    /// MTA-STS (policy hosts and MX certificates).
+    pub tls_extra_roots: Option<PathBuf>,
 }
 
 #[derive(Debug, thiserror::Error)]

@@ -15,6 +15,15 @@
 //! parameters RET/ENVID when the server offers them, RCPT per recipient with
 //! NOTIFY/ORCPT, then BDAT (CHUNKING offered) or DATA, QUIT.
 //!
+//! MTA-STS (RFC 8461 §5, `sts/`): with a policy in `enforce` mode only the
+//! MX hosts it lists are tried, each must offer STARTTLS and present a
+//! certificate valid for its name (checked before MAIL), and there is no
+//! plaintext retry: otherwise the recipients are deferred (`451 4.7.5
+//! MTA-STS enforce: ...`, the text `coimail queue list` shows) and, at
+//! expiry, bounced. In `testing` mode the same checks run, their failures
+//! are only reported, and delivery goes on as without a policy. Every
+//! session's TLS result goes into the TLS report records (`tlsrpt.rs`).
+//!
 //! No downgrades: an internationalized message (a non-ASCII address, or
 //! non-ASCII in the header section) to a server that does not offer
 //! SMTPUTF8 fails with `5.6.7` (RFC 6531 §3.2); an 8-bit message to a server
@@ -29,6 +38,9 @@
 
 use crate::attempt::Transport;
 use crate::dns::{Dns, DnsFailure, Route};
+use crate::sts::{Lookup, Mode, Sts};
+use crate::tls::Pki;
+use crate::tlsrpt::{PolicyDesc, Session, TlsReports};
 use crate::{DeliveryError, QueueConfig};
 use coimail_store::spool::{AttemptOutcome, DsnRet, SpoolEntry, SpoolRecipient, SpoolResult};
 use mail_send::SmtpClient;
@@ -36,6 +48,7 @@ use smtp_proto::{
     EXT_8BIT_MIME, EXT_CHUNKING, EXT_DSN, EXT_SIZE, EXT_SMTP_UTF8, EXT_START_TLS, EhloResponse, Response,
 };
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio_rustls::TlsConnector;
@@ -43,8 +56,11 @@ use tracing::{info, warn};
 
 /// The SMTP client side of the queue.
 pub struct Outbound {
-    dns: Dns,
+    dns: Arc<Dns>,
     tls: TlsConnector,
+    /// MTA-STS and its certificate checks; `None`: `[queue] mta_sts = false`.
+    sts: Option<(Sts, Pki)>,
+    reports: TlsReports,
     hostname: String,
     port: u16,
     connect_timeout: Duration,
@@ -60,6 +76,10 @@ enum HostError {
     Greeting(String),
     #[error("STARTTLS failed: {0}")]
     Tls(mail_send::Error),
+    /// The domain's policy forbids this server or session; never retried
+    /// without TLS.
+    #[error("{0}")]
+    Policy(String),
 }
 
 /// What one domain's attempt is about.
@@ -67,13 +87,77 @@ struct Job<'a> {
     entry: &'a SpoolEntry,
     rcpts: &'a [SpoolRecipient],
     message: &'a [u8],
+    domain: &'a str,
+    tls: TlsPolicy,
+}
+
+/// The TLS a domain's policy asks of this delivery, and how its sessions
+/// are reported.
+#[derive(Default)]
+struct TlsPolicy {
+    /// `Some` for a policy in `enforce` or `testing` mode.
+    mode: Option<Mode>,
+    lookup: Lookup,
+    report_as: PolicyDesc,
+}
+
+impl TlsPolicy {
+    fn new(domain: &str, lookup: Lookup) -> TlsPolicy {
+        let active = lookup.policy.as_ref().filter(|c| c.policy.mode != Mode::None);
+        let report_as = match active {
+            Some(c) => PolicyDesc {
+                policy_type: "sts".into(),
+                policy_string: c.lines(),
+                policy_domain: domain.to_owned(),
+                mx_host: c.policy.mx.clone(),
+            },
+            // RFC 8460 §4.4: a policy that could not be fetched is still "sts".
+            None if lookup.problem.is_some() => {
+                PolicyDesc { policy_type: "sts".into(), policy_domain: domain.to_owned(), ..PolicyDesc::default() }
+            }
+            None => PolicyDesc {
+                policy_type: "no-policy-found".into(),
+                policy_domain: domain.to_owned(),
+                ..PolicyDesc::default()
+            },
+        };
+        TlsPolicy { mode: active.map(|c| c.policy.mode), lookup, report_as }
+    }
+
+    fn enforce(&self) -> bool {
+        self.mode == Some(Mode::Enforce)
+    }
+
+    /// Whether certificates are checked (enforce and testing).
+    fn checks_certificates(&self) -> bool {
+        self.mode.is_some()
+    }
+
+    fn allows(&self, host: &str) -> bool {
+        self.lookup.policy.as_ref().is_none_or(|c| c.policy.matches(host))
+    }
 }
 
 impl Outbound {
     pub fn new(config: &QueueConfig) -> Result<Outbound, DeliveryError> {
+        let dns = Arc::new(Dns::new(&config.resolvers, config.command_timeout.min(Duration::from_secs(10)))?);
+        let sts = match config.mta_sts {
+            true => {
+                let pki = Pki::new(config.tls_extra_roots.as_deref())?;
+                // RFC 8461 §3.3 leaves the timeout to us; a minute at most.
+                let timeout = config.command_timeout.min(Duration::from_secs(60));
+                let fetcher = crate::sts::fetch::Fetcher::new(dns.clone(), &pki, config.mta_sts_port, timeout)?;
+                Some((Sts::new(dns.clone(), fetcher, config.data_dir.join("mta-sts")), pki))
+            }
+            false => None,
+        };
+        let reports = TlsReports::new(config.data_dir.join(crate::tlsrpt::DIR));
+        reports.prune(crate::now());
         Ok(Outbound {
-            dns: Dns::new(&config.resolvers, config.command_timeout.min(Duration::from_secs(10)))?,
+            dns,
             tls: crate::tls::opportunistic_connector()?,
+            sts,
+            reports,
             hostname: config.hostname.clone(),
             port: config.port,
             connect_timeout: config.connect_timeout,
@@ -96,11 +180,53 @@ impl Outbound {
         }
     }
 
+    /// The domain's MTA-STS policy; a failed fetch is reported here.
+    async fn tls_policy(&self, domain: &str) -> TlsPolicy {
+        let now = crate::now();
+        let lookup = match &self.sts {
+            Some((sts, _)) => sts.lookup(domain, now).await,
+            None => Lookup::default(),
+        };
+        let policy = TlsPolicy::new(domain, lookup);
+        if let Some(p) = &policy.lookup.problem {
+            let session = Session::Failure { result_type: p.result_type, mx: None, ip: None, reason: p.detail.clone() };
+            self.reports.record(domain, &policy.report_as, &session, now);
+        }
+        policy
+    }
+
+    fn report(&self, job: &Job<'_>, session: &Session) {
+        self.reports.record(job.domain, &job.tls.report_as, session, crate::now());
+    }
+
+    /// The hosts the policy lets us try; the others are reported (and in
+    /// testing mode still tried).
+    fn allowed_hosts(&self, hosts: Vec<String>, job: &Job<'_>) -> Vec<String> {
+        if !job.tls.checks_certificates() {
+            return hosts;
+        }
+        let (allowed, refused): (Vec<String>, Vec<String>) = hosts.into_iter().partition(|h| job.tls.allows(h));
+        for host in &refused {
+            let reason = format!("MX {host} is not listed in the MTA-STS policy of {}", job.domain);
+            self.report(
+                job,
+                &Session::Failure { result_type: "validation-failure", mx: Some(host.clone()), ip: None, reason },
+            );
+        }
+        if job.tls.enforce() { allowed } else { allowed.into_iter().chain(refused).collect() }
+    }
+
     async fn deliver_domain(&self, domain: &str, job: &Job<'_>) -> Vec<SpoolResult> {
         let hosts = match self.hosts(domain, job.rcpts).await {
             Ok(h) => h,
             Err(results) => return results,
         };
+        let listed = hosts.join(", ");
+        let hosts = self.allowed_hosts(hosts, job);
+        if hosts.is_empty() {
+            let reply = format!("451 4.7.5 MTA-STS enforce: no MX host of {domain} is listed in its policy ({listed})");
+            return all(job.rcpts, AttemptOutcome::Deferred, reply);
+        }
         let mut last = format!("451 4.4.4 no mail server for {domain} could be reached");
         // Only when every host name definitively has no address is it final.
         let mut permanent = true;
@@ -122,6 +248,10 @@ impl Outbound {
                 let addr = SocketAddr::new(ip, self.port);
                 match self.try_address(host, addr, job).await {
                     Ok(results) => return results,
+                    Err(HostError::Policy(why)) => {
+                        warn!(queue_id = job.entry.id, %host, %addr, error = %why, "refused by the MTA-STS policy");
+                        last = format!("451 4.7.5 {why}");
+                    }
                     Err(e) => {
                         warn!(queue_id = job.entry.id, %host, %addr, error = %e, "mail server unusable");
                         last = format!("451 4.4.1 {host}[{ip}]: {e}");
@@ -160,15 +290,81 @@ impl Outbound {
         }
         let caps = client.ehlo(&self.hostname).await?;
         if try_tls && caps.has_capability(EXT_START_TLS) {
-            let mut client = client.start_tls(&self.tls, host).await.map_err(HostError::Tls)?;
+            let mut client = match client.start_tls(&self.tls, host).await {
+                Ok(c) => c,
+                Err(e) => return Err(self.handshake_failed(job, host, addr, e)),
+            };
+            if let Err(why) = self.check_certificate(job, host, addr, client.stream.get_ref().1) {
+                let _ = client.quit().await;
+                return Err(why);
+            }
             let caps = client.ehlo(&self.hostname).await?;
             let results = transaction(&mut client, &caps, host, job).await?;
             let _ = client.quit().await;
             return Ok(results);
         }
+        if try_tls {
+            let reason = format!("{host} does not offer STARTTLS");
+            let ip = Some(addr.ip());
+            self.report(
+                job,
+                &Session::Failure { result_type: "starttls-not-supported", mx: Some(host.into()), ip, reason },
+            );
+            if job.tls.enforce() {
+                let _ = client.quit().await;
+                return Err(HostError::Policy(format!("MTA-STS enforce: {host} does not offer STARTTLS")));
+            }
+        }
         let results = transaction(&mut client, &caps, host, job).await?;
         let _ = client.quit().await;
         Ok(results)
+    }
+}
+
+impl Outbound {
+    /// A failed handshake: reported; under `enforce` final for this host.
+    fn handshake_failed(&self, job: &Job<'_>, host: &str, addr: SocketAddr, e: mail_send::Error) -> HostError {
+        let reason = format!("TLS handshake with {host} failed: {e}");
+        let ip = Some(addr.ip());
+        self.report(job, &Session::Failure { result_type: "validation-failure", mx: Some(host.into()), ip, reason });
+        if job.tls.enforce() {
+            return HostError::Policy(format!("MTA-STS enforce: TLS handshake with {host} failed: {e}"));
+        }
+        HostError::Tls(e)
+    }
+
+    /// Checks the certificate when the policy asks (and reports the
+    /// session); `Err` only under `enforce`.
+    fn check_certificate(
+        &self,
+        job: &Job<'_>,
+        host: &str,
+        addr: SocketAddr,
+        conn: &rustls::ClientConnection,
+    ) -> Result<(), HostError> {
+        let check = match &self.sts {
+            Some((_, pki)) if job.tls.checks_certificates() => pki.check(conn, host),
+            // No policy asks: encryption alone is the success (RFC 8460 no-policy-found).
+            _ => Ok(()),
+        };
+        match check {
+            Ok(()) => {
+                self.report(job, &Session::Success);
+                Ok(())
+            }
+            Err(f) => {
+                let (mx, ip) = (Some(host.to_owned()), Some(addr.ip()));
+                let reason = format!("{host} has no valid certificate for {host}: {}", f.detail);
+                self.report(job, &Session::Failure { result_type: f.result_type, mx, ip, reason: reason.clone() });
+                match job.tls.enforce() {
+                    true => Err(HostError::Policy(format!("MTA-STS enforce: {reason}"))),
+                    false => {
+                        info!(queue_id = job.entry.id, %host, reason, "MTA-STS testing: would have deferred");
+                        Ok(())
+                    }
+                }
+            }
+        }
     }
 }
 
@@ -180,7 +376,8 @@ impl Transport for Outbound {
         rcpts: &[SpoolRecipient],
         message: &[u8],
     ) -> Vec<SpoolResult> {
-        let results = self.deliver_domain(domain, &Job { entry, rcpts, message }).await;
+        let tls = self.tls_policy(domain).await;
+        let results = self.deliver_domain(domain, &Job { entry, rcpts, message, domain, tls }).await;
         for r in &results {
             info!(queue_id = entry.id, rcpt = %r.address, host = ?r.host, outcome = ?r.outcome, reply = %r.reply,
                 "delivery attempt");

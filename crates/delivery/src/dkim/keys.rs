@@ -32,8 +32,7 @@ use base64::engine::general_purpose::STANDARD as BASE64;
 use rustls_pki_types::PrivatePkcs8KeyDer;
 use rustls_pki_types::pem::PemObject;
 use serde::{Deserialize, Serialize};
-use std::io::Write;
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
 
 /// The two algorithms every generation has (RFC 8463 asks signers to add
@@ -364,25 +363,8 @@ fn pem(label: &str, der: &[u8]) -> String {
     out
 }
 
-/// Temp file (mode 0600), fsync, rename, fsync the directory: a crash
-/// leaves the old file or the whole new one.
 fn write_atomically(path: &Path, data: &[u8]) -> Result<(), DkimError> {
-    let dir = path.parent().unwrap_or(Path::new("."));
-    let mut tmp = path.as_os_str().to_owned();
-    tmp.push(format!(".tmp.{}", std::process::id()));
-    let tmp = PathBuf::from(tmp);
-    let result = (|| {
-        let mut file = std::fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(&tmp)?;
-        file.write_all(data)?;
-        file.sync_all()?;
-        drop(file);
-        std::fs::rename(&tmp, path)?;
-        std::fs::File::open(dir)?.sync_all()
-    })();
-    if result.is_err() {
-        let _ = std::fs::remove_file(&tmp);
-    }
-    result.map_err(|e| DkimError::io(path, e))
+    crate::files::write_atomically(path, data).map_err(|e| DkimError::io(path, e))
 }
 
 #[cfg(test)]
