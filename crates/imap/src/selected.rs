@@ -37,9 +37,10 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 /// A message sequence number (RFC 9051 §2.3.1.2): the 1-based position of a
 /// message in this session's view, `n` naming `uids[n - 1]`.
 ///
-/// Invariant: `1..=exists()` of the view it came from, and only until the
-/// next expunge the client is told of renumbers the messages after it; so,
-/// unlike a [`Uid`], it is never stored or shared between sessions. A
+/// Invariant: in `1..=exists()` of the view it came from, and valid only
+/// until the next expunge the client is told of (which renumbers the
+/// messages after it); so, unlike a [`Uid`], it is never stored or shared
+/// between sessions. A
 /// newtype so that sequence numbers and UIDs (both `u32` on the wire) cannot
 /// be mixed up: a sequence set is read as one or the other only in
 /// [`SelectedView::resolve`].

@@ -25,6 +25,14 @@ pub struct MailboxId(pub u64);
 /// since(Uid(7));
 /// ```
 ///
+/// while the same call with a `ModSeq` compiles (so what fails above is the type):
+///
+/// ```
+/// use coimail_store::ModSeq;
+/// fn since(_: ModSeq) {}
+/// since(ModSeq(7));
+/// ```
+///
 /// Serialised as the bare number (`serde(transparent)`) and written into
 /// keys as 4 big-endian bytes, as when it was a `u32`: existing data stays readable.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
