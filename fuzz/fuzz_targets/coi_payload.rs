@@ -6,6 +6,7 @@
 //! Input: folder length (u16 LE), uidvalidity (u32 LE), uid (u32 LE), the
 //! folder name (lossy UTF-8), then the raw message.
 use coimail_coi::webpush::payload::{self, Target};
+use coimail_store::Uid;
 use libfuzzer_sys::fuzz_target;
 use serde_json::Value;
 
@@ -67,7 +68,7 @@ fuzz_target!(|data: &[u8]| {
         }
         _ => ("INBOX".to_owned(), 1, 1, data),
     };
-    let target = Target { folder: &folder, uidvalidity, uid };
+    let target = Target { folder: &folder, uidvalidity, uid: Uid(uid) };
     let from_email = payload::from_email(raw);
     if let Some(email) = &from_email {
         assert!(!email.is_empty() && email.trim() == email, "{email:?}");

@@ -34,18 +34,51 @@ use coimail_store::{
 use imap_codec::imap_types::sequence::{SeqOrUid, Sequence, SequenceSet};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
+/// A message sequence number (RFC 9051 §2.3.1.2): the 1-based position of a
+/// message in this session's view, `n` naming `uids[n - 1]`.
+///
+/// Invariant: in `1..=exists()` of the view it came from, and valid only
+/// until the next expunge the client is told of (which renumbers the
+/// messages after it); so, unlike a [`Uid`], it is never stored or shared
+/// between sessions. A
+/// newtype so that sequence numbers and UIDs (both `u32` on the wire) cannot
+/// be mixed up: a sequence set is read as one or the other only in
+/// [`SelectedView::resolve`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub(crate) struct SeqNum(pub u32);
+
+impl SeqNum {
+    /// Whether this is the number right after `before` (a run of adjacent messages).
+    pub(crate) fn follows(self, before: SeqNum) -> bool {
+        before.0.checked_add(1) == Some(self.0)
+    }
+}
+
+impl From<SeqNum> for u32 {
+    fn from(s: SeqNum) -> u32 {
+        s.0
+    }
+}
+
+impl std::fmt::Display for SeqNum {
+    /// Decimal, as IMAP writes it.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
 /// One unsolicited response the session owes the client.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Update {
     Expunge {
-        seq: u32,
+        seq: SeqNum,
         uid: Uid,
     },
     Exists(u32),
     /// `* n RECENT` (IMAP4rev1 only), after the EXISTS that brought new messages.
     Recent(u32),
     Flags {
-        seq: u32,
+        seq: SeqNum,
         uid: Uid,
         flags: Flags,
         modseq: ModSeq,
@@ -101,7 +134,7 @@ impl SelectedView {
     /// The view of a mailbox whose visible messages have `uids` (ascending);
     /// the client is told of `keywords` by SELECT's FLAGS.
     pub(crate) fn new(info: &MailboxInfo, read_only: bool, uids: Vec<Uid>, keywords: &[String]) -> Self {
-        let after_last = uids.last().map_or(1, |u| u.saturating_add(1));
+        let after_last = uids.last().map_or(Uid::MIN, |u| u.saturating_next());
         SelectedView {
             mailbox: info.id,
             read_only,
@@ -120,8 +153,10 @@ impl SelectedView {
 
     /// UIDs from `from` up to (not including) `upto` are recent for this session.
     pub(crate) fn add_recent(&mut self, from: Uid, upto: Uid) {
-        if from < upto {
-            self.recent.push((from, upto - 1));
+        if from < upto
+            && let Some(last) = upto.prev()
+        {
+            self.recent.push((from, last));
         }
     }
 
@@ -228,17 +263,18 @@ impl SelectedView {
         }
     }
 
-    pub(crate) fn seq_of(&self, uid: Uid) -> Option<u32> {
-        self.uids.binary_search(&uid).ok().map(|i| i as u32 + 1)
+    pub(crate) fn seq_of(&self, uid: Uid) -> Option<SeqNum> {
+        self.uids.binary_search(&uid).ok().map(|i| SeqNum(i as u32 + 1))
     }
 
     /// The messages a sequence set names, as (sequence number, UID) in
     /// ascending order without duplicates. UID sets silently skip UIDs that
     /// do not exist (RFC 3501 §6.4.8); sequence number sets may not name
     /// numbers past the last message.
-    pub(crate) fn resolve(&self, set: &SequenceSet, uid: bool) -> Result<Vec<(u32, Uid)>, InvalidSequence> {
+    pub(crate) fn resolve(&self, set: &SequenceSet, uid: bool) -> Result<Vec<(SeqNum, Uid)>, InvalidSequence> {
         // Ranges first, merged, then expanded: the work is bounded by the
         // number of messages, not by ranges x messages (`1:*,1:*,...`).
+        // Both kinds of set become ranges of sequence numbers here.
         let mut ranges: Vec<(u32, u32)> = Vec::with_capacity(set.0.as_ref().len());
         for seq in set.0.as_ref() {
             let (a, b) = match seq {
@@ -254,7 +290,7 @@ impl SelectedView {
         for (lo, hi) in ranges {
             for s in lo.max(next)..=hi {
                 if let Some(&u) = self.uids.get(s as usize - 1) {
-                    out.push((s, u));
+                    out.push((SeqNum(s), u));
                 }
             }
             next = next.max(hi.saturating_add(1));
@@ -284,7 +320,7 @@ impl SelectedView {
     fn uid_range(&self, a: SeqOrUid, b: SeqOrUid) -> Option<(u32, u32)> {
         let last = *self.uids.last()?;
         let value = |x: SeqOrUid| match x {
-            SeqOrUid::Value(v) => v.get(),
+            SeqOrUid::Value(v) => Uid(v.get()),
             SeqOrUid::Asterisk => last,
         };
         let (lo, hi) = (value(a).min(value(b)), value(a).max(value(b)));
@@ -408,7 +444,7 @@ impl SelectedView {
             let new = listing.get(start..).unwrap_or_default();
             if let Some(last) = new.last() {
                 self.uids.extend(new.iter().map(|m| m.uid));
-                self.uid_next = last.uid.saturating_add(1);
+                self.uid_next = last.uid.saturating_next();
                 out.push(Update::Exists(self.exists()));
             }
             if let Some(a) = self.pending.appended.take() {
@@ -439,7 +475,7 @@ impl SelectedView {
         for (i, uid) in self.uids.iter().enumerate() {
             if gone.contains(uid) {
                 // `i - out.len()` messages are still ahead of this one.
-                out.push(Update::Expunge { seq: (i - out.len()) as u32 + 1, uid: *uid });
+                out.push(Update::Expunge { seq: SeqNum((i - out.len()) as u32 + 1), uid: *uid });
                 self.told.remove(uid);
             }
         }
@@ -462,11 +498,11 @@ impl SelectedView {
     }
 }
 
-/// Whether `n` is in `set`, `*` standing for `star` (RFC 9051 §9
+/// Whether `n` is in the UID set `set`, `*` standing for `star` (RFC 9051 §9
 /// `sequence-set`; a range may be given in either order).
-pub(crate) fn set_contains(set: &SequenceSet, n: u32, star: u32) -> bool {
+pub(crate) fn set_contains(set: &SequenceSet, n: Uid, star: Uid) -> bool {
     let value = |x: SeqOrUid| match x {
-        SeqOrUid::Value(v) => v.get(),
+        SeqOrUid::Value(v) => Uid(v.get()),
         SeqOrUid::Asterisk => star,
     };
     set.0.as_ref().iter().any(|seq| match seq {
@@ -548,8 +584,8 @@ pub(crate) fn write_vanished(out: &mut Vec<u8>, earlier: bool, uids: &[Uid]) {
     let mut i = 0;
     while let Some(&start) = uids.get(i) {
         let mut end = start;
-        while uids.get(i + 1).is_some_and(|&n| Some(n) == end.checked_add(1)) {
-            end += 1;
+        while let Some(&n) = uids.get(i + 1).filter(|&&n| Some(n) == end.next()) {
+            end = n;
             i += 1;
         }
         i += 1;
@@ -578,31 +614,31 @@ mod tests {
     use super::*;
     use coimail_store::BlobId;
 
-    fn meta(uid: Uid, modseq: ModSeq, flags: &[&str]) -> MessageMeta {
+    fn meta(uid: u32, modseq: u64, flags: &[&str]) -> MessageMeta {
         MessageMeta {
             mailbox: MailboxId(7),
-            uid,
+            uid: Uid(uid),
             size: 10,
             internal_date: 0,
             flags: flags.iter().copied().collect(),
-            modseq,
+            modseq: ModSeq(modseq),
             blob: BlobId("b".into()),
             body_offset: 0,
         }
     }
 
-    fn view(uids: &[Uid]) -> SelectedView {
+    fn view(uids: &[u32]) -> SelectedView {
         let info = MailboxInfo {
             id: MailboxId(7),
             name: "INBOX".into(),
             uid_validity: 1,
-            uid_next: uids.last().map_or(1, |u| u + 1),
-            highest_modseq: 1,
+            uid_next: Uid(uids.last().map_or(1, |u| u + 1)),
+            highest_modseq: ModSeq(1),
             special_use: None,
             subscribed: true,
             exists: uids.len() as u32,
         };
-        SelectedView::new(&info, false, uids.to_vec(), &[])
+        SelectedView::new(&info, false, uids.iter().copied().map(Uid).collect(), &[])
     }
 
     fn set(s: &str) -> SequenceSet {
@@ -612,10 +648,13 @@ mod tests {
     #[test]
     fn sequence_sets() {
         let v = view(&[3, 5, 9, 10]);
-        assert_eq!(v.resolve(&set("1"), false).unwrap(), vec![(1, 3)]);
-        assert_eq!(v.resolve(&set("*"), false).unwrap(), vec![(4, 10)]);
-        assert_eq!(v.resolve(&set("3:2"), false).unwrap(), vec![(2, 5), (3, 9)]);
-        assert_eq!(v.resolve(&set("*:3,1"), false).unwrap(), vec![(1, 3), (3, 9), (4, 10)]);
+        assert_eq!(v.resolve(&set("1"), false).unwrap(), vec![(SeqNum(1), Uid(3))]);
+        assert_eq!(v.resolve(&set("*"), false).unwrap(), vec![(SeqNum(4), Uid(10))]);
+        assert_eq!(v.resolve(&set("3:2"), false).unwrap(), vec![(SeqNum(2), Uid(5)), (SeqNum(3), Uid(9))]);
+        assert_eq!(
+            v.resolve(&set("*:3,1"), false).unwrap(),
+            vec![(SeqNum(1), Uid(3)), (SeqNum(3), Uid(9)), (SeqNum(4), Uid(10))]
+        );
         assert_eq!(v.resolve(&set("5"), false), Err(InvalidSequence));
         assert_eq!(v.resolve(&set("2:5"), false), Err(InvalidSequence));
         assert!(view(&[]).resolve(&set("1:*"), false).unwrap().is_empty());
@@ -625,11 +664,11 @@ mod tests {
     #[test]
     fn uid_sets() {
         let v = view(&[3, 5, 9, 10]);
-        assert_eq!(v.resolve(&set("5"), true).unwrap(), vec![(2, 5)]);
+        assert_eq!(v.resolve(&set("5"), true).unwrap(), vec![(SeqNum(2), Uid(5))]);
         assert_eq!(v.resolve(&set("4"), true).unwrap(), vec![]);
-        assert_eq!(v.resolve(&set("9:4"), true).unwrap(), vec![(2, 5), (3, 9)]);
+        assert_eq!(v.resolve(&set("9:4"), true).unwrap(), vec![(SeqNum(2), Uid(5)), (SeqNum(3), Uid(9))]);
         // RFC 3501 §6.4.8: 559:* includes the last message even past it.
-        assert_eq!(v.resolve(&set("100:*"), true).unwrap(), vec![(4, 10)]);
+        assert_eq!(v.resolve(&set("100:*"), true).unwrap(), vec![(SeqNum(4), Uid(10))]);
         assert_eq!(v.resolve(&set("1:*"), true).unwrap().len(), 4);
         assert!(view(&[]).resolve(&set("1:*"), true).unwrap().is_empty());
     }
@@ -637,14 +676,14 @@ mod tests {
     #[test]
     fn appends_expunges_and_flags_become_updates() {
         let mut v = view(&[3, 5, 9]);
-        v.note(&Change::Appended { mailbox: MailboxId(7), uid_next: 12 });
-        v.note(&Change::Appended { mailbox: MailboxId(8), uid_next: 99 });
-        v.note(&Change::Expunged { mailbox: MailboxId(7), uids: vec![3, 9, 4], modseq: 5 });
+        v.note(&Change::Appended { mailbox: MailboxId(7), uid_next: Uid(12) });
+        v.note(&Change::Appended { mailbox: MailboxId(8), uid_next: Uid(99) });
+        v.note(&Change::Expunged { mailbox: MailboxId(7), uids: vec![Uid(3), Uid(9), Uid(4)], modseq: ModSeq(5) });
         v.note(&Change::FlagsChanged {
             mailbox: MailboxId(7),
-            uid: 5,
+            uid: Uid(5),
             flags: ["\\Seen"].into_iter().collect(),
-            modseq: 6,
+            modseq: ModSeq(6),
         });
         assert!(v.needs_listing());
         let listing = [meta(5, 6, &["\\Seen"]), meta(10, 2, &[]), meta(11, 3, &[])];
@@ -654,25 +693,33 @@ mod tests {
             up,
             vec![
                 Update::Exists(5),
-                Update::Flags { seq: 2, uid: 5, flags: ["\\Seen"].into_iter().collect(), modseq: 6 }
+                Update::Flags {
+                    seq: SeqNum(2),
+                    uid: Uid(5),
+                    flags: ["\\Seen"].into_iter().collect(),
+                    modseq: ModSeq(6)
+                }
             ]
         );
         let up = v.take_updates(None, true);
         // Increasing UIDs, each numbered after the ones before it.
-        assert_eq!(up, vec![Update::Expunge { seq: 1, uid: 3 }, Update::Expunge { seq: 2, uid: 9 }]);
+        assert_eq!(
+            up,
+            vec![Update::Expunge { seq: SeqNum(1), uid: Uid(3) }, Update::Expunge { seq: SeqNum(2), uid: Uid(9) }]
+        );
         assert_eq!(v.exists(), 3);
-        assert_eq!(v.seq_of(11), Some(3));
-        assert_eq!(v.uid_next(), 12);
+        assert_eq!(v.seq_of(Uid(11)), Some(SeqNum(3)));
+        assert_eq!(v.uid_next(), Uid(12));
         assert!(!v.has_pending());
     }
 
     #[test]
     fn changes_older_than_the_select_are_not_reported() {
         let mut v = view(&[1]);
-        v.note(&Change::FlagsChanged { mailbox: MailboxId(7), uid: 1, flags: Flags::new(), modseq: 1 });
-        v.note(&Change::Appended { mailbox: MailboxId(7), uid_next: 2 });
+        v.note(&Change::FlagsChanged { mailbox: MailboxId(7), uid: Uid(1), flags: Flags::new(), modseq: ModSeq(1) });
+        v.note(&Change::Appended { mailbox: MailboxId(7), uid_next: Uid(2) });
         assert!(!v.has_pending());
-        v.note(&Change::FlagsChanged { mailbox: MailboxId(7), uid: 1, flags: Flags::new(), modseq: 2 });
+        v.note(&Change::FlagsChanged { mailbox: MailboxId(7), uid: Uid(1), flags: Flags::new(), modseq: ModSeq(2) });
         assert!(v.has_pending());
     }
 
@@ -681,15 +728,15 @@ mod tests {
         let mut v = view(&[1, 2]);
         let flags = |f: &[&str]| -> Flags { f.iter().copied().collect() };
         // A FETCH read modseq 9 from the index; the bus is still at 1.
-        v.told_flags(1, 9);
-        v.note(&Change::FlagsChanged { mailbox: MailboxId(7), uid: 1, flags: flags(&["a"]), modseq: 8 });
-        v.note(&Change::FlagsChanged { mailbox: MailboxId(7), uid: 1, flags: flags(&["b"]), modseq: 9 });
+        v.told_flags(Uid(1), ModSeq(9));
+        v.note(&Change::FlagsChanged { mailbox: MailboxId(7), uid: Uid(1), flags: flags(&["a"]), modseq: ModSeq(8) });
+        v.note(&Change::FlagsChanged { mailbox: MailboxId(7), uid: Uid(1), flags: flags(&["b"]), modseq: ModSeq(9) });
         assert!(v.take_updates(None, true).is_empty());
         v.settle(ChangeMark::default());
-        v.note(&Change::FlagsChanged { mailbox: MailboxId(7), uid: 1, flags: flags(&["c"]), modseq: 10 });
+        v.note(&Change::FlagsChanged { mailbox: MailboxId(7), uid: Uid(1), flags: flags(&["c"]), modseq: ModSeq(10) });
         assert_eq!(
             v.take_updates(None, true),
-            vec![Update::Flags { seq: 1, uid: 1, flags: flags(&["c"]), modseq: 10 }]
+            vec![Update::Flags { seq: SeqNum(1), uid: Uid(1), flags: flags(&["c"]), modseq: ModSeq(10) }]
         );
         // Caught up: nothing is remembered any more.
         v.settle(ChangeMark::default());
@@ -701,15 +748,18 @@ mod tests {
         let mut v = view(&[1]);
         let flags: Flags = ["\\Flagged", "\\Seen"].into_iter().collect();
         // STORE +FLAGS.SILENT (\Seen) at modseq 5; another session's \Flagged (4) came first.
-        v.told_modseq(1, 5);
+        v.told_modseq(Uid(1), ModSeq(5));
         v.note(&Change::FlagsChanged {
             mailbox: MailboxId(7),
-            uid: 1,
+            uid: Uid(1),
             flags: ["\\Flagged"].into_iter().collect(),
-            modseq: 4,
+            modseq: ModSeq(4),
         });
-        v.note(&Change::FlagsChanged { mailbox: MailboxId(7), uid: 1, flags: flags.clone(), modseq: 5 });
-        assert_eq!(v.take_updates(None, true), vec![Update::Flags { seq: 1, uid: 1, flags, modseq: 5 }]);
+        v.note(&Change::FlagsChanged { mailbox: MailboxId(7), uid: Uid(1), flags: flags.clone(), modseq: ModSeq(5) });
+        assert_eq!(
+            v.take_updates(None, true),
+            vec![Update::Flags { seq: SeqNum(1), uid: Uid(1), flags, modseq: ModSeq(5) }]
+        );
     }
 
     #[test]
@@ -718,16 +768,19 @@ mod tests {
         // Another session's \\Answered (2) was received but not yet reported.
         v.note(&Change::FlagsChanged {
             mailbox: MailboxId(7),
-            uid: 1,
+            uid: Uid(1),
             flags: ["\\Answered"].into_iter().collect(),
-            modseq: 2,
+            modseq: ModSeq(2),
         });
-        assert!(!v.knows(1, 2));
+        assert!(!v.knows(Uid(1), ModSeq(2)));
         let flags: Flags = ["\\Answered", "\\Flagged"].into_iter().collect();
-        v.told_modseq(1, 3);
-        v.note(&Change::FlagsChanged { mailbox: MailboxId(7), uid: 1, flags: flags.clone(), modseq: 3 });
-        assert_eq!(v.take_updates(None, true), vec![Update::Flags { seq: 1, uid: 1, flags, modseq: 3 }]);
-        assert!(v.knows(1, 3));
+        v.told_modseq(Uid(1), ModSeq(3));
+        v.note(&Change::FlagsChanged { mailbox: MailboxId(7), uid: Uid(1), flags: flags.clone(), modseq: ModSeq(3) });
+        assert_eq!(
+            v.take_updates(None, true),
+            vec![Update::Flags { seq: SeqNum(1), uid: Uid(1), flags, modseq: ModSeq(3) }]
+        );
+        assert!(v.knows(Uid(1), ModSeq(3)));
     }
 
     #[test]
@@ -748,14 +801,14 @@ mod tests {
     #[test]
     fn own_flag_changes_are_not_echoed() {
         let mut v = view(&[1]);
-        v.told_flags(1, 4);
-        v.note(&Change::FlagsChanged { mailbox: MailboxId(7), uid: 1, flags: Flags::new(), modseq: 4 });
+        v.told_flags(Uid(1), ModSeq(4));
+        v.note(&Change::FlagsChanged { mailbox: MailboxId(7), uid: Uid(1), flags: Flags::new(), modseq: ModSeq(4) });
         assert!(v.take_updates(None, true).is_empty());
     }
 
     #[test]
     fn repeated_ranges_cost_what_the_mailbox_holds() {
-        let uids: Vec<Uid> = (1..=20_000).collect();
+        let uids: Vec<u32> = (1..=20_000).collect();
         let v = view(&uids);
         // 2000 x 20000 would be 40 million entries to sort before merging.
         let many = vec!["1:*"; 2000].join(",");
@@ -764,7 +817,7 @@ mod tests {
         assert_eq!(v.resolve(&set(&many), true).unwrap().len(), 20_000);
         assert!(started.elapsed() < std::time::Duration::from_millis(500), "{:?}", started.elapsed());
         // Overlapping and adjacent ranges merge without duplicates or gaps.
-        let got: Vec<u32> = v.resolve(&set("5:9,1:3,4,8:12,20,19"), false).unwrap().iter().map(|p| p.0).collect();
+        let got: Vec<u32> = v.resolve(&set("5:9,1:3,4,8:12,20,19"), false).unwrap().iter().map(|p| p.0.0).collect();
         assert_eq!(got, [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 19, 20]);
     }
 
@@ -775,20 +828,30 @@ mod tests {
         v.lagged();
         v.note(&Change::FlagsChanged {
             mailbox: MailboxId(7),
-            uid: 2,
+            uid: Uid(2),
             flags: ["\\Flagged"].into_iter().collect(),
-            modseq: 3,
+            modseq: ModSeq(3),
         });
         v.lagged();
-        v.note(&Change::Expunged { mailbox: MailboxId(7), uids: vec![3], modseq: 4 });
+        v.note(&Change::Expunged { mailbox: MailboxId(7), uids: vec![Uid(3)], modseq: ModSeq(4) });
         let listing = [meta(1, 2, &["\\Seen"]), meta(2, 3, &["\\Flagged"])];
         let up = v.take_updates(Some(&listing), true);
         assert_eq!(
             up,
             vec![
-                Update::Expunge { seq: 3, uid: 3 },
-                Update::Flags { seq: 1, uid: 1, flags: ["\\Seen"].into_iter().collect(), modseq: 2 },
-                Update::Flags { seq: 2, uid: 2, flags: ["\\Flagged"].into_iter().collect(), modseq: 3 },
+                Update::Expunge { seq: SeqNum(3), uid: Uid(3) },
+                Update::Flags {
+                    seq: SeqNum(1),
+                    uid: Uid(1),
+                    flags: ["\\Seen"].into_iter().collect(),
+                    modseq: ModSeq(2)
+                },
+                Update::Flags {
+                    seq: SeqNum(2),
+                    uid: Uid(2),
+                    flags: ["\\Flagged"].into_iter().collect(),
+                    modseq: ModSeq(3)
+                },
             ]
         );
         assert!(!v.has_pending());
@@ -804,9 +867,14 @@ mod tests {
         assert_eq!(
             up,
             vec![
-                Update::Expunge { seq: 2, uid: 2 },
+                Update::Expunge { seq: SeqNum(2), uid: Uid(2) },
                 Update::Exists(3),
-                Update::Flags { seq: 2, uid: 3, flags: ["\\Flagged"].into_iter().collect(), modseq: 9 }
+                Update::Flags {
+                    seq: SeqNum(2),
+                    uid: Uid(3),
+                    flags: ["\\Flagged"].into_iter().collect(),
+                    modseq: ModSeq(9)
+                }
             ]
         );
     }
@@ -814,34 +882,34 @@ mod tests {
     #[test]
     fn own_expunges_are_numbered_in_order_and_not_echoed() {
         let mut v = view(&[2, 4, 6, 7, 9, 11]);
-        v.expunged_here(&[4, 7, 11, 5]);
+        v.expunged_here(&[Uid(4), Uid(7), Uid(11), Uid(5)]);
         assert_eq!(
             v.take_updates(None, true),
             vec![
-                Update::Expunge { seq: 2, uid: 4 },
-                Update::Expunge { seq: 3, uid: 7 },
-                Update::Expunge { seq: 4, uid: 11 }
+                Update::Expunge { seq: SeqNum(2), uid: Uid(4) },
+                Update::Expunge { seq: SeqNum(3), uid: Uid(7) },
+                Update::Expunge { seq: SeqNum(4), uid: Uid(11) }
             ]
         );
-        assert_eq!((v.exists(), v.seq_of(9)), (3, Some(3)));
+        assert_eq!((v.exists(), v.seq_of(Uid(9))), (3, Some(SeqNum(3))));
         // The bus echo of the same expunge finds nothing to report.
-        v.note(&Change::Expunged { mailbox: MailboxId(7), uids: vec![4, 7, 11], modseq: 3 });
+        v.note(&Change::Expunged { mailbox: MailboxId(7), uids: vec![Uid(4), Uid(7), Uid(11)], modseq: ModSeq(3) });
         assert!(!v.has_pending());
         // Held back while a FETCH runs, then sent.
-        v.expunged_here(&[2]);
+        v.expunged_here(&[Uid(2)]);
         assert!(v.take_updates(None, false).is_empty());
-        assert_eq!(v.take_updates(None, true), vec![Update::Expunge { seq: 1, uid: 2 }]);
+        assert_eq!(v.take_updates(None, true), vec![Update::Expunge { seq: SeqNum(1), uid: Uid(2) }]);
     }
 
     #[test]
     fn updates_are_worded_as_the_client_enabled() {
         let flags: Flags = ["\\Seen"].into_iter().collect();
         let updates = [
-            Update::Expunge { seq: 2, uid: 4 },
-            Update::Expunge { seq: 2, uid: 5 },
-            Update::Expunge { seq: 3, uid: 9 },
+            Update::Expunge { seq: SeqNum(2), uid: Uid(4) },
+            Update::Expunge { seq: SeqNum(2), uid: Uid(5) },
+            Update::Expunge { seq: SeqNum(3), uid: Uid(9) },
             Update::Exists(4),
-            Update::Flags { seq: 1, uid: 1, flags, modseq: 7 },
+            Update::Flags { seq: SeqNum(1), uid: Uid(1), flags, modseq: ModSeq(7) },
         ];
         let wire = |condstore, qresync| {
             let mut out = Vec::new();
@@ -860,7 +928,7 @@ mod tests {
 
     #[test]
     fn long_vanished_sets_are_split_into_lines() {
-        let uids: Vec<Uid> = (1..=3000).map(|u| u * 2).collect();
+        let uids: Vec<Uid> = (1..=3000).map(|u| Uid(u * 2)).collect();
         let mut out = Vec::new();
         write_vanished(&mut out, true, &uids);
         let text = String::from_utf8(out).unwrap();
@@ -869,7 +937,7 @@ mod tests {
         let back: Vec<Uid> = lines
             .iter()
             .flat_map(|l| l.strip_prefix("* VANISHED (EARLIER) ").unwrap().split(','))
-            .map(|n| n.parse().unwrap())
+            .map(|n| Uid(n.parse().unwrap()))
             .collect();
         assert_eq!(back, uids);
         let mut out = Vec::new();

@@ -17,7 +17,7 @@ use crate::index::{Applied, Indexer};
 use crate::message::check_flags;
 use crate::names;
 use crate::records::MessageRecord;
-use crate::{AccountId, BlobId, MailboxId, NewMessage, Placement, Result, Store, StoreError, Stored};
+use crate::{AccountId, BlobId, MailboxId, ModSeq, NewMessage, Placement, Result, Store, StoreError, Stored};
 
 /// One APPEND command: its messages go into `mailbox`, all of them or none.
 #[derive(Debug, Clone)]
@@ -164,7 +164,7 @@ impl Store {
                 size: m.raw.len() as u64,
                 internal_date: m.internal_date,
                 flags: m.flags.clone(),
-                modseq: 0,
+                modseq: ModSeq(0),
             });
             let placement =
                 Placement { account, address: address.to_owned(), mailbox: mailbox.clone(), flags: m.flags };

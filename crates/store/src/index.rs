@@ -104,8 +104,8 @@ impl<'s> Indexer<'s> {
     pub(crate) fn insert(&mut self, mailbox: MailboxId, mut msg: MessageRecord) -> Result<Stored> {
         let rec = self.mailbox(mailbox)?;
         let uid = rec.uid_next;
-        rec.uid_next = uid.checked_add(1).ok_or_else(|| StoreError::Invalid("mailbox UID space exhausted".into()))?;
-        rec.highest_modseq += 1;
+        rec.uid_next = uid.next().ok_or_else(|| StoreError::Invalid("mailbox UID space exhausted".into()))?;
+        rec.highest_modseq = rec.highest_modseq.next();
         rec.exists = rec.exists.saturating_add(1);
         if let Some(c) = &mut rec.counts {
             c.add(msg.size, &msg.flags);
@@ -162,7 +162,7 @@ impl<'s> Indexer<'s> {
         let mut publication = Publication::default();
         for (mailbox, uids) in std::mem::take(&mut self.expunged) {
             let rec = self.mailbox(mailbox)?;
-            rec.highest_modseq += 1;
+            rec.highest_modseq = rec.highest_modseq.next();
             let (account, modseq) = (AccountId(rec.account), rec.highest_modseq);
             if !self.deleted.contains(&mailbox) {
                 // QRESYNC (RFC 7162 §3.2.10) needs to know what vanished since a modseq.
@@ -253,9 +253,9 @@ impl Store {
             if !visible.contains_key(&mailbox) && !matches!(self.mailbox_record_by_id(mailbox), Ok(Some(_))) {
                 continue;
             }
-            let mark = visible.entry(mailbox).or_insert(0);
+            let mark = visible.entry(mailbox).or_insert(Uid(0));
             if *mark <= uid {
-                *mark = uid.saturating_add(1);
+                *mark = uid.saturating_next();
                 // Published under the watermark lock so subscribers see
                 // watermarks in increasing order.
                 self.inner.bus.publish(account, Change::Appended { mailbox, uid_next: *mark });

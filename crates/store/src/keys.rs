@@ -1,7 +1,7 @@
 //! Key encoding for the `mail` tree, in one place. Every key starts with a
 //! table byte; numbers are big-endian so range scans iterate in id/UID order.
 
-use crate::types::{AccountId, MailboxId, Uid};
+use crate::types::{AccountId, MailboxId, ModSeq, Uid};
 
 pub const ACCOUNT: u8 = b'A';
 pub const MAILBOX_BY_NAME: u8 = b'M';
@@ -121,7 +121,7 @@ pub fn quota_limit(a: AccountId) -> Vec<u8> {
     k
 }
 
-pub fn expunge_log(m: MailboxId, modseq: u64) -> Vec<u8> {
+pub fn expunge_log(m: MailboxId, modseq: ModSeq) -> Vec<u8> {
     let mut k = vec![EXPUNGE_LOG];
     k.extend_from_slice(&m.0.to_be_bytes());
     k.extend_from_slice(&modseq.to_be_bytes());

@@ -7,12 +7,13 @@ use crate::kv::Batch;
 use crate::names;
 use crate::records::{AccountRecord, Counts, MailboxRecord, decode, encode};
 use crate::{
-    AccountId, Change, DEFAULT_MAILBOXES, MailboxId, MailboxInfo, MailboxStatus, Result, SpecialUse, Store, StoreError,
+    AccountId, Change, DEFAULT_MAILBOXES, MailboxId, MailboxInfo, MailboxStatus, ModSeq, Result, SpecialUse, Store,
+    StoreError, Uid,
 };
 use std::time::{SystemTime, UNIX_EPOCH};
 
 impl MailboxRecord {
-    pub(crate) fn info(&self, visible_uid_next: Option<u32>, subscribed: bool) -> MailboxInfo {
+    pub(crate) fn info(&self, visible_uid_next: Option<Uid>, subscribed: bool) -> MailboxInfo {
         MailboxInfo {
             id: MailboxId(self.id),
             name: self.name.clone(),
@@ -248,8 +249,8 @@ impl Store {
             account: account.0,
             name: name.to_owned(),
             uid_validity: self.next_uid_validity()?,
-            uid_next: 1,
-            highest_modseq: 1,
+            uid_next: Uid::MIN,
+            highest_modseq: ModSeq(1),
             special_use,
             legacy_subscribed: None,
             exists: 0,

@@ -153,8 +153,14 @@ impl Store {
                     id
                 }
             };
-            let msg =
-                MessageRecord { blob: blob.0.clone(), offset, size, internal_date, flags: t.flags.clone(), modseq: 0 };
+            let msg = MessageRecord {
+                blob: blob.0.clone(),
+                offset,
+                size,
+                internal_date,
+                flags: t.flags.clone(),
+                modseq: ModSeq(0),
+            };
             ix.insert(id, msg)?;
         }
         ix.apply()
@@ -186,7 +192,7 @@ impl Store {
 
     /// The mailbox's durable messages in UID order.
     pub fn messages(&self, account: AccountId, mailbox: MailboxId) -> Result<Vec<MessageMeta>> {
-        self.messages_in(account, mailbox, &[1..=Uid::MAX])
+        self.messages_in(account, mailbox, &[Uid::MIN..=Uid::MAX])
     }
 
     /// The mailbox's durable messages whose UIDs fall in `ranges`, in UID
@@ -199,22 +205,24 @@ impl Store {
         ranges: &[RangeInclusive<Uid>],
     ) -> Result<Vec<MessageMeta>> {
         let rec = self.owned_mailbox(account, mailbox)?;
-        let Some(last) = self.visible_uid_next(&rec).checked_sub(1) else { return Ok(Vec::new()) };
+        let Some(last) = self.visible_uid_next(&rec).prev() else { return Ok(Vec::new()) };
         let mut spans: Vec<(Uid, Uid)> =
             ranges.iter().map(|r| (*r.start(), (*r.end()).min(last))).filter(|(a, b)| a <= b).collect();
         spans.sort_unstable();
         let mut out = Vec::new();
-        let mut next: Uid = 0; // lowest UID not yet read
+        let mut next = Uid(0); // lowest UID not yet read
         for (a, b) in spans {
             let a = a.max(next);
             if a > b {
                 continue;
             }
-            // `b <= last < Uid::MAX`, so `b + 1` cannot overflow.
-            for (k, v) in self.inner.mail.range(&keys::message(mailbox, a), &keys::message(mailbox, b + 1))? {
+            // `b <= last < Uid::MAX`, so `b + 1` cannot overflow (nor saturate).
+            for (k, v) in
+                self.inner.mail.range(&keys::message(mailbox, a), &keys::message(mailbox, b.saturating_next()))?
+            {
                 out.push(meta_of(mailbox, &k, &v)?);
             }
-            next = b + 1;
+            next = b.saturating_next();
         }
         Ok(out)
     }
@@ -290,7 +298,7 @@ impl Store {
                     if new.contains("\\Seen") && !msg.flags.contains("\\Seen") {
                         result.seen_gained.push((uid, msg.flags.clone()));
                     }
-                    rec.highest_modseq += 1;
+                    rec.highest_modseq = rec.highest_modseq.next();
                     if let Some(c) = &mut rec.counts {
                         c.reflag(msg.size, &msg.flags, &new);
                     }
@@ -363,7 +371,7 @@ impl Store {
         let rows = self
             .inner
             .mail
-            .range(&keys::expunge_log(mailbox, modseq.saturating_add(1)), &keys::expunge_log(mailbox, u64::MAX))?;
+            .range(&keys::expunge_log(mailbox, modseq.next()), &keys::expunge_log(mailbox, ModSeq::MAX))?;
         let mut out = Vec::new();
         for (_, v) in rows {
             out.extend(decode::<Vec<Uid>>("expunge log", &v)?);

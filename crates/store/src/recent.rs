@@ -25,7 +25,7 @@ impl Store {
     /// everyone else.
     pub fn claim_recent(&self, mailbox: MailboxId, upto: Uid, claim: bool) -> Uid {
         let mut map = self.inner.recent.first_unclaimed.lock().unwrap_or_else(|e| e.into_inner());
-        let from = map.get(&mailbox).copied().unwrap_or(1);
+        let from = map.get(&mailbox).copied().unwrap_or(Uid::MIN);
         if claim && upto > from {
             map.insert(mailbox, upto);
         }
@@ -35,7 +35,7 @@ impl Store {
     /// STATUS RECENT: messages no session has claimed.
     pub fn recent_count(&self, account: AccountId, mailbox: MailboxId) -> Result<u32> {
         let rec = self.owned_mailbox(account, mailbox)?;
-        let from = self.claim_recent(mailbox, 0, false);
+        let from = self.claim_recent(mailbox, Uid(0), false);
         let end = self.visible_uid_next(&rec);
         let mut n = 0u32;
         if from < end {

@@ -33,7 +33,7 @@ use crate::journal::{History, Placed};
 use crate::keys;
 use crate::kv::Batch;
 use crate::records::{Counts, MailboxRecord, MessageRecord, SEEN, Usage, decode, encode};
-use crate::{AccountId, BlobId, Flags, MailboxId, Result, SpecialUse, Store, StoreError, Uid};
+use crate::{AccountId, BlobId, Flags, MailboxId, ModSeq, Result, SpecialUse, Store, StoreError, Uid};
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use tracing::{error, info, warn};
 
@@ -309,7 +309,7 @@ impl Store {
                     size: it.size,
                     internal_date: it.internal_date,
                     flags: it.flags.clone(),
-                    modseq: 0,
+                    modseq: ModSeq(0),
                 };
                 ix.insert(it.mailbox, msg)?;
                 *refs.entry(it.blob.0.clone()).or_default() += 1;

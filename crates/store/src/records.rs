@@ -1,7 +1,7 @@
 //! Index records as stored in the `mail` tree (JSON values; keys in `keys.rs`).
 
 use crate::error::{Result, StoreError};
-use crate::types::{Flags, SpecialUse};
+use crate::types::{Flags, ModSeq, SpecialUse, Uid};
 use serde::{Deserialize, Serialize, de::DeserializeOwned};
 use std::collections::BTreeSet;
 
@@ -19,8 +19,8 @@ pub(crate) struct MailboxRecord {
     pub account: u64,
     pub name: String,
     pub uid_validity: u32,
-    pub uid_next: u32,
-    pub highest_modseq: u64,
+    pub uid_next: Uid,
+    pub highest_modseq: ModSeq,
     pub special_use: Option<SpecialUse>,
     /// Where earlier versions kept the subscription. Subscriptions now have
     /// keys of their own (they outlive DELETE, `subscriptions.rs`); opening
@@ -110,7 +110,7 @@ pub(crate) struct MessageRecord {
     pub size: u64,
     pub internal_date: i64,
     pub flags: Flags,
-    pub modseq: u64,
+    pub modseq: ModSeq,
 }
 
 /// Storage an account uses, for quotas.

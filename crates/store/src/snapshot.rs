@@ -44,12 +44,12 @@ impl Store {
         // `info.uid_next` is the visibility watermark: UIDs at or above it are not durable yet.
         let end = info.uid_next;
         let mut uids = Vec::with_capacity(rec.exists as usize);
-        self.inner.mail.visit_range(&keys::message(id, 0), &keys::message(id, end), |k, _| {
+        self.inner.mail.visit_range(&keys::message(id, Uid(0)), &keys::message(id, end), |k, _| {
             uids.push(keys::uid_of_message_key(k).ok_or_else(|| StoreError::Corrupt("message key".into()))?);
             Ok(true)
         })?;
         let mut first_unseen = None;
-        self.inner.mail.visit_range(&keys::unseen(id, 0), &keys::unseen(id, end), |k, _| {
+        self.inner.mail.visit_range(&keys::unseen(id, Uid(0)), &keys::unseen(id, end), |k, _| {
             let uid = keys::uid_of_message_key(k).ok_or_else(|| StoreError::Corrupt("unseen key".into()))?;
             // The two reads are not one snapshot: a message expunged in
             // between is skipped.

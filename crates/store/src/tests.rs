@@ -58,16 +58,16 @@ async fn one_body_file_for_many_recipients_until_the_last_copy_goes() {
     for (acct, st) in [(ALICE, stored[0]), (BOB, stored[1])] {
         let msgs = s.messages(acct, st.mailbox).unwrap();
         assert_eq!(msgs.len(), 1);
-        assert_eq!(msgs[0].uid, 1);
+        assert_eq!(msgs[0].uid, Uid(1));
         assert_eq!(s.read_message(&msgs[0]).await.unwrap(), raw);
         assert_eq!(s.usage(acct).unwrap(), Usage { bytes: raw.len() as u64, messages: 1 });
     }
-    assert_eq!(s.expunge(ALICE, stored[0].mailbox, &[1]).await.unwrap(), vec![1]);
+    assert_eq!(s.expunge(ALICE, stored[0].mailbox, &[Uid(1)]).await.unwrap(), vec![Uid(1)]);
     assert_eq!(body_files(dir.path()), 1, "bob still holds a copy");
-    s.expunge(BOB, stored[1].mailbox, &[1]).await.unwrap();
+    s.expunge(BOB, stored[1].mailbox, &[Uid(1)]).await.unwrap();
     assert_eq!(body_files(dir.path()), 0);
     assert_eq!(s.mailbox(BOB, "INBOX").unwrap().exists, 0);
-    assert_eq!(s.expunged_since(BOB, stored[1].mailbox, 0).unwrap(), vec![1]);
+    assert_eq!(s.expunged_since(BOB, stored[1].mailbox, ModSeq(0)).unwrap(), vec![Uid(1)]);
 }
 
 #[tokio::test]
@@ -76,7 +76,7 @@ async fn another_account_cannot_reach_a_mailbox_by_id() {
     let s = store_with_accounts(dir.path()).await;
     let alice_inbox = s.mailbox(ALICE, "INBOX").unwrap().id;
     assert!(matches!(s.messages(BOB, alice_inbox), Err(StoreError::NotFound(_))));
-    assert!(s.expunge(BOB, alice_inbox, &[1]).await.is_err());
+    assert!(s.expunge(BOB, alice_inbox, &[Uid(1)]).await.is_err());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -96,9 +96,9 @@ async fn concurrent_appends_get_unique_increasing_uids() {
         uids.push(t.await.unwrap());
     }
     uids.sort_unstable();
-    assert_eq!(uids, (1..=64).collect::<Vec<_>>());
+    assert_eq!(uids, (1..=64).map(Uid).collect::<Vec<_>>());
     let mb = s.mailbox(ALICE, "INBOX").unwrap();
-    assert_eq!((mb.exists, mb.uid_next), (64, 65));
+    assert_eq!((mb.exists, mb.uid_next), (64, Uid(65)));
     let listed: Vec<_> = s.messages(ALICE, mb.id).unwrap().iter().map(|m| m.uid).collect();
     assert_eq!(listed, uids);
 }
@@ -110,17 +110,17 @@ async fn subscribers_hear_about_appends_flags_and_expunges() {
     let mut rx = s.subscribe(ALICE);
     let st = s.append(ALICE, "INBOX", b"a\r\n", Flags::new(), 0).await.unwrap();
     let got = tokio::time::timeout(Duration::from_secs(1), rx.recv()).await.unwrap().unwrap();
-    assert_eq!(got, Change::Appended { mailbox: st.mailbox, uid_next: 2 });
+    assert_eq!(got, Change::Appended { mailbox: st.mailbox, uid_next: Uid(2) });
     let seen = Flags::from_iter(["\\Seen"]);
-    let res = s.store_flags(ALICE, st.mailbox, &[1], FlagOp::Add, &seen).await.unwrap();
+    let res = s.store_flags(ALICE, st.mailbox, &[Uid(1)], FlagOp::Add, &seen).await.unwrap();
     assert_eq!(res[0].1, seen);
-    assert!(matches!(rx.recv().await.unwrap(), Change::FlagsChanged { uid: 1, .. }));
+    assert!(matches!(rx.recv().await.unwrap(), Change::FlagsChanged { uid: Uid(1), .. }));
     // Unchanged flags get no new modseq and no event.
-    let again = s.store_flags(ALICE, st.mailbox, &[1], FlagOp::Add, &seen).await.unwrap();
+    let again = s.store_flags(ALICE, st.mailbox, &[Uid(1)], FlagOp::Add, &seen).await.unwrap();
     assert_eq!(again[0].2, res[0].2);
-    s.expunge(ALICE, st.mailbox, &[1]).await.unwrap();
+    s.expunge(ALICE, st.mailbox, &[Uid(1)]).await.unwrap();
     assert!(matches!(rx.recv().await.unwrap(), Change::Expunged { .. }));
-    assert!(s.store_flags(ALICE, st.mailbox, &[1], FlagOp::Add, &Flags::from_iter(["bad flag"])).await.is_err());
+    assert!(s.store_flags(ALICE, st.mailbox, &[Uid(1)], FlagOp::Add, &Flags::from_iter(["bad flag"])).await.is_err());
 }
 
 #[tokio::test]
@@ -146,9 +146,9 @@ async fn rebuild_restores_every_message_from_body_files() {
     let bob = s.mailbox(BOB, "INBOX").unwrap();
     assert_eq!(bob.exists, 1);
     // Shared body: one file, two references; expunging both removes it.
-    s.expunge(BOB, bob.id, &[1]).await.unwrap();
+    s.expunge(BOB, bob.id, &[Uid(1)]).await.unwrap();
     let a = s.mailbox(ALICE, "INBOX").unwrap();
-    s.expunge(ALICE, a.id, &[1]).await.unwrap();
+    s.expunge(ALICE, a.id, &[Uid(1)]).await.unwrap();
     assert_eq!(body_files(dir.path()), 1);
 }
 
@@ -198,27 +198,27 @@ async fn copy_shares_the_body_and_keeps_flags() {
     for i in 0..3 {
         s.append(ALICE, "INBOX", format!("m{i}\r\n").as_bytes(), Flags::from_iter(["\\Seen"]), 7).await.unwrap();
     }
-    s.expunge(ALICE, inbox, &[2]).await.unwrap();
+    s.expunge(ALICE, inbox, &[Uid(2)]).await.unwrap();
     let mut rx = s.subscribe(ALICE);
     // Missing (2) and future (9) UIDs are skipped; duplicates count once.
-    let pairs = s.copy_messages(ALICE, inbox, &[3, 1, 2, 9, 3], archive).await.unwrap();
-    assert_eq!(pairs, vec![(1, 1), (3, 2)]);
-    assert_eq!(next_change(&mut rx).await, Change::Appended { mailbox: archive, uid_next: 3 });
+    let pairs = s.copy_messages(ALICE, inbox, &[Uid(3), Uid(1), Uid(2), Uid(9), Uid(3)], archive).await.unwrap();
+    assert_eq!(pairs, vec![(Uid(1), Uid(1)), (Uid(3), Uid(2))]);
+    assert_eq!(next_change(&mut rx).await, Change::Appended { mailbox: archive, uid_next: Uid(3) });
     assert_eq!(body_files(dir.path()), 2, "copies share body files");
     let copied = s.messages(ALICE, archive).unwrap();
     assert_eq!(s.read_message(&copied[1]).await.unwrap(), b"m2\r\n");
     assert!(copied.iter().all(|m| m.flags.contains("\\Seen") && m.internal_date == 7));
     assert_eq!(s.usage(ALICE).unwrap().messages, 4);
     // The original goes; the copy keeps the file alive.
-    s.expunge(ALICE, inbox, &[1, 3]).await.unwrap();
+    s.expunge(ALICE, inbox, &[Uid(1), Uid(3)]).await.unwrap();
     assert_eq!(body_files(dir.path()), 2);
-    s.expunge(ALICE, archive, &[1, 2]).await.unwrap();
+    s.expunge(ALICE, archive, &[Uid(1), Uid(2)]).await.unwrap();
     assert_eq!(body_files(dir.path()), 0);
     assert_eq!(s.usage(ALICE).unwrap(), Usage::default());
     // Another account's mailbox is out of reach either way.
     let bob_inbox = s.mailbox(BOB, "INBOX").unwrap().id;
-    assert!(matches!(s.copy_messages(ALICE, inbox, &[1], bob_inbox).await, Err(StoreError::NotFound(_))));
-    assert!(matches!(s.copy_messages(BOB, inbox, &[1], bob_inbox).await, Err(StoreError::NotFound(_))));
+    assert!(matches!(s.copy_messages(ALICE, inbox, &[Uid(1)], bob_inbox).await, Err(StoreError::NotFound(_))));
+    assert!(matches!(s.copy_messages(BOB, inbox, &[Uid(1)], bob_inbox).await, Err(StoreError::NotFound(_))));
 }
 
 #[tokio::test]
@@ -232,24 +232,24 @@ async fn move_is_one_commit_published_as_append_then_expunge() {
     }
     let before = s.mailbox(ALICE, "INBOX").unwrap().highest_modseq;
     let mut rx = s.subscribe(ALICE);
-    let pairs = s.move_messages(ALICE, inbox, &[2, 4], trash).await.unwrap();
-    assert_eq!(pairs, vec![(2, 1), (4, 2)]);
-    assert_eq!(next_change(&mut rx).await, Change::Appended { mailbox: trash, uid_next: 3 });
+    let pairs = s.move_messages(ALICE, inbox, &[Uid(2), Uid(4)], trash).await.unwrap();
+    assert_eq!(pairs, vec![(Uid(2), Uid(1)), (Uid(4), Uid(2))]);
+    assert_eq!(next_change(&mut rx).await, Change::Appended { mailbox: trash, uid_next: Uid(3) });
     match next_change(&mut rx).await {
         Change::Expunged { mailbox, uids, modseq } => {
-            assert_eq!((mailbox, uids), (inbox, vec![2, 4]));
+            assert_eq!((mailbox, uids), (inbox, vec![Uid(2), Uid(4)]));
             assert!(modseq > before);
         }
         other => panic!("{other:?}"),
     }
-    assert_eq!(uids_of(&s, ALICE, inbox), [1, 3]);
-    assert_eq!(uids_of(&s, ALICE, trash), [1, 2]);
-    assert_eq!(s.expunged_since(ALICE, inbox, before).unwrap(), vec![2, 4]);
+    assert_eq!(uids_of(&s, ALICE, inbox), [Uid(1), Uid(3)]);
+    assert_eq!(uids_of(&s, ALICE, trash), [Uid(1), Uid(2)]);
+    assert_eq!(s.expunged_since(ALICE, inbox, before).unwrap(), vec![Uid(2), Uid(4)]);
     assert_eq!(body_files(dir.path()), 4);
     assert_eq!(s.usage(ALICE).unwrap().messages, 4);
     assert_eq!(s.mailbox_status(ALICE, "INBOX").unwrap().messages, 2);
     // Nothing to move: no commit, no event.
-    assert!(s.move_messages(ALICE, inbox, &[2], trash).await.unwrap().is_empty());
+    assert!(s.move_messages(ALICE, inbox, &[Uid(2)], trash).await.unwrap().is_empty());
     assert!(rx.try_recv().is_err());
 }
 
@@ -264,14 +264,14 @@ async fn a_flagged_move_takes_only_messages_that_still_carry_the_flag() {
         s.append(ALICE, "INBOX", format!("m{i}\r\n").as_bytes(), seen.clone(), 0).await.unwrap();
     }
     // Another session took \Seen off message 2 after the caller decided.
-    let update = s.store_flags_if(ALICE, inbox, &[2], FlagOp::Remove, &seen, None).await.unwrap();
+    let update = s.store_flags_if(ALICE, inbox, &[Uid(2)], FlagOp::Remove, &seen, None).await.unwrap();
     assert!(update.seen_gained.is_empty());
-    let pairs = s.move_messages_flagged(ALICE, inbox, &[1, 2, 3], trash, "\\Seen").await.unwrap();
-    assert_eq!(pairs, vec![(1, 1), (3, 2)]);
-    assert_eq!(uids_of(&s, ALICE, inbox), [2]);
+    let pairs = s.move_messages_flagged(ALICE, inbox, &[Uid(1), Uid(2), Uid(3)], trash, "\\Seen").await.unwrap();
+    assert_eq!(pairs, vec![(Uid(1), Uid(1)), (Uid(3), Uid(2))]);
+    assert_eq!(uids_of(&s, ALICE, inbox), [Uid(2)]);
     // The unseen -> seen transition is reported with the flags before it.
-    let update = s.store_flags_if(ALICE, inbox, &[2], FlagOp::Add, &seen, None).await.unwrap();
-    assert_eq!(update.seen_gained, vec![(2, Flags::new())]);
+    let update = s.store_flags_if(ALICE, inbox, &[Uid(2)], FlagOp::Add, &seen, None).await.unwrap();
+    assert_eq!(update.seen_gained, vec![(Uid(2), Flags::new())]);
 }
 
 #[tokio::test]
@@ -321,14 +321,19 @@ async fn renaming_inbox_moves_its_messages_and_leaves_it_empty() {
     let mut rx = s.subscribe(ALICE);
     s.rename_mailbox(ALICE, "inbox", "Old Mail").await.unwrap();
     let old = s.mailbox(ALICE, "Old Mail").unwrap();
-    assert!(matches!(next_change(&mut rx).await, Change::Appended { mailbox, uid_next: 4 } if mailbox == old.id));
-    assert!(matches!(next_change(&mut rx).await, Change::Expunged { uids, .. } if uids == vec![1, 2, 3]));
+    assert!(matches!(next_change(&mut rx).await, Change::Appended { mailbox, uid_next: Uid(4) } if mailbox == old.id));
+    assert!(
+        matches!(next_change(&mut rx).await, Change::Expunged { uids, .. } if uids == vec![Uid(1), Uid(2), Uid(3)])
+    );
     assert_eq!(next_change(&mut rx).await, Change::MailboxesChanged);
     let moved = s.messages(ALICE, old.id).unwrap();
-    assert_eq!(moved.iter().map(|m| (m.uid, m.internal_date)).collect::<Vec<_>>(), [(1, 0), (2, 1), (3, 2)]);
+    assert_eq!(
+        moved.iter().map(|m| (m.uid, m.internal_date)).collect::<Vec<_>>(),
+        [(Uid(1), 0), (Uid(2), 1), (Uid(3), 2)]
+    );
     assert_eq!(s.read_message(&moved[2]).await.unwrap(), b"m2\r\n");
     let now = s.mailbox(ALICE, "INBOX").unwrap();
-    assert_eq!((now.id, now.uid_validity, now.uid_next, now.exists), (inbox.id, inbox.uid_validity, 4, 0));
+    assert_eq!((now.id, now.uid_validity, now.uid_next, now.exists), (inbox.id, inbox.uid_validity, Uid(4), 0));
     assert!(s.mailbox(ALICE, "INBOX/sub").is_ok(), "INBOX's children stay");
     let st = s.mailbox_status(ALICE, "Old Mail").unwrap();
     assert_eq!((st.messages, st.unseen), (3, 2));
@@ -339,7 +344,7 @@ async fn renaming_inbox_moves_its_messages_and_leaves_it_empty() {
     s.rename_mailbox(ALICE, "INBOX", "inbox/old").await.unwrap();
     assert_eq!(s.mailbox_status(ALICE, "INBOX/old").unwrap().messages, 1);
     // The next delivery gets a UID INBOX never gave out.
-    assert_eq!(s.append(ALICE, "INBOX", b"new\r\n", Flags::new(), 0).await.unwrap().uid, 5);
+    assert_eq!(s.append(ALICE, "INBOX", b"new\r\n", Flags::new(), 0).await.unwrap().uid, Uid(5));
 }
 
 #[tokio::test]
@@ -350,18 +355,17 @@ async fn messages_in_reads_only_the_ranges_asked_for() {
         s.append(ALICE, "INBOX", b"x\r\n", Flags::new(), 0).await.unwrap();
     }
     let inbox = s.mailbox(ALICE, "INBOX").unwrap().id;
-    s.expunge(ALICE, inbox, &[3]).await.unwrap();
+    s.expunge(ALICE, inbox, &[Uid(3)]).await.unwrap();
     let get = |r: &[std::ops::RangeInclusive<Uid>]| -> Vec<Uid> {
         s.messages_in(ALICE, inbox, r).unwrap().iter().map(|m| m.uid).collect()
     };
-    assert_eq!(get(&[2..=4]), [2, 4]);
-    assert_eq!(get(&[5..=Uid::MAX, 1..=1, 4..=5]), [1, 4, 5, 6]);
-    assert_eq!(get(&[7..=100]), Vec::<Uid>::new());
-    #[allow(clippy::reversed_empty_ranges)]
-    let reversed = get(&[4..=2]);
+    assert_eq!(get(&[Uid(2)..=Uid(4)]), [Uid(2), Uid(4)]);
+    assert_eq!(get(&[Uid(5)..=Uid::MAX, Uid(1)..=Uid(1), Uid(4)..=Uid(5)]), [Uid(1), Uid(4), Uid(5), Uid(6)]);
+    assert_eq!(get(&[Uid(7)..=Uid(100)]), Vec::<Uid>::new());
+    let reversed = get(&[Uid(4)..=Uid(2)]);
     assert!(reversed.is_empty());
     assert!(get(&[]).is_empty());
-    assert!(matches!(s.messages_in(BOB, inbox, &[1..=2]), Err(StoreError::NotFound(_))));
+    assert!(matches!(s.messages_in(BOB, inbox, &[Uid(1)..=Uid(2)]), Err(StoreError::NotFound(_))));
 }
 
 #[tokio::test]
@@ -378,14 +382,14 @@ async fn status_counters_follow_every_change() {
             (st.messages, st.unseen, st.deleted, st.size, st.deleted_size),
             (messages, unseen, deleted, size, deleted_size)
         );
-        assert_eq!(st.uid_next, 4);
+        assert_eq!(st.uid_next, Uid(4));
     };
     check(3, 2, 1, 14, 3);
-    s.store_flags(ALICE, inbox, &[3], FlagOp::Add, &Flags::from_iter(["\\Seen", "\\Deleted"])).await.unwrap();
+    s.store_flags(ALICE, inbox, &[Uid(3)], FlagOp::Add, &Flags::from_iter(["\\Seen", "\\Deleted"])).await.unwrap();
     check(3, 1, 2, 14, 7);
-    s.store_flags(ALICE, inbox, &[2], FlagOp::Replace, &Flags::from_iter(["\\Seen"])).await.unwrap();
+    s.store_flags(ALICE, inbox, &[Uid(2)], FlagOp::Replace, &Flags::from_iter(["\\Seen"])).await.unwrap();
     check(3, 0, 1, 14, 4);
-    s.expunge(ALICE, inbox, &[3]).await.unwrap();
+    s.expunge(ALICE, inbox, &[Uid(3)]).await.unwrap();
     check(2, 0, 0, 10, 0);
     // A record written before the counters existed is counted from its messages...
     let key = keys::mailbox_by_id(inbox);
@@ -412,13 +416,14 @@ async fn unchanged_since_leaves_newer_messages_alone() {
     let since = ms[0].modseq;
     assert!(ms[1].modseq > since);
     let flagged = Flags::from_iter(["\\Flagged"]);
-    let up = s.store_flags_if(ALICE, a.mailbox, &[1, 2], FlagOp::Add, &flagged, Some(since)).await.unwrap();
-    assert_eq!((up.modified, up.changed), (vec![2], vec![1]));
+    let up = s.store_flags_if(ALICE, a.mailbox, &[Uid(1), Uid(2)], FlagOp::Add, &flagged, Some(since)).await.unwrap();
+    assert_eq!((up.modified, up.changed), (vec![Uid(2)], vec![Uid(1)]));
     assert_eq!(up.updated.len(), 1);
     assert!(up.updated[0].2 > ms[1].modseq);
     // RFC 7162 §3.1.3: UNCHANGEDSINCE 0 always fails.
-    let up = s.store_flags_if(ALICE, a.mailbox, &[1, 2], FlagOp::Add, &flagged, Some(0)).await.unwrap();
-    assert_eq!((up.modified, up.updated), (vec![1, 2], vec![]));
+    let up =
+        s.store_flags_if(ALICE, a.mailbox, &[Uid(1), Uid(2)], FlagOp::Add, &flagged, Some(ModSeq(0))).await.unwrap();
+    assert_eq!((up.modified, up.updated), (vec![Uid(1), Uid(2)], vec![]));
 }
 
 #[tokio::test]
@@ -438,9 +443,9 @@ async fn append_many_is_all_or_nothing() {
     assert_eq!(body_files(dir.path()), 0);
     let mut rx = s.subscribe(ALICE);
     let stored = s.append_many(ALICE, "INBOX", vec![msg("one\r\n", &["\\Seen"]), msg("two\r\n", &[])]).await.unwrap();
-    assert_eq!(stored.iter().map(|s| s.uid).collect::<Vec<_>>(), [1, 2]);
+    assert_eq!(stored.iter().map(|s| s.uid).collect::<Vec<_>>(), [Uid(1), Uid(2)]);
     // One commit, one event.
-    assert_eq!(next_change(&mut rx).await, Change::Appended { mailbox: stored[0].mailbox, uid_next: 3 });
+    assert_eq!(next_change(&mut rx).await, Change::Appended { mailbox: stored[0].mailbox, uid_next: Uid(3) });
     assert!(rx.try_recv().is_err());
     let ms = s.messages(ALICE, stored[0].mailbox).unwrap();
     assert_eq!(s.read_message(&ms[1]).await.unwrap(), b"two\r\n");
@@ -468,7 +473,7 @@ async fn deleting_a_mailbox_takes_in_flight_deliveries_with_it() {
     let shared = s.deliver(b"shared\r\n", 1, vec![to("INBOX"), to("Work")]).await.unwrap();
     s.deliver(b"work only\r\n", 1, vec![to("Work")]).await.unwrap();
     s.deliver(b"expunged\r\n", 1, vec![to("Work")]).await.unwrap();
-    s.expunge(ALICE, work, &[3]).await.unwrap();
+    s.expunge(ALICE, work, &[Uid(3)]).await.unwrap();
     let before = Usage { bytes: 8, messages: 1 };
     assert_eq!(s.usage(ALICE).unwrap().messages, 3);
     // A delivery indexed but not yet flushed or published: invisible to readers.

@@ -78,21 +78,21 @@ async fn busy_store(dir: &Path) -> Store {
     let archive = s.mailbox(ALICE, "Archive").unwrap().id;
     let projects = s.mailbox(ALICE, "Projects/a").unwrap().id;
     // UIDs: m0=1, m1=2 .. m5=6.
-    s.store_flags(ALICE, inbox, &[2], FlagOp::Add, &flags(&["\\Seen"])).await.unwrap();
-    s.store_flags(ALICE, inbox, &[3], FlagOp::Add, &flags(&["\\Seen", "\\Flagged", "$Chat"])).await.unwrap();
-    s.store_flags(ALICE, inbox, &[4], FlagOp::Add, &flags(&["\\Deleted"])).await.unwrap();
-    s.copy_messages(ALICE, inbox, &[2, 3], archive).await.unwrap();
-    s.copy_messages(ALICE, inbox, &[2], inbox).await.unwrap(); // a second copy in the same mailbox: UID 7
-    s.move_messages(ALICE, inbox, &[5], projects).await.unwrap();
-    s.expunge(ALICE, inbox, &[4]).await.unwrap();
-    s.store_flags(ALICE, archive, &[1], FlagOp::Remove, &flags(&["\\Seen"])).await.unwrap();
-    s.store_flags(ALICE, inbox, &[7], FlagOp::Replace, &flags(&["$Later"])).await.unwrap();
+    s.store_flags(ALICE, inbox, &[Uid(2)], FlagOp::Add, &flags(&["\\Seen"])).await.unwrap();
+    s.store_flags(ALICE, inbox, &[Uid(3)], FlagOp::Add, &flags(&["\\Seen", "\\Flagged", "$Chat"])).await.unwrap();
+    s.store_flags(ALICE, inbox, &[Uid(4)], FlagOp::Add, &flags(&["\\Deleted"])).await.unwrap();
+    s.copy_messages(ALICE, inbox, &[Uid(2), Uid(3)], archive).await.unwrap();
+    s.copy_messages(ALICE, inbox, &[Uid(2)], inbox).await.unwrap(); // a second copy in the same mailbox: UID 7
+    s.move_messages(ALICE, inbox, &[Uid(5)], projects).await.unwrap();
+    s.expunge(ALICE, inbox, &[Uid(4)]).await.unwrap();
+    s.store_flags(ALICE, archive, &[Uid(1)], FlagOp::Remove, &flags(&["\\Seen"])).await.unwrap();
+    s.store_flags(ALICE, inbox, &[Uid(7)], FlagOp::Replace, &flags(&["$Later"])).await.unwrap();
     s.rename_mailbox(ALICE, "Projects", "Work").await.unwrap();
     s.delete_mailbox(ALICE, "Doomed").await.unwrap();
     // Bob files his copy away and reads it.
     s.rename_mailbox(BOB, "INBOX", "Old Mail").await.unwrap();
     let old = s.mailbox(BOB, "Old Mail").unwrap().id;
-    s.store_flags(BOB, old, &[1], FlagOp::Add, &flags(&["\\Seen"])).await.unwrap();
+    s.store_flags(BOB, old, &[Uid(1)], FlagOp::Add, &flags(&["\\Seen"])).await.unwrap();
     s
 }
 
@@ -123,7 +123,7 @@ async fn rebuild_reproduces_copies_moves_renames_flags_and_expunges() {
 
     // The rebuilt index journals under its own epoch: a second loss rebuilds the same again.
     let archive = s.mailbox(ALICE, "Archive").unwrap().id;
-    s.expunge(ALICE, archive, &[2]).await.unwrap();
+    s.expunge(ALICE, archive, &[Uid(2)]).await.unwrap();
     let again = view(&s).await;
     s.close().await.unwrap();
     drop(s);
@@ -142,7 +142,7 @@ async fn expunged_file_that_outlived_a_crash_is_not_resurrected() {
     let meta = s.messages(ALICE, st.mailbox).unwrap().remove(0);
     let path = blob_path(dir.path(), &meta.blob);
     let saved = std::fs::read(&path).unwrap();
-    s.expunge(ALICE, st.mailbox, &[1]).await.unwrap();
+    s.expunge(ALICE, st.mailbox, &[Uid(1)]).await.unwrap();
     assert!(!path.exists());
     // The crash came between the index commit and the file's removal.
     std::fs::write(&path, saved).unwrap();
@@ -159,12 +159,12 @@ async fn unreferenced_files_are_placed_by_the_journal_else_by_their_header() {
     s.create_account(ALICE, "alice@example.org").await.unwrap();
     let trash = s.mailbox(ALICE, "Trash").unwrap().id;
     let st = s.append(ALICE, "INBOX", b"moved\r\n", Flags::new(), 0).await.unwrap();
-    s.move_messages(ALICE, st.mailbox, &[1], trash).await.unwrap();
-    s.store_flags(ALICE, trash, &[1], FlagOp::Add, &flags(&["\\Seen"])).await.unwrap();
+    s.move_messages(ALICE, st.mailbox, &[Uid(1)], trash).await.unwrap();
+    s.store_flags(ALICE, trash, &[Uid(1)], FlagOp::Add, &flags(&["\\Seen"])).await.unwrap();
     // The index lost the entry (a commit that the journal holds and sled
     // does not): the journal puts it back where it was, flags and all.
     let mut b = kv::Batch::default();
-    b.remove(keys::message(trash, 1));
+    b.remove(keys::message(trash, Uid(1)));
     s.inner.mail.apply_unjournaled(b).unwrap();
     // A file with no journal record at all (its frame never made it): its header decides.
     let header = blob::BlobHeader {
@@ -197,7 +197,7 @@ async fn compaction_keeps_the_journal_small_and_the_rebuild_exact() {
         for round in 0..40 {
             s.append(ALICE, "INBOX", format!("n{round}\r\n").as_bytes(), Flags::new(), 0).await.unwrap();
             let op = if round % 2 == 0 { FlagOp::Add } else { FlagOp::Remove };
-            s.store_flags(ALICE, inbox, &[2], op, &flags(&["$Toggled"])).await.unwrap();
+            s.store_flags(ALICE, inbox, &[Uid(2)], op, &flags(&["$Toggled"])).await.unwrap();
             journal.wait_for_compaction();
         }
         let files: Vec<String> =

@@ -59,7 +59,7 @@ async fn concurrent_changes_reach_the_bus_in_modseq_order() {
     for t in tasks {
         t.await.unwrap();
     }
-    let mut last = 0;
+    let mut last = ModSeq(0);
     let mut seen = 0;
     while let Ok(c) = rx.try_recv() {
         let modseq = match c {
@@ -89,7 +89,7 @@ async fn an_expunged_message_stays_readable_for_a_pinned_session() {
     s.expunge(ALICE, a.mailbox, &[a.uid]).await.unwrap();
     assert!(s.messages(ALICE, a.mailbox).unwrap().iter().all(|m| m.uid != a.uid));
     // The pinned session has not told its client: the message is still readable.
-    let ghosts = s.ghosts(ALICE, a.mailbox, &[a.uid, b.uid, 99]);
+    let ghosts = s.ghosts(ALICE, a.mailbox, &[a.uid, b.uid, Uid(99)]);
     assert_eq!(ghosts.iter().map(|m| m.uid).collect::<Vec<_>>(), [a.uid]);
     assert_eq!(s.read_message(&ghosts[0]).await.unwrap(), b"Subject: a\r\n\r\nkept\r\n");
     assert!(s.ghosts(AccountId(2), a.mailbox, &[a.uid]).is_empty(), "only the owner sees ghosts");

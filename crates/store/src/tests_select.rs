@@ -32,24 +32,30 @@ async fn snapshot_follows_flags_expunges_and_copies() {
     let msgs = vec![message("1", &["\\Seen"]), message("2", &[]), message("3", &["$Chat"]), message("4", &["\\Seen"])];
     let id = s.append_many(ALICE, "INBOX", msgs).await.unwrap()[0].mailbox;
     let snap = s.mailbox_snapshot(ALICE, "INBOX").unwrap();
-    assert_eq!((snap.uids, snap.first_unseen, snap.keywords), (vec![1, 2, 3, 4], Some(2), vec!["$Chat".to_owned()]));
-    assert_eq!(snap.info.uid_next, 5);
+    assert_eq!(
+        (snap.uids, snap.first_unseen, snap.keywords),
+        (vec![Uid(1), Uid(2), Uid(3), Uid(4)], Some(Uid(2)), vec!["$Chat".to_owned()])
+    );
+    assert_eq!(snap.info.uid_next, Uid(5));
     // Reading 2 makes 3 the first unseen; a keyword removed stays defined.
-    s.store_flags(ALICE, id, &[2], FlagOp::Add, &flags(&["\\Seen", "$Work"])).await.unwrap();
-    s.store_flags(ALICE, id, &[3], FlagOp::Remove, &flags(&["$Chat"])).await.unwrap();
+    s.store_flags(ALICE, id, &[Uid(2)], FlagOp::Add, &flags(&["\\Seen", "$Work"])).await.unwrap();
+    s.store_flags(ALICE, id, &[Uid(3)], FlagOp::Remove, &flags(&["$Chat"])).await.unwrap();
     let snap = s.mailbox_snapshot(ALICE, "INBOX").unwrap();
-    assert_eq!((snap.first_unseen, snap.keywords.clone()), (Some(3), vec!["$Chat".to_owned(), "$Work".to_owned()]));
-    s.expunge(ALICE, id, &[3]).await.unwrap();
+    assert_eq!(
+        (snap.first_unseen, snap.keywords.clone()),
+        (Some(Uid(3)), vec!["$Chat".to_owned(), "$Work".to_owned()])
+    );
+    s.expunge(ALICE, id, &[Uid(3)]).await.unwrap();
     let snap = s.mailbox_snapshot(ALICE, "INBOX").unwrap();
-    assert_eq!((snap.uids, snap.first_unseen), (vec![1, 2, 4], None));
+    assert_eq!((snap.uids, snap.first_unseen), (vec![Uid(1), Uid(2), Uid(4)], None));
     // Unseen again; a copy carries its flags and keywords along, a move takes them away.
-    s.store_flags(ALICE, id, &[4], FlagOp::Replace, &flags(&["$Moved"])).await.unwrap();
-    assert_eq!(s.mailbox_snapshot(ALICE, "INBOX").unwrap().first_unseen, Some(4));
+    s.store_flags(ALICE, id, &[Uid(4)], FlagOp::Replace, &flags(&["$Moved"])).await.unwrap();
+    assert_eq!(s.mailbox_snapshot(ALICE, "INBOX").unwrap().first_unseen, Some(Uid(4)));
     let trash = s.mailbox(ALICE, "Trash").unwrap().id;
-    s.move_messages(ALICE, id, &[4], trash).await.unwrap();
+    s.move_messages(ALICE, id, &[Uid(4)], trash).await.unwrap();
     assert_eq!(s.mailbox_snapshot(ALICE, "INBOX").unwrap().first_unseen, None);
     let t = s.mailbox_snapshot(ALICE, "Trash").unwrap();
-    assert_eq!((t.uids, t.first_unseen, t.keywords), (vec![1], Some(1), vec!["$Moved".to_owned()]));
+    assert_eq!((t.uids, t.first_unseen, t.keywords), (vec![Uid(1)], Some(Uid(1)), vec!["$Moved".to_owned()]));
     // DELETE takes the unseen keys with it.
     s.create_mailbox(ALICE, "Tmp", None).await.unwrap();
     let tmp = s.mailbox(ALICE, "Tmp").unwrap().id;
@@ -67,12 +73,12 @@ async fn reconcile_recounts_unseen_keys_and_keywords() {
     let id = st[0].mailbox;
     // The index lost its derived data (and a stray unseen key appeared).
     let mut b = kv::Batch::default();
-    b.remove(keys::unseen(id, 1));
-    b.insert(keys::unseen(id, 9), Vec::new());
+    b.remove(keys::unseen(id, Uid(1)));
+    b.insert(keys::unseen(id, Uid(9)), Vec::new());
     s.inner.mail.apply_unjournaled(b).unwrap();
     s.reconcile(true).await.unwrap();
     let unseen: Vec<_> = s.inner.mail.scan_prefix(&keys::unseen_of(id)).unwrap().into_iter().map(|(k, _)| k).collect();
-    assert_eq!(unseen, vec![keys::unseen(id, 1), keys::unseen(id, 2)]);
+    assert_eq!(unseen, vec![keys::unseen(id, Uid(1)), keys::unseen(id, Uid(2))]);
     assert_eq!(s.mailbox_snapshot(ALICE, "INBOX").unwrap().keywords, ["$K"]);
 }
 
@@ -101,7 +107,7 @@ async fn a_pipelined_run_is_one_commit_with_errors_per_command() {
         .await;
     let uids: Vec<Option<Vec<Uid>>> =
         results.iter().map(|r| r.as_ref().ok().map(|st| st.iter().map(|x| x.uid).collect())).collect();
-    assert_eq!(uids, [Some(vec![1]), None, None, Some(vec![1, 2]), None, None, Some(vec![2])]);
+    assert_eq!(uids, [Some(vec![Uid(1)]), None, None, Some(vec![Uid(1), Uid(2)]), None, None, Some(vec![Uid(2)])]);
     assert!(matches!(results[1], Err(StoreError::NotFound(_))));
     assert!(matches!(results[2], Err(StoreError::Invalid(_))));
     assert!(matches!(results[4], Err(StoreError::Invalid(_))));
@@ -122,7 +128,7 @@ async fn a_pipelined_run_is_one_commit_with_errors_per_command() {
     while let Ok(c) = rx.try_recv() {
         seen.push(c);
     }
-    assert!(seen.contains(&Change::Appended { mailbox: inbox.id, uid_next: 3 }), "{seen:?}");
+    assert!(seen.contains(&Change::Appended { mailbox: inbox.id, uid_next: Uid(3) }), "{seen:?}");
     let sent = s.mailbox(ALICE, "Sent").unwrap().id;
-    assert!(seen.contains(&Change::Appended { mailbox: sent, uid_next: 3 }), "{seen:?}");
+    assert!(seen.contains(&Change::Appended { mailbox: sent, uid_next: Uid(3) }), "{seen:?}");
 }

@@ -141,7 +141,7 @@ async fn an_older_index_is_upgraded_when_opened() {
         let snap = s.mailbox_snapshot(ALICE, "INBOX").unwrap();
         assert_eq!(
             (snap.uids, snap.first_unseen, snap.keywords),
-            (vec![1, 2, 3], Some(2), vec!["$Chat".into(), "$Later".into()])
+            (vec![Uid(1), Uid(2), Uid(3)], Some(Uid(2)), vec!["$Chat".into(), "$Later".into()])
         );
         let id = s.mailbox(ALICE, "INBOX").unwrap().id;
         let rec = s.inner.mail.get(&keys::mailbox_by_id(id)).unwrap().unwrap();
@@ -156,5 +156,5 @@ async fn an_older_index_is_upgraded_when_opened() {
     s.reconcile(true).await.unwrap();
     assert_eq!(s.subscriptions(ALICE).unwrap(), ["Archive", "Drafts", "INBOX", "Lists", "Sent", "Trash"]);
     let snap = s.mailbox_snapshot(ALICE, "INBOX").unwrap();
-    assert_eq!((snap.uids.len(), snap.first_unseen), (3, Some(2)));
+    assert_eq!((snap.uids.len(), snap.first_unseen), (3, Some(Uid(2))));
 }

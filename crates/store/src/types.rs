@@ -12,10 +12,108 @@ pub struct AccountId(pub u64);
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub struct MailboxId(pub u64);
 
-/// IMAP UID: strictly increasing within one mailbox and UIDVALIDITY.
-pub type Uid = u32;
-/// RFC 7162 modification sequence.
-pub type ModSeq = u64;
+/// IMAP UID (RFC 9051 §2.3.1.1): names one message in one mailbox.
+///
+/// Invariant: strictly increasing within one mailbox and UIDVALIDITY, and
+/// never reused (an expunged message's UID is gone for good); real UIDs start
+/// at 1. A newtype, not a `u32`, so a UID cannot be passed where a message
+/// sequence number or a [`ModSeq`] is meant:
+///
+/// ```compile_fail
+/// use coimail_store::{ModSeq, Uid};
+/// fn since(_: ModSeq) {}
+/// since(Uid(7));
+/// ```
+///
+/// while the same call with a `ModSeq` compiles (so what fails above is the type):
+///
+/// ```
+/// use coimail_store::ModSeq;
+/// fn since(_: ModSeq) {}
+/// since(ModSeq(7));
+/// ```
+///
+/// Serialised as the bare number (`serde(transparent)`) and written into
+/// keys as 4 big-endian bytes, as when it was a `u32`: existing data stays readable.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Uid(pub u32);
+
+impl Uid {
+    /// The lowest UID a message can have.
+    pub const MIN: Uid = Uid(1);
+    pub const MAX: Uid = Uid(u32::MAX);
+
+    /// The UID after this one; `None` once the UID space is exhausted.
+    pub fn next(self) -> Option<Uid> {
+        self.0.checked_add(1).map(Uid)
+    }
+
+    /// The UID after this one, or [`Uid::MAX`] (an exclusive bound one past
+    /// the end, where the space is exhausted anyway).
+    pub fn saturating_next(self) -> Uid {
+        Uid(self.0.saturating_add(1))
+    }
+
+    /// The UID before this one; `None` for 0.
+    pub fn prev(self) -> Option<Uid> {
+        self.0.checked_sub(1).map(Uid)
+    }
+
+    /// The key encoding (`keys.rs`): big-endian, so keys sort in UID order.
+    pub fn to_be_bytes(self) -> [u8; 4] {
+        self.0.to_be_bytes()
+    }
+
+    pub fn from_be_bytes(b: [u8; 4]) -> Uid {
+        Uid(u32::from_be_bytes(b))
+    }
+}
+
+/// The number itself, for writing it out (the other way is explicit: `Uid(n)`).
+impl From<Uid> for u32 {
+    fn from(u: Uid) -> u32 {
+        u.0
+    }
+}
+
+impl std::fmt::Display for Uid {
+    /// Decimal, as IMAP writes it.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+/// RFC 7162 modification sequence: when a message (or the mailbox) last changed.
+///
+/// Invariant: strictly increasing per mailbox and never reused; every change
+/// (append, flag change, expunge) takes the next one. Like [`Uid`], a
+/// newtype so the two cannot be mixed, serialised as the bare number and
+/// keyed as 8 big-endian bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct ModSeq(pub u64);
+
+impl ModSeq {
+    pub const MAX: ModSeq = ModSeq(u64::MAX);
+
+    /// The modseq after this one. A `u64` incremented once per change does
+    /// not wrap in practice, so this saturates rather than fails.
+    pub fn next(self) -> ModSeq {
+        ModSeq(self.0.saturating_add(1))
+    }
+
+    pub fn to_be_bytes(self) -> [u8; 8] {
+        self.0.to_be_bytes()
+    }
+}
+
+impl std::fmt::Display for ModSeq {
+    /// Decimal, as IMAP writes it.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.fmt(f)
+    }
+}
 
 /// Special-use attributes (RFC 6154) of the mailboxes created for every new account.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -164,4 +262,22 @@ pub enum Change {
     /// Published to the owning account, and server-level `/shared/` ones to
     /// every account (they see them all).
     MetadataChanged { mailbox: Option<MailboxId>, entries: Vec<String> },
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::keys;
+
+    /// Data directories written while these were plain `u32`/`u64` must read
+    /// back unchanged: the same JSON numbers, the same key bytes.
+    #[test]
+    fn uid_and_modseq_encode_as_the_numbers_they_were() {
+        assert_eq!(serde_json::to_string(&(Uid(7), ModSeq(9))).unwrap(), "[7,9]");
+        assert_eq!(serde_json::from_str::<Vec<Uid>>("[3,4]").unwrap(), [Uid(3), Uid(4)]);
+        assert_eq!(keys::message(MailboxId(1), Uid(0x0102_0304)), [b'm', 0, 0, 0, 0, 0, 0, 0, 1, 1, 2, 3, 4]);
+        assert_eq!(keys::uid_of_message_key(&keys::message(MailboxId(1), Uid(9))), Some(Uid(9)));
+        assert_eq!(keys::expunge_log(MailboxId(1), ModSeq(5))[9..], 5u64.to_be_bytes());
+        assert_eq!((Uid(41).to_string(), ModSeq(42).to_string()), ("41".to_owned(), "42".to_owned()));
+    }
 }

@@ -13,6 +13,7 @@
 
 use super::subscription::{month_len, rfc3339, unix_time};
 use crate::detect;
+use coimail_store::Uid;
 use mail_parser::HeaderValue;
 use mail_parser::parsers::MessageStream;
 use serde_json::Value;
@@ -42,7 +43,7 @@ const DATE_RANGE: std::ops::RangeInclusive<i64> = 0..=253_402_300_799;
 pub struct Target<'a> {
     pub folder: &'a str,
     pub uidvalidity: u32,
-    pub uid: u32,
+    pub uid: Uid,
 }
 
 /// The notification for a message stored at `target` (R37), or `None` when

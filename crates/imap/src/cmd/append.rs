@@ -14,7 +14,7 @@ use crate::cmd::copy_move::number_set;
 use crate::cmd::store::parse_flags;
 use crate::error::{Code, ImapError};
 use crate::session::{CmdResult, Done, Session};
-use coimail_store::{NewMessage, StoreError, Stored};
+use coimail_store::{NewMessage, StoreError, Stored, Uid};
 use imap_codec::imap_types::datetime::DateTime;
 use imap_codec::imap_types::extensions::binary::LiteralOrLiteral8;
 use imap_codec::imap_types::flag::Flag;
@@ -101,7 +101,7 @@ pub(crate) fn done(name: &str, stored: Result<Vec<Stored>, StoreError>) -> CmdRe
     // tells the client it may CREATE it and try again.
     let stored = stored.map_err(|e| try_create(e, name))?;
     let uid_validity = stored.first().map_or(0, |st| st.uid_validity);
-    let uids: Vec<u32> = stored.iter().map(|st| st.uid).collect();
+    let uids: Vec<Uid> = stored.iter().map(|st| st.uid).collect();
     Ok(Done::with_code(format!("APPENDUID {uid_validity} {}", number_set(&uids)), "APPEND completed"))
 }
 

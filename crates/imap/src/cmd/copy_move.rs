@@ -74,12 +74,12 @@ pub(crate) async fn copy(
 
 /// A `sequence-set` / `uid-set` of increasing numbers, with runs as ranges:
 /// `1,2,3,5` is `1:3,5`. Order is kept, so COPYUID's two sets pair up.
-pub(crate) fn number_set(nums: &[u32]) -> String {
+pub(crate) fn number_set<N: Copy + Into<u32>>(nums: &[N]) -> String {
     let mut out = String::new();
     let mut i = 0;
-    while let Some(&start) = nums.get(i) {
+    while let Some(start) = nums.get(i).map(|&n| n.into()) {
         let mut end = start;
-        while nums.get(i + 1).is_some_and(|&n| Some(n) == end.checked_add(1)) {
+        while nums.get(i + 1).is_some_and(|&n| Some(n.into()) == end.checked_add(1)) {
             end += 1;
             i += 1;
         }

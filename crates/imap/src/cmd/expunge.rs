@@ -54,7 +54,7 @@ pub(crate) async fn expunge_deleted(
             (Some(&a), Some(&b)) => a..=b,
             _ => return Ok(Vec::new()),
         },
-        None => 1..=view.uid_next().saturating_sub(1),
+        None => Uid::MIN..=view.uid_next().prev().unwrap_or(Uid(0)),
     };
     let deleted: Vec<Uid> = store
         .messages_in(account, view.mailbox, &[range])?

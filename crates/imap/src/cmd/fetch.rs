@@ -26,7 +26,7 @@ mod write;
 
 use crate::error::{Code, ImapError};
 use crate::mime::{self, Spec};
-use crate::selected::{set_contains, write_vanished};
+use crate::selected::{SeqNum, set_contains, write_vanished};
 use crate::session::{CmdResult, Done, Session, State};
 use coimail_store::{AccountId, FlagOp, Flags, MailboxId, MessageMeta, ModSeq, Uid};
 use imap_codec::imap_types::command::FetchModifier;
@@ -187,7 +187,7 @@ pub(crate) async fn fetch_with(
     let (mut since, mut vanished) = (None, false);
     for m in modifiers {
         match m {
-            FetchModifier::ChangedSince(n) if since.is_none() => since = Some(n.get()),
+            FetchModifier::ChangedSince(n) if since.is_none() => since = Some(ModSeq(n.get())),
             FetchModifier::Vanished if !vanished => vanished = true,
             _ => return Err(ImapError::bad("A FETCH modifier may be given once")),
         }
@@ -327,13 +327,13 @@ pub(crate) fn targets_listing(
     s: &Session,
     account: AccountId,
     mailbox: MailboxId,
-    targets: &[(u32, Uid)],
+    targets: &[(SeqNum, Uid)],
 ) -> Result<Vec<MessageMeta>, ImapError> {
     let mut ranges = Vec::new();
-    let mut run: Option<(u32, Uid, Uid)> = None; // last seq, first UID, last UID
+    let mut run: Option<(SeqNum, Uid, Uid)> = None; // last seq, first UID, last UID
     for &(seq, uid) in targets {
         run = match run {
-            Some((last, first, _)) if seq == last + 1 => Some((seq, first, uid)),
+            Some((last, first, _)) if seq.follows(last) => Some((seq, first, uid)),
             Some((_, first, end)) => {
                 ranges.push(first..=end);
                 Some((seq, uid, uid))
@@ -354,7 +354,7 @@ pub(crate) fn targets_listing(
 
 /// One message of a batch, with what its items need.
 struct Loaded {
-    seq: u32,
+    seq: SeqNum,
     /// Position in the listing.
     index: usize,
     raw: Option<Vec<u8>>,
@@ -374,7 +374,7 @@ struct Batch {
 async fn load_batch(
     s: &Session,
     listing: &[MessageMeta],
-    targets: &mut std::vec::IntoIter<(u32, Uid)>,
+    targets: &mut std::vec::IntoIter<(SeqNum, Uid)>,
     needs: Needs,
     items: &[Item],
 ) -> Batch {
@@ -405,7 +405,10 @@ async fn load_batch(
                 r.start(&s.ctx.store);
             }
         }
-        let Some((seq, index, mut structure, read)) = picked.get_mut(n).map(std::mem::take) else { break };
+        let Some((seq, index, mut structure, read)) = picked.get_mut(n).map(|p| (p.0, p.1, p.2.take(), p.3.take()))
+        else {
+            break;
+        };
         let mut raw = match read {
             Some(r) => match r.finish().await {
                 Ok(raw) => Some(raw),

@@ -61,6 +61,7 @@ pub(crate) async fn idle(s: &mut Session, _tag: &str) -> CmdResult {
 #[cfg(test)]
 mod tests {
     use crate::testing::{TestServer, check};
+    use coimail_store::Uid;
     use std::time::{Duration, Instant};
 
     #[tokio::test]
@@ -83,9 +84,9 @@ mod tests {
 
         let inbox = srv.store.mailbox(srv.account.id, "INBOX").unwrap().id;
         let seen: coimail_store::Flags = ["\\Seen"].into_iter().collect();
-        srv.store.store_flags(srv.account.id, inbox, &[1], coimail_store::FlagOp::Add, &seen).await.unwrap();
+        srv.store.store_flags(srv.account.id, inbox, &[Uid(1)], coimail_store::FlagOp::Add, &seen).await.unwrap();
         assert_eq!(c.line().await, "* 1 FETCH (FLAGS (\\Recent \\Seen) UID 1)");
-        srv.store.expunge(srv.account.id, inbox, &[1]).await.unwrap();
+        srv.store.expunge(srv.account.id, inbox, &[Uid(1)]).await.unwrap();
         assert_eq!(c.line().await, "* 1 EXPUNGE");
 
         check(
@@ -135,7 +136,7 @@ mod tests {
         c.login(&srv).await;
         c.select("INBOX").await;
         let inbox = srv.store.mailbox(srv.account.id, "INBOX").unwrap().id;
-        srv.store.expunge(srv.account.id, inbox, &[1]).await.unwrap();
+        srv.store.expunge(srv.account.id, inbox, &[Uid(1)]).await.unwrap();
         srv.deliver(b"Subject: three\r\n\r\n3\r\n").await;
         check(
             &mut c,

@@ -346,7 +346,7 @@ fn names_of(s: &Session, wire: &[Vec<u8>]) -> Result<Vec<String>, ImapError> {
 
 /// MessageNew's attributes must be a valid FETCH item list.
 fn check_fetch(atts: Vec<u8>) -> Result<Vec<u8>, ImapError> {
-    if decode_fetch(&fetch_command(&atts, 1, 1)).is_some() {
+    if decode_fetch(&fetch_command(&atts, Uid::MIN, Uid::MIN)).is_some() {
         Ok(atts)
     } else {
         Err(ImapError::bad("Invalid fetch attributes after MessageNew"))

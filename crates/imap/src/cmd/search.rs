@@ -30,7 +30,7 @@ pub(crate) mod saved;
 
 use crate::error::ImapError;
 use crate::session::{CmdResult, Done, Session, State};
-use coimail_store::Uid;
+use coimail_store::{ModSeq, Uid};
 use eval::{Hit, Source};
 use imap_codec::imap_types::sequence::SequenceSet;
 use keys::Scope;
@@ -86,10 +86,10 @@ async fn search(s: &mut Session, tag: &str, req: &Request, ret: Option<&[ReturnO
             return Err(e);
         }
     };
-    let numbers: Vec<u32> = hits.iter().map(|h| if req.uid { h.meta.uid } else { h.seq }).collect();
+    let numbers: Vec<u32> = hits.iter().map(|h| if req.uid { h.meta.uid.into() } else { h.seq.into() }).collect();
     // RFC 7162 §3.1.5: MODSEQ in the criteria asks for the highest
     // mod-sequence of what is returned.
-    let modseqs: Vec<u64> =
+    let modseqs: Vec<ModSeq> =
         if req.key.uses_modseq() { hits.iter().map(|h| h.meta.modseq).collect() } else { Vec::new() };
     let all = [ReturnOpt::All];
     let opts = match ret {
@@ -129,7 +129,7 @@ pub(crate) async fn find(s: &Session, req: &Request) -> Result<Vec<Hit>, ImapErr
     let pairs = view.resolve(&everything, false).map_err(|_| ImapError::Internal("1:* did not resolve".into()))?;
     let scope = Scope {
         exists: pairs.len() as u32,
-        last_uid: pairs.last().map_or(0, |p| p.1),
+        last_uid: pairs.last().map_or(Uid(0), |p| p.1),
         saved: s.saved_search.as_deref().unwrap_or_default(),
         recent: view.recent_ranges(),
         now: now(),

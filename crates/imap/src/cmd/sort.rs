@@ -84,7 +84,8 @@ pub(crate) async fn sort(s: &mut Session, req: &Request, criteria: &[(bool, Sort
     keyed.sort_by(|(a, ha), (b, hb)| compare(criteria, a, b).then(ha.seq.cmp(&hb.seq)));
     let mut line = String::from("* SORT");
     for (_, h) in &keyed {
-        let _ = write!(line, " {}", if req.uid { h.meta.uid } else { h.seq });
+        let number: u32 = if req.uid { h.meta.uid.into() } else { h.seq.into() };
+        let _ = write!(line, " {number}");
     }
     line.push_str("\r\n");
     s.conn.out().extend_from_slice(line.as_bytes());

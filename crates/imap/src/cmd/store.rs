@@ -11,6 +11,7 @@
 use crate::cmd::copy_move::number_set;
 use crate::encode;
 use crate::error::{Code, ImapError};
+use crate::selected::SeqNum;
 use crate::session::{CmdResult, Done, Session, State};
 use coimail_store::{AccountId, FlagOp, Flags, MailboxId, ModSeq, Uid};
 use imap_codec::imap_types::command::StoreModifier;
@@ -52,7 +53,7 @@ pub(crate) struct StoreArgs<'a> {
 pub(crate) async fn store(s: &mut Session, args: StoreArgs<'_>) -> CmdResult {
     let unchanged_since = match args.modifiers {
         [] => None,
-        [StoreModifier::UnchangedSince(m)] => Some(*m),
+        [StoreModifier::UnchangedSince(m)] => Some(ModSeq(*m)),
         _ => return Err(ImapError::bad("UNCHANGEDSINCE may be given once")),
     };
     let flags = parse_flags(&args.flags.iter().map(ToString::to_string).collect::<Vec<_>>())?;
@@ -106,12 +107,12 @@ pub(crate) async fn store(s: &mut Session, args: StoreArgs<'_>) -> CmdResult {
         write_fetch(out, seq, (uid_form || condstore).then_some(*u), shown, condstore.then_some(*modseq));
     }
     if !result.modified.is_empty() {
-        let failed: Vec<u32> = if uid_form {
-            result.modified.clone()
+        let failed = if uid_form {
+            number_set(&result.modified)
         } else {
-            result.modified.iter().filter_map(|u| view.seq_of(*u)).collect()
+            number_set(&result.modified.iter().filter_map(|u| view.seq_of(*u)).collect::<Vec<_>>())
         };
-        return Ok(Done::with_code(format!("MODIFIED {}", number_set(&failed)), "Conditional STORE failed"));
+        return Ok(Done::with_code(format!("MODIFIED {failed}"), "Conditional STORE failed"));
     }
     // Messages another session expunged (this one has not been told yet)
     // are left out and the rest is stored: OK, as RFC 2180 §4.2 allows and
@@ -132,7 +133,7 @@ pub(crate) async fn move_seen_chats(s: &Session, account: AccountId, mailbox: Ma
 /// `* seq FETCH (FLAGS (...) UID n MODSEQ (m))` with the parts given.
 pub(crate) fn write_fetch(
     out: &mut Vec<u8>,
-    seq: u32,
+    seq: SeqNum,
     uid: Option<Uid>,
     flags: Option<&Flags>,
     modseq: Option<ModSeq>,

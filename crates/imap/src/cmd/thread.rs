@@ -8,6 +8,7 @@ use super::search::eval::Hit;
 use super::search::fold::fold;
 use super::search::parse::{Request, ThreadAlg};
 use super::sort::{Fields, base_subject, with_fields};
+use crate::selected::SeqNum;
 use crate::session::{CmdResult, Done, Session};
 use std::collections::HashMap;
 use std::fmt::Write;
@@ -16,7 +17,7 @@ use std::fmt::Write;
 struct Msg {
     /// What the response names it by: UID or sequence number.
     number: u32,
-    seq: u32,
+    seq: SeqNum,
     /// RFC 5256 §2.2 sent date (Date header, else INTERNALDATE).
     sent: i64,
     fields: Fields,
@@ -51,7 +52,12 @@ pub(crate) async fn thread(s: &mut Session, req: &Request, alg: ThreadAlg) -> Cm
 }
 
 fn msg(h: Hit, fields: Fields, uid: bool) -> Msg {
-    Msg { number: if uid { h.meta.uid } else { h.seq }, seq: h.seq, sent: fields.sent_or(h.meta.internal_date), fields }
+    Msg {
+        number: if uid { h.meta.uid.into() } else { h.seq.into() },
+        seq: h.seq,
+        sent: fields.sent_or(h.meta.internal_date),
+        fields,
+    }
 }
 
 impl Forest {
@@ -145,7 +151,7 @@ impl Forest {
 /// group the earliest message is the parent of all the others; groups and
 /// children in sent-date order.
 fn ordered_subject(msgs: &[Msg]) -> Forest {
-    let mut order: Vec<(String, i64, u32, usize)> =
+    let mut order: Vec<(String, i64, SeqNum, usize)> =
         msgs.iter().enumerate().map(|(i, m)| (fold(&base_subject(&m.fields.subject).0), m.sent, m.seq, i)).collect();
     order.sort();
     let mut f = Forest::default();

@@ -167,16 +167,16 @@ fn count_parts(p: &Part) -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use coimail_store::MailboxId;
+    use coimail_store::{MailboxId, ModSeq, Uid};
 
     fn meta(blob: &str, size: u64) -> MessageMeta {
         MessageMeta {
             mailbox: MailboxId(1),
-            uid: 1,
+            uid: Uid(1),
             size,
             internal_date: 0,
             flags: Default::default(),
-            modseq: 1,
+            modseq: ModSeq(1),
             blob: BlobId(blob.into()),
             body_offset: 0,
         }

@@ -92,7 +92,7 @@ impl Projection {
             Record::MailboxGone { id } => {
                 self.drop_legacy_subscription(id);
                 self.mailboxes.remove(&id);
-                let gone: Vec<_> = self.messages.range((id, 0)..=(id, Uid::MAX)).map(|(k, _)| *k).collect();
+                let gone: Vec<_> = self.messages.range((id, Uid(0))..=(id, Uid::MAX)).map(|(k, _)| *k).collect();
                 for k in gone {
                     self.messages.remove(&k);
                 }

@@ -1,5 +1,5 @@
 use super::*;
-use crate::types::Flags;
+use crate::types::{Flags, Uid};
 
 fn flags(f: &[&str]) -> Flags {
     f.iter().copied().collect()
@@ -31,20 +31,20 @@ fn projection_follows_records() {
         Record::Account { id: 1, address: "a@x".into() },
         Record::Mailbox { id: 5, mailbox: entry("INBOX") },
         Record::Mailbox { id: 6, mailbox: entry("Old") },
-        Record::Message { mailbox: 5, uid: 1, blob: "b1".into(), flags: flags(&[]) },
-        Record::Message { mailbox: 5, uid: 2, blob: "b2".into(), flags: flags(&[]) },
-        Record::Message { mailbox: 6, uid: 1, blob: "b1".into(), flags: flags(&["\\Seen"]) },
-        Record::Message { mailbox: 5, uid: 1, blob: "b1".into(), flags: flags(&["$Chat"]) },
-        Record::MessageGone { mailbox: 5, uid: 2 },
+        Record::Message { mailbox: 5, uid: Uid(1), blob: "b1".into(), flags: flags(&[]) },
+        Record::Message { mailbox: 5, uid: Uid(2), blob: "b2".into(), flags: flags(&[]) },
+        Record::Message { mailbox: 6, uid: Uid(1), blob: "b1".into(), flags: flags(&["\\Seen"]) },
+        Record::Message { mailbox: 5, uid: Uid(1), blob: "b1".into(), flags: flags(&["$Chat"]) },
+        Record::MessageGone { mailbox: 5, uid: Uid(2) },
         Record::BlobGone { blob: "b2".into() },
         Record::Mailbox { id: 7, mailbox: entry("Gone") },
-        Record::Message { mailbox: 7, uid: 1, blob: "b3".into(), flags: flags(&[]) },
+        Record::Message { mailbox: 7, uid: Uid(1), blob: "b3".into(), flags: flags(&[]) },
         Record::MailboxGone { id: 7 },
     ] {
         p.apply(r);
     }
     let by_blob = p.by_blob();
-    assert_eq!(by_blob["b1"], vec![(5, 1, &flags(&["$Chat"])), (6, 1, &flags(&["\\Seen"]))]);
+    assert_eq!(by_blob["b1"], vec![(5, Uid(1), &flags(&["$Chat"])), (6, Uid(1), &flags(&["\\Seen"]))]);
     assert!(!by_blob.contains_key("b2") && !by_blob.contains_key("b3"));
     assert_eq!(p.gone(), vec!["b2", "b3"]);
     assert_eq!(p.mailboxes.len(), 2);
@@ -115,7 +115,7 @@ fn a_batch_the_index_refuses_leaves_no_frame() {
         b.remove(keys::message(crate::types::MailboxId(5), uid));
         b
     };
-    jt.apply(gone(1)).unwrap();
+    jt.apply(gone(Uid(1))).unwrap();
     let (bytes, written, path) = {
         let seg = jt.journal.segment();
         let name = Name { epoch: jt.journal.epoch, seq: seg.seq, kind: Kind::Segment };
@@ -123,14 +123,14 @@ fn a_batch_the_index_refuses_leaves_no_frame() {
     };
     assert!(bytes > 0 && written == 1);
     tree.poison_for_test();
-    assert!(jt.apply(gone(2)).is_err());
+    assert!(jt.apply(gone(Uid(2))).is_err());
     let seg = jt.journal.segment();
     assert_eq!((seg.bytes, seg.broken), (bytes, false));
     assert_eq!(jt.journal.shared.written.load(Ordering::Acquire), written);
     assert_eq!(fs::metadata(&path).unwrap().len(), bytes);
     let mut got = Vec::new();
     assert!(read_file(&path, &mut |r| got.push(r)).unwrap());
-    assert_eq!(got, vec![Record::MessageGone { mailbox: 5, uid: 1 }]);
+    assert_eq!(got, vec![Record::MessageGone { mailbox: 5, uid: Uid(1) }]);
 }
 
 #[test]

@@ -1,6 +1,6 @@
 use super::*;
 
-const TARGET: Target<'static> = Target { folder: "COI/Chats", uidvalidity: 1_795_582_462, uid: 1 };
+const TARGET: Target<'static> = Target { folder: "COI/Chats", uidvalidity: 1_795_582_462, uid: Uid(1) };
 
 fn r37_message() -> Vec<u8> {
     concat!(
@@ -297,7 +297,7 @@ fn never_over_limit_with_escapes() {
             body.pop();
         }
         let raw = with_body(headers, &body);
-        let out = build(&raw, &Target { folder: &"F".repeat(200), uidvalidity: u32::MAX, uid: u32::MAX }).unwrap();
+        let out = build(&raw, &Target { folder: &"F".repeat(200), uidvalidity: u32::MAX, uid: Uid::MAX }).unwrap();
         assert!(out.len() <= MAX_PLAINTEXT, "{n}: {}", out.len());
         let map: serde_json::Map<String, Value> = serde_json::from_slice(&out).unwrap();
         match map.get("content") {

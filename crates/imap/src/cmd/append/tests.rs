@@ -1,5 +1,5 @@
 use crate::testing::{Client, TestServer, check};
-use coimail_store::MessageMeta;
+use coimail_store::{MessageMeta, Uid};
 
 async fn logged_in(srv: &TestServer) -> Client {
     let mut c = srv.connect().await;
@@ -123,7 +123,7 @@ async fn multiappend_is_one_commit_or_nothing() {
     )
     .await;
     let ms = messages(&srv, "INBOX");
-    assert_eq!(ms.iter().map(|m| m.uid).collect::<Vec<_>>(), [1, 2, 3]);
+    assert_eq!(ms.iter().map(|m| m.uid.0).collect::<Vec<_>>(), [1, 2, 3]);
     assert!(ms[0].flags.contains("\\Seen") && !ms[1].flags.contains("\\Seen"));
     assert_eq!(ms[1].internal_date, 1_577_836_800);
     assert_eq!(srv.store.read_message(&ms[1]).await.unwrap(), b"two\r\n");
@@ -233,5 +233,5 @@ async fn pipelined_appends_fail_one_by_one_and_what_follows_runs_after() {
     )
     .await;
     let uids: Vec<_> = messages(&srv, "INBOX").iter().map(|m| m.uid).collect();
-    assert_eq!(uids, [1, 2, 3, 4, 5]);
+    assert_eq!(uids, [1, 2, 3, 4, 5].map(Uid));
 }

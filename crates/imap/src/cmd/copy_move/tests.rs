@@ -1,5 +1,6 @@
 use super::number_set;
 use crate::testing::{Client, TestServer, check};
+use coimail_store::Uid;
 
 async fn selected(srv: &TestServer, n: usize) -> Client {
     for i in 1..=n {
@@ -18,9 +19,9 @@ fn validity(srv: &TestServer, name: &str) -> u32 {
 
 #[test]
 fn number_sets() {
-    assert_eq!(number_set(&[]), "");
-    assert_eq!(number_set(&[7]), "7");
-    assert_eq!(number_set(&[1, 2, 3, 5, 8, 9]), "1:3,5,8:9");
+    assert_eq!(number_set::<u32>(&[]), "");
+    assert_eq!(number_set(&[7u32]), "7");
+    assert_eq!(number_set(&[1u32, 2, 3, 5, 8, 9]), "1:3,5,8:9");
     assert_eq!(number_set(&[u32::MAX - 1, u32::MAX]), format!("{}:{}", u32::MAX - 1, u32::MAX));
 }
 
@@ -80,7 +81,7 @@ async fn copy_fails_whole_when_a_message_was_expunged_elsewhere() {
     let srv = TestServer::start().await;
     let mut c = selected(&srv, 3).await;
     let inbox = srv.store.mailbox(srv.account.id, "INBOX").unwrap().id;
-    srv.store.expunge(srv.account.id, inbox, &[2]).await.unwrap();
+    srv.store.expunge(srv.account.id, inbox, &[Uid(2)]).await.unwrap();
     check(
         &mut c,
         "C: a1 COPY 1:3 Archive

@@ -2,7 +2,7 @@
 //! every FETCH response, CHANGEDSINCE, and the VANISHED modifier's rules.
 
 use crate::testing::{Client, TestServer, check};
-use coimail_store::{FlagOp, Flags, MessageMeta};
+use coimail_store::{FlagOp, Flags, MessageMeta, Uid};
 
 async fn setup(n: usize) -> (TestServer, Client) {
     let srv = TestServer::start().await;
@@ -23,7 +23,8 @@ fn messages(srv: &TestServer) -> Vec<MessageMeta> {
 async fn flag(srv: &TestServer, uids: &[u32], flag: &str) {
     let inbox = srv.store.mailbox(srv.account.id, "INBOX").unwrap().id;
     let flags: Flags = [flag].into_iter().collect();
-    srv.store.store_flags(srv.account.id, inbox, uids, FlagOp::Add, &flags).await.unwrap();
+    let uids: Vec<Uid> = uids.iter().copied().map(Uid).collect();
+    srv.store.store_flags(srv.account.id, inbox, &uids, FlagOp::Add, &flags).await.unwrap();
 }
 
 #[tokio::test]

@@ -5,13 +5,14 @@
 use super::{Item, Label, SectionItem};
 use crate::encode;
 use crate::mime::{self, Spec};
+use crate::selected::SeqNum;
 use coimail_store::MessageMeta;
 use std::borrow::Cow;
 use std::io::Write as _;
 
 /// One message and what was loaded for it.
 pub(super) struct Msg<'a> {
-    pub seq: u32,
+    pub seq: SeqNum,
     pub meta: &'a MessageMeta,
     pub raw: Option<&'a [u8]>,
     /// The parsed message when an item needs it (an empty one otherwise).

@@ -21,7 +21,7 @@ fn validity(srv: &TestServer, name: &str) -> u32 {
     srv.store.mailbox(srv.account.id, name).unwrap().uid_validity
 }
 
-async fn append(srv: &TestServer, mailbox: &str) -> u32 {
+async fn append(srv: &TestServer, mailbox: &str) -> Uid {
     srv.store.append(srv.account.id, mailbox, b"Subject: x\r\n\r\nx\r\n", Flags::new(), 0).await.unwrap().uid
 }
 
@@ -50,11 +50,11 @@ async fn status_of_watched_mailboxes_arrives_between_commands() {
     append(&srv, "Sent").await;
     let id = srv.store.mailbox(srv.account.id, "INBOX").unwrap().id;
     let seen: Flags = ["\\Seen"].into_iter().collect();
-    srv.store.store_flags(srv.account.id, id, &[1], FlagOp::Add, &seen).await.unwrap();
+    srv.store.store_flags(srv.account.id, id, &[Uid(1)], FlagOp::Add, &seen).await.unwrap();
     quiet(&mut c).await;
     // With CONDSTORE, HIGHESTMODSEQ too (§5.3).
     check(&mut c, "C: n2 ENABLE CONDSTORE\nS: * ENABLED CONDSTORE\nS: n2 OK ENABLE completed").await;
-    srv.store.expunge(srv.account.id, id, &[1]).await.unwrap();
+    srv.store.expunge(srv.account.id, id, &[Uid(1)]).await.unwrap();
     let highest = srv.store.mailbox(srv.account.id, "INBOX").unwrap().highest_modseq;
     assert_eq!(
         c.line().await,
@@ -83,9 +83,9 @@ async fn selected_mailbox_events_with_fetch_attributes() {
     assert_eq!(fetch, "* 1 FETCH (UID 1 BODY[HEADER.FIELDS (Subject)] {15}\r\nSubject: hi\r\n\r\n)");
     let id = srv.store.mailbox(srv.account.id, "INBOX").unwrap().id;
     let seen: Flags = ["\\Seen"].into_iter().collect();
-    srv.store.store_flags(srv.account.id, id, &[1], FlagOp::Add, &seen).await.unwrap();
+    srv.store.store_flags(srv.account.id, id, &[Uid(1)], FlagOp::Add, &seen).await.unwrap();
     assert_eq!(c.line().await, "* 1 FETCH (FLAGS (\\Recent \\Seen) UID 1)");
-    srv.store.expunge(srv.account.id, id, &[1]).await.unwrap();
+    srv.store.expunge(srv.account.id, id, &[Uid(1)]).await.unwrap();
     assert_eq!(c.line().await, "* 1 EXPUNGE");
 
     // SELECTED-DELAYED: new mail at once, expunges only where a command allows them.
@@ -93,7 +93,7 @@ async fn selected_mailbox_events_with_fetch_attributes() {
     srv.deliver(b"Subject: 2\r\n\r\n2\r\n").await;
     assert_eq!(c.line().await, "* 1 EXISTS");
     assert_eq!(c.line().await, "* 1 RECENT");
-    srv.store.expunge(srv.account.id, id, &[2]).await.unwrap();
+    srv.store.expunge(srv.account.id, id, &[Uid(2)]).await.unwrap();
     quiet(&mut c).await;
     check(&mut c, "C: n3 NOOP\nS: * 1 EXPUNGE\nS: n3 OK NOOP completed").await;
 }
@@ -107,7 +107,7 @@ async fn with_qresync_pushed_expunges_are_vanished() {
     c.select("INBOX").await;
     check(&mut c, "C: n1 NOTIFY SET (selected (MessageExpunge MessageNew))\nS: n1 OK NOTIFY completed").await;
     let id = srv.store.mailbox(srv.account.id, "INBOX").unwrap().id;
-    srv.store.expunge(srv.account.id, id, &[1]).await.unwrap();
+    srv.store.expunge(srv.account.id, id, &[Uid(1)]).await.unwrap();
     assert_eq!(c.line().await, "* VANISHED 1");
 }
 
@@ -204,7 +204,7 @@ async fn a_bus_lag_ends_notify_with_overflow() {
     // More messages than the bus holds changes (1024), all re-flagged in one commit.
     let many =
         (0..1100).map(|_| NewMessage { raw: b"x\r\n".to_vec(), flags: Flags::new(), internal_date: 0 }).collect();
-    let uids: Vec<u32> = srv.store.append_many(a, "Sent", many).await.unwrap().iter().map(|s| s.uid).collect();
+    let uids: Vec<Uid> = srv.store.append_many(a, "Sent", many).await.unwrap().iter().map(|s| s.uid).collect();
     let mut c = connect(&srv).await;
     check(&mut c, "C: n1 NOTIFY SET (personal (MessageNew MessageExpunge FlagChange))\nS: n1 OK NOTIFY completed")
         .await;
@@ -235,11 +235,11 @@ fn changes_to_the_selected_or_unwatched_kinds_are_not_noted() {
     let groups = vec![Group { filter: Filter::Personal, events: Events::NEW.with(Events::EXPUNGE) }];
     let mut n = Notify::new(None, groups, &[]);
     let (m1, m2) = (MailboxId(1), MailboxId(2));
-    n.note(&Change::Appended { mailbox: m1, uid_next: 5 }, Some(m1));
-    n.note(&Change::FlagsChanged { mailbox: m2, uid: 1, flags: Flags::new(), modseq: 3 }, Some(m1));
+    n.note(&Change::Appended { mailbox: m1, uid_next: Uid(5) }, Some(m1));
+    n.note(&Change::FlagsChanged { mailbox: m2, uid: Uid(1), flags: Flags::new(), modseq: ModSeq(3) }, Some(m1));
     assert!(n.dirty.is_empty());
-    n.note(&Change::Expunged { mailbox: m2, uids: vec![1], modseq: 4 }, Some(m1));
-    n.note(&Change::Appended { mailbox: m2, uid_next: 5 }, Some(m1));
+    n.note(&Change::Expunged { mailbox: m2, uids: vec![Uid(1)], modseq: ModSeq(4) }, Some(m1));
+    n.note(&Change::Appended { mailbox: m2, uid_next: Uid(5) }, Some(m1));
     assert_eq!(n.dirty.get(&m2), Some(&Events::NEW.with(Events::EXPUNGE)));
     n.note(&Change::MailboxesChanged, None);
     assert!(n.names_changed && !n.overflow);

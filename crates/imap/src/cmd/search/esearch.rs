@@ -2,12 +2,12 @@
 //! (RFC 4731 §3.2, RFC 9051 §7.3.4), and what SAVE keeps (RFC 5182 §2.1).
 
 use super::parse::ReturnOpt;
-use coimail_store::Uid;
+use coimail_store::{ModSeq, Uid};
 use std::fmt::Write;
 
 /// `* SEARCH 2 3 7` (numbers ascending), with RFC 7162 §3.1.5's
 /// `(MODSEQ n)` when the query used MODSEQ and something matched.
-pub(crate) fn write_search(out: &mut Vec<u8>, numbers: &[u32], modseq: Option<u64>) {
+pub(crate) fn write_search(out: &mut Vec<u8>, numbers: &[u32], modseq: Option<ModSeq>) {
     let mut line = String::from("* SEARCH");
     for n in numbers {
         let _ = write!(line, " {n}");
@@ -28,7 +28,7 @@ pub(crate) fn write_esearch(
     uid: bool,
     opts: &[ReturnOpt],
     numbers: &[u32],
-    modseq: Option<u64>,
+    modseq: Option<ModSeq>,
 ) {
     let mut line = String::from("* ESEARCH (TAG ");
     let mut quoted = Vec::new();
@@ -63,7 +63,7 @@ pub(crate) fn write_esearch(
 /// (the higher of the two with both), every match with ALL or COUNT.
 /// `modseqs` are the matches' mod-sequences in result order; `None` when
 /// nothing matched.
-pub(crate) fn returned_modseq(opts: &[ReturnOpt], modseqs: &[u64]) -> Option<u64> {
+pub(crate) fn returned_modseq(opts: &[ReturnOpt], modseqs: &[ModSeq]) -> Option<ModSeq> {
     let has = |o| opts.contains(&o);
     if has(ReturnOpt::All) || has(ReturnOpt::Count) {
         return modseqs.iter().copied().max();
@@ -140,31 +140,31 @@ mod tests {
         assert_eq!(esearch(false, &[Min, Count], &[]), "* ESEARCH (TAG \"a1\") COUNT 0\r\n");
         assert_eq!(esearch(false, &[All], &[]), "* ESEARCH (TAG \"a1\")\r\n");
         let mut out = Vec::new();
-        write_search(&mut out, &[2, 9], Some(17));
+        write_search(&mut out, &[2, 9], Some(ModSeq(17)));
         assert_eq!(out, b"* SEARCH 2 9 (MODSEQ 17)\r\n");
     }
 
     #[test]
     fn modseq_of_what_is_returned() {
-        let modseqs = [7, 30, 12, 9];
-        assert_eq!(returned_modseq(&[Min], &modseqs), Some(7));
-        assert_eq!(returned_modseq(&[Max], &modseqs), Some(9));
-        assert_eq!(returned_modseq(&[Min, Max], &modseqs), Some(9));
-        assert_eq!(returned_modseq(&[Max, Min], &[10, 3]), Some(10));
-        assert_eq!(returned_modseq(&[All], &modseqs), Some(30));
-        assert_eq!(returned_modseq(&[Min, Count], &modseqs), Some(30));
-        assert_eq!(returned_modseq(&[Save, Max], &modseqs), Some(9));
+        let modseqs = [7, 30, 12, 9].map(ModSeq);
+        assert_eq!(returned_modseq(&[Min], &modseqs), Some(ModSeq(7)));
+        assert_eq!(returned_modseq(&[Max], &modseqs), Some(ModSeq(9)));
+        assert_eq!(returned_modseq(&[Min, Max], &modseqs), Some(ModSeq(9)));
+        assert_eq!(returned_modseq(&[Max, Min], &[ModSeq(10), ModSeq(3)]), Some(ModSeq(10)));
+        assert_eq!(returned_modseq(&[All], &modseqs), Some(ModSeq(30)));
+        assert_eq!(returned_modseq(&[Min, Count], &modseqs), Some(ModSeq(30)));
+        assert_eq!(returned_modseq(&[Save, Max], &modseqs), Some(ModSeq(9)));
         assert_eq!(returned_modseq(&[Min, Max, All], &[]), None);
     }
 
     #[test]
     fn save_keeps_min_max_only_alone() {
-        let uids = [3, 8, 20];
-        assert_eq!(saved(&[Save], &uids), vec![3, 8, 20]);
-        assert_eq!(saved(&[Save, Min], &uids), vec![3]);
-        assert_eq!(saved(&[Save, Min, Max], &uids), vec![3, 20]);
-        assert_eq!(saved(&[Save, Max, Count], &uids), vec![3, 8, 20]);
-        assert_eq!(saved(&[Save, Min, Max], &[5]), vec![5]);
+        let uids = [3, 8, 20].map(Uid);
+        assert_eq!(saved(&[Save], &uids), uids);
+        assert_eq!(saved(&[Save, Min], &uids), [Uid(3)]);
+        assert_eq!(saved(&[Save, Min, Max], &uids), [Uid(3), Uid(20)]);
+        assert_eq!(saved(&[Save, Max, Count], &uids), uids);
+        assert_eq!(saved(&[Save, Min, Max], &[Uid(5)]), [Uid(5)]);
         assert!(saved(&[Save, Min], &[]).is_empty());
     }
 }

@@ -11,6 +11,7 @@
 use super::doc::Doc;
 use super::keys::{Cond, Day};
 use crate::error::ImapError;
+use crate::selected::SeqNum;
 use coimail_store::{AccountId, MailboxId, MessageMeta, Store, Uid};
 use std::sync::Arc;
 use tokio::task::JoinSet;
@@ -18,7 +19,7 @@ use tokio::task::JoinSet;
 /// A message that matched, with its sequence number in the session's view.
 #[derive(Debug, Clone)]
 pub(crate) struct Hit {
-    pub seq: u32,
+    pub seq: SeqNum,
     pub meta: MessageMeta,
 }
 
@@ -30,7 +31,7 @@ pub(crate) fn day_of(unix_secs: i64) -> Day {
 
 impl Cond {
     /// The answer from index data alone, or `None` when it needs content.
-    pub(crate) fn quick(&self, seq: u32, m: &MessageMeta) -> Option<bool> {
+    pub(crate) fn quick(&self, seq: SeqNum, m: &MessageMeta) -> Option<bool> {
         Some(match self {
             Cond::Const(b) => *b,
             Cond::And(cs) => {
@@ -65,7 +66,7 @@ impl Cond {
     }
 
     /// The answer with the message's content at hand.
-    pub(crate) fn full(&self, seq: u32, m: &MessageMeta, doc: &Doc<'_>) -> bool {
+    pub(crate) fn full(&self, seq: SeqNum, m: &MessageMeta, doc: &Doc<'_>) -> bool {
         match self {
             Cond::And(cs) => cs.iter().all(|c| c.full(seq, m, doc)),
             Cond::Or(a, b) => a.full(seq, m, doc) || b.full(seq, m, doc),
@@ -121,7 +122,7 @@ pub(crate) struct Source<'a> {
     pub account: AccountId,
     pub mailbox: MailboxId,
     /// (sequence number, UID) of every message in the session's view.
-    pub view: Vec<(u32, Uid)>,
+    pub view: Vec<(SeqNum, Uid)>,
     /// The store's messages, UID order.
     pub listing: Vec<MessageMeta>,
 }
@@ -147,7 +148,7 @@ impl Source<'_> {
 pub(crate) async fn map_bodies<T, F>(store: &Store, items: Vec<Hit>, f: F) -> Result<Vec<(Hit, Option<T>)>, ImapError>
 where
     T: Send + 'static,
-    F: Fn(u32, &MessageMeta, &[u8]) -> T + Send + Sync + 'static,
+    F: Fn(SeqNum, &MessageMeta, &[u8]) -> T + Send + Sync + 'static,
 {
     let f = Arc::new(f);
     let workers = std::thread::available_parallelism().map_or(2, |n| n.get());
@@ -178,7 +179,7 @@ where
 async fn run_chunk<T, F>(store: Store, chunk: Vec<Hit>, f: Arc<F>) -> Result<Vec<(Hit, Option<T>)>, ImapError>
 where
     T: Send + 'static,
-    F: Fn(u32, &MessageMeta, &[u8]) -> T + Send + Sync + 'static,
+    F: Fn(SeqNum, &MessageMeta, &[u8]) -> T + Send + Sync + 'static,
 {
     let work = move || {
         let raws = read_chunk(&store, &chunk);

@@ -6,7 +6,8 @@
 
 use super::fold::fold;
 use crate::error::ImapError;
-use coimail_store::Uid;
+use crate::selected::SeqNum;
+use coimail_store::{ModSeq, Uid};
 
 /// One end of a `seq-range`: a number or `*`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -72,7 +73,7 @@ pub(crate) enum Key {
     Older(u32),
     Younger(u32),
     /// RFC 7162 §3.1.5: messages with a mod-sequence at least this.
-    ModSeq(u64),
+    ModSeq(ModSeq),
     /// A header field name and the substring its value must contain;
     /// SUBJECT is this with the field name.
     Header(String, Vec<u8>),
@@ -97,24 +98,25 @@ impl Key {
     }
 }
 
-/// Sorted, merged, inclusive ranges of numbers.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub(crate) struct RangeSet(Vec<(u32, u32)>);
+/// Sorted, merged, inclusive ranges of sequence numbers or of UIDs (`N`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct RangeSet<N>(Vec<(N, N)>);
 
-impl RangeSet {
-    pub(crate) fn new(mut ranges: Vec<(u32, u32)>) -> Self {
+impl<N: Copy + Ord + Into<u32>> RangeSet<N> {
+    pub(crate) fn new(mut ranges: Vec<(N, N)>) -> Self {
         ranges.sort_unstable();
-        let mut merged: Vec<(u32, u32)> = Vec::with_capacity(ranges.len());
+        let mut merged: Vec<(N, N)> = Vec::with_capacity(ranges.len());
         for (lo, hi) in ranges {
             match merged.last_mut() {
-                Some(last) if lo <= last.1.saturating_add(1) => last.1 = last.1.max(hi),
+                // Adjacent ranges merge too: `lo` is at most one past `last.1`.
+                Some(last) if lo.into() <= last.1.into().saturating_add(1) => last.1 = last.1.max(hi),
                 _ => merged.push((lo, hi)),
             }
         }
         RangeSet(merged)
     }
 
-    pub(crate) fn contains(&self, x: u32) -> bool {
+    pub(crate) fn contains(&self, x: N) -> bool {
         let i = self.0.partition_point(|&(_, hi)| hi < x);
         self.0.get(i).is_some_and(|&(lo, _)| lo <= x)
     }
@@ -127,8 +129,8 @@ pub(crate) enum Cond {
     And(Vec<Cond>),
     Or(Box<Cond>, Box<Cond>),
     Not(Box<Cond>),
-    Seq(RangeSet),
-    Uid(RangeSet),
+    Seq(RangeSet<SeqNum>),
+    Uid(RangeSet<Uid>),
     Flag(String, bool),
     Larger(u64),
     Smaller(u64),
@@ -138,7 +140,7 @@ pub(crate) enum Cond {
     InternalBefore(i64),
     /// INTERNALDATE at or after this.
     InternalFrom(i64),
-    ModSeq(u64),
+    ModSeq(ModSeq),
     /// Lower-case field name, folded needle.
     Header(String, String),
     /// Lower-case field name, folded needle (see `Doc::address_contains`).
@@ -177,8 +179,9 @@ pub(crate) fn bind(key: &Key, scope: &Scope<'_>) -> Result<Cond, ImapError> {
         Key::Seq(SeqSet::Saved) | Key::Uid(SeqSet::Saved) => {
             Cond::Uid(RangeSet::new(scope.saved.iter().map(|&u| (u, u)).collect()))
         }
-        Key::Seq(SeqSet::Ranges(r)) => Cond::Seq(ranges(r, scope.exists)),
-        Key::Uid(SeqSet::Ranges(r)) => Cond::Uid(ranges(r, scope.last_uid)),
+        // Where the client's numbers become sequence numbers or UIDs.
+        Key::Seq(SeqSet::Ranges(r)) => Cond::Seq(ranges(r, SeqNum(scope.exists), SeqNum)),
+        Key::Uid(SeqSet::Ranges(r)) => Cond::Uid(ranges(r, scope.last_uid, Uid)),
         Key::Flag(name, set) => Cond::Flag(name.clone(), *set),
         Key::Larger(n) => Cond::Larger(*n),
         Key::Smaller(n) => Cond::Smaller(*n),
@@ -197,15 +200,16 @@ pub(crate) fn bind(key: &Key, scope: &Scope<'_>) -> Result<Cond, ImapError> {
 
 /// A parsed set as ranges, `*` being `star` (RFC 3501 §6.4.8 / §9: `*` is
 /// the highest number in use, and `n:*` includes it even when `n` is larger).
-/// Nothing matches `*` in an empty mailbox.
-fn ranges(set: &[(Bound, Bound)], star: u32) -> RangeSet {
+/// Nothing matches `*` in an empty mailbox. `number` says what the
+/// client's numbers are: `SeqNum` or `Uid`.
+fn ranges<N: Copy + Ord + Into<u32>>(set: &[(Bound, Bound)], star: N, number: fn(u32) -> N) -> RangeSet<N> {
     let value = |b: Bound| match b {
-        Bound::Num(n) => n,
+        Bound::Num(n) => number(n),
         Bound::Star => star,
     };
     RangeSet::new(
         set.iter()
-            .filter(|(a, b)| star > 0 || !(matches!(a, Bound::Star) || matches!(b, Bound::Star)))
+            .filter(|(a, b)| star.into() > 0 || !(matches!(a, Bound::Star) || matches!(b, Bound::Star)))
             .map(|&(a, b)| (value(a).min(value(b)), value(a).max(value(b))))
             .collect(),
     )
@@ -217,21 +221,23 @@ mod tests {
 
     #[test]
     fn range_sets_merge_and_look_up() {
-        let r = RangeSet::new(vec![(5, 9), (1, 3), (4, 4), (20, 20), (8, 12)]);
-        assert_eq!(r, RangeSet(vec![(1, 12), (20, 20)]));
-        assert!(r.contains(1) && r.contains(12) && r.contains(20));
-        assert!(!r.contains(0) && !r.contains(13) && !r.contains(21));
-        assert!(!RangeSet::default().contains(1));
+        let u = |a, b| (Uid(a), Uid(b));
+        let r = RangeSet::new(vec![u(5, 9), u(1, 3), u(4, 4), u(20, 20), u(8, 12)]);
+        assert_eq!(r, RangeSet(vec![u(1, 12), u(20, 20)]));
+        assert!(r.contains(Uid(1)) && r.contains(Uid(12)) && r.contains(Uid(20)));
+        assert!(!r.contains(Uid(0)) && !r.contains(Uid(13)) && !r.contains(Uid(21)));
+        assert!(!RangeSet::<Uid>::new(Vec::new()).contains(Uid(1)));
     }
 
     #[test]
     fn stars_and_reversed_ranges() {
         use Bound::*;
-        assert_eq!(ranges(&[(Star, Num(3))], 10), RangeSet(vec![(3, 10)]));
-        assert_eq!(ranges(&[(Num(7), Num(2))], 10), RangeSet(vec![(2, 7)]));
+        let s = |a, b| (SeqNum(a), SeqNum(b));
+        assert_eq!(ranges(&[(Star, Num(3))], SeqNum(10), SeqNum), RangeSet(vec![s(3, 10)]));
+        assert_eq!(ranges(&[(Num(7), Num(2))], SeqNum(10), SeqNum), RangeSet(vec![s(2, 7)]));
         // A UID range past the last UID still includes it (RFC 3501 §6.4.8).
-        assert_eq!(ranges(&[(Num(559), Star)], 100), RangeSet(vec![(100, 559)]));
-        assert_eq!(ranges(&[(Star, Star), (Num(1), Num(2))], 0), RangeSet(vec![(1, 2)]));
+        assert_eq!(ranges(&[(Num(559), Star)], Uid(100), Uid), RangeSet(vec![(Uid(100), Uid(559))]));
+        assert_eq!(ranges(&[(Star, Star), (Num(1), Num(2))], SeqNum(0), SeqNum), RangeSet(vec![s(1, 2)]));
     }
 
     #[test]

@@ -15,6 +15,7 @@
 
 use super::keys::{Bound, Day, Key, SeqSet, When};
 use crate::error::ImapError;
+use coimail_store::ModSeq;
 use nom::branch::alt;
 use nom::bytes::complete::{tag_no_case, take, take_while_m_n, take_while1};
 use nom::character::complete::{char, digit1};
@@ -262,7 +263,7 @@ fn key(i: &[u8], depth: usize) -> Res<'_, Key> {
 fn modseq(i: &[u8]) -> Res<'_, Key> {
     let entry_type = alt((tag_no_case("priv"), tag_no_case("shared"), tag_no_case("all")));
     let entry = opt((sp, quoted, sp, entry_type));
-    map((entry, sp, number64), |(_, _, n)| Key::ModSeq(n)).parse(i)
+    map((entry, sp, number64), |(_, _, n)| Key::ModSeq(ModSeq(n))).parse(i)
 }
 
 /// `sequence-set` or `$` (RFC 5182 §3: `seq-last-command`, alone).

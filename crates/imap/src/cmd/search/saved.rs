@@ -9,6 +9,7 @@
 //! moment, and the commands themselves need to know nothing of `$`.
 
 use super::esearch::compact;
+use crate::selected::SeqNum;
 use crate::session::{Done, Session, State};
 use bytes::Bytes;
 use coimail_store::Uid;
@@ -16,7 +17,7 @@ use coimail_store::Uid;
 /// The messages `$` stands for (RFC 5182 §2.2), as (sequence number, UID)
 /// ascending. Messages expunged since the search are left out; an empty
 /// or unset result names none.
-pub(crate) fn saved_messages(s: &Session) -> Vec<(u32, Uid)> {
+pub(crate) fn saved_messages(s: &Session) -> Vec<(SeqNum, Uid)> {
     let (State::Selected(_, view), Some(saved)) = (&s.state, &s.saved_search) else { return Vec::new() };
     saved.iter().filter_map(|&uid| view.seq_of(uid).map(|seq| (seq, uid))).collect()
 }
@@ -30,7 +31,8 @@ pub(crate) fn expand_saved(s: &Session, bytes: Bytes) -> Result<Bytes, (String, 
     if !matches!(s.state, State::Selected(..)) {
         return Ok(bytes);
     }
-    let numbers: Vec<u32> = saved_messages(s).into_iter().map(|(seq, uid)| if site.uid { uid } else { seq }).collect();
+    let numbers: Vec<u32> =
+        saved_messages(s).into_iter().map(|(seq, uid)| if site.uid { uid.into() } else { seq.into() }).collect();
     if numbers.is_empty() {
         let done = Done::ok(format!("{}{} completed", if site.uid { "UID " } else { "" }, site.name));
         return Err((site.tag, done));

@@ -1,7 +1,7 @@
 //! SEARCH transcripts over a real socket (see `testing.rs`).
 
 use crate::testing::{Client, TestServer, check};
-use coimail_store::Flags;
+use coimail_store::{Flags, ModSeq, Uid};
 
 const M1: &str = "From: Alice Example <alice@example.org>\r\nTo: bob@example.org\r\nCc: carol@example.net\r\n\
 Subject: Hello world\r\nDate: Mon, 1 Jan 2024 10:00:00 +0000\r\nMessage-ID: <m1@example.org>\r\n\r\n\
@@ -39,7 +39,7 @@ const MESSAGES: [(&str, i64, &[&str]); 5] = [
     (M5, 1_710_057_600, &[]),                          // 10-Mar-2024 08:00 UTC
 ];
 
-pub(crate) async fn append(srv: &TestServer, raw: &str, date: i64, flags: &[&str]) -> u32 {
+pub(crate) async fn append(srv: &TestServer, raw: &str, date: i64, flags: &[&str]) -> Uid {
     let flags: Flags = flags.iter().copied().collect();
     srv.store.append(srv.account.id, "INBOX", raw.as_bytes(), flags, date).await.unwrap().uid
 }
@@ -334,7 +334,7 @@ async fn within_uses_the_clock() {
 async fn expunges_by_others_wait_until_after_search() {
     let (srv, mut c) = setup().await;
     let inbox = srv.store.mailbox(srv.account.id, "INBOX").unwrap().id;
-    srv.store.expunge(srv.account.id, inbox, &[3]).await.unwrap();
+    srv.store.expunge(srv.account.id, inbox, &[Uid(3)]).await.unwrap();
     // RFC 3501 §7.4.1: no EXPUNGE during SEARCH; the expunged message no
     // longer matches but keeps its number until the next allowed point.
     let r = c.command("x1", "SEARCH ALL").await;
@@ -413,10 +413,10 @@ async fn esearch_modseq_is_that_of_what_is_returned() {
     // \Seen in the order 1, 3, 2, 4: mod-sequences rise in that order.
     let inbox = srv.store.mailbox(srv.account.id, "INBOX").unwrap().id;
     let seen: Flags = ["\\Seen"].into_iter().collect();
-    for uid in [1, 3, 2, 4] {
+    for uid in [1, 3, 2, 4].map(Uid) {
         srv.store.store_flags(srv.account.id, inbox, &[uid], coimail_store::FlagOp::Add, &seen).await.unwrap();
     }
-    let modseq: Vec<u64> = srv.store.messages(srv.account.id, inbox).unwrap().iter().map(|m| m.modseq).collect();
+    let modseq: Vec<ModSeq> = srv.store.messages(srv.account.id, inbox).unwrap().iter().map(|m| m.modseq).collect();
     let [m1, m2, m3, m4] = modseq[..] else { panic!("{modseq:?}") };
     assert!(m1 < m3 && m3 < m2 && m2 < m4);
     let mut c = srv.connect().await;

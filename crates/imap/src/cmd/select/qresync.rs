@@ -37,7 +37,8 @@ pub(super) fn params(s: &mut Session, parameters: &[SelectParameter]) -> Result<
             }
             SelectParameter::QResync { uid_validity, mod_sequence_value, known_uids, .. } if resync.is_none() => {
                 let known = known_uids.clone();
-                resync = Some(Resync { uid_validity: uid_validity.get(), modseq: mod_sequence_value.get(), known });
+                resync =
+                    Some(Resync { uid_validity: uid_validity.get(), modseq: ModSeq(mod_sequence_value.get()), known });
             }
             _ => return Err(ImapError::bad("A SELECT parameter may be given once")),
         }

@@ -1,5 +1,5 @@
 use crate::testing::{Client, TestServer, check};
-use coimail_store::{FlagOp, Flags};
+use coimail_store::{FlagOp, Flags, ModSeq, Uid};
 
 async fn selected(srv: &TestServer, n: usize) -> Client {
     for i in 1..=n {
@@ -12,9 +12,9 @@ async fn selected(srv: &TestServer, n: usize) -> Client {
     c
 }
 
-fn modseq_of(srv: &TestServer, uid: u32) -> u64 {
+fn modseq_of(srv: &TestServer, uid: u32) -> ModSeq {
     let inbox = srv.store.mailbox(srv.account.id, "INBOX").unwrap().id;
-    srv.store.messages(srv.account.id, inbox).unwrap().into_iter().find(|m| m.uid == uid).unwrap().modseq
+    srv.store.messages(srv.account.id, inbox).unwrap().into_iter().find(|m| m.uid == Uid(uid)).unwrap().modseq
 }
 
 #[tokio::test]
@@ -89,7 +89,7 @@ async fn store_of_a_message_expunged_elsewhere() {
     let srv = TestServer::start().await;
     let mut c = selected(&srv, 2).await;
     let inbox = srv.store.mailbox(srv.account.id, "INBOX").unwrap().id;
-    srv.store.expunge(srv.account.id, inbox, &[1]).await.unwrap();
+    srv.store.expunge(srv.account.id, inbox, &[Uid(1)]).await.unwrap();
     // No EXPUNGE during STORE (RFC 3501 §7.4.1); UID STORE may carry it.
     // The rest of the set is stored and the answer is OK (RFC 2180 §4.2,
     // as Dovecot does): a NO would reach the user for nothing.
@@ -119,7 +119,7 @@ async fn conditional_store_reports_modified_and_turns_on_modseq() {
         .store_flags(
             srv.account.id,
             srv.store.mailbox(srv.account.id, "INBOX").unwrap().id,
-            &[2],
+            &[Uid(2)],
             FlagOp::Add,
             &["\\Deleted"].into_iter().collect(),
         )
@@ -134,7 +134,7 @@ async fn conditional_store_reports_modified_and_turns_on_modseq() {
              S: * 1 FETCH (UID 1 MODSEQ ({n1}))
              S: * 2 FETCH (FLAGS (\\Deleted \\Recent) UID 2 MODSEQ ({m2}))
              S: a1 OK [MODIFIED 2:3] Conditional STORE failed",
-            n1 = m2 + 1
+            n1 = m2.next()
         ),
     )
     .await;
@@ -151,8 +151,8 @@ async fn conditional_store_reports_modified_and_turns_on_modseq() {
              C: a4 STORE 1 +FLAGS (\\Seen)
              S: * 1 FETCH (FLAGS (\\Recent \\Seen) UID 1 MODSEQ ({n1}))
              S: a4 OK STORE completed",
-            n1 = m2 + 1,
-            n3 = m2 + 2
+            n1 = m2.next(),
+            n3 = m2.next().next()
         ),
     )
     .await;

@@ -6,7 +6,7 @@ fn m(n: u32, id: Option<&str>, refs: &[&str], reply_to: &[&str], subject: &str, 
     let ids = |v: &[&str]| v.iter().map(ToString::to_string).collect();
     Msg {
         number: n,
-        seq: n,
+        seq: SeqNum(n),
         sent,
         fields: Fields {
             subject: subject.into(),

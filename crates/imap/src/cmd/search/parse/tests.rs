@@ -78,8 +78,8 @@ fn every_rfc3501_key() {
         ("UID $", Key::Uid(SeqSet::Saved)),
         ("OLDER 3600", Key::Older(3600)),
         ("YOUNGER 60", Key::Younger(60)),
-        ("MODSEQ 620162338", Key::ModSeq(620_162_338)),
-        ("MODSEQ \"/flags/\\\\draft\" all 620162338", Key::ModSeq(620_162_338)),
+        ("MODSEQ 620162338", Key::ModSeq(ModSeq(620_162_338))),
+        ("MODSEQ \"/flags/\\\\draft\" all 620162338", Key::ModSeq(ModSeq(620_162_338))),
         ("seen", flag("\\Seen", true)),
     ];
     for (text, want) in cases {

@@ -3,7 +3,7 @@
 //! the other comes back and catches up.
 
 use crate::testing::{Client, TestServer, check};
-use coimail_store::MessageMeta;
+use coimail_store::{MessageMeta, ModSeq, Uid};
 
 async fn connect(srv: &TestServer) -> Client {
     let mut c = srv.connect().await;
@@ -18,13 +18,13 @@ async fn qresync_client(srv: &TestServer) -> Client {
     c
 }
 
-fn inbox(srv: &TestServer) -> (u32, u64, Vec<MessageMeta>) {
+fn inbox(srv: &TestServer) -> (u32, ModSeq, Vec<MessageMeta>) {
     let info = srv.store.mailbox(srv.account.id, "INBOX").unwrap();
     (info.uid_validity, info.highest_modseq, srv.store.messages(srv.account.id, info.id).unwrap())
 }
 
 /// Five messages; returns the client's state after its last sync: (UIDVALIDITY, HIGHESTMODSEQ).
-async fn five_then_away(srv: &TestServer) -> (u32, u64) {
+async fn five_then_away(srv: &TestServer) -> (u32, ModSeq) {
     for i in 1..=5 {
         srv.deliver(format!("Subject: {i}\r\n\r\n{i}\r\n").as_bytes()).await;
     }
@@ -68,7 +68,7 @@ async fn reconnect_with_qresync_gets_exactly_what_changed() {
     session_a_changes(&srv).await;
     let (_, highest, now) = inbox(&srv);
     let (m2, m6) = (now[1].modseq, now[3].modseq);
-    assert_eq!(now.iter().map(|m| m.uid).collect::<Vec<_>>(), [1, 2, 4, 6]);
+    assert_eq!(now.iter().map(|m| m.uid).collect::<Vec<_>>(), [1, 2, 4, 6].map(Uid));
 
     // With the known UIDs: the two expunged ones, and the flag change of UID 2.
     let mut b = qresync_client(&srv).await;
@@ -208,7 +208,7 @@ async fn with_qresync_every_expunge_is_vanished() {
     )
     .await;
     let inbox = srv.store.mailbox(srv.account.id, "INBOX").unwrap().id;
-    srv.store.expunge(srv.account.id, inbox, &[1, 6]).await.unwrap();
+    srv.store.expunge(srv.account.id, inbox, &[Uid(1), Uid(6)]).await.unwrap();
     check(
         &mut q,
         "C: e4 NOOP
