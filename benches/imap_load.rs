@@ -2,7 +2,10 @@
 //! IMAP load, coimail next to Dovecot: the state-tracking stress tester
 //! (crates/imap-stress) runs the same workload with the same seed against
 //! each server on this machine and prints commands/s, the ratio
-//! coimail/Dovecot, latency p50/p99 and the violations it found.
+//! coimail/Dovecot, each server's CPU time per command during the load
+//! (from /proc, `imap_load/cpu.rs`; it moves much less than commands/s
+//! with whatever else the machine runs), the tester's own CPU per command,
+//! latency p50/p99 and the violations it found.
 //!
 //! Scenarios:
 //! - a: 10 clients on one mailbox, no LOGOUT;
@@ -177,13 +180,7 @@ fn main() {
 
     // coimail on its own runtime, as `coimail serve` runs it.
     // Named threads, so a profile tells the server's work from the tester's.
-    let sw: usize = std::env::var("SW").ok().and_then(|v| v.parse().ok()).unwrap_or(2);
-    let server_rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(sw)
-        .thread_name("coimail")
-        .enable_all()
-        .build()
-        .unwrap();
+    let server_rt = tokio::runtime::Builder::new_multi_thread().thread_name("coimail").enable_all().build().unwrap();
     let running = server_rt.block_on(async {
         let mut c = common::loopback_config(dir.path());
         // Every client connects from 127.0.0.1, 50 of them at once in (b).
@@ -199,11 +196,7 @@ fn main() {
     let coimail = running.addrs().imap[0];
     let dovecot = o.dovecot.then(|| Dovecot::start(&dir.path().join("dovecot")));
 
-    let tester_rt = if std::env::var("TCT").is_ok() {
-        tokio::runtime::Builder::new_current_thread().thread_name("tester").enable_all().build().unwrap()
-    } else {
-        tokio::runtime::Builder::new_multi_thread().thread_name("tester").enable_all().build().unwrap()
-    };
+    let tester_rt = tokio::runtime::Builder::new_multi_thread().thread_name("tester").enable_all().build().unwrap();
     let mut rows = Vec::new();
     for &s in &o.scenarios {
         let mut servers = vec![("coimail", coimail)];
