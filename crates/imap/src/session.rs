@@ -297,8 +297,7 @@ impl Session {
     /// command, except in IDLE) unless NOTIFY asked for them (RFC 5465 §5),
     /// so without NOTIFY the session does not wake for each one: the next
     /// command takes them all (`drain_changes`). Waking per change cost every
-    /// other session on a busy account a task switch per change (the largest
-    /// item in the multi-client profile, docs/BENCHMARKS.md). A timer still
+    /// other session on a busy account a task switch per change. A timer still
     /// drains now and then, so a session that sends nothing for a while does
     /// not fall `changes::CAPACITY` behind and need a full resync.
     async fn wait(&mut self) -> Wake {
