@@ -18,6 +18,7 @@ mod crash;
 mod external;
 mod imap_interop;
 mod imap_stress;
+mod inbound;
 mod logging;
 mod queue;
 mod smtp_interop;

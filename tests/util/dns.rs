@@ -1,13 +1,15 @@
-//! A tiny authoritative DNS server for tests, on a loopback UDP port: MX and
-//! A records from a table, built on hickory-proto (which hickory-resolver
-//! brings anyway). Unknown names get NXDOMAIN; a known name without records
-//! of the asked type gets an empty NOERROR answer. No real DNS is ever asked.
+//! A tiny authoritative DNS server for tests, on a loopback UDP port: MX, A,
+//! TXT and PTR records from a table, built on hickory-proto (which
+//! hickory-resolver brings anyway). Unknown names get NXDOMAIN; a known name
+//! without records of the asked type gets an empty NOERROR answer; names
+//! marked with [`Zone::servfail`] get SERVFAIL (a temporary failure). No
+//! real DNS is ever asked.
 
 use hickory_resolver::proto::op::{Message, MessageType, ResponseCode};
-use hickory_resolver::proto::rr::rdata::{A, MX};
+use hickory_resolver::proto::rr::rdata::{A, MX, PTR, TXT};
 use hickory_resolver::proto::rr::{Name, RData, Record, RecordType};
-use std::collections::HashMap;
-use std::net::{Ipv4Addr, SocketAddr};
+use std::collections::{HashMap, HashSet};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::{Arc, Mutex};
 use tokio::net::UdpSocket;
 use tokio::task::JoinHandle;
@@ -16,6 +18,11 @@ use tokio::task::JoinHandle;
 pub struct Zone {
     mx: HashMap<String, Vec<(u16, String)>>,
     a: HashMap<String, Vec<Ipv4Addr>>,
+    txt: HashMap<String, Vec<String>>,
+    ptr: HashMap<String, Vec<String>>,
+    servfail: HashSet<String>,
+    /// TTL of every answer, in seconds; 1 unless set.
+    ttl: Option<u32>,
 }
 
 fn key(name: &str) -> String {
@@ -33,12 +40,43 @@ impl Zone {
         self
     }
 
+    /// A TXT record; text over 255 octets is split into several strings,
+    /// as DNS requires (DKIM RSA keys are longer).
+    pub fn txt(mut self, name: &str, text: &str) -> Zone {
+        self.txt.entry(key(name)).or_default().push(text.to_owned());
+        self
+    }
+
+    /// A PTR record for `ip` (its in-addr.arpa / ip6.arpa name).
+    pub fn ptr(mut self, ip: IpAddr, host: &str) -> Zone {
+        let name = Name::from(ip).to_ascii();
+        self.ptr.entry(key(&name)).or_default().push(host.to_owned());
+        self
+    }
+
+    /// Every query for `name` gets SERVFAIL.
+    pub fn servfail(mut self, name: &str) -> Zone {
+        self.servfail.insert(key(name));
+        self
+    }
+
+    /// The TTL of every answer (so resolver caches keep them).
+    pub fn ttl(mut self, secs: u32) -> Zone {
+        self.ttl = Some(secs);
+        self
+    }
+
     fn answer(&self, name: &Name, rtype: RecordType) -> Option<Vec<Record>> {
         let k = key(&name.to_ascii());
-        if !self.mx.contains_key(&k) && !self.a.contains_key(&k) {
+        let known = self.mx.contains_key(&k)
+            || self.a.contains_key(&k)
+            || self.txt.contains_key(&k)
+            || self.ptr.contains_key(&k);
+        if !known {
             return None;
         }
-        let record = |data| Record::from_rdata(name.clone(), 1, data);
+        let ttl = self.ttl.unwrap_or(1);
+        let record = |data| Record::from_rdata(name.clone(), ttl, data);
         let mut out = Vec::new();
         match rtype {
             RecordType::MX => {
@@ -48,6 +86,21 @@ impl Zone {
                 }
             }
             RecordType::A => out.extend(self.a.get(&k).into_iter().flatten().map(|ip| record(RData::A(A(*ip))))),
+            RecordType::TXT => {
+                for text in self.txt.get(&k).into_iter().flatten() {
+                    let chunks: Vec<String> = text
+                        .as_bytes()
+                        .chunks(255)
+                        .map(|c| String::from_utf8(c.to_vec()).unwrap())
+                        .collect();
+                    out.push(record(RData::TXT(TXT::new(chunks))));
+                }
+            }
+            RecordType::PTR => {
+                for host in self.ptr.get(&k).into_iter().flatten() {
+                    out.push(record(RData::PTR(PTR(Name::from_ascii(format!("{host}.")).unwrap()))));
+                }
+            }
             _ => {}
         }
         Some(out)
@@ -89,6 +142,10 @@ fn respond(zone: &Zone, request: &Message, seen: &Mutex<Vec<String>>) -> Message
     for q in &request.queries {
         seen.lock().unwrap().push(format!("{} {}", q.name.to_ascii(), q.query_type));
         response.add_query(q.clone());
+        if zone.servfail.contains(&key(&q.name.to_ascii())) {
+            response.metadata.response_code = ResponseCode::ServFail;
+            continue;
+        }
         match zone.answer(&q.name, q.query_type) {
             Some(records) => {
                 response.add_answers(records);

@@ -35,7 +35,7 @@
 //!   far as the remote's replies allow.
 
 pub mod attempt;
-mod dns;
+pub mod dns;
 pub mod dsn;
 mod local;
 pub mod notify;
