@@ -23,6 +23,7 @@ const LOCALHOST: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
 
 fn base_zone() -> Zone {
     Zone::default()
+        .ttl(60)
         .ptr(LOCALHOST, "client.pass.test")
         .a("client.pass.test", Ipv4Addr::LOCALHOST)
         .txt("pass.test", "v=spf1 ip4:127.0.0.1 -all")
@@ -30,7 +31,8 @@ fn base_zone() -> Zone {
         .txt("fail.test", "v=spf1 -all")
         .txt("softfail.test", "v=spf1 ~all")
         .txt("neutral.test", "v=spf1 ?all")
-        .txt("perm.test", "v=spf1 ip4:127.0.0.1 include:permerror.test -all")
+        // RFC 7208 §5.2: include of a domain without SPF record is a permerror.
+        .txt("perm.test", "v=spf1 include:nospf.test -all")
         .txt("none.test", "something else")
         .servfail("temp.test")
         .txt("_dmarc.reject.test", "v=DMARC1; p=reject")
@@ -42,7 +44,8 @@ fn base_zone() -> Zone {
 /// example.org with ALICE, checks on, resolving through `dns`.
 async fn mx(dns: &TestDns) -> MailHost {
     let dir = tempfile::tempdir().unwrap();
-    let config = host_config(dir.path(), "example.org", LOCALHOST, 0, dns.addr);
+    let mut config = host_config(dir.path(), "example.org", LOCALHOST, 0, dns.addr);
+    config.queue.outbound_port = 25; // nothing is sent out here
     assert!(config.smtp.inbound_checks);
     MailHost::start(dir, config, "example.org", &[ALICE]).await
 }
@@ -175,7 +178,7 @@ async fn dmarc_quarantine_goes_to_a_junk_mailbox_made_on_demand() {
     let m = imap.command("FETCH 1 BODY.PEEK[]").await.text();
     assert!(m.contains("Subject: suspicious"), "{m}");
     let results = our_results(&m[m.find("Return-Path").unwrap()..]);
-    assert!(results.contains("dmarc=fail header.from=quarantine.test policy.dmarc=quarantine"), "{results}");
+    assert!(results.contains("dmarc=fail (") && results.contains("policy.dmarc=quarantine"), "{results}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -288,7 +291,7 @@ async fn dkim_signatures_by_dkimpy_pass_and_altered_messages_fail() {
         let (m, results) = last(&host).await;
         assert!(m.contains("Hello, altered."), "{m}");
         assert!(results.contains("dkim=fail"), "{alg} altered: {results}");
-        assert!(results.contains("dmarc=fail header.from=signer.test policy.dmarc=none"), "{results}");
+        assert!(results.contains("dmarc=fail (") && results.contains("header.from=signer.test policy.dmarc=none"), "{results}");
     }
     // A key that cannot be fetched right now: try again later, not a pass.
     let signed = run_dkimpy("dkimsign", &["gone", "signer.test", rsa_key], &plain);
@@ -307,9 +310,10 @@ async fn an_arc_chain_sealed_by_dkimpy_verifies() {
     let host = mx(&dns).await;
     let mut forwarded = b"Authentication-Results: forwarder.test; spf=pass smtp.mailfrom=x@pass.test\r\n".to_vec();
     forwarded.extend_from_slice(&message("x@pass.test", "forwarded"));
-    let mut sealed = run_dkimpy("arcsign", &["arc", "forwarder.test", key.to_str().unwrap(), "forwarder.test"], &forwarded);
+    // arcsign prints the message with the ARC set on top.
+    let sealed = run_dkimpy("arcsign", &["arc", "forwarder.test", key.to_str().unwrap(), "forwarder.test"], &forwarded);
     assert!(sealed.starts_with(b"ARC-Seal: i=1;"), "{}", String::from_utf8_lossy(&sealed));
-    sealed.extend_from_slice(&forwarded);
+    assert!(sealed.ends_with(&forwarded));
     let r = send(&host, "x@pass.test", &sealed).await;
     assert!(r.starts_with("250 "), "{r}");
     let (_, results) = last(&host).await;

@@ -119,3 +119,4 @@ fn alignment_is_relaxed_within_one_tree() {
     assert!(!aligned("badexample.org", "example.org"));
     assert!(!aligned("example.org.evil", "example.org"));
 }
+
