@@ -221,7 +221,10 @@ fn dkimpy(name: &str) -> Option<PathBuf> {
     if path.is_file() {
         return Some(path);
     }
-    assert!(std::env::var("COIMAIL_EXTERNAL").as_deref() != Ok("1"), "{name} missing (tests/run.sh installs python3-dkim)");
+    assert!(
+        std::env::var("COIMAIL_EXTERNAL").as_deref() != Ok("1"),
+        "{name} missing (tests/run.sh installs python3-dkim)"
+    );
     eprintln!("skipped: {name} is not installed (Debian python3-dkim; tests/run.sh installs it)");
     None
 }
@@ -291,7 +294,10 @@ async fn dkim_signatures_by_dkimpy_pass_and_altered_messages_fail() {
         let (m, results) = last(&host).await;
         assert!(m.contains("Hello, altered."), "{m}");
         assert!(results.contains("dkim=fail"), "{alg} altered: {results}");
-        assert!(results.contains("dmarc=fail (") && results.contains("header.from=signer.test policy.dmarc=none"), "{results}");
+        assert!(
+            results.contains("dmarc=fail (") && results.contains("header.from=signer.test policy.dmarc=none"),
+            "{results}"
+        );
     }
     // A key that cannot be fetched right now: try again later, not a pass.
     let signed = run_dkimpy("dkimsign", &["gone", "signer.test", rsa_key], &plain);

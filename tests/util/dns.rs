@@ -6,7 +6,7 @@
 //! real DNS is ever asked.
 
 use hickory_resolver::proto::op::{Message, MessageType, ResponseCode};
-use hickory_resolver::proto::rr::rdata::{A, MX, PTR, TXT};
+use hickory_resolver::proto::rr::rdata::{A, MX, PTR, SOA, TXT};
 use hickory_resolver::proto::rr::{Name, RData, Record, RecordType};
 use std::collections::{HashMap, HashSet};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -66,6 +66,13 @@ impl Zone {
         self
     }
 
+    fn soa(&self) -> Record {
+        let ttl = self.ttl.unwrap_or(1);
+        let name = |n: &str| Name::from_ascii(n).unwrap();
+        let soa = SOA::new(name("ns.test."), name("hostmaster.test."), 1, 3600, 600, 86400, ttl);
+        Record::from_rdata(Name::root(), ttl, RData::SOA(soa))
+    }
+
     fn answer(&self, name: &Name, rtype: RecordType) -> Option<Vec<Record>> {
         let k = key(&name.to_ascii());
         let known = self.mx.contains_key(&k)
@@ -88,11 +95,8 @@ impl Zone {
             RecordType::A => out.extend(self.a.get(&k).into_iter().flatten().map(|ip| record(RData::A(A(*ip))))),
             RecordType::TXT => {
                 for text in self.txt.get(&k).into_iter().flatten() {
-                    let chunks: Vec<String> = text
-                        .as_bytes()
-                        .chunks(255)
-                        .map(|c| String::from_utf8(c.to_vec()).unwrap())
-                        .collect();
+                    let chunks: Vec<String> =
+                        text.as_bytes().chunks(255).map(|c| String::from_utf8(c.to_vec()).unwrap()).collect();
                     out.push(record(RData::TXT(TXT::new(chunks))));
                 }
             }
@@ -147,10 +151,18 @@ fn respond(zone: &Zone, request: &Message, seen: &Mutex<Vec<String>>) -> Message
             continue;
         }
         match zone.answer(&q.name, q.query_type) {
-            Some(records) => {
+            Some(records) if !records.is_empty() => {
                 response.add_answers(records);
             }
-            None => response.metadata.response_code = ResponseCode::NXDomain,
+            // NODATA and NXDOMAIN carry an SOA, as real servers' do: its
+            // minimum is the negative TTL resolvers cache them for (RFC 2308).
+            Some(_) => {
+                response.add_authority(zone.soa());
+            }
+            None => {
+                response.metadata.response_code = ResponseCode::NXDomain;
+                response.add_authority(zone.soa());
+            }
         }
     }
     response

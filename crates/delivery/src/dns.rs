@@ -78,7 +78,10 @@ pub fn resolver(servers: &[SocketAddr], timeout: Duration) -> Result<TokioResolv
             // Start anyway: local mail works; remote mail waits in the queue
             // (every lookup fails temporarily) until DNS is configured.
             tracing::error!(error = %e, "no usable /etc/resolv.conf and no [queue] resolvers: DNS lookups will fail");
-            Resolver::builder_with_config(ResolverConfig::from_name_servers(Vec::new()), TokioRuntimeProvider::default())
+            Resolver::builder_with_config(
+                ResolverConfig::from_name_servers(Vec::new()),
+                TokioRuntimeProvider::default(),
+            )
         }
         None => {
             let config = ResolverConfig::from_name_servers(servers.iter().copied().map(name_server).collect());

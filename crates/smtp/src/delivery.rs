@@ -132,7 +132,11 @@ async fn placements_for(
     envelope: &Envelope<'_>,
     message: &[u8],
 ) -> Result<Vec<Placement>, SmtpError> {
-    if envelope.quarantine { junk_placements(ctx, envelope).await } else { placements(&ctx.coi, envelope, message).await }
+    if envelope.quarantine {
+        junk_placements(ctx, envelope).await
+    } else {
+        placements(&ctx.coi, envelope, message).await
+    }
 }
 
 /// Whether a permitted recipient outside our domains can be carried: only

@@ -40,8 +40,8 @@ use mail_auth::dmarc::Policy;
 use mail_auth::dmarc::verify::DmarcParameters;
 use mail_auth::spf::verify::SpfParameters;
 use mail_auth::{
-    ArcOutput, AuthenticatedMessage, DkimOutput, DkimResult, DmarcOutput, DmarcResult, Error, IprevOutput,
-    IprevResult, MessageAuthenticator, SpfOutput, SpfResult,
+    ArcOutput, AuthenticatedMessage, DkimOutput, DkimResult, DmarcOutput, DmarcResult, Error, IprevOutput, IprevResult,
+    MessageAuthenticator, SpfOutput, SpfResult,
 };
 use std::net::IpAddr;
 
@@ -111,7 +111,11 @@ impl Checker {
     /// tests can point both at their DNS server); `authserv_id` is our
     /// host name.
     pub fn new(resolver: TokioResolver, authserv_id: &str) -> Checker {
-        Checker { auth: MessageAuthenticator(resolver), caches: cache::Caches::new(), authserv_id: authserv_id.to_owned() }
+        Checker {
+            auth: MessageAuthenticator(resolver),
+            caches: cache::Caches::new(),
+            authserv_id: authserv_id.to_owned(),
+        }
     }
 
     /// Runs every check on `message` (as the client sent it, without our
@@ -213,10 +217,8 @@ pub(crate) async fn apply(
     if removed > 0 {
         tracing::info!(removed, "removed Authentication-Results fields claiming to be ours");
     }
-    let after_return_path = message
-        .get(..head)
-        .and_then(|h| h.windows(2).position(|w| w == b"\r\n"))
-        .map_or(0, |end| end + 2);
+    let after_return_path =
+        message.get(..head).and_then(|h| h.windows(2).position(|w| w == b"\r\n")).map_or(0, |end| end + 2);
     message.splice(after_return_path..after_return_path, checked.header.into_bytes());
     checked.verdict
 }
@@ -311,8 +313,7 @@ pub(crate) fn decide(f: &Facts, claims: &[String]) -> Verdict {
     if dmarc_fail && f.policy == Policy::Reject {
         return Verdict::Refuse(DMARC_REJECT);
     }
-    let temporary =
-        f.spf == SpfResult::TempError || f.dkim_temporary || matches!(f.dmarc, DmarcResult::TempError(_));
+    let temporary = f.spf == SpfResult::TempError || f.dkim_temporary || matches!(f.dmarc, DmarcResult::TempError(_));
     let proven = |d: &String| {
         (f.spf == SpfResult::Pass && aligned(&f.spf_domain, d)) || f.dkim_pass.iter().any(|s| aligned(s, d))
     };

@@ -25,7 +25,12 @@ fn verdicts() {
     let ours = &["example.org".to_owned()];
     let cases: Vec<(&str, Facts, &[String], Verdict)> = vec![
         ("nothing published: delivered", facts(), none, Verdict::Deliver),
-        ("dmarc reject", Facts { dmarc: fail(), policy: Policy::Reject, ..facts() }, none, Verdict::Refuse(DMARC_REJECT)),
+        (
+            "dmarc reject",
+            Facts { dmarc: fail(), policy: Policy::Reject, ..facts() },
+            none,
+            Verdict::Refuse(DMARC_REJECT),
+        ),
         ("dmarc quarantine", Facts { dmarc: fail(), policy: Policy::Quarantine, ..facts() }, none, Verdict::Quarantine),
         ("dmarc p=none", Facts { dmarc: fail(), policy: Policy::None, ..facts() }, none, Verdict::Deliver),
         ("spf fail alone", Facts { spf: SpfResult::Fail, ..facts() }, none, Verdict::Refuse(SPF_FAIL)),
@@ -40,7 +45,12 @@ fn verdicts() {
         ("spf permerror", Facts { spf: SpfResult::PermError, ..facts() }, none, Verdict::Deliver),
         ("spf temperror", Facts { spf: SpfResult::TempError, ..facts() }, none, Verdict::Refuse(TEMPORARY)),
         ("dkim temperror", Facts { dkim_temporary: true, ..facts() }, none, Verdict::Refuse(TEMPORARY)),
-        ("dmarc temperror", Facts { dmarc: DmarcResult::TempError(temp()), ..facts() }, none, Verdict::Refuse(TEMPORARY)),
+        (
+            "dmarc temperror",
+            Facts { dmarc: DmarcResult::TempError(temp()), ..facts() },
+            none,
+            Verdict::Refuse(TEMPORARY),
+        ),
         (
             "a temperror beside a dmarc pass changes nothing",
             Facts { dmarc: DmarcResult::Pass, dkim_temporary: true, dkim_pass: vec!["remote.test".into()], ..facts() },
@@ -102,10 +112,10 @@ fn own_claims_come_from_mail_from_and_from_including_subdomains() {
     let from = |a: &[&str]| a.iter().map(|s| s.to_string()).collect::<Vec<_>>();
     assert_eq!(own_claims("", &from(&["a@remote.test"]), &own).unwrap(), Vec::<String>::new());
     assert_eq!(own_claims("x@Example.Org", &from(&[]), &own).unwrap(), ["example.org"]);
-    assert_eq!(own_claims("x@remote.test", &from(&["a@mail.example.org", "b@example.org"]), &own).unwrap(), [
-        "mail.example.org",
-        "example.org"
-    ]);
+    assert_eq!(
+        own_claims("x@remote.test", &from(&["a@mail.example.org", "b@example.org"]), &own).unwrap(),
+        ["mail.example.org", "example.org"]
+    );
     assert_eq!(own_claims("x@org", &from(&["nodomain"]), &own).unwrap(), Vec::<String>::new());
     let broken = |_: &str| -> Result<bool, SmtpError> { Err(crate::reply::LOCAL_ERROR) };
     assert!(own_claims("x@example.org", &[], &broken).is_err());
@@ -119,4 +129,3 @@ fn alignment_is_relaxed_within_one_tree() {
     assert!(!aligned("badexample.org", "example.org"));
     assert!(!aligned("example.org.evil", "example.org"));
 }
-
