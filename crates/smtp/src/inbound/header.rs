@@ -186,6 +186,10 @@ mod tests {
         assert!(h.contains("smtp.helo=client.example"), "{h}");
         assert!(h.contains("smtp.mailfrom=a@example.net"), "{h}");
         assert!(h.ends_with("\r\n") && !h[..h.len() - 2].contains("\r\n\r\n"), "{h:?}");
-        assert_eq!(forged(h.as_bytes(), OURS), vec![Range { start: 0, end: h.len() }], "what we write is what we remove next time");
+        assert_eq!(
+            forged(h.as_bytes(), OURS),
+            vec![Range { start: 0, end: h.len() }],
+            "what we write is what we remove next time"
+        );
     }
 }
