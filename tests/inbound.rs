@@ -325,3 +325,40 @@ async fn an_arc_chain_sealed_by_dkimpy_verifies() {
     let (_, results) = last(&host).await;
     assert!(results.contains("arc=pass smtp.remote-ip=127.0.0.1"), "{results}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_verdict_is_logged_in_the_session_span() {
+    let dns = TestDns::start(base_zone()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = crate::util::server::test_config(dir.path());
+    config.smtp.inbound_checks = true;
+    config.queue.resolvers = vec![dns.addr];
+    config.log.format = coimail_daemon::config::LogFormat::Json;
+    std::fs::write(dir.path().join("coimail.toml"), toml::to_string(&config).unwrap()).unwrap();
+    let mut server = crate::util::ChildServer::spawn_logging(dir.path(), "warn,coimail_smtp=info");
+    crate::util::server::add_user(&server, ALICE);
+    let mut c = SmtpClient::connect(server.smtp()).await;
+    assert!(c.send("x@pass.test", &[ALICE], &message("x@pass.test", "logged")).await.starts_with("250"));
+    let r = c.send("x@pass.test", &[ALICE], &message("ceo@reject.test", "refused")).await;
+    assert!(r.starts_with("550 5.7.1"), "{r}");
+    assert!(server.terminate());
+
+    let log = std::fs::read_to_string(dir.path().join("server.log")).unwrap();
+    let checks: Vec<serde_json::Value> = log
+        .lines()
+        .filter(|l| l.contains("\"message\":\"inbound checks\""))
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(checks.len(), 2, "{log}");
+    let field = |v: &serde_json::Value, k: &str| v[k].as_str().unwrap_or_default().to_owned();
+    let text = |v: &serde_json::Value| v.to_string();
+    assert_eq!(field(&checks[0], "spf_mail_from"), "Pass", "{}", text(&checks[0]));
+    assert_eq!(field(&checks[0], "iprev"), "pass", "{}", text(&checks[0]));
+    assert_eq!(field(&checks[0], "dmarc"), "pass", "{}", text(&checks[0]));
+    assert_eq!(field(&checks[0], "verdict"), "deliver", "{}", text(&checks[0]));
+    assert!(field(&checks[1], "verdict").starts_with("refuse 550 5.7.1"), "{}", text(&checks[1]));
+    assert!(field(&checks[1], "dmarc").starts_with("fail"), "{}", text(&checks[1]));
+    for v in &checks {
+        assert!(text(v).contains("session_id") && text(v).contains("127.0.0.1"), "not in the session span: {v}");
+    }
+}

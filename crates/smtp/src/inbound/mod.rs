@@ -87,6 +87,16 @@ pub(crate) enum Verdict {
     Refuse(SmtpError),
 }
 
+impl std::fmt::Display for Verdict {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Verdict::Deliver => f.write_str("deliver"),
+            Verdict::Quarantine => f.write_str("quarantine"),
+            Verdict::Refuse(e) => write!(f, "refuse {e}"),
+        }
+    }
+}
+
 /// Every check's result for one message.
 pub(crate) struct Results<'x> {
     pub iprev: IprevOutput,
@@ -352,7 +362,7 @@ fn log(r: &Results<'_>, verdict: &Verdict) {
         dmarc = %r.dmarc.result(),
         dmarc_domain = r.dmarc.domain(),
         dmarc_policy = %r.dmarc.policy(),
-        verdict = ?verdict,
+        verdict = %verdict,
         "inbound checks"
     );
 }
