@@ -10,10 +10,21 @@
 //!   `* N EXISTS` (0 when the EXISTS came before the 250, as it usually does:
 //!   the store publishes before the session replies).
 //!
+//! The MX listener's inbound checks are on (`smtp.inbound_checks`), as in
+//! production: the sender domain publishes SPF, DMARC `p=reject` and an
+//! Ed25519 DKIM key in the bench's own DNS server (`tests/util/dns.rs`),
+//! 127.0.0.1 has a PTR record, and every message is DKIM-signed (before the
+//! clock starts), so each is verified (SPF, DKIM, ARC, DMARC, iprev) and
+//! gets `Authentication-Results`. `--no-checks` turns them off.
+//!
 //! Run: `cargo bench --bench smtp_load` (release build). Options:
-//! `-- --sessions N --messages N --users N --size BYTES`. Asserts nothing.
+//! `-- --sessions N --messages N --users N --size BYTES --no-checks`. Asserts
+//! only that the checks passed on the stored messages.
 
 mod common;
+#[allow(dead_code)] // the bench needs only part of the test DNS server
+#[path = "../tests/util/dns.rs"]
+mod dns;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -28,11 +39,13 @@ struct Options {
     messages: usize,
     users: usize,
     size: usize,
+    checks: bool,
 }
 
 fn options() -> Options {
-    let mut o = Options { sessions: 10, messages: 2000, users: 10, size: 2048 };
+    let mut o = Options { sessions: 10, messages: 2000, users: 10, size: 2048, checks: true };
     let args: Vec<String> = std::env::args().collect();
+    o.checks = !args.iter().any(|a| a == "--no-checks");
     for pair in args.windows(2) {
         let n = pair[1].parse().ok();
         match (pair[0].as_str(), n) {
@@ -68,9 +81,46 @@ fn message(n: usize, to: &str, size: usize) -> Vec<u8> {
     m
 }
 
-/// One SMTP session sending `jobs` (message number, recipient); returns the
-/// time of each 250 and its latency.
-async fn sender(addr: SocketAddr, jobs: Vec<(usize, usize)>, size: usize) -> Vec<(Instant, Duration)> {
+/// The sender domain's DKIM key and what its DNS publishes.
+struct Sender {
+    signer: mail_auth::dkim::DkimSigner<mail_auth::common::crypto::Ed25519Key, mail_auth::dkim::Done>,
+    zone: dns::Zone,
+}
+
+fn sender_domain() -> Sender {
+    use base64::Engine;
+    let pkcs8 = mail_auth::common::crypto::Ed25519Key::generate_pkcs8().unwrap();
+    let key = mail_auth::common::crypto::Ed25519Key::from_pkcs8_der(&pkcs8).unwrap();
+    let public = base64::engine::general_purpose::STANDARD.encode(key.public_key());
+    let zone = dns::Zone::default()
+        .ttl(3600)
+        .txt("remote.test", "v=spf1 ip4:127.0.0.1 -all")
+        .txt("_dmarc.remote.test", "v=DMARC1; p=reject")
+        .txt("bench._domainkey.remote.test", &format!("v=DKIM1; k=ed25519; p={public}"))
+        .ptr("127.0.0.1".parse().unwrap(), "load.remote.test")
+        .a("load.remote.test", "127.0.0.1".parse().unwrap());
+    let signer = mail_auth::dkim::DkimSigner::from_key(key).domain("remote.test").selector("bench").headers([
+        "From",
+        "To",
+        "Subject",
+        "Message-ID",
+        "Date",
+    ]);
+    Sender { signer, zone }
+}
+
+/// `message` with a DKIM-Signature of remote.test in front.
+fn signed(sender: &Sender, message: Vec<u8>) -> Vec<u8> {
+    use mail_auth::common::headers::HeaderWriter;
+    let signature = sender.signer.sign(&message).unwrap();
+    let mut out = signature.to_header().into_bytes();
+    out.extend_from_slice(&message);
+    out
+}
+
+/// One SMTP session sending `jobs` (message number, recipient, the message with
+/// its end of data); returns the time of each 250 and its latency.
+async fn sender(addr: SocketAddr, jobs: Vec<(usize, usize, Vec<u8>)>) -> Vec<(Instant, Duration)> {
     let stream = TcpStream::connect(addr).await.unwrap();
     stream.set_nodelay(true).unwrap();
     let (r, mut w) = stream.into_split();
@@ -79,7 +129,7 @@ async fn sender(addr: SocketAddr, jobs: Vec<(usize, usize)>, size: usize) -> Vec
     w.write_all(b"EHLO load.test\r\n").await.unwrap();
     assert!(common::reply(&mut r).await.starts_with("250"));
     let mut out = Vec::with_capacity(jobs.len());
-    for (n, u) in jobs {
+    for (_, u, data) in jobs {
         let to = user(u);
         let start = Instant::now();
         // PIPELINING: the envelope in one write, the data in another.
@@ -88,8 +138,6 @@ async fn sender(addr: SocketAddr, jobs: Vec<(usize, usize)>, size: usize) -> Vec
             let l = common::reply(&mut r).await;
             assert!(l.starts_with(expect), "{l}");
         }
-        let mut data = message(n, &to, size);
-        data.extend_from_slice(b".\r\n");
         w.write_all(&data).await.unwrap();
         let l = common::reply(&mut r).await;
         assert!(l.starts_with("250"), "{l}");
@@ -134,19 +182,37 @@ async fn watcher(addr: SocketAddr, login: String, want: usize, ready: Arc<tokio:
     }
 }
 
-fn config(dir: &std::path::Path) -> coimail_daemon::Config {
+fn config(dir: &std::path::Path, dns: Option<SocketAddr>) -> coimail_daemon::Config {
     let mut c = common::loopback_config(dir);
     c.smtp.max_connections_per_ip = 1000;
     c.imap.max_connections_per_ip = 1000;
+    if let Some(dns) = dns {
+        c.smtp.inbound_checks = true;
+        c.queue.resolvers = vec![dns];
+    }
     c
+}
+
+/// Every stored message passed every check (the bench measured the verifying path).
+async fn assert_checked(running: &coimail_daemon::Running) {
+    let account = running.directory().user(&user(0)).unwrap().unwrap();
+    let inbox = running.store().mailbox(account.id, "INBOX").unwrap();
+    let messages = running.store().messages(account.id, inbox.id).unwrap();
+    let first = String::from_utf8(running.store().read_message(&messages[0]).await.unwrap()).unwrap();
+    for want in ["iprev=pass", "spf=pass", "dkim=pass", "dmarc=pass"] {
+        assert!(first.contains(want), "{want} missing:\n{first}");
+    }
+    println!("  checks: iprev, spf, dkim, dmarc all pass on the stored messages");
 }
 
 fn main() {
     let o = options();
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
     rt.block_on(async {
+        let domain = sender_domain();
+        let dns = dns::TestDns::start(domain.zone.clone()).await;
         let dir = tempfile::tempdir().unwrap();
-        let running = coimail_daemon::start(config(dir.path())).await.unwrap();
+        let running = coimail_daemon::start(config(dir.path(), o.checks.then_some(dns.addr))).await.unwrap();
         running.directory().add_domain("example.org").await.unwrap();
         for u in 0..o.users {
             running.directory().add_user(&user(u), PASSWORD, None).await.unwrap();
@@ -161,13 +227,16 @@ fn main() {
             (0..o.users).map(|u| tokio::spawn(watcher(imap, user(u), per_user[u], ready.clone()))).collect();
         ready.wait().await;
 
+        // Messages are made (and signed) before the clock starts.
+        let mut jobs: Vec<Vec<(usize, usize, Vec<u8>)>> = (0..o.sessions).map(|_| Vec::new()).collect();
+        for n in 0..o.messages {
+            let u = n % o.users;
+            let mut data = signed(&domain, message(n, &user(u), o.size));
+            data.extend_from_slice(b".\r\n");
+            jobs[n % o.sessions].push((n, u, data));
+        }
         let start = Instant::now();
-        let senders: Vec<_> = (0..o.sessions)
-            .map(|s| {
-                let jobs = (s..o.messages).step_by(o.sessions).map(|n| (n, n % o.users)).collect();
-                tokio::spawn(sender(smtp, jobs, o.size))
-            })
-            .collect();
+        let senders: Vec<_> = jobs.into_iter().map(|jobs| tokio::spawn(sender(smtp, jobs))).collect();
         let mut acks = Vec::with_capacity(o.messages);
         for s in senders {
             acks.extend(s.await.unwrap());
@@ -182,8 +251,12 @@ fn main() {
         lat.sort();
         let secs = (last_250 - start).as_secs_f64();
         println!(
-            "SMTP load: {} sessions, {} messages of {} bytes to {} local users over loopback (durable commits)",
-            o.sessions, o.messages, o.size, o.users
+            "SMTP load: {} sessions, {} messages of {} bytes to {} local users over loopback (durable commits){}",
+            o.sessions,
+            o.messages,
+            o.size,
+            o.users,
+            if o.checks { ", inbound checks on" } else { "" }
         );
         println!(
             "  accepted:   {:.0} msg/s ({:.3} s from the first MAIL to the last 250)",
@@ -195,6 +268,15 @@ fn main() {
             "  visible over IMAP (IDLE EXISTS) {:?} after the last 250",
             all_visible.saturating_duration_since(last_250)
         );
+        if o.checks {
+            assert_checked(&running).await;
+            let queries = dns.queries.lock().unwrap().clone();
+            let mut by_name = std::collections::BTreeMap::<&str, usize>::new();
+            queries.iter().for_each(|q| *by_name.entry(q.as_str()).or_default() += 1);
+            println!("  DNS queries answered by the bench's server: {} {by_name:?}", queries.len());
+        } else {
+            println!("  checks: off (--no-checks)");
+        }
         running.shutdown().await.unwrap();
     });
 }

@@ -142,7 +142,7 @@ fn zone_of(printed: &str) -> Zone {
             "TXT" => {
                 let rdata = line.split_once(" IN TXT ").unwrap().1;
                 let strings: Vec<&str> = rdata.split('"').skip(1).step_by(2).collect();
-                zone.txt(name, &strings)
+                zone.txt_strings(name, &strings)
             }
             "SRV" => {
                 zone.srv(name, data[0].parse().unwrap(), data[1].parse().unwrap(), data[2].parse().unwrap(), data[3])

@@ -43,6 +43,9 @@ fn zone() -> Zone {
         .a("mx.a.test", IP_A)
         .mx("b.test", 10, "mx.b.test")
         .a("mx.b.test", IP_B)
+        // SPF, which the receiving host's inbound checks evaluate.
+        .txt("a.test", "v=spf1 ip4:127.0.0.0/8 -all") // outbound connections come from 127.0.0.1
+        .txt("b.test", "v=spf1 ip4:127.0.0.0/8 -all")
         // RFC 7505 null MX, and a domain with only an A record (implicit MX).
         .mx("null.test", 0, "")
         .a("implicit.test", IP_B)
@@ -78,7 +81,10 @@ async fn a_user_of_one_domain_mails_a_user_of_the_other_and_back() {
     assert!(r.starts_with("250 2.0.0 OK, queued as"), "{r}");
     let inbox = p.b.wait_inbox(BOB, 1, WAIT).await;
     let m = &inbox[0];
-    assert!(m.starts_with("Return-Path: <alice@a.test>\r\nReceived: from mail.a.test ("), "{m}");
+    // B's inbound checks: SPF passes for a.test (nothing is DKIM-signed yet).
+    assert!(m.starts_with("Return-Path: <alice@a.test>\r\nAuthentication-Results: mail.b.test;"), "{m}");
+    assert!(m.contains("spf=pass (mail.b.test: domain of alice@a.test designates 127.0.0.1"), "{m}");
+    assert!(m.contains("\r\nReceived: from mail.a.test ("), "{m}");
     assert!(m.contains("by mail.b.test with ESMTPS id"), "opportunistic STARTTLS: {m}");
     assert!(m.contains("by mail.a.test with ESMTPA id"), "the submission hop: {m}");
     assert!(m.contains("\r\nMessage-ID: <") && m.contains("\r\nDate: "), "added on submission: {m}");

@@ -13,9 +13,12 @@ command -v mbsync >/dev/null || need_apt+=(isync)   # mbsync, for tests/imap_int
 command -v swaks >/dev/null || need_apt+=(swaks)
 perl -MIO::Socket::SSL -e1 2>/dev/null || need_apt+=(libio-socket-ssl-perl)
 [ -x /usr/sbin/smtp-source ] || command -v smtp-source >/dev/null || need_apt+=(postfix)
-# dkimpy, an independent DKIM verifier for tests/dkim.rs (PyNaCl for Ed25519),
-# in Debian's own interpreter.
+# dkimpy: an independent DKIM verifier for tests/dkim.rs (PyNaCl for Ed25519),
+# and the signer (dkimsign, arcsign; arcsign needs authres) for
+# tests/inbound.rs, in Debian's own interpreter.
 /usr/bin/python3 -c 'import dkim, nacl' 2>/dev/null || need_apt+=(python3-dkim python3-nacl)
+[ -x /usr/bin/dkimsign ] || need_apt+=(python3-dkim)
+/usr/bin/python3 -c 'import authres' 2>/dev/null || need_apt+=(python3-authres)
 if ((${#need_apt[@]})); then
     if [ "$(id -u)" = 0 ]; then
         echo "postfix postfix/main_mailer_type select No configuration" | debconf-set-selections 2>/dev/null || true

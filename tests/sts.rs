@@ -26,7 +26,7 @@ fn zone(id: &str) -> Zone {
         .a("mx.a.test", IP_A)
         .mx("b.test", 10, "mx.b.test")
         .a("mx.b.test", IP_B)
-        .txt("_mta-sts.b.test", &[&format!("v=STSv1; id={id};")])
+        .txt("_mta-sts.b.test", &format!("v=STSv1; id={id};"))
         .a("mta-sts.b.test", IP_WEB)
 }
 

@@ -1,13 +1,15 @@
 //! A tiny authoritative DNS server for tests, on a loopback UDP port: MX,
-//! A, AAAA, TXT, SRV and CNAME records from a table, built on hickory-proto (which hickory-resolver
-//! brings anyway). Unknown names get NXDOMAIN; a known name without records
-//! of the asked type gets an empty NOERROR answer. No real DNS is ever asked.
+//! A, AAAA, TXT, SRV, CNAME and PTR records from a table, built on
+//! hickory-proto (which hickory-resolver brings anyway). Unknown names get
+//! NXDOMAIN; a known name without records of the asked type gets an empty
+//! NOERROR answer; names marked with [`Zone::servfail`] get SERVFAIL (a
+//! temporary failure). No real DNS is ever asked.
 
 use hickory_resolver::proto::op::{Message, MessageType, ResponseCode};
-use hickory_resolver::proto::rr::rdata::{A, AAAA, CNAME, MX, SRV, TXT};
+use hickory_resolver::proto::rr::rdata::{A, AAAA, CNAME, MX, PTR, SOA, SRV, TXT};
 use hickory_resolver::proto::rr::{Name, RData, Record, RecordType};
-use std::collections::HashMap;
-use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::collections::{HashMap, HashSet};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::{Arc, Mutex};
 use tokio::net::UdpSocket;
 use tokio::task::JoinHandle;
@@ -21,6 +23,10 @@ pub struct Zone {
     txt: HashMap<String, Vec<Vec<String>>>,
     srv: HashMap<String, Vec<(u16, u16, u16, String)>>,
     cname: HashMap<String, String>,
+    ptr: HashMap<String, Vec<String>>,
+    servfail: HashSet<String>,
+    /// TTL of every answer, in seconds; 1 unless set.
+    ttl: Option<u32>,
 }
 
 fn key(name: &str) -> String {
@@ -43,10 +49,45 @@ impl Zone {
         self
     }
 
-    /// A TXT record of one or more character-strings.
-    pub fn txt(mut self, name: &str, strings: &[&str]) -> Zone {
+    /// A TXT record; text over 255 octets is split into several strings,
+    /// as DNS requires (DKIM RSA keys are longer).
+    pub fn txt(self, name: &str, text: &str) -> Zone {
+        let chunks: Vec<String> =
+            text.as_bytes().chunks(255).map(|c| String::from_utf8(c.to_vec()).unwrap()).collect();
+        let chunks: Vec<&str> = chunks.iter().map(String::as_str).collect();
+        self.txt_strings(name, &chunks)
+    }
+
+    /// A TXT record of exactly these character-strings.
+    pub fn txt_strings(mut self, name: &str, strings: &[&str]) -> Zone {
         self.txt.entry(key(name)).or_default().push(strings.iter().map(|s| s.to_string()).collect());
         self
+    }
+
+    /// A PTR record for `ip` (its in-addr.arpa / ip6.arpa name).
+    pub fn ptr(mut self, ip: IpAddr, host: &str) -> Zone {
+        let name = Name::from(ip).to_ascii();
+        self.ptr.entry(key(&name)).or_default().push(host.to_owned());
+        self
+    }
+
+    /// Every query for `name` gets SERVFAIL.
+    pub fn servfail(mut self, name: &str) -> Zone {
+        self.servfail.insert(key(name));
+        self
+    }
+
+    /// The TTL of every answer (so resolver caches keep them).
+    pub fn ttl(mut self, secs: u32) -> Zone {
+        self.ttl = Some(secs);
+        self
+    }
+
+    fn soa(&self) -> Record {
+        let ttl = self.ttl.unwrap_or(1);
+        let name = |n: &str| Name::from_ascii(n).unwrap();
+        let soa = SOA::new(name("ns.test."), name("hostmaster.test."), 1, 3600, 600, 86400, ttl);
+        Record::from_rdata(Name::root(), ttl, RData::SOA(soa))
     }
 
     pub fn srv(mut self, name: &str, priority: u16, weight: u16, port: u16, target: &str) -> Zone {
@@ -66,6 +107,7 @@ impl Zone {
             || self.txt.contains_key(k)
             || self.srv.contains_key(k)
             || self.cname.contains_key(k)
+            || self.ptr.contains_key(k)
     }
 
     fn answer(&self, name: &Name, rtype: RecordType) -> Option<Vec<Record>> {
@@ -74,7 +116,8 @@ impl Zone {
             return None;
         }
         let absolute = |host: &str| Name::from_ascii(format!("{}.", host.trim_end_matches('.'))).unwrap();
-        let record = |data| Record::from_rdata(name.clone(), 1, data);
+        let ttl = self.ttl.unwrap_or(1);
+        let record = |data| Record::from_rdata(name.clone(), ttl, data);
         let mut out = Vec::new();
         match rtype {
             RecordType::MX => {
@@ -97,6 +140,9 @@ impl Zone {
                 }
             }
             RecordType::CNAME => out.extend(self.cname.get(&k).map(|t| record(RData::CNAME(CNAME(absolute(t)))))),
+            RecordType::PTR => {
+                out.extend(self.ptr.get(&k).into_iter().flatten().map(|h| record(RData::PTR(PTR(absolute(h))))))
+            }
             _ => {}
         }
         Some(out)
@@ -132,8 +178,8 @@ impl TestDns {
         TestDns { addr, queries, zone, task }
     }
 
-    /// Serves `zone` from now on (records have a TTL of 1 s, so resolvers
-    /// see it a second later at most).
+    /// Serves `zone` from now on (records have a TTL of 1 s unless the zone
+    /// sets one, so resolvers see it a second later at most).
     pub fn set_zone(&self, zone: Zone) {
         *self.zone.lock().unwrap() = zone;
     }
@@ -148,11 +194,23 @@ fn respond(zone: &Zone, request: &Message, seen: &Mutex<Vec<String>>) -> Message
     for q in &request.queries {
         seen.lock().unwrap().push(format!("{} {}", q.name.to_ascii(), q.query_type));
         response.add_query(q.clone());
+        if zone.servfail.contains(&key(&q.name.to_ascii())) {
+            response.metadata.response_code = ResponseCode::ServFail;
+            continue;
+        }
         match zone.answer(&q.name, q.query_type) {
-            Some(records) => {
+            Some(records) if !records.is_empty() => {
                 response.add_answers(records);
             }
-            None => response.metadata.response_code = ResponseCode::NXDomain,
+            // NODATA and NXDOMAIN carry an SOA, as real servers' do: its
+            // minimum is the negative TTL resolvers cache them for (RFC 2308).
+            Some(_) => {
+                response.add_authority(zone.soa());
+            }
+            None => {
+                response.metadata.response_code = ResponseCode::NXDomain;
+                response.add_authority(zone.soa());
+            }
         }
     }
     response

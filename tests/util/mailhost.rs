@@ -35,6 +35,8 @@ pub fn host_config(dir: &Path, domain: &str, ip: IpAddr, mx_port: u16, dns: Sock
     c.listen.submission = vec![any];
     c.listen.submissions = vec![];
     c.queue.resolvers = vec![dns];
+    // Mail between the hosts is checked like any MX mail (no records: `none`).
+    c.smtp.inbound_checks = true;
     c.queue.outbound_port = mx_port;
     c.queue.retry_initial_secs = 1;
     c.queue.retry_max_secs = 2;

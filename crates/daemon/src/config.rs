@@ -216,6 +216,9 @@ pub struct SmtpConfig {
     pub max_connections_per_ip: usize,
     /// Most messages one user may submit per hour (sliding window; counted in memory) (0: no limit).
     pub max_messages_per_hour: usize,
+    /// Check mail arriving on the MX port: SPF, DKIM, ARC, DMARC, reverse DNS
+    /// (through `queue.resolvers`). Off only on private networks without DNS.
+    pub inbound_checks: bool,
 }
 
 impl Default for SmtpConfig {
@@ -227,6 +230,7 @@ impl Default for SmtpConfig {
             max_connections: 200,
             max_connections_per_ip: 10,
             max_messages_per_hour: 1000,
+            inbound_checks: true,
         }
     }
 }
@@ -241,7 +245,8 @@ pub struct QueueConfig {
     pub retry_max_secs: u64,
     /// Give up and bounce to the sender after this long in the queue, in seconds.
     pub expire_secs: u64,
-    /// DNS servers for MX and address lookups, as "ip:port"; empty: those of /etc/resolv.conf.
+    /// DNS servers for every lookup (outbound MX and addresses, the MX
+    /// listener's SPF/DKIM/DMARC checks), as "ip:port"; empty: those of /etc/resolv.conf.
     pub resolvers: Vec<SocketAddr>,
     /// Port of remote mail servers (25 on the internet; tests use others).
     pub outbound_port: u16,

@@ -44,6 +44,10 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{info, warn};
 
+/// Bound on each DNS query of the inbound checks; a server that does not
+/// answer in time is a temporary failure (`451`), not a pass.
+const INBOUND_DNS_TIMEOUT: Duration = Duration::from_secs(5);
+
 #[derive(Debug, thiserror::Error)]
 pub enum DaemonError {
     #[error(transparent)]
@@ -190,6 +194,18 @@ fn smtp_context(
     SmtpContext::new(store.clone(), directory.clone(), tls, smtp)
 }
 
+/// The MX listener's SPF/DKIM/ARC/DMARC/iprev checks, resolving where the
+/// queue does; `None` when `smtp.inbound_checks` is off.
+fn inbound_checks(config: &Config) -> Result<Option<coimail_smtp::inbound::Checker>, DaemonError> {
+    if !config.smtp.inbound_checks {
+        warn!("smtp.inbound_checks is off: mail on the MX port is not checked (SPF, DKIM, DMARC)");
+        return Ok(None);
+    }
+    let resolver = coimail_delivery::dns::resolver(&config.queue.resolvers, INBOUND_DNS_TIMEOUT)
+        .map_err(|e| DaemonError::Other(format!("inbound checks: {e}")))?;
+    Ok(Some(coimail_smtp::inbound::Checker::new(resolver, &config.server.hostname)))
+}
+
 /// Starts the daemon; returns once every listener is bound and serving.
 pub async fn start(config: Config) -> Result<Running, DaemonError> {
     config.validate()?;
@@ -252,8 +268,11 @@ pub async fn start(config: Config) -> Result<Running, DaemonError> {
     // One key cache for signing and for the admin requests that change keys.
     let dkim = Dkim::new(KeyStore::new(config.dkim_dir()));
     let (queue, runner) = outbound_queue(&config, &store, &directory, &dkim)?;
-    let smtp_ctx =
-        Arc::new(smtp_context(&config, &store, &directory, tls).with_queue(queue.clone()).with_coi(coi.clone()));
+    let mut smtp_ctx = smtp_context(&config, &store, &directory, tls).with_queue(queue.clone()).with_coi(coi.clone());
+    if let Some(checker) = inbound_checks(&config)? {
+        smtp_ctx = smtp_ctx.with_inbound_checks(checker);
+    }
+    let smtp_ctx = Arc::new(smtp_ctx);
     let coi_admin = coi;
     let imap_listeners = imap
         .into_iter()

@@ -67,30 +67,37 @@ fn temporary(e: &NetError) -> DnsFailure {
     DnsFailure::Temporary(e.to_string())
 }
 
+/// A hickory resolver asking `servers` (tests run one on a loopback port)
+/// or, with none, those of `/etc/resolv.conf`, each query bounded by
+/// `timeout`. Shared with the MX listener's SPF/DKIM/DMARC checks
+/// (`coimail-smtp`), so every lookup of the server goes to the same place.
+pub fn resolver(servers: &[SocketAddr], timeout: Duration) -> Result<TokioResolver, DeliveryError> {
+    let system = if servers.is_empty() { Some(TokioResolver::builder_tokio()) } else { None };
+    let mut builder = match system {
+        Some(Ok(builder)) => builder,
+        Some(Err(e)) => {
+            // Start anyway: local mail works; remote mail waits in the queue
+            // (every lookup fails temporarily) until DNS is configured.
+            tracing::error!(error = %e, "no usable /etc/resolv.conf and no [queue] resolvers: DNS lookups will fail");
+            Resolver::builder_with_config(
+                ResolverConfig::from_name_servers(Vec::new()),
+                TokioRuntimeProvider::default(),
+            )
+        }
+        None => {
+            let config = ResolverConfig::from_name_servers(servers.iter().copied().map(name_server).collect());
+            Resolver::builder_with_config(config, TokioRuntimeProvider::default())
+        }
+    };
+    let opts = builder.options_mut();
+    opts.timeout = timeout;
+    opts.ip_strategy = LookupIpStrategy::Ipv4AndIpv6;
+    builder.build().map_err(|e| DeliveryError::Resolver(e.to_string()))
+}
+
 impl Dns {
     pub fn new(servers: &[SocketAddr], timeout: Duration) -> Result<Dns, DeliveryError> {
-        let system = if servers.is_empty() { Some(TokioResolver::builder_tokio()) } else { None };
-        let mut builder = match system {
-            Some(Ok(builder)) => builder,
-            Some(Err(e)) => {
-                // Start anyway: local mail works; remote mail waits in the queue
-                // (every lookup fails temporarily) until DNS is configured.
-                tracing::error!(error = %e, "no usable /etc/resolv.conf and no [queue] resolvers: remote mail will wait");
-                Resolver::builder_with_config(
-                    ResolverConfig::from_name_servers(Vec::new()),
-                    TokioRuntimeProvider::default(),
-                )
-            }
-            None => {
-                let config = ResolverConfig::from_name_servers(servers.iter().copied().map(name_server).collect());
-                Resolver::builder_with_config(config, TokioRuntimeProvider::default())
-            }
-        };
-        let opts = builder.options_mut();
-        opts.timeout = timeout;
-        opts.ip_strategy = LookupIpStrategy::Ipv4AndIpv6;
-        let resolver = builder.build().map_err(|e| DeliveryError::Resolver(e.to_string()))?;
-        Ok(Dns { resolver })
+        Ok(Dns { resolver: resolver(servers, timeout)? })
     }
 
     /// The mail servers of `domain`, best preference first.

@@ -41,7 +41,7 @@
 
 pub mod attempt;
 pub mod dkim;
-mod dns;
+pub mod dns;
 pub mod dsn;
 mod files;
 mod local;

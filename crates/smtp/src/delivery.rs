@@ -24,7 +24,7 @@ use crate::reply::{self, Enhanced, SmtpError};
 use crate::{SmtpContext, SmtpListener, received};
 use coimail_delivery::{DsnRet, SpoolEnvelope, SpoolRecipient};
 use coimail_directory::Account;
-use coimail_store::{Flags, Placement, StoreError, Stored};
+use coimail_store::{Flags, Placement, SpecialUse, StoreError, Stored};
 
 /// A recipient in one of our domains, as accepted at RCPT time.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -46,6 +46,9 @@ pub struct Envelope<'a> {
     pub env_id: Option<&'a str>,
     pub ret: Option<DsnRet>,
     pub authenticated: Option<&'a Account>,
+    /// DMARC said quarantine (`inbound/`): every copy goes to its
+    /// account's `\Junk` mailbox, whatever COI would decide.
+    pub quarantine: bool,
 }
 
 /// What [`accept`] did.
@@ -101,6 +104,41 @@ pub async fn placements(
     Ok(out)
 }
 
+/// One copy per distinct account, in its `\Junk` mailbox (created when the
+/// account has none), without flags.
+async fn junk_placements(ctx: &SmtpContext, envelope: &Envelope<'_>) -> Result<Vec<Placement>, SmtpError> {
+    let mut out: Vec<Placement> = Vec::with_capacity(envelope.recipients.len());
+    for r in envelope.recipients {
+        if out.iter().any(|p| p.account == r.account.id) {
+            continue;
+        }
+        let junk = ctx.store.special_use_mailbox(r.account.id, SpecialUse::Junk, "Junk").await.map_err(|e| {
+            tracing::error!(error = %e, account = r.account.id.0, "no Junk mailbox for a quarantined message");
+            reply::LOCAL_ERROR
+        })?;
+        out.push(Placement {
+            account: r.account.id,
+            address: r.account.address.clone(),
+            mailbox: junk.name,
+            flags: Flags::new(),
+        });
+    }
+    Ok(out)
+}
+
+/// Where each copy goes: Junk when quarantined, else where COI files it.
+async fn placements_for(
+    ctx: &SmtpContext,
+    envelope: &Envelope<'_>,
+    message: &[u8],
+) -> Result<Vec<Placement>, SmtpError> {
+    if envelope.quarantine {
+        junk_placements(ctx, envelope).await
+    } else {
+        placements(&ctx.coi, envelope, message).await
+    }
+}
+
 /// Whether a permitted recipient outside our domains can be carried: only
 /// with an outbound queue.
 pub fn remote_recipient(ctx: &SmtpContext, _rcpt: &str) -> Result<(), SmtpError> {
@@ -143,12 +181,12 @@ pub async fn deliver(
     message: &[u8],
     now_unix: i64,
 ) -> Result<Vec<Stored>, SmtpError> {
-    let mut placements = placements(&ctx.coi, envelope, message).await?;
+    let mut placements = placements_for(ctx, envelope, message).await?;
     let mut stored = ctx.store.deliver(message, now_unix, placements.clone()).await;
     if let Err(StoreError::NotFound(_)) = stored {
         // A target folder went away after filing (a concurrent DELETE of
-        // COI/Chats, which also turns COI off): file again, once.
-        placements = self::placements(&ctx.coi, envelope, message).await?;
+        // COI/Chats, which also turns COI off, or of Junk): file again, once.
+        placements = placements_for(ctx, envelope, message).await?;
         stored = ctx.store.deliver(message, now_unix, placements.clone()).await;
     }
     let stored = stored.map_err(|e| match e {
@@ -192,6 +230,7 @@ mod tests {
             env_id: None,
             ret: None,
             authenticated: None,
+            quarantine: false,
         };
         let p = placements(&coi, &env, b"").await.unwrap();
         assert_eq!(p.len(), 2);
@@ -224,6 +263,7 @@ mod tests {
             env_id: None,
             ret: None,
             authenticated: None,
+            quarantine: false,
         };
         let e = placements(&coi, &env(&alone), chat).await.unwrap_err();
         assert_eq!((e.code, e.enhanced), (451, Enhanced(4, 2, 0)), "{e:?}");

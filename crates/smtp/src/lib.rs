@@ -38,6 +38,12 @@
 //!   recipients go to the queue as ONE entry, without `Return-Path`.
 //!   `250` is sent only after both are durable, `451 4.3.0` (or `452 4.2.2`
 //!   over quota) otherwise.
+//! - On MX, with checks on ([`SmtpContext::with_inbound_checks`]), every
+//!   message is checked at its end (SPF, DKIM, ARC, DMARC, iprev;
+//!   `inbound/`): refused (`550 5.7.1` DMARC reject or our own domain
+//!   unauthenticated, `550 5.7.23` SPF fail, `451 4.7.1` temporary DNS
+//!   failure), quarantined into `\Junk` (DMARC quarantine) or delivered,
+//!   with one `Authentication-Results` field of ours.
 //! - BDAT (`bdat.rs`): chunks of exactly the announced size, always read
 //!   in full; the same limits, line-ending rule and delivery as DATA.
 //! - Shutdown: listeners stop accepting; a session finishes the transaction
@@ -49,6 +55,7 @@
 //! - `mail.rs` — MAIL and RCPT; `data.rs` — DATA decoder, DATA and the end of every message;
 //!   `bdat.rs` — BDAT; `auth.rs` — AUTH PLAIN/LOGIN; `submission.rs` — checks on submitted messages
 //! - `policy.rs` — who may send to whom (the open-relay rule); `rate.rs` — messages per user per hour
+//! - `inbound/` — SPF/DKIM/ARC/DMARC/iprev on MX, the verdict, `Authentication-Results`, DNS caches
 //! - `delivery.rs` — where a message goes ([`delivery::placements`], the COI hook), storing and queueing it
 //! - `received.rs` — trace headers and the RFC 5322 date
 //! - `reply.rs` — replies, [`SmtpError`], rendering; `io.rs` — streams, line reader, TLS upgrade
@@ -57,6 +64,7 @@ mod auth;
 mod bdat;
 mod data;
 pub mod delivery;
+pub mod inbound;
 mod io;
 mod mail;
 pub mod policy;
@@ -115,6 +123,8 @@ pub struct SmtpContext {
     rate: rate::RateLimit,
     /// COI's delivery decision and WebPush (`delivery.rs` calls it).
     pub coi: coimail_coi::Coi,
+    /// SPF/DKIM/ARC/DMARC/iprev on the MX listener; `None`: turned off.
+    inbound: Option<Arc<inbound::Checker>>,
 }
 
 impl SmtpContext {
@@ -127,12 +137,19 @@ impl SmtpContext {
         let limits = ConnectionLimits::new(config.max_connections, config.max_connections_per_ip);
         let rate = rate::RateLimit::new(config.max_messages_per_hour, rate::WINDOW);
         let coi = coimail_coi::Coi::new(store.clone());
-        SmtpContext { store, directory, tls, config, queue: None, limits, rate, coi }
+        SmtpContext { store, directory, tls, config, queue: None, limits, rate, coi, inbound: None }
     }
 
     /// Replaces the default COI service (no WebPush) with a configured one.
     pub fn with_coi(mut self, coi: coimail_coi::Coi) -> SmtpContext {
         self.coi = coi;
+        self
+    }
+
+    /// Checks mail on the MX listener with `checker` (`inbound/`);
+    /// without it MX mail is taken unchecked (private networks, tests).
+    pub fn with_inbound_checks(mut self, checker: inbound::Checker) -> SmtpContext {
+        self.inbound = Some(Arc::new(checker));
         self
     }
 

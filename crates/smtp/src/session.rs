@@ -81,6 +81,8 @@ pub(crate) struct Session {
     pub tx: Option<Transaction>,
     /// Transactions completed or attempted, for message ids.
     pub tx_count: u32,
+    /// Inbound-check results that hold for the whole session (iprev, HELO SPF).
+    pub checks: crate::inbound::SessionChecks,
     shutdown: CancellationToken,
 }
 
@@ -116,6 +118,7 @@ pub(crate) async fn run(
         auth: None,
         tx: None,
         tx_count: 0,
+        checks: Default::default(),
         shutdown,
     };
     tracing::debug!("connected");

@@ -127,6 +127,25 @@ impl Store {
         }
     }
 
+    /// The account's mailbox with special use `special_use` (RFC 6154),
+    /// created as `name` when it has none: a user may have deleted Junk, and
+    /// quarantined mail (SMTP's DMARC verdict) still needs a place. A
+    /// mailbox already called `name` without the attribute is used as it is.
+    pub async fn special_use_mailbox(
+        &self,
+        account: AccountId,
+        special_use: SpecialUse,
+        name: &str,
+    ) -> Result<MailboxInfo> {
+        if let Some(found) = self.list_mailboxes(account)?.into_iter().find(|m| m.special_use == Some(special_use)) {
+            return Ok(found);
+        }
+        match self.create_mailbox(account, name, Some(special_use)).await {
+            Err(StoreError::AlreadyExists(_)) => self.mailbox(account, name),
+            other => other,
+        }
+    }
+
     /// Looks a mailbox up by id; it must belong to `account`.
     pub fn mailbox_by_id(&self, account: AccountId, mailbox: MailboxId) -> Result<MailboxInfo> {
         self.info_of(&self.owned_mailbox(account, mailbox)?)

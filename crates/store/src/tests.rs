@@ -33,6 +33,20 @@ async fn new_account_has_inbox_and_special_use_mailboxes() {
     assert_eq!(s.list_mailboxes(ALICE).unwrap().len(), 6);
 }
 
+/// Quarantined mail's place: the \Junk mailbox, made again when deleted.
+#[tokio::test]
+async fn special_use_mailbox_is_found_or_created_on_demand() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = store_with_accounts(dir.path()).await;
+    s.rename_mailbox(ALICE, "Junk", "Spam").await.unwrap();
+    let found = s.special_use_mailbox(ALICE, SpecialUse::Junk, "Junk").await.unwrap();
+    assert_eq!((found.name.as_str(), found.special_use), ("Spam", Some(SpecialUse::Junk)), "renamed keeps its use");
+    s.delete_mailbox(ALICE, "Spam").await.unwrap();
+    let made = s.special_use_mailbox(ALICE, SpecialUse::Junk, "Junk").await.unwrap();
+    assert_eq!((made.name.as_str(), made.special_use), ("Junk", Some(SpecialUse::Junk)));
+    assert_eq!(s.special_use_mailbox(ALICE, SpecialUse::Junk, "Junk").await.unwrap().id, made.id, "idempotent");
+}
+
 #[tokio::test]
 async fn bad_mailbox_names_are_errors() {
     let dir = tempfile::tempdir().unwrap();
