@@ -131,27 +131,7 @@ async fn init_then_serve_then_user_add_while_running() {
 
 /// A DNS zone serving exactly the records of `coimail dns` output.
 fn zone_of(printed: &str) -> Zone {
-    let mut zone = Zone::default();
-    for line in printed.lines().filter(|l| !l.starts_with(';') && !l.trim().is_empty()) {
-        let f: Vec<&str> = line.split_whitespace().collect();
-        let (name, kind, data) = (f[0], f[3], &f[4..]);
-        zone = match kind {
-            "MX" => zone.mx(name, data[0].parse().unwrap(), data[1].trim_end_matches('.')),
-            "A" => zone.a(name, data[0].parse().unwrap()),
-            "AAAA" => zone.aaaa(name, data[0].parse().unwrap()),
-            "TXT" => {
-                let rdata = line.split_once(" IN TXT ").unwrap().1;
-                let strings: Vec<&str> = rdata.split('"').skip(1).step_by(2).collect();
-                zone.txt_strings(name, &strings)
-            }
-            "SRV" => {
-                zone.srv(name, data[0].parse().unwrap(), data[1].parse().unwrap(), data[2].parse().unwrap(), data[3])
-            }
-            "CNAME" => zone.cname(name, data[0]),
-            other => panic!("unexpected record type {other} in {line:?}"),
-        };
-    }
-    zone
+    Zone::default().with_printed(printed)
 }
 
 /// `cli` off the async threads (the test's DNS server runs on them).

@@ -26,15 +26,19 @@ struct Pair {
     b: MailHost,
 }
 
-/// a.test with DKIM keys, b.test without.
-async fn pair() -> Pair {
-    let port = common_port(&[IpAddr::V4(IP_A), IpAddr::V4(IP_B)]);
-    let zone = Zone::default()
+/// Where each host's MX is.
+fn routes() -> Zone {
+    Zone::default()
         .mx("a.test", 10, "mx.a.test")
         .a("mx.a.test", IP_A)
         .mx("b.test", 10, "mx.b.test")
-        .a("mx.b.test", IP_B);
-    let dns = TestDns::start(zone).await;
+        .a("mx.b.test", IP_B)
+}
+
+/// a.test with DKIM keys, b.test without.
+async fn pair() -> Pair {
+    let port = common_port(&[IpAddr::V4(IP_A), IpAddr::V4(IP_B)]);
+    let dns = TestDns::start(routes()).await;
     let (da, db) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
     let ca = host_config(da.path(), "a.test", IP_A.into(), port, dns.addr);
     let cb = host_config(db.path(), "b.test", IP_B.into(), port, dns.addr);
@@ -139,4 +143,46 @@ async fn a_delivery_report_leaving_through_the_queue_is_signed() {
         return;
     }
     check_signed(p.a.dir.path(), &zone, &report);
+}
+
+/// The whole way, as a domain going live would see it: a.test publishes what
+/// `coimail dns a.test` prints, alice writes to bob@b.test, and b.test's MX
+/// (inbound checks on, as by default) stores the message with SPF, DKIM and
+/// DMARC passing; dkimpy still verifies the stored copy.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mail_between_two_instances_passes_spf_dkim_and_dmarc_at_the_receiver() {
+    let p = pair().await;
+    assert!(p.b.config.smtp.inbound_checks, "b.test must check what arrives");
+    let printed = published(&p.a, "a.test").await;
+    // Every record as printed but SPF's: printed SPF names a.test's MX
+    // address, and the queue connects from 127.0.0.1 here.
+    let records: String = printed.lines().filter(|l| !l.contains("v=spf1")).map(|l| format!("{l}\n")).collect();
+    p._dns.set_zone(routes().with_printed(&records).txt("a.test", "v=spf1 ip4:127.0.0.0/8 -all"));
+    // The zone's 1 s TTL: nothing of the old zone is cached past this.
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let message = format!(
+        "From: Alice <{ALICE}>\r\nTo: <{BOB}>\r\nSubject: checked\r\nContent-Type: text/plain\r\n\r\nHello Bob.\r\n"
+    );
+    let r = p.a.submit(ALICE, &[BOB], message.as_bytes()).await;
+    assert!(r.starts_with("250"), "{r}");
+    let received = p.b.wait_inbox(BOB, 1, WAIT).await.remove(0);
+    let header = received.split("\r\n\r\n").next().unwrap();
+    let results: Vec<&str> =
+        header.split("\r\n").filter(|l| l.to_ascii_lowercase().starts_with("authentication-results:")).collect();
+    assert_eq!(results.len(), 1, "{header}");
+    // The header may be folded: take it with its continuation lines.
+    let at = header.find(results[0]).unwrap();
+    let folded: String = header[at..]
+        .split("\r\n")
+        .enumerate()
+        .take_while(|(i, l)| *i == 0 || l.starts_with([' ', '\t']))
+        .map(|(_, l)| l)
+        .collect();
+    for verdict in ["dkim=pass", "spf=pass", "dmarc=pass"] {
+        assert!(folded.contains(verdict), "{verdict} missing: {folded}");
+    }
+    if !dkimpy() {
+        return;
+    }
+    check_signed(p.a.dir.path(), &printed, &received);
 }

@@ -52,8 +52,7 @@ impl Zone {
     /// A TXT record; text over 255 octets is split into several strings,
     /// as DNS requires (DKIM RSA keys are longer).
     pub fn txt(self, name: &str, text: &str) -> Zone {
-        let chunks: Vec<String> =
-            text.as_bytes().chunks(255).map(|c| String::from_utf8(c.to_vec()).unwrap()).collect();
+        let chunks: Vec<String> = text.as_bytes().chunks(255).map(|c| String::from_utf8(c.to_vec()).unwrap()).collect();
         let chunks: Vec<&str> = chunks.iter().map(String::as_str).collect();
         self.txt_strings(name, &chunks)
     }
@@ -97,6 +96,35 @@ impl Zone {
 
     pub fn cname(mut self, name: &str, target: &str) -> Zone {
         self.cname.insert(key(name), target.to_owned());
+        self
+    }
+
+    /// Adds the records of zone-file lines as `coimail dns` prints them
+    /// (`NAME TTL IN TYPE DATA`; `;` comments skipped).
+    pub fn with_printed(mut self, printed: &str) -> Zone {
+        for line in printed.lines().filter(|l| !l.starts_with(';') && !l.trim().is_empty()) {
+            let f: Vec<&str> = line.split_whitespace().collect();
+            let (name, kind, data) = (f[0], f[3], &f[4..]);
+            self = match kind {
+                "MX" => self.mx(name, data[0].parse().unwrap(), data[1].trim_end_matches('.')),
+                "A" => self.a(name, data[0].parse().unwrap()),
+                "AAAA" => self.aaaa(name, data[0].parse().unwrap()),
+                "TXT" => {
+                    let rdata = line.split_once(" IN TXT ").unwrap().1;
+                    let strings: Vec<&str> = rdata.split('"').skip(1).step_by(2).collect();
+                    self.txt_strings(name, &strings)
+                }
+                "SRV" => self.srv(
+                    name,
+                    data[0].parse().unwrap(),
+                    data[1].parse().unwrap(),
+                    data[2].parse().unwrap(),
+                    data[3],
+                ),
+                "CNAME" => self.cname(name, data[0]),
+                other => panic!("unexpected record type {other} in {line:?}"),
+            };
+        }
         self
     }
 
