@@ -211,7 +211,8 @@ fn main() {
                 _ => cpu::Server::InProcess,
             });
             let report = tester_rt.block_on(coimail_imap_stress::run(config(s, addr, &o))).expect("stress run");
-            if o.verbose {
+            // Violations on coimail are bugs: show their examples unasked.
+            if o.verbose || (name == "coimail" && report.violations() > 0) {
                 eprintln!("{report}");
             }
             let spent = cpu::spent();
