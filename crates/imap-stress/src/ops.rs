@@ -493,8 +493,14 @@ impl Client {
                     // the FETCH, after another client's change.
                     && !self.shared.global.flags_touched_by_others(&key, uid, self.id, sent, done)
                 {
-                    let detail =
-                        format!("UID {uid}: stored {op} {stored:?}, FETCH said {:?}; tagged: {}", with_flags, a.raw);
+                    // The whole response: what came before and after the FETCH tells a stale report from a lost change.
+                    let lines: Vec<&str> = a.untagged.iter().map(|s| s.raw.as_str()).collect();
+                    let detail = format!(
+                        "UID {uid}: stored {op} {stored:?}, FETCH said {:?}; response: {} / {}",
+                        with_flags,
+                        lines.join(" / "),
+                        a.raw
+                    );
                     let raw = a.untagged.iter().find(|s| s.uid == Some(uid)).map(|s| s.raw.clone()).unwrap_or_default();
                     self.violation("store-fetch-wrong-flags", &line, &raw, detail);
                 }
