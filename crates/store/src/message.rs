@@ -272,6 +272,9 @@ impl Store {
         let uids = sorted_unique(uids);
         let mut result = FlagsUpdate::default();
         let mut changed = Vec::new();
+        // A visible UID no longer in the index: expunged, perhaps by a commit
+        // not yet published (see the end).
+        let mut gone = false;
         let pending = {
             let _g = self.lock();
             let mut rec = self.owned_mailbox(account, mailbox)?;
@@ -282,7 +285,10 @@ impl Store {
                     continue;
                 }
                 let key = keys::message(mailbox, uid);
-                let Some(v) = self.inner.mail.get(&key)? else { continue };
+                let Some(v) = self.inner.mail.get(&key)? else {
+                    gone = true;
+                    continue;
+                };
                 let mut msg: MessageRecord = decode("message", &v)?;
                 if unchanged_since.is_some_and(|since| msg.modseq > since) {
                     result.modified.push(uid);
@@ -335,6 +341,12 @@ impl Store {
             self.flush().await?;
             let files = pending.publish().await;
             self.delete_files_later(files);
+        } else if gone {
+            // Nothing of ours to publish, so nothing made us wait for the
+            // expunge's publication: wait for it, so the session reports the
+            // expunge (or at least no stale flags for that message) with
+            // this answer (RFC 2180 §4.2).
+            self.caught_up().await;
         }
         Ok(result)
     }

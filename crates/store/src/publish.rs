@@ -51,7 +51,7 @@ struct Order {
     /// earlier one: each is woken once, when its own ticket goes out. (One
     /// shared watch woke every waiting writer at every publication: with
     /// 50 clients that was dozens of task wake-ups per change.)
-    waiting: BTreeMap<u64, oneshot::Sender<()>>,
+    waiting: BTreeMap<u64, Vec<oneshot::Sender<()>>>,
 }
 
 /// The ticket counter and the publications waiting for an earlier ticket.
@@ -146,6 +146,13 @@ impl Drop for Pending {
     }
 }
 
+/// What resolves once `ticket` is published.
+fn wait_for(o: &mut Order, ticket: u64) -> oneshot::Receiver<()> {
+    let (tx, rx) = oneshot::channel();
+    o.waiting.entry(ticket).or_default().push(tx);
+    rx
+}
+
 impl Store {
     /// Queues `p` under `ticket` and publishes every ready publication from
     /// the lowest unpublished ticket on, in order, under one lock. Returns
@@ -174,17 +181,28 @@ impl Store {
             o.next_publish = next + 1;
             // After the sends: a reader of the mark finds them on its receiver.
             order.published.store(next + 1, Ordering::Release);
-            if let Some(w) = o.waiting.remove(&next) {
+            for w in o.waiting.remove(&next).into_iter().flatten() {
                 let _ = w.send(());
             }
             files.extend(self.inner.retention.published(next, &touched, p.unreferenced));
         }
-        let out = (o.next_publish <= ticket).then(|| {
-            let (tx, rx) = oneshot::channel();
-            o.waiting.insert(ticket, tx);
-            rx
-        });
+        let out = (o.next_publish <= ticket).then(|| wait_for(&mut o, ticket));
         (files, out)
+    }
+
+    /// Returns once every change committed before this call is published,
+    /// so the caller's bus receiver holds them all. For a caller that found
+    /// a message gone that its session still shows: the expunge is then
+    /// reported with its answer, not after it.
+    pub(crate) async fn caught_up(&self) {
+        let out = {
+            let mut o = self.inner.order.lock();
+            let last = o.next_ticket - 1;
+            (o.next_publish <= last).then(|| wait_for(&mut o, last))
+        };
+        if let Some(out) = out {
+            let _ = out.await;
+        }
     }
 
     /// See [`CommitOrder::mark`].

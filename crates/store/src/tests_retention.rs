@@ -1,6 +1,7 @@
 //! Publication order and ghosts (`publish.rs`, `retention.rs`).
 
 use super::*;
+use crate::publish::{Pending, Publication};
 use std::time::Duration;
 
 const ALICE: AccountId = AccountId(1);
@@ -138,4 +139,45 @@ async fn close_removes_files_kept_for_ghosts() {
     std::mem::forget(pin); // a session that never ended
     s.close().await.unwrap();
     assert_eq!(body_files(dir.path()), 0);
+}
+
+/// A STORE that finds a message gone which its session still shows returns
+/// only once every earlier commit is published, so the session's receiver
+/// holds the expunge when it answers (RFC 2180 §4.2: no stale FETCH).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flag_change_on_a_message_gone_waits_for_earlier_commits_to_be_published() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = store(dir.path()).await;
+    let a = s.deliver(b"Subject: a\r\n\r\na\r\n", 1, vec![inbox()]).await.unwrap()[0];
+    s.expunge(ALICE, a.mailbox, &[a.uid]).await.unwrap();
+    // A commit still in flight (reserved, not published), as an expunge by
+    // another session would be between its index change and its flush.
+    let in_flight = {
+        let _g = s.lock();
+        Pending::new(&s, Publication::default())
+    };
+    let flags: Flags = ["\\Seen"].into_iter().map(String::from).collect();
+    let t = tokio::spawn({
+        let s = s.clone();
+        let flags = flags.clone();
+        async move { s.store_flags_if(ALICE, a.mailbox, &[a.uid], FlagOp::Add, &flags, None).await }
+    });
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert!(!t.is_finished(), "answered before the earlier commit was published");
+    assert!(in_flight.publish().await.is_empty());
+    let r = tokio::time::timeout(Duration::from_secs(5), t).await.unwrap().unwrap().unwrap();
+    assert!(r.updated.is_empty() && r.changed.is_empty());
+    // One that finds every message and changes nothing does not wait.
+    let b = s.deliver(b"Subject: b\r\n\r\nb\r\n", 1, vec![inbox()]).await.unwrap()[0];
+    s.store_flags_if(ALICE, b.mailbox, &[b.uid], FlagOp::Add, &flags, None).await.unwrap();
+    let _in_flight = {
+        let _g = s.lock();
+        Pending::new(&s, Publication::default())
+    };
+    let r = tokio::time::timeout(
+        Duration::from_secs(5),
+        s.store_flags_if(ALICE, b.mailbox, &[b.uid], FlagOp::Add, &flags, None),
+    )
+    .await;
+    assert!(r.unwrap().unwrap().changed.is_empty());
 }
