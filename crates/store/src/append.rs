@@ -67,6 +67,9 @@ impl Store {
     /// order; an `Ok` means that request's messages are durable. UIDs are
     /// allocated in request order.
     pub async fn append_batch(&self, account: AccountId, requests: Vec<AppendRequest>) -> Vec<Result<Vec<Stored>>> {
+        if self.check_space().is_err() {
+            return requests.iter().map(|_| Err(StoreError::DiskFull)).collect();
+        }
         let mut results: Vec<Option<Result<Vec<Stored>>>> = requests.iter().map(|_| None).collect();
         let address = match self.account_address(account) {
             Ok(Some(a)) => a,

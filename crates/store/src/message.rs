@@ -85,6 +85,7 @@ impl Store {
         if placements.is_empty() {
             return Err(StoreError::Invalid("no recipients".into()));
         }
+        self.check_space()?;
         let mut targets = Vec::with_capacity(placements.len());
         let mut canonical = placements;
         for p in &mut canonical {

@@ -9,7 +9,7 @@ const BOB: AccountId = AccountId(2);
 const ACCOUNTS: [(AccountId, &str); 2] = [(ALICE, "alice@example.org"), (BOB, "bob@example.org")];
 
 fn open(dir: &Path) -> Store {
-    Store::open(dir, &StoreOptions { cache_bytes: 8 << 20 }).unwrap()
+    Store::open(dir, &StoreOptions { cache_bytes: 8 << 20, ..Default::default() }).unwrap()
 }
 
 /// What `coimail store rebuild` does: accounts back from the directory
