@@ -187,7 +187,13 @@ impl Store {
             let this = self.clone();
             // Spawned now, not when awaited: the chunks run side by side.
             tasks.push(tokio::task::spawn_blocking(move || {
-                chunk.into_iter().map(|(n, h, raw)| (n, this.inner.blobs.write(&h, &raw))).collect::<Vec<_>>()
+                chunk
+                    .into_iter()
+                    .map(|(n, h, raw)| {
+                        this.inner.space.charge(raw.len() as u64);
+                        (n, this.inner.blobs.write(&h, &raw))
+                    })
+                    .collect::<Vec<_>>()
             }));
         }
         let mut out: std::collections::BTreeMap<usize, Vec<Result<(BlobId, u64)>>> = Default::default();

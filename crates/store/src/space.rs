@@ -11,7 +11,10 @@
 //! changes flags does not.
 //!
 //! `statvfs` is one system call, but SMTP asks at every RCPT and DATA: the
-//! answer is cached for [`CACHE_FOR`]. A crossing of the line, either way,
+//! answer is cached for [`CACHE_FOR`]. Within that second a fast sender can
+//! store hundreds of messages, so every body the store writes is charged to
+//! the cached figure at once ([`Space::charge`]): the cache never lets our
+//! own writes run past the reserve. A crossing of the line, either way,
 //! is logged once (an error going down, an info coming back), not per command.
 
 use crate::Store;
@@ -118,6 +121,17 @@ impl Space {
         Ok(status)
     }
 
+    /// Takes `bytes` just written (rounded up to whole pages, plus one for
+    /// the file's own metadata) off the cached free space.
+    pub(crate) fn charge(&self, bytes: u64) {
+        const PAGE: u64 = 4096;
+        let used = bytes.div_ceil(PAGE).saturating_add(1).saturating_mul(PAGE);
+        let mut cached = self.cached.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some((_, status)) = cached.as_mut() {
+            status.available = status.available.saturating_sub(used);
+        }
+    }
+
     /// `Err(StoreError::DiskFull)` while free space is below the reserve,
     /// and only that: a filesystem that cannot be measured does not stop mail
     /// (the writes themselves will say ENOSPC if it comes to that).
@@ -188,6 +202,11 @@ mod tests {
         assert!(all.is_low());
         let none = Space::new(dir.path(), Reserve { percent: 0, max_bytes: u64::MAX });
         none.check().unwrap();
+        // Writes are charged to the cached figure until the next measurement.
+        let half = Space::new(dir.path(), Reserve { percent: 0, max_bytes: 1 });
+        let before = half.status().unwrap().available;
+        half.charge(10_000);
+        assert_eq!(half.status().unwrap().available, before.saturating_sub(4 * 4096));
         let status = all.status().unwrap();
         assert!(status.total > 0 && status.reserve >= status.available);
     }

@@ -241,6 +241,7 @@ impl Store {
         let dir = self.spool_dir();
         let body = message.to_vec();
         self.blocking(move |_| write_file(&dir, id, &body)).await?;
+        self.inner.space.charge(message.len() as u64);
         let entry = SpoolEntry {
             id,
             sender: envelope.sender,
