@@ -137,7 +137,7 @@ impl From<StoreError> for ImapError {
             // The server's disk, not the user's quota; deleting mail still works.
             StoreError::DiskFull => ImapError::no(
                 Code::OverQuota,
-                "Server storage is full: no new messages for now; deleting and expunging messages still works",
+                "Server storage is full: new messages are refused until space is freed (expunging messages frees it)",
             ),
             StoreError::Invalid(why) => ImapError::No { code: None, text: why },
             e @ (StoreError::Corrupt(_) | StoreError::Engine(_) | StoreError::Io(_)) => {
