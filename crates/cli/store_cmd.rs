@@ -30,11 +30,7 @@ async fn rebuild(config: &Config) -> Result<()> {
     if !snapshot.exists() {
         bail!("{} is missing: without it users cannot be restored", snapshot.display());
     }
-    let index = data.join("index");
-    if index.exists() {
-        let secs = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
-        let aside = data.join(format!("index.old-{secs}"));
-        std::fs::rename(&index, &aside)?;
+    if let Some(aside) = coimail_store::set_index_aside(data, "old")? {
         println!("moved the old index to {}", aside.display());
     }
     // An empty index with a snapshot present makes open_data restore users

@@ -120,12 +120,19 @@ impl ChildServer {
     /// Like [`ChildServer::spawn`], with RUST_LOG set to `filter`. The log
     /// (stderr) goes to `<dir>/server.log`, appended across restarts.
     pub fn spawn_logging(dir: &Path, filter: &str) -> ChildServer {
+        let log = std::fs::OpenOptions::new().create(true).append(true).open(dir.join("server.log")).unwrap();
+        Self::spawn_with(dir, filter, log.into())
+    }
+
+    /// Like [`ChildServer::spawn_logging`], with the log (stderr) going to
+    /// `stderr`. A `<dir>/coimail.toml` already there is used as it is.
+    pub fn spawn_with(dir: &Path, filter: &str, stderr: Stdio) -> ChildServer {
         let config = dir.join("coimail.toml");
         if !config.exists() {
             let c = test_config(dir);
             std::fs::write(&config, toml::to_string(&c).unwrap()).unwrap();
         }
-        let log = std::fs::OpenOptions::new().create(true).append(true).open(dir.join("server.log")).unwrap();
+        let data = Config::load(&config).map(|c| c.server.data_dir).unwrap_or_else(|_| dir.join("data"));
         let ready = dir.join("ready.json");
         let _ = std::fs::remove_file(&ready);
         let child = Command::new(coimail_bin())
@@ -136,11 +143,10 @@ impl ChildServer {
             .arg(&ready)
             .env("RUST_LOG", filter)
             .stdin(Stdio::null())
-            .stderr(log)
+            .stderr(stderr)
             .spawn()
             .unwrap();
-        let mut server =
-            ChildServer { config, data: dir.join("data"), child: Some(child), addrs: BoundAddrs::default() };
+        let mut server = ChildServer { config, data, child: Some(child), addrs: BoundAddrs::default() };
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
             if let Ok(bytes) = std::fs::read(&ready) {
@@ -169,6 +175,11 @@ impl ChildServer {
 
     pub fn cli(&self, args: &[&str], stdin: Option<&str>) -> (bool, String, String) {
         cli(&self.config, args, stdin)
+    }
+
+    /// The child process, e.g. to drop the read end of its stderr pipe.
+    pub fn child_mut(&mut self) -> Option<&mut Child> {
+        self.child.as_mut()
     }
 
     /// SIGKILL: no chance to flush or say goodbye.

@@ -372,11 +372,16 @@ impl Default for CoiConfig {
 pub struct StoreConfig {
     /// Index page cache, in MiB.
     pub cache_mb: u64,
+    /// Free space kept on the data dir's filesystem: this percent of its
+    /// size, but at most `min_free_mb`. Below it new mail is refused.
+    pub min_free_percent: u8,
+    pub min_free_mb: u64,
 }
 
 impl Default for StoreConfig {
     fn default() -> Self {
-        StoreConfig { cache_mb: 128 }
+        let reserve = coimail_store::Reserve::default();
+        StoreConfig { cache_mb: 128, min_free_percent: reserve.percent, min_free_mb: reserve.max_bytes >> 20 }
     }
 }
 
@@ -520,6 +525,9 @@ impl Config {
         if self.store.cache_mb == 0 {
             return invalid("store.cache_mb", "must be at least 1");
         }
+        if self.store.min_free_percent > 50 {
+            return invalid("store.min_free_percent", "must be between 0 (no reserve) and 50");
+        }
         let c = &self.coi;
         if coimail_store::names::canonical(&c.mailbox_root).is_err() || c.mailbox_root.eq_ignore_ascii_case("INBOX") {
             return invalid("coi.mailbox_root", "must be a valid mailbox name other than INBOX, like COI");
@@ -613,6 +621,17 @@ impl Config {
     }
 
     /// Login throttle and cache; argon2 runs once per CPU at a time.
+    /// The store's tuning: index cache and free-space reserve.
+    pub fn store_options(&self) -> coimail_store::StoreOptions {
+        coimail_store::StoreOptions {
+            cache_bytes: self.store.cache_mb << 20,
+            reserve: coimail_store::Reserve {
+                percent: self.store.min_free_percent,
+                max_bytes: self.store.min_free_mb.saturating_mul(1 << 20),
+            },
+        }
+    }
+
     pub fn auth_options(&self) -> coimail_directory::AuthOptions {
         coimail_directory::AuthOptions {
             throttle: coimail_directory::ThrottleOptions {

@@ -33,7 +33,7 @@ use coimail_delivery::{Outbound, Queue, Runner, attempt};
 use coimail_directory::Directory;
 use coimail_imap::{ImapContext, ImapListener};
 use coimail_smtp::{SmtpContext, SmtpListener};
-use coimail_store::{Store, StoreOptions};
+use coimail_store::Store;
 use serde::{Deserialize, Serialize};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -104,7 +104,7 @@ pub struct Running {
 pub async fn open_data(config: &Config) -> Result<(Store, Directory), DaemonError> {
     let data = config.server.data_dir.clone();
     create_private_dir(&data)?;
-    let options = StoreOptions { cache_bytes: config.store.cache_mb << 20 };
+    let options = config.store_options();
     let store = tokio::task::spawn_blocking(move || Store::open(&data, &options))
         .await
         .map_err(|e| DaemonError::Other(format!("store open task failed: {e}")))?
@@ -116,6 +116,17 @@ pub async fn open_data(config: &Config) -> Result<(Store, Directory), DaemonErro
             other => DaemonError::Store(other),
         })?;
     let snapshot = config.directory_snapshot();
+    if let Some(aside) = store.healed_from() {
+        if !snapshot.exists() {
+            return Err(DaemonError::Other(format!(
+                "the index was damaged and was moved to {}; a new one can be built from the body files, but \
+                 users live only in {}, which is missing: restore it from a backup, then run `coimail store rebuild`",
+                aside.display(),
+                snapshot.display()
+            )));
+        }
+        warn!(old_index = %aside.display(), "rebuilding the index: users from {}, mail from the body files and the journal", snapshot.display());
+    }
     let mut directory = Directory::open_with(&store, Some(snapshot.clone()), config.auth_options())?;
     let mut force_reconcile = false;
     if directory.list_domains()?.is_empty() && directory.list_users()?.is_empty() && snapshot.exists() {
@@ -127,7 +138,9 @@ pub async fn open_data(config: &Config) -> Result<(Store, Directory), DaemonErro
         force_reconcile = true;
     }
     let report = store.reconcile(force_reconcile).await?;
-    if report != Default::default() {
+    if let Some(aside) = store.healed_from() {
+        warn!(?report, old_index = %aside.display(), "the damaged index was replaced by a rebuilt one; the old one can be deleted once all mail is confirmed there");
+    } else if report != Default::default() {
         info!(?report, "reconciled message files with the index");
     }
     let spool = store.spool_recover().await?;

@@ -134,6 +134,11 @@ impl From<StoreError> for ImapError {
             StoreError::InvalidName(why) => ImapError::No { code: None, text: format!("Invalid mailbox name: {why}") },
             StoreError::AlreadyExists(what) => ImapError::no(Code::AlreadyExists, format!("{what} already exists")),
             StoreError::QuotaExceeded => ImapError::no(Code::OverQuota, "Quota exceeded"),
+            // The server's disk, not the user's quota; deleting mail still works.
+            StoreError::DiskFull => ImapError::no(
+                Code::OverQuota,
+                "Server storage is full: new messages are refused until space is freed (expunging messages frees it)",
+            ),
             StoreError::Invalid(why) => ImapError::No { code: None, text: why },
             e @ (StoreError::Corrupt(_) | StoreError::Engine(_) | StoreError::Io(_)) => {
                 ImapError::Internal(format!("store: {e}"))
@@ -192,6 +197,8 @@ mod tests {
             "t NO [NONEXISTENT] mailbox Foo does not exist\r\n"
         );
         assert!(wire(StoreError::Engine("disk on fire".into()).into(), Some("t")).starts_with("t NO [SERVERBUG] "));
+        let full = std::io::Error::from(std::io::ErrorKind::StorageFull);
+        assert!(wire(StoreError::from(full).into(), Some("t")).starts_with("t NO [OVERQUOTA] Server storage is full"));
         assert!(!wire(StoreError::Engine("disk on fire".into()).into(), Some("t")).contains("fire"));
         assert!(!ImapError::Closed.write_tagged(&mut Vec::new(), Some("t")));
     }

@@ -184,6 +184,8 @@ impl Session {
             None => Some(reply::BAD_SEQUENCE),
             Some(tx) if tx.chunks.is_some() => Some(reply::BAD_SEQUENCE),
             Some(tx) if tx.recipient_count() == 0 => Some(NO_RECIPIENTS),
+            // Below the disk reserve since RCPT: refuse before the client sends the message.
+            Some(_) if self.ctx.store.check_space().is_err() => Some(reply::DISK_FULL),
             Some(_) => None,
         };
         if let Some(e) = refusal {

@@ -165,9 +165,12 @@ pub async fn accept(
             ret: envelope.ret,
             recipients: envelope.remote.to_vec(),
         };
-        let entry = queue.enqueue(spool, received::without_return_path(message)).await.map_err(|e| {
-            tracing::error!(error = %e, "queueing failed");
-            reply::LOCAL_ERROR
+        let entry = queue.enqueue(spool, received::without_return_path(message)).await.map_err(|e| match e {
+            coimail_delivery::DeliveryError::Store(StoreError::DiskFull) => reply::DISK_FULL,
+            e => {
+                tracing::error!(error = %e, "queueing failed");
+                reply::LOCAL_ERROR
+            }
         })?;
         done.queue_id = Some(entry.id);
     }
@@ -194,6 +197,7 @@ pub async fn deliver(
             tracing::info!("delivery refused: quota exceeded");
             SmtpError::new(452, Enhanced(4, 2, 2), "mailbox full")
         }
+        StoreError::DiskFull => reply::DISK_FULL,
         e => {
             tracing::error!(error = %e, "delivery failed");
             reply::LOCAL_ERROR

@@ -168,6 +168,9 @@ impl Session {
         if !to.address.is_ascii() && !tx.smtputf8 {
             return Err(NEEDS_SMTPUTF8);
         }
+        if self.ctx.store.check_space().is_err() {
+            return Err(reply::DISK_FULL);
+        }
         let dir = &self.ctx.directory;
         let dsn = |address: &str| SpoolRecipient::new(address, to.orcpt.clone(), notify);
         // smtp-proto hands back `<postmaster>` (no domain) as "".

@@ -59,6 +59,8 @@ pub const TOO_BIG: SmtpError =
     SmtpError::new(552, Enhanced(5, 3, 4), "message size exceeds fixed maximum message size");
 /// RFC 3463 4.2.2, as Dovecot says it; 4xx so the sender tries again later.
 pub const MAILBOX_FULL: SmtpError = SmtpError::new(452, Enhanced(4, 2, 2), "Mailbox full");
+/// The server's disk is below its free-space reserve (RFC 3463 4.3.1).
+pub const DISK_FULL: SmtpError = SmtpError::new(452, Enhanced(4, 3, 1), "insufficient system storage; try again later");
 pub const TOO_MANY_RECIPIENTS: SmtpError = SmtpError::new(452, Enhanced(4, 5, 3), "too many recipients");
 /// The user's submission rate (`rate.rs`).
 pub const RATE_LIMITED: SmtpError =

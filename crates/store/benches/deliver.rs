@@ -17,7 +17,7 @@ fn message(n: usize) -> Vec<u8> {
 
 async fn run(writers: usize, per_writer: usize) -> f64 {
     let dir = tempfile::tempdir().expect("tempdir");
-    let store = Store::open(dir.path(), &StoreOptions { cache_bytes: 64 << 20 }).expect("open");
+    let store = Store::open(dir.path(), &StoreOptions { cache_bytes: 64 << 20, ..Default::default() }).expect("open");
     let account = AccountId(1);
     store.create_account(account, "bench@example.org").await.expect("account");
     let start = Instant::now();

@@ -67,6 +67,9 @@ impl Store {
     /// order; an `Ok` means that request's messages are durable. UIDs are
     /// allocated in request order.
     pub async fn append_batch(&self, account: AccountId, requests: Vec<AppendRequest>) -> Vec<Result<Vec<Stored>>> {
+        if self.check_space().is_err() {
+            return requests.iter().map(|_| Err(StoreError::DiskFull)).collect();
+        }
         let mut results: Vec<Option<Result<Vec<Stored>>>> = requests.iter().map(|_| None).collect();
         let address = match self.account_address(account) {
             Ok(Some(a)) => a,
@@ -184,7 +187,13 @@ impl Store {
             let this = self.clone();
             // Spawned now, not when awaited: the chunks run side by side.
             tasks.push(tokio::task::spawn_blocking(move || {
-                chunk.into_iter().map(|(n, h, raw)| (n, this.inner.blobs.write(&h, &raw))).collect::<Vec<_>>()
+                chunk
+                    .into_iter()
+                    .map(|(n, h, raw)| {
+                        this.inner.space.charge(raw.len() as u64);
+                        (n, this.inner.blobs.write(&h, &raw))
+                    })
+                    .collect::<Vec<_>>()
             }));
         }
         let mut out: std::collections::BTreeMap<usize, Vec<Result<(BlobId, u64)>>> = Default::default();

@@ -24,6 +24,9 @@ impl Store {
         uids: &[Uid],
         to: MailboxId,
     ) -> Result<Vec<(Uid, Uid)>> {
+        // A copy adds index entries (the body file is shared); a move only
+        // re-points them, so MOVE still works below the reserve.
+        self.check_space()?;
         self.transfer(account, from, uids, to, false, None).await
     }
 

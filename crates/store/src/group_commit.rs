@@ -18,7 +18,9 @@ use tokio::sync::watch;
 #[derive(Debug, Clone, Default)]
 struct Progress {
     done: u64,
-    failed: Option<(u64, String)>,
+    /// The last failure: up to which ticket, what, and whether it was a full
+    /// disk (which callers answer as such, not as a server fault).
+    failed: Option<(u64, String, bool)>,
 }
 
 #[derive(Default)]
@@ -70,7 +72,8 @@ impl GroupCommit {
             .map_err(|_| StoreError::Engine("the flusher stopped".into()))?
             .clone();
         match seen.failed {
-            Some((upto, msg)) if ticket <= upto => Err(StoreError::Engine(format!("flush failed: {msg}"))),
+            Some((upto, _, true)) if ticket <= upto => Err(StoreError::DiskFull),
+            Some((upto, msg, false)) if ticket <= upto => Err(StoreError::Engine(format!("flush failed: {msg}"))),
             _ => Ok(()),
         }
     }
@@ -93,7 +96,7 @@ impl GroupCommit {
                 p.done = target;
                 if let Err(e) = result {
                     tracing::error!(error = %e, "index flush failed");
-                    p.failed = Some((target, e.to_string()));
+                    p.failed = Some((target, e.to_string(), matches!(e, StoreError::DiskFull)));
                 }
             });
         }

@@ -233,7 +233,7 @@ fn write_snapshot(dir: &Path, epoch: u64, seq: u64, p: &Projection, tombstones: 
         w.write_all(&f)?;
         bytes += f.len() as u64;
     }
-    let file = w.into_inner().map_err(|e| StoreError::Io(e.into_error()))?;
+    let file = w.into_inner().map_err(|e| StoreError::from(e.into_error()))?;
     file.sync_all()?;
     drop(file);
     fs::rename(&tmp, dir.join(&name))?;
@@ -340,6 +340,9 @@ pub(crate) struct Journal {
     min_compact: AtomicU64,
     /// Compact when the open segment grows past this.
     threshold: AtomicU64,
+    /// The free-space reserve: no compaction while below it (a snapshot
+    /// needs room the size of the live state before the old files go).
+    space: std::sync::OnceLock<Arc<crate::space::Space>>,
 }
 
 /// What opening found.
@@ -416,8 +419,20 @@ impl Journal {
             compacting: AtomicBool::new(false),
             min_compact: AtomicU64::new(MIN_COMPACT_BYTES),
             threshold: AtomicU64::new(MIN_COMPACT_BYTES.max(snapshot_bytes)),
+            space: std::sync::OnceLock::new(),
         };
         Ok(Opened { journal: Arc::new(journal), new_epoch, without_history: !history, older_epochs })
+    }
+
+    /// Ties compaction to the store's free-space reserve.
+    pub(crate) fn set_space(&self, space: Arc<crate::space::Space>) {
+        let _ = self.space.set(space);
+    }
+
+    /// True while the disk is below the reserve: compaction waits, as
+    /// deletes must not need more space than the reserve keeps.
+    fn low_on_space(&self) -> bool {
+        self.space.get().is_some_and(|s| s.is_low())
     }
 
     /// Makes every record written so far durable; concurrent callers share
@@ -651,7 +666,10 @@ impl JournaledTree {
         if framed {
             seg.remember(&records);
         }
-        if seg.bytes > j.threshold.load(Ordering::Relaxed) && !j.compacting.swap(true, Ordering::AcqRel) {
+        if seg.bytes > j.threshold.load(Ordering::Relaxed)
+            && !j.low_on_space()
+            && !j.compacting.swap(true, Ordering::AcqRel)
+        {
             match j.rotate(&mut seg) {
                 Ok(()) => {
                     let base = seg.seq;

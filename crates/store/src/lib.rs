@@ -30,6 +30,16 @@
 //! renames, flags and expunges; see `journal.rs`),
 //! `<data>/clean-shutdown` (present only after an orderly close; without it
 //! startup reconciles body files against the index).
+//!
+//! # Self-healing open
+//! An index that sled cannot open, or that fails the startup check (every
+//! page read after an unclean stop, every mailbox record decoded), is moved
+//! aside to `<data>/index.broken-<unix time>` and a new one is built: the
+//! caller (the daemon's `open_data`) restores users from the directory
+//! snapshot and reconcile re-indexes every body file with the journal's
+//! placements, exactly as `coimail store rebuild` does. Only damage heals
+//! this way: I/O errors (a full disk, permissions, the lock of a running
+//! daemon) are returned as they are.
 
 mod append;
 pub mod blob;
@@ -53,6 +63,7 @@ mod records;
 mod rename;
 mod retention;
 mod snapshot;
+mod space;
 pub mod spool;
 mod subscriptions;
 pub mod types;
@@ -69,6 +80,7 @@ pub use reconcile::ReconcileReport;
 pub use records::Usage;
 pub use retention::ViewPin;
 pub use snapshot::MailboxSnapshot;
+pub use space::{Reserve, SpaceStatus};
 pub use types::*;
 
 use blob::BlobStore;
@@ -78,7 +90,7 @@ use kv::Kv;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 
 /// Mailboxes every new account gets (RFC 6154 special-use), besides INBOX.
 pub const DEFAULT_MAILBOXES: [(&str, SpecialUse); 5] = [
@@ -96,11 +108,13 @@ const CLEAN_MARKER: &str = "clean-shutdown";
 pub struct StoreOptions {
     /// sled page cache size in bytes.
     pub cache_bytes: u64,
+    /// Free space to keep on the data dir's filesystem (`space.rs`).
+    pub reserve: Reserve,
 }
 
 impl Default for StoreOptions {
     fn default() -> Self {
-        StoreOptions { cache_bytes: 128 << 20 }
+        StoreOptions { cache_bytes: 128 << 20, reserve: Reserve::default() }
     }
 }
 
@@ -130,6 +144,10 @@ struct Inner {
     visible: Mutex<HashMap<MailboxId, Uid>>,
     data_dir: PathBuf,
     unclean_start: AtomicBool,
+    /// The free-space reserve check (`space.rs`).
+    space: Arc<space::Space>,
+    /// Where a damaged index was moved when this open replaced it.
+    healed: OnceLock<PathBuf>,
 }
 
 impl Store {
@@ -137,19 +155,50 @@ impl Store {
     ///
     /// Call [`Store::reconcile`] before serving: after an unclean stop it
     /// re-checks body files against the index.
+    ///
+    /// A damaged index is moved aside and replaced by an empty one (see
+    /// "Self-healing open" above; [`Store::healed_from`] says where it went).
     pub fn open(data_dir: &Path, options: &StoreOptions) -> Result<Store> {
         std::fs::create_dir_all(data_dir)?;
-        let kv = Kv::open_sled(&data_dir.join("index"), options.cache_bytes)?;
-        Store::with_kv(kv, data_dir)
+        let kv = match open_index(data_dir, options.cache_bytes) {
+            Ok(kv) => kv,
+            Err(damage) if is_damage(&damage) => {
+                let aside = set_index_aside(data_dir, "broken")?.unwrap_or_else(|| data_dir.join("index"));
+                tracing::error!(
+                    error = %damage,
+                    moved_to = %aside.display(),
+                    "THE INDEX IS DAMAGED: moved it aside; building a new one from the body files and the journal"
+                );
+                let kv = open_index(data_dir, options.cache_bytes).map_err(|e| {
+                    StoreError::Engine(format!(
+                        "the index was damaged ({damage}) and was moved to {}, but a new one cannot be created \
+                         ({e}); fix that (free space? permissions?), then run `coimail store rebuild`",
+                        aside.display()
+                    ))
+                })?;
+                let store = Store::with_kv(kv, data_dir, options.reserve)?;
+                let _ = store.inner.healed.set(aside);
+                return Ok(store);
+            }
+            Err(e) => return Err(e),
+        };
+        Store::with_kv(kv, data_dir, options.reserve)
     }
 
     /// A store on an in-memory index with body files under `data_dir`, for tests.
     pub fn open_memory(data_dir: &Path) -> Result<Store> {
         std::fs::create_dir_all(data_dir)?;
-        Store::with_kv(Kv::memory(), data_dir)
+        Store::with_kv(Kv::memory(), data_dir, Reserve::default())
     }
 
-    fn with_kv(kv: Kv, data_dir: &Path) -> Result<Store> {
+    /// Where a damaged index was moved when [`Store::open`] replaced it with
+    /// a new, empty one; `None` when the index opened normally. The caller
+    /// must then restore what lives only in the index (users) and reconcile.
+    pub fn healed_from(&self) -> Option<&Path> {
+        self.inner.healed.get().map(PathBuf::as_path)
+    }
+
+    fn with_kv(kv: Kv, data_dir: &Path, reserve: Reserve) -> Result<Store> {
         let tree = kv.tree("mail")?;
         let blobs = BlobStore::open(&data_dir.join("blobs"))?;
         let opened = Journal::open(&data_dir.join("journal"), &tree, &data_dir.join("blobs"))?;
@@ -161,6 +210,8 @@ impl Store {
             // An index the journal never saw: its placements become the first snapshot.
             opened.journal.compact_from_index(&tree)?;
         }
+        let space = Arc::new(space::Space::new(data_dir, reserve));
+        opened.journal.set_space(space.clone());
         let mail = JournaledTree::new(tree, opened.journal);
         let marker = data_dir.join(CLEAN_MARKER);
         let marked = marker.exists();
@@ -184,6 +235,8 @@ impl Store {
                 visible: Mutex::new(HashMap::new()),
                 data_dir: data_dir.to_owned(),
                 unclean_start: AtomicBool::new(!clean),
+                space,
+                healed: OnceLock::new(),
             }),
         };
         store.upgrade_index()?;
@@ -243,6 +296,62 @@ impl Store {
             .await
             .map_err(|e| StoreError::Engine(format!("blocking task failed: {e}")))?
     }
+}
+
+/// Opens the sled index of `data_dir` and checks it: every mailbox record
+/// decodes, and after an unclean stop (the only time pages can be torn)
+/// every page reads. A panic inside sled on a damaged file counts as damage.
+fn open_index(data_dir: &Path, cache_bytes: u64) -> Result<Kv> {
+    let unclean = !data_dir.join(CLEAN_MARKER).exists();
+    let dir = data_dir.join("index");
+    std::panic::catch_unwind(move || {
+        let kv = Kv::open_sled(&dir, cache_bytes)?;
+        let mail = kv.tree("mail")?;
+        for (_, v) in mail.scan_prefix(&[keys::MAILBOX_BY_ID])? {
+            records::decode::<records::MailboxRecord>("mailbox", &v)?;
+        }
+        if unclean {
+            let pairs = kv.verify()?;
+            tracing::debug!(pairs, "index pages checked after an unclean stop");
+        }
+        Ok(kv)
+    })
+    .unwrap_or_else(|panic| {
+        let why =
+            panic.downcast_ref::<&str>().map(|s| (*s).to_owned()).or_else(|| panic.downcast_ref::<String>().cloned());
+        Err(StoreError::Corrupt(format!("the storage engine panicked opening the index: {}", why.unwrap_or_default())))
+    })
+}
+
+/// Damage to the index's files, as opposed to a condition of the machine
+/// (no space, no permission, another process holding the lock).
+fn is_damage(e: &StoreError) -> bool {
+    match e {
+        StoreError::Engine(_) | StoreError::Corrupt(_) => true,
+        StoreError::Io(io) => matches!(io.kind(), std::io::ErrorKind::UnexpectedEof | std::io::ErrorKind::InvalidData),
+        _ => false,
+    }
+}
+
+/// Renames `<data>/index` to `<data>/index.<label>-<unix time>` (the data
+/// dir fsync'd), so a new index can be built while the old one is kept for
+/// inspection. `None` when there is no index. Used by the self-healing open
+/// and by `coimail store rebuild`.
+pub fn set_index_aside(data_dir: &Path, label: &str) -> Result<Option<PathBuf>> {
+    let index = data_dir.join("index");
+    if !index.exists() {
+        return Ok(None);
+    }
+    let secs = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+    let mut aside = data_dir.join(format!("index.{label}-{secs}"));
+    let mut n = 1;
+    while aside.exists() {
+        aside = data_dir.join(format!("index.{label}-{secs}.{n}"));
+        n += 1;
+    }
+    std::fs::rename(&index, &aside)?;
+    blob::sync_dir(data_dir)?;
+    Ok(Some(aside))
 }
 
 #[cfg(test)]

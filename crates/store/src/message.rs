@@ -85,6 +85,7 @@ impl Store {
         if placements.is_empty() {
             return Err(StoreError::Invalid("no recipients".into()));
         }
+        self.check_space()?;
         let mut targets = Vec::with_capacity(placements.len());
         let mut canonical = placements;
         for p in &mut canonical {
@@ -95,6 +96,7 @@ impl Store {
         let header = BlobHeader { internal_date, placements: canonical };
         let body = raw.to_vec();
         let (blob, offset) = self.blocking(move |b| b.write(&header, &body)).await?;
+        self.inner.space.charge(raw.len() as u64);
         let size = raw.len() as u64;
         let applied = match self.index_locked(&blob, offset, size, internal_date, &targets, false) {
             Ok(a) => a,

@@ -234,10 +234,14 @@ impl Store {
         if envelope.recipients.is_empty() {
             return Err(StoreError::Invalid("no recipients".into()));
         }
+        // The queue stops taking new mail below the reserve; its retries
+        // and removals of what is queued go on.
+        self.check_space()?;
         let id = self.inner.mail.increment(&keys::counter("spool"))?;
         let dir = self.spool_dir();
         let body = message.to_vec();
         self.blocking(move |_| write_file(&dir, id, &body)).await?;
+        self.inner.space.charge(message.len() as u64);
         let entry = SpoolEntry {
             id,
             sender: envelope.sender,

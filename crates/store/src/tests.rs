@@ -5,7 +5,7 @@ const ALICE: AccountId = AccountId(1);
 const BOB: AccountId = AccountId(2);
 
 async fn store_with_accounts(dir: &Path) -> Store {
-    let s = Store::open(dir, &StoreOptions { cache_bytes: 8 << 20 }).unwrap();
+    let s = Store::open(dir, &StoreOptions { cache_bytes: 8 << 20, ..Default::default() }).unwrap();
     s.create_account(ALICE, "alice@example.org").await.unwrap();
     s.create_account(BOB, "bob@example.org").await.unwrap();
     s

@@ -9,7 +9,7 @@ const BOB: AccountId = AccountId(2);
 const ACCOUNTS: [(AccountId, &str); 2] = [(ALICE, "alice@example.org"), (BOB, "bob@example.org")];
 
 fn open(dir: &Path) -> Store {
-    Store::open(dir, &StoreOptions { cache_bytes: 8 << 20 }).unwrap()
+    Store::open(dir, &StoreOptions { cache_bytes: 8 << 20, ..Default::default() }).unwrap()
 }
 
 /// What `coimail store rebuild` does: accounts back from the directory
@@ -273,4 +273,69 @@ async fn an_older_index_journal_forces_reconcile_even_after_a_clean_close() {
     wipe_index(dir.path());
     let s = open(dir.path());
     assert!(s.was_unclean(), "the old epoch's placements must be carried over");
+}
+
+/// A damaged index (here: sled's config file overwritten, which sled reports
+/// as "Read corrupted data at file offset None", as after a kill on a full
+/// disk) is moved aside at open and a new one is built from the files.
+#[tokio::test]
+async fn a_damaged_index_is_set_aside_and_rebuilt_at_open() {
+    let dir = tempfile::tempdir().unwrap();
+    let before = {
+        let s = busy_store(dir.path()).await;
+        let v = view(&s).await;
+        s.close().await.unwrap();
+        v
+    };
+    std::fs::write(dir.path().join("index/conf"), b"garbage where sled keeps its settings").unwrap();
+    let (s, _) = restore_and_rebuild(dir.path()).await;
+    let aside = s.healed_from().expect("the damaged index was replaced").to_owned();
+    assert!(aside.file_name().unwrap().to_str().unwrap().starts_with("index.broken-"), "{}", aside.display());
+    assert!(aside.join("conf").exists(), "the old index is kept for inspection");
+    assert!(s.was_unclean());
+    assert_eq!(view(&s).await, before);
+    s.close().await.unwrap();
+    drop(s);
+    // The rebuilt index is an ordinary one: the next open uses it as it is.
+    let s = open(dir.path());
+    assert!(s.healed_from().is_none());
+    assert_eq!(view(&s).await, before);
+}
+
+/// Below the reserve nothing new goes in, and everything that frees space
+/// or changes flags still works.
+#[tokio::test]
+async fn below_the_reserve_new_mail_is_refused_and_deletes_work() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let s = open(dir.path());
+        s.create_account(ALICE, "alice@example.org").await.unwrap();
+        for i in 0..3 {
+            s.append(ALICE, "INBOX", format!("m{i}\r\n").as_bytes(), Flags::new(), 100).await.unwrap();
+        }
+        s.close().await.unwrap();
+    }
+    // A reserve of the whole filesystem: always below it.
+    let full = StoreOptions { cache_bytes: 8 << 20, reserve: Reserve { percent: 100, max_bytes: u64::MAX } };
+    let s = Store::open(dir.path(), &full).unwrap();
+    let inbox = s.mailbox(ALICE, "INBOX").unwrap().id;
+    let archive = s.mailbox(ALICE, "Archive").unwrap().id;
+    assert!(matches!(s.check_space(), Err(StoreError::DiskFull)));
+    assert!(matches!(s.append(ALICE, "INBOX", b"new\r\n", Flags::new(), 1).await, Err(StoreError::DiskFull)));
+    let msgs = vec![NewMessage { raw: b"n\r\n".to_vec(), flags: Flags::new(), internal_date: 1 }];
+    assert!(matches!(s.append_many(ALICE, "INBOX", msgs).await, Err(StoreError::DiskFull)));
+    assert!(matches!(s.copy_messages(ALICE, inbox, &[Uid(1)], archive).await, Err(StoreError::DiskFull)));
+    let envelope = spool::SpoolEnvelope {
+        sender: "alice@example.org".into(),
+        env_id: None,
+        ret: None,
+        recipients: vec![spool::SpoolRecipient::new("x@remote.test", None, None)],
+    };
+    assert!(matches!(s.spool_enqueue(envelope, b"out\r\n", 1).await, Err(StoreError::DiskFull)));
+    s.store_flags(ALICE, inbox, &[Uid(1), Uid(2)], FlagOp::Add, &flags(&["\\Deleted"])).await.unwrap();
+    assert_eq!(s.expunge(ALICE, inbox, &[Uid(1)]).await.unwrap(), vec![Uid(1)]);
+    s.move_messages(ALICE, inbox, &[Uid(2)], archive).await.unwrap();
+    s.create_mailbox(ALICE, "Old", None).await.unwrap();
+    s.delete_mailbox(ALICE, "Old").await.unwrap();
+    assert_eq!(s.messages(ALICE, inbox).unwrap().len(), 1);
 }

@@ -5,7 +5,7 @@ use super::*;
 const ALICE: AccountId = AccountId(1);
 
 async fn store(dir: &Path) -> Store {
-    let s = Store::open(dir, &StoreOptions { cache_bytes: 8 << 20 }).unwrap();
+    let s = Store::open(dir, &StoreOptions { cache_bytes: 8 << 20, ..Default::default() }).unwrap();
     s.create_account(ALICE, "alice@example.org").await.unwrap();
     s
 }

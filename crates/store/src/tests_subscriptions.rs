@@ -7,7 +7,7 @@ use super::*;
 const ALICE: AccountId = AccountId(1);
 
 fn open(dir: &Path) -> Store {
-    Store::open(dir, &StoreOptions { cache_bytes: 8 << 20 }).unwrap()
+    Store::open(dir, &StoreOptions { cache_bytes: 8 << 20, ..Default::default() }).unwrap()
 }
 
 async fn store(dir: &Path) -> Store {
