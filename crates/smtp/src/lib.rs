@@ -115,6 +115,8 @@ pub struct SmtpContext {
     rate: rate::RateLimit,
     /// COI's delivery decision and WebPush (`delivery.rs` calls it).
     pub coi: coimail_coi::Coi,
+    /// The cap on the delivery reports sessions make (shared with the queue's).
+    pub reports: coimail_delivery::ReportLimit,
 }
 
 impl SmtpContext {
@@ -127,7 +129,14 @@ impl SmtpContext {
         let limits = ConnectionLimits::new(config.max_connections, config.max_connections_per_ip);
         let rate = rate::RateLimit::new(config.max_messages_per_hour, rate::WINDOW);
         let coi = coimail_coi::Coi::new(store.clone());
-        SmtpContext { store, directory, tls, config, queue: None, limits, rate, coi }
+        let reports = coimail_delivery::ReportLimit::default();
+        SmtpContext { store, directory, tls, config, queue: None, limits, rate, coi, reports }
+    }
+
+    /// Shares `reports` (the queue's cap on delivery reports) with this context.
+    pub fn with_report_limit(mut self, reports: coimail_delivery::ReportLimit) -> SmtpContext {
+        self.reports = reports;
+        self
     }
 
     /// Replaces the default COI service (no WebPush) with a configured one.
