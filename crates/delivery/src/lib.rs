@@ -57,7 +57,7 @@ pub mod tlsrpt;
 
 pub use coimail_store::spool::{DsnNotify, DsnRet, SpoolEntry, SpoolEnvelope, SpoolRecipient};
 pub use dns::{Dns, RData, RecordType};
-pub use local::{Delivered, report_delivered, report_failed};
+pub use local::{Delivered, Reporter, report_delivered, report_failed};
 pub use outbound::Outbound;
 pub use report_limit::ReportLimit;
 pub use retry::RetryPolicy;

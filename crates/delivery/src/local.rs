@@ -44,6 +44,18 @@ pub(crate) async fn deliver_to_sender(
     }
 }
 
+/// What SMTP's reports need: where they go and the cap on them.
+#[derive(Clone, Copy)]
+pub struct Reporter<'a> {
+    pub store: &'a Store,
+    pub directory: &'a Directory,
+    /// For reports to senders elsewhere; without it they are dropped.
+    pub queue: Option<&'a Queue>,
+    pub limit: &'a ReportLimit,
+    /// Our host name (Reporting-MTA, `MAILER-DAEMON@`).
+    pub hostname: &'a str,
+}
+
 /// A message SMTP has just taken, with the local recipients a report
 /// speaks of (their DSN requests, RFC 3461 §4.1, and for a failure the
 /// reply that explains it).
@@ -62,16 +74,11 @@ pub struct Delivered<'a> {
 /// address is always one of ours; a sender elsewhere gets nothing (a
 /// success report on the say-so of an unauthenticated client is
 /// backscatter: the reverse path may be anybody's).
-pub async fn report_delivered(
-    store: &Store,
-    directory: &Directory,
-    limit: &ReportLimit,
-    hostname: &str,
-    d: &Delivered<'_>,
-) -> Result<(), DeliveryError> {
+pub async fn report_delivered(to: &Reporter<'_>, d: &Delivered<'_>) -> Result<(), DeliveryError> {
     let recipients: Vec<SpoolRecipient> =
         d.recipients.iter().map(|r| SpoolRecipient { state: RecipientState::Delivered, ..r.clone() }).collect();
-    report(store, directory, None, limit, hostname, Action::Delivered, d, &recipients).await
+    let here_only = Reporter { queue: None, ..*to };
+    report(&here_only, Action::Delivered, d, &recipients).await
 }
 
 /// Sends the bounce (`Action: failed`, header only) for local recipients
@@ -79,34 +86,23 @@ pub async fn report_delivered(
 /// that did not ask for NOTIFY without FAILURE: into the sender's INBOX when
 /// the sender is ours, else through `queue` from the null sender, as any
 /// MTA that accepted a message owes its sender (RFC 5321 §6.1).
-pub async fn report_failed(
-    store: &Store,
-    directory: &Directory,
-    queue: Option<&Queue>,
-    limit: &ReportLimit,
-    hostname: &str,
-    d: &Delivered<'_>,
-) -> Result<(), DeliveryError> {
+pub async fn report_failed(to: &Reporter<'_>, d: &Delivered<'_>) -> Result<(), DeliveryError> {
     let recipients: Vec<SpoolRecipient> = d
         .recipients
         .iter()
         .filter(|r| r.notify.is_none_or(|n| n.failure))
         .map(|r| SpoolRecipient { state: RecipientState::Failed, ..r.clone() })
         .collect();
-    report(store, directory, queue, limit, hostname, Action::Failed, d, &recipients).await
+    report(to, Action::Failed, d, &recipients).await
 }
 
-#[allow(clippy::too_many_arguments)]
 async fn report(
-    store: &Store,
-    directory: &Directory,
-    queue: Option<&Queue>,
-    limit: &ReportLimit,
-    hostname: &str,
+    to: &Reporter<'_>,
     action: Action,
     d: &Delivered<'_>,
     recipients: &[SpoolRecipient],
 ) -> Result<(), DeliveryError> {
+    let Reporter { store, directory, queue, limit, hostname } = *to;
     if d.sender.is_empty() || recipients.is_empty() {
         return Ok(());
     }

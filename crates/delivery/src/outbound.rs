@@ -260,7 +260,9 @@ impl Outbound {
                 warn!(queue_id = job.entry.id, %host, addresses = %list, "private or special-purpose address refused");
                 if ips.is_empty() {
                     // Like a host without addresses: final unless another host is only temporarily unusable.
-                    last = format!("550 5.4.4 mail server {host} resolves only to private or special-purpose addresses ({list})");
+                    last = format!(
+                        "550 5.4.4 mail server {host} resolves only to private or special-purpose addresses ({list})"
+                    );
                     continue;
                 }
             }

@@ -264,7 +264,13 @@ impl Session {
     /// the client still hears 250.
     async fn report(&self, tx: &Transaction, over_quota: &[SpoolRecipient], message: &[u8], now: i64) {
         let ctx = &self.ctx;
-        let hostname = &ctx.config.hostname;
+        let to = coimail_delivery::Reporter {
+            store: &ctx.store,
+            directory: &ctx.directory,
+            queue: ctx.queue.as_ref(),
+            limit: &ctx.reports,
+            hostname: &ctx.config.hostname,
+        };
         let succeeded: Vec<SpoolRecipient> = tx
             .recipients
             .iter()
@@ -281,16 +287,13 @@ impl Session {
         };
         if !succeeded.is_empty() {
             let d = report(&succeeded);
-            let sent = coimail_delivery::report_delivered(&ctx.store, &ctx.directory, &ctx.reports, hostname, &d);
-            if let Err(e) = sent.await {
+            if let Err(e) = coimail_delivery::report_delivered(&to, &d).await {
                 tracing::error!(error = %e, "delivery report failed");
             }
         }
         if !over_quota.is_empty() {
             let d = report(over_quota);
-            let queue = ctx.queue.as_ref();
-            let sent = coimail_delivery::report_failed(&ctx.store, &ctx.directory, queue, &ctx.reports, hostname, &d);
-            if let Err(e) = sent.await {
+            if let Err(e) = coimail_delivery::report_failed(&to, &d).await {
                 tracing::error!(error = %e, "bounce for recipients over quota failed");
             }
         }

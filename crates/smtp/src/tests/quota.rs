@@ -91,3 +91,21 @@ async fn a_message_too_big_for_one_mailbox_reaches_the_others_and_bounces_that_o
     assert!(inbox.iter().any(|(_, m)| String::from_utf8_lossy(m).contains("Action: failed\r\nStatus: 5.2.2")));
     assert!(s.inbox(&s.alice).await.is_empty());
 }
+
+/// The bounce above is a report to a reverse path nobody checked; a client
+/// that keeps making us send it to one victim gets no more than the hourly
+/// cap of reports to one address (30 by default) sent.
+#[tokio::test]
+async fn bounces_to_one_address_stop_at_the_hourly_cap() {
+    let s = Server::with(Options { queue: true, ..Options::default() }).await;
+    s.store.set_quota(s.alice.id, QuotaLimits { bytes: Some(1_000), messages: None }).await.unwrap();
+    let big = format!("Subject: flood\r\n\r\n{}\r\n", "x".repeat(2_000));
+    let mut c = s.connect(s.mx).await;
+    c.cmd("EHLO attacker.example", "250").await;
+    for _ in 0..coimail_delivery::report_limit::DEFAULT_PER_ADDRESS + 5 {
+        let r = c.send_mail("victim@remote.example", &["alice@example.org", "bob@example.org"], &big).await;
+        assert!(r.starts_with("250 2.0.0"), "{r}");
+    }
+    let queued = s.store.spool_list().unwrap();
+    assert_eq!(queued.len(), coimail_delivery::report_limit::DEFAULT_PER_ADDRESS, "the rest were dropped");
+}
