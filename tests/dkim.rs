@@ -14,6 +14,7 @@ use std::time::Duration;
 
 const ALICE: &str = "alice@a.test";
 const BOB: &str = "bob@b.test";
+const CAROL: &str = "carol@a.test";
 const WAIT: Duration = Duration::from_secs(30);
 const IP_A: Ipv4Addr = Ipv4Addr::new(127, 0, 0, 2);
 const IP_B: Ipv4Addr = Ipv4Addr::new(127, 0, 0, 3);
@@ -45,7 +46,7 @@ async fn pair() -> Pair {
     // What `coimail domain add a.test` does besides adding the domain.
     let keys = coimail_delivery::dkim::KeyStore::new(ca.dkim_dir());
     keys.ensure("a.test", coimail_delivery::now()).unwrap();
-    let a = MailHost::start(da, ca, "a.test", &[ALICE]).await;
+    let a = MailHost::start(da, ca, "a.test", &[ALICE, CAROL]).await;
     let b = MailHost::start(db, cb, "b.test", &[BOB]).await;
     Pair { _dns: dns, a, b }
 }
@@ -124,21 +125,37 @@ async fn submitted_mail_arrives_with_an_ed25519_and_an_rsa_signature_that_dkimpy
     check_signed(p.a.dir.path(), &zone, &received);
 }
 
+/// bob@b.test writes over a.test's MX to alice and carol, whose mailbox is
+/// too small for the message (no `SIZE=`, so RCPT could not tell), and asks
+/// for a success report. alice gets the message; bob gets no success report
+/// (over MX it would be backscatter: bob's address is only his say-so) but
+/// one bounce for carol alone, header only, leaving a.test's queue from <>
+/// and signed.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_delivery_report_leaving_through_the_queue_is_signed() {
+async fn a_bounce_leaving_through_the_queue_is_signed_and_mx_gets_no_success_report() {
     let p = pair().await;
     let zone = published(&p.a, "a.test").await;
-    // bob@b.test writes to alice over a.test's MX and asks for a success
-    // report: a.test's queue sends it back to b.test from <>.
-    let mut c = SmtpClient::connect(p.a.running.as_ref().unwrap().addrs().smtp[0]).await;
+    let running = p.a.running.as_ref().unwrap();
+    let carol = running.directory().resolve_recipient(CAROL).unwrap().unwrap();
+    let small = coimail_store::QuotaLimits { bytes: Some(2_000), messages: None };
+    running.store().set_quota(carol.id, small).await.unwrap();
+    let mut c = SmtpClient::connect(running.addrs().smtp[0]).await;
     assert!(c.cmd("EHLO mx.b.test").await.starts_with("250"));
-    let message = format!("From: <{BOB}>\r\nTo: <{ALICE}>\r\nSubject: tell me\r\n\r\nDid it arrive?\r\n");
-    let rcpt = format!("RCPT TO:<{ALICE}> NOTIFY=SUCCESS");
-    let r = c.transaction(&format!("MAIL FROM:<{BOB}>"), &[&rcpt], message.as_bytes()).await;
+    let body = "Did it arrive?\r\n".repeat(300);
+    let message = format!("From: <{BOB}>\r\nTo: <{ALICE}>\r\nSubject: tell me\r\n\r\n{body}");
+    let rcpts = [format!("RCPT TO:<{ALICE}> NOTIFY=SUCCESS"), format!("RCPT TO:<{CAROL}> NOTIFY=SUCCESS,FAILURE")];
+    let rcpts: Vec<&str> = rcpts.iter().map(String::as_str).collect();
+    let r = c.transaction(&format!("MAIL FROM:<{BOB}> RET=FULL"), &rcpts, message.as_bytes()).await;
     assert!(r.starts_with("250"), "{r}");
+    assert_eq!(p.a.inbox(ALICE).await.len(), 1, "alice got it");
+    assert!(p.a.inbox(CAROL).await.is_empty(), "carol's mailbox had no room");
     let report = p.b.wait_inbox(BOB, 1, WAIT).await.remove(0);
-    assert!(report.contains("Action: delivered") && report.contains("MAILER-DAEMON@mail.a.test"), "{report}");
+    assert!(report.contains("Final-Recipient: rfc822;carol@a.test\r\nAction: failed\r\nStatus: 5.2.2"), "{report}");
+    assert!(report.contains("MAILER-DAEMON@mail.a.test") && report.contains("Subject: tell me"), "{report}");
     assert!(report.starts_with("Return-Path: <>\r\n"), "{report}");
+    assert!(!report.contains("alice@a.test\r\nAction") && !report.contains("Did it arrive?"), "{report}");
+    p.a.wait_queue_empty(WAIT).await;
+    assert_eq!(p.b.inbox(BOB).await.len(), 1, "no success report, ever");
     if !dkimpy() {
         return;
     }

@@ -49,6 +49,11 @@ fn zone() -> Zone {
         // RFC 7505 null MX, and a domain with only an A record (implicit MX).
         .mx("null.test", 0, "")
         .a("implicit.test", IP_B)
+        // A cloud metadata endpoint and a unique local IPv6 address as MX.
+        .mx("metadata.test", 10, "mx1.metadata.test")
+        .mx("metadata.test", 20, "mx2.metadata.test")
+        .a("mx1.metadata.test", Ipv4Addr::new(169, 254, 169, 254))
+        .aaaa("mx2.metadata.test", "fd00::25".parse().unwrap())
 }
 
 async fn pair() -> Pair {
@@ -490,4 +495,30 @@ async fn one_delayed_report_per_recipient_even_across_a_restart() {
     h.a.wait_queue_empty(WAIT).await;
     assert_eq!(state.transactions().len(), 1);
     assert_eq!(h.a.inbox(ALICE).await.len(), 1, "delivered: no success report without NOTIFY=SUCCESS");
+}
+
+/// With `allow_private_destinations` off (the default outside tests), MX
+/// records that point at loopback (a fake server listens there and must see
+/// nothing), link-local or unique local addresses are never connected to:
+/// the recipients fail for good with 5.4.4, and the bounce says why.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mx_records_pointing_at_private_addresses_are_never_connected_to() {
+    let f = with_fakes(|c| c.queue.allow_private_destinations = false).await;
+    let state = FakeState::new(&["8BITMIME"], Duration::ZERO);
+    let _fake = f.fake(IP_F1, &state).await;
+    let rcpts = ["RCPT TO:<x@plain.test>", "RCPT TO:<y@metadata.test>"];
+    let r = f.submit(&format!("MAIL FROM:<{ALICE}>"), &rcpts, &message(ALICE, "x@plain.test", "ssrf")).await;
+    assert!(r.starts_with("250"), "{r}");
+    let bounce = f.a.wait_inbox(ALICE, 1, WAIT).await.remove(0);
+    for expected in [
+        "Final-Recipient: rfc822;x@plain.test\r\nAction: failed\r\nStatus: 5.4.4\r\n",
+        "mx.plain.test resolves only to private or special-purpose addresses (127.0.0.4)",
+        "Final-Recipient: rfc822;y@metadata.test\r\nAction: failed\r\nStatus: 5.4.4\r\n",
+        "mx2.metadata.test resolves only to private or special-purpose addresses (fd00::25)",
+    ] {
+        assert!(bounce.contains(expected), "bounce lacks {expected:?}:\n{bounce}");
+    }
+    f.a.wait_queue_empty(WAIT).await;
+    assert_eq!(state.max_open(), 0, "the loopback server was never connected to");
+    assert!(state.transactions().is_empty());
 }

@@ -268,6 +268,14 @@ pub struct QueueConfig {
     /// A PEM file of CA certificates to trust for MTA-STS besides the system's (a private CA);
     /// empty: none.
     pub tls_extra_roots: PathBuf,
+    /// Deliver to loopback, private (RFC 1918, fc00::/7), link-local and other special-purpose
+    /// addresses an MX resolves to. Off: such addresses are skipped, and a domain with no other
+    /// address fails with 5.4.4. For tests and mail servers on a LAN only.
+    pub allow_private_destinations: bool,
+    /// Delivery reports (bounces, delay and success notices) per hour to one address; 0: no cap.
+    pub reports_per_address_per_hour: usize,
+    /// Delivery reports per hour in all; 0: no cap.
+    pub reports_per_hour: usize,
 }
 
 impl Default for QueueConfig {
@@ -286,6 +294,9 @@ impl Default for QueueConfig {
             mta_sts: true,
             mta_sts_port: 443,
             tls_extra_roots: PathBuf::new(),
+            allow_private_destinations: false,
+            reports_per_address_per_hour: coimail_delivery::report_limit::DEFAULT_PER_ADDRESS,
+            reports_per_hour: coimail_delivery::report_limit::DEFAULT_TOTAL,
         }
     }
 }
@@ -617,6 +628,9 @@ impl Config {
             mta_sts: q.mta_sts,
             mta_sts_port: q.mta_sts_port,
             tls_extra_roots: (!q.tls_extra_roots.as_os_str().is_empty()).then(|| q.tls_extra_roots.clone()),
+            allow_private_destinations: q.allow_private_destinations,
+            reports_per_address_per_hour: q.reports_per_address_per_hour,
+            reports_per_hour: q.reports_per_hour,
         }
     }
 

@@ -29,7 +29,7 @@ pub mod tls;
 pub use config::Config;
 
 use coimail_delivery::dkim::{Dkim, KeyStore};
-use coimail_delivery::{Outbound, Queue, Runner, attempt};
+use coimail_delivery::{Outbound, Queue, ReportLimit, Runner, attempt};
 use coimail_directory::Directory;
 use coimail_imap::{ImapContext, ImapListener};
 use coimail_smtp::{SmtpContext, SmtpListener};
@@ -177,13 +177,15 @@ fn outbound_queue(
     store: &Store,
     directory: &Directory,
     dkim: &Dkim,
+    reports: &ReportLimit,
 ) -> Result<(Queue, Runner<Outbound>), DaemonError> {
     let delivery = config.delivery();
     let mut queue = Queue::new(store.clone());
     if config.dkim.sign {
         queue = queue.with_dkim(dkim.clone());
     }
-    let ctx = attempt::Context::new(store.clone(), directory.clone(), Outbound::new(&delivery)?, &delivery);
+    let mut ctx = attempt::Context::new(store.clone(), directory.clone(), Outbound::new(&delivery)?, &delivery);
+    ctx.reports = reports.clone();
     let runner = Runner::new(ctx, queue.clone(), delivery.concurrency);
     Ok((queue, runner))
 }
@@ -280,8 +282,14 @@ pub async fn start(config: Config) -> Result<Running, DaemonError> {
     );
     // One key cache for signing and for the admin requests that change keys.
     let dkim = Dkim::new(KeyStore::new(config.dkim_dir()));
-    let (queue, runner) = outbound_queue(&config, &store, &directory, &dkim)?;
-    let mut smtp_ctx = smtp_context(&config, &store, &directory, tls).with_queue(queue.clone()).with_coi(coi.clone());
+    // One cap on delivery reports for the queue's and SMTP's.
+    let delivery = config.delivery();
+    let reports = ReportLimit::new(delivery.reports_per_address_per_hour, delivery.reports_per_hour);
+    let (queue, runner) = outbound_queue(&config, &store, &directory, &dkim, &reports)?;
+    let mut smtp_ctx = smtp_context(&config, &store, &directory, tls)
+        .with_queue(queue.clone())
+        .with_coi(coi.clone())
+        .with_report_limit(reports);
     if let Some(checker) = inbound_checks(&config)? {
         smtp_ctx = smtp_ctx.with_inbound_checks(checker);
     }

@@ -49,6 +49,8 @@ pub struct Context<T> {
     pub delay_warning: i64,
     /// [`QueueConfig::destination_concurrency`] (the runner keeps it).
     pub destination_concurrency: usize,
+    /// The cap on reports, shared with SMTP's reports.
+    pub reports: crate::ReportLimit,
 }
 
 impl<T> Context<T> {
@@ -61,6 +63,7 @@ impl<T> Context<T> {
             hostname: config.hostname.clone(),
             delay_warning: config.delay_warning,
             destination_concurrency: config.destination_concurrency,
+            reports: crate::ReportLimit::new(config.reports_per_address_per_hour, config.reports_per_hour),
         }
     }
 }

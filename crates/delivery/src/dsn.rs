@@ -11,6 +11,10 @@
 //!   RET says (as Postfix does): the sender still has the message, and the
 //!   header is enough to tell which one it was.
 //!
+//! A returned header is only the lines that are header fields, at most
+//! [`HEADER_CAP`] octets of them ([`header_section`]): a report is never a
+//! way to have a message of one's own mailed to someone else.
+//!
 //! Reports come from the null sender (`Return-Path: <>`) and say
 //! `Auto-Submitted: auto-replied` (RFC 3834) so nothing answers them.
 
@@ -156,12 +160,40 @@ fn explanation(r: &Report<'_>) -> String {
     s
 }
 
-/// The header section of a message (up to and including the empty line).
+/// Most octets of the original header a report returns.
+pub const HEADER_CAP: usize = 16 * 1024;
+
+/// The header section of `message` as a report returns it: its lines up to
+/// and including the empty line that ends it, but stopping before the first
+/// line that is neither a header field nor the continuation of one, and
+/// within [`HEADER_CAP`] octets, cut at a line end. Reports can be made to go
+/// to an address of someone else's choosing, so a message without an empty
+/// line (all "header" by RFC 5322) must not come back whole: only the lines
+/// that look like header fields do, at most 16 KiB of them.
 pub(crate) fn header_section(message: &[u8]) -> &[u8] {
-    match message.windows(4).position(|w| w == b"\r\n\r\n") {
-        Some(i) => &message[..i + 4],
-        None => message,
+    let scope = &message[..message.len().min(HEADER_CAP)];
+    let mut end = 0;
+    while let Some(len) = scope[end..].windows(2).position(|w| w == b"\r\n") {
+        let line = &scope[end..end + len];
+        let next = end + len + 2;
+        if line.is_empty() {
+            return &message[..next];
+        }
+        let continuation = end > 0 && matches!(line[0], b' ' | b'\t');
+        if !continuation && !is_field(line) {
+            break;
+        }
+        end = next;
     }
+    &message[..end]
+}
+
+/// `name:` with a name of printable ASCII other than `:` (RFC 5322 §2.2;
+/// white space before the colon is the obsolete syntax of §4.5).
+fn is_field(line: &[u8]) -> bool {
+    let Some(colon) = line.iter().position(|&b| b == b':') else { return false };
+    let name = line[..colon].trim_ascii_end();
+    !name.is_empty() && name.iter().all(|&b| (33..=126).contains(&b))
 }
 
 /// Builds the report, addressed to the entry's sender.
@@ -281,6 +313,32 @@ mod tests {
         let text = String::from_utf8(dsn).unwrap();
         assert!(text.contains("Content-Type: text/rfc822-headers"), "{text}");
         assert!(text.contains("Subject: hello") && !text.contains("secret body"), "{text}");
+    }
+
+    /// A message without an empty line is all header to RFC 5322; a report
+    /// must still not carry its text to whoever the report goes to.
+    #[test]
+    fn only_header_fields_come_back_and_at_most_16_kib_of_them() {
+        let spam = b"Subject: hi\r\nBuy cheap pills at http://spam.example\r\nmore spam\r\n";
+        assert_eq!(header_section(spam), b"Subject: hi\r\n");
+        assert_eq!(header_section(b"no header at all, just text\r\n\r\nx"), b"");
+        assert_eq!(header_section(b"Subject: x\r\n  folded\r\n\r\nbody"), b"Subject: x\r\n  folded\r\n\r\n");
+        assert_eq!(header_section(b" leading fold\r\n"), b"", "a continuation of nothing");
+        assert_eq!(header_section(b"Subject: unterminated"), b"");
+        let mut huge = Vec::new();
+        for i in 0..10_000 {
+            huge.extend_from_slice(format!("X-Spam-{i}: {}\r\n", "y".repeat(40)).as_bytes());
+        }
+        huge.extend_from_slice(b"\r\nbody\r\n");
+        let h = header_section(&huge);
+        assert!(h.len() <= HEADER_CAP && h.len() > HEADER_CAP - 100, "{}", h.len());
+        assert!(h.ends_with(b"\r\n") && h.starts_with(b"X-Spam-0: "));
+
+        let e = entry(Some(DsnRet::Full));
+        let mut r = report(&e, Action::Delivered);
+        r.original = Some(spam);
+        let text = String::from_utf8(build(&r).unwrap()).unwrap();
+        assert!(text.contains("Subject: hi") && !text.contains("spam.example"), "{text}");
     }
 
     #[test]

@@ -40,6 +40,7 @@
 //!   far as the remote's replies allow.
 
 pub mod attempt;
+pub mod destinations;
 pub mod dkim;
 pub mod dns;
 pub mod dsn;
@@ -47,6 +48,7 @@ mod files;
 mod local;
 pub mod notify;
 pub mod outbound;
+pub mod report_limit;
 pub mod retry;
 pub mod runner;
 pub mod sts;
@@ -55,8 +57,9 @@ pub mod tlsrpt;
 
 pub use coimail_store::spool::{DsnNotify, DsnRet, SpoolEntry, SpoolEnvelope, SpoolRecipient};
 pub use dns::{Dns, RData, RecordType};
-pub use local::{Delivered, report_delivered};
+pub use local::{Delivered, Reporter, report_delivered, report_failed};
 pub use outbound::Outbound;
+pub use report_limit::ReportLimit;
 pub use retry::RetryPolicy;
 pub use runner::Runner;
 
@@ -98,6 +101,13 @@ pub struct QueueConfig {
     /// A PEM file of CA certificates trusted besides the platform's, for
     /// MTA-STS (policy hosts and MX certificates).
     pub tls_extra_roots: Option<PathBuf>,
+    /// Connect to loopback, private, link-local and other special-purpose
+    /// addresses an MX resolves to (`destinations.rs`); off in production.
+    pub allow_private_destinations: bool,
+    /// Delivery reports per hour to one address, and in all; 0: no cap
+    /// ([`ReportLimit`]).
+    pub reports_per_address_per_hour: usize,
+    pub reports_per_hour: usize,
 }
 
 #[derive(Debug, thiserror::Error)]

@@ -3,15 +3,20 @@
 //! A sender of ours gets it in the INBOX through the store, like any local
 //! delivery (one `Store::deliver`, durable on return). Queue entries only
 //! ever have our own users as senders (submission checks that), so the
-//! queue's reports never leave the server. Only a `delivered` report for a
-//! message that came in over MX ([`report_delivered`]) can be owed to a
-//! sender elsewhere: it goes out through the queue from the null sender
-//! with NOTIFY=NEVER, so it can never cause another report (and, like all
-//! that leaves through the queue, DKIM-signed, here for the domain of our
-//! host name's `MAILER-DAEMON`).
+//! queue's reports never leave the server, and `delivered` reports
+//! ([`report_delivered`]) are made only for authenticated senders, who are
+//! ours too. The one report that can be owed to a sender elsewhere is the
+//! bounce of a message SMTP took over MX but could not store for one of its
+//! recipients (mailbox full at the end of the data, [`report_failed`]): it
+//! goes out through the queue from the null sender with NOTIFY=NEVER, so it
+//! can never cause another report (and, like all that leaves through the
+//! queue, DKIM-signed, here for the domain of our host name's
+//! `MAILER-DAEMON`). Every report here and in `notify.rs` first takes a slot
+//! of the [`ReportLimit`], and returns only the original's header fields
+//! (`dsn::header_section`).
 
 use crate::dsn::{self, Action, Report};
-use crate::{DeliveryError, Queue};
+use crate::{DeliveryError, Queue, ReportLimit};
 use coimail_directory::Directory;
 use coimail_store::spool::{DsnNotify, DsnRet, RecipientState, SpoolEntry, SpoolEnvelope, SpoolRecipient};
 use coimail_store::{Flags, Placement, Store, StoreError};
@@ -39,8 +44,21 @@ pub(crate) async fn deliver_to_sender(
     }
 }
 
-/// A message SMTP has just put into local mailboxes, with the recipients
-/// that asked for NOTIFY=SUCCESS (RFC 3461 §4.1).
+/// What SMTP's reports need: where they go and the cap on them.
+#[derive(Clone, Copy)]
+pub struct Reporter<'a> {
+    pub store: &'a Store,
+    pub directory: &'a Directory,
+    /// For reports to senders elsewhere; without it they are dropped.
+    pub queue: Option<&'a Queue>,
+    pub limit: &'a ReportLimit,
+    /// Our host name (Reporting-MTA, `MAILER-DAEMON@`).
+    pub hostname: &'a str,
+}
+
+/// A message SMTP has just taken, with the local recipients a report
+/// speaks of (their DSN requests, RFC 3461 §4.1, and for a failure the
+/// reply that explains it).
 pub struct Delivered<'a> {
     /// Reverse path; nothing is sent for the null sender.
     pub sender: &'a str,
@@ -51,21 +69,47 @@ pub struct Delivered<'a> {
     pub now: i64,
 }
 
-/// Sends the `Action: delivered` report for `d` (RFC 3464): into the
-/// sender's INBOX when the sender's domain is ours, else through `queue`
-/// (dropped with a warning when there is none).
-pub async fn report_delivered(
-    store: &Store,
-    directory: &Directory,
-    queue: Option<&Queue>,
-    hostname: &str,
-    d: &Delivered<'_>,
-) -> Result<(), DeliveryError> {
-    if d.sender.is_empty() || d.recipients.is_empty() {
-        return Ok(());
-    }
+/// Sends the `Action: delivered` report for `d` (RFC 3464) into the
+/// sender's INBOX. SMTP asks for it only for authenticated senders, whose
+/// address is always one of ours; a sender elsewhere gets nothing (a
+/// success report on the say-so of an unauthenticated client is
+/// backscatter: the reverse path may be anybody's).
+pub async fn report_delivered(to: &Reporter<'_>, d: &Delivered<'_>) -> Result<(), DeliveryError> {
     let recipients: Vec<SpoolRecipient> =
         d.recipients.iter().map(|r| SpoolRecipient { state: RecipientState::Delivered, ..r.clone() }).collect();
+    let here_only = Reporter { queue: None, ..*to };
+    report(&here_only, Action::Delivered, d, &recipients).await
+}
+
+/// Sends the bounce (`Action: failed`, header only) for local recipients
+/// SMTP had to leave out after the data (their mailbox filled up), to those
+/// that did not ask for NOTIFY without FAILURE: into the sender's INBOX when
+/// the sender is ours, else through `queue` from the null sender, as any
+/// MTA that accepted a message owes its sender (RFC 5321 §6.1).
+pub async fn report_failed(to: &Reporter<'_>, d: &Delivered<'_>) -> Result<(), DeliveryError> {
+    let recipients: Vec<SpoolRecipient> = d
+        .recipients
+        .iter()
+        .filter(|r| r.notify.is_none_or(|n| n.failure))
+        .map(|r| SpoolRecipient { state: RecipientState::Failed, ..r.clone() })
+        .collect();
+    report(to, Action::Failed, d, &recipients).await
+}
+
+async fn report(
+    to: &Reporter<'_>,
+    action: Action,
+    d: &Delivered<'_>,
+    recipients: &[SpoolRecipient],
+) -> Result<(), DeliveryError> {
+    let Reporter { store, directory, queue, limit, hostname } = *to;
+    if d.sender.is_empty() || recipients.is_empty() {
+        return Ok(());
+    }
+    if !limit.try_take(d.sender, std::time::Instant::now()) {
+        warn!(sender = %d.sender, ?action, "delivery report dropped: report rate limit reached");
+        return Ok(());
+    }
     let entry = SpoolEntry {
         id: 0,
         sender: d.sender.to_owned(),
@@ -81,9 +125,9 @@ pub async fn report_delivered(
     };
     let report = dsn::build(&Report {
         hostname,
-        action: Action::Delivered,
+        action,
         entry: &entry,
-        recipients: &recipients,
+        recipients,
         original: Some(d.message),
         now: d.now,
         retry_until: None,
@@ -91,14 +135,14 @@ pub async fn report_delivered(
     let domain = d.sender.rsplit_once('@').map_or("", |(_, domain)| domain);
     if directory.is_local_domain(domain)? {
         if deliver_to_sender(store, directory, d.sender, &report, d.now).await? {
-            info!(sender = %d.sender, recipients = recipients.len(), "delivery report delivered");
+            info!(sender = %d.sender, ?action, recipients = recipients.len(), "delivery report delivered");
         } else {
-            warn!(sender = %d.sender, "delivery report dropped: sender has no mailbox here");
+            warn!(sender = %d.sender, ?action, "delivery report dropped: sender has no mailbox here");
         }
         return Ok(());
     }
     let Some(queue) = queue else {
-        warn!(sender = %d.sender, "delivery report dropped: no outbound queue for a sender elsewhere");
+        warn!(sender = %d.sender, ?action, "delivery report dropped: not sent to senders elsewhere");
         return Ok(());
     };
     let never = Some(DsnNotify::default());

@@ -12,7 +12,8 @@
 //!   does after `delay_warning_time`). One per recipient, ever: the flag is
 //!   recorded in the entry, so a restart sends no second one.
 //!
-//! NOTIFY=NEVER suppresses all three. A report goes out first and is
+//! NOTIFY=NEVER suppresses all three. Every report takes a slot of the
+//! shared [`crate::ReportLimit`] first; one over it is dropped and logged. A report goes out first and is
 //! recorded after, so a crash in between sends it twice rather than never.
 
 use crate::attempt::{Context, Transport};
@@ -51,6 +52,10 @@ async fn send<T: Transport>(
     recipients: &[SpoolRecipient],
     now: i64,
 ) -> Result<(), DeliveryError> {
+    if !ctx.reports.try_take(&entry.sender, std::time::Instant::now()) {
+        warn!(queue_id = entry.id, sender = %entry.sender, ?action, "DSN dropped: report rate limit reached");
+        return Ok(());
+    }
     let original = ctx.store.spool_read(entry.id).await.ok();
     let retry_until = (action == Action::Delayed).then(|| entry.queued_at.saturating_add(ctx.retry.expire));
     let report = dsn::build(&Report {

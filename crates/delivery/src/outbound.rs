@@ -31,6 +31,13 @@
 //! converted to quoted-printable (RFC 6152 §3 allows either; such servers
 //! are rare, and a conversion would break signatures over the body).
 //!
+//! Destinations (`destinations.rs`): addresses that are not globally
+//! reachable (loopback, RFC 1918, link-local, ...) are never connected to
+//! unless `allow_private_destinations` is set. A host with only such
+//! addresses counts as a host without addresses: when no host is left the
+//! recipients fail for good with `550 5.4.4` (RFC 3463: unable to route),
+//! and the bounce and the log name the refused addresses.
+//!
 //! Outcomes: 2xx delivered, 5xx failed, anything else deferred. Our own
 //! failures are written as SMTP-like replies (`451 4.4.1 ...`) so the
 //! history and the bounce read the same either way. Each result says
@@ -47,7 +54,7 @@ use mail_send::SmtpClient;
 use smtp_proto::{
     EXT_8BIT_MIME, EXT_CHUNKING, EXT_DSN, EXT_SIZE, EXT_SMTP_UTF8, EXT_START_TLS, EhloResponse, Response,
 };
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
@@ -65,6 +72,8 @@ pub struct Outbound {
     port: u16,
     connect_timeout: Duration,
     command_timeout: Duration,
+    /// [`QueueConfig::allow_private_destinations`].
+    allow_private: bool,
 }
 
 /// Why a server could not take the transaction; the next one is tried.
@@ -162,6 +171,7 @@ impl Outbound {
             port: config.port,
             connect_timeout: config.connect_timeout,
             command_timeout: config.command_timeout,
+            allow_private: config.allow_private_destinations,
         })
     }
 
@@ -243,6 +253,19 @@ impl Outbound {
                     continue;
                 }
             };
+            let (ips, refused): (Vec<IpAddr>, Vec<IpAddr>) =
+                ips.into_iter().partition(|ip| self.allow_private || crate::destinations::is_public(*ip));
+            if !refused.is_empty() {
+                let list = refused.iter().map(IpAddr::to_string).collect::<Vec<_>>().join(", ");
+                warn!(queue_id = job.entry.id, %host, addresses = %list, "private or special-purpose address refused");
+                if ips.is_empty() {
+                    // Like a host without addresses: final unless another host is only temporarily unusable.
+                    last = format!(
+                        "550 5.4.4 mail server {host} resolves only to private or special-purpose addresses ({list})"
+                    );
+                    continue;
+                }
+            }
             permanent = false;
             for ip in ips {
                 let addr = SocketAddr::new(ip, self.port);

@@ -238,6 +238,7 @@ mod tests {
             hostname: "mail.a.test".into(),
             delay_warning: 0,
             destination_concurrency: 3,
+            reports: crate::ReportLimit::default(),
         };
         let runner = Runner::new(ctx, queue, 16);
         let ctx = runner.ctx.clone();

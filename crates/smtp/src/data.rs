@@ -32,6 +32,7 @@ use crate::received::{Trace, trace_headers};
 use crate::reply::{self, Enhanced, Reply, SmtpError};
 use crate::session::{Session, Transaction};
 use crate::{SmtpListener, submission};
+use coimail_delivery::SpoolRecipient;
 
 pub(crate) const NO_RECIPIENTS: SmtpError = SmtpError::new(554, Enhanced(5, 5, 1), "no valid recipients");
 
@@ -295,31 +296,45 @@ impl Session {
         inbound::apply(checker, &peer, &mut self.checks, message, head_len, &own).await
     }
 
-    /// The `delivered` DSN (RFC 3464) for local recipients that asked for
-    /// NOTIFY=SUCCESS. The message is stored already: a failure here is
-    /// logged, and the client still hears 250.
-    async fn report_delivered(&self, tx: &Transaction, message: &[u8], now: i64) {
-        if tx.success_dsn.is_empty() {
-            return;
-        }
-        let delivered = coimail_delivery::Delivered {
+    /// The DSNs (RFC 3464) owed once the message is stored: `delivered` for
+    /// local recipients that asked for NOTIFY=SUCCESS (authenticated
+    /// sessions only: see `mail.rs`), `failed` for those left out for their
+    /// quota. The message is stored already: a failure here is logged, and
+    /// the client still hears 250.
+    async fn report(&self, tx: &Transaction, over_quota: &[SpoolRecipient], message: &[u8], now: i64) {
+        let ctx = &self.ctx;
+        let to = coimail_delivery::Reporter {
+            store: &ctx.store,
+            directory: &ctx.directory,
+            queue: ctx.queue.as_ref(),
+            limit: &ctx.reports,
+            hostname: &ctx.config.hostname,
+        };
+        let succeeded: Vec<SpoolRecipient> = tx
+            .recipients
+            .iter()
+            .filter(|r| self.auth.is_some() && r.dsn.notify.is_some_and(|n| n.success))
+            .filter(|r| !over_quota.iter().any(|o| o.address == r.dsn.address))
+            .map(|r| r.dsn.clone())
+            .collect();
+        let report = |recipients| coimail_delivery::Delivered {
             sender: &tx.sender,
             env_id: tx.env_id.as_deref(),
-            recipients: &tx.success_dsn,
+            recipients,
             message,
             now,
         };
-        let ctx = &self.ctx;
-        let sent = coimail_delivery::report_delivered(
-            &ctx.store,
-            &ctx.directory,
-            ctx.queue.as_ref(),
-            &ctx.config.hostname,
-            &delivered,
-        )
-        .await;
-        if let Err(e) = sent {
-            tracing::error!(error = %e, "delivery report failed");
+        if !succeeded.is_empty() {
+            let d = report(&succeeded);
+            if let Err(e) = coimail_delivery::report_delivered(&to, &d).await {
+                tracing::error!(error = %e, "delivery report failed");
+            }
+        }
+        if !over_quota.is_empty() {
+            let d = report(over_quota);
+            if let Err(e) = coimail_delivery::report_failed(&to, &d).await {
+                tracing::error!(error = %e, "bounce for recipients over quota failed");
+            }
         }
     }
 
@@ -367,8 +382,9 @@ impl Session {
         match delivery::accept(&self.ctx, &envelope, message, now).await {
             Ok(done) => {
                 tracing::info!(id = %id, from = %tx.sender, recipients = tx.recipient_count(),
-                    copies = done.copies, queue_id = ?done.queue_id, size = message.len(), quarantine, "accepted");
-                self.report_delivered(&tx, message, now).await;
+                    copies = done.copies, queue_id = ?done.queue_id, over_quota = done.over_quota.len(),
+                    size = message.len(), quarantine, "accepted");
+                self.report(&tx, &done.over_quota, message, now).await;
                 let what = if done.queue_id.is_some() { "queued" } else { "delivered" };
                 Reply::new(250, Enhanced(2, 0, 0), format!("OK, {what} as {id}"))
             }

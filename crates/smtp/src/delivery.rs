@@ -24,7 +24,7 @@ use crate::reply::{self, Enhanced, SmtpError};
 use crate::{SmtpContext, SmtpListener, received};
 use coimail_delivery::{DsnRet, SpoolEnvelope, SpoolRecipient};
 use coimail_directory::Account;
-use coimail_store::{Flags, Placement, SpecialUse, StoreError, Stored};
+use coimail_store::{AccountId, Flags, Placement, SpecialUse, StoreError, Stored};
 
 /// A recipient in one of our domains, as accepted at RCPT time.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -32,6 +32,8 @@ pub struct LocalRecipient {
     /// The forward path as the client gave it.
     pub address: String,
     pub account: Account,
+    /// Its DSN request (NOTIFY, ORCPT), for the reports about it.
+    pub dsn: SpoolRecipient,
 }
 
 /// The transaction's envelope once DATA has been received.
@@ -52,12 +54,15 @@ pub struct Envelope<'a> {
 }
 
 /// What [`accept`] did.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Accepted {
     /// Local copies stored (one per distinct account).
     pub copies: usize,
     /// The queue entry of the remote recipients.
     pub queue_id: Option<u64>,
+    /// Local recipients left out because the message did not fit their
+    /// quota, with the reply that says so (for the bounce).
+    pub over_quota: Vec<SpoolRecipient>,
 }
 
 /// The placement hook: one copy per distinct account, where COI files it.
@@ -155,7 +160,14 @@ pub async fn accept(
 ) -> Result<Accepted, SmtpError> {
     let mut done = Accepted::default();
     if !envelope.recipients.is_empty() {
-        done.copies = deliver(ctx, envelope, message, now_unix).await?.len();
+        let (stored, full) = deliver(ctx, envelope, message, now_unix).await?;
+        done.copies = stored.len();
+        done.over_quota = envelope
+            .recipients
+            .iter()
+            .filter(|r| full.contains(&r.account.id))
+            .map(|r| SpoolRecipient { last_reply: Some(OVER_QUOTA.to_owned()), ..r.dsn.clone() })
+            .collect();
     }
     if !envelope.remote.is_empty() {
         let queue = ctx.queue.as_ref().ok_or(reply::REMOTE_DISABLED)?;
@@ -177,21 +189,55 @@ pub async fn accept(
     Ok(done)
 }
 
-/// Stores `message` (trace headers already prepended) for every placement.
+/// The reply a recipient left out for its quota is bounced with: final,
+/// as nothing here retries it (RFC 3463 X.2.2, mailbox full).
+const OVER_QUOTA: &str = "552 5.2.2 mailbox full";
+
+/// Stores `message` (trace headers already prepended) for every placement;
+/// returns the stored copies and the accounts left out for their quota.
+///
+/// SMTP has one reply for the whole message after the data, so one full
+/// mailbox must not cost every other recipient the message: when the store
+/// refuses for quota, the accounts the message does not fit are left out
+/// and the rest is stored (Postfix likewise delivers to the others and
+/// bounces the one). Only when it fits nobody is it `452 4.2.2` for all,
+/// and the sender retries.
 pub async fn deliver(
     ctx: &SmtpContext,
     envelope: &Envelope<'_>,
     message: &[u8],
     now_unix: i64,
-) -> Result<Vec<Stored>, SmtpError> {
+) -> Result<(Vec<Stored>, Vec<AccountId>), SmtpError> {
     let mut placements = placements_for(ctx, envelope, message).await?;
-    let mut stored = ctx.store.deliver(message, now_unix, placements.clone()).await;
-    if let Err(StoreError::NotFound(_)) = stored {
-        // A target folder went away after filing (a concurrent DELETE of
-        // COI/Chats, which also turns COI off, or of Junk): file again, once.
-        placements = placements_for(ctx, envelope, message).await?;
-        stored = ctx.store.deliver(message, now_unix, placements.clone()).await;
-    }
+    let mut full = Vec::new();
+    let mut refiled = false;
+    let stored = loop {
+        match ctx.store.deliver(message, now_unix, placements.clone()).await {
+            // A target folder went away after filing (a concurrent DELETE of
+            // COI/Chats, which also turns COI off, or of Junk): file again, once.
+            Err(StoreError::NotFound(_)) if !refiled => {
+                refiled = true;
+                placements = placements_for(ctx, envelope, message).await?;
+                placements.retain(|p| !full.contains(&p.account));
+            }
+            Err(StoreError::QuotaExceeded) if placements.len() > 1 => {
+                // Ends: each round removes at least one placement or returns.
+                let size = message.len() as u64;
+                let over: Vec<AccountId> = placements
+                    .iter()
+                    .filter(|p| matches!(ctx.store.check_quota(p.account, size, 1), Err(StoreError::QuotaExceeded)))
+                    .map(|p| p.account)
+                    .collect();
+                if over.is_empty() || over.len() == placements.len() {
+                    break Err(StoreError::QuotaExceeded);
+                }
+                tracing::info!(accounts = ?over, "over quota: left out, the others get the message");
+                placements.retain(|p| !over.contains(&p.account));
+                full.extend(over);
+            }
+            other => break other,
+        }
+    };
     let stored = stored.map_err(|e| match e {
         StoreError::QuotaExceeded => {
             tracing::info!("delivery refused: quota exceeded");
@@ -206,18 +252,18 @@ pub async fn deliver(
     // Durable now: pushes may go out (COI R36); one per stored copy.
     let copies: Vec<(Stored, &Flags)> = stored.iter().zip(&placements).map(|(s, p)| (*s, &p.flags)).collect();
     ctx.coi.delivered(&copies, message);
-    Ok(stored)
+    Ok((stored, full))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use coimail_store::AccountId;
 
     fn rcpt(address: &str, id: u64, account: &str) -> LocalRecipient {
         LocalRecipient {
             address: address.into(),
             account: Account { id: AccountId(id), address: account.into(), quota_bytes: None },
+            dsn: SpoolRecipient::new(address, None, None),
         }
     }
 

@@ -27,17 +27,20 @@
 //! - DSN parameters (RFC 3461: RET, ENVID on MAIL; NOTIFY, ORCPT on RCPT)
 //!   are accepted after EHLO and kept with the queued message. A local
 //!   recipient with NOTIFY=SUCCESS gets its sender an `Action: delivered`
-//!   report once stored (`coimail_delivery::report_delivered`: the sender's
-//!   INBOX, or the queue from `<>` for a sender elsewhere).
+//!   report once stored (`coimail_delivery::report_delivered`, into the
+//!   sender's INBOX), in authenticated sessions only: over MX, SUCCESS and
+//!   DELAY are accepted and dropped, as the reverse path is unchecked.
 //! - A local recipient over quota gets `452 4.2.2 Mailbox full` at RCPT
 //!   (one message of the declared `SIZE=`, `mail.rs`), so the others still
-//!   get the message; the store's check at the end of the data is final.
+//!   get the message; the store's check at the end of the data is final,
+//!   for that recipient only: the others get the message and the sender a
+//!   bounce for it (`coimail_delivery::report_failed`, `delivery.rs`).
 //! - `Return-Path` and `Received` are written into the DATA buffer before
 //!   the message (no second copy of it). Local copies go to the store in
 //!   ONE `Store::deliver` call (one copy per distinct account); remote
 //!   recipients go to the queue as ONE entry, without `Return-Path`.
 //!   `250` is sent only after both are durable, `451 4.3.0` (or `452 4.2.2`
-//!   over quota) otherwise.
+//!   when the message fits no recipient's quota) otherwise.
 //! - On MX, with checks on ([`SmtpContext::with_inbound_checks`]), every
 //!   message is checked at its end (SPF, DKIM, ARC, DMARC, iprev;
 //!   `inbound/`): refused (`550 5.7.1` DMARC reject or our own domain
@@ -125,6 +128,8 @@ pub struct SmtpContext {
     pub coi: coimail_coi::Coi,
     /// SPF/DKIM/ARC/DMARC/iprev on the MX listener; `None`: turned off.
     inbound: Option<Arc<inbound::Checker>>,
+    /// The cap on the delivery reports sessions make (shared with the queue's).
+    pub reports: coimail_delivery::ReportLimit,
 }
 
 impl SmtpContext {
@@ -137,7 +142,14 @@ impl SmtpContext {
         let limits = ConnectionLimits::new(config.max_connections, config.max_connections_per_ip);
         let rate = rate::RateLimit::new(config.max_messages_per_hour, rate::WINDOW);
         let coi = coimail_coi::Coi::new(store.clone());
-        SmtpContext { store, directory, tls, config, queue: None, limits, rate, coi, inbound: None }
+        let reports = coimail_delivery::ReportLimit::default();
+        SmtpContext { store, directory, tls, config, queue: None, limits, rate, coi, inbound: None, reports }
+    }
+
+    /// Shares `reports` (the queue's cap on delivery reports) with this context.
+    pub fn with_report_limit(mut self, reports: coimail_delivery::ReportLimit) -> SmtpContext {
+        self.reports = reports;
+        self
     }
 
     /// Replaces the default COI service (no WebPush) with a configured one.

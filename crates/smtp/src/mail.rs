@@ -6,7 +6,12 @@
 //! others still get the message and the sender retries that one later. The
 //! check charges one message of the declared `SIZE=` (0 octets without
 //! one); the store's check at the end of the data, under its write lock and
-//! with the real size, stays the final word.
+//! with the real size, stays the final word: when the message turns out
+//! too big for some mailboxes only, the others get it (`delivery.rs`).
+//!
+//! RCPT `NOTIFY=SUCCESS` and `DELAY` count only in authenticated sessions;
+//! on MX they are accepted and dropped, as a report would go to a reverse
+//! path nobody checked (backscatter).
 
 use crate::delivery::{self, LocalRecipient};
 use crate::policy::{self, Recipient};
@@ -67,10 +72,9 @@ fn notify_of(flags: u64) -> Result<Option<DsnNotify>, SmtpError> {
     }))
 }
 
-/// An accepted recipient, for the transaction: a local one comes with its
-/// DSN request (for the `delivered` report), a remote one carries it.
+/// An accepted recipient, for the transaction; each carries its DSN request.
 enum Accepted {
-    Local(LocalRecipient, SpoolRecipient),
+    Local(LocalRecipient),
     Remote(SpoolRecipient),
 }
 
@@ -89,7 +93,6 @@ impl Session {
             remote: Vec::new(),
             env_id: from.env_id,
             ret: ret_of(from.flags),
-            success_dsn: Vec::new(),
             chunks: None,
         });
         self.conn.reply(Reply::new(250, Enhanced(2, 1, 0), "sender OK"));
@@ -131,12 +134,7 @@ impl Session {
                 tracing::debug!(rcpt = %to.address, "recipient accepted");
                 if let Some(tx) = self.tx.as_mut() {
                     match recipient {
-                        Accepted::Local(r, dsn) => {
-                            if dsn.notify.is_some_and(|n| n.success) {
-                                tx.success_dsn.push(dsn);
-                            }
-                            tx.recipients.push(r);
-                        }
+                        Accepted::Local(r) => tx.recipients.push(r),
                         Accepted::Remote(r) => tx.remote.push(r),
                     }
                 }
@@ -161,7 +159,17 @@ impl Session {
         if to.flags & !RCPT_NOTIFY != 0 || to.rrvs != 0 || (dsn_params && !esmtp) {
             return Err(UNSUPPORTED_PARAMETER);
         }
-        let notify = notify_of(to.flags)?;
+        let mut notify = notify_of(to.flags)?;
+        if self.auth.is_none()
+            && let Some(n) = notify.as_mut()
+        {
+            // Backscatter: anyone may give any reverse path on MX, so a
+            // success or delay notice requested there would go to whoever
+            // the client names. The parameter is accepted (RFC 3461 lets
+            // a server decline to send reports) and only FAILURE is kept.
+            n.success = false;
+            n.delay = false;
+        }
         if tx.recipient_count() >= self.ctx.config.max_recipients {
             return Err(reply::TOO_MANY_RECIPIENTS);
         }
@@ -178,12 +186,12 @@ impl Session {
             let account = policy::postmaster(dir)?;
             self.check_quota(&account, tx)?;
             let address = account.address.clone();
-            return Ok(Accepted::Local(LocalRecipient { address: address.clone(), account }, dsn(&address)));
+            return Ok(Accepted::Local(LocalRecipient { address: address.clone(), account, dsn: dsn(&address) }));
         }
         match policy::check_recipient(dir, self.kind, self.auth.as_ref(), &to.address)? {
             Recipient::Local(account) => {
                 self.check_quota(&account, tx)?;
-                Ok(Accepted::Local(LocalRecipient { address: to.address.clone(), account }, dsn(&to.address)))
+                Ok(Accepted::Local(LocalRecipient { address: to.address.clone(), account, dsn: dsn(&to.address) }))
             }
             Recipient::Remote => {
                 delivery::remote_recipient(&self.ctx, &to.address)?;

@@ -47,9 +47,6 @@ pub(crate) struct Transaction {
     /// DSN `ENVID` and `RET` (RFC 3461), kept for the queue.
     pub env_id: Option<String>,
     pub ret: Option<DsnRet>,
-    /// Local recipients that asked for NOTIFY=SUCCESS: they get a
-    /// `delivered` report once the message is stored.
-    pub success_dsn: Vec<SpoolRecipient>,
     /// The message so far, once BDAT has started (RFC 3030).
     pub chunks: Option<Chunks>,
 }

@@ -67,6 +67,7 @@ async fn setup(transport: Scripted, retry: RetryPolicy) -> Setup {
         hostname: "mail.a.test".into(),
         delay_warning: 0,
         destination_concurrency: 4,
+        reports: crate::ReportLimit::new(0, 0),
     };
     Setup { _dir: dir, ctx, alice }
 }
