@@ -55,3 +55,25 @@ async fn smtp_auth_guesses_between_good_logins_are_throttled() {
     let r = c.cmd(&plain(VICTIM, "guess 3")).await;
     assert!(r.starts_with("454"), "{r}");
 }
+
+/// `alice+x@` is a user of its own: `alice` may no longer send as it (the
+/// `+tag` rule gives her only tags that are nobody else's), neither in
+/// `MAIL FROM` nor in the `From` header; other tags still work.
+#[tokio::test]
+async fn an_exact_user_wins_over_the_plus_tag_rule() {
+    const ALICE: &str = "alice@example.org";
+    const TAGGED: &str = "alice+x@example.org";
+    let srv = TestServer::start(&[ALICE, TAGGED, OWNER]).await;
+    let mut c = SmtpClient::connect(srv.addrs().submission[0]).await;
+    assert!(c.cmd("EHLO laptop.test").await.starts_with("250"));
+    let r = c.cmd(&format!("AUTH PLAIN {}", base64(format!("\0{ALICE}\0{PASSWORD}").as_bytes()))).await;
+    assert!(r.starts_with("235"), "{r}");
+    let r = c.cmd(&format!("MAIL FROM:<{TAGGED}>")).await;
+    assert!(r.starts_with("553 5.7.1"), "{r}");
+    let forged = format!("From: <{TAGGED}>\r\nSubject: hi\r\n\r\nhi\r\n");
+    let r = c.transaction(&format!("MAIL FROM:<{ALICE}>"), &[&format!("RCPT TO:<{OWNER}>")], forged.as_bytes()).await;
+    assert!(r.starts_with("553 5.7.1"), "{r}");
+    let own = "From: <alice+lists@example.org>\r\nSubject: hi\r\n\r\nhi\r\n";
+    let r = c.transaction("MAIL FROM:<alice+lists@example.org>", &[&format!("RCPT TO:<{OWNER}>")], own.as_bytes()).await;
+    assert!(r.starts_with("250"), "{r}");
+}
