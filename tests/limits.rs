@@ -77,3 +77,30 @@ async fn an_exact_user_wins_over_the_plus_tag_rule() {
     let r = c.transaction("MAIL FROM:<alice+lists@example.org>", &[&format!("RCPT TO:<{OWNER}>")], own.as_bytes()).await;
     assert!(r.starts_with("250"), "{r}");
 }
+
+/// A user created without a quota gets `accounts.default_quota_bytes`:
+/// an APPEND past it is refused with `NO [OVERQUOTA]`, one under it is not.
+#[tokio::test]
+async fn new_users_get_the_default_quota() {
+    let srv = TestServer::start_with(&[OWNER], |c| c.accounts.default_quota_bytes = 4000).await;
+    let account = srv.running.as_ref().unwrap().directory().user(OWNER).unwrap().unwrap();
+    assert_eq!(account.quota_bytes, Some(4000));
+    let mut c = ImapClient::login(srv.imap(), OWNER, PASSWORD).await;
+    let append = |size: usize| {
+        let mut m = b"Subject: filler\r\n\r\n".to_vec();
+        m.resize(size - 2, b'x');
+        m.extend_from_slice(b"\r\n");
+        m
+    };
+    for (size, expect) in [(3000, "OK"), (3000, "NO [OVERQUOTA]")] {
+        let tag = c.tag();
+        let m = append(size);
+        c.send_raw(format!("{tag} APPEND INBOX {{{}}}\r\n", m.len()).as_bytes()).await;
+        let cont = c.read_line().await;
+        assert!(cont.starts_with(b"+"), "{}", String::from_utf8_lossy(&cont));
+        c.send_raw(&m).await;
+        c.send_raw(b"\r\n").await;
+        let r = c.until_tagged(&tag).await;
+        assert!(r.status.starts_with(&format!("{tag} {expect}")), "{}", r.status);
+    }
+}

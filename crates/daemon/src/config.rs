@@ -29,6 +29,7 @@ pub struct Config {
     pub listen: ListenConfig,
     pub tls: TlsConfig,
     pub auth: AuthConfig,
+    pub accounts: AccountsConfig,
     pub imap: ImapConfig,
     pub smtp: SmtpConfig,
     pub queue: QueueConfig,
@@ -144,6 +145,14 @@ impl Default for AuthConfig {
             cache_max_entries: cache.max_entries,
         }
     }
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AccountsConfig {
+    /// Quota, in bytes, of a user created without one (`coimail user add`
+    /// without `--quota`); 0: no quota. Users that exist keep theirs.
+    pub default_quota_bytes: u64,
 }
 
 /// Cached logins never outlive a change to the user (entries are bound to
@@ -628,6 +637,11 @@ impl Config {
             },
             ..coimail_directory::AuthOptions::default()
         }
+    }
+
+    /// The quota of a user created without one; `None`: no quota.
+    pub fn default_quota(&self) -> Option<u64> {
+        (self.accounts.default_quota_bytes != 0).then_some(self.accounts.default_quota_bytes)
     }
 
     pub fn imap_timeouts(&self) -> (Duration, Duration) {

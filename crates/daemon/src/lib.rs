@@ -113,6 +113,7 @@ pub async fn open_data(config: &Config) -> Result<(Store, Directory), DaemonErro
         })?;
     let snapshot = config.directory_snapshot();
     let mut directory = Directory::open_with(&store, Some(snapshot.clone()), config.auth_options())?;
+    directory.set_default_quota(config.default_quota());
     let mut force_reconcile = false;
     if directory.list_domains()?.is_empty() && directory.list_users()?.is_empty() && snapshot.exists() {
         // The index is gone but the snapshot is not: bring users back, then
@@ -120,6 +121,7 @@ pub async fn open_data(config: &Config) -> Result<(Store, Directory), DaemonErro
         let users = Directory::restore(&store, &snapshot).await?;
         warn!(users, "index had no directory; restored it from {}", snapshot.display());
         directory = Directory::open_with(&store, Some(snapshot), config.auth_options())?;
+        directory.set_default_quota(config.default_quota());
         force_reconcile = true;
     }
     let report = store.reconcile(force_reconcile).await?;

@@ -72,6 +72,8 @@ struct Inner {
     throttle: Mutex<auth::Throttle>,
     cache: auth_cache::AuthCache,
     argon2: auth::Argon2Gate,
+    /// Quota of users created without one, in bytes; 0: none.
+    default_quota: std::sync::atomic::AtomicU64,
 }
 
 const DOMAIN: &[u8] = b"d/";
@@ -112,6 +114,7 @@ impl Directory {
                 throttle: Mutex::new(auth::Throttle::new(auth.throttle)),
                 cache,
                 argon2: auth::Argon2Gate::new(auth.max_concurrent_argon2),
+                default_quota: std::sync::atomic::AtomicU64::new(0),
             }),
         })
     }
@@ -207,7 +210,14 @@ impl Directory {
         Account { id: AccountId(rec.id), address: rec.address, quota_bytes: rec.quota_bytes }
     }
 
-    /// Creates a user and its mailboxes. The domain must exist.
+    /// The quota [`Directory::add_user`] gives a user created without one
+    /// (config `accounts.default_quota_bytes`); `None`: no quota.
+    pub fn set_default_quota(&self, bytes: Option<u64>) {
+        self.inner.default_quota.store(bytes.unwrap_or(0), std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// Creates a user and its mailboxes. The domain must exist. Without a
+    /// quota, the user gets the default quota, if one is set.
     pub async fn add_user(
         &self,
         address: &str,
@@ -224,6 +234,8 @@ impl Directory {
         if self.user_record(&addr)?.is_some() || self.inner.tree.get(&key(ALIAS, &addr.key()))?.is_some() {
             return Err(DirectoryError::AlreadyExists(addr.key()));
         }
+        let default = self.inner.default_quota.load(std::sync::atomic::Ordering::Relaxed);
+        let quota_bytes = quota_bytes.or((default != 0).then_some(default));
         let id = self.inner.tree.increment(ACCOUNT_COUNTER)?;
         let rec = UserRecord { id, address: addr.key(), hash, quota_bytes };
         self.inner.store.create_account(AccountId(id), &rec.address).await?;
