@@ -104,3 +104,37 @@ async fn new_users_get_the_default_quota() {
         assert!(r.status.starts_with(&format!("{tag} {expect}")), "{}", r.status);
     }
 }
+
+/// A data dir made by hand with mode 0755: `coimail serve` makes it 0700
+/// (and says so), and what it creates afterwards is for its user only.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_makes_the_data_dir_private() {
+    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::DirBuilder::new().mode(0o755).create(dir.path().join("data")).unwrap();
+    std::fs::set_permissions(dir.path().join("data"), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let mut server = crate::util::ChildServer::spawn(dir.path());
+    crate::util::server::add_user(&server, OWNER);
+    let mut smtp = SmtpClient::connect(server.smtp()).await;
+    assert!(smtp.send("x@remote.test", &[OWNER], &crate::util::message(1, OWNER)).await.starts_with("250"));
+    assert!(server.terminate());
+    let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode(&server.data), 0o700);
+    let log = std::fs::read_to_string(dir.path().join("server.log")).unwrap();
+    assert!(log.contains("was mode 0755"), "{log}");
+    let mut files = 0;
+    let mut stack = vec![server.data.clone()];
+    while let Some(d) = stack.pop() {
+        for entry in std::fs::read_dir(&d).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                assert_eq!(mode(&path) & 0o077, 0, "{} is open to others", path.display());
+                stack.push(path);
+            } else if !path.is_symlink() {
+                files += 1;
+                assert_eq!(mode(&path) & 0o077, 0, "{} is open to others", path.display());
+            }
+        }
+    }
+    assert!(files > 3, "the daemon wrote almost nothing?");
+}

@@ -135,10 +135,23 @@ pub async fn open_data(config: &Config) -> Result<(Store, Directory), DaemonErro
     Ok((store, directory))
 }
 
+/// Creates the data dir with mode 0700, or makes one made by hand (often
+/// 0755) private: it holds every user's mail, the index and the queue.
 fn create_private_dir(dir: &Path) -> Result<(), DaemonError> {
-    use std::os::unix::fs::DirBuilderExt;
+    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
     if !dir.exists() {
         std::fs::DirBuilder::new().recursive(true).mode(0o700).create(dir).map_err(|e| DaemonError::io(dir, e))?;
+        return Ok(());
+    }
+    let mode = std::fs::metadata(dir).map_err(|e| DaemonError::io(dir, e))?.permissions().mode() & 0o7777;
+    if mode & 0o077 != 0 {
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(mode & 0o700))
+            .map_err(|e| DaemonError::io(dir, e))?;
+        warn!(
+            "data dir {} was mode {mode:04o}, readable by other users; set it to {:04o}",
+            dir.display(),
+            mode & 0o700
+        );
     }
     Ok(())
 }
