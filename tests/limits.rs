@@ -138,3 +138,32 @@ async fn serve_makes_the_data_dir_private() {
     }
     assert!(files > 3, "the daemon wrote almost nothing?");
 }
+
+/// A login name carrying a newline and a terminal escape, over IMAP (as a
+/// literal) and SMTP AUTH: the log shows them escaped, so no peer can start
+/// a log line of its own or drive the admin's terminal.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn peer_strings_are_escaped_in_logs() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut server = crate::util::ChildServer::spawn_logging(dir.path(), "info");
+    crate::util::server::add_user(&server, OWNER);
+    let forged = "x\n2026-12-07T00:00:00Z  INFO FORGED logged in\x1b[31m";
+    let mut c = ImapClient::connect(server.imap()).await;
+    let tag = c.tag();
+    c.send_raw(format!("{tag} LOGIN {{{}}}\r\n", forged.len()).as_bytes()).await;
+    assert!(c.read_line().await.starts_with(b"+"));
+    c.send_raw(format!("{forged} wrong\r\n").as_bytes()).await;
+    let r = c.until_tagged(&tag).await;
+    assert!(r.status.contains(" NO "), "{}", r.status);
+    let mut s = SmtpClient::connect(server.addrs().submission[0]).await;
+    assert!(s.cmd("EHLO x\x1b[2J.test").await.starts_with("250"));
+    let r = s.cmd(&format!("AUTH PLAIN {}", base64(format!("\0{forged}\0wrong").as_bytes()))).await;
+    assert!(r.starts_with("535"), "{r}");
+    assert!(server.terminate());
+    let log = std::fs::read_to_string(dir.path().join("server.log")).unwrap();
+    assert!(!log.contains('\x1b'), "a raw escape reached the log:\n{log}");
+    assert!(!log.lines().any(|l| l.starts_with("2026-12-07T00:00:00Z")), "a forged line:\n{log}");
+    let escaped = "x\\n2026-12-07T00:00:00Z  INFO FORGED logged in\\x1b[31m";
+    let failures = log.lines().filter(|l| l.contains(escaped)).count();
+    assert_eq!(failures, 2, "IMAP and SMTP failures, escaped:\n{log}");
+}

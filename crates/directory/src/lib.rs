@@ -18,6 +18,7 @@ mod auth;
 mod auth_cache;
 mod error;
 mod limits;
+mod log_safe;
 mod snapshot;
 
 pub use address::Address;
@@ -26,6 +27,7 @@ pub use address::domain as canonical_domain;
 pub use auth::{AuthError, AuthOptions, AuthStats, PlaintextAuth, ThrottleOptions, cpu_count};
 pub use auth_cache::CacheOptions;
 pub use error::DirectoryError;
+pub use log_safe::LogSafe;
 pub use limits::{ConnectionLimits, ConnectionPermit, LimitExceeded, UserLimits, UserPermit};
 
 use coimail_store::kv::{Batch, Tree};

@@ -326,7 +326,7 @@ impl Session {
         };
         match delivery::accept(&self.ctx, &envelope, message, now).await {
             Ok(done) => {
-                tracing::info!(id = %id, from = %tx.sender, recipients = tx.recipient_count(),
+                tracing::info!(id = %id, from = %coimail_directory::LogSafe(&tx.sender), recipients = tx.recipient_count(),
                     copies = done.copies, queue_id = ?done.queue_id, size = message.len(), "accepted");
                 self.report_delivered(&tx, message, now).await;
                 let what = if done.queue_id.is_some() { "queued" } else { "delivered" };

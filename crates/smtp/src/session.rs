@@ -261,6 +261,7 @@ impl Session {
             }
         }
         self.conn.reply(Reply { code: 250, enhanced: None, lines });
+        tracing::debug!(helo = %coimail_directory::LogSafe(&host), esmtp, "greeted");
         self.helo = Some(Helo { name: host, esmtp });
     }
 

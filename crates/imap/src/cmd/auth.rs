@@ -142,7 +142,7 @@ async fn finish_login<P: AsRef<[u8]>>(s: &mut Session, user: &str, pass: &Secret
             Ok(Done::with_code(format!("CAPABILITY {caps}"), "Logged in"))
         }
         Err(AuthError::Failed) => {
-            tracing::info!("login failed");
+            tracing::info!(login = %coimail_directory::LogSafe(user), "login failed");
             Err(failed())
         }
         Err(AuthError::Throttled) => Err(ImapError::no(Code::Unavailable, "Too many failed logins; try again later")),
