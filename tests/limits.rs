@@ -167,3 +167,51 @@ async fn peer_strings_are_escaped_in_logs() {
     let failures = log.lines().filter(|l| l.contains(escaped)).count();
     assert_eq!(failures, 2, "IMAP and SMTP failures, escaped:\n{log}");
 }
+
+/// A stolen password is changed, or the user deleted: the sessions logged
+/// in with it end (IMAP `* BYE`, also in IDLE; SMTP 421 on submission),
+/// while another user's session goes on.
+#[tokio::test]
+async fn changing_the_password_or_deleting_the_user_ends_their_sessions() {
+    let srv = TestServer::start(&[OWNER, VICTIM]).await;
+    let dir = srv.running.as_ref().unwrap().directory().clone();
+    let mut thief = ImapClient::login(srv.imap(), VICTIM, PASSWORD).await;
+    let mut idler = ImapClient::login(srv.imap(), VICTIM, PASSWORD).await;
+    assert!(idler.command("SELECT INBOX").await.ok());
+    idler.send_raw(b"I1 IDLE\r\n").await;
+    assert!(idler.read_line().await.starts_with(b"+"));
+    let mut bystander = ImapClient::login(srv.imap(), OWNER, PASSWORD).await;
+    let mut smtp = SmtpClient::connect(srv.addrs().submission[0]).await;
+    assert!(smtp.cmd("EHLO thief.test").await.starts_with("250"));
+    let r = smtp.cmd(&format!("AUTH PLAIN {}", base64(format!("\0{VICTIM}\0{PASSWORD}").as_bytes()))).await;
+    assert!(r.starts_with("235"), "{r}");
+
+    dir.set_password(VICTIM, "a brand new password").await.unwrap();
+    for c in [&mut thief, &mut idler] {
+        let bye = String::from_utf8(c.read_line().await).unwrap();
+        assert!(bye.starts_with("* BYE "), "{bye}");
+        let mut rest = Vec::new();
+        let n = tokio::time::timeout(std::time::Duration::from_secs(5), async {
+            use tokio::io::AsyncReadExt;
+            let mut buf = [0u8; 64];
+            loop {
+                match c.reader_mut().read(&mut buf).await {
+                    Ok(0) | Err(_) => return rest.len(),
+                    Ok(n) => rest.extend_from_slice(&buf[..n]),
+                }
+            }
+        })
+        .await
+        .expect("the connection stays open after BYE");
+        assert_eq!(n, 0, "{}", String::from_utf8_lossy(&rest));
+    }
+    let r = smtp.reply().await;
+    assert!(r.starts_with("421 4.7.0"), "{r}");
+    assert!(bystander.command("NOOP").await.ok());
+    // The new password works; deleting the user ends that session too.
+    let mut again = ImapClient::login(srv.imap(), VICTIM, "a brand new password").await;
+    dir.del_user(VICTIM).await.unwrap();
+    let bye = String::from_utf8(again.read_line().await).unwrap();
+    assert!(bye.starts_with("* BYE "), "{bye}");
+    assert!(bystander.command("NOOP").await.ok());
+}

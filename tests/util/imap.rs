@@ -69,6 +69,11 @@ impl ImapClient {
         }
     }
 
+    /// The raw read side, e.g. to see the connection close.
+    pub fn reader_mut(&mut self) -> &mut BufReader<OwnedReadHalf> {
+        &mut self.reader
+    }
+
     pub async fn send_raw(&mut self, bytes: &[u8]) {
         self.writer.write_all(bytes).await.unwrap();
     }

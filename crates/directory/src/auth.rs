@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 use thiserror::Error;
-use tokio::sync::Semaphore;
+use tokio::sync::{Semaphore, watch};
 
 #[derive(Debug, Error)]
 pub enum AuthError {
@@ -319,6 +319,20 @@ impl Directory {
     /// unknown user answer faster than a known one. A peer that keeps
     /// failing is refused by the throttle without argon2, cache or not.
     pub async fn authenticate(&self, login: &str, password: &str, peer: IpAddr) -> Result<Account, AuthError> {
+        self.authenticate_session(login, password, peer).await.map(|(account, _)| account)
+    }
+
+    /// [`Directory::authenticate`] for a session that stays logged in: with
+    /// the account comes a [`Revocation`] that fires when the user's password
+    /// changes or the user is deleted, so the session can end. It is taken
+    /// before the record is read, so a change committed after the read
+    /// always fires it, and one committed before it made this login fail.
+    pub async fn authenticate_session(
+        &self,
+        login: &str,
+        password: &str,
+        peer: IpAddr,
+    ) -> Result<(Account, Revocation), AuthError> {
         let (peer_blocked, account_blocked) = {
             let mut t = self.throttle();
             (t.peer_blocked(peer, Instant::now()), t.account_blocked(login))
@@ -328,19 +342,29 @@ impl Directory {
         }
         let internal = |e: DirectoryError| AuthError::Internal(e.to_string());
         // The login's cache key, the record's stored bytes (what a cache entry is bound to), the record.
+        let mut revocation = None;
         let user = match Address::parse(login) {
-            Ok(addr) => match self.user_bytes(&addr).map_err(internal)? {
-                Some(raw) => Some((addr.key(), decode::<UserRecord>(&raw).map_err(internal)?, raw)),
-                None => None,
-            },
+            Ok(addr) => {
+                revocation = Some(self.revocation(&addr.key()));
+                match self.user_bytes(&addr).map_err(internal)? {
+                    Some(raw) => Some((addr.key(), decode::<UserRecord>(&raw).map_err(internal)?, raw)),
+                    None => None,
+                }
+            }
             Err(_) => None,
         };
+        if user.is_none()
+            && let Some(r) = revocation.take()
+        {
+            self.forget_revocation(r);
+        }
         if let Some((key, record, raw)) = &user
             && self.inner.cache.hit(key, raw, password, Instant::now())
         {
             self.inner.argon2.count_cache_hit();
             self.throttle().succeed(peer, login);
-            return Ok(Self::account(record.clone()));
+            let revocation = revocation.take().ok_or_else(|| AuthError::Internal("no revocation".into()))?;
+            return Ok((Self::account(record.clone()), revocation));
         }
         // A login the cache recognised (the password was verified recently)
         // passed above: an account under attack still serves its own clients.
@@ -353,13 +377,57 @@ impl Directory {
             Some((key, record, raw)) if ok => {
                 self.inner.cache.insert(&key, &raw, password, Instant::now());
                 self.throttle().succeed(peer, login);
-                Ok(Self::account(record))
+                let revocation = revocation.ok_or_else(|| AuthError::Internal("no revocation".into()))?;
+                Ok((Self::account(record), revocation))
             }
             _ => {
                 self.throttle().fail(peer, login, Instant::now());
                 Err(AuthError::Failed)
             }
         }
+    }
+}
+
+/// Fires when the account a session logged in to has its password changed
+/// or is deleted ([`Directory::authenticate_session`]).
+#[derive(Debug, Clone)]
+pub struct Revocation(watch::Receiver<bool>);
+
+impl Revocation {
+    pub fn is_revoked(&self) -> bool {
+        *self.0.borrow() || self.0.has_changed().is_err()
+    }
+
+    /// Returns once revoked (or when the directory is gone).
+    pub async fn revoked(&mut self) {
+        let _ = self.0.wait_for(|revoked| *revoked).await;
+    }
+}
+
+impl Directory {
+    /// The revocation of the user `key`, made on first use. Entries stay
+    /// for users that logged in (one per user); those of names that turned
+    /// out to be no user are dropped again ([`Directory::forget_revocation`]).
+    fn revocation(&self, key: &str) -> Revocation {
+        let mut map = self.revocations();
+        let tx = map.entry(key.to_owned()).or_insert_with(|| watch::channel(false).0);
+        Revocation(tx.subscribe())
+    }
+
+    fn forget_revocation(&self, r: Revocation) {
+        drop(r);
+        self.revocations().retain(|_, tx| tx.receiver_count() > 0);
+    }
+
+    /// Ends every session logged in to the user `key`; later logins get a new revocation.
+    pub(crate) fn revoke(&self, key: &str) {
+        if let Some(tx) = self.revocations().remove(key) {
+            tx.send_replace(true);
+        }
+    }
+
+    fn revocations(&self) -> std::sync::MutexGuard<'_, HashMap<String, watch::Sender<bool>>> {
+        self.inner.revocations.lock().unwrap_or_else(|e| e.into_inner())
     }
 }
 

@@ -24,7 +24,7 @@ mod snapshot;
 pub use address::Address;
 /// Validates a domain name and returns its canonical (lower-case) form.
 pub use address::domain as canonical_domain;
-pub use auth::{AuthError, AuthOptions, AuthStats, PlaintextAuth, ThrottleOptions, cpu_count};
+pub use auth::{AuthError, AuthOptions, AuthStats, PlaintextAuth, Revocation, ThrottleOptions, cpu_count};
 pub use auth_cache::CacheOptions;
 pub use error::DirectoryError;
 pub use log_safe::LogSafe;
@@ -76,6 +76,9 @@ struct Inner {
     argon2: auth::Argon2Gate,
     /// Quota of users created without one, in bytes; 0: none.
     default_quota: std::sync::atomic::AtomicU64,
+    /// Per user address: what logged-in sessions watch to end when the
+    /// password changes or the user goes (`auth::Revocation`).
+    revocations: Mutex<std::collections::HashMap<String, tokio::sync::watch::Sender<bool>>>,
 }
 
 const DOMAIN: &[u8] = b"d/";
@@ -117,6 +120,7 @@ impl Directory {
                 cache,
                 argon2: auth::Argon2Gate::new(auth.max_concurrent_argon2),
                 default_quota: std::sync::atomic::AtomicU64::new(0),
+                revocations: Mutex::default(),
             }),
         })
     }
@@ -269,6 +273,7 @@ impl Directory {
         self.commit(b).await?;
         // The cache entry could no longer match (it is bound to the record), but it goes now.
         self.inner.cache.forget(&addr.key());
+        self.revoke(&addr.key());
         self.inner.store.delete_account(AccountId(rec.id)).await?;
         Ok(())
     }
@@ -285,6 +290,8 @@ impl Directory {
         self.commit(b).await?;
         // The old password already misses (the entry is bound to the old record); free it now.
         self.inner.cache.forget(&addr.key());
+        // Sessions logged in with the old password end: it may be why it changed.
+        self.revoke(&addr.key());
         Ok(())
     }
 

@@ -73,11 +73,12 @@ impl Session {
                 return Ok(());
             }
         };
-        match self.ctx.directory.authenticate(&login, &password.0, self.peer.ip()).await {
-            Ok(account) => {
+        match self.ctx.directory.authenticate_session(&login, &password.0, self.peer.ip()).await {
+            Ok((account, revocation)) => {
                 tracing::Span::current().record("user", account.address.as_str());
                 tracing::info!(user = %account.address, "authenticated");
                 self.auth = Some(account);
+                self.revocation = Some(revocation);
                 self.conn.reply(Reply::new(235, Enhanced(2, 7, 0), "authentication successful"));
             }
             Err(AuthError::Failed) => {
