@@ -215,3 +215,79 @@ async fn changing_the_password_or_deleting_the_user_ends_their_sessions() {
     assert!(bye.starts_with("* BYE "), "{bye}");
     assert!(bystander.command("NOOP").await.ok());
 }
+
+/// A connection to `addr` that starts with `header`, as HAProxy sends it.
+async fn proxied(addr: std::net::SocketAddr, header: &[u8]) -> tokio::net::TcpStream {
+    use tokio::io::AsyncWriteExt;
+    let mut tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+    tcp.write_all(header).await.unwrap();
+    tcp
+}
+
+fn proxy_v2(client: [u8; 4], port: u16) -> Vec<u8> {
+    let mut h = b"\r\n\r\n\0\r\nQUIT\n\x21\x11\x00\x0c".to_vec();
+    h.extend_from_slice(&client);
+    h.extend_from_slice(&[127, 0, 0, 1]);
+    h.extend_from_slice(&port.to_be_bytes());
+    h.extend_from_slice(&25u16.to_be_bytes());
+    h
+}
+
+/// Behind a balancer on 127.0.0.1 (trusted for SMTP MX and IMAP): the
+/// client addresses of v1 and v2 headers reach the Received header, and the
+/// login throttle counts per real client; a trusted connection without a
+/// header is refused, and on a listener that trusts nobody a header is
+/// just a bad command (never an address).
+#[tokio::test]
+async fn proxy_protocol_gives_the_real_client_address() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let srv = TestServer::start_with(&[OWNER], |c| {
+        c.listen.proxy_protocol_from.smtp = vec!["127.0.0.1/32".into()];
+        c.listen.proxy_protocol_from.imap = vec!["127.0.0.0/8".into()];
+        c.auth.max_failures = 2;
+        // The clients are not on loopback any more, as far as coimail can tell.
+        c.auth.plaintext = coimail_directory::PlaintextAuth::Always;
+    })
+    .await;
+    let v1 = proxied(srv.smtp(), b"PROXY TCP4 203.0.113.7 127.0.0.1 40000 25\r\n").await;
+    let mut c = SmtpClient::on(v1).await;
+    assert!(c.send("a@remote.test", &[OWNER], &crate::util::message(1, OWNER)).await.starts_with("250"));
+    let v2 = proxied(srv.smtp(), &proxy_v2([198, 51, 100, 9], 40001)).await;
+    let mut c = SmtpClient::on(v2).await;
+    assert!(c.send("b@remote.test", &[OWNER], &crate::util::message(2, OWNER)).await.starts_with("250"));
+
+    // No header from a trusted source: closed without a greeting.
+    let mut bare = tokio::net::TcpStream::connect(srv.smtp()).await.unwrap();
+    bare.write_all(b"EHLO sneaky.test\r\n").await.unwrap();
+    let mut got = Vec::new();
+    // Closed with input unread, the socket may answer with a reset: refused either way.
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(10), bare.read_to_end(&mut got)).await.unwrap();
+    assert!(got.is_empty(), "{}", String::from_utf8_lossy(&got));
+    // Submission trusts nobody: a header there is no address, just a bad command.
+    let mut sub = SmtpClient::on(proxied(srv.addrs().submission[0], b"").await).await;
+    let r = sub.cmd("PROXY TCP4 203.0.113.99 127.0.0.1 1 587").await;
+    assert!(r.starts_with('5'), "{r}");
+
+    let imap = |client: &'static str| {
+        let addr = srv.imap();
+        async move {
+            let header = format!("PROXY TCP4 {client} 127.0.0.1 40002 143\r\n");
+            ImapClient::on(proxied(addr, header.as_bytes()).await).await
+        }
+    };
+    let mut reader = imap("192.0.2.50").await;
+    assert!(reader.command(&format!("LOGIN {OWNER} \"{PASSWORD}\"")).await.ok());
+    assert!(reader.command("SELECT INBOX").await.ok());
+    let headers = reader.command("FETCH 1:2 BODY.PEEK[HEADER.FIELDS (RECEIVED)]").await.text();
+    assert!(headers.contains("[203.0.113.7]") && headers.contains("[198.51.100.9]"), "{headers}");
+    assert!(!headers.contains("127.0.0.1"), "{headers}");
+
+    for _ in 0..2 {
+        let r = imap("203.0.113.7").await.command(&format!("LOGIN {OWNER} wrong")).await;
+        assert!(r.status.contains("NO [AUTHENTICATIONFAILED]"), "{}", r.status);
+    }
+    let r = imap("203.0.113.7").await.command(&format!("LOGIN {OWNER} \"{PASSWORD}\"")).await;
+    assert!(r.status.contains("NO [UNAVAILABLE]"), "the real client is throttled: {}", r.status);
+    let r = imap("203.0.113.8").await.command(&format!("LOGIN {OWNER} \"{PASSWORD}\"")).await;
+    assert!(r.ok(), "another client behind the same balancer is not: {}", r.status);
+}

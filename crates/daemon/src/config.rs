@@ -6,7 +6,7 @@
 //! Relative paths are resolved against the directory of the config file,
 //! so a data dir made by `coimail init` keeps working wherever it is started from.
 
-use coimail_directory::PlaintextAuth;
+use coimail_directory::{PlaintextAuth, TrustedProxies};
 use serde::{Deserialize, Serialize};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -70,6 +70,36 @@ pub struct ListenConfig {
     pub submission: Vec<SocketAddr>,
     /// Submission over implicit TLS (production: 465).
     pub submissions: Vec<SocketAddr>,
+    /// Per service, the load balancers (`addr/len` networks) whose
+    /// connections begin with a PROXY protocol header (v1 or v2).
+    pub proxy_protocol_from: ProxyProtocolFrom,
+}
+
+/// Trusted PROXY protocol sources per service; empty: no PROXY protocol.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ProxyProtocolFrom {
+    pub imap: Vec<String>,
+    pub imaps: Vec<String>,
+    pub smtp: Vec<String>,
+    pub submission: Vec<String>,
+    pub submissions: Vec<String>,
+}
+
+impl ProxyProtocolFrom {
+    /// The parsed networks of imap, imaps, smtp, submission and submissions, in that order.
+    pub fn parsed(&self) -> Result<[TrustedProxies; 5], ConfigError> {
+        let parse = |key: &'static str, list: &[String]| {
+            TrustedProxies::parse(list).map_err(|message| ConfigError::Invalid { key, message })
+        };
+        Ok([
+            parse("listen.proxy_protocol_from.imap", &self.imap)?,
+            parse("listen.proxy_protocol_from.imaps", &self.imaps)?,
+            parse("listen.proxy_protocol_from.smtp", &self.smtp)?,
+            parse("listen.proxy_protocol_from.submission", &self.submission)?,
+            parse("listen.proxy_protocol_from.submissions", &self.submissions)?,
+        ])
+    }
 }
 
 fn addrs(s: &str) -> Vec<SocketAddr> {
@@ -85,6 +115,7 @@ impl Default for ListenConfig {
             smtp: addrs("0.0.0.0:2525"),
             submission: addrs("0.0.0.0:1587"),
             submissions: addrs("0.0.0.0:1465"),
+            proxy_protocol_from: ProxyProtocolFrom::default(),
         }
     }
 }
@@ -469,6 +500,7 @@ impl Config {
         if self.server.data_dir.as_os_str().is_empty() {
             return invalid("server.data_dir", "must not be empty");
         }
+        self.listen.proxy_protocol_from.parsed()?;
         if self.imap.auth_timeout_secs == 0 {
             return invalid("imap.auth_timeout_secs", "must be at least 1");
         }

@@ -240,6 +240,8 @@ pub async fn start(config: Config) -> Result<Running, DaemonError> {
     // starts the push workers.
     let coi =
         coimail_coi::Coi::start(store.clone(), config.coi()).map_err(|e| DaemonError::Other(format!("coi: {e}")))?;
+    let [imap_proxy, imaps_proxy, smtp_proxy, submission_proxy, submissions_proxy] =
+        config.listen.proxy_protocol_from.parsed()?;
     let imap_ctx = Arc::new(
         ImapContext::new(
             store.clone(),
@@ -262,13 +264,21 @@ pub async fn start(config: Config) -> Result<Running, DaemonError> {
                 metadata_max_entries: config.imap.metadata_max_entries,
             },
         )
-        .with_coi(coi.clone()),
+        .with_coi(coi.clone())
+        .with_proxy_protocol(ImapListener::Starttls, imap_proxy)
+        .with_proxy_protocol(ImapListener::ImplicitTls, imaps_proxy),
     );
     // One key cache for signing and for the admin requests that change keys.
     let dkim = Dkim::new(KeyStore::new(config.dkim_dir()));
     let (queue, runner) = outbound_queue(&config, &store, &directory, &dkim)?;
-    let smtp_ctx =
-        Arc::new(smtp_context(&config, &store, &directory, tls).with_queue(queue.clone()).with_coi(coi.clone()));
+    let smtp_ctx = Arc::new(
+        smtp_context(&config, &store, &directory, tls)
+            .with_queue(queue.clone())
+            .with_coi(coi.clone())
+            .with_proxy_protocol(SmtpListener::Mx, smtp_proxy)
+            .with_proxy_protocol(SmtpListener::Submission, submission_proxy)
+            .with_proxy_protocol(SmtpListener::Submissions, submissions_proxy),
+    );
     let coi_admin = coi;
     let imap_listeners = imap
         .into_iter()

@@ -19,6 +19,7 @@ mod auth_cache;
 mod error;
 mod limits;
 mod log_safe;
+mod proxy;
 mod snapshot;
 
 pub use address::Address;
@@ -28,6 +29,7 @@ pub use auth::{AuthError, AuthOptions, AuthStats, PlaintextAuth, Revocation, Thr
 pub use auth_cache::CacheOptions;
 pub use error::DirectoryError;
 pub use log_safe::LogSafe;
+pub use proxy::{ProxyError, TrustedProxies, read_header as read_proxy_header};
 pub use limits::{ConnectionLimits, ConnectionPermit, LimitExceeded, UserLimits, UserPermit};
 
 use coimail_store::kv::{Batch, Tree};
