@@ -74,7 +74,8 @@ async fn an_exact_user_wins_over_the_plus_tag_rule() {
     let r = c.transaction(&format!("MAIL FROM:<{ALICE}>"), &[&format!("RCPT TO:<{OWNER}>")], forged.as_bytes()).await;
     assert!(r.starts_with("553 5.7.1"), "{r}");
     let own = "From: <alice+lists@example.org>\r\nSubject: hi\r\n\r\nhi\r\n";
-    let r = c.transaction("MAIL FROM:<alice+lists@example.org>", &[&format!("RCPT TO:<{OWNER}>")], own.as_bytes()).await;
+    let r =
+        c.transaction("MAIL FROM:<alice+lists@example.org>", &[&format!("RCPT TO:<{OWNER}>")], own.as_bytes()).await;
     assert!(r.starts_with("250"), "{r}");
 }
 

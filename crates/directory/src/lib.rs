@@ -28,9 +28,9 @@ pub use address::domain as canonical_domain;
 pub use auth::{AuthError, AuthOptions, AuthStats, PlaintextAuth, Revocation, ThrottleOptions, cpu_count};
 pub use auth_cache::CacheOptions;
 pub use error::DirectoryError;
+pub use limits::{ConnectionLimits, ConnectionPermit, LimitExceeded, UserLimits, UserPermit};
 pub use log_safe::LogSafe;
 pub use proxy::{ProxyError, TrustedProxies, read_header as read_proxy_header};
-pub use limits::{ConnectionLimits, ConnectionPermit, LimitExceeded, UserLimits, UserPermit};
 
 use coimail_store::kv::{Batch, Tree};
 use coimail_store::{AccountId, QuotaLimits, Store};

@@ -58,7 +58,9 @@ impl TrustedProxies {
             let addr: IpAddr = addr.parse().map_err(|_| format!("{n:?} is not an address or network"))?;
             let max = if addr.is_ipv4() { 32 } else { 128 };
             let len = match len {
-                Some(l) => l.parse::<u8>().ok().filter(|l| *l <= max).ok_or_else(|| format!("{n:?}: bad prefix length"))?,
+                Some(l) => {
+                    l.parse::<u8>().ok().filter(|l| *l <= max).ok_or_else(|| format!("{n:?}: bad prefix length"))?
+                }
                 None => max,
             };
             out.push((addr, len));
@@ -261,8 +263,14 @@ mod tests {
             (b"PROXY TCP4 2001:db8::1 192.0.2.1 5555 25\r\n", ProxyError::Malformed("v1 source is not IPv4")),
             (b"PROXY TCP4 203.0.113.7 192.0.2.1 99999 25\r\n", ProxyError::Malformed("v1 source port")),
             (b"PROXY TCP4 203.0.113.7 192.0.2.1 +5 25\r\n", ProxyError::Malformed("v1 source port")),
-            (b"PROXY TCP4 203.0.113.7 192.0.2.1 5555\r\n", ProxyError::Malformed("v1 needs source, destination and both ports")),
-            (b"PROXY UDP4 203.0.113.7 192.0.2.1 1 2\r\n", ProxyError::Malformed("v1 family must be TCP4, TCP6 or UNKNOWN")),
+            (
+                b"PROXY TCP4 203.0.113.7 192.0.2.1 5555\r\n",
+                ProxyError::Malformed("v1 needs source, destination and both ports"),
+            ),
+            (
+                b"PROXY UDP4 203.0.113.7 192.0.2.1 1 2\r\n",
+                ProxyError::Malformed("v1 family must be TCP4, TCP6 or UNKNOWN"),
+            ),
         ] {
             assert_eq!(read(bytes).await.0.unwrap_err(), want, "{}", String::from_utf8_lossy(bytes));
         }

@@ -69,11 +69,11 @@ mod submission;
 pub use reply::{Enhanced, SmtpError};
 
 use coimail_directory::{ConnectionLimits, LogSafe, TrustedProxies};
-use tokio::net::TcpStream;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 use tokio::net::TcpListener;
+use tokio::net::TcpStream;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::Instrument;
