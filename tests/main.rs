@@ -21,6 +21,7 @@ mod external;
 mod imap_interop;
 mod imap_stress;
 mod inbound;
+mod limits;
 mod logging;
 mod queue;
 mod smtp_interop;

@@ -7,6 +7,7 @@ use std::path::Path;
 use tokio::signal::unix::{SignalKind, signal};
 
 pub async fn run(config_path: &Path, ready_file: Option<&Path>) -> Result<()> {
+    private_umask();
     pin_mmap_threshold();
     let config = Config::load(config_path)?;
     telemetry::init(&config.log);
@@ -22,6 +23,17 @@ pub async fn run(config_path: &Path, ready_file: Option<&Path>) -> Result<()> {
     }
     running.shutdown().await?;
     Ok(())
+}
+
+/// Everything the daemon creates (bodies, index, spool, keys, logs it
+/// opens) is the mail of its users: readable by this user only, whatever
+/// umask the service manager or shell handed down. The data dir's own mode
+/// is checked when it is opened (`coimail_daemon::open_data`).
+fn private_umask() {
+    // SAFETY: umask only swaps the process's file mode mask; it cannot fail.
+    unsafe {
+        libc::umask(0o077);
+    }
 }
 
 /// Written whole under a temp name, then renamed: a reader never sees half a file.

@@ -31,7 +31,11 @@ impl Response {
 
 impl ImapClient {
     pub async fn connect(addr: SocketAddr) -> ImapClient {
-        let stream = TcpStream::connect(addr).await.unwrap();
+        Self::on(TcpStream::connect(addr).await.unwrap()).await
+    }
+
+    /// A client on a connection already open (e.g. after a PROXY header).
+    pub async fn on(stream: TcpStream) -> ImapClient {
         stream.set_nodelay(true).unwrap();
         let (r, w) = stream.into_split();
         let mut c = ImapClient { reader: BufReader::new(r), writer: w, next_tag: 1 };
@@ -67,6 +71,11 @@ impl ImapClient {
                 None => return out,
             }
         }
+    }
+
+    /// The raw read side, e.g. to see the connection close.
+    pub fn reader_mut(&mut self) -> &mut BufReader<OwnedReadHalf> {
+        &mut self.reader
     }
 
     pub async fn send_raw(&mut self, bytes: &[u8]) {

@@ -48,8 +48,15 @@ pub struct TestServer {
 impl TestServer {
     /// An in-process server with domain example.org and the given users (password [`PASSWORD`]).
     pub async fn start(users: &[&str]) -> TestServer {
+        Self::start_with(users, |_| {}).await
+    }
+
+    /// [`TestServer::start`] with the test config changed by `edit` first.
+    pub async fn start_with(users: &[&str], edit: impl FnOnce(&mut Config)) -> TestServer {
         let dir = tempfile::tempdir().unwrap();
-        let running = coimail_daemon::start(test_config(dir.path())).await.unwrap();
+        let mut config = test_config(dir.path());
+        edit(&mut config);
+        let running = coimail_daemon::start(config).await.unwrap();
         running.directory().add_domain(DOMAIN).await.unwrap();
         for u in users {
             running.directory().add_user(u, PASSWORD, None).await.unwrap();

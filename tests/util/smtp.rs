@@ -13,7 +13,11 @@ pub struct SmtpClient {
 
 impl SmtpClient {
     pub async fn connect(addr: SocketAddr) -> SmtpClient {
-        let stream = TcpStream::connect(addr).await.unwrap();
+        Self::on(TcpStream::connect(addr).await.unwrap()).await
+    }
+
+    /// A client on a connection already open (e.g. after a PROXY header).
+    pub async fn on(stream: TcpStream) -> SmtpClient {
         stream.set_nodelay(true).unwrap();
         let (r, w) = stream.into_split();
         let mut c = SmtpClient { reader: BufReader::new(r), writer: w };

@@ -6,7 +6,7 @@
 //! Relative paths are resolved against the directory of the config file,
 //! so a data dir made by `coimail init` keeps working wherever it is started from.
 
-use coimail_directory::PlaintextAuth;
+use coimail_directory::{PlaintextAuth, TrustedProxies};
 use serde::{Deserialize, Serialize};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -29,6 +29,7 @@ pub struct Config {
     pub listen: ListenConfig,
     pub tls: TlsConfig,
     pub auth: AuthConfig,
+    pub accounts: AccountsConfig,
     pub imap: ImapConfig,
     pub smtp: SmtpConfig,
     pub queue: QueueConfig,
@@ -69,6 +70,36 @@ pub struct ListenConfig {
     pub submission: Vec<SocketAddr>,
     /// Submission over implicit TLS (production: 465).
     pub submissions: Vec<SocketAddr>,
+    /// Per service, the load balancers (`addr/len` networks) whose
+    /// connections begin with a PROXY protocol header (v1 or v2).
+    pub proxy_protocol_from: ProxyProtocolFrom,
+}
+
+/// Trusted PROXY protocol sources per service; empty: no PROXY protocol.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ProxyProtocolFrom {
+    pub imap: Vec<String>,
+    pub imaps: Vec<String>,
+    pub smtp: Vec<String>,
+    pub submission: Vec<String>,
+    pub submissions: Vec<String>,
+}
+
+impl ProxyProtocolFrom {
+    /// The parsed networks of imap, imaps, smtp, submission and submissions, in that order.
+    pub fn parsed(&self) -> Result<[TrustedProxies; 5], ConfigError> {
+        let parse = |key: &'static str, list: &[String]| {
+            TrustedProxies::parse(list).map_err(|message| ConfigError::Invalid { key, message })
+        };
+        Ok([
+            parse("listen.proxy_protocol_from.imap", &self.imap)?,
+            parse("listen.proxy_protocol_from.imaps", &self.imaps)?,
+            parse("listen.proxy_protocol_from.smtp", &self.smtp)?,
+            parse("listen.proxy_protocol_from.submission", &self.submission)?,
+            parse("listen.proxy_protocol_from.submissions", &self.submissions)?,
+        ])
+    }
 }
 
 fn addrs(s: &str) -> Vec<SocketAddr> {
@@ -84,6 +115,7 @@ impl Default for ListenConfig {
             smtp: addrs("0.0.0.0:2525"),
             submission: addrs("0.0.0.0:1587"),
             submissions: addrs("0.0.0.0:1465"),
+            proxy_protocol_from: ProxyProtocolFrom::default(),
         }
     }
 }
@@ -115,8 +147,14 @@ impl Default for TlsConfig {
 pub struct AuthConfig {
     /// When passwords may be sent without TLS: "never", "loopback" or "always".
     pub plaintext: PlaintextAuth,
-    /// Failed logins from one peer (IPv6: one /64) before it is refused for a while.
+    /// Failed logins from one peer (IPv6: one /64), against any accounts,
+    /// before it is refused for a while. A success clears only that peer's
+    /// failures against the account that succeeded.
     pub max_failures: u32,
+    /// Failed logins against one account, from all peers together, before
+    /// new logins to it are refused for a while (logins the cache knows
+    /// still pass); 0: no limit.
+    pub max_account_failures: u32,
     /// How long failures are remembered, in seconds.
     pub failure_window_secs: u64,
     /// How long a login argon2 accepted is remembered (same user, same
@@ -132,11 +170,20 @@ impl Default for AuthConfig {
         AuthConfig {
             plaintext: PlaintextAuth::Loopback,
             max_failures: 10,
+            max_account_failures: 30,
             failure_window_secs: 60,
             cache_ttl_secs: cache.ttl.as_secs(),
             cache_max_entries: cache.max_entries,
         }
     }
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AccountsConfig {
+    /// Quota, in bytes, of a user created without one (`coimail user add`
+    /// without `--quota`); 0: no quota. Users that exist keep theirs.
+    pub default_quota_bytes: u64,
 }
 
 /// Cached logins never outlive a change to the user (entries are bound to
@@ -474,6 +521,7 @@ impl Config {
         if self.server.data_dir.as_os_str().is_empty() {
             return invalid("server.data_dir", "must not be empty");
         }
+        self.listen.proxy_protocol_from.parsed()?;
         if self.imap.auth_timeout_secs == 0 {
             return invalid("imap.auth_timeout_secs", "must be at least 1");
         }
@@ -650,6 +698,7 @@ impl Config {
         coimail_directory::AuthOptions {
             throttle: coimail_directory::ThrottleOptions {
                 max_failures: self.auth.max_failures,
+                max_account_failures: self.auth.max_account_failures,
                 window: Duration::from_secs(self.auth.failure_window_secs),
             },
             cache: coimail_directory::CacheOptions {
@@ -658,6 +707,11 @@ impl Config {
             },
             ..coimail_directory::AuthOptions::default()
         }
+    }
+
+    /// The quota of a user created without one; `None`: no quota.
+    pub fn default_quota(&self) -> Option<u64> {
+        (self.accounts.default_quota_bytes != 0).then_some(self.accounts.default_quota_bytes)
     }
 
     pub fn imap_timeouts(&self) -> (Duration, Duration) {

@@ -128,6 +128,7 @@ pub async fn open_data(config: &Config) -> Result<(Store, Directory), DaemonErro
         warn!(old_index = %aside.display(), "rebuilding the index: users from {}, mail from the body files and the journal", snapshot.display());
     }
     let mut directory = Directory::open_with(&store, Some(snapshot.clone()), config.auth_options())?;
+    directory.set_default_quota(config.default_quota());
     let mut force_reconcile = false;
     if directory.list_domains()?.is_empty() && directory.list_users()?.is_empty() && snapshot.exists() {
         // The index is gone but the snapshot is not: bring users back, then
@@ -135,6 +136,7 @@ pub async fn open_data(config: &Config) -> Result<(Store, Directory), DaemonErro
         let users = Directory::restore(&store, &snapshot).await?;
         warn!(users, "index had no directory; restored it from {}", snapshot.display());
         directory = Directory::open_with(&store, Some(snapshot), config.auth_options())?;
+        directory.set_default_quota(config.default_quota());
         force_reconcile = true;
     }
     let report = store.reconcile(force_reconcile).await?;
@@ -150,10 +152,23 @@ pub async fn open_data(config: &Config) -> Result<(Store, Directory), DaemonErro
     Ok((store, directory))
 }
 
+/// Creates the data dir with mode 0700, or makes one made by hand (often
+/// 0755) private: it holds every user's mail, the index and the queue.
 fn create_private_dir(dir: &Path) -> Result<(), DaemonError> {
-    use std::os::unix::fs::DirBuilderExt;
+    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
     if !dir.exists() {
         std::fs::DirBuilder::new().recursive(true).mode(0o700).create(dir).map_err(|e| DaemonError::io(dir, e))?;
+        return Ok(());
+    }
+    let mode = std::fs::metadata(dir).map_err(|e| DaemonError::io(dir, e))?.permissions().mode() & 0o7777;
+    if mode & 0o077 != 0 {
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(mode & 0o700))
+            .map_err(|e| DaemonError::io(dir, e))?;
+        warn!(
+            "data dir {} was mode {mode:04o}, readable by other users; set it to {:04o}",
+            dir.display(),
+            mode & 0o700
+        );
     }
     Ok(())
 }
@@ -256,6 +271,8 @@ pub async fn start(config: Config) -> Result<Running, DaemonError> {
     // starts the push workers.
     let coi =
         coimail_coi::Coi::start(store.clone(), config.coi()).map_err(|e| DaemonError::Other(format!("coi: {e}")))?;
+    let [imap_proxy, imaps_proxy, smtp_proxy, submission_proxy, submissions_proxy] =
+        config.listen.proxy_protocol_from.parsed()?;
     let imap_ctx = Arc::new(
         ImapContext::new(
             store.clone(),
@@ -278,7 +295,9 @@ pub async fn start(config: Config) -> Result<Running, DaemonError> {
                 metadata_max_entries: config.imap.metadata_max_entries,
             },
         )
-        .with_coi(coi.clone()),
+        .with_coi(coi.clone())
+        .with_proxy_protocol(ImapListener::Starttls, imap_proxy)
+        .with_proxy_protocol(ImapListener::ImplicitTls, imaps_proxy),
     );
     // One key cache for signing and for the admin requests that change keys.
     let dkim = Dkim::new(KeyStore::new(config.dkim_dir()));
@@ -289,7 +308,10 @@ pub async fn start(config: Config) -> Result<Running, DaemonError> {
     let mut smtp_ctx = smtp_context(&config, &store, &directory, tls)
         .with_queue(queue.clone())
         .with_coi(coi.clone())
-        .with_report_limit(reports);
+        .with_report_limit(reports)
+        .with_proxy_protocol(SmtpListener::Mx, smtp_proxy)
+        .with_proxy_protocol(SmtpListener::Submission, submission_proxy)
+        .with_proxy_protocol(SmtpListener::Submissions, submissions_proxy);
     if let Some(checker) = inbound_checks(&config)? {
         smtp_ctx = smtp_ctx.with_inbound_checks(checker);
     }

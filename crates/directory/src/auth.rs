@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 use thiserror::Error;
-use tokio::sync::Semaphore;
+use tokio::sync::{Semaphore, watch};
 
 #[derive(Debug, Error)]
 pub enum AuthError {
@@ -176,23 +176,42 @@ impl Argon2Gate {
     }
 }
 
-/// Failed logins per peer within a window; over the limit, logins from that
-/// peer are refused without checking the password until the window ends.
+/// Failed logins within a window, counted per peer and per account (see
+/// [`Throttle`]); over either limit, logins are refused without checking
+/// the password until the window ends.
 #[derive(Debug, Clone)]
 pub struct ThrottleOptions {
+    /// Failures from one peer, against any accounts, before that peer is refused.
     pub max_failures: u32,
+    /// Failures against one account, from any peers, before new logins to
+    /// it are refused (logins the cache recognises still pass). 0: no limit.
+    pub max_account_failures: u32,
     pub window: Duration,
 }
 
 impl Default for ThrottleOptions {
     fn default() -> Self {
-        ThrottleOptions { max_failures: 10, window: Duration::from_secs(60) }
+        ThrottleOptions { max_failures: 10, max_account_failures: 30, window: Duration::from_secs(60) }
     }
 }
 
+/// The most accounts and (peer, account) pairs remembered at once: a flood
+/// of made-up login names must not grow memory without bound. Past it, new
+/// names are not counted per account, but every failure still counts for its peer.
+const MAX_TRACKED: usize = 100_000;
+
+/// Failure counts. A peer's count is the sum of its failures against each
+/// login name, so a success clears only what that peer did against that
+/// account: logging in to an account you own does not buy more guesses at
+/// another one. An account's count (failures from all peers) catches
+/// guessing spread over many addresses; it is cleared only by a success
+/// for that account, which a guesser cannot produce.
 pub(crate) struct Throttle {
     opts: ThrottleOptions,
-    peers: HashMap<IpAddr, (u32, Instant)>,
+    /// Per peer: failures per login name, and when the first one happened.
+    peers: HashMap<IpAddr, HashMap<String, (u32, Instant)>>,
+    /// Per login name: failures from all peers, and when the first one happened.
+    accounts: HashMap<String, (u32, Instant)>,
 }
 
 /// IPv6 clients get a whole /64 each, so throttle by prefix.
@@ -207,29 +226,78 @@ pub(crate) fn peer_key(ip: IpAddr) -> IpAddr {
     }
 }
 
+/// The name a login's failures are counted under: the address as stored
+/// when it parses (so case variants of the domain are one account), else
+/// the raw name, capped so a huge name costs no more than a short one.
+fn login_key(login: &str) -> String {
+    match Address::parse(login) {
+        Ok(addr) => addr.key(),
+        Err(_) => login.chars().take(256).collect(),
+    }
+}
+
 impl Throttle {
     pub(crate) fn new(opts: ThrottleOptions) -> Self {
-        Throttle { opts, peers: HashMap::new() }
+        Throttle { opts, peers: HashMap::new(), accounts: HashMap::new() }
     }
 
-    fn blocked(&mut self, ip: IpAddr, now: Instant) -> bool {
+    fn expire(&mut self, now: Instant) {
         let window = self.opts.window;
-        self.peers.retain(|_, (_, since)| now.duration_since(*since) < window);
-        self.peers.get(&peer_key(ip)).is_some_and(|(n, _)| *n >= self.opts.max_failures)
+        let live = |(_, since): &(u32, Instant)| now.duration_since(*since) < window;
+        self.accounts.retain(|_, e| live(e));
+        self.peers.retain(|_, logins| {
+            logins.retain(|_, e| live(e));
+            !logins.is_empty()
+        });
     }
 
-    fn fail(&mut self, ip: IpAddr, now: Instant) {
-        let e = self.peers.entry(peer_key(ip)).or_insert((0, now));
-        e.0 += 1;
+    pub(crate) fn peer_failures(&self, peer: IpAddr) -> u32 {
+        self.peers.get(&peer).map_or(0, |logins| logins.values().map(|(n, _)| *n).sum())
     }
 
-    fn succeed(&mut self, ip: IpAddr) {
-        self.peers.remove(&peer_key(ip));
+    /// Whether a peer over its limit is refused (whatever the login).
+    fn peer_blocked(&mut self, ip: IpAddr, now: Instant) -> bool {
+        self.expire(now);
+        self.peer_failures(peer_key(ip)) >= self.opts.max_failures
+    }
+
+    /// Whether `login` has failed too often from everywhere together.
+    fn account_blocked(&self, login: &str) -> bool {
+        self.opts.max_account_failures != 0
+            && self.accounts.get(&login_key(login)).is_some_and(|(n, _)| *n >= self.opts.max_account_failures)
+    }
+
+    fn fail(&mut self, ip: IpAddr, login: &str, now: Instant) {
+        let login = login_key(login);
+        let tracked = self.accounts.len() + self.peers.values().map(HashMap::len).sum::<usize>();
+        let room = tracked < MAX_TRACKED;
+        if room || self.accounts.contains_key(&login) {
+            self.accounts.entry(login.clone()).or_insert((0, now)).0 += 1;
+        }
+        let logins = self.peers.entry(peer_key(ip)).or_default();
+        // Without room, a peer's failures still count, under one shared name.
+        let key = if room || logins.contains_key(&login) { login } else { String::new() };
+        logins.entry(key).or_insert((0, now)).0 += 1;
+    }
+
+    /// `login` succeeded from `ip`: forget what that peer did against that
+    /// account and the account's count; the peer's failures against other
+    /// accounts stay.
+    fn succeed(&mut self, ip: IpAddr, login: &str) {
+        let login = login_key(login);
+        let peer = peer_key(ip);
+        if let Some(logins) = self.peers.get_mut(&peer) {
+            logins.remove(&login);
+            if logins.is_empty() {
+                self.peers.remove(&peer);
+            }
+        }
+        self.accounts.remove(&login);
     }
 }
 
 impl Directory {
-    fn throttle(&self) -> std::sync::MutexGuard<'_, Throttle> {
+    pub(crate) fn throttle(&self) -> std::sync::MutexGuard<'_, Throttle> {
         self.inner.throttle.lock().unwrap_or_else(|e| e.into_inner())
     }
 
@@ -251,38 +319,115 @@ impl Directory {
     /// unknown user answer faster than a known one. A peer that keeps
     /// failing is refused by the throttle without argon2, cache or not.
     pub async fn authenticate(&self, login: &str, password: &str, peer: IpAddr) -> Result<Account, AuthError> {
-        if self.throttle().blocked(peer, Instant::now()) {
+        self.authenticate_session(login, password, peer).await.map(|(account, _)| account)
+    }
+
+    /// [`Directory::authenticate`] for a session that stays logged in: with
+    /// the account comes a [`Revocation`] that fires when the user's password
+    /// changes or the user is deleted, so the session can end. It is taken
+    /// before the record is read, so a change committed after the read
+    /// always fires it, and one committed before it made this login fail.
+    pub async fn authenticate_session(
+        &self,
+        login: &str,
+        password: &str,
+        peer: IpAddr,
+    ) -> Result<(Account, Revocation), AuthError> {
+        let (peer_blocked, account_blocked) = {
+            let mut t = self.throttle();
+            (t.peer_blocked(peer, Instant::now()), t.account_blocked(login))
+        };
+        if peer_blocked {
             return Err(AuthError::Throttled);
         }
         let internal = |e: DirectoryError| AuthError::Internal(e.to_string());
         // The login's cache key, the record's stored bytes (what a cache entry is bound to), the record.
+        let mut revocation = None;
         let user = match Address::parse(login) {
-            Ok(addr) => match self.user_bytes(&addr).map_err(internal)? {
-                Some(raw) => Some((addr.key(), decode::<UserRecord>(&raw).map_err(internal)?, raw)),
-                None => None,
-            },
+            Ok(addr) => {
+                revocation = Some(self.revocation(&addr.key()));
+                match self.user_bytes(&addr).map_err(internal)? {
+                    Some(raw) => Some((addr.key(), decode::<UserRecord>(&raw).map_err(internal)?, raw)),
+                    None => None,
+                }
+            }
             Err(_) => None,
         };
+        if user.is_none()
+            && let Some(r) = revocation.take()
+        {
+            self.forget_revocation(r);
+        }
         if let Some((key, record, raw)) = &user
             && self.inner.cache.hit(key, raw, password, Instant::now())
         {
             self.inner.argon2.count_cache_hit();
-            self.throttle().succeed(peer);
-            return Ok(Self::account(record.clone()));
+            self.throttle().succeed(peer, login);
+            let revocation = revocation.take().ok_or_else(|| AuthError::Internal("no revocation".into()))?;
+            return Ok((Self::account(record.clone()), revocation));
+        }
+        // A login the cache recognised (the password was verified recently)
+        // passed above: an account under attack still serves its own clients.
+        if account_blocked {
+            return Err(AuthError::Throttled);
         }
         let hash = user.as_ref().map(|(_, r, _)| r.hash.clone());
         let ok = self.inner.argon2.verify(hash, password.to_owned()).await.map_err(AuthError::Internal)?;
         match user {
             Some((key, record, raw)) if ok => {
                 self.inner.cache.insert(&key, &raw, password, Instant::now());
-                self.throttle().succeed(peer);
-                Ok(Self::account(record))
+                self.throttle().succeed(peer, login);
+                let revocation = revocation.ok_or_else(|| AuthError::Internal("no revocation".into()))?;
+                Ok((Self::account(record), revocation))
             }
             _ => {
-                self.throttle().fail(peer, Instant::now());
+                self.throttle().fail(peer, login, Instant::now());
                 Err(AuthError::Failed)
             }
         }
+    }
+}
+
+/// Fires when the account a session logged in to has its password changed
+/// or is deleted ([`Directory::authenticate_session`]).
+#[derive(Debug, Clone)]
+pub struct Revocation(watch::Receiver<bool>);
+
+impl Revocation {
+    pub fn is_revoked(&self) -> bool {
+        *self.0.borrow() || self.0.has_changed().is_err()
+    }
+
+    /// Returns once revoked (or when the directory is gone).
+    pub async fn revoked(&mut self) {
+        let _ = self.0.wait_for(|revoked| *revoked).await;
+    }
+}
+
+impl Directory {
+    /// The revocation of the user `key`, made on first use. Entries stay
+    /// for users that logged in (one per user); those of names that turned
+    /// out to be no user are dropped again ([`Directory::forget_revocation`]).
+    fn revocation(&self, key: &str) -> Revocation {
+        let mut map = self.revocations();
+        let tx = map.entry(key.to_owned()).or_insert_with(|| watch::channel(false).0);
+        Revocation(tx.subscribe())
+    }
+
+    fn forget_revocation(&self, r: Revocation) {
+        drop(r);
+        self.revocations().retain(|_, tx| tx.receiver_count() > 0);
+    }
+
+    /// Ends every session logged in to the user `key`; later logins get a new revocation.
+    pub(crate) fn revoke(&self, key: &str) {
+        if let Some(tx) = self.revocations().remove(key) {
+            tx.send_replace(true);
+        }
+    }
+
+    fn revocations(&self) -> std::sync::MutexGuard<'_, HashMap<String, watch::Sender<bool>>> {
+        self.inner.revocations.lock().unwrap_or_else(|e| e.into_inner())
     }
 }
 

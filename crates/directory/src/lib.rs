@@ -18,15 +18,19 @@ mod auth;
 mod auth_cache;
 mod error;
 mod limits;
+mod log_safe;
+mod proxy;
 mod snapshot;
 
 pub use address::Address;
 /// Validates a domain name and returns its canonical (lower-case) form.
 pub use address::domain as canonical_domain;
-pub use auth::{AuthError, AuthOptions, AuthStats, PlaintextAuth, ThrottleOptions, cpu_count};
+pub use auth::{AuthError, AuthOptions, AuthStats, PlaintextAuth, Revocation, ThrottleOptions, cpu_count};
 pub use auth_cache::CacheOptions;
 pub use error::DirectoryError;
 pub use limits::{ConnectionLimits, ConnectionPermit, LimitExceeded, UserLimits, UserPermit};
+pub use log_safe::LogSafe;
+pub use proxy::{ProxyError, TrustedProxies, read_header as read_proxy_header};
 
 use coimail_store::kv::{Batch, Tree};
 use coimail_store::{AccountId, QuotaLimits, Store};
@@ -72,6 +76,11 @@ struct Inner {
     throttle: Mutex<auth::Throttle>,
     cache: auth_cache::AuthCache,
     argon2: auth::Argon2Gate,
+    /// Quota of users created without one, in bytes; 0: none.
+    default_quota: std::sync::atomic::AtomicU64,
+    /// Per user address: what logged-in sessions watch to end when the
+    /// password changes or the user goes (`auth::Revocation`).
+    revocations: Mutex<std::collections::HashMap<String, tokio::sync::watch::Sender<bool>>>,
 }
 
 const DOMAIN: &[u8] = b"d/";
@@ -112,6 +121,8 @@ impl Directory {
                 throttle: Mutex::new(auth::Throttle::new(auth.throttle)),
                 cache,
                 argon2: auth::Argon2Gate::new(auth.max_concurrent_argon2),
+                default_quota: std::sync::atomic::AtomicU64::new(0),
+                revocations: Mutex::default(),
             }),
         })
     }
@@ -207,7 +218,14 @@ impl Directory {
         Account { id: AccountId(rec.id), address: rec.address, quota_bytes: rec.quota_bytes }
     }
 
-    /// Creates a user and its mailboxes. The domain must exist.
+    /// The quota [`Directory::add_user`] gives a user created without one
+    /// (config `accounts.default_quota_bytes`); `None`: no quota.
+    pub fn set_default_quota(&self, bytes: Option<u64>) {
+        self.inner.default_quota.store(bytes.unwrap_or(0), std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// Creates a user and its mailboxes. The domain must exist. Without a
+    /// quota, the user gets the default quota, if one is set.
     pub async fn add_user(
         &self,
         address: &str,
@@ -224,6 +242,8 @@ impl Directory {
         if self.user_record(&addr)?.is_some() || self.inner.tree.get(&key(ALIAS, &addr.key()))?.is_some() {
             return Err(DirectoryError::AlreadyExists(addr.key()));
         }
+        let default = self.inner.default_quota.load(std::sync::atomic::Ordering::Relaxed);
+        let quota_bytes = quota_bytes.or((default != 0).then_some(default));
         let id = self.inner.tree.increment(ACCOUNT_COUNTER)?;
         let rec = UserRecord { id, address: addr.key(), hash, quota_bytes };
         self.inner.store.create_account(AccountId(id), &rec.address).await?;
@@ -255,6 +275,7 @@ impl Directory {
         self.commit(b).await?;
         // The cache entry could no longer match (it is bound to the record), but it goes now.
         self.inner.cache.forget(&addr.key());
+        self.revoke(&addr.key());
         self.inner.store.delete_account(AccountId(rec.id)).await?;
         Ok(())
     }
@@ -271,6 +292,8 @@ impl Directory {
         self.commit(b).await?;
         // The old password already misses (the entry is bound to the old record); free it now.
         self.inner.cache.forget(&addr.key());
+        // Sessions logged in with the old password end: it may be why it changed.
+        self.revoke(&addr.key());
         Ok(())
     }
 

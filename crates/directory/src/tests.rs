@@ -7,7 +7,7 @@ const PEER: IpAddr = IpAddr::V4(Ipv4Addr::new(127, 0, 0, 1));
 
 fn auth_options() -> AuthOptions {
     AuthOptions {
-        throttle: ThrottleOptions { max_failures: 3, window: Duration::from_secs(60) },
+        throttle: ThrottleOptions { max_failures: 3, max_account_failures: 5, window: Duration::from_secs(60) },
         ..AuthOptions::default()
     }
 }
@@ -56,6 +56,61 @@ async fn repeated_failures_are_throttled_per_peer() {
     // ...but only for that peer.
     let other = IpAddr::V4(Ipv4Addr::new(127, 0, 0, 2));
     assert!(d.authenticate("alice@example.org", "pw", other).await.is_ok());
+}
+
+/// The attack of issue 11: log in to an account you own between guesses at
+/// another's password, hoping each success clears the peer's count. It
+/// clears only the failures against the account that succeeded.
+#[tokio::test]
+async fn a_success_does_not_reset_failures_against_other_accounts() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_s, d) = setup(dir.path()).await;
+    d.add_user("mallory@example.org", "mine", None).await.unwrap();
+    d.add_user("victim@example.org", "theirs", None).await.unwrap();
+    let mut refused = None;
+    for guess in 0..10 {
+        match d.authenticate("victim@example.org", &format!("guess {guess}"), PEER).await {
+            Err(AuthError::Failed) => {}
+            Err(AuthError::Throttled) => {
+                refused = Some(guess);
+                break;
+            }
+            other => panic!("{other:?}"),
+        }
+        let _ = d.authenticate("mallory@example.org", "mine", PEER).await;
+    }
+    assert_eq!(refused, Some(3), "the 4th guess must be refused (max_failures = 3)");
+    // Mistyping one's own password and then getting it right clears that slip.
+    let other = IpAddr::V4(Ipv4Addr::new(192, 0, 2, 9));
+    for _ in 0..2 {
+        assert!(matches!(d.authenticate("mallory@example.org", "typo", other).await, Err(AuthError::Failed)));
+        d.authenticate("mallory@example.org", "mine", other).await.unwrap();
+    }
+    assert_eq!(d.throttle().peer_failures(other), 0);
+}
+
+/// Guesses at one account spread over many peers: past the per-account
+/// limit, new logins to it are refused, while a client whose login the
+/// cache knows keeps working and other accounts are not affected.
+#[tokio::test]
+async fn failures_are_counted_per_account_across_peers() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_s, d) = setup(dir.path()).await;
+    d.add_user("victim@example.org", "theirs", None).await.unwrap();
+    d.add_user("bob@example.org", "pw", None).await.unwrap();
+    let owner = IpAddr::V4(Ipv4Addr::new(198, 51, 100, 1));
+    d.authenticate("victim@example.org", "theirs", owner).await.unwrap();
+    for i in 0..5u8 {
+        let peer = IpAddr::V4(Ipv4Addr::new(203, 0, 113, i));
+        assert!(matches!(d.authenticate("victim@EXAMPLE.ORG", "guess", peer).await, Err(AuthError::Failed)));
+    }
+    let fresh = IpAddr::V4(Ipv4Addr::new(203, 0, 113, 200));
+    assert!(matches!(d.authenticate("victim@example.org", "guess", fresh).await, Err(AuthError::Throttled)));
+    // Even the right password, unless the cache recognises it.
+    let stats = d.auth_stats();
+    assert!(d.authenticate("victim@example.org", "theirs", owner).await.is_ok());
+    assert_eq!(d.auth_stats().cache_hits, stats.cache_hits + 1);
+    d.authenticate("bob@example.org", "pw", fresh).await.unwrap();
 }
 
 #[tokio::test]

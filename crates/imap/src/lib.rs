@@ -50,11 +50,12 @@ mod session;
 #[cfg(test)]
 mod testing;
 
-use coimail_directory::ConnectionLimits;
+use coimail_directory::{ConnectionLimits, LogSafe, TrustedProxies};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 use tokio::net::TcpListener;
+use tokio::net::TcpStream;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::Instrument;
@@ -120,6 +121,8 @@ pub struct ImapContext {
     pub(crate) mime_cache: mime::Cache,
     /// COI hooks (METADATA entries, folder switches, the `seen` mover).
     pub coi: coimail_coi::Coi,
+    /// Listeners that take PROXY protocol headers, and from where.
+    proxy_from: Vec<(ImapListener, TrustedProxies)>,
 }
 
 impl ImapContext {
@@ -132,7 +135,31 @@ impl ImapContext {
         let limits = ConnectionLimits::new(config.max_connections, config.max_connections_per_ip);
         let user_limits = coimail_directory::UserLimits::new(config.max_connections_per_user);
         let coi = coimail_coi::Coi::new(store.clone());
-        ImapContext { store, directory, tls, config, limits, user_limits, mime_cache: mime::Cache::default(), coi }
+        ImapContext {
+            store,
+            directory,
+            tls,
+            config,
+            limits,
+            user_limits,
+            mime_cache: mime::Cache::default(),
+            coi,
+            proxy_from: Vec::new(),
+        }
+    }
+
+    /// Connections to `kind` listeners from `trusted` must begin with a
+    /// PROXY protocol header, whose client address the session then uses.
+    pub fn with_proxy_protocol(mut self, kind: ImapListener, trusted: TrustedProxies) -> ImapContext {
+        self.proxy_from.retain(|(k, _)| *k != kind);
+        if !trusted.is_empty() {
+            self.proxy_from.push((kind, trusted));
+        }
+        self
+    }
+
+    fn proxies(&self, kind: ImapListener) -> Option<&TrustedProxies> {
+        self.proxy_from.iter().find(|(k, _)| *k == kind).map(|(_, t)| t)
     }
 
     /// Replaces the default COI service (no WebPush) with a configured one.
@@ -191,34 +218,63 @@ pub async fn serve(
                 continue;
             }
         };
-        let permit = match ctx.limits.try_acquire(peer.ip()) {
-            Ok(p) => p,
-            Err(e) => {
-                tracing::info!(proto = "imap", %peer, "connection refused: {e}");
-                if kind == ImapListener::Starttls {
-                    // Non-blocking: a fresh socket's send buffer has room, and the
-                    // accept loop must never wait on a refused client.
-                    let _ = stream.try_write(TOO_MANY_CONNECTIONS);
+        if ctx.proxies(kind).is_some_and(|t| t.trusts(peer.ip())) {
+            // The header is read in a task of its own, so a slow balancer
+            // holds up no one; the connection caps then apply to the client.
+            let (ctx, shutdown, inner) = (ctx.clone(), shutdown.clone(), tracker.clone());
+            tracker.spawn(async move {
+                let mut stream = stream;
+                match coimail_directory::read_proxy_header(&mut stream, PROXY_HEADER_TIMEOUT).await {
+                    Ok(client) => admit(stream, client.unwrap_or(peer), kind, &ctx, &shutdown, &inner),
+                    Err(e) => tracing::info!(proto = "imap", %peer, "connection refused: {}", LogSafe(&e.to_string())),
                 }
-                continue;
-            }
-        };
-        let _ = stream.set_nodelay(true);
-        let id = NEXT_SESSION.fetch_add(1, Ordering::Relaxed);
-        let span = tracing::info_span!("imap", proto = "imap", %peer, session_id = id, user = tracing::field::Empty);
-        let ctx = ctx.clone();
-        let shutdown = shutdown.clone();
-        tracker.spawn(
-            async move {
-                // Held for the whole session; dropping it frees the slot.
-                let _permit = permit;
-                tracing::debug!(?kind, "connected");
-                session::run(ctx, stream, peer, kind, shutdown).await;
-                tracing::debug!("disconnected");
-            }
-            .instrument(span),
-        );
+            });
+            continue;
+        }
+        admit(stream, peer, kind, &ctx, &shutdown, &tracker);
     }
+}
+
+/// How long a trusted balancer may take to send its PROXY header.
+const PROXY_HEADER_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Takes a connection slot for `peer` (the client, after a PROXY header)
+/// and spawns its session, or refuses it over the caps.
+fn admit(
+    stream: TcpStream,
+    peer: std::net::SocketAddr,
+    kind: ImapListener,
+    ctx: &Arc<ImapContext>,
+    shutdown: &CancellationToken,
+    tracker: &TaskTracker,
+) {
+    let permit = match ctx.limits.try_acquire(peer.ip()) {
+        Ok(p) => p,
+        Err(e) => {
+            tracing::info!(proto = "imap", %peer, "connection refused: {e}");
+            if kind == ImapListener::Starttls {
+                // Non-blocking: a fresh socket's send buffer has room, and the
+                // accept loop must never wait on a refused client.
+                let _ = stream.try_write(TOO_MANY_CONNECTIONS);
+            }
+            return;
+        }
+    };
+    let _ = stream.set_nodelay(true);
+    let id = NEXT_SESSION.fetch_add(1, Ordering::Relaxed);
+    let span = tracing::info_span!("imap", proto = "imap", %peer, session_id = id, user = tracing::field::Empty);
+    let ctx = ctx.clone();
+    let shutdown = shutdown.clone();
+    tracker.spawn(
+        async move {
+            // Held for the whole session; dropping it frees the slot.
+            let _permit = permit;
+            tracing::debug!(?kind, "connected");
+            session::run(ctx, stream, peer, kind, shutdown).await;
+            tracing::debug!("disconnected");
+        }
+        .instrument(span),
+    );
 }
 
 #[cfg(test)]

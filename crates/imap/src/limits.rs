@@ -146,7 +146,7 @@ impl Session {
                 tokio::select! {
                     biased;
                     _ = self.shutdown.cancelled() => {
-                        self.bye("Server shutting down");
+                        self.bye(self.shutdown_reason());
                         false
                     }
                     _ = sleep_until(at) => true,

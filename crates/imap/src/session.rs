@@ -93,7 +93,12 @@ pub(crate) struct Session {
     pub state: State,
     pub peer: SocketAddr,
     pub kind: ImapListener,
+    /// This session's own token, a child of the server's: cancelled by a
+    /// shutdown, by the logged-in account's revocation (password changed,
+    /// user deleted) and when the session ends.
     pub shutdown: CancellationToken,
+    /// Set at login: fires when the account's password changes or it is deleted.
+    pub revocation: Option<coimail_directory::Revocation>,
     /// The logged-in account's change bus; drained at each command, in IDLE
     /// and NOTIFY per change, and between commands by a timer (`wait`).
     pub changes: Option<ChangeReceiver>,
@@ -151,7 +156,8 @@ pub(crate) async fn run(
         state: State::NotAuthenticated,
         peer,
         kind,
-        shutdown,
+        shutdown: shutdown.child_token(),
+        revocation: None,
         changes: None,
         user_permit: None,
         utf8: false,
@@ -164,6 +170,8 @@ pub(crate) async fn run(
         stashed: None,
     };
     session.serve().await;
+    // Ends the task watching the account's revocation, if any.
+    session.shutdown.cancel();
     session.conn.shutdown().await;
 }
 
@@ -223,7 +231,7 @@ impl Session {
                     }
                 }
                 Wake::Shutdown => {
-                    self.bye("Server shutting down");
+                    self.bye(self.shutdown_reason());
                     false
                 }
                 Wake::Timeout if self.account().is_none() && Instant::now() >= self.login_deadline => {
@@ -254,6 +262,15 @@ impl Session {
                 .write_tagged(self.conn.out(), tag);
             self.bye("Literal too big");
             false
+        }
+    }
+
+    /// The BYE text once `shutdown` fired.
+    pub(crate) fn shutdown_reason(&self) -> &'static str {
+        if self.revocation.as_ref().is_some_and(|r| r.is_revoked()) {
+            "Account changed or deleted; log in again"
+        } else {
+            "Server shutting down"
         }
     }
 

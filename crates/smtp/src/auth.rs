@@ -8,7 +8,7 @@ use crate::SmtpListener;
 use crate::io::{ConnError, LineError};
 use crate::reply::{self, Enhanced, Reply, SmtpError};
 use crate::session::Session;
-use coimail_directory::AuthError;
+use coimail_directory::{AuthError, LogSafe};
 use smtp_proto::{AUTH_LOGIN, AUTH_PLAIN};
 
 /// RFC 4954 §4: AUTH lines may be up to 12288 octets.
@@ -73,15 +73,16 @@ impl Session {
                 return Ok(());
             }
         };
-        match self.ctx.directory.authenticate(&login, &password.0, self.peer.ip()).await {
-            Ok(account) => {
+        match self.ctx.directory.authenticate_session(&login, &password.0, self.peer.ip()).await {
+            Ok((account, revocation)) => {
                 tracing::Span::current().record("user", account.address.as_str());
                 tracing::info!(user = %account.address, "authenticated");
                 self.auth = Some(account);
+                self.revocation = Some(revocation);
                 self.conn.reply(Reply::new(235, Enhanced(2, 7, 0), "authentication successful"));
             }
             Err(AuthError::Failed) => {
-                tracing::info!(login = %login.chars().take(100).collect::<String>(), "authentication failed");
+                tracing::info!(login = %LogSafe(&login), "authentication failed");
                 self.conn.reply(AUTH_FAILED);
             }
             Err(AuthError::Throttled) => {

@@ -381,7 +381,7 @@ impl Session {
         };
         match delivery::accept(&self.ctx, &envelope, message, now).await {
             Ok(done) => {
-                tracing::info!(id = %id, from = %tx.sender, recipients = tx.recipient_count(),
+                tracing::info!(id = %id, from = %coimail_directory::LogSafe(&tx.sender), recipients = tx.recipient_count(),
                     copies = done.copies, queue_id = ?done.queue_id, over_quota = done.over_quota.len(),
                     size = message.len(), quarantine, "accepted");
                 self.report(&tx, &done.over_quota, message, now).await;

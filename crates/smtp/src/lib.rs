@@ -79,11 +79,12 @@ mod submission;
 
 pub use reply::{Enhanced, SmtpError};
 
-use coimail_directory::ConnectionLimits;
+use coimail_directory::{ConnectionLimits, LogSafe, TrustedProxies};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 use tokio::net::TcpListener;
+use tokio::net::TcpStream;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::Instrument;
@@ -117,6 +118,8 @@ pub struct SmtpContext {
     pub directory: coimail_directory::Directory,
     pub tls: Option<tokio_rustls::TlsAcceptor>,
     pub config: SmtpConfig,
+    /// Listeners that take PROXY protocol headers, and from where.
+    proxy_from: Vec<(SmtpListener, TrustedProxies)>,
     /// The outbound queue; without it remote recipients are refused.
     pub queue: Option<coimail_delivery::Queue>,
     /// Built from `config` by [`SmtpContext::new`], so every listener
@@ -143,13 +146,39 @@ impl SmtpContext {
         let rate = rate::RateLimit::new(config.max_messages_per_hour, rate::WINDOW);
         let coi = coimail_coi::Coi::new(store.clone());
         let reports = coimail_delivery::ReportLimit::default();
-        SmtpContext { store, directory, tls, config, queue: None, limits, rate, coi, inbound: None, reports }
+        SmtpContext {
+            store,
+            directory,
+            tls,
+            config,
+            queue: None,
+            limits,
+            rate,
+            coi,
+            inbound: None,
+            reports,
+            proxy_from: Vec::new(),
+        }
     }
 
     /// Shares `reports` (the queue's cap on delivery reports) with this context.
     pub fn with_report_limit(mut self, reports: coimail_delivery::ReportLimit) -> SmtpContext {
         self.reports = reports;
         self
+    }
+
+    /// Connections to `kind` listeners from `trusted` must begin with a
+    /// PROXY protocol header, whose client address the session then uses.
+    pub fn with_proxy_protocol(mut self, kind: SmtpListener, trusted: TrustedProxies) -> SmtpContext {
+        self.proxy_from.retain(|(k, _)| *k != kind);
+        if !trusted.is_empty() {
+            self.proxy_from.push((kind, trusted));
+        }
+        self
+    }
+
+    fn proxies(&self, kind: SmtpListener) -> Option<&TrustedProxies> {
+        self.proxy_from.iter().find(|(k, _)| *k == kind).map(|(_, t)| t)
     }
 
     /// Replaces the default COI service (no WebPush) with a configured one.
@@ -194,6 +223,47 @@ fn session_id() -> String {
     format!("{:x}{:x}", start & 0xffff_ffff, n)
 }
 
+/// How long a trusted balancer may take to send its PROXY header.
+const PROXY_HEADER_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Takes a connection slot for `peer` (the client, after a PROXY header)
+/// and spawns its session, or refuses it over the caps.
+fn admit(
+    tcp: TcpStream,
+    peer: std::net::SocketAddr,
+    kind: SmtpListener,
+    ctx: &Arc<SmtpContext>,
+    shutdown: &CancellationToken,
+    tracker: &TaskTracker,
+) {
+    let permit = match ctx.limits.try_acquire(peer.ip()) {
+        Ok(p) => p,
+        Err(e) => {
+            tracing::info!(proto = "smtp", listener = ?kind, peer = %peer, "connection refused: {e}");
+            if kind != SmtpListener::Submissions {
+                // Non-blocking: a fresh socket's send buffer has room, and
+                // the accept loop must never wait on a refused client.
+                let _ = tcp.try_write(TOO_MANY_CONNECTIONS);
+            }
+            return;
+        }
+    };
+    let id = session_id();
+    let span = tracing::info_span!(
+        "smtp", proto = "smtp", listener = ?kind, peer = %peer,
+        session_id = %id, user = tracing::field::Empty
+    );
+    let session = session::run(tcp, peer, kind, ctx.clone(), shutdown.clone(), id);
+    tracker.spawn(
+        async move {
+            // Held for the whole session; dropping it frees the slot.
+            let _permit = permit;
+            session.await;
+        }
+        .instrument(span),
+    );
+}
+
 /// Accepts until `shutdown` is cancelled; spawns each session on `tracker`.
 /// A connection over the caps in [`SmtpConfig`] gets `421 4.7.0` (nothing on
 /// the implicit-TLS listener: no handshake is spent on it) and is closed at
@@ -214,34 +284,21 @@ pub async fn serve(
             r = listener.accept() => r,
         };
         match accepted {
-            Ok((tcp, peer)) => {
-                let permit = match ctx.limits.try_acquire(peer.ip()) {
-                    Ok(p) => p,
-                    Err(e) => {
-                        tracing::info!(proto = "smtp", listener = ?kind, peer = %peer, "connection refused: {e}");
-                        if kind != SmtpListener::Submissions {
-                            // Non-blocking: a fresh socket's send buffer has room, and
-                            // the accept loop must never wait on a refused client.
-                            let _ = tcp.try_write(TOO_MANY_CONNECTIONS);
+            Ok((tcp, peer)) if ctx.proxies(kind).is_some_and(|t| t.trusts(peer.ip())) => {
+                // The header is read in a task of its own, so a slow balancer
+                // holds up no one; the connection caps then apply to the client.
+                let (ctx, shutdown, inner) = (ctx.clone(), shutdown.clone(), tracker.clone());
+                tracker.spawn(async move {
+                    let mut tcp = tcp;
+                    match coimail_directory::read_proxy_header(&mut tcp, PROXY_HEADER_TIMEOUT).await {
+                        Ok(client) => admit(tcp, client.unwrap_or(peer), kind, &ctx, &shutdown, &inner),
+                        Err(e) => {
+                            tracing::info!(proto = "smtp", listener = ?kind, %peer, "connection refused: {}", LogSafe(&e.to_string()));
                         }
-                        continue;
                     }
-                };
-                let id = session_id();
-                let span = tracing::info_span!(
-                    "smtp", proto = "smtp", listener = ?kind, peer = %peer,
-                    session_id = %id, user = tracing::field::Empty
-                );
-                let session = session::run(tcp, peer, kind, ctx.clone(), shutdown.clone(), id);
-                tracker.spawn(
-                    async move {
-                        // Held for the whole session; dropping it frees the slot.
-                        let _permit = permit;
-                        session.await;
-                    }
-                    .instrument(span),
-                );
+                });
             }
+            Ok((tcp, peer)) => admit(tcp, peer, kind, &ctx, &shutdown, &tracker),
             Err(e) => {
                 // E.g. out of file descriptors: back off instead of spinning.
                 tracing::warn!(proto = "smtp", error = %e, "accept failed");

@@ -18,7 +18,7 @@ use crate::policy::{self, Recipient};
 use crate::reply::{self, Enhanced, Reply, SmtpError};
 use crate::session::{Session, Transaction};
 use coimail_delivery::{DsnNotify, DsnRet, SpoolRecipient};
-use coimail_directory::Account;
+use coimail_directory::{Account, LogSafe};
 use coimail_store::StoreError;
 use smtp_proto::{
     MAIL_BODY_7BIT, MAIL_BODY_8BITMIME, MAIL_RET_FULL, MAIL_RET_HDRS, MAIL_SMTPUTF8, MailFrom, RCPT_NOTIFY_DELAY,
@@ -81,7 +81,7 @@ enum Accepted {
 impl Session {
     pub(crate) fn cmd_mail(&mut self, from: MailFrom<String>) {
         if let Err(e) = self.check_mail(&from) {
-            tracing::info!(code = e.code, "MAIL refused");
+            tracing::info!(from = %LogSafe(&from.address), code = e.code, "MAIL refused");
             self.conn.reply(e);
             return;
         }
@@ -131,7 +131,7 @@ impl Session {
     pub(crate) fn cmd_rcpt(&mut self, to: RcptTo<String>) {
         match self.check_rcpt(&to) {
             Ok(recipient) => {
-                tracing::debug!(rcpt = %to.address, "recipient accepted");
+                tracing::debug!(rcpt = %LogSafe(&to.address), "recipient accepted");
                 if let Some(tx) = self.tx.as_mut() {
                     match recipient {
                         Accepted::Local(r) => tx.recipients.push(r),
@@ -141,7 +141,7 @@ impl Session {
                 self.conn.reply(Reply::new(250, Enhanced(2, 1, 5), "recipient OK"));
             }
             Err(e) => {
-                tracing::info!(rcpt = %to.address, code = e.code, "recipient refused");
+                tracing::info!(rcpt = %LogSafe(&to.address), code = e.code, "recipient refused");
                 self.conn.reply(e);
             }
         }

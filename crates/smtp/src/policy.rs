@@ -45,22 +45,30 @@ pub fn check_sender(
 }
 
 /// True if `address` is the account's own address or an alias of it, with
-/// or without a `+tag`.
+/// or without a `+tag`. An address that is itself a user or an alias is
+/// that one's alone: `alice` may not send as `alice+x@` when `alice+x@` is
+/// another user, as mail to it goes to that user too (`resolve_recipient`
+/// tries the exact address before the `+tag` rule).
 fn owns_address(directory: &Directory, account: &Account, address: &str) -> Result<bool, SmtpError> {
     let Ok(addr) = Address::parse(address) else { return Ok(false) };
-    let mut candidates = vec![addr.key()];
-    if let Some((base, _)) = addr.local.split_once('+')
-        && !base.is_empty()
-    {
-        candidates.push(Address { local: base.to_owned(), domain: addr.domain.clone() }.key());
-    }
-    if candidates.contains(&account.address) {
+    let exact = addr.key();
+    if exact == account.address {
         return Ok(true);
     }
     // The alias table is small on the servers we target; an indexed lookup
     // can replace this scan when the directory offers one.
     let aliases = directory.list_aliases().map_err(internal)?;
-    Ok(aliases.iter().any(|(alias, target)| *target == account.address && candidates.contains(alias)))
+    if let Some((_, target)) = aliases.iter().find(|(alias, _)| *alias == exact) {
+        return Ok(*target == account.address);
+    }
+    if directory.user(&exact).map_err(internal)?.is_some() {
+        return Ok(false);
+    }
+    let Some((base, _)) = addr.local.split_once('+').filter(|(base, _)| !base.is_empty()) else {
+        return Ok(false);
+    };
+    let base = Address { local: base.to_owned(), domain: addr.domain.clone() }.key();
+    Ok(base == account.address || aliases.iter().any(|(alias, target)| *target == account.address && *alias == base))
 }
 
 /// Submission: every address of the message's `From` fields (`None`: one

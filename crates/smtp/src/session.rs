@@ -17,7 +17,7 @@ use crate::io::{Conn, ConnError, LineError, Stream, TlsInfo};
 use crate::reply::{self, Enhanced, Reply, SmtpError};
 use crate::{SmtpContext, SmtpListener};
 use coimail_delivery::{DsnRet, SpoolRecipient};
-use coimail_directory::Account;
+use coimail_directory::{Account, Revocation};
 use smtp_proto::{Error as ParseError, Request};
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -75,6 +75,9 @@ pub(crate) struct Session {
     pub tls: Option<TlsInfo>,
     pub helo: Option<Helo>,
     pub auth: Option<Account>,
+    /// Set with `auth`: fires when that account's password changes or it is
+    /// deleted, which ends the session (421) before its next command.
+    pub revocation: Option<Revocation>,
     pub tx: Option<Transaction>,
     /// Transactions completed or attempted, for message ids.
     pub tx_count: u32,
@@ -86,6 +89,14 @@ pub(crate) struct Session {
 enum Flow {
     Continue,
     Quit,
+}
+
+/// Returns when the session's account is revoked; never without one.
+async fn revoked(revocation: &mut Option<Revocation>) {
+    match revocation {
+        Some(r) => r.revoked().await,
+        None => std::future::pending().await,
+    }
 }
 
 /// Permanent errors (5xx replies) after which a session is closed with 421:
@@ -113,6 +124,7 @@ pub(crate) async fn run(
         tls: None,
         helo: None,
         auth: None,
+        revocation: None,
         tx: None,
         tx_count: 0,
         checks: Default::default(),
@@ -148,6 +160,9 @@ impl Session {
         let greeting = format!("{} ESMTP coimail ready", self.ctx.config.hostname);
         self.conn.reply(Reply::plain(220, greeting));
         loop {
+            if self.revocation.as_ref().is_some_and(Revocation::is_revoked) {
+                return self.end_revoked().await;
+            }
             let Some(line) = self.conn.take_line(MAX_COMMAND_LINE) else {
                 if self.tx.is_some() {
                     self.conn.fill().await?;
@@ -160,6 +175,7 @@ impl Session {
                         self.conn.close().await;
                         return Ok(());
                     }
+                    _ = revoked(&mut self.revocation) => return self.end_revoked().await,
                     r = self.conn.fill() => r?,
                 }
                 continue;
@@ -175,6 +191,13 @@ impl Session {
                 return Ok(());
             }
         }
+    }
+
+    async fn end_revoked(&mut self) -> Result<(), ConnError> {
+        tracing::info!("account changed or deleted; ending the session");
+        self.conn.reply(SmtpError::new(421, Enhanced(4, 7, 0), "account changed or deleted; authenticate again"));
+        self.conn.close().await;
+        Ok(())
     }
 
     async fn command(&mut self, line: Result<Vec<u8>, LineError>) -> Result<Flow, ConnError> {
@@ -261,6 +284,7 @@ impl Session {
             }
         }
         self.conn.reply(Reply { code: 250, enhanced: None, lines });
+        tracing::debug!(helo = %coimail_directory::LogSafe(&host), esmtp, "greeted");
         self.helo = Some(Helo { name: host, esmtp });
     }
 
@@ -284,6 +308,7 @@ impl Session {
         self.tls = Some(info);
         self.helo = None;
         self.auth = None;
+        self.revocation = None;
         self.tx = None;
         Ok(())
     }

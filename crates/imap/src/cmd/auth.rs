@@ -127,13 +127,24 @@ async fn finish_login<P: AsRef<[u8]>>(s: &mut Session, user: &str, pass: &Secret
     let Ok(password) = std::str::from_utf8(pass.declassify().as_ref()) else {
         return Err(failed());
     };
-    match s.ctx.directory.authenticate(user, password, s.peer.ip()).await {
-        Ok(account) => {
+    match s.ctx.directory.authenticate_session(user, password, s.peer.ip()).await {
+        Ok((account, revocation)) => {
             let Some(permit) = s.ctx.user_limits.try_acquire(account.id.0) else {
                 tracing::info!(user = account.address.as_str(), "login refused: too many sessions of this user");
                 return Err(ImapError::no(Code::Limit, "Too many connections for this user"));
             };
             s.user_permit = Some(permit);
+            // Ends the session (BYE at its next wait) when the password
+            // changes or the user is deleted; the task ends with the session.
+            let token = s.shutdown.clone();
+            let mut watch = revocation.clone();
+            tokio::spawn(async move {
+                tokio::select! {
+                    _ = watch.revoked() => token.cancel(),
+                    _ = token.cancelled() => {}
+                }
+            });
+            s.revocation = Some(revocation);
             tracing::Span::current().record("user", account.address.as_str());
             tracing::info!("logged in");
             s.changes = Some(s.ctx.store.subscribe(account.id));
@@ -142,7 +153,7 @@ async fn finish_login<P: AsRef<[u8]>>(s: &mut Session, user: &str, pass: &Secret
             Ok(Done::with_code(format!("CAPABILITY {caps}"), "Logged in"))
         }
         Err(AuthError::Failed) => {
-            tracing::info!("login failed");
+            tracing::info!(login = %coimail_directory::LogSafe(user), "login failed");
             Err(failed())
         }
         Err(AuthError::Throttled) => Err(ImapError::no(Code::Unavailable, "Too many failed logins; try again later")),

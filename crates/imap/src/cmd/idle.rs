@@ -47,7 +47,7 @@ pub(crate) async fn idle(s: &mut Session, _tag: &str) -> CmdResult {
                 s.conn.flush().await?;
             }
             Got::Shutdown => {
-                s.bye("Server shutting down");
+                s.bye(s.shutdown_reason());
                 return Err(ImapError::Closed);
             }
             Got::Timeout => {

@@ -76,7 +76,7 @@ pub(crate) fn select(
         let messages = s.ctx.store.messages(account.id, info.id)?;
         qresync::report(s.conn.out(), &s.ctx.store, account.id, &view, &messages, &r)?;
     }
-    tracing::debug!(mailbox = %info.name, read_only, "selected");
+    tracing::debug!(mailbox = %coimail_directory::LogSafe(&info.name), read_only, "selected");
     s.state = State::Selected(account, Box::new(view));
     let (code, verb) = if read_only { ("READ-ONLY", "EXAMINE") } else { ("READ-WRITE", "SELECT") };
     Ok(Done::with_code(code, format!("{verb} completed")))
