@@ -47,10 +47,11 @@ struct Order {
     /// The lowest ticket not yet published.
     next_publish: u64,
     ready: BTreeMap<u64, Publication>,
-    /// Callers of [`Pending::publish`] whose ticket is queued behind an
-    /// earlier one: each is woken once, when its own ticket goes out. (One
-    /// shared watch woke every waiting writer at every publication: with
-    /// 50 clients that was dozens of task wake-ups per change.)
+    /// Who waits for a ticket to go out: callers of [`Pending::publish`]
+    /// queued behind an earlier ticket, and of [`Store::caught_up`]. Each is
+    /// woken once, when that ticket goes out. (One shared watch woke every
+    /// waiting writer at every publication: with 50 clients, dozens of task
+    /// wake-ups per change.)
     waiting: BTreeMap<u64, Vec<oneshot::Sender<()>>>,
 }
 
@@ -128,7 +129,7 @@ impl Pending {
         let Some(p) = self.publication.take() else { return Vec::new() };
         let (store, ticket) = (self.store.clone(), self.ticket);
         drop(self);
-        let (files, out) = store.publish_in_order(ticket, p);
+        let (files, out) = store.publish_in_order(ticket, p, true);
         if let Some(out) = out {
             // The sender is dropped only after sending, or with the store we hold.
             let _ = out.await;
@@ -140,7 +141,7 @@ impl Pending {
 impl Drop for Pending {
     fn drop(&mut self) {
         if let Some(p) = self.publication.take() {
-            let (files, _) = self.store.publish_in_order(self.ticket, p);
+            let (files, _) = self.store.publish_in_order(self.ticket, p, false);
             self.store.delete_files_later(files);
         }
     }
@@ -156,9 +157,14 @@ fn wait_for(o: &mut Order, ticket: u64) -> oneshot::Receiver<()> {
 impl Store {
     /// Queues `p` under `ticket` and publishes every ready publication from
     /// the lowest unpublished ticket on, in order, under one lock. Returns
-    /// the body files that may go and, when `ticket` itself is still queued
-    /// behind an earlier one, what resolves once it is out.
-    fn publish_in_order(&self, ticket: u64, p: Publication) -> (Vec<BlobId>, Option<oneshot::Receiver<()>>) {
+    /// the body files that may go and, when `wait` and `ticket` itself is
+    /// still queued behind an earlier one, what resolves once it is out.
+    fn publish_in_order(
+        &self,
+        ticket: u64,
+        p: Publication,
+        wait: bool,
+    ) -> (Vec<BlobId>, Option<oneshot::Receiver<()>>) {
         let order = &self.inner.order;
         let mut o = order.lock();
         o.ready.insert(ticket, p);
@@ -186,7 +192,7 @@ impl Store {
             }
             files.extend(self.inner.retention.published(next, &touched, p.unreferenced));
         }
-        let out = (o.next_publish <= ticket).then(|| wait_for(&mut o, ticket));
+        let out = (wait && o.next_publish <= ticket).then(|| wait_for(&mut o, ticket));
         (files, out)
     }
 
