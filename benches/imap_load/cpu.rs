@@ -73,29 +73,30 @@ const CSTIME: usize = 13;
 
 /// The load generator's own threads (its runtime, named `tester`).
 fn tester() -> Duration {
+    ticks_to_time(own_threads(|comm| comm.starts_with("tester")))
+}
+
+/// CPU ticks of this process's threads whose name `pick` accepts.
+fn own_threads(pick: impl Fn(&str) -> bool) -> u64 {
     let mut t = 0u64;
     for e in std::fs::read_dir("/proc/self/task").into_iter().flatten().flatten() {
         if let Some((comm, n)) = stat(&e.path().join("stat"))
-            && comm.starts_with("tester")
+            && pick(&comm)
         {
             t += n[UTIME] + n[STIME];
         }
     }
+    t
+}
+
+fn ticks_to_time(t: u64) -> Duration {
     Duration::from_secs_f64(t as f64 / ticks())
 }
 
 fn cpu(server: Server) -> Duration {
     let mut t = 0u64;
     match server {
-        Server::InProcess => {
-            for e in std::fs::read_dir("/proc/self/task").into_iter().flatten().flatten() {
-                if let Some((comm, n)) = stat(&e.path().join("stat"))
-                    && (comm.starts_with("coimail") || comm.starts_with("sled-"))
-                {
-                    t += n[UTIME] + n[STIME];
-                }
-            }
-        }
+        Server::InProcess => t = own_threads(|comm| comm.starts_with("coimail") || comm.starts_with("sled-")),
         Server::ProcessTree(master) => {
             let procs: Vec<(u32, Vec<u64>)> = std::fs::read_dir("/proc")
                 .into_iter()
@@ -123,5 +124,5 @@ fn cpu(server: Server) -> Duration {
             }
         }
     }
-    Duration::from_secs_f64(t as f64 / ticks())
+    ticks_to_time(t)
 }
