@@ -26,7 +26,8 @@ pub fn test_config(dir: &Path) -> Config {
     c.listen.submissions = lo;
     c.store.cache_mb = 16;
     // Load tests open many sessions from 127.0.0.1.
-    c.smtp.max_connections_per_ip = 100;
+    c.smtp.mx_max_connections_per_ip = 100;
+    c.smtp.submission_max_connections_per_ip = 100;
     c.imap.max_connections_per_ip = 100;
     c.shutdown.grace_secs = 5;
     // No DNS here: tests that check SPF/DKIM/DMARC turn this on with their

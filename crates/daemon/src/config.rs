@@ -255,14 +255,41 @@ pub struct SmtpConfig {
     pub max_message_bytes: usize,
     /// Most recipients in one transaction.
     pub max_recipients: usize,
-    /// How long to wait for a client command, in seconds (RFC 5321 §4.5.3.2: 5 minutes).
+    /// How long a client may take to send a whole command line, and each
+    /// read of message data, in seconds (RFC 5321 §4.5.3.2: 5 minutes).
     pub command_timeout_secs: u64,
-    /// Most SMTP sessions at once, all listeners together (0: no limit).
-    pub max_connections: usize,
-    /// Most SMTP sessions from one IP address (IPv6: one /64) (0: no limit).
-    pub max_connections_per_ip: usize,
+    /// How long a client may take to send its first command (EHLO) after
+    /// the greeting, or its implicit-TLS handshake, in seconds.
+    pub first_command_timeout_secs: u64,
+    /// Longest SMTP session, in seconds, however busy (0: no limit).
+    pub session_timeout_secs: u64,
+    /// Longest time to receive one message (DATA, or BDAT from the first
+    /// chunk to the last), in seconds (0: no limit).
+    pub data_timeout_secs: u64,
+    /// Slowest message data accepted, in bytes per second averaged from
+    /// the start of the data, after the grace period (0: no limit).
+    pub min_data_rate: u64,
+    /// Seconds at the start of the message data not held to `min_data_rate`.
+    pub min_data_rate_grace_secs: u64,
+    /// Most sessions at once on the MX listener (0: no limit).
+    #[serde(alias = "max_connections")]
+    pub mx_max_connections: usize,
+    /// Most MX sessions from one IP address (IPv6: one /64) (0: no limit).
+    #[serde(alias = "max_connections_per_ip")]
+    pub mx_max_connections_per_ip: usize,
+    /// Most sessions at once on the submission listeners, 587 and 465
+    /// together; a pool apart from MX's (0: no limit).
+    pub submission_max_connections: usize,
+    /// Most submission sessions from one IP address (IPv6: one /64) (0: no limit).
+    pub submission_max_connections_per_ip: usize,
     /// Most messages one user may submit per hour (sliding window; counted in memory) (0: no limit).
     pub max_messages_per_hour: usize,
+    /// Most messages one IP address (IPv6: one /64) may deliver over MX
+    /// per hour (sliding window; counted in memory) (0: no limit).
+    pub mx_messages_per_peer_per_hour: usize,
+    /// Most messages one local user may receive over MX per hour (sliding
+    /// window; counted in memory) (0: no limit).
+    pub mx_messages_per_recipient_per_hour: usize,
     /// Check mail arriving on the MX port: SPF, DKIM, ARC, DMARC, reverse DNS
     /// (through `queue.resolvers`). Off only on private networks without DNS.
     pub inbound_checks: bool,
@@ -274,9 +301,18 @@ impl Default for SmtpConfig {
             max_message_bytes: 50 << 20,
             max_recipients: 100,
             command_timeout_secs: 300,
-            max_connections: 200,
-            max_connections_per_ip: 10,
+            first_command_timeout_secs: 60,
+            session_timeout_secs: 1800,
+            data_timeout_secs: 900,
+            min_data_rate: 1024,
+            min_data_rate_grace_secs: 30,
+            mx_max_connections: 200,
+            mx_max_connections_per_ip: 10,
+            submission_max_connections: 200,
+            submission_max_connections_per_ip: 10,
             max_messages_per_hour: 1000,
+            mx_messages_per_peer_per_hour: 3600,
+            mx_messages_per_recipient_per_hour: 1000,
             inbound_checks: true,
         }
     }
@@ -550,6 +586,13 @@ impl Config {
         if self.smtp.command_timeout_secs == 0 {
             return invalid("smtp.command_timeout_secs", "must be at least 1");
         }
+        if self.smtp.first_command_timeout_secs == 0 {
+            return invalid("smtp.first_command_timeout_secs", "must be at least 1");
+        }
+        let s = &self.smtp;
+        if s.session_timeout_secs != 0 && s.data_timeout_secs != 0 && s.session_timeout_secs < s.data_timeout_secs {
+            return invalid("smtp.session_timeout_secs", "must be 0 (no limit) or at least smtp.data_timeout_secs");
+        }
         let q = &self.queue;
         if q.retry_initial_secs == 0 {
             return invalid("queue.retry_initial_secs", "must be at least 1");
@@ -712,6 +755,19 @@ impl Config {
     /// The quota of a user created without one; `None`: no quota.
     pub fn default_quota(&self) -> Option<u64> {
         (self.accounts.default_quota_bytes != 0).then_some(self.accounts.default_quota_bytes)
+    }
+
+    /// The SMTP session bounds (`coimail_smtp::Timeouts`).
+    pub fn smtp_timeouts(&self) -> coimail_smtp::Timeouts {
+        let s = &self.smtp;
+        coimail_smtp::Timeouts {
+            command: Duration::from_secs(s.command_timeout_secs),
+            first_command: Duration::from_secs(s.first_command_timeout_secs),
+            session: Duration::from_secs(s.session_timeout_secs),
+            data: Duration::from_secs(s.data_timeout_secs),
+            min_data_rate: s.min_data_rate,
+            min_data_rate_grace: Duration::from_secs(s.min_data_rate_grace_secs),
+        }
     }
 
     pub fn imap_timeouts(&self) -> (Duration, Duration) {

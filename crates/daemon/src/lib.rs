@@ -32,7 +32,7 @@ use coimail_delivery::dkim::{Dkim, KeyStore};
 use coimail_delivery::{Outbound, Queue, ReportLimit, Runner, attempt};
 use coimail_directory::Directory;
 use coimail_imap::{ImapContext, ImapListener};
-use coimail_smtp::{SmtpContext, SmtpListener};
+use coimail_smtp::{Pool, SmtpContext, SmtpListener};
 use coimail_store::Store;
 use serde::{Deserialize, Serialize};
 use std::net::SocketAddr;
@@ -216,10 +216,15 @@ fn smtp_context(
         max_message_bytes: config.smtp.max_message_bytes,
         max_recipients: config.smtp.max_recipients,
         plaintext_auth: config.auth.plaintext,
-        command_timeout: Duration::from_secs(config.smtp.command_timeout_secs),
-        max_connections: config.smtp.max_connections,
-        max_connections_per_ip: config.smtp.max_connections_per_ip,
+        timeouts: config.smtp_timeouts(),
+        mx_pool: Pool { max: config.smtp.mx_max_connections, max_per_ip: config.smtp.mx_max_connections_per_ip },
+        submission_pool: Pool {
+            max: config.smtp.submission_max_connections,
+            max_per_ip: config.smtp.submission_max_connections_per_ip,
+        },
         max_messages_per_hour: config.smtp.max_messages_per_hour,
+        mx_messages_per_peer_per_hour: config.smtp.mx_messages_per_peer_per_hour,
+        mx_messages_per_recipient_per_hour: config.smtp.mx_messages_per_recipient_per_hour,
     };
     SmtpContext::new(store.clone(), directory.clone(), tls, smtp)
 }

@@ -100,17 +100,35 @@ pub struct SmtpConfig {
     pub max_recipients: usize,
     /// When AUTH may happen without TLS.
     pub plaintext_auth: coimail_directory::PlaintextAuth,
-    /// Bound on every wait for the client (RFC 5321 §4.5.3.2 suggests 5 minutes).
-    pub command_timeout: Duration,
-    /// Concurrent sessions over all SMTP listeners of this context; more get
-    /// `421 4.7.0` and are closed. 0: no cap.
-    pub max_connections: usize,
-    /// Concurrent sessions from one IPv4 address or IPv6 /64. 0: no cap.
-    pub max_connections_per_ip: usize,
+    /// Bounds on how long a client may take (`io.rs`; RFC 5321 §4.5.3.2
+    /// suggests 5 minutes per command).
+    pub timeouts: io::Timeouts,
+    /// Concurrent sessions on the MX listener; more get `421 4.7.0`.
+    pub mx_pool: Pool,
+    /// Concurrent sessions on the submission listeners (587 and 465
+    /// together): a pool of their own, so a flood on port 25 cannot keep
+    /// users from sending, nor users the world from delivering.
+    pub submission_pool: Pool,
     /// Messages one user may submit per hour (sliding window); more get
-    /// `450 4.7.1`. 0: no cap. MX is not limited.
+    /// `450 4.7.1`. 0: no cap. MX is not limited by it.
     pub max_messages_per_hour: usize,
+    /// Messages one peer (IPv4 address or IPv6 /64) may deliver over MX per
+    /// hour; more get `450 4.7.1` at MAIL. 0: no cap.
+    pub mx_messages_per_peer_per_hour: usize,
+    /// Messages one local account may receive over MX per hour; more get
+    /// `450 4.7.1` at RCPT. 0: no cap. Submission is not limited by it.
+    pub mx_messages_per_recipient_per_hour: usize,
 }
+
+/// A pool of connection slots: at most `max` sessions, `max_per_ip` of
+/// them from one IPv4 address or IPv6 /64 (0: no cap).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Pool {
+    pub max: usize,
+    pub max_per_ip: usize,
+}
+
+pub use io::Timeouts;
 
 /// What every session needs; shared by all SMTP listeners.
 pub struct SmtpContext {
@@ -123,10 +141,15 @@ pub struct SmtpContext {
     /// The outbound queue; without it remote recipients are refused.
     pub queue: Option<coimail_delivery::Queue>,
     /// Built from `config` by [`SmtpContext::new`], so every listener
-    /// sharing this context shares the caps.
-    limits: Arc<ConnectionLimits>,
+    /// sharing this context shares the caps: one pool for MX, one for
+    /// submission (587 and 465).
+    mx_limits: Arc<ConnectionLimits>,
+    submission_limits: Arc<ConnectionLimits>,
     /// Messages per user per hour on submission (`rate.rs`).
-    rate: rate::RateLimit,
+    rate: rate::RateLimit<coimail_store::AccountId>,
+    /// MX messages per peer (its `peer_key`) and per recipient account per hour.
+    mx_peer_rate: rate::RateLimit<std::net::IpAddr>,
+    mx_recipient_rate: rate::RateLimit<coimail_store::AccountId>,
     /// COI's delivery decision and WebPush (`delivery.rs` calls it).
     pub coi: coimail_coi::Coi,
     /// SPF/DKIM/ARC/DMARC/iprev on the MX listener; `None`: turned off.
@@ -142,8 +165,11 @@ impl SmtpContext {
         tls: Option<tokio_rustls::TlsAcceptor>,
         config: SmtpConfig,
     ) -> SmtpContext {
-        let limits = ConnectionLimits::new(config.max_connections, config.max_connections_per_ip);
+        let pool = |p: Pool| ConnectionLimits::new(p.max, p.max_per_ip);
+        let (mx_limits, submission_limits) = (pool(config.mx_pool), pool(config.submission_pool));
         let rate = rate::RateLimit::new(config.max_messages_per_hour, rate::WINDOW);
+        let mx_peer_rate = rate::RateLimit::new(config.mx_messages_per_peer_per_hour, rate::WINDOW);
+        let mx_recipient_rate = rate::RateLimit::new(config.mx_messages_per_recipient_per_hour, rate::WINDOW);
         let coi = coimail_coi::Coi::new(store.clone());
         let reports = coimail_delivery::ReportLimit::default();
         SmtpContext {
@@ -152,8 +178,11 @@ impl SmtpContext {
             tls,
             config,
             queue: None,
-            limits,
+            mx_limits,
+            submission_limits,
             rate,
+            mx_peer_rate,
+            mx_recipient_rate,
             coi,
             inbound: None,
             reports,
@@ -236,7 +265,8 @@ fn admit(
     shutdown: &CancellationToken,
     tracker: &TaskTracker,
 ) {
-    let permit = match ctx.limits.try_acquire(peer.ip()) {
+    let pool = if kind == SmtpListener::Mx { &ctx.mx_limits } else { &ctx.submission_limits };
+    let permit = match pool.try_acquire(peer.ip()) {
         Ok(p) => p,
         Err(e) => {
             tracing::info!(proto = "smtp", listener = ?kind, peer = %peer, "connection refused: {e}");

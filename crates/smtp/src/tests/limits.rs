@@ -1,6 +1,6 @@
 //! Connection caps in the accept loop, over real sockets.
 
-use super::{Client, Options, Server};
+use super::{Client, Options, Pool, Server};
 use std::net::SocketAddr;
 use std::time::Duration;
 use tokio::io::AsyncReadExt;
@@ -29,16 +29,23 @@ async fn connect_when_free(addr: SocketAddr) -> Client {
 }
 
 #[tokio::test]
-async fn per_ip_cap_is_shared_by_listeners_and_released_on_quit() {
-    let s = Server::with(Options { max_connections_per_ip: 2, ..Options::default() }).await;
+async fn per_ip_cap_is_per_pool_and_released_on_quit() {
+    let pool = Pool { max: 200, max_per_ip: 2 };
+    let s = Server::with(Options { mx_pool: pool, submission_pool: pool, ..Options::default() }).await;
     let mut a = s.connect(s.mx).await;
+    let mut a2 = s.connect(s.mx).await;
+    let (mut c, r) = first_reply(s.mx).await;
+    assert_eq!(r, "421 4.7.0 Too many connections, try again later");
+    assert!(c.closed().await);
+    // The peer's MX slots do not count against its submission slots...
     let mut b = s.connect(s.submission).await;
-    for addr in [s.mx, s.submission] {
-        let (mut c, r) = first_reply(addr).await;
-        assert_eq!(r, "421 4.7.0 Too many connections, try again later");
-        assert!(c.closed().await);
-    }
+    let _b2 = s.connect(s.submission).await;
+    // ...which 587 and 465 share.
+    let (mut c, r) = first_reply(s.submission).await;
+    assert_eq!(r, "421 4.7.0 Too many connections, try again later");
+    assert!(c.closed().await);
     // The sessions admitted are unaffected.
+    a2.cmd("EHLO client.example", "250").await;
     b.cmd("EHLO client.example", "250").await;
     a.cmd("QUIT", "221 2.0.0").await;
     assert!(a.closed().await);
@@ -49,12 +56,16 @@ async fn per_ip_cap_is_shared_by_listeners_and_released_on_quit() {
 }
 
 #[tokio::test]
-async fn total_cap_and_implicit_tls_refusal_is_silent() {
-    let s = Server::with(Options { max_connections: 1, max_connections_per_ip: 0, ..Options::default() }).await;
+async fn total_cap_per_pool_and_implicit_tls_refusal_is_silent() {
+    let one = Pool { max: 1, max_per_ip: 0 };
+    let s = Server::with(Options { mx_pool: one, submission_pool: one, ..Options::default() }).await;
     let mut a = s.connect(s.submission).await;
+    // A full MX pool leaves submission alone and the other way round.
+    let mut m = s.connect(s.mx).await;
     let (mut c, r) = first_reply(s.mx).await;
     assert_eq!(r, "421 4.7.0 Too many connections, try again later");
     assert!(c.closed().await);
+    m.cmd("QUIT", "221").await;
     // On 465 no handshake is spent on a refused client: it is just closed.
     let mut tcp = TcpStream::connect(s.submissions).await.unwrap();
     let mut rest = Vec::new();
