@@ -207,6 +207,9 @@ pub struct ImapConfig {
     pub max_connections: usize,
     /// Most IMAP sessions from one IP address (IPv6: one /64) (0: no limit).
     pub max_connections_per_ip: usize,
+    /// Most IMAP sessions from one IP address (IPv6: one /64) that have not
+    /// logged in yet (0: no limit).
+    pub max_unauthenticated_per_ip: usize,
     /// Most logged-in IMAP sessions of one user, all devices together (0: no limit).
     pub max_connections_per_user: usize,
     /// Commands per second one session may keep up, with bursts of five times
@@ -239,6 +242,7 @@ impl Default for ImapConfig {
             max_literal_bytes: 64 << 20,
             max_connections: 1000,
             max_connections_per_ip: 20,
+            max_unauthenticated_per_ip: 10,
             max_connections_per_user: 50,
             max_commands_per_second: 1000,
             max_bad_commands: 50,

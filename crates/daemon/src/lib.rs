@@ -292,6 +292,7 @@ pub async fn start(config: Config) -> Result<Running, DaemonError> {
                 max_literal_bytes: config.imap.max_literal_bytes,
                 max_connections: config.imap.max_connections,
                 max_connections_per_ip: config.imap.max_connections_per_ip,
+                max_unauthenticated_per_ip: config.imap.max_unauthenticated_per_ip,
                 max_connections_per_user: config.imap.max_connections_per_user,
                 max_commands_per_second: config.imap.max_commands_per_second,
                 command_burst: config.imap_command_burst(),

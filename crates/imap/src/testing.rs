@@ -50,6 +50,7 @@ pub(crate) fn config() -> ImapConfig {
         max_literal_bytes: 1 << 20,
         max_connections: 1000,
         max_connections_per_ip: 20,
+        max_unauthenticated_per_ip: 10,
         max_connections_per_user: 50,
         max_commands_per_second: 1000,
         command_burst: 5000,
