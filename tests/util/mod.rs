@@ -5,6 +5,7 @@ pub mod imap;
 pub mod mailhost;
 pub mod push_service;
 pub mod server;
+pub mod slow;
 pub mod smtp;
 pub mod sts;
 
