@@ -34,6 +34,13 @@ use tokio_rustls::server::TlsStream;
 /// Read size per socket read.
 const READ_CHUNK: usize = 16 * 1024;
 
+/// `at + d`, or a time so far off it never comes when that is past what an
+/// `Instant` holds (a configured bound in the billions of seconds).
+fn later(at: Instant, d: Duration) -> Instant {
+    const FAR: Duration = Duration::from_secs(100 * 365 * 86_400);
+    at.checked_add(d).or_else(|| at.checked_add(FAR)).unwrap_or(at)
+}
+
 /// Bound on sending the last reply and closing, whatever deadline passed.
 const CLOSE_WRITE: Duration = Duration::from_secs(10);
 
@@ -234,9 +241,9 @@ impl Conn {
             None => {
                 let since = *self.line_wait.get_or_insert(now);
                 let limit = if self.lines == 0 { t.first_command } else { t.command };
-                (since + limit, Overrun::Timeout)
+                (later(since, limit), Overrun::Timeout)
             }
-            Some(_) => (now + t.command, Overrun::Timeout),
+            Some(_) => (later(now, t.command), Overrun::Timeout),
         };
         let mut earlier = |at: Instant, why: Overrun| {
             if at < until.0 {
@@ -245,16 +252,16 @@ impl Conn {
         };
         if let Some(d) = &self.data {
             if !t.data.is_zero() {
-                earlier(d.started + t.data, Overrun::Data);
+                earlier(later(d.started, t.data), Overrun::Data);
             }
-            if t.min_data_rate > 0 {
-                // The octets received so far pay for this much time.
-                let paid = Duration::from_millis(d.received.saturating_mul(1000) / t.min_data_rate);
-                earlier(d.started + t.min_data_rate_grace + paid, Overrun::MinRate);
+            // The octets received so far pay for this much time (a rate of 0: no bound).
+            if let Some(paid) = d.received.saturating_mul(1000).checked_div(t.min_data_rate) {
+                let wait = t.min_data_rate_grace.saturating_add(Duration::from_millis(paid));
+                earlier(later(d.started, wait), Overrun::MinRate);
             }
         }
         if !t.session.is_zero() {
-            earlier(self.started + t.session, Overrun::Session);
+            earlier(later(self.started, t.session), Overrun::Session);
         }
         until
     }
@@ -264,12 +271,8 @@ impl Conn {
     fn write_deadline(&self, now: Instant) -> (Instant, Overrun) {
         let t = &self.timeouts;
         let limit = if self.lines == 0 { t.first_command } else { t.command };
-        let session = self.started + t.session;
-        if !t.session.is_zero() && session < now + limit {
-            (session, Overrun::Session)
-        } else {
-            (now + limit, Overrun::Timeout)
-        }
+        let (session, limit) = (later(self.started, t.session), later(now, limit));
+        if !t.session.is_zero() && session < limit { (session, Overrun::Session) } else { (limit, Overrun::Timeout) }
     }
 
     /// Performs the server side of a TLS handshake on a plain connection

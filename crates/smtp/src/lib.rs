@@ -15,6 +15,12 @@
 //!   otherwise).
 //! - Every 2xx/4xx/5xx reply has an enhanced status code except the
 //!   greeting and the EHLO/HELO replies, as RFC 2034 §3 prescribes.
+//! - Connections: MX and submission (587 and 465) have separate pools, each
+//!   with a total and a per-peer cap (`421 4.7.0`). Every wait on a client
+//!   is bounded (`io.rs`, [`Timeouts`]): a command line, message data as a
+//!   whole and its minimum rate, the session; `421 4.4.2` says which.
+//! - MX message rates per peer (`450 4.7.1` at MAIL) and per recipient
+//!   account (`450 4.7.1` at RCPT), counted as messages are accepted (`rate.rs`).
 //! - MX accepts mail only for local domains (`550 5.1.1` unknown user,
 //!   `550 5.7.1` other domains). Submission requires AUTH (`530 5.7.0`), a
 //!   user under its hourly message rate (`450 4.7.1`, `rate.rs`), a
@@ -57,11 +63,13 @@
 //! - `session.rs` — command loop, state, dispatch; EHLO, RSET, NOOP, VRFY, HELP, QUIT, STARTTLS
 //! - `mail.rs` — MAIL and RCPT; `data.rs` — DATA decoder, DATA and the end of every message;
 //!   `bdat.rs` — BDAT; `auth.rs` — AUTH PLAIN/LOGIN; `submission.rs` — checks on submitted messages
-//! - `policy.rs` — who may send to whom (the open-relay rule); `rate.rs` — messages per user per hour
+//! - `policy.rs` — who may send to whom (the open-relay rule); `rate.rs` — messages per user, per
+//!   MX peer and per MX recipient per hour
 //! - `inbound/` — SPF/DKIM/ARC/DMARC/iprev on MX, the verdict, `Authentication-Results`, DNS caches
 //! - `delivery.rs` — where a message goes ([`delivery::placements`], the COI hook), storing and queueing it
 //! - `received.rs` — trace headers and the RFC 5322 date
-//! - `reply.rs` — replies, [`SmtpError`], rendering; `io.rs` — streams, line reader, TLS upgrade
+//! - `reply.rs` — replies, [`SmtpError`], rendering; `io.rs` — streams, line reader, TLS upgrade,
+//!   the time bounds on the client
 
 mod auth;
 mod bdat;
