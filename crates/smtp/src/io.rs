@@ -67,8 +67,10 @@ pub struct Timeouts {
 /// Which bound a client overran; each gets its own `421 4.4.2` text.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Overrun {
-    /// No command line (or data) within the command or first-command timeout.
+    /// No read or write of message data or a reply within the command timeout.
     Timeout,
+    /// No whole command line within the command (or first-command) timeout, in seconds.
+    Line(u64),
     Session,
     Data,
     MinRate,
@@ -81,6 +83,10 @@ impl Overrun {
         let text = |s: String| Reply::new(421, Enhanced(4, 4, 2), s);
         match self {
             Overrun::Timeout => ("timeout", TIMEOUT.into()),
+            Overrun::Line(secs) => (
+                "command line deadline",
+                text(format!("timeout: no complete command within {secs} s, closing transmission channel")),
+            ),
             Overrun::Session => (
                 "session deadline",
                 text(format!("session time limit of {} s reached, closing transmission channel", t.session.as_secs())),
@@ -241,7 +247,7 @@ impl Conn {
             None => {
                 let since = *self.line_wait.get_or_insert(now);
                 let limit = if self.lines == 0 { t.first_command } else { t.command };
-                (later(since, limit), Overrun::Timeout)
+                (later(since, limit), Overrun::Line(limit.as_secs()))
             }
             Some(_) => (later(now, t.command), Overrun::Timeout),
         };
