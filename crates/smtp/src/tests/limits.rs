@@ -104,3 +104,39 @@ async fn submission_rate_per_user_per_hour() {
         assert!(r.starts_with("250 2.0.0"), "{r}");
     }
 }
+
+/// BDAT's message data runs from the first chunk to LAST: chunks sent
+/// briskly but never the last one are cut off by the data deadline, which
+/// the command lines between chunks do not restart.
+#[tokio::test]
+async fn bdat_chunks_without_end_meet_the_data_deadline() {
+    let timeouts = super::Timeouts { data: Duration::from_secs(1), ..super::TIMEOUTS };
+    let s = Server::with(Options { timeouts, ..Options::default() }).await;
+    let mut c = s.connect(s.mx).await;
+    c.cmd("EHLO chunky.example", "250").await;
+    c.cmd("MAIL FROM:<a@remote.example>", "250").await;
+    c.cmd("RCPT TO:<alice@example.org>", "250").await;
+    let start = std::time::Instant::now();
+    let mut last = String::new();
+    for _ in 0..20 {
+        c.send(b"BDAT 4\r\nabcd").await;
+        last = c.reply().await;
+        if !last.starts_with("250") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert_eq!(last, "421 4.4.2 message not received within 1 s, closing transmission channel");
+    assert!(start.elapsed() < Duration::from_secs(5), "{:?}", start.elapsed());
+    assert!(c.closed().await);
+    // A transaction that ends in time leaves the next one a fresh deadline.
+    let mut c = s.connect(s.mx).await;
+    c.cmd("EHLO chunky.example", "250").await;
+    for _ in 0..2 {
+        c.cmd("MAIL FROM:<a@remote.example>", "250").await;
+        c.cmd("RCPT TO:<alice@example.org>", "250").await;
+        c.send(b"BDAT 18 LAST\r\nSubject: x\r\n\r\nhi\r\n").await;
+        c.expect("250 2.0.0").await;
+        tokio::time::sleep(Duration::from_millis(700)).await;
+    }
+}
