@@ -842,6 +842,20 @@ mod tests {
     }
 
     #[test]
+    fn smtp_pools_keep_their_old_names_and_deadlines_are_checked() {
+        let c = Config::parse("[smtp]\nmax_connections = 5\nmax_connections_per_ip = 2\n").unwrap();
+        assert_eq!((c.smtp.mx_max_connections, c.smtp.mx_max_connections_per_ip), (5, 2));
+        assert_eq!(c.smtp.submission_max_connections, SmtpConfig::default().submission_max_connections);
+        let mut c = Config::default();
+        (c.smtp.session_timeout_secs, c.smtp.data_timeout_secs) = (60, 120);
+        assert!(c.validate().unwrap_err().to_string().contains("smtp.session_timeout_secs"));
+        c.smtp.session_timeout_secs = 0;
+        c.validate().unwrap();
+        c.smtp.first_command_timeout_secs = 0;
+        assert!(c.validate().unwrap_err().to_string().contains("smtp.first_command_timeout_secs"));
+    }
+
+    #[test]
     fn unknown_keys_are_named() {
         let err = Config::parse("[imap]\nidle_timout_secs = 5\n").unwrap_err();
         assert!(err.contains("idle_timout_secs"), "{err}");
