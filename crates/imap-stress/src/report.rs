@@ -203,6 +203,14 @@ impl Report {
         self.stats.all.quantile(0.99)
     }
 
+    /// How much of the clients' time went to waiting for answers: the rest
+    /// is the tester's own work and IDLE's wait. In a closed loop a server
+    /// can only speed up this share.
+    pub fn answer_share(&self) -> f64 {
+        let client_time = self.elapsed.as_secs_f64() * self.clients as f64;
+        self.stats.all.total().as_secs_f64() / client_time.max(1e-9)
+    }
+
     pub fn violations(&self) -> u64 {
         self.findings.total()
     }
@@ -216,13 +224,16 @@ impl fmt::Display for Report {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         writeln!(
             f,
-            "{} clients, {:.1} s: {} commands, {:.0} commands/s, latency p50 {} ms, p99 {} ms",
+            "{} clients, {:.1} s: {} commands, {:.0} commands/s, latency p50 {} ms, p99 {} ms, mean {} ms; \
+             waiting for answers {:.0}% of the clients' time",
             self.clients,
             self.elapsed.as_secs_f64(),
             self.commands(),
             self.commands_per_sec(),
             ms(self.p50()),
-            ms(self.p99())
+            ms(self.p99()),
+            ms(self.stats.all.mean()),
+            self.answer_share() * 100.0
         )?;
         writeln!(
             f,
