@@ -17,9 +17,16 @@ pub async fn run(config_path: &Path, ready_file: Option<&Path>) -> Result<()> {
     }
     let mut term = signal(SignalKind::terminate())?;
     let mut int = signal(SignalKind::interrupt())?;
-    tokio::select! {
-        _ = term.recv() => tracing::info!("SIGTERM received"),
-        _ = int.recv() => tracing::info!("SIGINT received"),
+    let mut hup = signal(SignalKind::hangup())?;
+    loop {
+        tokio::select! {
+            _ = term.recv() => break tracing::info!("SIGTERM received"),
+            _ = int.recv() => break tracing::info!("SIGINT received"),
+            _ = hup.recv() => match running.tls().reload() {
+                Ok(done) => tracing::info!("SIGHUP: {done}"),
+                Err(e) => tracing::error!("SIGHUP: certificate not reloaded: {e}"),
+            },
+        }
     }
     running.shutdown().await?;
     Ok(())

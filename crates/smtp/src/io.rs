@@ -14,13 +14,13 @@
 //!   timeout (RFC 5321 §4.5.3.2).
 
 use crate::reply::Reply;
+use coimail_tls::TlsAcceptor;
 use std::io;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::TcpStream;
-use tokio_rustls::TlsAcceptor;
 use tokio_rustls::server::TlsStream;
 
 /// Read size per socket read.
