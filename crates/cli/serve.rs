@@ -55,7 +55,8 @@ fn write_ready_file(path: &Path, addrs: &coimail_daemon::BoundAddrs) -> Result<(
 
 pub fn check(config_path: &Path) -> Result<()> {
     let config = Config::load(config_path)?;
-    if config.tls.cert.exists() || config.listen.needs_tls() {
+    // With ACME on, the files are optional: the issued certificate serves until they exist.
+    if config.tls.cert.exists() || (config.listen.needs_tls() && !config.tls.acme.enabled) {
         tls::server_config(&config.tls.cert, &config.tls.key)?;
     }
     let l = &config.listen;

@@ -907,6 +907,30 @@ mod tests {
     }
 
     #[test]
+    fn acme_settings_are_checked() {
+        let mut c =
+            Config::parse("[tls.acme]\nenabled = true\nchallenge = \"http-01\"\ndirectory_ca = \"ca.pem\"\n").unwrap();
+        assert_eq!(c.tls.acme.challenge, AcmeChallenge::Http01);
+        assert_eq!(c.tls.acme.directory, LETS_ENCRYPT);
+        c.resolve_paths(Path::new("/etc/coimail"));
+        assert_eq!(c.tls.acme.directory_ca, PathBuf::from("/etc/coimail/ca.pem"));
+        // "localhost" cannot be ordered from a CA.
+        assert!(c.validate().unwrap_err().to_string().contains("server.hostname"));
+        c.server.hostname = "mail.example.org".into();
+        c.validate().unwrap();
+        c.tls.acme.directory = "http://ca.test/dir".into();
+        assert!(c.validate().unwrap_err().to_string().contains("tls.acme.directory"));
+        c.tls.acme.directory = LETS_ENCRYPT.into();
+        c.tls.acme.names = vec!["mail.example.org".into(), "not a name".into()];
+        assert!(c.validate().unwrap_err().to_string().contains("tls.acme.names"));
+        c.tls.acme.names.clear();
+        c.tls.acme.renew_before_days = 0;
+        assert!(c.validate().unwrap_err().to_string().contains("tls.acme.renew_before_days"));
+        let err = Config::parse("[tls.acme]\nchallenge = \"dns-01\"\n").unwrap_err();
+        assert!(err.contains("challenge"), "{err}");
+    }
+
+    #[test]
     fn auth_cache_settings_reach_the_directory() {
         let c = Config::parse("[auth]\ncache_ttl_secs = 60\ncache_max_entries = 5\nmax_failures = 3\n").unwrap();
         let o = c.auth_options();
