@@ -230,12 +230,20 @@ async fn http01_is_answered_from_the_token_store() {
     // Pebble validates HTTP-01 only; the TLS port leads nowhere.
     let pebble = Pebble::start(dir.path(), pebble::free_port(), http_port, dns.addr);
     let mut config = acme_config(dir.path(), &pebble, 0, AcmeChallenge::Http01);
-    config.tls.acme.names = vec![HOST.into()];
+    // A name that does not resolve yet fails its validation: the certificate is issued
+    // without it rather than not at all, and the failure is reported.
+    config.tls.acme.names = vec![HOST.into(), "nowhere.example.org".into()];
+    let admin_socket = config.admin_socket();
     let running = start(config).await;
     let store = running.tls().http01().unwrap().clone();
     let server = tokio::spawn(serve_http01(http, store.clone()));
     let names = first_certificate(&running, dir.path()).await;
     assert_eq!(names, [HOST]);
+    let status = admin::call(&admin_socket, &AdminRequest::TlsStatus).await.unwrap().unwrap().unwrap().join("\n");
+    assert!(
+        status.contains("acme last attempt failed: ") && status.contains("left out nowhere.example.org"),
+        "{status}"
+    );
     let root = pebble.issuing_root().await;
     served_by_imaps_and_smtps(&running, HOST, &root).await;
     // Answered tokens are not kept.

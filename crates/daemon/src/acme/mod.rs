@@ -44,6 +44,9 @@ pub enum AcmeError {
     Acme(#[from] instant_acme::Error),
     #[error("the CA refused: {0}")]
     Rejected(String),
+    /// Validation failed for `names` (lowercased).
+    #[error("validation failed: {message}")]
+    Invalid { message: String, names: Vec<String> },
     #[error(transparent)]
     Tls(#[from] TlsError),
     #[error("certificate request: {0}")]
@@ -277,9 +280,35 @@ impl Acme {
         }
     }
 
-    /// One issuance: stored, then installed from the stored files (so what is served is what
+    /// One issuance for `wanted`. When only some names fail validation (say `autoconfig.` of a
+    /// domain whose DNS is not there yet) and the host name is not among them, the others are
+    /// ordered without them: a certificate for the host name matters more than one for all.
+    /// The left-out names make the task try again after the backoff; it orders the smaller set
+    /// only when nothing served covers it, so repeated failures issue no duplicates.
+    async fn renew_once(&mut self, wanted: &[String]) -> Result<String, AcmeError> {
+        let err = match self.order(wanted).await {
+            Ok(done) => return Ok(done),
+            Err(e) => e,
+        };
+        let AcmeError::Invalid { names: failed, .. } = &err else { return Err(err) };
+        let rest: Vec<String> = wanted.iter().filter(|n| !failed.contains(n)).cloned().collect();
+        if failed.is_empty() || rest.is_empty() || wanted.first().is_some_and(|host| failed.contains(host)) {
+            return Err(err);
+        }
+        let covered = self.issuer.certs.acme().is_some_and(|s| {
+            rest.iter().all(|n| s.info.covers(n)) && renew_at(&s.info, self.settings.renew_before) > now()
+        });
+        if covered {
+            return Err(err);
+        }
+        warn!(left_out = ?failed, error = %err, "ACME: ordering without the names that failed validation");
+        let done = self.order(&rest).await?;
+        Err(AcmeError::Other(format!("{done}; left out {}: {err}", failed.join(", "))))
+    }
+
+    /// Orders `names`; stored, then installed from the stored files (so what is served is what
     /// the next start loads).
-    async fn renew_once(&mut self, names: &[String]) -> Result<String, AcmeError> {
+    async fn order(&mut self, names: &[String]) -> Result<String, AcmeError> {
         info!(names = ?names, directory = %self.settings.directory, "ACME: ordering a certificate");
         let account = self.account().await?;
         let issued = order::issue(&self.issuer, &account, names).await?;

@@ -42,9 +42,14 @@ pub async fn issue(issuer: &Issuer, account: &Account, names: &[String]) -> Resu
             Placed::Http(token) => issuer.http01.remove(&token),
         }
     }
-    match ready? {
-        OrderStatus::Ready => {}
-        status => return Err(AcmeError::Rejected(failures(&mut order, status).await)),
+    match ready {
+        Ok(OrderStatus::Ready) => {}
+        // The order failed; the problem on it is general, the authorizations say which names.
+        Ok(_) | Err(AcmeError::Acme(instant_acme::Error::Api(_))) => {
+            let (message, names) = failures(&mut order).await;
+            return Err(AcmeError::Invalid { message, names });
+        }
+        Err(e) => return Err(e),
     }
     let key = KeyPair::generate()?;
     let mut params = CertificateParams::new(names.to_vec())?;
@@ -95,19 +100,30 @@ async fn authorize(issuer: &Issuer, order: &mut Order, placed: &mut Vec<Placed>)
     Ok(())
 }
 
-/// Why an order did not become ready: each failed challenge's problem, as the CA put it.
-async fn failures(order: &mut Order, status: OrderStatus) -> String {
+/// Why an order did not become ready: each failed challenge's problem, as the CA put it, and
+/// the names whose validation failed.
+async fn failures(order: &mut Order) -> (String, Vec<String>) {
     let mut out = Vec::new();
+    let mut names = Vec::new();
     let mut authorizations = order.authorizations();
     while let Some(authz) = authorizations.next().await {
         let Ok(mut authz) = authz else { continue };
         let Ok(state) = authz.refresh().await else { continue };
         let name = state.identifier().to_string();
+        if state.status == AuthorizationStatus::Invalid {
+            names.push(name.to_ascii_lowercase());
+        }
         for c in &state.challenges {
             if let Some(problem) = &c.error {
                 out.push(format!("{name}: {problem}"));
             }
         }
     }
-    if out.is_empty() { format!("order is {status:?}") } else { out.join("; ") }
+    let message = if out.is_empty() {
+        let state = order.state();
+        state.error.as_ref().map_or_else(|| format!("order is {:?}", state.status), ToString::to_string)
+    } else {
+        out.join("; ")
+    };
+    (message, names)
 }
