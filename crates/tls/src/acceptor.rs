@@ -53,8 +53,16 @@ impl TlsAcceptor {
         Ok(TlsAcceptor { config: Arc::new(config), validation: Some(Arc::new(validation)) })
     }
 
-    /// The config ordinary clients get: for listeners that do their own handshakes (the HTTPS
-    /// listener sets its ALPN protocols on a copy). Validations need [`TlsAcceptor::accept`].
+    /// The same certificates, negotiating `protocols` with ordinary clients (HTTPS: `h2`,
+    /// `http/1.1`); validations are still answered.
+    pub fn with_alpn(&self, protocols: &[&[u8]]) -> TlsAcceptor {
+        let mut config = (*self.config).clone();
+        config.alpn_protocols = protocols.iter().map(|p| p.to_vec()).collect();
+        TlsAcceptor { config: Arc::new(config), validation: self.validation.clone() }
+    }
+
+    /// The config ordinary clients get, for listeners that do their own handshakes; they do
+    /// not answer validations, which need [`TlsAcceptor::accept`].
     pub fn config(&self) -> &Arc<ServerConfig> {
         &self.config
     }
@@ -218,5 +226,21 @@ mod tests {
         let (cert, _, accepted) = connect(&acceptor, &[]).await;
         assert_eq!(cert.as_deref(), Some(&second_der[..]));
         assert!(accepted.is_ok());
+    }
+
+    #[tokio::test]
+    async fn https_protocols_and_validations_on_one_acceptor() {
+        let certs = Arc::new(Certs::new());
+        certs.install(served(&["mail.example.org"], file()));
+        let https = TlsAcceptor::new(certs.clone()).unwrap().with_alpn(&[b"h2", b"http/1.1"]);
+        let (_, protocol, accepted) = connect(&https, &[b"http/1.1"]).await;
+        assert_eq!(protocol.as_deref(), Some(&b"http/1.1"[..]));
+        assert!(accepted.is_ok());
+        let challenge = served(&["mail.example.org"], file());
+        let challenge_der = challenge.key.cert[0].to_vec();
+        certs.set_challenge("mail.example.org", challenge.key);
+        let (cert, protocol, accepted) = connect(&https, &[ACME_TLS_ALPN]).await;
+        assert_eq!((cert.as_deref(), protocol.as_deref()), (Some(&challenge_der[..]), Some(ACME_TLS_ALPN)));
+        assert!(accepted.is_err());
     }
 }
