@@ -5,6 +5,7 @@
 
 mod util;
 
+mod acme;
 mod auth_cache;
 mod cli;
 mod coi;
@@ -30,3 +31,4 @@ mod smtp_interop;
 mod smtp_to_imap;
 mod sts;
 mod tidy;
+mod tls_reload;

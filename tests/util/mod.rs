@@ -3,6 +3,7 @@
 pub mod dns;
 pub mod imap;
 pub mod mailhost;
+pub mod pebble;
 pub mod push_service;
 pub mod server;
 pub mod slow;

@@ -134,11 +134,70 @@ pub struct TlsConfig {
     pub cert: PathBuf,
     /// PEM private key (PKCS#8, PKCS#1 or SEC1).
     pub key: PathBuf,
+    /// Certificates from an ACME CA (Let's Encrypt), issued and renewed by the daemon.
+    pub acme: AcmeConfig,
 }
 
 impl Default for TlsConfig {
     fn default() -> Self {
-        TlsConfig { cert: PathBuf::from("tls/cert.pem"), key: PathBuf::from("tls/key.pem") }
+        TlsConfig {
+            cert: PathBuf::from("tls/cert.pem"),
+            key: PathBuf::from("tls/key.pem"),
+            acme: AcmeConfig::default(),
+        }
+    }
+}
+
+/// Let's Encrypt's production directory.
+pub const LETS_ENCRYPT: &str = "https://acme-v02.api.letsencrypt.org/directory";
+
+/// How the ACME CA checks that this server answers for a name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub enum AcmeChallenge {
+    /// RFC 8737: a TLS handshake on port 443 of the name.
+    #[default]
+    #[serde(rename = "tls-alpn-01")]
+    TlsAlpn01,
+    /// RFC 8555 §8.3: an HTTP request on port 80 of the name.
+    #[serde(rename = "http-01")]
+    Http01,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AcmeConfig {
+    /// Get and renew certificates by ACME (RFC 8555). They are served instead of the `cert`
+    /// file for their names, and to clients that send no name; the file still serves others.
+    pub enabled: bool,
+    /// The CA's directory URL. Let's Encrypt staging (for trying it out):
+    /// https://acme-staging-v02.api.letsencrypt.org/directory
+    pub directory: String,
+    /// Address the CA may write to about the certificates (expiry, policy changes); empty: none.
+    pub contact: String,
+    /// "tls-alpn-01" (port 443 must reach this server) or "http-01" (port 80).
+    pub challenge: AcmeChallenge,
+    /// Names of the certificate; empty: server.hostname, and autoconfig.<domain> and
+    /// mta-sts.<domain> of every domain served. Every name must resolve to this server.
+    pub names: Vec<String>,
+    /// Renew this many days before the certificate expires, or after two thirds of its
+    /// lifetime if that comes later (short-lived certificates).
+    pub renew_before_days: u64,
+    /// A PEM CA certificate the directory's HTTPS is checked against instead of the system's
+    /// roots (a test CA such as Pebble's); empty: the system's.
+    pub directory_ca: PathBuf,
+}
+
+impl Default for AcmeConfig {
+    fn default() -> Self {
+        AcmeConfig {
+            enabled: false,
+            directory: LETS_ENCRYPT.to_owned(),
+            contact: String::new(),
+            challenge: AcmeChallenge::TlsAlpn01,
+            names: Vec::new(),
+            renew_before_days: 30,
+            directory_ca: PathBuf::new(),
+        }
     }
 }
 
@@ -540,9 +599,10 @@ impl Config {
 
     /// Makes every relative path absolute against `base`.
     pub fn resolve_paths(&mut self, base: &Path) {
-        let roots = &mut self.queue.tls_extra_roots;
-        if roots.is_relative() && !roots.as_os_str().is_empty() {
-            *roots = base.join(&*roots);
+        for roots in [&mut self.queue.tls_extra_roots, &mut self.tls.acme.directory_ca] {
+            if roots.is_relative() && !roots.as_os_str().is_empty() {
+                *roots = base.join(&*roots);
+            }
         }
         for p in [&mut self.server.data_dir, &mut self.tls.cert, &mut self.tls.key] {
             if p.is_relative() {
@@ -562,6 +622,7 @@ impl Config {
             return invalid("server.data_dir", "must not be empty");
         }
         self.listen.proxy_protocol_from.parsed()?;
+        self.validate_acme()?;
         if self.imap.auth_timeout_secs == 0 {
             return invalid("imap.auth_timeout_secs", "must be at least 1");
         }
@@ -660,6 +721,35 @@ impl Config {
             return Err(ConfigError::Invalid { key: "log.level", message: e.to_string() });
         }
         Ok(())
+    }
+
+    fn validate_acme(&self) -> Result<(), ConfigError> {
+        let invalid = |key, message: &str| Err(ConfigError::Invalid { key, message: message.to_owned() });
+        let a = &self.tls.acme;
+        if !a.directory.starts_with("https://") {
+            return invalid("tls.acme.directory", "must be an https:// URL");
+        }
+        if a.renew_before_days == 0 {
+            return invalid("tls.acme.renew_before_days", "must be at least 1");
+        }
+        let dns_name = |n: &str| {
+            n.contains('.') && n.len() <= 253 && n.chars().all(|c| c.is_ascii_alphanumeric() || c == '.' || c == '-')
+        };
+        if let Some(bad) = a.names.iter().find(|n| !dns_name(n)) {
+            return Err(ConfigError::Invalid {
+                key: "tls.acme.names",
+                message: format!("{bad:?} is not a DNS name like mail.example.org"),
+            });
+        }
+        if a.enabled && a.names.is_empty() && !dns_name(&self.server.hostname) {
+            return invalid("server.hostname", "must be this server's public DNS name for ACME (tls.acme)");
+        }
+        Ok(())
+    }
+
+    /// Where ACME accounts and certificates live.
+    pub fn acme_dir(&self) -> PathBuf {
+        self.server.data_dir.join("acme")
     }
 
     pub fn admin_socket(&self) -> PathBuf {
@@ -888,6 +978,30 @@ mod tests {
         let mut c = Config::default();
         c.log.level = "info,=[".into();
         assert!(c.validate().unwrap_err().to_string().contains("log.level"));
+    }
+
+    #[test]
+    fn acme_settings_are_checked() {
+        let mut c =
+            Config::parse("[tls.acme]\nenabled = true\nchallenge = \"http-01\"\ndirectory_ca = \"ca.pem\"\n").unwrap();
+        assert_eq!(c.tls.acme.challenge, AcmeChallenge::Http01);
+        assert_eq!(c.tls.acme.directory, LETS_ENCRYPT);
+        c.resolve_paths(Path::new("/etc/coimail"));
+        assert_eq!(c.tls.acme.directory_ca, PathBuf::from("/etc/coimail/ca.pem"));
+        // "localhost" cannot be ordered from a CA.
+        assert!(c.validate().unwrap_err().to_string().contains("server.hostname"));
+        c.server.hostname = "mail.example.org".into();
+        c.validate().unwrap();
+        c.tls.acme.directory = "http://ca.test/dir".into();
+        assert!(c.validate().unwrap_err().to_string().contains("tls.acme.directory"));
+        c.tls.acme.directory = LETS_ENCRYPT.into();
+        c.tls.acme.names = vec!["mail.example.org".into(), "not a name".into()];
+        assert!(c.validate().unwrap_err().to_string().contains("tls.acme.names"));
+        c.tls.acme.names.clear();
+        c.tls.acme.renew_before_days = 0;
+        assert!(c.validate().unwrap_err().to_string().contains("tls.acme.renew_before_days"));
+        let err = Config::parse("[tls.acme]\nchallenge = \"dns-01\"\n").unwrap_err();
+        assert!(err.contains("challenge"), "{err}");
     }
 
     #[test]

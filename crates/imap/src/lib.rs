@@ -114,7 +114,7 @@ pub struct ImapContext {
     pub store: coimail_store::Store,
     pub directory: coimail_directory::Directory,
     /// `None`: no STARTTLS offered, and implicit-TLS listeners cannot serve.
-    pub tls: Option<tokio_rustls::TlsAcceptor>,
+    pub tls: Option<coimail_tls::TlsAcceptor>,
     pub config: ImapConfig,
     /// Built from `config` by [`ImapContext::new`], so every listener
     /// sharing this context shares the caps.
@@ -136,7 +136,7 @@ impl ImapContext {
     pub fn new(
         store: coimail_store::Store,
         directory: coimail_directory::Directory,
-        tls: Option<tokio_rustls::TlsAcceptor>,
+        tls: Option<coimail_tls::TlsAcceptor>,
         config: ImapConfig,
     ) -> ImapContext {
         let limits = ConnectionLimits::new(config.max_connections, config.max_connections_per_ip);

@@ -22,13 +22,13 @@
 //!   DATA/BDAT readers need no clock of their own.
 
 use crate::reply::Reply;
+use coimail_tls::TlsAcceptor;
 use std::io;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::TcpStream;
-use tokio_rustls::TlsAcceptor;
 use tokio_rustls::server::TlsStream;
 
 /// Read size per socket read.

@@ -142,7 +142,7 @@ pub use io::Timeouts;
 pub struct SmtpContext {
     pub store: coimail_store::Store,
     pub directory: coimail_directory::Directory,
-    pub tls: Option<tokio_rustls::TlsAcceptor>,
+    pub tls: Option<coimail_tls::TlsAcceptor>,
     pub config: SmtpConfig,
     /// Listeners that take PROXY protocol headers, and from where.
     proxy_from: Vec<(SmtpListener, TrustedProxies)>,
@@ -170,7 +170,7 @@ impl SmtpContext {
     pub fn new(
         store: coimail_store::Store,
         directory: coimail_directory::Directory,
-        tls: Option<tokio_rustls::TlsAcceptor>,
+        tls: Option<coimail_tls::TlsAcceptor>,
         config: SmtpConfig,
     ) -> SmtpContext {
         let pool = |p: Pool| ConnectionLimits::new(p.max, p.max_per_ip);
