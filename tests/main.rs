@@ -18,6 +18,7 @@ mod crash;
 mod disk;
 mod dkim;
 mod external;
+mod http;
 mod imap_interop;
 mod imap_stress;
 mod inbound;
