@@ -223,6 +223,7 @@ pub fn records(domain: &str, s: &Settings, keys: &[PublicKey]) -> Vec<Record> {
         sts_group.push_str(&format!("\n  {line}"));
     }
     add(&format!("_mta-sts.{domain}"), Data::Txt(format!("v=STSv1; id={}", mta_sts_id(policy))), &sts_group);
+    add(&format!("mta-sts.{domain}"), Data::Cname(host.into()), &sts_group);
     add(
         &format!("_smtp._tls.{domain}"),
         Data::Txt(format!("v=TLSRPTv1; rua=mailto:postmaster@{domain}")),
@@ -369,6 +370,7 @@ mod tests {
             "rsa-20261207._domainkey.example.org. 3600 IN TXT \"v=DKIM1; k=rsa; p=BwcH",
             "_dmarc.example.org. 3600 IN TXT \"v=DMARC1; p=quarantine; rua=mailto:postmaster@example.org\"",
             "_mta-sts.example.org. 3600 IN TXT \"v=STSv1; id=",
+            "mta-sts.example.org. 3600 IN CNAME mail.example.org.",
             "_smtp._tls.example.org. 3600 IN TXT \"v=TLSRPTv1; rua=mailto:postmaster@example.org\"",
             "_imaps._tcp.example.org. 3600 IN SRV 0 1 993 mail.example.org.",
             "_submissions._tcp.example.org. 3600 IN SRV 0 0 0 .",
