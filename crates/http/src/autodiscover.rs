@@ -26,6 +26,10 @@ pub(crate) fn requested_address(body: &[u8]) -> Result<String, &'static str> {
                 let s = t.decode().map_err(|_| "EMailAddress is not UTF-8")?;
                 address.push_str(&s);
             }
+            Ok(Event::CData(c)) if in_address => {
+                let s = c.decode().map_err(|_| "EMailAddress is not UTF-8")?;
+                address.push_str(&s);
+            }
             Ok(Event::GeneralRef(r)) if in_address => {
                 // An entity or character reference inside the address.
                 let name = r.decode().map_err(|_| "bad reference in EMailAddress")?;
@@ -104,6 +108,8 @@ mod tests {
         assert_eq!(requested_address(OUTLOOK.as_bytes()).unwrap(), "alice&co@example.org");
         let prefixed = "<a:Autodiscover xmlns:a=\"x\"><a:Request><a:EMailAddress> bob@example.org </a:EMailAddress></a:Request></a:Autodiscover>";
         assert_eq!(requested_address(prefixed.as_bytes()).unwrap(), "bob@example.org");
+        let cdata = "<Request><EMailAddress><![CDATA[c<d@example.org]]></EMailAddress></Request>";
+        assert_eq!(requested_address(cdata.as_bytes()).unwrap(), "c<d@example.org");
         for bad in ["", "<a>", "<Request><EMailAddress></EMailAddress></Request>", "<Request></Request>", "\u{0}<<"] {
             assert!(requested_address(bad.as_bytes()).is_err(), "{bad:?}");
         }

@@ -306,3 +306,51 @@ impl Connection {
 
 #[cfg(test)]
 mod tests;
+
+/// Entry points for the cargo-fuzz targets in `fuzz/`; compiled only there
+/// (cargo-fuzz sets `--cfg fuzzing`), so they add nothing to the server.
+#[cfg(fuzzing)]
+#[doc(hidden)]
+pub mod fuzzing {
+    /// An Autodiscover request body: the address read from it (if any), and
+    /// the response written for it, read back the same way (so escaping
+    /// round-trips: the address comes back as each `LoginName`).
+    pub fn autodiscover(body: &[u8]) {
+        let Ok(address) = crate::autodiscover::requested_address(body) else { return };
+        assert!(!address.is_empty() && address.trim() == address, "{address:?}");
+        let services = crate::MailServices::new(Some(993), Some(143), Some(465), Some(587));
+        let response = crate::autodiscover::document(&address, "mail.example.org", &services);
+        let mut reader = quick_xml::Reader::from_str(&response);
+        let mut logins = 0;
+        let mut in_login = false;
+        let mut text = String::new();
+        loop {
+            match reader.read_event() {
+                Ok(quick_xml::events::Event::Start(e)) => in_login = e.local_name().as_ref() == b"LoginName",
+                Ok(quick_xml::events::Event::Text(t)) if in_login => text.push_str(&t.decode().unwrap_or_default()),
+                Ok(quick_xml::events::Event::GeneralRef(r)) if in_login => {
+                    let name = r.decode().unwrap_or_default().into_owned();
+                    text.push(match name.as_str() {
+                        "amp" => '&',
+                        "lt" => '<',
+                        "gt" => '>',
+                        "quot" => '"',
+                        "apos" => '\'',
+                        _ => panic!("unexpected entity {name:?}"),
+                    });
+                }
+                Ok(quick_xml::events::Event::End(_)) if in_login => {
+                    let kept: String =
+                        address.chars().filter(|c| *c >= ' ' || matches!(c, '\t' | '\n' | '\r')).collect();
+                    assert_eq!(text, kept);
+                    logins += 1;
+                    (in_login, text) = (false, String::new());
+                }
+                Ok(quick_xml::events::Event::Eof) => break,
+                Err(e) => panic!("our response is not well-formed: {e}\n{response}"),
+                Ok(_) => {}
+            }
+        }
+        assert_eq!(logins, 4, "{response}");
+    }
+}

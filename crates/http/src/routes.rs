@@ -124,10 +124,10 @@ fn served(ctx: &HttpContext, domain: &str) -> Result<String, Reject> {
 }
 
 /// A user's address whose domain we serve, canonical.
-fn served_address(ctx: &HttpContext, address: &str) -> Result<String, Reject> {
+fn served_address(ctx: &HttpContext, address: &str) -> Result<Address, Reject> {
     let parsed = Address::parse(address).map_err(|_| Reject::BadRequest("not a mail address"))?;
     served(ctx, &parsed.domain)?;
-    Ok(parsed.key())
+    Ok(parsed)
 }
 
 fn document(content_type: &'static str, body: String) -> Response {
@@ -139,30 +139,28 @@ struct MozillaQuery {
     emailaddress: Option<String>,
 }
 
-async fn mozilla(State(ctx): Ctx, Query(q): Query<MozillaQuery>, headers: HeaderMap, uri: Uri) -> Response {
+/// The address's domain when the client names one (Thunderbird does), else
+/// the host's: `autoconfig.<domain>`, or `<domain>` for `.well-known`.
+async fn mozilla(
+    State(ctx): Ctx,
+    Query(q): Query<MozillaQuery>,
+    headers: HeaderMap,
+    uri: Uri,
+) -> Result<Response, Reject> {
     let domain = match q.emailaddress.as_deref().filter(|a| !a.is_empty()) {
-        Some(address) => served_address(&ctx, address).map(|a| a.rsplit_once('@').map(|(_, d)| d.to_owned())),
-        None => match request_host(&headers, &uri) {
-            Some(host) => {
-                let domain = host.strip_prefix("autoconfig.").unwrap_or(&host);
-                served(&ctx, domain).map(Some)
-            }
-            None => Err(Reject::NotFound("no host")),
-        },
-    };
-    match domain {
-        Ok(Some(domain)) => {
-            let body = autoconfig::document(&domain, &ctx.config.hostname, &ctx.config.services);
-            document("application/xml; charset=utf-8", body)
+        Some(address) => served_address(&ctx, address)?.domain,
+        None => {
+            let host = request_host(&headers, &uri).ok_or(Reject::NotFound("no host"))?;
+            served(&ctx, host.strip_prefix("autoconfig.").unwrap_or(&host))?
         }
-        Ok(None) => Reject::BadRequest("no domain").into_response(),
-        Err(r) => r.into_response(),
-    }
+    };
+    let body = autoconfig::document(&domain, &ctx.config.hostname, &ctx.config.services);
+    Ok(document("application/xml; charset=utf-8", body))
 }
 
 async fn outlook(State(ctx): Ctx, body: Bytes) -> Result<Response, Reject> {
     let address = autodiscover::requested_address(&body).map_err(Reject::BadRequest)?;
-    let address = served_address(&ctx, &address)?;
+    let address = served_address(&ctx, &address)?.key();
     let body = autodiscover::document(&address, &ctx.config.hostname, &ctx.config.services);
     Ok(document("text/xml; charset=utf-8", body))
 }
@@ -173,7 +171,7 @@ struct AppleQuery {
 }
 
 async fn apple(State(ctx): Ctx, Query(q): Query<AppleQuery>) -> Result<Response, Reject> {
-    let address = served_address(&ctx, &q.email)?;
+    let address = served_address(&ctx, &q.email)?.key();
     let body = mobileconfig::document(&address, &ctx.config.hostname, &ctx.config.services)
         .ok_or(Reject::NotFound("no IMAP or no submission listener"))?;
     let mut response = document("application/x-apple-aspen-config", body);
