@@ -14,7 +14,6 @@ use std::net::{Ipv4Addr, SocketAddr};
 use std::path::Path;
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
-use tokio::net::TcpListener;
 use tokio_rustls::rustls::pki_types::CertificateDer;
 
 const HOST: &str = "mail.example.org";
@@ -183,41 +182,6 @@ async fn tls_alpn01_issues_serves_and_renews_without_dropping_idle() {
     running.shutdown().await.unwrap();
 }
 
-/// Answers `GET /.well-known/acme-challenge/{token}` from the daemon's HTTP-01 store, as the
-/// HTTP listener on port 80 does.
-async fn serve_http01(listener: TcpListener, store: coimail_daemon::acme::Http01Store) {
-    loop {
-        let Ok((tcp, _)) = listener.accept().await else { return };
-        let store = store.clone();
-        tokio::spawn(async move {
-            let mut io = BufReader::new(tcp);
-            let mut request = String::new();
-            if io.read_line(&mut request).await.is_err() {
-                return;
-            }
-            loop {
-                let mut header = String::new();
-                match io.read_line(&mut header).await {
-                    Ok(0) | Err(_) => return,
-                    Ok(_) if header == "\r\n" => break,
-                    Ok(_) => {}
-                }
-            }
-            let token = request
-                .strip_prefix("GET /.well-known/acme-challenge/")
-                .and_then(|rest| rest.split(' ').next())
-                .unwrap_or_default();
-            let response = match store.key_authorization(token) {
-                Some(body) => {
-                    format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}", body.len())
-                }
-                None => "HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n".to_owned(),
-            };
-            let _ = io.get_mut().write_all(response.as_bytes()).await;
-        });
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn http01_is_answered_from_the_token_store() {
     if !pebble::available() {
@@ -225,18 +189,18 @@ async fn http01_is_answered_from_the_token_store() {
     }
     let dir = tempfile::tempdir().unwrap();
     let dns = TestDns::start(zone()).await;
-    let http = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let http_port = http.local_addr().unwrap().port();
-    // Pebble validates HTTP-01 only; the TLS port leads nowhere.
+    // Pebble validates HTTP-01 only, at the daemon's own plain HTTP listener
+    // (port 80 in production); the TLS port leads nowhere.
+    let http_port = pebble::free_port();
     let pebble = Pebble::start(dir.path(), pebble::free_port(), http_port, dns.addr);
     let mut config = acme_config(dir.path(), &pebble, 0, AcmeChallenge::Http01);
+    config.listen.http = vec![SocketAddr::from(([127, 0, 0, 1], http_port))];
     // A name that does not resolve yet fails its validation: the certificate is issued
     // without it rather than not at all, and the failure is reported.
     config.tls.acme.names = vec![HOST.into(), "nowhere.example.org".into()];
     let admin_socket = config.admin_socket();
     let running = start(config).await;
     let store = running.tls().http01().unwrap().clone();
-    let server = tokio::spawn(serve_http01(http, store.clone()));
     let names = first_certificate(&running, dir.path()).await;
     assert_eq!(names, [HOST]);
     let status = admin::call(&admin_socket, &AdminRequest::TlsStatus).await.unwrap().unwrap().unwrap().join("\n");
@@ -248,6 +212,5 @@ async fn http01_is_answered_from_the_token_store() {
     served_by_imaps_and_smtps(&running, HOST, &root).await;
     // Answered tokens are not kept.
     assert_eq!(format!("{store:?}"), "Http01Store { pending: 0 }");
-    server.abort();
     running.shutdown().await.unwrap();
 }

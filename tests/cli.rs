@@ -173,6 +173,7 @@ async fn dns_prints_every_record_and_check_compares_them_with_dns() {
         "_imaps._tcp.example.org. 3600 IN SRV 0 1 1993 mail.example.org.\n",
         "_submission._tcp.example.org. 3600 IN SRV 10 1 1587 mail.example.org.\n",
         "autoconfig.example.org. 3600 IN CNAME mail.example.org.\n",
+        "mta-sts.example.org. 3600 IN CNAME mail.example.org.\n",
     ] {
         assert!(printed.contains(expected), "lacks {expected:?}:\n{printed}");
     }

@@ -19,6 +19,7 @@ mod crash;
 mod disk;
 mod dkim;
 mod external;
+mod http;
 mod imap_interop;
 mod imap_stress;
 mod inbound;

@@ -21,6 +21,11 @@ perl -MIO::Socket::SSL -e1 2>/dev/null || need_apt+=(libio-socket-ssl-perl)
 /usr/bin/python3 -c 'import authres' 2>/dev/null || need_apt+=(python3-authres)
 # Pebble, Let's Encrypt's test ACME server, for tests/acme.rs.
 [ -x /usr/bin/pebble ] || need_apt+=(pebble)
+# tests/http.rs: a namespace of the test's own (ip, unshare, setpriv) where curl
+# and openssl check the test certificates before Delta Chat uses the names.
+command -v ip >/dev/null || need_apt+=(iproute2)
+command -v curl >/dev/null || need_apt+=(curl)
+command -v openssl >/dev/null || need_apt+=(openssl)
 if ((${#need_apt[@]})); then
     if [ "$(id -u)" = 0 ]; then
         echo "postfix postfix/main_mailer_type select No configuration" | debconf-set-selections 2>/dev/null || true

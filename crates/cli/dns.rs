@@ -50,6 +50,8 @@ pub struct Settings {
     pub imaps: Option<u16>,
     pub submission: Option<u16>,
     pub submissions: Option<u16>,
+    /// The MTA-STS policy the HTTPS listener serves (`[mta_sts]`).
+    pub mta_sts_policy: String,
 }
 
 impl Settings {
@@ -63,6 +65,7 @@ impl Settings {
             imaps: port(&l.imaps),
             submission: port(&l.submission),
             submissions: port(&l.submissions),
+            mta_sts_policy: config.mta_sts_policy().to_text(),
         }
     }
 }
@@ -156,14 +159,8 @@ pub fn txt_strings(text: &str) -> String {
     if out.is_empty() { "\"\"".into() } else { out.join(" ") }
 }
 
-/// The MTA-STS policy (RFC 8461) to serve at
-/// `https://mta-sts.<domain>/.well-known/mta-sts.txt`; `testing` to start.
-pub fn mta_sts_policy(hostname: &str) -> String {
-    format!("version: STSv1\r\nmode: testing\r\nmx: {hostname}\r\nmax_age: 604800\r\n")
-}
-
 /// The `id=` of the `_mta-sts` record: changes whenever the policy does.
-fn mta_sts_id(policy: &str) -> String {
+pub fn mta_sts_id(policy: &str) -> String {
     let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, policy.as_bytes());
     digest.as_ref()[..8].iter().map(|b| format!("{b:02x}")).collect()
 }
@@ -217,15 +214,16 @@ pub fn records(domain: &str, s: &Settings, keys: &[PublicKey]) -> Vec<Record> {
         Data::Txt(format!("v=DMARC1; p=quarantine; rua=mailto:postmaster@{domain}")),
         "DMARC (RFC 7489): unaligned mail goes to spam; reports to postmaster",
     );
-    let policy = mta_sts_policy(host);
+    let policy = &s.mta_sts_policy;
     let mut sts_group = format!(
-        "MTA-STS (RFC 8461): senders use TLS to {host}; serve this policy at\n\
-         https://mta-sts.{domain}/.well-known/mta-sts.txt (a web server with a certificate for that name):"
+        "MTA-STS (RFC 8461): senders use TLS to {host}; coimail's HTTPS listener serves this policy at\n\
+         https://mta-sts.{domain}/.well-known/mta-sts.txt (a certificate for that name is needed):"
     );
     for line in policy.lines() {
         sts_group.push_str(&format!("\n  {line}"));
     }
-    add(&format!("_mta-sts.{domain}"), Data::Txt(format!("v=STSv1; id={}", mta_sts_id(&policy))), &sts_group);
+    add(&format!("_mta-sts.{domain}"), Data::Txt(format!("v=STSv1; id={}", mta_sts_id(policy))), &sts_group);
+    add(&format!("mta-sts.{domain}"), Data::Cname(host.into()), &sts_group);
     add(
         &format!("_smtp._tls.{domain}"),
         Data::Txt(format!("v=TLSRPTv1; rua=mailto:postmaster@{domain}")),
@@ -332,6 +330,7 @@ mod tests {
             imaps: Some(993),
             submission: Some(587),
             submissions: None,
+            mta_sts_policy: coimail_daemon::Config::default().mta_sts_policy().to_text(),
         }
     }
 
@@ -371,6 +370,7 @@ mod tests {
             "rsa-20261207._domainkey.example.org. 3600 IN TXT \"v=DKIM1; k=rsa; p=BwcH",
             "_dmarc.example.org. 3600 IN TXT \"v=DMARC1; p=quarantine; rua=mailto:postmaster@example.org\"",
             "_mta-sts.example.org. 3600 IN TXT \"v=STSv1; id=",
+            "mta-sts.example.org. 3600 IN CNAME mail.example.org.",
             "_smtp._tls.example.org. 3600 IN TXT \"v=TLSRPTv1; rua=mailto:postmaster@example.org\"",
             "_imaps._tcp.example.org. 3600 IN SRV 0 1 993 mail.example.org.",
             "_submissions._tcp.example.org. 3600 IN SRV 0 0 0 .",
@@ -396,9 +396,17 @@ mod tests {
 
     #[test]
     fn the_mta_sts_id_follows_the_policy() {
-        let a = mta_sts_id(&mta_sts_policy("mail.example.org"));
+        let mut c = Config::default();
+        c.server.hostname = "mail.example.org".into();
+        let a = mta_sts_id(&Settings::from_config(&c).mta_sts_policy);
         assert_eq!(a.len(), 16);
-        assert_eq!(a, mta_sts_id(&mta_sts_policy("mail.example.org")));
-        assert_ne!(a, mta_sts_id(&mta_sts_policy("mx.example.org")));
+        assert_eq!(a, mta_sts_id(&Settings::from_config(&c).mta_sts_policy));
+        c.server.hostname = "mx.example.org".into();
+        assert_ne!(a, mta_sts_id(&Settings::from_config(&c).mta_sts_policy));
+        c.server.hostname = "mail.example.org".into();
+        c.mta_sts.mode = coimail_delivery::sts::Mode::Enforce;
+        let enforce = &Settings::from_config(&c).mta_sts_policy;
+        assert!(enforce.contains("mode: enforce\r\n"), "{enforce}");
+        assert_ne!(a, mta_sts_id(enforce));
     }
 }

@@ -69,6 +69,8 @@ pub fn check(config_path: &Path) -> Result<()> {
         ("smtp", &l.smtp),
         ("submission", &l.submission),
         ("submissions", &l.submissions),
+        ("https", &l.https),
+        ("http", &l.http),
     ] {
         let shown: Vec<String> = addrs.iter().map(|a| a.to_string()).collect();
         println!("  {name:<11}{}", if shown.is_empty() { "off".into() } else { shown.join(", ") });

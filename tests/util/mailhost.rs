@@ -34,6 +34,8 @@ pub fn host_config(dir: &Path, domain: &str, ip: IpAddr, mx_port: u16, dns: Sock
     c.listen.smtp = vec![SocketAddr::new(ip, mx_port)];
     c.listen.submission = vec![any];
     c.listen.submissions = vec![];
+    c.listen.https = vec![];
+    c.listen.http = vec![];
     c.queue.resolvers = vec![dns];
     // Mail between the hosts is checked like any MX mail (no records: `none`).
     c.smtp.inbound_checks = true;

@@ -1,6 +1,7 @@
 //! Shared helpers: start a server in one line, talk IMAP and SMTP.
 
 pub mod dns;
+pub mod http;
 pub mod imap;
 pub mod mailhost;
 pub mod pebble;

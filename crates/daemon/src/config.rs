@@ -37,6 +37,8 @@ pub struct Config {
     pub dns: DnsConfig,
     pub store: StoreConfig,
     pub coi: CoiConfig,
+    pub http: HttpConfig,
+    pub mta_sts: MtaStsConfig,
     pub log: LogConfig,
     pub shutdown: ShutdownConfig,
 }
@@ -70,6 +72,10 @@ pub struct ListenConfig {
     pub submission: Vec<SocketAddr>,
     /// Submission over implicit TLS (production: 465).
     pub submissions: Vec<SocketAddr>,
+    /// HTTPS: client autoconfiguration and the MTA-STS policy (production: 443).
+    pub https: Vec<SocketAddr>,
+    /// Plain HTTP: ACME HTTP-01, autoconfig, else a redirect to HTTPS (production: 80).
+    pub http: Vec<SocketAddr>,
     /// Per service, the load balancers (`addr/len` networks) whose
     /// connections begin with a PROXY protocol header (v1 or v2).
     pub proxy_protocol_from: ProxyProtocolFrom,
@@ -84,6 +90,8 @@ pub struct ProxyProtocolFrom {
     pub smtp: Vec<String>,
     pub submission: Vec<String>,
     pub submissions: Vec<String>,
+    pub https: Vec<String>,
+    pub http: Vec<String>,
 }
 
 impl ProxyProtocolFrom {
@@ -98,6 +106,17 @@ impl ProxyProtocolFrom {
             parse("listen.proxy_protocol_from.smtp", &self.smtp)?,
             parse("listen.proxy_protocol_from.submission", &self.submission)?,
             parse("listen.proxy_protocol_from.submissions", &self.submissions)?,
+        ])
+    }
+
+    /// The parsed networks of https and http, in that order.
+    pub fn parsed_http(&self) -> Result<[TrustedProxies; 2], ConfigError> {
+        let parse = |key: &'static str, list: &[String]| {
+            TrustedProxies::parse(list).map_err(|message| ConfigError::Invalid { key, message })
+        };
+        Ok([
+            parse("listen.proxy_protocol_from.https", &self.https)?,
+            parse("listen.proxy_protocol_from.http", &self.http)?,
         ])
     }
 }
@@ -115,6 +134,8 @@ impl Default for ListenConfig {
             smtp: addrs("0.0.0.0:2525"),
             submission: addrs("0.0.0.0:1587"),
             submissions: addrs("0.0.0.0:1465"),
+            https: addrs("0.0.0.0:1443"),
+            http: addrs("0.0.0.0:1080"),
             proxy_protocol_from: ProxyProtocolFrom::default(),
         }
     }
@@ -122,7 +143,7 @@ impl Default for ListenConfig {
 
 impl ListenConfig {
     pub fn needs_tls(&self) -> bool {
-        !self.imaps.is_empty() || !self.submissions.is_empty()
+        !self.imaps.is_empty() || !self.submissions.is_empty() || !self.https.is_empty()
     }
 }
 
@@ -471,6 +492,41 @@ pub struct DnsConfig {
     pub public_addresses: Vec<std::net::IpAddr>,
 }
 
+/// The HTTP(S) listeners (`listen.https`, `listen.http`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct HttpConfig {
+    /// Most HTTP(S) connections at once, both listeners together (0: no limit).
+    pub max_connections: usize,
+    /// Most HTTP(S) connections from one IP address (IPv6: one /64) (0: no limit).
+    pub max_connections_per_ip: usize,
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        HttpConfig { max_connections: 200, max_connections_per_ip: 20 }
+    }
+}
+
+/// The MTA-STS policy (RFC 8461) served at `https://mta-sts.<domain>/.well-known/mta-sts.txt`
+/// for every domain, naming `server.hostname` as the one MX; `coimail dns` prints the
+/// `_mta-sts` record whose id follows it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct MtaStsConfig {
+    /// "testing" (senders report failures but deliver anyway), "enforce" (senders
+    /// deliver only over TLS with a valid certificate for the MX), or "none" (withdraws it).
+    pub mode: coimail_delivery::sts::Mode,
+    /// How long senders may cache the policy, in seconds (at most 31557600, a year).
+    pub max_age_secs: u32,
+}
+
+impl Default for MtaStsConfig {
+    fn default() -> Self {
+        MtaStsConfig { mode: coimail_delivery::sts::Mode::Testing, max_age_secs: 604_800 }
+    }
+}
+
 /// Upper bound of `coi.validation_window_secs`: one day.
 const MAX_VALIDATION_WINDOW_SECS: u64 = 86_400;
 
@@ -623,6 +679,10 @@ impl Config {
         }
         self.listen.proxy_protocol_from.parsed()?;
         self.validate_acme()?;
+        self.listen.proxy_protocol_from.parsed_http()?;
+        if self.mta_sts.max_age_secs > coimail_delivery::sts::policy::MAX_AGE_LIMIT {
+            return invalid("mta_sts.max_age_secs", "must be at most 31557600 (RFC 8461 §3.2)");
+        }
         if self.imap.auth_timeout_secs == 0 {
             return invalid("imap.auth_timeout_secs", "must be at least 1");
         }
@@ -750,6 +810,15 @@ impl Config {
     /// Where ACME accounts and certificates live.
     pub fn acme_dir(&self) -> PathBuf {
         self.server.data_dir.join("acme")
+    }
+
+    /// The MTA-STS policy this server publishes for each of its domains.
+    pub fn mta_sts_policy(&self) -> coimail_delivery::sts::Policy {
+        coimail_delivery::sts::Policy {
+            mode: self.mta_sts.mode,
+            mx: vec![self.server.hostname.trim_end_matches('.').to_ascii_lowercase()],
+            max_age: self.mta_sts.max_age_secs,
+        }
     }
 
     pub fn admin_socket(&self) -> PathBuf {

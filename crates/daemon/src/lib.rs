@@ -13,8 +13,8 @@
 //! 5. Load TLS, then bind **every** listener before serving anything, so
 //!    port 0 resolves and a taken port fails the start, not a later request.
 //! 6. Start COI (VAPID key in `<data>/vapid.p8`, push workers), build the
-//!    outbound queue (resolver, client TLS, DKIM keys in `<data>/dkim/`), then spawn IMAP, SMTP, the
-//!    queue runner and the admin socket, each with its shutdown token.
+//!    outbound queue (resolver, client TLS, DKIM keys in `<data>/dkim/`), then spawn IMAP, SMTP,
+//!    HTTP(S), the queue runner and the admin socket, each with its shutdown token.
 //!
 //! # Shutdown ([`Running::shutdown`])
 //! Cancel the token (listeners stop accepting, sessions finish the command
@@ -88,6 +88,10 @@ pub struct BoundAddrs {
     pub smtp: Vec<SocketAddr>,
     pub submission: Vec<SocketAddr>,
     pub submissions: Vec<SocketAddr>,
+    #[serde(default)]
+    pub https: Vec<SocketAddr>,
+    #[serde(default)]
+    pub http: Vec<SocketAddr>,
 }
 
 /// A started daemon.
@@ -232,6 +236,44 @@ fn smtp_context(
     SmtpContext::new(store.clone(), directory.clone(), tls, smtp)
 }
 
+/// The HTTP(S) listeners' context: what clients are told comes from the
+/// bound addresses (port 0 resolved), so it is always what is served.
+fn http_context(
+    config: &Config,
+    addrs: &BoundAddrs,
+    directory: &Directory,
+    tls: Option<coimail_tls::TlsAcceptor>,
+    http01: Option<acme::Http01Store>,
+) -> Result<coimail_http::HttpContext, DaemonError> {
+    let port = |a: &[SocketAddr]| a.first().map(SocketAddr::port);
+    // Implicit-TLS listeners serve nothing without TLS; don't advertise them.
+    let with_tls = |a: &[SocketAddr]| if tls.is_some() { port(a) } else { None };
+    let services = coimail_http::MailServices::new(
+        with_tls(&addrs.imaps),
+        port(&addrs.imap),
+        with_tls(&addrs.submissions),
+        port(&addrs.submission),
+    );
+    let http = coimail_http::HttpConfig {
+        hostname: config.server.hostname.trim_end_matches('.').to_ascii_lowercase(),
+        services,
+        mta_sts_policy: config.mta_sts_policy().to_text(),
+        https_port: with_tls(&addrs.https),
+        max_connections: config.http.max_connections,
+        max_connections_per_ip: config.http.max_connections_per_ip,
+    };
+    let [https_proxy, http_proxy] = config.listen.proxy_protocol_from.parsed_http()?;
+    // HTTP/1.1 only (no h2 here); validations are still answered by `accept`.
+    let tls = tls.map(|t| t.with_alpn(&[b"http/1.1"]));
+    let mut ctx = coimail_http::HttpContext::new(directory.clone(), tls, http)
+        .with_proxy_protocol(coimail_http::HttpListener::Https, https_proxy)
+        .with_proxy_protocol(coimail_http::HttpListener::Http, http_proxy);
+    if let Some(store) = http01 {
+        ctx = ctx.with_http01(Arc::new(store));
+    }
+    Ok(ctx)
+}
+
 /// The MX listener's SPF/DKIM/ARC/DMARC/iprev checks, resolving where the
 /// queue does; `None` when `smtp.inbound_checks` is off.
 fn inbound_checks(config: &Config) -> Result<Option<coimail_smtp::inbound::Checker>, DaemonError> {
@@ -257,12 +299,16 @@ pub async fn start(config: Config) -> Result<Running, DaemonError> {
     let smtp = bind_all("smtp", &l.smtp).await?;
     let submission = bind_all("submission", &l.submission).await?;
     let submissions = bind_all("submissions", &l.submissions).await?;
+    let https = bind_all("https", &l.https).await?;
+    let http = bind_all("http", &l.http).await?;
     let addrs = BoundAddrs {
         imap: local_addrs(&imap),
         imaps: local_addrs(&imaps),
         smtp: local_addrs(&smtp),
         submission: local_addrs(&submission),
         submissions: local_addrs(&submissions),
+        https: local_addrs(&https),
+        http: local_addrs(&http),
     };
     let admin_socket = config.admin_socket();
     let admin_listener = admin::bind(&admin_socket).await?;
@@ -309,6 +355,8 @@ pub async fn start(config: Config) -> Result<Running, DaemonError> {
     let delivery = config.delivery();
     let reports = ReportLimit::new(delivery.reports_per_address_per_hour, delivery.reports_per_hour);
     let (queue, runner) = outbound_queue(&config, &store, &directory, &dkim, &reports)?;
+    let http01 = acme.as_ref().map(|(_, handle)| handle.http01().clone());
+    let http_ctx = Arc::new(http_context(&config, &addrs, &directory, tls.clone(), http01)?);
     let mut smtp_ctx = smtp_context(&config, &store, &directory, tls)
         .with_queue(queue.clone())
         .with_coi(coi.clone())
@@ -335,6 +383,13 @@ pub async fn start(config: Config) -> Result<Running, DaemonError> {
         .chain(submissions.into_iter().map(|l| (l, SmtpListener::Submissions)));
     for (listener, kind) in smtp_listeners {
         tracker.spawn(coimail_smtp::serve(listener, kind, smtp_ctx.clone(), shutdown.clone(), tracker.clone()));
+    }
+    let http_listeners = https
+        .into_iter()
+        .map(|l| (l, coimail_http::HttpListener::Https))
+        .chain(http.into_iter().map(|l| (l, coimail_http::HttpListener::Http)));
+    for (listener, kind) in http_listeners {
+        tracker.spawn(coimail_http::serve(listener, kind, http_ctx.clone(), shutdown.clone(), tracker.clone()));
     }
     tracker.spawn(runner.run(shutdown.clone()));
     let acme_handle = acme.map(|(task, handle)| {

@@ -32,6 +32,13 @@ pub struct Http01Store {
     tokens: Arc<RwLock<HashMap<String, String>>>,
 }
 
+/// The port-80 listener answers `/.well-known/acme-challenge/{token}` from here.
+impl coimail_http::Http01Responder for Http01Store {
+    fn key_authorization(&self, token: &str) -> Option<String> {
+        Http01Store::key_authorization(self, token)
+    }
+}
+
 impl std::fmt::Debug for Http01Store {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         // Key authorizations prove control of the account key's domains: not for logs.

@@ -140,6 +140,19 @@ impl Policy {
         Ok(Policy { mode, mx, max_age })
     }
 
+    /// The policy file as a server publishes it (§3.2: CRLF line ends,
+    /// `version` first), what [`Policy::parse`] reads back. The daemon serves
+    /// this text and `coimail dns` derives the `_mta-sts` record's id from
+    /// it, so the two always agree.
+    pub fn to_text(&self) -> String {
+        let mut out = format!("version: STSv1\r\nmode: {}\r\n", self.mode);
+        for mx in &self.mx {
+            out.push_str(&format!("mx: {mx}\r\n"));
+        }
+        out.push_str(&format!("max_age: {}\r\n", self.max_age));
+        out
+    }
+
     /// Whether `host` (an MX host name) is one the policy lists (§4.1).
     pub fn matches(&self, host: &str) -> bool {
         let host = host.trim_end_matches('.').to_ascii_lowercase();
@@ -210,6 +223,15 @@ mod tests {
         assert_eq!((p.mode, p.mx.len()), (Mode::None, 0));
         let p = Policy::parse("version: STSv1\nmode: enforce\nmode: none\nmx: a.b\nmax_age: 1\n").unwrap();
         assert_eq!(p.mode, Mode::Enforce, "the first of a repeated key");
+    }
+
+    #[test]
+    fn a_written_policy_reads_back() {
+        let p =
+            Policy { mode: Mode::Enforce, mx: vec!["mail.example.org".into(), "*.example.net".into()], max_age: 86400 };
+        let text = p.to_text();
+        assert!(text.starts_with("version: STSv1\r\nmode: enforce\r\n"), "{text}");
+        assert_eq!(Policy::parse(&text).unwrap(), p);
     }
 
     #[test]
