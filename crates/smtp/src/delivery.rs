@@ -252,6 +252,7 @@ pub async fn deliver(
     // Durable now: pushes may go out (COI R36); one per stored copy.
     let copies: Vec<(Stored, &Flags)> = stored.iter().zip(&placements).map(|(s, p)| (*s, &p.flags)).collect();
     ctx.coi.delivered(&copies, message);
+    ctx.deltachat.delivered(&copies);
     Ok((stored, full))
 }
 

@@ -129,6 +129,8 @@ pub struct SmtpContext {
     rate: rate::RateLimit,
     /// COI's delivery decision and WebPush (`delivery.rs` calls it).
     pub coi: coimail_coi::Coi,
+    /// Delta Chat push (`delivery.rs` calls it after the commit, beside COI's WebPush).
+    pub deltachat: coimail_deltachat::DeltaChat,
     /// SPF/DKIM/ARC/DMARC/iprev on the MX listener; `None`: turned off.
     inbound: Option<Arc<inbound::Checker>>,
     /// The cap on the delivery reports sessions make (shared with the queue's).
@@ -145,6 +147,7 @@ impl SmtpContext {
         let limits = ConnectionLimits::new(config.max_connections, config.max_connections_per_ip);
         let rate = rate::RateLimit::new(config.max_messages_per_hour, rate::WINDOW);
         let coi = coimail_coi::Coi::new(store.clone());
+        let deltachat = coimail_deltachat::DeltaChat::new(store.clone());
         let reports = coimail_delivery::ReportLimit::default();
         SmtpContext {
             store,
@@ -155,6 +158,7 @@ impl SmtpContext {
             limits,
             rate,
             coi,
+            deltachat,
             inbound: None,
             reports,
             proxy_from: Vec::new(),
@@ -184,6 +188,12 @@ impl SmtpContext {
     /// Replaces the default COI service (no WebPush) with a configured one.
     pub fn with_coi(mut self, coi: coimail_coi::Coi) -> SmtpContext {
         self.coi = coi;
+        self
+    }
+
+    /// Replaces the default Delta Chat service (no push) with a configured one.
+    pub fn with_deltachat(mut self, deltachat: coimail_deltachat::DeltaChat) -> SmtpContext {
+        self.deltachat = deltachat;
         self
     }
 
