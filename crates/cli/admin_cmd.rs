@@ -149,7 +149,8 @@ pub async fn user(config_path: &Path, cmd: UserCmd) -> Result<()> {
         return run(config_path, cmd.into_request()?).await;
     };
     let password = read_password(&address)?;
-    let req = AdminRequest::UserAdd { password: Secret(password.0.clone()), address: address.clone(), quota_bytes: quota };
+    let req =
+        AdminRequest::UserAdd { password: Secret(password.0.clone()), address: address.clone(), quota_bytes: quota };
     run(config_path, req).await?;
     let config = Config::load(config_path)?;
     let uri = crate::dclogin::uri(&config, &address, &password.0, accept_invalid_certificates)?;

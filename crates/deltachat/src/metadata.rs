@@ -82,7 +82,8 @@ mod tests {
 
     #[test]
     fn turn_credentials_are_the_rest_api_ones() {
-        let turn = Turn { server: "turn.example.org:3478".into(), secret: "s3cret".into(), ttl: Duration::from_secs(100) };
+        let turn =
+            Turn { server: "turn.example.org:3478".into(), secret: "s3cret".into(), ttl: Duration::from_secs(100) };
         let v = turn.value(1_000);
         let (host, rest) = v.split_once(':').unwrap();
         let (port, rest) = rest.split_once(':').unwrap();

@@ -168,7 +168,9 @@ impl Worker {
             }
             Attempt::Gone => {
                 match tokens::remove(&self.store, AccountId(job.account), &job.token).await {
-                    Ok(_) => tracing::info!(account = job.account, token = %fp, "deltachat: device token gone (410), deleted"),
+                    Ok(_) => {
+                        tracing::info!(account = job.account, token = %fp, "deltachat: device token gone (410), deleted")
+                    }
                     Err(e) => tracing::warn!(error = %e, "deltachat: deleting a gone device token failed"),
                 }
                 self.queue.done(job.account);
