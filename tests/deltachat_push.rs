@@ -278,3 +278,95 @@ async fn deltachat_stalled_proxy_delays_no_delivery() {
     idle.send_raw(b"DONE\r\n").await;
     assert!(idle.until_tagged(&tag).await.ok());
 }
+
+/// `coimail user add --dclogin` against the running server, through its admin
+/// socket, with a config naming the ports it really listens on; returns
+/// (stdout, the URI).
+async fn dclogin_via_cli(server: &TestServer, proxy: &NotifyProxy, address: &str) -> (String, String) {
+    let mut config = crate::util::server::test_config(server.dir.path());
+    config.server.hostname = "127.0.0.1".into();
+    let a = server.addrs();
+    (config.listen.imap, config.listen.imaps) = (a.imap.clone(), a.imaps.clone());
+    (config.listen.submission, config.listen.submissions) = (a.submission.clone(), a.submissions.clone());
+    config.listen.smtp = a.smtp.clone();
+    config.deltachat.notify_url = proxy.url();
+    let path = server.dir.path().join("coimail.toml");
+    std::fs::write(&path, toml::to_string(&config).unwrap()).unwrap();
+    let address = address.to_owned();
+    let (ok, stdout, stderr) = tokio::task::spawn_blocking(move || {
+        let args = ["user", "add", "--dclogin", "--accept-invalid-certificates", &address];
+        crate::util::server::cli(&path, &args, Some(util::PASSWORD))
+    })
+            .await
+            .unwrap();
+    assert!(ok, "{stdout}\n{stderr}");
+    assert!(stderr.contains("hold the password"), "{stderr}");
+    let uri = stdout.lines().find(|l| l.starts_with("dclogin:")).unwrap_or_else(|| panic!("{stdout}")).to_owned();
+    (stdout, uri)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deltachat_cli_dclogin_names_the_real_servers() {
+    let proxy = NotifyProxy::start().await;
+    let server = start(Some(&proxy), |_| {}).await;
+    let (stdout, uri) = dclogin_via_cli(&server, &proxy, "carol@example.org").await;
+    let a = server.addrs();
+    let pw = util::PASSWORD.replace(' ', "%20");
+    assert_eq!(
+        uri,
+        format!(
+            "dclogin:carol@example.org?p={pw}&v=1&ih=127.0.0.1&ip={}&is=ssl&sh=127.0.0.1&sp={}&ss=ssl&ic=3",
+            a.imaps[0].port(),
+            a.submissions[0].port()
+        )
+    );
+    // The QR code follows: half-block rows of equal width.
+    let rows: Vec<&str> = stdout.lines().skip_while(|l| !l.starts_with("dclogin:")).skip(1).collect();
+    assert!(rows.len() > 20 && rows.iter().all(|r| r.chars().count() == rows[0].chars().count()), "{stdout}");
+    // The user exists and logs in with the password.
+    ImapClient::login(server.imap(), "carol@example.org", util::PASSWORD).await;
+}
+
+/// Real Delta Chat: configured from the URI the CLI printed, it exchanges
+/// messages, and its account's device token reaches the proxy on delivery.
+/// deltachat-rpc-server 2.65 has no JSON-RPC call that hands core a device
+/// token (core's `set_push_device_token` is the apps' Rust API), so the token
+/// is stored the way core's `register_token` stores it, over IMAP.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deltachat_configured_from_cli_dclogin_gets_pushes() {
+    if std::env::var("COIMAIL_EXTERNAL").as_deref() != Ok("1") {
+        eprintln!("skipped: run tests/run.sh (COIMAIL_EXTERNAL=1) for the Delta Chat interop test");
+        return;
+    }
+    let mut proxy = NotifyProxy::start().await;
+    let server = start(Some(&proxy), |_| {}).await;
+    let (_, uri) = dclogin_via_cli(&server, &proxy, "carol@example.org").await;
+    register(&server, "carol@example.org", PHONE).await;
+    let accounts = tempfile::tempdir().unwrap();
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/external/deltachat_dclogin.py");
+    let run = tokio::process::Command::new(crate::external::python())
+        .arg(script)
+        .arg(&uri)
+        .arg("127.0.0.1")
+        .arg(server.imap().port().to_string())
+        .arg(server.addrs().submission[0].port().to_string())
+        .arg(ALICE)
+        .arg(util::PASSWORD)
+        .arg(accounts.path())
+        .kill_on_drop(true)
+        .output();
+    let out = tokio::time::timeout(Duration::from_secs(300), run)
+        .await
+        .expect("Delta Chat took over 5 minutes")
+        .expect("python3 with deltachat-rpc-client must be installed (tests/run.sh)");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "Delta Chat failed:\n{stdout}\n{stderr}");
+    assert!(stdout.contains("deltachat dclogin ok"), "{stdout}");
+    // Alice's message to carol woke carol's device; alice has no token.
+    let post = proxy.next(WAIT).await;
+    assert_eq!(post.body, PHONE);
+    while let Ok(post) = tokio::time::timeout(QUIET, proxy.next(WAIT)).await {
+        assert_eq!(post.body, PHONE, "only carol's token is ever sent");
+    }
+}
