@@ -297,8 +297,8 @@ async fn dclogin_via_cli(server: &TestServer, proxy: &NotifyProxy, address: &str
         let args = ["user", "add", "--dclogin", "--accept-invalid-certificates", &address];
         crate::util::server::cli(&path, &args, Some(util::PASSWORD))
     })
-            .await
-            .unwrap();
+    .await
+    .unwrap();
     assert!(ok, "{stdout}\n{stderr}");
     assert!(stderr.contains("hold the password"), "{stderr}");
     let uri = stdout.lines().find(|l| l.starts_with("dclogin:")).unwrap_or_else(|| panic!("{stdout}")).to_owned();
