@@ -148,7 +148,8 @@ mod tests {
 
     #[test]
     fn bad_values_are_named() {
-        let cases: [(&str, fn(&mut DeltaChatConfig)); 5] = [
+        type Edit = fn(&mut DeltaChatConfig);
+        let cases: [(&str, Edit); 5] = [
             ("deltachat.notify_url", |c| c.notify_url = "http://notifications.delta.chat/notify".into()),
             ("deltachat.notify_workers", |c| c.notify_workers = 0),
             ("deltachat.turn_server", |c| c.turn_server = "turn.example.org".into()),
