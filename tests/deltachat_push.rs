@@ -150,6 +150,11 @@ async fn deltachat_delivery_posts_each_device_token_once() {
     assert_eq!(bodies, want);
     deliver(&server, BOB, 4).await;
     proxy.none_for(QUIET).await;
+    // A device's own sent copy (From: the user) wakes nobody, as in chatmail.
+    let own = format!("From: <{}>\r\nTo: {ALICE}\r\nSubject: self\r\n\r\nmine\r\n", ALICE.to_uppercase());
+    let mut smtp = SmtpClient::connect(server.smtp()).await;
+    assert!(smtp.send("sender@remote.test", &[ALICE], own.as_bytes()).await.starts_with("250"));
+    proxy.none_for(QUIET).await;
 
     // chatmail pushes for deliveries only: an APPEND (the client's own) wakes nobody.
     let mut c = ImapClient::login(server.imap(), ALICE, util::PASSWORD).await;

@@ -27,7 +27,7 @@ pub mod tokens;
 pub use metadata::{ServerMetadata, Turn};
 pub use notifier::{PushSettings, check_notify_url};
 
-use coimail_store::{AccountId, Flags, Store, StoreError, Stored};
+use coimail_store::{AccountId, Placement, Store, StoreError, Stored};
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 use tokio_util::sync::CancellationToken;
@@ -65,6 +65,12 @@ struct Inner {
     store: Store,
     metadata: ServerMetadata,
     push: Option<notifier::Notifier>,
+}
+
+/// The address of the message's first From field.
+fn from_address(raw: &[u8]) -> Option<String> {
+    let message = mail_parser::MessageParser::default().parse_headers(raw)?;
+    message.from()?.first()?.address().map(str::to_owned)
 }
 
 fn now_unix() -> i64 {
@@ -136,15 +142,20 @@ impl DeltaChat {
 
     /// After a delivery is durable: a push for every device of every account
     /// that got a copy in INBOX, or in COI/Chats (a copy COI filed carries
-    /// `$Chat`). Copies in Junk wake nobody. Returns at once.
-    pub fn delivered(&self, copies: &[(Stored, &Flags)]) {
+    /// `$Chat`). Copies in Junk wake nobody, and neither does a message whose
+    /// From is the recipient itself (chatmail's push hook: a device's own
+    /// sent copies are no news). Returns at once.
+    pub fn delivered(&self, copies: &[(Stored, &Placement)], raw: &[u8]) {
         let Some(push) = &self.inner.push else { return };
+        let from = from_address(raw);
         let mut done: Vec<AccountId> = Vec::new();
-        for (stored, flags) in copies {
-            if done.contains(&stored.account) {
+        for (stored, placement) in copies {
+            if done.contains(&stored.account)
+                || from.as_deref().is_some_and(|f| f.eq_ignore_ascii_case(&placement.address))
+            {
                 continue;
             }
-            let wanted = flags.contains(CHAT_KEYWORD)
+            let wanted = placement.flags.contains(CHAT_KEYWORD)
                 || self.inner.store.mailbox_by_id(stored.account, stored.mailbox).is_ok_and(|m| m.name == "INBOX");
             if !wanted {
                 continue;

@@ -253,6 +253,10 @@ pub(crate) async fn set(s: &mut Session, args: SetArgs) -> CmdResult {
             if value.as_ref().is_some_and(|v| !v.iter().all(u8::is_ascii_graphic)) {
                 return Err(ImapError::no(Code::Cannot, "A device token is printable ASCII"));
             }
+            // An entry stored by releases before the token set goes with the first new value.
+            if s.ctx.store.get_metadata(scope, &name)?.is_some() {
+                entries.push((name, None));
+            }
             device_tokens.push(value);
         } else {
             entries.push((name, value));
