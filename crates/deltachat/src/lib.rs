@@ -117,8 +117,9 @@ impl DeltaChat {
                     .ok()
                     .filter(|t| t.bytes().all(|b| b.is_ascii_graphic()))
                     .ok_or_else(|| DeltaChatError::Config("a device token is printable ASCII".into()))?;
-                tokens::add(&self.inner.store, account, token, now_unix()).await?;
-                tracing::info!(account = account.0, token = %tokens::fingerprint(token), "deltachat: device token stored");
+                if tokens::add(&self.inner.store, account, token, now_unix()).await? {
+                    tracing::info!(account = account.0, token = %tokens::fingerprint(token), "deltachat: device token stored");
+                }
             }
             None => tokens::clear(&self.inner.store, account).await?,
         }

@@ -82,12 +82,13 @@ pub fn list(store: &Store, account: AccountId, now: i64) -> Result<Vec<String>, 
 }
 
 /// Adds `token` (or refreshes its time), dropping expired tokens and, over
-/// [`MAX_TOKENS`], the oldest. Durable on return.
-pub async fn add(store: &Store, account: AccountId, token: &str, now: i64) -> Result<(), StoreError> {
+/// [`MAX_TOKENS`], the oldest. Durable on return; `false` when nothing
+/// needed writing (the token was set within the last day).
+pub async fn add(store: &Store, account: AccountId, token: &str, now: i64) -> Result<bool, StoreError> {
     let own = name(token);
     let all = stored(store, account)?;
     if all.iter().any(|(n, t)| *n == own && t.token == token && valid(t, now) && now - t.added < REFRESH_SECS) {
-        return Ok(());
+        return Ok(false);
     }
     let mut entries: Vec<(String, Option<Vec<u8>>)> = Vec::new();
     let mut kept = 0usize;
@@ -103,7 +104,8 @@ pub async fn add(store: &Store, account: AccountId, token: &str, now: i64) -> Re
         }
     }
     entries.push((own, Some(format!("{now} {token}").into_bytes())));
-    store.set_metadata_entries(scope(account), &entries, None).await
+    store.set_metadata_entries(scope(account), &entries, None).await?;
+    Ok(true)
 }
 
 /// Removes `token` (the proxy said it is gone); fine if it is not there.
@@ -143,9 +145,9 @@ mod tests {
     #[tokio::test]
     async fn devices_each_keep_their_token() {
         let (_d, s) = store();
-        add(&s, A, "openpgp:phone", NOW).await.unwrap();
-        add(&s, A, "openpgp:tablet", NOW + 1).await.unwrap();
-        add(&s, A, "openpgp:phone", NOW + 2).await.unwrap();
+        assert!(add(&s, A, "openpgp:phone", NOW).await.unwrap());
+        assert!(add(&s, A, "openpgp:tablet", NOW + 1).await.unwrap());
+        assert!(!add(&s, A, "openpgp:phone", NOW + 2).await.unwrap(), "a reconnect writes nothing");
         assert_eq!(list(&s, A, NOW + 3).unwrap(), vec!["openpgp:phone", "openpgp:tablet"]);
         assert_eq!(list(&s, AccountId(8), NOW).unwrap(), Vec::<String>::new());
         assert!(remove(&s, A, "openpgp:phone").await.unwrap());
