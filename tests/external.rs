@@ -4,7 +4,7 @@ use crate::util::{self, TestServer};
 
 /// The interpreter with the test clients: `tests/run.sh` points COIMAIL_PYTHON
 /// at its virtualenv.
-fn python() -> String {
+pub(crate) fn python() -> String {
     std::env::var("COIMAIL_PYTHON").unwrap_or_else(|_| "python3".into())
 }
 

@@ -16,6 +16,13 @@ pub enum UserCmd {
         /// Storage limit in bytes.
         #[arg(long)]
         quota: Option<u64>,
+        /// Also print a dclogin: URI and its QR code, which Delta Chat scans to set
+        /// the account up with this server's host, ports and security. It holds the password.
+        #[arg(long)]
+        dclogin: bool,
+        /// In the dclogin: URI, tell Delta Chat to accept an invalid (e.g. self-signed) certificate.
+        #[arg(long, requires = "dclogin")]
+        accept_invalid_certificates: bool,
     },
     /// Delete a user and all its mail.
     Del { address: String },
@@ -105,7 +112,7 @@ impl DkimCmd {
 impl UserCmd {
     pub fn into_request(self) -> Result<AdminRequest> {
         Ok(match self {
-            UserCmd::Add { address, quota } => {
+            UserCmd::Add { address, quota, .. } => {
                 AdminRequest::UserAdd { password: read_password(&address)?, address, quota_bytes: quota }
             }
             UserCmd::Del { address } => AdminRequest::UserDel { address },
@@ -155,6 +162,23 @@ fn read_password(address: &str) -> Result<Secret> {
         bail!("empty password");
     }
     Ok(Secret(password))
+}
+
+/// `coimail user ...`; `add --dclogin` also prints the account's `dclogin:` URI and QR code.
+pub async fn user(config_path: &Path, cmd: UserCmd) -> Result<()> {
+    let UserCmd::Add { address, quota, dclogin: true, accept_invalid_certificates } = cmd else {
+        return run(config_path, cmd.into_request()?).await;
+    };
+    let password = read_password(&address)?;
+    let req =
+        AdminRequest::UserAdd { password: Secret(password.0.clone()), address: address.clone(), quota_bytes: quota };
+    run(config_path, req).await?;
+    let config = Config::load(config_path)?;
+    let uri = crate::dclogin::uri(&config, &address, &password.0, accept_invalid_certificates)?;
+    eprintln!("The dclogin: URI and QR code below hold the password: share them only with the user.");
+    println!("{uri}");
+    print!("{}", crate::dclogin::qr(&uri)?);
+    Ok(())
 }
 
 pub async fn run(config_path: &Path, req: AdminRequest) -> Result<()> {

@@ -2,6 +2,7 @@
 //! its file. The only place `anyhow` is used.
 
 mod admin_cmd;
+mod dclogin;
 mod dns;
 mod dns_check;
 mod init;
@@ -105,7 +106,7 @@ fn main() -> ExitCode {
         match cli.command {
             Command::Serve { ready_file } => serve::run(&cli.config, ready_file.as_deref()).await,
             Command::Init { domain, data, hostname } => init::run(&domain, &data, hostname).await,
-            Command::User(cmd) => admin_cmd::run(&cli.config, cmd.into_request()?).await,
+            Command::User(cmd) => admin_cmd::user(&cli.config, cmd).await,
             Command::Alias(cmd) => admin_cmd::run(&cli.config, cmd.into_request()).await,
             Command::Domain(cmd) => admin_cmd::run(&cli.config, cmd.into_request()).await,
             Command::Dns(args) => dns::run(&cli.config, args).await,

@@ -4,6 +4,7 @@ pub mod dns;
 pub mod http;
 pub mod imap;
 pub mod mailhost;
+pub mod notify_proxy;
 pub mod pebble;
 pub mod push_service;
 pub mod server;

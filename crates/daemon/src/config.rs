@@ -6,6 +6,10 @@
 //! Relative paths are resolved against the directory of the config file,
 //! so a data dir made by `coimail init` keeps working wherever it is started from.
 
+mod deltachat;
+
+pub use deltachat::{DELTA_CHAT_NOTIFY_URL, DeltaChatConfig};
+
 use coimail_directory::{PlaintextAuth, TrustedProxies};
 use serde::{Deserialize, Serialize};
 use std::net::SocketAddr;
@@ -39,6 +43,7 @@ pub struct Config {
     pub coi: CoiConfig,
     pub http: HttpConfig,
     pub mta_sts: MtaStsConfig,
+    pub deltachat: DeltaChatConfig,
     pub log: LogConfig,
     pub shutdown: ShutdownConfig,
 }
@@ -777,6 +782,7 @@ impl Config {
         if !(subject.is_empty() || subject.starts_with("mailto:") || subject.starts_with("https:")) {
             return invalid("coi.vapid_subject", "must be a mailto: or https: URL (RFC 8292)");
         }
+        self.deltachat.validate()?;
         if let Err(e) = self.log.level.parse::<tracing_subscriber::EnvFilter>() {
             return Err(ConfigError::Invalid { key: "log.level", message: e.to_string() });
         }

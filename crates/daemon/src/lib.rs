@@ -12,9 +12,10 @@
 //!    the outbound queue's leases (always: their holder is gone).
 //! 5. Load TLS, then bind **every** listener before serving anything, so
 //!    port 0 resolves and a taken port fails the start, not a later request.
-//! 6. Start COI (VAPID key in `<data>/vapid.p8`, push workers), build the
-//!    outbound queue (resolver, client TLS, DKIM keys in `<data>/dkim/`), then spawn IMAP, SMTP,
-//!    HTTP(S), the queue runner and the admin socket, each with its shutdown token.
+//! 6. Start COI (VAPID key in `<data>/vapid.p8`, push workers) and Delta
+//!    Chat's push notifier, build the outbound queue (resolver, client TLS,
+//!    DKIM keys in `<data>/dkim/`), then spawn IMAP, SMTP, HTTP(S), the queue
+//!    runner and the admin socket, each with its shutdown token.
 //!
 //! # Shutdown ([`Running::shutdown`])
 //! Cancel the token (listeners stop accepting, sessions finish the command
@@ -320,6 +321,9 @@ pub async fn start(config: Config) -> Result<Running, DaemonError> {
     // starts the push workers.
     let coi =
         coimail_coi::Coi::start(store.clone(), config.coi()).map_err(|e| DaemonError::Other(format!("coi: {e}")))?;
+    // Delta Chat's push notifier beside COI's WebPush: both hear of deliveries from SMTP.
+    let deltachat = coimail_deltachat::DeltaChat::start(store.clone(), config.deltachat.settings(), shutdown.clone())
+        .map_err(|e| DaemonError::Other(format!("deltachat: {e}")))?;
     let [imap_proxy, imaps_proxy, smtp_proxy, submission_proxy, submissions_proxy] =
         config.listen.proxy_protocol_from.parsed()?;
     let imap_ctx = Arc::new(
@@ -346,6 +350,7 @@ pub async fn start(config: Config) -> Result<Running, DaemonError> {
             },
         )
         .with_coi(coi.clone())
+        .with_deltachat(deltachat.clone())
         .with_proxy_protocol(ImapListener::Starttls, imap_proxy)
         .with_proxy_protocol(ImapListener::ImplicitTls, imaps_proxy),
     );
@@ -360,6 +365,7 @@ pub async fn start(config: Config) -> Result<Running, DaemonError> {
     let mut smtp_ctx = smtp_context(&config, &store, &directory, tls)
         .with_queue(queue.clone())
         .with_coi(coi.clone())
+        .with_deltachat(deltachat)
         .with_report_limit(reports)
         .with_proxy_protocol(SmtpListener::Mx, smtp_proxy)
         .with_proxy_protocol(SmtpListener::Submission, submission_proxy)

@@ -14,6 +14,8 @@ pub(crate) struct CapabilityState {
     pub append_limit: u64,
     /// COI's capabilities (`COI`, `WEBPUSH`), advertised only after login (R1, R2).
     pub coi: &'static str,
+    /// Delta Chat's (`XDELTAPUSH` when pushes go out), after login only.
+    pub deltachat: &'static str,
 }
 
 const COMMON: &str = "IMAP4rev1 IMAP4rev2 LITERAL+";
@@ -37,9 +39,11 @@ pub(crate) fn capabilities(s: CapabilityState) -> String {
         caps.push_str(" CONDSTORE QRESYNC NOTIFY");
         // RFC 4978, only after login (cmd/compress.rs, conn.rs).
         caps.push_str(" COMPRESS=DEFLATE");
-        if !s.coi.is_empty() {
-            caps.push(' ');
-            caps.push_str(s.coi);
+        for extra in [s.coi, s.deltachat] {
+            if !extra.is_empty() {
+                caps.push(' ');
+                caps.push_str(extra);
+            }
         }
         return caps;
     }
@@ -68,6 +72,7 @@ mod tests {
             plaintext_login: false,
             append_limit: 1000,
             coi: "COI WEBPUSH",
+            deltachat: "XDELTAPUSH",
         });
         assert_eq!(pre, "IMAP4rev1 IMAP4rev2 LITERAL+ SASL-IR ID ENABLE IDLE STARTTLS LOGINDISABLED");
         let pre = capabilities(CapabilityState {
@@ -76,6 +81,7 @@ mod tests {
             plaintext_login: true,
             append_limit: 1000,
             coi: "COI WEBPUSH",
+            deltachat: "XDELTAPUSH",
         });
         assert_eq!(pre, "IMAP4rev1 IMAP4rev2 LITERAL+ SASL-IR ID ENABLE IDLE AUTH=PLAIN");
         let post = capabilities(CapabilityState {
@@ -84,6 +90,7 @@ mod tests {
             plaintext_login: true,
             append_limit: 1000,
             coi: "COI WEBPUSH",
+            deltachat: "XDELTAPUSH",
         });
         assert!(post.contains("IDLE") && post.contains("SPECIAL-USE") && !post.contains("STARTTLS"));
         assert!(post.contains(" UIDPLUS MOVE MULTIAPPEND CREATE-SPECIAL-USE STATUS=SIZE APPENDLIMIT=1000"));
@@ -94,6 +101,7 @@ mod tests {
         assert!(post.contains(" CONDSTORE QRESYNC NOTIFY"));
         assert!(post.contains(" COMPRESS=DEFLATE") && !pre.contains("COMPRESS"));
         // COI R1/R2: exact upper-case atoms, after login only.
-        assert!(post.ends_with(" COI WEBPUSH") && !pre.contains("COI") && !pre.contains("WEBPUSH"));
+        assert!(post.ends_with(" COI WEBPUSH XDELTAPUSH") && !pre.contains("COI") && !pre.contains("WEBPUSH"));
+        assert!(!pre.contains("XDELTAPUSH"));
     }
 }

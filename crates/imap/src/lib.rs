@@ -128,6 +128,8 @@ pub struct ImapContext {
     pub(crate) mime_cache: mime::Cache,
     /// COI hooks (METADATA entries, folder switches, the `seen` mover).
     pub coi: coimail_coi::Coi,
+    /// Delta Chat's hooks (XDELTAPUSH, device tokens, server metadata).
+    pub deltachat: coimail_deltachat::DeltaChat,
     /// Listeners that take PROXY protocol headers, and from where.
     proxy_from: Vec<(ImapListener, TrustedProxies)>,
 }
@@ -143,6 +145,7 @@ impl ImapContext {
         let unauth_limits = ConnectionLimits::new(0, config.max_unauthenticated_per_ip);
         let user_limits = coimail_directory::UserLimits::new(config.max_connections_per_user);
         let coi = coimail_coi::Coi::new(store.clone());
+        let deltachat = coimail_deltachat::DeltaChat::new(store.clone());
         ImapContext {
             store,
             directory,
@@ -153,6 +156,7 @@ impl ImapContext {
             user_limits,
             mime_cache: mime::Cache::default(),
             coi,
+            deltachat,
             proxy_from: Vec::new(),
         }
     }
@@ -174,6 +178,12 @@ impl ImapContext {
     /// Replaces the default COI service (no WebPush) with a configured one.
     pub fn with_coi(mut self, coi: coimail_coi::Coi) -> ImapContext {
         self.coi = coi;
+        self
+    }
+
+    /// Replaces the default Delta Chat service (no push) with a configured one.
+    pub fn with_deltachat(mut self, deltachat: coimail_deltachat::DeltaChat) -> ImapContext {
+        self.deltachat = deltachat;
         self
     }
 }

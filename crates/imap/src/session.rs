@@ -294,6 +294,7 @@ impl Session {
             plaintext_login: self.ctx.config.plaintext_auth.allows(self.peer.ip(), tls),
             append_limit: self.ctx.config.max_literal_bytes,
             coi: self.ctx.coi.capabilities(),
+            deltachat: self.ctx.deltachat.capabilities(),
         })
     }
 

@@ -252,6 +252,8 @@ pub async fn deliver(
     // Durable now: pushes may go out (COI R36); one per stored copy.
     let copies: Vec<(Stored, &Flags)> = stored.iter().zip(&placements).map(|(s, p)| (*s, &p.flags)).collect();
     ctx.coi.delivered(&copies, message);
+    let placed: Vec<(Stored, &Placement)> = stored.iter().copied().zip(&placements).collect();
+    ctx.deltachat.delivered(&placed, message);
     Ok((stored, full))
 }
 

@@ -160,6 +160,8 @@ pub struct SmtpContext {
     mx_recipient_rate: rate::RateLimit<coimail_store::AccountId>,
     /// COI's delivery decision and WebPush (`delivery.rs` calls it).
     pub coi: coimail_coi::Coi,
+    /// Delta Chat push (`delivery.rs` calls it after the commit, beside COI's WebPush).
+    pub deltachat: coimail_deltachat::DeltaChat,
     /// SPF/DKIM/ARC/DMARC/iprev on the MX listener; `None`: turned off.
     inbound: Option<Arc<inbound::Checker>>,
     /// The cap on the delivery reports sessions make (shared with the queue's).
@@ -179,6 +181,7 @@ impl SmtpContext {
         let mx_peer_rate = rate::RateLimit::new(config.mx_messages_per_peer_per_hour, rate::WINDOW);
         let mx_recipient_rate = rate::RateLimit::new(config.mx_messages_per_recipient_per_hour, rate::WINDOW);
         let coi = coimail_coi::Coi::new(store.clone());
+        let deltachat = coimail_deltachat::DeltaChat::new(store.clone());
         let reports = coimail_delivery::ReportLimit::default();
         SmtpContext {
             store,
@@ -192,6 +195,7 @@ impl SmtpContext {
             mx_peer_rate,
             mx_recipient_rate,
             coi,
+            deltachat,
             inbound: None,
             reports,
             proxy_from: Vec::new(),
@@ -221,6 +225,12 @@ impl SmtpContext {
     /// Replaces the default COI service (no WebPush) with a configured one.
     pub fn with_coi(mut self, coi: coimail_coi::Coi) -> SmtpContext {
         self.coi = coi;
+        self
+    }
+
+    /// Replaces the default Delta Chat service (no push) with a configured one.
+    pub fn with_deltachat(mut self, deltachat: coimail_deltachat::DeltaChat) -> SmtpContext {
+        self.deltachat = deltachat;
         self
     }
 

@@ -118,9 +118,15 @@ async fn get(s: &mut Session, args: GetArgs) -> CmdResult {
     // COI's read-only entries (mailbox-root, the VAPID key) exist for every
     // account without being stored (R11, R31); expired push subscriptions
     // are dropped before anyone reads them (R33).
+    // Delta Chat's server metadata (D3) and INBOX's device tokens (D4) are
+    // answered from the config and the token set, not stored as entries.
     let virtual_entries = if scope.mailbox.is_none() {
         s.ctx.coi.before_read(scope.account).await?;
-        s.ctx.coi.virtual_entries()
+        let mut entries = s.ctx.coi.virtual_entries();
+        entries.extend(s.ctx.deltachat.server_entries());
+        entries
+    } else if name == "INBOX" {
+        s.ctx.deltachat.mailbox_entries(scope.account).map_err(deltachat_error)?
     } else {
         Vec::new()
     };
@@ -227,10 +233,11 @@ fn metadata_no(code: &str, text: &str) -> ImapError {
 
 /// SETMETADATA (RFC 5464 §4.3): every entry or none.
 pub(crate) async fn set(s: &mut Session, args: SetArgs) -> CmdResult {
-    let (scope, _) = scope_of(s, &args.mailbox)?;
+    let (scope, mailbox) = scope_of(s, &args.mailbox)?;
     let max_bytes = s.ctx.config.metadata_max_entry_bytes;
     let mut entries = Vec::with_capacity(args.entries.len());
     let mut coi_entries = Vec::new();
+    let mut device_tokens = Vec::new();
     for (wire, value) in args.entries {
         let name = entry::name(&wire, false)?;
         if scope.mailbox.is_none() && name.starts_with("/shared/") {
@@ -241,6 +248,16 @@ pub(crate) async fn set(s: &mut Session, args: SetArgs) -> CmdResult {
         }
         if scope.mailbox.is_none() && coimail_coi::Coi::owns_entry(&name) {
             coi_entries.push((name, value));
+        } else if coimail_deltachat::DeltaChat::owns_entry(&mailbox, &name) {
+            // D4: one token per device, kept as a set (never one value per mailbox).
+            if value.as_ref().is_some_and(|v| !v.iter().all(u8::is_ascii_graphic)) {
+                return Err(ImapError::no(Code::Cannot, "A device token is printable ASCII"));
+            }
+            // An entry stored by releases before the token set goes with the first new value.
+            if s.ctx.store.get_metadata(scope, &name)?.is_some() {
+                entries.push((name, None));
+            }
+            device_tokens.push(value);
         } else {
             entries.push((name, value));
         }
@@ -269,10 +286,20 @@ pub(crate) async fn set(s: &mut Session, args: SetArgs) -> CmdResult {
             Err(e) => return Err(e.into()),
         }
     }
+    for value in &device_tokens {
+        s.ctx.deltachat.set_entry(scope.account, value.as_deref()).await.map_err(deltachat_error)?;
+    }
     for (name, value) in &coi_entries {
         s.ctx.coi.set_entry(scope.account, name, value.as_deref()).await?;
     }
     Ok(Done::ok("SETMETADATA completed"))
+}
+
+fn deltachat_error(e: coimail_deltachat::DeltaChatError) -> ImapError {
+    match e {
+        coimail_deltachat::DeltaChatError::Store(e) => e.into(),
+        other => ImapError::Internal(format!("deltachat: {other}")),
+    }
 }
 
 #[cfg(test)]
