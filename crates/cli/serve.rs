@@ -61,6 +61,7 @@ pub fn check(config_path: &Path) -> Result<()> {
         ("smtp", &l.smtp),
         ("submission", &l.submission),
         ("submissions", &l.submissions),
+        ("metrics", &l.metrics),
     ] {
         let shown: Vec<String> = addrs.iter().map(|a| a.to_string()).collect();
         println!("  {name:<11}{}", if shown.is_empty() { "off".into() } else { shown.join(", ") });

@@ -70,6 +70,9 @@ pub struct ListenConfig {
     pub submission: Vec<SocketAddr>,
     /// Submission over implicit TLS (production: 465).
     pub submissions: Vec<SocketAddr>,
+    /// HTTP: Prometheus metrics at `/metrics`, health at `/healthz`. No
+    /// TLS and no login: keep it on loopback or a private network.
+    pub metrics: Vec<SocketAddr>,
     /// Per service, the load balancers (`addr/len` networks) whose
     /// connections begin with a PROXY protocol header (v1 or v2).
     pub proxy_protocol_from: ProxyProtocolFrom,
@@ -102,6 +105,11 @@ impl ProxyProtocolFrom {
     }
 }
 
+/// Loopback only: the counters tell who is busy and the health probe
+/// writes to disk, so they are for the host's own Prometheus (or an SSH
+/// tunnel) unless the admin opens them up.
+const DEFAULT_METRICS: &str = "127.0.0.1:9425";
+
 fn addrs(s: &str) -> Vec<SocketAddr> {
     s.parse().map(|a| vec![a]).unwrap_or_default()
 }
@@ -115,6 +123,7 @@ impl Default for ListenConfig {
             smtp: addrs("0.0.0.0:2525"),
             submission: addrs("0.0.0.0:1587"),
             submissions: addrs("0.0.0.0:1465"),
+            metrics: addrs(DEFAULT_METRICS),
             proxy_protocol_from: ProxyProtocolFrom::default(),
         }
     }

@@ -14,7 +14,9 @@
 //!    port 0 resolves and a taken port fails the start, not a later request.
 //! 6. Start COI (VAPID key in `<data>/vapid.p8`, push workers), build the
 //!    outbound queue (resolver, client TLS, DKIM keys in `<data>/dkim/`), then spawn IMAP, SMTP, the
-//!    queue runner and the admin socket, each with its shutdown token.
+//!    queue runner, the admin socket and the metrics listener
+//!    (`metrics.rs`: the process's Prometheus recorder is installed
+//!    before anything is served), each with its shutdown token.
 //!
 //! # Shutdown ([`Running::shutdown`])
 //! Cancel the token (listeners stop accepting, sessions finish the command
@@ -23,6 +25,7 @@
 
 pub mod admin;
 pub mod config;
+pub mod metrics;
 pub mod telemetry;
 pub mod tls;
 
@@ -86,6 +89,8 @@ pub struct BoundAddrs {
     pub smtp: Vec<SocketAddr>,
     pub submission: Vec<SocketAddr>,
     pub submissions: Vec<SocketAddr>,
+    #[serde(default)]
+    pub metrics: Vec<SocketAddr>,
 }
 
 /// A started daemon.
@@ -259,13 +264,20 @@ pub async fn start(config: Config) -> Result<Running, DaemonError> {
     let smtp = bind_all("smtp", &l.smtp).await?;
     let submission = bind_all("submission", &l.submission).await?;
     let submissions = bind_all("submissions", &l.submissions).await?;
+    let metrics_listeners = bind_all("metrics", &l.metrics).await?;
+    metrics::warn_if_public(&l.metrics);
     let addrs = BoundAddrs {
         imap: local_addrs(&imap),
         imaps: local_addrs(&imaps),
         smtp: local_addrs(&smtp),
         submission: local_addrs(&submission),
         submissions: local_addrs(&submissions),
+        metrics: local_addrs(&metrics_listeners),
     };
+    if !metrics_listeners.is_empty() {
+        // Before anything is served, so every event is counted.
+        metrics::install();
+    }
     let admin_socket = config.admin_socket();
     let admin_listener = admin::bind(&admin_socket).await?;
 
@@ -322,6 +334,8 @@ pub async fn start(config: Config) -> Result<Running, DaemonError> {
         smtp_ctx = smtp_ctx.with_inbound_checks(checker);
     }
     let smtp_ctx = Arc::new(smtp_ctx);
+    let sources = metrics::Sources { store: store.clone(), imap: imap_ctx.clone(), smtp: smtp_ctx.clone() };
+    metrics::serve(metrics_listeners, sources, &shutdown, &tracker);
     let coi_admin = coi;
     let imap_listeners = imap
         .into_iter()

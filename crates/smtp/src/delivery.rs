@@ -186,6 +186,8 @@ pub async fn accept(
         })?;
         done.queue_id = Some(entry.id);
     }
+    let via = if envelope.listener == SmtpListener::Mx { "mx" } else { "submission" };
+    metrics::counter!("coimail_messages_received_total", "via" => via).increment(1);
     Ok(done)
 }
 
@@ -252,6 +254,7 @@ pub async fn deliver(
     // Durable now: pushes may go out (COI R36); one per stored copy.
     let copies: Vec<(Stored, &Flags)> = stored.iter().zip(&placements).map(|(s, p)| (*s, &p.flags)).collect();
     ctx.coi.delivered(&copies, message);
+    metrics::counter!("coimail_messages_delivered_local_total").increment(stored.len() as u64);
     Ok((stored, full))
 }
 

@@ -24,10 +24,8 @@ impl Store {
     pub async fn probe(&self) -> Result<()> {
         self.check_space()?;
         self.blocking(|blobs| blobs.probe()).await?;
-        let stamp = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_secs())
-            .unwrap_or(0);
+        let stamp =
+            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
         let mut batch = Batch::default();
         batch.insert(b"probe".to_vec(), stamp.to_be_bytes().to_vec());
         self.inner.kv.tree(HEALTH_TREE)?.apply(batch)?;
