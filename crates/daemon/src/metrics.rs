@@ -184,6 +184,9 @@ fn describe_and_zero() {
             ::metrics::counter!("coimail_logins_total", "protocol" => protocol, "result" => result).absolute(0);
         }
     }
+    for reason in ["gone", "error", "dropped"] {
+        ::metrics::counter!("coimail_push_failed_total", "reason" => reason).absolute(0);
+    }
     for via in ["mx", "submission"] {
         ::metrics::counter!("coimail_messages_received_total", "via" => via).absolute(0);
     }
