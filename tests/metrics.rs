@@ -362,3 +362,53 @@ fn the_metrics_doc_lists_every_metric() {
         coimail_daemon::metrics::METRICS.iter().map(|(n, _, _)| n.trim_start_matches("coimail_").to_owned()).collect();
     assert_eq!(documented, exported, "docs/METRICS.md and metrics::METRICS differ (same order)");
 }
+
+/// WebPush outcomes, counted as the phone sees them (child process again:
+/// other tests push too). The validation push of the subscription is not a
+/// queued push and is not counted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn push_counters_follow_webpush_deliveries() {
+    use crate::coi_webpush::{UUID, VAPID, chat, enable_coi, get, subscribe};
+    use crate::util::push_service::{PushService, Reply};
+    if let Some(why) = parser_missing() {
+        eprintln!("SKIPPED: {why}");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = test_config(dir.path());
+    config.coi.allow_loopback_push_endpoints = true;
+    std::fs::write(dir.path().join("coimail.toml"), toml::to_string(&config).unwrap()).unwrap();
+    let server = ChildServer::spawn(dir.path());
+    add_user(&server, ALICE);
+    let metrics = server.addrs().metrics[0];
+    let push = PushService::start().await;
+    let mut imap = ImapClient::login(server.imap(), ALICE, util::PASSWORD).await;
+    push.expect_vapid(&get(&mut imap, VAPID).await.unwrap());
+    enable_coi(&mut imap).await;
+    let mut phone = push.phone("phone");
+    subscribe(&mut imap, &mut phone, UUID, "chat", "").await;
+    let before = Scrape::get(metrics).await;
+    let sent = |s: &Scrape| s.value("coimail_push_sent_total", &[]) - before.value("coimail_push_sent_total", &[]);
+    let failed = |s: &Scrape, reason: &str| {
+        let labels = [("reason", reason)];
+        s.value("coimail_push_failed_total", &labels) - before.value("coimail_push_failed_total", &labels)
+    };
+    let mx = server.smtp();
+    let deliver = |n| async move {
+        let mut smtp = SmtpClient::connect(mx).await;
+        let r = smtp.send("bob@remote.test", &[ALICE], chat(n).as_bytes()).await;
+        assert!(r.starts_with("250"), "{r}");
+    };
+
+    deliver(1).await;
+    assert_eq!(phone.next(WAIT).await.status, 201);
+    let s = scrape_until(metrics, "one push sent", |s| sent(s) == 1.0).await;
+    assert_eq!(failed(&s, "gone") + failed(&s, "error") + failed(&s, "dropped"), 0.0);
+
+    push.answer("phone", Reply::GONE);
+    deliver(2).await;
+    assert_eq!(phone.next(WAIT).await.status, 410);
+    let s = scrape_until(metrics, "one push gone", |s| failed(s, "gone") == 1.0).await;
+    assert_eq!(sent(&s), 1.0);
+    assert_eq!(failed(&s, "error"), 0.0);
+}
