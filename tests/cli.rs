@@ -59,7 +59,7 @@ async fn init_then_serve_then_user_add_while_running() {
     let text = std::fs::read_to_string(&config).unwrap();
     let mut patched = String::new();
     for line in text.lines() {
-        if line.contains("[\"0.0.0.0:") {
+        if line.contains("[\"0.0.0.0:") || line.contains("[\"127.0.0.1:") {
             let key = line.split(" =").next().unwrap();
             patched.push_str(&format!("{key} = [\"127.0.0.1:0\"]\n"));
         } else {

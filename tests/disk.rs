@@ -20,10 +20,10 @@ use tokio::net::TcpStream;
 const USER: &str = "erin@example.org";
 
 /// A tmpfs mounted for one test, lazily unmounted on drop.
-struct Tmpfs(PathBuf);
+pub(crate) struct Tmpfs(PathBuf);
 
 impl Tmpfs {
-    fn mount(dir: &Path, size: &str) -> Option<Tmpfs> {
+    pub(crate) fn mount(dir: &Path, size: &str) -> Option<Tmpfs> {
         // SAFETY: geteuid has no preconditions.
         if unsafe { libc::geteuid() } != 0 {
             eprintln!("SKIPPED: not root, so no tmpfs can be mounted for the full-disk test");
@@ -172,7 +172,7 @@ async fn delete_first(c: &mut ImapClient, count: usize) -> BTreeSet<usize> {
 }
 
 /// Writes a file until the filesystem refuses (ENOSPC); returns its path.
-fn fill_to_the_brim(path: &Path) -> PathBuf {
+pub(crate) fn fill_to_the_brim(path: &Path) -> PathBuf {
     let mut f = std::fs::File::create(path).unwrap();
     let chunk = vec![0u8; 4096];
     while f.write_all(&chunk).is_ok() {}

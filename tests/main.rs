@@ -26,6 +26,7 @@ mod imap_stress;
 mod inbound;
 mod limits;
 mod logging;
+mod metrics;
 mod peer_limits;
 mod queue;
 mod slow_clients;

@@ -36,14 +36,15 @@ if ((${#need_apt[@]})); then
     fi
 fi
 
-# Delta Chat's core and its Python client come from PyPI, into a virtualenv
+# Delta Chat's core and its Python client, and the Prometheus text parser
+# tests/metrics.rs reads /metrics with, come from PyPI, into a virtualenv
 # of our own (target/ is ignored by git).
 venv=target/test-venv
-if [ ! -x "$venv/bin/deltachat-rpc-server" ]; then
+if [ ! -x "$venv/bin/deltachat-rpc-server" ] || ! "$venv/bin/python" -c 'import prometheus_client' 2>/dev/null; then
     python3 -m venv "$venv" 2>/dev/null || {
         [ "$(id -u)" = 0 ] && apt-get update -qq && apt-get install -y -qq python3-venv && python3 -m venv "$venv"
     }
-    "$venv/bin/pip" install -q deltachat-rpc-server deltachat-rpc-client
+    "$venv/bin/python" -m pip install -q deltachat-rpc-server deltachat-rpc-client prometheus-client
 fi
 export COIMAIL_PYTHON="$PWD/$venv/bin/python" COIMAIL_EXTERNAL=1
 export PATH="$PWD/$venv/bin:$PATH"

@@ -22,7 +22,8 @@ pub fn loopback_config(dir: &std::path::Path) -> coimail_daemon::Config {
     c.listen.submission = lo.clone();
     c.listen.submissions = lo.clone();
     c.listen.https = lo.clone();
-    c.listen.http = lo;
+    c.listen.http = lo.clone();
+    c.listen.metrics = lo;
     // No DNS on the bench machine; `smtp_load` turns the checks on with its own DNS server.
     c.smtp.inbound_checks = false;
     coimail_daemon::tls::write_self_signed(&["localhost".into()], &c.tls.cert, &c.tls.key, false).unwrap();

@@ -71,6 +71,7 @@ pub fn check(config_path: &Path) -> Result<()> {
         ("submissions", &l.submissions),
         ("https", &l.https),
         ("http", &l.http),
+        ("metrics", &l.metrics),
     ] {
         let shown: Vec<String> = addrs.iter().map(|a| a.to_string()).collect();
         println!("  {name:<11}{}", if shown.is_empty() { "off".into() } else { shown.join(", ") });

@@ -25,7 +25,8 @@ pub fn test_config(dir: &Path) -> Config {
     c.listen.submission = lo.clone();
     c.listen.submissions = lo.clone();
     c.listen.https = lo.clone();
-    c.listen.http = lo;
+    c.listen.http = lo.clone();
+    c.listen.metrics = lo;
     c.store.cache_mb = 16;
     // Load tests open many sessions from 127.0.0.1.
     c.smtp.mx_max_connections_per_ip = 100;

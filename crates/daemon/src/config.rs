@@ -81,6 +81,9 @@ pub struct ListenConfig {
     pub https: Vec<SocketAddr>,
     /// Plain HTTP: ACME HTTP-01, autoconfig, else a redirect to HTTPS (production: 80).
     pub http: Vec<SocketAddr>,
+    /// HTTP: Prometheus metrics at `/metrics`, health at `/healthz`. No
+    /// TLS and no login: keep it on loopback or a private network.
+    pub metrics: Vec<SocketAddr>,
     /// Per service, the load balancers (`addr/len` networks) whose
     /// connections begin with a PROXY protocol header (v1 or v2).
     pub proxy_protocol_from: ProxyProtocolFrom,
@@ -126,6 +129,11 @@ impl ProxyProtocolFrom {
     }
 }
 
+/// Loopback only: the counters tell who is busy and the health probe
+/// writes to disk, so they are for the host's own Prometheus (or an SSH
+/// tunnel) unless the admin opens them up.
+const DEFAULT_METRICS: &str = "127.0.0.1:9425";
+
 fn addrs(s: &str) -> Vec<SocketAddr> {
     s.parse().map(|a| vec![a]).unwrap_or_default()
 }
@@ -141,6 +149,7 @@ impl Default for ListenConfig {
             submissions: addrs("0.0.0.0:1465"),
             https: addrs("0.0.0.0:1443"),
             http: addrs("0.0.0.0:1080"),
+            metrics: addrs(DEFAULT_METRICS),
             proxy_protocol_from: ProxyProtocolFrom::default(),
         }
     }

@@ -15,7 +15,9 @@
 //! 6. Start COI (VAPID key in `<data>/vapid.p8`, push workers) and Delta
 //!    Chat's push notifier, build the outbound queue (resolver, client TLS,
 //!    DKIM keys in `<data>/dkim/`), then spawn IMAP, SMTP, HTTP(S), the queue
-//!    runner and the admin socket, each with its shutdown token.
+//!    runner, the admin socket and the metrics listener (`metrics.rs`: the
+//!    process's Prometheus recorder is installed before anything is served),
+//!    each with its shutdown token.
 //!
 //! # Shutdown ([`Running::shutdown`])
 //! Cancel the token (listeners stop accepting, sessions finish the command
@@ -26,6 +28,7 @@ pub mod acme;
 pub mod admin;
 pub mod certs;
 pub mod config;
+pub mod metrics;
 pub mod telemetry;
 pub mod tls;
 
@@ -93,6 +96,8 @@ pub struct BoundAddrs {
     pub https: Vec<SocketAddr>,
     #[serde(default)]
     pub http: Vec<SocketAddr>,
+    #[serde(default)]
+    pub metrics: Vec<SocketAddr>,
 }
 
 /// A started daemon.
@@ -302,6 +307,8 @@ pub async fn start(config: Config) -> Result<Running, DaemonError> {
     let submissions = bind_all("submissions", &l.submissions).await?;
     let https = bind_all("https", &l.https).await?;
     let http = bind_all("http", &l.http).await?;
+    let metrics_listeners = bind_all("metrics", &l.metrics).await?;
+    metrics::warn_if_public(&l.metrics);
     let addrs = BoundAddrs {
         imap: local_addrs(&imap),
         imaps: local_addrs(&imaps),
@@ -310,7 +317,12 @@ pub async fn start(config: Config) -> Result<Running, DaemonError> {
         submissions: local_addrs(&submissions),
         https: local_addrs(&https),
         http: local_addrs(&http),
+        metrics: local_addrs(&metrics_listeners),
     };
+    if !metrics_listeners.is_empty() {
+        // Before anything is served, so every event is counted.
+        metrics::install();
+    }
     let admin_socket = config.admin_socket();
     let admin_listener = admin::bind(&admin_socket).await?;
 
@@ -374,6 +386,8 @@ pub async fn start(config: Config) -> Result<Running, DaemonError> {
         smtp_ctx = smtp_ctx.with_inbound_checks(checker);
     }
     let smtp_ctx = Arc::new(smtp_ctx);
+    let sources = metrics::Sources { store: store.clone(), imap: imap_ctx.clone(), smtp: smtp_ctx.clone() };
+    metrics::serve(metrics_listeners, sources, &shutdown, &tracker);
     let coi_admin = coi;
     let imap_listeners = imap
         .into_iter()

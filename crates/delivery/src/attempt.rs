@@ -130,7 +130,17 @@ async fn deliver_pending<T: Transport>(
             now
         }
     };
-    Ok(ctx.store.spool_record(entry.id, now, &results, next).await?)
+    let recorded = ctx.store.spool_record(entry.id, now, &results, next).await?;
+    count_results(&results);
+    Ok(recorded)
+}
+
+/// Recipients' results of one recorded attempt, in the queue's counters.
+fn count_results(results: &[SpoolResult]) {
+    let count = |outcome| results.iter().filter(|r| r.outcome == outcome).count() as u64;
+    metrics::counter!("coimail_queue_sent_total").increment(count(AttemptOutcome::Delivered));
+    metrics::counter!("coimail_queue_deferred_total").increment(count(AttemptOutcome::Deferred));
+    metrics::counter!("coimail_queue_bounced_total").increment(count(AttemptOutcome::Failed));
 }
 
 /// Temporary failures at expiry are final (RFC 3463 4.4.7).

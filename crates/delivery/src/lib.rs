@@ -175,6 +175,7 @@ impl Queue {
             None => message,
         };
         let entry = self.store.spool_enqueue(envelope, message, now()).await?;
+        metrics::counter!("coimail_queue_enqueued_total").increment(1);
         tracing::info!(queue_id = entry.id, recipients = entry.recipients.len(), size = entry.size, "queued");
         self.wake();
         Ok(entry)

@@ -23,6 +23,19 @@ pub enum AuthError {
     Internal(String),
 }
 
+/// Counts one login attempt in `coimail_logins_total`: `protocol` is the
+/// listener's protocol (`imap`, `smtp`), `result` ok, failed, throttled or
+/// error. Here so IMAP and SMTP name the outcomes alike.
+pub fn count_login<T>(protocol: &'static str, result: &Result<T, AuthError>) {
+    let result = match result {
+        Ok(_) => "ok",
+        Err(AuthError::Failed) => "failed",
+        Err(AuthError::Throttled) => "throttled",
+        Err(AuthError::Internal(_)) => "error",
+    };
+    metrics::counter!("coimail_logins_total", "protocol" => protocol, "result" => result).increment(1);
+}
+
 const MAX_PASSWORD: usize = 1024;
 
 pub(crate) fn check_password(password: &str) -> Result<(), DirectoryError> {

@@ -171,6 +171,11 @@ impl ImapContext {
         self
     }
 
+    /// Sessions open now on every listener of this context (the metrics' `coimail_sessions`).
+    pub fn open_sessions(&self) -> usize {
+        self.limits.open()
+    }
+
     fn proxies(&self, kind: ImapListener) -> Option<&TrustedProxies> {
         self.proxy_from.iter().find(|(k, _)| *k == kind).map(|(_, t)| t)
     }
@@ -195,6 +200,16 @@ pub enum ImapListener {
     Starttls,
     /// Port 993: TLS from the first byte (RFC 8314).
     ImplicitTls,
+}
+
+impl ImapListener {
+    /// The listener's key in `[listen]`, also its metrics label.
+    pub fn name(self) -> &'static str {
+        match self {
+            ImapListener::Starttls => "imap",
+            ImapListener::ImplicitTls => "imaps",
+        }
+    }
 }
 
 /// Sent to a client over the connection caps, before closing.
@@ -267,6 +282,7 @@ fn admit(
     shutdown: &CancellationToken,
     tracker: &TaskTracker,
 ) {
+    metrics::counter!("coimail_connections_total", "protocol" => "imap", "listener" => kind.name()).increment(1);
     let permits = ctx.limits.try_acquire(peer.ip()).and_then(|p| Ok((p, ctx.unauth_limits.try_acquire(peer.ip())?)));
     let (permit, unauth_permit) = match permits {
         Ok(p) => p,

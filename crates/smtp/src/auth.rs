@@ -73,7 +73,9 @@ impl Session {
                 return Ok(());
             }
         };
-        match self.ctx.directory.authenticate_session(&login, &password.0, self.peer.ip()).await {
+        let result = self.ctx.directory.authenticate_session(&login, &password.0, self.peer.ip()).await;
+        coimail_directory::count_login("smtp", &result);
+        match result {
             Ok((account, revocation)) => {
                 tracing::Span::current().record("user", account.address.as_str());
                 tracing::info!(user = %account.address, "authenticated");

@@ -186,6 +186,8 @@ pub async fn accept(
         })?;
         done.queue_id = Some(entry.id);
     }
+    let via = if envelope.listener == SmtpListener::Mx { "mx" } else { "submission" };
+    metrics::counter!("coimail_messages_received_total", "via" => via).increment(1);
     Ok(done)
 }
 
@@ -254,6 +256,7 @@ pub async fn deliver(
     ctx.coi.delivered(&copies, message);
     let placed: Vec<(Stored, &Placement)> = stored.iter().copied().zip(&placements).collect();
     ctx.deltachat.delivered(&placed, message);
+    metrics::counter!("coimail_messages_delivered_local_total").increment(stored.len() as u64);
     Ok((stored, full))
 }
 

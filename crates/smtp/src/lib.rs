@@ -218,6 +218,12 @@ impl SmtpContext {
         self
     }
 
+    /// Sessions open now on every listener of this context, both pools
+    /// (the metrics' `coimail_sessions`).
+    pub fn open_sessions(&self) -> usize {
+        self.mx_limits.open() + self.submission_limits.open()
+    }
+
     fn proxies(&self, kind: SmtpListener) -> Option<&TrustedProxies> {
         self.proxy_from.iter().find(|(k, _)| *k == kind).map(|(_, t)| t)
     }
@@ -259,6 +265,17 @@ pub enum SmtpListener {
     Submissions,
 }
 
+impl SmtpListener {
+    /// The listener's key in `[listen]`, also its metrics label.
+    pub fn name(self) -> &'static str {
+        match self {
+            SmtpListener::Mx => "smtp",
+            SmtpListener::Submission => "submission",
+            SmtpListener::Submissions => "submissions",
+        }
+    }
+}
+
 /// Sent to a client over the connection caps, before closing.
 const TOO_MANY_CONNECTIONS: &[u8] = b"421 4.7.0 Too many connections, try again later\r\n";
 
@@ -283,6 +300,7 @@ fn admit(
     shutdown: &CancellationToken,
     tracker: &TaskTracker,
 ) {
+    metrics::counter!("coimail_connections_total", "protocol" => "smtp", "listener" => kind.name()).increment(1);
     let pool = if kind == SmtpListener::Mx { &ctx.mx_limits } else { &ctx.submission_limits };
     let permit = match pool.try_acquire(peer.ip()) {
         Ok(p) => p,

@@ -104,6 +104,25 @@ impl BlobStore {
         Ok((id, (MAGIC.len() + 4 + head.len()) as u64))
     }
 
+    /// Writes, fsyncs and removes a small file where bodies are written, so
+    /// a filesystem that turned read-only, full or unwritable shows before a
+    /// delivery meets it (the health probe). Named like a temp file, so one
+    /// left by a crash is removed by [`BlobStore::clear_tmp`]. Blocking.
+    pub fn probe(&self) -> Result<()> {
+        let id = self.new_id();
+        let path = self.path(&id)?;
+        let dir = path.parent().ok_or_else(|| StoreError::Corrupt("blob path".into()))?;
+        let tmp_path = dir.join(format!("{TMP_PREFIX}{}", id.0));
+        let written = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&tmp_path)
+            .and_then(|mut f| f.write_all(MAGIC).and_then(|()| f.sync_all()));
+        let removed = fs::remove_file(&tmp_path);
+        written?;
+        Ok(removed?)
+    }
+
     /// Reads `len` message bytes starting at `offset`. Blocking.
     pub fn read(&self, id: &BlobId, offset: u64, len: u64) -> Result<Vec<u8>> {
         let mut f = File::open(self.path(id)?)?;

@@ -47,6 +47,7 @@ pub mod changes;
 mod copy;
 pub mod error;
 mod group_commit;
+mod health;
 mod index;
 mod journal;
 mod keys;
@@ -263,7 +264,9 @@ impl Store {
         // The placement journal's fsync and the index flush run side by side:
         // its frames were written before the index changes they describe
         // (`journal.rs`), and a caller acknowledges only after both.
+        let started = std::time::Instant::now();
         tokio::try_join!(self.inner.mail.journal().sync(), self.inner.kv.flush())?;
+        metrics::histogram!("coimail_store_commit_seconds").record(started.elapsed().as_secs_f64());
         Ok(())
     }
 

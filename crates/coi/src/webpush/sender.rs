@@ -160,6 +160,7 @@ impl Sender {
                     mpsc::error::TrySendError::Full(j) | mpsc::error::TrySendError::Closed(j) => j,
                 };
                 let why = if matches!(e, mpsc::error::TrySendError::Full(_)) { "queue full" } else { "shut down" };
+                metrics::counter!("coimail_push_failed_total", "reason" => "dropped").increment(1);
                 tracing::warn!(
                     account = job.account,
                     subscription = %job.subscription,
@@ -251,6 +252,7 @@ impl Shared {
                 tracing::info!(account = job.account, subscription = %job.subscription, host, "push failed: {why}")
             }
         }
+        count_outcome(&outcome);
         Report { account: job.account, subscription: job.subscription, endpoint: job.endpoint, outcome, status }
     }
 
@@ -290,6 +292,17 @@ fn verdict(result: Result<PushResponse, WebPushError>, default_delay: Duration) 
         }
         // Bad keys or a refused endpoint fail the same way every time.
         Err(e) => Verdict::Done(Outcome::Failed(e.to_string())),
+    }
+}
+
+/// A queued push's final outcome, in `coimail_push_sent_total` and
+/// `coimail_push_failed_total{reason}` (`gone`: the service dropped the
+/// subscription; `error`: retries ran out or cannot help).
+fn count_outcome(outcome: &Outcome) {
+    match outcome {
+        Outcome::Delivered => metrics::counter!("coimail_push_sent_total").increment(1),
+        Outcome::Gone => metrics::counter!("coimail_push_failed_total", "reason" => "gone").increment(1),
+        Outcome::Failed(_) => metrics::counter!("coimail_push_failed_total", "reason" => "error").increment(1),
     }
 }
 

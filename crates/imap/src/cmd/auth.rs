@@ -127,7 +127,9 @@ async fn finish_login<P: AsRef<[u8]>>(s: &mut Session, user: &str, pass: &Secret
     let Ok(password) = std::str::from_utf8(pass.declassify().as_ref()) else {
         return Err(failed());
     };
-    match s.ctx.directory.authenticate_session(user, password, s.peer.ip()).await {
+    let result = s.ctx.directory.authenticate_session(user, password, s.peer.ip()).await;
+    coimail_directory::count_login("imap", &result);
+    match result {
         Ok((account, revocation)) => {
             let Some(permit) = s.ctx.user_limits.try_acquire(account.id.0) else {
                 tracing::info!(user = account.address.as_str(), "login refused: too many sessions of this user");

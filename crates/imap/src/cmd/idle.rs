@@ -12,6 +12,7 @@ use tokio::sync::broadcast::error::RecvError;
 use tokio::time::{Instant, sleep_until};
 
 pub(crate) async fn idle(s: &mut Session, _tag: &str) -> CmdResult {
+    let _idling = Idling::start();
     s.conn.out().extend_from_slice(b"+ idling\r\n");
     report(s, At::Idle).await?;
     s.conn.flush().await?;
@@ -55,6 +56,24 @@ pub(crate) async fn idle(s: &mut Session, _tag: &str) -> CmdResult {
                 return Err(ImapError::Closed);
             }
         }
+    }
+}
+
+/// Counts the session in `coimail_imap_idle_sessions` while it is in IDLE:
+/// dropped on every way out, `?` and a cancelled session task included.
+struct Idling(metrics::Gauge);
+
+impl Idling {
+    fn start() -> Idling {
+        let gauge = metrics::gauge!("coimail_imap_idle_sessions");
+        gauge.increment(1.0);
+        Idling(gauge)
+    }
+}
+
+impl Drop for Idling {
+    fn drop(&mut self) {
+        self.0.decrement(1.0);
     }
 }
 
