@@ -15,6 +15,7 @@ mod coi_seen;
 mod coi_webpush;
 mod coi_webpush_limits;
 mod crash;
+mod crash_imap;
 mod disk;
 mod dkim;
 mod external;

@@ -3,6 +3,7 @@
 pub mod dns;
 pub mod imap;
 pub mod mailhost;
+pub mod pipeline;
 pub mod push_service;
 pub mod server;
 pub mod smtp;
