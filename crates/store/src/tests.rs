@@ -521,6 +521,40 @@ async fn deleting_a_mailbox_takes_in_flight_deliveries_with_it() {
     assert_eq!(body_files(dir.path()), 1, "only the INBOX copy's body is left");
 }
 
+/// A HIGHESTMODSEQ shown before its change is durable could be taken back
+/// by a crash and given to another change, which a CONDSTORE client
+/// resynchronising from it would miss (found by
+/// `tests/crash_imap.rs`: STATUS showed 551, after SIGKILL it was 550).
+#[tokio::test]
+async fn highestmodseq_is_shown_only_once_durable() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = store_with_accounts(dir.path()).await;
+    let alice = "alice@example.org";
+    let stored = s.deliver(b"one\r\n", 1, vec![inbox(ALICE, alice)]).await.unwrap();
+    let mailbox = stored[0].mailbox;
+    let durable = s.mailbox_status(ALICE, "INBOX").unwrap().highest_modseq;
+    let raw = b"in flight\r\n";
+    let header = blob::BlobHeader { internal_date: 1, placements: vec![inbox(ALICE, alice)] };
+    let (blob, offset) = s.inner.blobs.write(&header, raw).unwrap();
+    let target = message::Target { account: ALICE, mailbox: "INBOX".into(), flags: Flags::new() };
+    let in_flight = s.index_locked(&blob, offset, raw.len() as u64, 1, &[target], false).unwrap();
+    let recorded = s.mailbox_record_by_id(mailbox).unwrap().unwrap().highest_modseq;
+    assert!(recorded > durable, "the index already holds the new modseq");
+    assert_eq!(s.mailbox_status(ALICE, "INBOX").unwrap().highest_modseq, durable, "STATUS");
+    assert_eq!(s.mailbox_by_id(ALICE, mailbox).unwrap().highest_modseq, durable, "SELECT");
+    let listed = s.list_mailboxes(ALICE).unwrap().into_iter().find(|m| m.id == mailbox).unwrap();
+    assert_eq!(listed.highest_modseq, durable, "LIST");
+    s.flush().await.unwrap();
+    assert!(in_flight.pending.publish().await.is_empty());
+    assert_eq!(s.mailbox_status(ALICE, "INBOX").unwrap().highest_modseq, recorded);
+    // Flag changes and expunges move it too, and nothing stays hidden after them.
+    s.store_flags(ALICE, mailbox, &[Uid(1)], FlagOp::Add, &Flags::from_iter(["\\Seen"])).await.unwrap();
+    s.expunge(ALICE, mailbox, &[Uid(2)]).await.unwrap();
+    let status = s.mailbox_status(ALICE, "INBOX").unwrap();
+    assert_eq!(status.highest_modseq, s.mailbox_record_by_id(mailbox).unwrap().unwrap().highest_modseq);
+    assert!(status.highest_modseq > recorded);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn delete_racing_deliveries_leaves_no_orphans() {
     let dir = tempfile::tempdir().unwrap();
