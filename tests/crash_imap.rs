@@ -104,7 +104,12 @@ fn check_counters(name: &str, seen: Option<Seen>, before: &Mailbox, now: &Mailbo
     assert!(now.highestmodseq >= before.highestmodseq, "{name}: HIGHESTMODSEQ went back");
     if let Some(seen) = seen {
         assert_eq!(now.uidvalidity, seen.uidvalidity, "{name}: UIDVALIDITY differs from the one shown");
-        assert!(now.uidnext >= seen.uidnext, "{name}: UIDNEXT {} < {} shown before the kill", now.uidnext, seen.uidnext);
+        assert!(
+            now.uidnext >= seen.uidnext,
+            "{name}: UIDNEXT {} < {} shown before the kill",
+            now.uidnext,
+            seen.uidnext
+        );
         assert!(
             now.highestmodseq >= seen.highestmodseq,
             "{name}: HIGHESTMODSEQ {} < {} shown before the kill",
@@ -263,7 +268,13 @@ fn places(inbox: &Mailbox, archive: &Mailbox, bodies: &BTreeMap<usize, Vec<u8>>)
     let mut out = BTreeMap::new();
     for (n, body) in bodies {
         let copies: Vec<_> = i.get(n).into_iter().flatten().chain(a.get(n).into_iter().flatten()).collect();
-        assert_eq!(copies.len(), 1, "message {n}: {} in INBOX, {} in Archive", i.get(n).map_or(0, Vec::len), a.get(n).map_or(0, Vec::len));
+        assert_eq!(
+            copies.len(),
+            1,
+            "message {n}: {} in INBOX, {} in Archive",
+            i.get(n).map_or(0, Vec::len),
+            a.get(n).map_or(0, Vec::len)
+        );
         assert!(&copies[0].bytes == body, "message {n} differs from what was appended");
         out.insert(*n, a.contains_key(n));
     }
@@ -387,7 +398,10 @@ async fn sigkill_during_pipelined_expunges_removes_exactly_what_was_acknowledged
             let mut cmds = Vec::new();
             for (i, g) in groups.iter().enumerate() {
                 let set = uid_set(g);
-                cmds.push((format!("d{i}"), format!("d{i} UID STORE {set} +FLAGS.SILENT (\\Deleted)\r\n").into_bytes()));
+                cmds.push((
+                    format!("d{i}"),
+                    format!("d{i} UID STORE {set} +FLAGS.SILENT (\\Deleted)\r\n").into_bytes(),
+                ));
                 cmds.push((format!("x{i}"), format!("x{i} UID EXPUNGE {set}\r\n").into_bytes()));
             }
             let rec = Shared::default();
@@ -423,7 +437,10 @@ async fn sigkill_during_pipelined_expunges_removes_exactly_what_was_acknowledged
                     if present.contains(&true) {
                         faults.lost += 1;
                     }
-                    assert!(!present.contains(&true), "round {round}: acknowledged EXPUNGE of {g:?} undone: {present:?}");
+                    assert!(
+                        !present.contains(&true),
+                        "round {round}: acknowledged EXPUNGE of {g:?} undone: {present:?}"
+                    );
                 } else {
                     if rec.sent.contains(&expunge) {
                         faults.unanswered += 1;

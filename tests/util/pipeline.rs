@@ -183,7 +183,12 @@ pub fn field(text: &str, name: &str) -> Option<u64> {
 
 /// Asks STATUS for `mailboxes` over and over until the connection breaks,
 /// keeping the highest UIDNEXT and HIGHESTMODSEQ it was told per mailbox.
-pub async fn poll_status(addr: SocketAddr, user: String, mailboxes: Vec<String>, seen: Arc<Mutex<BTreeMap<String, Seen>>>) {
+pub async fn poll_status(
+    addr: SocketAddr,
+    user: String,
+    mailboxes: Vec<String>,
+    seen: Arc<Mutex<BTreeMap<String, Seen>>>,
+) {
     let Ok(stream) = TcpStream::connect(addr).await else { return };
     let (r, mut w) = stream.into_split();
     let mut r = BufReader::new(r);
