@@ -173,7 +173,7 @@ async fn preload(server: &ChildServer, rng: &mut Rng, first: usize, count: usize
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigkill_during_pipelined_appends_keeps_each_acknowledged_append_once() {
     let seed = pipeline::seed();
-    let mut rng = Rng::new(seed ^ 0xa99e_4d);
+    let mut rng = Rng::new(seed ^ 0x00a9_9e4d);
     let dir = tempfile::tempdir().unwrap();
     let mut server = ChildServer::spawn(dir.path());
     add_user(&server, USER);
@@ -466,7 +466,7 @@ async fn sigkill_during_pipelined_expunges_removes_exactly_what_was_acknowledged
         for (n, copies) in &found {
             assert!(!gone.contains(n), "round {round}: expunged message {n} came back");
             assert_eq!(copies.len(), 1, "round {round}: message {n} is there {} times", copies.len());
-            assert!(&copies[0].bytes == &bodies[n], "message {n} differs from what was appended");
+            assert!(copies[0].bytes == bodies[n], "message {n} differs from what was appended");
         }
         gone.extend(bodies.keys().filter(|n| !found.contains_key(n)));
         inbox = now;

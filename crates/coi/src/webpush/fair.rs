@@ -187,9 +187,7 @@ mod tests {
         assert_eq!(q.next().await, Some(Job(2, 0)));
         assert_eq!(q.next().await, Some(Job(1, 1)));
         assert_eq!(q.next().await, Some(Job(2, 1)));
-        let mut lock = q.lock();
-        assert!(q.take(&mut lock).is_none(), "account 1 is at its worker share");
-        drop(lock);
+        assert!(q.take(&mut q.lock()).is_none(), "account 1 is at its worker share");
         q.done(1);
         assert_eq!(q.next().await, Some(Job(1, 2)));
     }
