@@ -860,6 +860,16 @@ mod tests {
         assert_eq!(c.coi().webpush.unwrap().validation_window, Duration::from_secs(86_400));
         c.coi.validation_attempts_per_hour = 0;
         assert!(c.validate().unwrap_err().to_string().contains("coi.validation_attempts_per_hour"));
+        // One account's share of the push workers can be the whole pool, never more.
+        let mut c = Config::default();
+        c.coi.push_workers_per_account = c.coi.push_workers + 1;
+        assert!(c.validate().unwrap_err().to_string().contains("coi.push_workers_per_account"));
+        c.coi.push_workers_per_account = c.coi.push_workers;
+        c.validate().unwrap();
+        c.coi.push_queue_per_account = 0;
+        assert!(c.validate().unwrap_err().to_string().contains("coi.push_workers_per_account"));
+        let sender = Config::default().coi().webpush.unwrap().sender;
+        assert_eq!((sender.queue_per_account, sender.workers_per_account), (64, 2));
         let c = Config::default();
         assert!(!c.coi().webpush.unwrap().allow_loopback_endpoints, "loopback push services are opt-in");
     }
