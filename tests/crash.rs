@@ -269,7 +269,7 @@ async fn sigkill_while_moving_then_rebuild_keeps_every_message_where_it_went() {
 const ALICE: &str = "alice@a.test";
 const IP_A: Ipv4Addr = Ipv4Addr::new(127, 0, 0, 2);
 /// The remote server the queue delivers to.
-const IP_SINK: Ipv4Addr = Ipv4Addr::new(127, 0, 0, 6);
+const IP_SINK: Ipv4Addr = Ipv4Addr::new(127, 0, 0, 16);
 
 /// The `msg-N` numbers the sink received, with how many times each came.
 fn received(sink: &FakeState) -> BTreeMap<usize, usize> {

@@ -33,8 +33,6 @@ pub(crate) struct Indexer<'s> {
     /// Mailboxes this change deletes: their records, names, METADATA and
     /// expunge log go, and nothing of theirs is written back.
     deleted: BTreeSet<MailboxId>,
-    /// Each touched mailbox's HIGHESTMODSEQ before this change (see [`Store::hide_modseq`]).
-    modseq_before: BTreeMap<MailboxId, crate::ModSeq>,
 }
 
 /// An applied change: what it stored, and its publication (see [`Store::finish`]).
@@ -55,7 +53,6 @@ impl<'s> Indexer<'s> {
             expunged: BTreeMap::new(),
             ghosts: Vec::new(),
             deleted: BTreeSet::new(),
-            modseq_before: BTreeMap::new(),
         }
     }
 
@@ -66,7 +63,6 @@ impl<'s> Indexer<'s> {
                 .store
                 .mailbox_record_by_id(id)?
                 .ok_or_else(|| StoreError::NotFound(format!("mailbox {}", id.0)))?;
-            self.modseq_before.insert(id, rec.highest_modseq);
             self.mailboxes.insert(id, rec);
         }
         self.mailboxes.get_mut(&id).ok_or_else(|| StoreError::Engine("mailbox record missing".into()))
@@ -206,13 +202,6 @@ impl<'s> Indexer<'s> {
             let mut visible = self.store.visible();
             for s in &self.stored {
                 visible.entry(s.mailbox).or_insert(s.uid);
-            }
-        }
-        for (id, rec) in &self.mailboxes {
-            let Some(&before) = self.modseq_before.get(id) else { continue };
-            if rec.highest_modseq > before && !self.deleted.contains(id) {
-                self.store.hide_modseq(*id, before);
-                publication.modseqs.push((*id, rec.highest_modseq));
             }
         }
         // The ticket and the ghosts come before the index change: a session

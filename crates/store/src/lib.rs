@@ -142,12 +142,6 @@ struct Inner {
     /// Per mailbox, the UID below which every message is durable. Absent
     /// means "everything in the index", which holds until a write is in flight.
     visible: Mutex<HashMap<MailboxId, Uid>>,
-    /// Per mailbox, the HIGHESTMODSEQ of the last durable change; STATUS
-    /// and SELECT report no more. Without it they showed a modseq a
-    /// SIGKILL could take back and hand to another change, which a
-    /// CONDSTORE client that resynchronises from the number it was told
-    /// would never see. Absent means "the record's", as for `visible`.
-    visible_modseq: Mutex<HashMap<MailboxId, ModSeq>>,
     data_dir: PathBuf,
     unclean_start: AtomicBool,
     /// The free-space reserve check (`space.rs`).
@@ -239,7 +233,6 @@ impl Store {
                 recent: recent::RecentClaims::default(),
                 write_lock: Mutex::new(()),
                 visible: Mutex::new(HashMap::new()),
-                visible_modseq: Mutex::new(HashMap::new()),
                 data_dir: data_dir.to_owned(),
                 unclean_start: AtomicBool::new(!clean),
                 space,
@@ -294,34 +287,6 @@ impl Store {
 
     fn visible(&self) -> MutexGuard<'_, HashMap<MailboxId, Uid>> {
         self.inner.visible.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
-    fn visible_modseqs(&self) -> MutexGuard<'_, HashMap<MailboxId, ModSeq>> {
-        self.inner.visible_modseq.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
-    /// Call with the write lock held, before applying a change that raises
-    /// `mailbox`'s HIGHESTMODSEQ from `durable`: readers keep seeing
-    /// `durable` until the change is published ([`Store::publish_modseqs`]).
-    pub(crate) fn hide_modseq(&self, mailbox: MailboxId, durable: ModSeq) {
-        self.visible_modseqs().entry(mailbox).or_insert(durable);
-    }
-
-    /// In commit order, once durable: readers may see these HIGHESTMODSEQs.
-    pub(crate) fn publish_modseqs(&self, modseqs: &[(MailboxId, ModSeq)]) {
-        let mut marks = self.visible_modseqs();
-        for (mailbox, modseq) in modseqs {
-            // No mark: the mailbox was deleted meanwhile.
-            if let Some(mark) = marks.get_mut(mailbox) {
-                *mark = (*mark).max(*modseq);
-            }
-        }
-    }
-
-    /// The HIGHESTMODSEQ that is durable: what STATUS and SELECT report.
-    pub(crate) fn visible_highest_modseq(&self, rec: &records::MailboxRecord) -> ModSeq {
-        let recorded = rec.highest_modseq;
-        self.visible_modseqs().get(&MailboxId(rec.id)).map_or(recorded, |&mark| mark.min(recorded))
     }
 
     /// Runs blocking file I/O off the async workers.

@@ -13,18 +13,13 @@ use crate::{
 use std::time::{SystemTime, UNIX_EPOCH};
 
 impl MailboxRecord {
-    pub(crate) fn info(
-        &self,
-        visible_uid_next: Option<Uid>,
-        visible_modseq: Option<ModSeq>,
-        subscribed: bool,
-    ) -> MailboxInfo {
+    pub(crate) fn info(&self, visible_uid_next: Option<Uid>, subscribed: bool) -> MailboxInfo {
         MailboxInfo {
             id: MailboxId(self.id),
             name: self.name.clone(),
             uid_validity: self.uid_validity,
             uid_next: visible_uid_next.unwrap_or(self.uid_next),
-            highest_modseq: visible_modseq.unwrap_or(self.highest_modseq),
+            highest_modseq: self.highest_modseq,
             special_use: self.special_use,
             subscribed,
             exists: self.exists,
@@ -120,7 +115,7 @@ impl Store {
     pub(crate) fn info_of(&self, rec: &MailboxRecord) -> Result<MailboxInfo> {
         let subscribed = self.is_subscribed(AccountId(rec.account), &rec.name)?;
         let visible = self.visible().get(&MailboxId(rec.id)).copied();
-        Ok(rec.info(visible, Some(self.visible_highest_modseq(rec)), subscribed))
+        Ok(rec.info(visible, subscribed))
     }
 
     /// Looks a mailbox up by name (validated; INBOX in any case).
@@ -176,7 +171,6 @@ impl Store {
     fn status_of(&self, account: AccountId, rec: MailboxRecord) -> Result<MailboxStatus> {
         let id = MailboxId(rec.id);
         let uid_next = self.visible_uid_next(&rec);
-        let highest_modseq = self.visible_highest_modseq(&rec);
         let (messages, counts) = match rec.counts {
             Some(c) if uid_next >= rec.uid_next => (rec.exists, c),
             _ => {
@@ -196,7 +190,7 @@ impl Store {
             deleted_size: counts.deleted_size,
             uid_next,
             uid_validity: rec.uid_validity,
-            highest_modseq,
+            highest_modseq: rec.highest_modseq,
         })
     }
 
@@ -208,7 +202,7 @@ impl Store {
             let id: [u8; 8] = id.as_slice().try_into().map_err(|_| StoreError::Corrupt("mailbox id".into()))?;
             if let Some(r) = self.mailbox_record_by_id(MailboxId(u64::from_be_bytes(id)))? {
                 let visible = self.visible().get(&MailboxId(r.id)).copied();
-                out.push(r.info(visible, Some(self.visible_highest_modseq(&r)), subscribed.contains(&r.name)));
+                out.push(r.info(visible, subscribed.contains(&r.name)));
             }
         }
         out.sort_by(|a, b| a.name.cmp(&b.name));
@@ -258,7 +252,7 @@ impl Store {
         self.inner.mail.apply(batch)?;
         // A name subscribed before the mailbox existed (or while it was deleted) stays subscribed.
         let subscribed = subscribe || self.is_subscribed(account, name)?;
-        Ok(rec.info(None, None, subscribed))
+        Ok(rec.info(None, subscribed))
     }
 
     /// A new, empty mailbox record with a fresh id and UIDVALIDITY, not yet
@@ -333,7 +327,6 @@ impl Store {
             let applied = ix.apply()?;
             // A late publish of an in-flight delivery finds no watermark and skips it.
             self.visible().remove(&id);
-            self.visible_modseqs().remove(&id);
             applied
         };
         self.finish(applied).await?;

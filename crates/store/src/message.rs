@@ -280,7 +280,6 @@ impl Store {
         let pending = {
             let _g = self.lock();
             let mut rec = self.owned_mailbox(account, mailbox)?;
-            let modseq_before = rec.highest_modseq;
             let end = self.visible_uid_next(&rec);
             let mut batch = Batch::default();
             for &uid in &uids {
@@ -331,14 +330,12 @@ impl Store {
                 batch.insert(keys::mailbox_by_id(mailbox), encode(&rec)?);
                 // Its place in the publication order is taken with the modseqs (`publish.rs`).
                 let mut pending = Pending::new(self, Publication::default());
-                self.hide_modseq(mailbox, modseq_before);
                 self.inner.mail.apply(batch)?;
                 let changes = std::mem::take(&mut changed)
                     .into_iter()
                     .map(|(uid, flags, modseq)| (account, Change::FlagsChanged { mailbox, uid, flags, modseq }))
                     .collect();
-                let modseqs = vec![(mailbox, rec.highest_modseq)];
-                pending.set(Publication { changes, modseqs, ..Publication::default() });
+                pending.set(Publication { changes, ..Publication::default() });
                 Some(pending)
             }
         };

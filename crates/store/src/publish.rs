@@ -20,7 +20,7 @@
 //! stop every later publication.
 
 use crate::Store;
-use crate::types::{AccountId, BlobId, Change, MailboxId, ModSeq, Stored};
+use crate::types::{AccountId, BlobId, Change, MailboxId, Stored};
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard};
@@ -36,8 +36,6 @@ pub struct ChangeMark(pub(crate) u64);
 pub(crate) struct Publication {
     /// New entries: the visibility watermark moves past them and the bus says `Appended`.
     pub stored: Vec<Stored>,
-    /// The HIGHESTMODSEQ each mailbox the change raised has once it is durable.
-    pub modseqs: Vec<(MailboxId, ModSeq)>,
     pub changes: Vec<(AccountId, Change)>,
     /// Body files no index entry refers to any more (`retention.rs` decides when they go).
     pub unreferenced: Vec<BlobId>,
@@ -175,7 +173,6 @@ impl Store {
             let next = o.next_publish;
             let Some(p) = o.ready.remove(&next) else { break };
             self.publish_appended(&p.stored);
-            self.publish_modseqs(&p.modseqs);
             let touched: Vec<MailboxId> = p
                 .changes
                 .iter()
