@@ -138,6 +138,7 @@ fn report(name: &str, n: usize, (elapsed, lat): (Duration, Vec<Duration>), befor
 async fn start(o: &Options, dir: &std::path::Path) -> coimail_daemon::Running {
     let mut config = common::loopback_config(dir);
     config.imap.max_connections_per_ip = 1000;
+    config.imap.max_unauthenticated_per_ip = 1000;
     if let Some(ttl) = o.cache_ttl {
         config.auth.cache_ttl_secs = ttl;
     }

@@ -185,6 +185,7 @@ fn main() {
         let mut c = common::loopback_config(dir.path());
         // Every client connects from 127.0.0.1, 50 of them at once in (b).
         c.imap.max_connections_per_ip = 500;
+        c.imap.max_unauthenticated_per_ip = 500;
         c.imap.max_connections_per_user = 500;
         let running = coimail_daemon::start(c).await.unwrap();
         running.directory().add_domain("example.org").await.unwrap();

@@ -184,8 +184,13 @@ async fn watcher(addr: SocketAddr, login: String, want: usize, ready: Arc<tokio:
 
 fn config(dir: &std::path::Path, dns: Option<SocketAddr>) -> coimail_daemon::Config {
     let mut c = common::loopback_config(dir);
-    c.smtp.max_connections_per_ip = 1000;
+    c.smtp.mx_max_connections_per_ip = 1000;
+    c.smtp.submission_max_connections_per_ip = 1000;
     c.imap.max_connections_per_ip = 1000;
+    c.imap.max_unauthenticated_per_ip = 1000;
+    // One client address and a few recipients carry the whole load.
+    c.smtp.mx_messages_per_peer_per_hour = 0;
+    c.smtp.mx_messages_per_recipient_per_hour = 0;
     if let Some(dns) = dns {
         c.smtp.inbound_checks = true;
         c.queue.resolvers = vec![dns];

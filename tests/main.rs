@@ -5,6 +5,7 @@
 
 mod util;
 
+mod acme;
 mod auth_cache;
 mod cli;
 mod coi;
@@ -24,8 +25,11 @@ mod imap_stress;
 mod inbound;
 mod limits;
 mod logging;
+mod peer_limits;
 mod queue;
+mod slow_clients;
 mod smtp_interop;
 mod smtp_to_imap;
 mod sts;
 mod tidy;
+mod tls_reload;

@@ -19,6 +19,8 @@ perl -MIO::Socket::SSL -e1 2>/dev/null || need_apt+=(libio-socket-ssl-perl)
 /usr/bin/python3 -c 'import dkim, nacl' 2>/dev/null || need_apt+=(python3-dkim python3-nacl)
 [ -x /usr/bin/dkimsign ] || need_apt+=(python3-dkim)
 /usr/bin/python3 -c 'import authres' 2>/dev/null || need_apt+=(python3-authres)
+# Pebble, Let's Encrypt's test ACME server, for tests/acme.rs.
+[ -x /usr/bin/pebble ] || need_apt+=(pebble)
 if ((${#need_apt[@]})); then
     if [ "$(id -u)" = 0 ]; then
         echo "postfix postfix/main_mailer_type select No configuration" | debconf-set-selections 2>/dev/null || true

@@ -70,6 +70,27 @@ pub enum DkimCmd {
     List { domain: Option<String> },
 }
 
+/// The certificates the listeners serve.
+#[derive(Subcommand)]
+pub enum TlsCmd {
+    /// Each certificate served (names, issuer, expiry, file or ACME) and the next ACME renewal.
+    Status,
+    /// Read the [tls] certificate files again (as SIGHUP does); open connections keep theirs.
+    Reload,
+    /// Get a new ACME certificate now instead of at the next renewal.
+    Renew,
+}
+
+impl TlsCmd {
+    pub fn into_request(self) -> AdminRequest {
+        match self {
+            TlsCmd::Status => AdminRequest::TlsStatus,
+            TlsCmd::Reload => AdminRequest::TlsReload,
+            TlsCmd::Renew => AdminRequest::TlsRenew,
+        }
+    }
+}
+
 impl DkimCmd {
     pub fn into_request(self) -> AdminRequest {
         match self {
@@ -162,6 +183,7 @@ async fn offline(config: &Config, req: AdminRequest) -> Result<admin::AdminReply
         queue: coimail_delivery::Queue::new(store.clone()),
         coi: coimail_coi::Coi::new(store.clone()),
         dkim: coimail_delivery::dkim::Dkim::new(coimail_delivery::dkim::KeyStore::new(config.dkim_dir())),
+        tls: coimail_daemon::certs::TlsHandle::offline(config),
     };
     let reply = admin::execute(&ctx, req).await;
     drop(ctx);

@@ -60,6 +60,9 @@ enum Command {
     /// Manage the DKIM keys that sign outgoing mail.
     #[command(subcommand)]
     Dkim(admin_cmd::DkimCmd),
+    /// TLS certificates: status, reload of the files, ACME renewal.
+    #[command(subcommand)]
+    Tls(admin_cmd::TlsCmd),
     /// Inspect and drive the outbound queue.
     #[command(subcommand)]
     Queue(queue::QueueCmd),
@@ -107,6 +110,7 @@ fn main() -> ExitCode {
             Command::Domain(cmd) => admin_cmd::run(&cli.config, cmd.into_request()).await,
             Command::Dns(args) => dns::run(&cli.config, args).await,
             Command::Dkim(cmd) => admin_cmd::run(&cli.config, cmd.into_request()).await,
+            Command::Tls(cmd) => admin_cmd::run(&cli.config, cmd.into_request()).await,
             Command::Queue(cmd) => queue::run(&cli.config, cmd).await,
             Command::Coi(CoiCmd::Status { address }) => {
                 admin_cmd::run(&cli.config, coimail_daemon::admin::AdminRequest::CoiStatus { address }).await

@@ -17,9 +17,16 @@ pub async fn run(config_path: &Path, ready_file: Option<&Path>) -> Result<()> {
     }
     let mut term = signal(SignalKind::terminate())?;
     let mut int = signal(SignalKind::interrupt())?;
-    tokio::select! {
-        _ = term.recv() => tracing::info!("SIGTERM received"),
-        _ = int.recv() => tracing::info!("SIGINT received"),
+    let mut hup = signal(SignalKind::hangup())?;
+    loop {
+        tokio::select! {
+            _ = term.recv() => break tracing::info!("SIGTERM received"),
+            _ = int.recv() => break tracing::info!("SIGINT received"),
+            _ = hup.recv() => match running.tls().reload() {
+                Ok(done) => tracing::info!("SIGHUP: {done}"),
+                Err(e) => tracing::error!("SIGHUP: certificate not reloaded: {e}"),
+            },
+        }
     }
     running.shutdown().await?;
     Ok(())
@@ -48,7 +55,8 @@ fn write_ready_file(path: &Path, addrs: &coimail_daemon::BoundAddrs) -> Result<(
 
 pub fn check(config_path: &Path) -> Result<()> {
     let config = Config::load(config_path)?;
-    if config.tls.cert.exists() || config.listen.needs_tls() {
+    // With ACME on, the files are optional: the issued certificate serves until they exist.
+    if config.tls.cert.exists() || (config.listen.needs_tls() && !config.tls.acme.enabled) {
         tls::server_config(&config.tls.cert, &config.tls.key)?;
     }
     let l = &config.listen;

@@ -44,6 +44,13 @@ impl ImapClient {
         c
     }
 
+    /// A client on a connection whose greeting has been read already.
+    pub fn on_greeted(stream: TcpStream) -> ImapClient {
+        stream.set_nodelay(true).unwrap();
+        let (r, w) = stream.into_split();
+        ImapClient { reader: BufReader::new(r), writer: w, next_tag: 1 }
+    }
+
     pub async fn login(addr: SocketAddr, user: &str, password: &str) -> ImapClient {
         let mut c = Self::connect(addr).await;
         let r = c.command(&format!("LOGIN \"{user}\" \"{password}\"")).await;

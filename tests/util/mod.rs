@@ -3,9 +3,11 @@
 pub mod dns;
 pub mod imap;
 pub mod mailhost;
+pub mod pebble;
 pub mod pipeline;
 pub mod push_service;
 pub mod server;
+pub mod slow;
 pub mod smtp;
 pub mod sts;
 

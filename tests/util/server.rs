@@ -26,8 +26,14 @@ pub fn test_config(dir: &Path) -> Config {
     c.listen.submissions = lo;
     c.store.cache_mb = 16;
     // Load tests open many sessions from 127.0.0.1.
-    c.smtp.max_connections_per_ip = 100;
+    c.smtp.mx_max_connections_per_ip = 100;
+    c.smtp.submission_max_connections_per_ip = 100;
     c.imap.max_connections_per_ip = 100;
+    c.imap.max_unauthenticated_per_ip = 100;
+    // Load and crash tests send thousands of messages from 127.0.0.1 to a
+    // few users; `tests/slow_clients.rs` turns these on.
+    c.smtp.mx_messages_per_peer_per_hour = 0;
+    c.smtp.mx_messages_per_recipient_per_hour = 0;
     c.shutdown.grace_secs = 5;
     // No DNS here: tests that check SPF/DKIM/DMARC turn this on with their
     // own DNS server (`tests/inbound.rs`, the queue's hosts).

@@ -99,6 +99,12 @@ pub enum AdminRequest {
     DkimList {
         domain: Option<String>,
     },
+    /// The certificates served and the next ACME renewal.
+    TlsStatus,
+    /// Reads the `[tls]` certificate files again (as SIGHUP does).
+    TlsReload,
+    /// Issues a new ACME certificate now.
+    TlsRenew,
 }
 
 /// What admin requests act on.
@@ -109,6 +115,8 @@ pub struct AdminContext {
     pub coi: coimail_coi::Coi,
     /// The daemon's signer, so key changes reach the queue at once.
     pub dkim: Dkim,
+    /// The listeners' certificates.
+    pub tls: crate::certs::TlsHandle,
 }
 
 /// The reply: `Ok` carries lines to print, `Err` a message for the user.
@@ -137,6 +145,9 @@ pub async fn execute(ctx: &AdminContext, req: AdminRequest) -> AdminReply {
         | AdminRequest::DkimActivate { .. }
         | AdminRequest::DkimRetire { .. }
         | AdminRequest::DkimList { .. } => execute_dkim(ctx, req).await,
+        AdminRequest::TlsStatus => Ok(ctx.tls.status()),
+        AdminRequest::TlsReload => ctx.tls.reload().map(|l| vec![l]),
+        AdminRequest::TlsRenew => ctx.tls.renew().await.map(|l| vec![l]),
         other => execute_directory(&ctx.directory, other).await,
     }
 }
@@ -290,7 +301,10 @@ async fn execute_directory(dir: &Directory, req: AdminRequest) -> AdminReply {
         | AdminRequest::DkimRotate { .. }
         | AdminRequest::DkimActivate { .. }
         | AdminRequest::DkimRetire { .. }
-        | AdminRequest::DkimList { .. } => Err("not a directory request".into()),
+        | AdminRequest::DkimList { .. }
+        | AdminRequest::TlsStatus
+        | AdminRequest::TlsReload
+        | AdminRequest::TlsRenew => Err("not a directory request".into()),
     }
 }
 
@@ -400,6 +414,7 @@ mod tests {
             queue: Queue::new(store.clone()),
             coi: coimail_coi::Coi::new(store.clone()),
             dkim,
+            tls: crate::certs::TlsHandle::offline(&crate::Config::default()),
         };
         tokio::spawn(serve(listener, ctx, shutdown.clone()));
         // A second daemon on the same data dir is refused.

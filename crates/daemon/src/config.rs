@@ -134,11 +134,70 @@ pub struct TlsConfig {
     pub cert: PathBuf,
     /// PEM private key (PKCS#8, PKCS#1 or SEC1).
     pub key: PathBuf,
+    /// Certificates from an ACME CA (Let's Encrypt), issued and renewed by the daemon.
+    pub acme: AcmeConfig,
 }
 
 impl Default for TlsConfig {
     fn default() -> Self {
-        TlsConfig { cert: PathBuf::from("tls/cert.pem"), key: PathBuf::from("tls/key.pem") }
+        TlsConfig {
+            cert: PathBuf::from("tls/cert.pem"),
+            key: PathBuf::from("tls/key.pem"),
+            acme: AcmeConfig::default(),
+        }
+    }
+}
+
+/// Let's Encrypt's production directory.
+pub const LETS_ENCRYPT: &str = "https://acme-v02.api.letsencrypt.org/directory";
+
+/// How the ACME CA checks that this server answers for a name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub enum AcmeChallenge {
+    /// RFC 8737: a TLS handshake on port 443 of the name.
+    #[default]
+    #[serde(rename = "tls-alpn-01")]
+    TlsAlpn01,
+    /// RFC 8555 §8.3: an HTTP request on port 80 of the name.
+    #[serde(rename = "http-01")]
+    Http01,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AcmeConfig {
+    /// Get and renew certificates by ACME (RFC 8555). They are served instead of the `cert`
+    /// file for their names, and to clients that send no name; the file still serves others.
+    pub enabled: bool,
+    /// The CA's directory URL. Let's Encrypt staging (for trying it out):
+    /// https://acme-staging-v02.api.letsencrypt.org/directory
+    pub directory: String,
+    /// Address the CA may write to about the certificates (expiry, policy changes); empty: none.
+    pub contact: String,
+    /// "tls-alpn-01" (port 443 must reach this server) or "http-01" (port 80).
+    pub challenge: AcmeChallenge,
+    /// Names of the certificate; empty: server.hostname, and autoconfig.<domain> and
+    /// mta-sts.<domain> of every domain served. Every name must resolve to this server.
+    pub names: Vec<String>,
+    /// Renew this many days before the certificate expires, or after two thirds of its
+    /// lifetime if that comes later (short-lived certificates).
+    pub renew_before_days: u64,
+    /// A PEM CA certificate the directory's HTTPS is checked against instead of the system's
+    /// roots (a test CA such as Pebble's); empty: the system's.
+    pub directory_ca: PathBuf,
+}
+
+impl Default for AcmeConfig {
+    fn default() -> Self {
+        AcmeConfig {
+            enabled: false,
+            directory: LETS_ENCRYPT.to_owned(),
+            contact: String::new(),
+            challenge: AcmeChallenge::TlsAlpn01,
+            names: Vec::new(),
+            renew_before_days: 30,
+            directory_ca: PathBuf::new(),
+        }
     }
 }
 
@@ -207,6 +266,9 @@ pub struct ImapConfig {
     pub max_connections: usize,
     /// Most IMAP sessions from one IP address (IPv6: one /64) (0: no limit).
     pub max_connections_per_ip: usize,
+    /// Most IMAP sessions from one IP address (IPv6: one /64) that have not
+    /// logged in yet (0: no limit).
+    pub max_unauthenticated_per_ip: usize,
     /// Most logged-in IMAP sessions of one user, all devices together (0: no limit).
     pub max_connections_per_user: usize,
     /// Commands per second one session may keep up, with bursts of five times
@@ -239,6 +301,7 @@ impl Default for ImapConfig {
             max_literal_bytes: 64 << 20,
             max_connections: 1000,
             max_connections_per_ip: 20,
+            max_unauthenticated_per_ip: 10,
             max_connections_per_user: 50,
             max_commands_per_second: 1000,
             max_bad_commands: 50,
@@ -255,14 +318,41 @@ pub struct SmtpConfig {
     pub max_message_bytes: usize,
     /// Most recipients in one transaction.
     pub max_recipients: usize,
-    /// How long to wait for a client command, in seconds (RFC 5321 §4.5.3.2: 5 minutes).
+    /// How long a client may take to send a whole command line, and each
+    /// read of message data, in seconds (RFC 5321 §4.5.3.2: 5 minutes).
     pub command_timeout_secs: u64,
-    /// Most SMTP sessions at once, all listeners together (0: no limit).
-    pub max_connections: usize,
-    /// Most SMTP sessions from one IP address (IPv6: one /64) (0: no limit).
-    pub max_connections_per_ip: usize,
+    /// How long a client may take to send its first command (EHLO) after
+    /// the greeting, or its implicit-TLS handshake, in seconds.
+    pub first_command_timeout_secs: u64,
+    /// Longest SMTP session, in seconds, however busy (0: no limit).
+    pub session_timeout_secs: u64,
+    /// Longest time to receive one message (DATA, or BDAT from the first
+    /// chunk to the last), in seconds (0: no limit).
+    pub data_timeout_secs: u64,
+    /// Slowest message data accepted, in bytes per second averaged from
+    /// the start of the data, after the grace period (0: no limit).
+    pub min_data_rate: u64,
+    /// Seconds at the start of the message data not held to `min_data_rate`.
+    pub min_data_rate_grace_secs: u64,
+    /// Most sessions at once on the MX listener (0: no limit).
+    #[serde(alias = "max_connections")]
+    pub mx_max_connections: usize,
+    /// Most MX sessions from one IP address (IPv6: one /64) (0: no limit).
+    #[serde(alias = "max_connections_per_ip")]
+    pub mx_max_connections_per_ip: usize,
+    /// Most sessions at once on the submission listeners, 587 and 465
+    /// together; a pool apart from MX's (0: no limit).
+    pub submission_max_connections: usize,
+    /// Most submission sessions from one IP address (IPv6: one /64) (0: no limit).
+    pub submission_max_connections_per_ip: usize,
     /// Most messages one user may submit per hour (sliding window; counted in memory) (0: no limit).
     pub max_messages_per_hour: usize,
+    /// Most messages one IP address (IPv6: one /64) may deliver over MX
+    /// per hour (sliding window; counted in memory) (0: no limit).
+    pub mx_messages_per_peer_per_hour: usize,
+    /// Most messages one local user may receive over MX per hour (sliding
+    /// window; counted in memory) (0: no limit).
+    pub mx_messages_per_recipient_per_hour: usize,
     /// Check mail arriving on the MX port: SPF, DKIM, ARC, DMARC, reverse DNS
     /// (through `queue.resolvers`). Off only on private networks without DNS.
     pub inbound_checks: bool,
@@ -274,9 +364,18 @@ impl Default for SmtpConfig {
             max_message_bytes: 50 << 20,
             max_recipients: 100,
             command_timeout_secs: 300,
-            max_connections: 200,
-            max_connections_per_ip: 10,
+            first_command_timeout_secs: 60,
+            session_timeout_secs: 1800,
+            data_timeout_secs: 900,
+            min_data_rate: 1024,
+            min_data_rate_grace_secs: 30,
+            mx_max_connections: 200,
+            mx_max_connections_per_ip: 10,
+            submission_max_connections: 200,
+            submission_max_connections_per_ip: 10,
             max_messages_per_hour: 1000,
+            mx_messages_per_peer_per_hour: 3600,
+            mx_messages_per_recipient_per_hour: 1000,
             inbound_checks: true,
         }
     }
@@ -508,9 +607,10 @@ impl Config {
 
     /// Makes every relative path absolute against `base`.
     pub fn resolve_paths(&mut self, base: &Path) {
-        let roots = &mut self.queue.tls_extra_roots;
-        if roots.is_relative() && !roots.as_os_str().is_empty() {
-            *roots = base.join(&*roots);
+        for roots in [&mut self.queue.tls_extra_roots, &mut self.tls.acme.directory_ca] {
+            if roots.is_relative() && !roots.as_os_str().is_empty() {
+                *roots = base.join(&*roots);
+            }
         }
         for p in [&mut self.server.data_dir, &mut self.tls.cert, &mut self.tls.key] {
             if p.is_relative() {
@@ -530,6 +630,7 @@ impl Config {
             return invalid("server.data_dir", "must not be empty");
         }
         self.listen.proxy_protocol_from.parsed()?;
+        self.validate_acme()?;
         if self.imap.auth_timeout_secs == 0 {
             return invalid("imap.auth_timeout_secs", "must be at least 1");
         }
@@ -557,6 +658,13 @@ impl Config {
         }
         if self.smtp.command_timeout_secs == 0 {
             return invalid("smtp.command_timeout_secs", "must be at least 1");
+        }
+        if self.smtp.first_command_timeout_secs == 0 {
+            return invalid("smtp.first_command_timeout_secs", "must be at least 1");
+        }
+        let s = &self.smtp;
+        if s.session_timeout_secs != 0 && s.data_timeout_secs != 0 && s.session_timeout_secs < s.data_timeout_secs {
+            return invalid("smtp.session_timeout_secs", "must be 0 (no limit) or at least smtp.data_timeout_secs");
         }
         let q = &self.queue;
         if q.retry_initial_secs == 0 {
@@ -630,6 +738,35 @@ impl Config {
             return Err(ConfigError::Invalid { key: "log.level", message: e.to_string() });
         }
         Ok(())
+    }
+
+    fn validate_acme(&self) -> Result<(), ConfigError> {
+        let invalid = |key, message: &str| Err(ConfigError::Invalid { key, message: message.to_owned() });
+        let a = &self.tls.acme;
+        if !a.directory.starts_with("https://") {
+            return invalid("tls.acme.directory", "must be an https:// URL");
+        }
+        if a.renew_before_days == 0 {
+            return invalid("tls.acme.renew_before_days", "must be at least 1");
+        }
+        let dns_name = |n: &str| {
+            n.contains('.') && n.len() <= 253 && n.chars().all(|c| c.is_ascii_alphanumeric() || c == '.' || c == '-')
+        };
+        if let Some(bad) = a.names.iter().find(|n| !dns_name(n)) {
+            return Err(ConfigError::Invalid {
+                key: "tls.acme.names",
+                message: format!("{bad:?} is not a DNS name like mail.example.org"),
+            });
+        }
+        if a.enabled && a.names.is_empty() && !dns_name(&self.server.hostname) {
+            return invalid("server.hostname", "must be this server's public DNS name for ACME (tls.acme)");
+        }
+        Ok(())
+    }
+
+    /// Where ACME accounts and certificates live.
+    pub fn acme_dir(&self) -> PathBuf {
+        self.server.data_dir.join("acme")
     }
 
     pub fn admin_socket(&self) -> PathBuf {
@@ -733,6 +870,19 @@ impl Config {
         (self.accounts.default_quota_bytes != 0).then_some(self.accounts.default_quota_bytes)
     }
 
+    /// The SMTP session bounds (`coimail_smtp::Timeouts`).
+    pub fn smtp_timeouts(&self) -> coimail_smtp::Timeouts {
+        let s = &self.smtp;
+        coimail_smtp::Timeouts {
+            command: Duration::from_secs(s.command_timeout_secs),
+            first_command: Duration::from_secs(s.first_command_timeout_secs),
+            session: Duration::from_secs(s.session_timeout_secs),
+            data: Duration::from_secs(s.data_timeout_secs),
+            min_data_rate: s.min_data_rate,
+            min_data_rate_grace: Duration::from_secs(s.min_data_rate_grace_secs),
+        }
+    }
+
     pub fn imap_timeouts(&self) -> (Duration, Duration) {
         (Duration::from_secs(self.imap.auth_timeout_secs), Duration::from_secs(self.imap.idle_timeout_secs))
     }
@@ -801,6 +951,20 @@ mod tests {
     }
 
     #[test]
+    fn smtp_pools_keep_their_old_names_and_deadlines_are_checked() {
+        let c = Config::parse("[smtp]\nmax_connections = 5\nmax_connections_per_ip = 2\n").unwrap();
+        assert_eq!((c.smtp.mx_max_connections, c.smtp.mx_max_connections_per_ip), (5, 2));
+        assert_eq!(c.smtp.submission_max_connections, SmtpConfig::default().submission_max_connections);
+        let mut c = Config::default();
+        (c.smtp.session_timeout_secs, c.smtp.data_timeout_secs) = (60, 120);
+        assert!(c.validate().unwrap_err().to_string().contains("smtp.session_timeout_secs"));
+        c.smtp.session_timeout_secs = 0;
+        c.validate().unwrap();
+        c.smtp.first_command_timeout_secs = 0;
+        assert!(c.validate().unwrap_err().to_string().contains("smtp.first_command_timeout_secs"));
+    }
+
+    #[test]
     fn unknown_keys_are_named() {
         let err = Config::parse("[imap]\nidle_timout_secs = 5\n").unwrap_err();
         assert!(err.contains("idle_timout_secs"), "{err}");
@@ -833,6 +997,30 @@ mod tests {
         let mut c = Config::default();
         c.log.level = "info,=[".into();
         assert!(c.validate().unwrap_err().to_string().contains("log.level"));
+    }
+
+    #[test]
+    fn acme_settings_are_checked() {
+        let mut c =
+            Config::parse("[tls.acme]\nenabled = true\nchallenge = \"http-01\"\ndirectory_ca = \"ca.pem\"\n").unwrap();
+        assert_eq!(c.tls.acme.challenge, AcmeChallenge::Http01);
+        assert_eq!(c.tls.acme.directory, LETS_ENCRYPT);
+        c.resolve_paths(Path::new("/etc/coimail"));
+        assert_eq!(c.tls.acme.directory_ca, PathBuf::from("/etc/coimail/ca.pem"));
+        // "localhost" cannot be ordered from a CA.
+        assert!(c.validate().unwrap_err().to_string().contains("server.hostname"));
+        c.server.hostname = "mail.example.org".into();
+        c.validate().unwrap();
+        c.tls.acme.directory = "http://ca.test/dir".into();
+        assert!(c.validate().unwrap_err().to_string().contains("tls.acme.directory"));
+        c.tls.acme.directory = LETS_ENCRYPT.into();
+        c.tls.acme.names = vec!["mail.example.org".into(), "not a name".into()];
+        assert!(c.validate().unwrap_err().to_string().contains("tls.acme.names"));
+        c.tls.acme.names.clear();
+        c.tls.acme.renew_before_days = 0;
+        assert!(c.validate().unwrap_err().to_string().contains("tls.acme.renew_before_days"));
+        let err = Config::parse("[tls.acme]\nchallenge = \"dns-01\"\n").unwrap_err();
+        assert!(err.contains("challenge"), "{err}");
     }
 
     #[test]

@@ -21,7 +21,9 @@
 //! or transaction in progress and say goodbye), wait for sessions up to the
 //! grace period, flush, and mark the store cleanly closed if nothing was cut off.
 
+pub mod acme;
 pub mod admin;
+pub mod certs;
 pub mod config;
 pub mod telemetry;
 pub mod tls;
@@ -32,7 +34,7 @@ use coimail_delivery::dkim::{Dkim, KeyStore};
 use coimail_delivery::{Outbound, Queue, ReportLimit, Runner, attempt};
 use coimail_directory::Directory;
 use coimail_imap::{ImapContext, ImapListener};
-use coimail_smtp::{SmtpContext, SmtpListener};
+use coimail_smtp::{Pool, SmtpContext, SmtpListener};
 use coimail_store::Store;
 use serde::{Deserialize, Serialize};
 use std::net::SocketAddr;
@@ -97,6 +99,7 @@ pub struct Running {
     tracker: TaskTracker,
     grace: Duration,
     admin_socket: PathBuf,
+    tls: certs::TlsHandle,
 }
 
 /// Opens the store and directory of `config`, restoring and reconciling as
@@ -209,17 +212,22 @@ fn smtp_context(
     config: &Config,
     store: &Store,
     directory: &Directory,
-    tls: Option<tokio_rustls::TlsAcceptor>,
+    tls: Option<coimail_tls::TlsAcceptor>,
 ) -> SmtpContext {
     let smtp = coimail_smtp::SmtpConfig {
         hostname: config.server.hostname.clone(),
         max_message_bytes: config.smtp.max_message_bytes,
         max_recipients: config.smtp.max_recipients,
         plaintext_auth: config.auth.plaintext,
-        command_timeout: Duration::from_secs(config.smtp.command_timeout_secs),
-        max_connections: config.smtp.max_connections,
-        max_connections_per_ip: config.smtp.max_connections_per_ip,
+        timeouts: config.smtp_timeouts(),
+        mx_pool: Pool { max: config.smtp.mx_max_connections, max_per_ip: config.smtp.mx_max_connections_per_ip },
+        submission_pool: Pool {
+            max: config.smtp.submission_max_connections,
+            max_per_ip: config.smtp.submission_max_connections_per_ip,
+        },
         max_messages_per_hour: config.smtp.max_messages_per_hour,
+        mx_messages_per_peer_per_hour: config.smtp.mx_messages_per_peer_per_hour,
+        mx_messages_per_recipient_per_hour: config.smtp.mx_messages_per_recipient_per_hour,
     };
     SmtpContext::new(store.clone(), directory.clone(), tls, smtp)
 }
@@ -241,12 +249,7 @@ pub async fn start(config: Config) -> Result<Running, DaemonError> {
     config.validate()?;
     let (store, directory) = open_data(&config).await?;
 
-    let tls = if config.tls.cert.exists() || config.tls.key.exists() || config.listen.needs_tls() {
-        Some(tls::load_acceptor(&config.tls.cert, &config.tls.key)?)
-    } else {
-        warn!("no TLS certificate at {}: STARTTLS is not offered", config.tls.cert.display());
-        None
-    };
+    let (tls, certs, acme) = load_tls(&config, &directory)?;
 
     let l = &config.listen;
     let imap = bind_all("imap", &l.imap).await?;
@@ -287,6 +290,7 @@ pub async fn start(config: Config) -> Result<Running, DaemonError> {
                 max_literal_bytes: config.imap.max_literal_bytes,
                 max_connections: config.imap.max_connections,
                 max_connections_per_ip: config.imap.max_connections_per_ip,
+                max_unauthenticated_per_ip: config.imap.max_unauthenticated_per_ip,
                 max_connections_per_user: config.imap.max_connections_per_user,
                 max_commands_per_second: config.imap.max_commands_per_second,
                 command_burst: config.imap_command_burst(),
@@ -333,7 +337,13 @@ pub async fn start(config: Config) -> Result<Running, DaemonError> {
         tracker.spawn(coimail_smtp::serve(listener, kind, smtp_ctx.clone(), shutdown.clone(), tracker.clone()));
     }
     tracker.spawn(runner.run(shutdown.clone()));
-    let admin_ctx = admin::AdminContext { directory: directory.clone(), queue, coi: coi_admin, dkim };
+    let acme_handle = acme.map(|(task, handle)| {
+        tracker.spawn(task.run(shutdown.clone()));
+        handle
+    });
+    let tls_handle = certs::TlsHandle::new(certs, &config, acme_handle);
+    let admin_ctx =
+        admin::AdminContext { directory: directory.clone(), queue, coi: coi_admin, dkim, tls: tls_handle.clone() };
     tracker.spawn(admin::serve(admin_listener, admin_ctx, shutdown.clone()));
     info!(?addrs, "coimail is serving");
     Ok(Running {
@@ -344,7 +354,36 @@ pub async fn start(config: Config) -> Result<Running, DaemonError> {
         tracker,
         grace: Duration::from_secs(config.shutdown.grace_secs),
         admin_socket,
+        tls: tls_handle,
     })
+}
+
+/// The certificates every TLS listener serves: the `[tls]` files (required when an
+/// implicit-TLS listener is on and ACME is off) and, with ACME on, the stored ACME certificate
+/// plus the task that issues and renews it. No acceptor at all when there is nothing to serve.
+#[allow(clippy::type_complexity)]
+fn load_tls(
+    config: &Config,
+    directory: &Directory,
+) -> Result<
+    (Option<coimail_tls::TlsAcceptor>, Arc<coimail_tls::Certs>, Option<(acme::Acme, acme::AcmeHandle)>),
+    DaemonError,
+> {
+    let certs = Arc::new(coimail_tls::Certs::new());
+    let acme_on = config.tls.acme.enabled;
+    if config.tls.cert.exists() || config.tls.key.exists() || (config.listen.needs_tls() && !acme_on) {
+        certs.install(tls::load_file_pair(&config.tls.cert, &config.tls.key)?);
+    }
+    let acme = acme_on.then(|| acme::Acme::new(config, directory.clone(), certs.clone()));
+    if certs.is_empty() && acme.is_none() {
+        warn!("no TLS certificate at {}: STARTTLS is not offered", config.tls.cert.display());
+        return Ok((None, certs, None));
+    }
+    if certs.is_empty() {
+        warn!("no certificate until ACME issues one: TLS handshakes fail until then");
+    }
+    let acceptor = coimail_tls::TlsAcceptor::new(certs.clone()).map_err(tls::TlsError::from)?;
+    Ok((Some(acceptor), certs, acme))
 }
 
 impl Running {
@@ -358,6 +397,11 @@ impl Running {
 
     pub fn directory(&self) -> &Directory {
         &self.directory
+    }
+
+    /// The listeners' certificates: reload (SIGHUP), status, ACME renewal.
+    pub fn tls(&self) -> &certs::TlsHandle {
+        &self.tls
     }
 
     /// Stops accepting, lets sessions finish (bounded by the grace period),

@@ -5,11 +5,11 @@
 //! * **Exactly one crypto provider, aws-lc-rs, passed explicitly.** Configs are built with
 //!   [`rustls::ServerConfig::builder_with_provider`] instead of relying on a process-wide
 //!   default provider, so it does not matter which features other crates enable on rustls.
-//! * **Our own certificate resolver with a default certificate.** rustls'
-//!   `ResolvesServerCertUsingSni` sends no certificate when the client sends no server name
-//!   (Postfix does not send SNI by default, and no client sends it when connecting by IP
-//!   address), which aborts the handshake. [`DefaultResolver`] serves its certificate whatever
-//!   the client asks for; a per-name lookup can be added in front of that default later.
+//! * **Our own certificate resolver with a default certificate** ([`coimail_tls::Certs`]).
+//!   rustls' `ResolvesServerCertUsingSni` sends no certificate when the client sends no server
+//!   name (Postfix does not send SNI by default, and no client sends it when connecting by IP
+//!   address), which aborts the handshake. Its certificates can be replaced while the daemon
+//!   runs (SIGHUP, `coimail tls reload`, ACME renewals).
 //! * **PEM via rustls-pki-types' [`PemObject`]**, not the archived rustls-pemfile
 //!   (RUSTSEC-2025-0134). Keys may be PKCS#8, PKCS#1 (RSA) or SEC1 (EC).
 //!
@@ -20,8 +20,8 @@ use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use coimail_tls::{CertInfo, Certs, Served, Source, TlsAcceptor, provider};
 use rustls::crypto::CryptoProvider;
-use rustls::server::{ClientHello, ResolvesServerCert};
 use rustls::sign::CertifiedKey;
 use rustls_pki_types::pem::{self, PemObject};
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
@@ -101,30 +101,6 @@ pub enum TlsError {
     },
 }
 
-/// Serves one certificate to every client, whether or not it sent SNI.
-#[derive(Debug)]
-pub struct DefaultResolver {
-    default: Arc<CertifiedKey>,
-}
-
-impl DefaultResolver {
-    /// A resolver that always answers with `default`.
-    pub fn new(default: Arc<CertifiedKey>) -> Self {
-        Self { default }
-    }
-}
-
-impl ResolvesServerCert for DefaultResolver {
-    fn resolve(&self, _client_hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
-        Some(Arc::clone(&self.default))
-    }
-}
-
-/// The one crypto provider we use.
-fn provider() -> Arc<CryptoProvider> {
-    Arc::new(rustls::crypto::aws_lc_rs::default_provider())
-}
-
 fn read(what: &'static str, path: &Path) -> Result<Vec<u8>, TlsError> {
     fs::read(path).map_err(|source| TlsError::Read { what, path: path.to_owned(), source })
 }
@@ -168,22 +144,37 @@ fn load_certified_key(cert: &Path, key: &Path, provider: &CryptoProvider) -> Res
     }
 }
 
+/// Loads a PEM chain + PEM key as a certificate to install in [`Certs`], with the names and
+/// dates of its first certificate. Nothing is installed on error: the caller keeps serving
+/// what it had.
+pub fn load_served(cert: &Path, key: &Path, source: Source) -> Result<Served, TlsError> {
+    let certified = load_certified_key(cert, key, &provider())?;
+    let first = certified.cert.first().ok_or_else(|| TlsError::NoCertificate(cert.to_owned()))?;
+    let info = CertInfo::from_der(first).map_err(|e| TlsError::BadCertificate {
+        path: cert.to_owned(),
+        source: rustls::Error::General(e.to_string()),
+    })?;
+    Ok(Served { key: Arc::new(certified), info, source })
+}
+
+/// Loads the certificate files of `[tls]` (for their source).
+pub fn load_file_pair(cert: &Path, key: &Path) -> Result<Served, TlsError> {
+    load_served(cert, key, Source::File { cert: cert.to_owned(), key: key.to_owned() })
+}
+
 /// Builds a server config (TLS 1.2 and 1.3, no client auth, no ALPN) serving the PEM chain in
 /// `cert` with the PEM key in `key` (PKCS#8, PKCS#1 RSA or SEC1 EC) to every client, with or
 /// without SNI.
 pub fn server_config(cert: &Path, key: &Path) -> Result<Arc<rustls::ServerConfig>, TlsError> {
-    let provider = provider();
-    let certified = load_certified_key(cert, key, &provider)?;
-    let config = rustls::ServerConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()?
-        .with_no_client_auth()
-        .with_cert_resolver(Arc::new(DefaultResolver::new(Arc::new(certified))));
-    Ok(Arc::new(config))
+    Ok(Arc::clone(load_acceptor(cert, key)?.config()))
 }
 
-/// Loads a PEM chain + PEM key (PKCS#8, PKCS#1 RSA or SEC1 EC) and returns a ready acceptor.
-pub fn load_acceptor(cert: &Path, key: &Path) -> Result<tokio_rustls::TlsAcceptor, TlsError> {
-    server_config(cert, key).map(tokio_rustls::TlsAcceptor::from)
+/// Loads a PEM chain + PEM key (PKCS#8, PKCS#1 RSA or SEC1 EC) and returns a ready acceptor
+/// whose certificate can later be replaced through [`Certs`].
+pub fn load_acceptor(cert: &Path, key: &Path) -> Result<TlsAcceptor, TlsError> {
+    let certs = Arc::new(Certs::new());
+    certs.install(load_file_pair(cert, key)?);
+    Ok(TlsAcceptor::new(certs)?)
 }
 
 /// Writes a self-signed certificate for `hostnames` (all become SANs, IP addresses as IP SANs;
@@ -214,7 +205,7 @@ pub fn write_self_signed(hostnames: &[String], cert: &Path, key: &Path, overwrit
 /// Writes `data` to `path` with `mode`, creating parent directories. Without `overwrite` the
 /// file is created exclusively; with it, a temporary sibling is written, synced and renamed
 /// over `path`.
-fn write_file(path: &Path, data: &[u8], mode: u32, overwrite: bool) -> Result<(), TlsError> {
+pub(crate) fn write_file(path: &Path, data: &[u8], mode: u32, overwrite: bool) -> Result<(), TlsError> {
     use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 
     let write_err = |p: &Path| {
@@ -310,7 +301,7 @@ mod tests {
     /// Handshakes with a server using `acceptor`; returns the SNI the server saw and the
     /// negotiated protocol version.
     async fn handshake(
-        acceptor: tokio_rustls::TlsAcceptor,
+        acceptor: TlsAcceptor,
         client: Arc<rustls::ClientConfig>,
         name: ServerName<'static>,
     ) -> (Option<String>, rustls::ProtocolVersion) {

@@ -215,7 +215,7 @@ pub(crate) struct Throttle {
 }
 
 /// IPv6 clients get a whole /64 each, so throttle by prefix.
-pub(crate) fn peer_key(ip: IpAddr) -> IpAddr {
+pub fn peer_key(ip: IpAddr) -> IpAddr {
     match ip {
         IpAddr::V6(v6) if v6.to_ipv4_mapped().is_none() => {
             let s = v6.segments();

@@ -25,7 +25,7 @@ mod snapshot;
 pub use address::Address;
 /// Validates a domain name and returns its canonical (lower-case) form.
 pub use address::domain as canonical_domain;
-pub use auth::{AuthError, AuthOptions, AuthStats, PlaintextAuth, Revocation, ThrottleOptions, cpu_count};
+pub use auth::{AuthError, AuthOptions, AuthStats, PlaintextAuth, Revocation, ThrottleOptions, cpu_count, peer_key};
 pub use auth_cache::CacheOptions;
 pub use error::DirectoryError;
 pub use limits::{ConnectionLimits, ConnectionPermit, LimitExceeded, UserLimits, UserPermit};

@@ -83,6 +83,8 @@ impl Findings {
 pub struct Histogram {
     buckets: Vec<u64>,
     count: u64,
+    /// Summed latency in µs, for the mean.
+    total_us: u64,
 }
 
 fn bucket(us: u64) -> usize {
@@ -111,6 +113,17 @@ impl Histogram {
         }
         self.buckets[b] += 1;
         self.count += 1;
+        self.total_us += d.as_micros().min(u128::from(u64::MAX >> 8)) as u64;
+    }
+
+    /// The mean latency (the closed loop's rate is clients over this).
+    pub fn mean(&self) -> Duration {
+        Duration::from_micros(self.total_us.checked_div(self.count).unwrap_or(0))
+    }
+
+    /// The summed latency: the share of client time a command kind takes.
+    pub fn total(&self) -> Duration {
+        Duration::from_micros(self.total_us)
     }
 
     pub fn count(&self) -> u64 {
@@ -138,6 +151,7 @@ impl Histogram {
             *a += b;
         }
         self.count += other.count;
+        self.total_us += other.total_us;
     }
 }
 
@@ -189,6 +203,14 @@ impl Report {
         self.stats.all.quantile(0.99)
     }
 
+    /// How much of the clients' time went to waiting for answers: the rest
+    /// is the tester's own work and IDLE's wait. In a closed loop a server
+    /// can only speed up this share.
+    pub fn answer_share(&self) -> f64 {
+        let client_time = self.elapsed.as_secs_f64() * self.clients as f64;
+        self.stats.all.total().as_secs_f64() / client_time.max(1e-9)
+    }
+
     pub fn violations(&self) -> u64 {
         self.findings.total()
     }
@@ -202,17 +224,34 @@ impl fmt::Display for Report {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         writeln!(
             f,
-            "{} clients, {:.1} s: {} commands, {:.0} commands/s, latency p50 {} ms, p99 {} ms",
+            "{} clients, {:.1} s: {} commands, {:.0} commands/s, latency p50 {} ms, p99 {} ms, mean {} ms; \
+             waiting for answers {:.0}% of the clients' time",
             self.clients,
             self.elapsed.as_secs_f64(),
             self.commands(),
             self.commands_per_sec(),
             ms(self.p50()),
-            ms(self.p99())
+            ms(self.p99()),
+            ms(self.stats.all.mean()),
+            self.answer_share() * 100.0
         )?;
-        writeln!(f, "{:<14} {:>9} {:>10} {:>10}", "command", "count", "p50 ms", "p99 ms")?;
+        writeln!(
+            f,
+            "{:<14} {:>9} {:>10} {:>10} {:>10} {:>7}",
+            "command", "count", "p50 ms", "p99 ms", "mean ms", "time %"
+        )?;
+        let all = self.stats.all.total().as_secs_f64().max(1e-9);
         for (name, h) in &self.stats.per_command {
-            writeln!(f, "{:<14} {:>9} {:>10} {:>10}", name, h.count(), ms(h.quantile(0.5)), ms(h.quantile(0.99)))?;
+            writeln!(
+                f,
+                "{:<14} {:>9} {:>10} {:>10} {:>10} {:>7.1}",
+                name,
+                h.count(),
+                ms(h.quantile(0.5)),
+                ms(h.quantile(0.99)),
+                ms(h.mean()),
+                100.0 * h.total().as_secs_f64() / all
+            )?;
         }
         writeln!(f, "violations: {}", self.violations())?;
         for (kind, n) in &self.findings.violations {

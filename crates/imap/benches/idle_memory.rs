@@ -146,6 +146,7 @@ async fn setup(dir: &std::path::Path, max: usize) -> SocketAddr {
         auth_timeout: Duration::from_secs(600),
         max_connections: max + 10,
         max_connections_per_ip: 0,
+        max_unauthenticated_per_ip: 0,
         // One account, logged in 2,000 times.
         max_connections_per_user: 0,
         ..common::config()

@@ -24,6 +24,7 @@
 //! further input needed (the stall that makes mox ship COMPRESS disabled).
 
 use bytes::{Buf, Bytes, BytesMut};
+use coimail_tls::TlsAcceptor;
 use flate2::{Compress, Compression, Decompress, FlushCompress, FlushDecompress, Status};
 use std::io;
 use std::pin::Pin;
@@ -31,7 +32,6 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::TcpStream;
-use tokio_rustls::TlsAcceptor;
 use tokio_rustls::server::TlsStream;
 
 /// Output is written out once this much is queued, so a large FETCH does

@@ -83,6 +83,11 @@ pub struct ImapConfig {
     pub max_connections: usize,
     /// Concurrent sessions from one IPv4 address or IPv6 /64. 0: no cap.
     pub max_connections_per_ip: usize,
+    /// Concurrent sessions from one IPv4 address or IPv6 /64 that have not
+    /// logged in yet; more get `* BYE`. Lets `max_connections_per_ip` be
+    /// raised for a NAT full of users without letting one address hold as
+    /// many slots with connections that never log in. 0: no cap.
+    pub max_unauthenticated_per_ip: usize,
     /// Concurrent logged-in sessions of one account; one more login gets
     /// `NO [LIMIT]`. 0: no cap.
     pub max_connections_per_user: usize,
@@ -109,11 +114,13 @@ pub struct ImapContext {
     pub store: coimail_store::Store,
     pub directory: coimail_directory::Directory,
     /// `None`: no STARTTLS offered, and implicit-TLS listeners cannot serve.
-    pub tls: Option<tokio_rustls::TlsAcceptor>,
+    pub tls: Option<coimail_tls::TlsAcceptor>,
     pub config: ImapConfig,
     /// Built from `config` by [`ImapContext::new`], so every listener
     /// sharing this context shares the caps.
     limits: Arc<ConnectionLimits>,
+    /// Sessions not logged in yet, per peer; the slot is given back at login.
+    unauth_limits: Arc<ConnectionLimits>,
     /// Logged-in sessions per account, taken at login.
     pub(crate) user_limits: Arc<coimail_directory::UserLimits>,
     /// Parsed message structures (ENVELOPE, BODYSTRUCTURE, sections), shared
@@ -129,10 +136,11 @@ impl ImapContext {
     pub fn new(
         store: coimail_store::Store,
         directory: coimail_directory::Directory,
-        tls: Option<tokio_rustls::TlsAcceptor>,
+        tls: Option<coimail_tls::TlsAcceptor>,
         config: ImapConfig,
     ) -> ImapContext {
         let limits = ConnectionLimits::new(config.max_connections, config.max_connections_per_ip);
+        let unauth_limits = ConnectionLimits::new(0, config.max_unauthenticated_per_ip);
         let user_limits = coimail_directory::UserLimits::new(config.max_connections_per_user);
         let coi = coimail_coi::Coi::new(store.clone());
         ImapContext {
@@ -141,6 +149,7 @@ impl ImapContext {
             tls,
             config,
             limits,
+            unauth_limits,
             user_limits,
             mime_cache: mime::Cache::default(),
             coi,
@@ -248,7 +257,8 @@ fn admit(
     shutdown: &CancellationToken,
     tracker: &TaskTracker,
 ) {
-    let permit = match ctx.limits.try_acquire(peer.ip()) {
+    let permits = ctx.limits.try_acquire(peer.ip()).and_then(|p| Ok((p, ctx.unauth_limits.try_acquire(peer.ip())?)));
+    let (permit, unauth_permit) = match permits {
         Ok(p) => p,
         Err(e) => {
             tracing::info!(proto = "imap", %peer, "connection refused: {e}");
@@ -270,7 +280,7 @@ fn admit(
             // Held for the whole session; dropping it frees the slot.
             let _permit = permit;
             tracing::debug!(?kind, "connected");
-            session::run(ctx, stream, peer, kind, shutdown).await;
+            session::run(ctx, stream, peer, kind, shutdown, unauth_permit).await;
             tracing::debug!("disconnected");
         }
         .instrument(span),

@@ -104,6 +104,9 @@ pub(crate) struct Session {
     pub changes: Option<ChangeReceiver>,
     /// The logged-in account's session slot (`max_connections_per_user`).
     pub user_permit: Option<coimail_directory::UserPermit>,
+    /// The peer's slot for a session not logged in yet
+    /// (`max_unauthenticated_per_ip`); dropped at login.
+    pub unauth_permit: Option<coimail_directory::ConnectionPermit>,
     /// Mailbox names in UTF-8 on the wire (UTF8=ACCEPT or IMAP4rev2 enabled).
     pub utf8: bool,
     /// IMAP4rev2 enabled (RFC 9051 §6.3.1): no RECENT/UNSEEN, LIST in SELECT.
@@ -135,6 +138,7 @@ pub(crate) async fn run(
     peer: SocketAddr,
     kind: ImapListener,
     shutdown: CancellationToken,
+    unauth_permit: coimail_directory::ConnectionPermit,
 ) {
     let login_deadline = Instant::now() + ctx.config.auth_timeout * LOGIN_DEADLINE_TIMEOUTS;
     let limits = Limits { max_line: ctx.config.max_line_bytes };
@@ -160,6 +164,7 @@ pub(crate) async fn run(
         revocation: None,
         changes: None,
         user_permit: None,
+        unauth_permit: Some(unauth_permit),
         utf8: false,
         rev2: false,
         login_deadline,

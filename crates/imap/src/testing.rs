@@ -5,15 +5,16 @@
 use crate::{ImapConfig, ImapContext, ImapListener};
 use coimail_directory::{Account, Directory, PlaintextAuth};
 use coimail_store::{Placement, Store, Stored};
+use coimail_tls::TlsAcceptor;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 use tempfile::TempDir;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
+use tokio_rustls::TlsConnector;
 use tokio_rustls::rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer, ServerName};
 use tokio_rustls::rustls::{self, ClientConfig, RootCertStore, ServerConfig};
-use tokio_rustls::{TlsAcceptor, TlsConnector};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -50,6 +51,7 @@ pub(crate) fn config() -> ImapConfig {
         max_literal_bytes: 1 << 20,
         max_connections: 1000,
         max_connections_per_ip: 20,
+        max_unauthenticated_per_ip: 10,
         max_connections_per_user: 50,
         max_commands_per_second: 1000,
         command_burst: 5000,

@@ -384,6 +384,7 @@ impl Session {
                 tracing::info!(id = %id, from = %coimail_directory::LogSafe(&tx.sender), recipients = tx.recipient_count(),
                     copies = done.copies, queue_id = ?done.queue_id, over_quota = done.over_quota.len(),
                     size = message.len(), quarantine, "accepted");
+                self.record_mx(&tx);
                 self.report(&tx, &done.over_quota, message, now).await;
                 let what = if done.queue_id.is_some() { "queued" } else { "delivered" };
                 Reply::new(250, Enhanced(2, 0, 0), format!("OK, {what} as {id}"))

@@ -15,6 +15,12 @@
 //!   otherwise).
 //! - Every 2xx/4xx/5xx reply has an enhanced status code except the
 //!   greeting and the EHLO/HELO replies, as RFC 2034 §3 prescribes.
+//! - Connections: MX and submission (587 and 465) have separate pools, each
+//!   with a total and a per-peer cap (`421 4.7.0`). Every wait on a client
+//!   is bounded (`io.rs`, [`Timeouts`]): a command line, message data as a
+//!   whole and its minimum rate, the session; `421 4.4.2` says which.
+//! - MX message rates per peer (`450 4.7.1` at MAIL) and per recipient
+//!   account (`450 4.7.1` at RCPT), counted as messages are accepted (`rate.rs`).
 //! - MX accepts mail only for local domains (`550 5.1.1` unknown user,
 //!   `550 5.7.1` other domains). Submission requires AUTH (`530 5.7.0`), a
 //!   user under its hourly message rate (`450 4.7.1`, `rate.rs`), a
@@ -57,11 +63,13 @@
 //! - `session.rs` — command loop, state, dispatch; EHLO, RSET, NOOP, VRFY, HELP, QUIT, STARTTLS
 //! - `mail.rs` — MAIL and RCPT; `data.rs` — DATA decoder, DATA and the end of every message;
 //!   `bdat.rs` — BDAT; `auth.rs` — AUTH PLAIN/LOGIN; `submission.rs` — checks on submitted messages
-//! - `policy.rs` — who may send to whom (the open-relay rule); `rate.rs` — messages per user per hour
+//! - `policy.rs` — who may send to whom (the open-relay rule); `rate.rs` — messages per user, per
+//!   MX peer and per MX recipient per hour
 //! - `inbound/` — SPF/DKIM/ARC/DMARC/iprev on MX, the verdict, `Authentication-Results`, DNS caches
 //! - `delivery.rs` — where a message goes ([`delivery::placements`], the COI hook), storing and queueing it
 //! - `received.rs` — trace headers and the RFC 5322 date
-//! - `reply.rs` — replies, [`SmtpError`], rendering; `io.rs` — streams, line reader, TLS upgrade
+//! - `reply.rs` — replies, [`SmtpError`], rendering; `io.rs` — streams, line reader, TLS upgrade,
+//!   the time bounds on the client
 
 mod auth;
 mod bdat;
@@ -100,33 +108,56 @@ pub struct SmtpConfig {
     pub max_recipients: usize,
     /// When AUTH may happen without TLS.
     pub plaintext_auth: coimail_directory::PlaintextAuth,
-    /// Bound on every wait for the client (RFC 5321 §4.5.3.2 suggests 5 minutes).
-    pub command_timeout: Duration,
-    /// Concurrent sessions over all SMTP listeners of this context; more get
-    /// `421 4.7.0` and are closed. 0: no cap.
-    pub max_connections: usize,
-    /// Concurrent sessions from one IPv4 address or IPv6 /64. 0: no cap.
-    pub max_connections_per_ip: usize,
+    /// Bounds on how long a client may take (`io.rs`; RFC 5321 §4.5.3.2
+    /// suggests 5 minutes per command).
+    pub timeouts: io::Timeouts,
+    /// Concurrent sessions on the MX listener; more get `421 4.7.0`.
+    pub mx_pool: Pool,
+    /// Concurrent sessions on the submission listeners (587 and 465
+    /// together): a pool of their own, so a flood on port 25 cannot keep
+    /// users from sending, nor users the world from delivering.
+    pub submission_pool: Pool,
     /// Messages one user may submit per hour (sliding window); more get
-    /// `450 4.7.1`. 0: no cap. MX is not limited.
+    /// `450 4.7.1`. 0: no cap. MX is not limited by it.
     pub max_messages_per_hour: usize,
+    /// Messages one peer (IPv4 address or IPv6 /64) may deliver over MX per
+    /// hour; more get `450 4.7.1` at MAIL. 0: no cap.
+    pub mx_messages_per_peer_per_hour: usize,
+    /// Messages one local account may receive over MX per hour; more get
+    /// `450 4.7.1` at RCPT. 0: no cap. Submission is not limited by it.
+    pub mx_messages_per_recipient_per_hour: usize,
 }
+
+/// A pool of connection slots: at most `max` sessions, `max_per_ip` of
+/// them from one IPv4 address or IPv6 /64 (0: no cap).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Pool {
+    pub max: usize,
+    pub max_per_ip: usize,
+}
+
+pub use io::Timeouts;
 
 /// What every session needs; shared by all SMTP listeners.
 pub struct SmtpContext {
     pub store: coimail_store::Store,
     pub directory: coimail_directory::Directory,
-    pub tls: Option<tokio_rustls::TlsAcceptor>,
+    pub tls: Option<coimail_tls::TlsAcceptor>,
     pub config: SmtpConfig,
     /// Listeners that take PROXY protocol headers, and from where.
     proxy_from: Vec<(SmtpListener, TrustedProxies)>,
     /// The outbound queue; without it remote recipients are refused.
     pub queue: Option<coimail_delivery::Queue>,
     /// Built from `config` by [`SmtpContext::new`], so every listener
-    /// sharing this context shares the caps.
-    limits: Arc<ConnectionLimits>,
+    /// sharing this context shares the caps: one pool for MX, one for
+    /// submission (587 and 465).
+    mx_limits: Arc<ConnectionLimits>,
+    submission_limits: Arc<ConnectionLimits>,
     /// Messages per user per hour on submission (`rate.rs`).
-    rate: rate::RateLimit,
+    rate: rate::RateLimit<coimail_store::AccountId>,
+    /// MX messages per peer (its `peer_key`) and per recipient account per hour.
+    mx_peer_rate: rate::RateLimit<std::net::IpAddr>,
+    mx_recipient_rate: rate::RateLimit<coimail_store::AccountId>,
     /// COI's delivery decision and WebPush (`delivery.rs` calls it).
     pub coi: coimail_coi::Coi,
     /// SPF/DKIM/ARC/DMARC/iprev on the MX listener; `None`: turned off.
@@ -139,11 +170,14 @@ impl SmtpContext {
     pub fn new(
         store: coimail_store::Store,
         directory: coimail_directory::Directory,
-        tls: Option<tokio_rustls::TlsAcceptor>,
+        tls: Option<coimail_tls::TlsAcceptor>,
         config: SmtpConfig,
     ) -> SmtpContext {
-        let limits = ConnectionLimits::new(config.max_connections, config.max_connections_per_ip);
+        let pool = |p: Pool| ConnectionLimits::new(p.max, p.max_per_ip);
+        let (mx_limits, submission_limits) = (pool(config.mx_pool), pool(config.submission_pool));
         let rate = rate::RateLimit::new(config.max_messages_per_hour, rate::WINDOW);
+        let mx_peer_rate = rate::RateLimit::new(config.mx_messages_per_peer_per_hour, rate::WINDOW);
+        let mx_recipient_rate = rate::RateLimit::new(config.mx_messages_per_recipient_per_hour, rate::WINDOW);
         let coi = coimail_coi::Coi::new(store.clone());
         let reports = coimail_delivery::ReportLimit::default();
         SmtpContext {
@@ -152,8 +186,11 @@ impl SmtpContext {
             tls,
             config,
             queue: None,
-            limits,
+            mx_limits,
+            submission_limits,
             rate,
+            mx_peer_rate,
+            mx_recipient_rate,
             coi,
             inbound: None,
             reports,
@@ -236,7 +273,8 @@ fn admit(
     shutdown: &CancellationToken,
     tracker: &TaskTracker,
 ) {
-    let permit = match ctx.limits.try_acquire(peer.ip()) {
+    let pool = if kind == SmtpListener::Mx { &ctx.mx_limits } else { &ctx.submission_limits };
+    let permit = match pool.try_acquire(peer.ip()) {
         Ok(p) => p,
         Err(e) => {
             tracing::info!(proto = "smtp", listener = ?kind, peer = %peer, "connection refused: {e}");

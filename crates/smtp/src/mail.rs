@@ -112,6 +112,8 @@ impl Session {
             if !self.ctx.rate.allows(account.id, std::time::Instant::now()) {
                 return Err(reply::RATE_LIMITED);
             }
+        } else if !self.mx_peer_allowed() {
+            return Err(reply::MX_PEER_RATE_LIMITED);
         }
         if !helo.esmtp && (from.flags != 0 || from.size != 0 || from.auth.is_some() || from.env_id.is_some()) {
             return Err(UNSUPPORTED_PARAMETER);
@@ -190,6 +192,9 @@ impl Session {
         }
         match policy::check_recipient(dir, self.kind, self.auth.as_ref(), &to.address)? {
             Recipient::Local(account) => {
+                if !self.mx_recipient_allowed(&account, tx) {
+                    return Err(reply::MX_RECIPIENT_RATE_LIMITED);
+                }
                 self.check_quota(&account, tx)?;
                 Ok(Accepted::Local(LocalRecipient { address: to.address.clone(), account, dsn: dsn(&to.address) }))
             }

@@ -65,6 +65,12 @@ pub const TOO_MANY_RECIPIENTS: SmtpError = SmtpError::new(452, Enhanced(4, 5, 3)
 /// The user's submission rate (`rate.rs`).
 pub const RATE_LIMITED: SmtpError =
     SmtpError::new(450, Enhanced(4, 7, 1), "message rate limit reached for this user; try again later");
+/// MX: the peer delivered its hourly share of messages (`rate.rs`).
+pub const MX_PEER_RATE_LIMITED: SmtpError =
+    SmtpError::new(450, Enhanced(4, 7, 1), "rate limit: too many messages from your address; try again later");
+/// MX: the recipient received its hourly share of messages (`rate.rs`).
+pub const MX_RECIPIENT_RATE_LIMITED: SmtpError =
+    SmtpError::new(450, Enhanced(4, 7, 1), "rate limit: too many messages for this recipient; try again later");
 pub const NO_SUCH_USER: SmtpError = SmtpError::new(550, Enhanced(5, 1, 1), "no such user here");
 pub const RELAY_DENIED: SmtpError = SmtpError::new(550, Enhanced(5, 7, 1), "relay access denied");
 pub const REMOTE_DISABLED: SmtpError =

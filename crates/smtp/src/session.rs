@@ -10,6 +10,11 @@
 //! Shutdown: while waiting for a command outside a transaction the session
 //! answers 421 4.3.2 and closes; inside a transaction it keeps going (bounded
 //! by the command timeout) until the transaction ends, then does the same.
+//!
+//! Slow clients: DATA and BDAT mark the message data for the connection
+//! (`Conn::begin_data`/`end_data`, here around the dispatch), which holds
+//! reads to the data deadline and minimum rate; a client over any bound
+//! gets `421 4.4.2` naming it and is closed (`io.rs`, [`crate::io::Timeouts`]).
 
 use crate::bdat::Chunks;
 use crate::delivery::LocalRecipient;
@@ -114,13 +119,13 @@ pub(crate) async fn run(
     id: String,
 ) {
     let _ = tcp.set_nodelay(true);
-    let timeout = ctx.config.command_timeout;
+    let timeouts = ctx.config.timeouts;
     let mut s = Session {
         ctx,
         kind,
         peer,
         id,
-        conn: Conn::new(Stream::Plain(tcp), timeout),
+        conn: Conn::new(Stream::Plain(tcp), timeouts, std::time::Instant::now()),
         tls: None,
         helo: None,
         auth: None,
@@ -134,9 +139,10 @@ pub(crate) async fn run(
     match s.serve().await {
         Ok(()) => tracing::debug!("closed"),
         Err(ConnError::Eof) => tracing::debug!("client went away"),
-        Err(ConnError::Timeout) => {
-            tracing::info!("timeout");
-            s.conn.reply(reply::TIMEOUT);
+        Err(ConnError::Timeout(why)) => {
+            let (limit, reply) = why.describe(s.conn.timeouts());
+            tracing::info!(limit, in_data = s.conn.in_data(), "client too slow; closing");
+            s.conn.reply(reply);
             s.conn.close().await;
         }
         Err(e) => tracing::info!(error = %e, "session ended"),
@@ -229,7 +235,10 @@ impl Session {
             Request::Helo { host } => self.cmd_hello(host, false),
             Request::Mail { from } => self.cmd_mail(from),
             Request::Rcpt { to } => self.cmd_rcpt(to),
-            Request::Data => self.cmd_data().await?,
+            Request::Data => {
+                self.conn.begin_data();
+                self.cmd_data().await?;
+            }
             Request::Auth { mechanism, initial_response } => self.cmd_auth(mechanism, initial_response).await?,
             Request::StartTls => self.cmd_starttls().await?,
             Request::Rset => {
@@ -254,10 +263,18 @@ impl Session {
                 return Ok(Flow::Quit);
             }
             Request::Lhlo { .. } => self.conn.reply(reply::UNKNOWN_COMMAND),
-            Request::Bdat { chunk_size, is_last } => self.cmd_bdat(chunk_size, is_last).await?,
+            Request::Bdat { chunk_size, is_last } => {
+                self.conn.begin_data();
+                self.cmd_bdat(chunk_size, is_last).await?;
+            }
             Request::Expn { .. } | Request::Etrn { .. } | Request::Atrn { .. } | Request::Burl { .. } => {
                 self.conn.reply(reply::NOT_IMPLEMENTED)
             }
+        }
+        // The message data ends with DATA's dot or BDAT LAST, or with a
+        // refusal or reset; between BDAT chunks it goes on (`io.rs`).
+        if self.tx.as_ref().is_none_or(|tx| tx.chunks.is_none()) {
+            self.conn.end_data();
         }
         Ok(Flow::Continue)
     }

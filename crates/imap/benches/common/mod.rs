@@ -27,6 +27,7 @@ pub fn config() -> ImapConfig {
         max_literal_bytes: 1 << 20,
         max_connections: 100,
         max_connections_per_ip: 100,
+        max_unauthenticated_per_ip: 0,
         max_connections_per_user: 100,
         // The production defaults (crates/daemon/src/config.rs), so the numbers
         // are what a default install gives.

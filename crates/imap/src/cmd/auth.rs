@@ -134,6 +134,7 @@ async fn finish_login<P: AsRef<[u8]>>(s: &mut Session, user: &str, pass: &Secret
                 return Err(ImapError::no(Code::Limit, "Too many connections for this user"));
             };
             s.user_permit = Some(permit);
+            s.unauth_permit = None;
             // Ends the session (BYE at its next wait) when the password
             // changes or the user is deleted; the task ends with the session.
             let token = s.shutdown.clone();

@@ -9,17 +9,18 @@ mod queue;
 mod quota;
 mod submission;
 
-use crate::{SmtpConfig, SmtpContext, SmtpListener, serve};
+use crate::{Pool, SmtpConfig, SmtpContext, SmtpListener, Timeouts, serve};
 use coimail_directory::{Account, Directory, PlaintextAuth};
 use coimail_store::{MessageMeta, Store};
+use coimail_tls::TlsAcceptor;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader};
 use tokio::net::{TcpListener, TcpStream};
+use tokio_rustls::TlsConnector;
 use tokio_rustls::rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer, ServerName};
 use tokio_rustls::rustls::{self, ClientConfig, RootCertStore, ServerConfig};
-use tokio_rustls::{TlsAcceptor, TlsConnector};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -30,14 +31,26 @@ pub(crate) struct Options {
     pub plaintext_auth: PlaintextAuth,
     pub max_message_bytes: usize,
     pub max_recipients: usize,
-    pub command_timeout: Duration,
+    pub timeouts: Timeouts,
     pub tls: bool,
-    pub max_connections: usize,
-    pub max_connections_per_ip: usize,
+    pub mx_pool: Pool,
+    pub submission_pool: Pool,
     /// Give the server an outbound queue (remote recipients accepted).
     pub queue: bool,
     pub max_messages_per_hour: usize,
+    pub mx_messages_per_peer_per_hour: usize,
+    pub mx_messages_per_recipient_per_hour: usize,
 }
+
+/// Generous bounds: only the tests of the bounds themselves meet them.
+pub(crate) const TIMEOUTS: Timeouts = Timeouts {
+    command: Duration::from_secs(30),
+    first_command: Duration::from_secs(30),
+    session: Duration::from_secs(600),
+    data: Duration::from_secs(600),
+    min_data_rate: 0,
+    min_data_rate_grace: Duration::from_secs(30),
+};
 
 impl Default for Options {
     fn default() -> Self {
@@ -45,12 +58,14 @@ impl Default for Options {
             plaintext_auth: PlaintextAuth::Loopback,
             max_message_bytes: 64 * 1024,
             max_recipients: 5,
-            command_timeout: Duration::from_secs(30),
+            timeouts: TIMEOUTS,
             tls: true,
-            max_connections: 200,
-            max_connections_per_ip: 10,
+            mx_pool: Pool { max: 200, max_per_ip: 10 },
+            submission_pool: Pool { max: 200, max_per_ip: 10 },
             queue: false,
             max_messages_per_hour: 0,
+            mx_messages_per_peer_per_hour: 0,
+            mx_messages_per_recipient_per_hour: 0,
         }
     }
 }
@@ -102,10 +117,12 @@ impl Server {
             max_message_bytes: opts.max_message_bytes,
             max_recipients: opts.max_recipients,
             plaintext_auth: opts.plaintext_auth,
-            command_timeout: opts.command_timeout,
-            max_connections: opts.max_connections,
-            max_connections_per_ip: opts.max_connections_per_ip,
+            timeouts: opts.timeouts,
+            mx_pool: opts.mx_pool,
+            submission_pool: opts.submission_pool,
             max_messages_per_hour: opts.max_messages_per_hour,
+            mx_messages_per_peer_per_hour: opts.mx_messages_per_peer_per_hour,
+            mx_messages_per_recipient_per_hour: opts.mx_messages_per_recipient_per_hour,
         };
         let mut ctx = SmtpContext::new(store.clone(), directory, tls, config);
         if opts.queue {

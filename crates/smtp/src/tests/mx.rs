@@ -227,8 +227,9 @@ async fn shutdown_says_421_and_finishes_the_transaction_first() {
 
 #[tokio::test]
 async fn idle_client_times_out() {
-    let s =
-        Server::with(Options { command_timeout: std::time::Duration::from_millis(200), ..Options::default() }).await;
+    let short = std::time::Duration::from_millis(200);
+    let timeouts = super::Timeouts { command: short, first_command: short, ..super::TIMEOUTS };
+    let s = Server::with(Options { timeouts, ..Options::default() }).await;
     let mut c = s.connect(s.mx).await;
     c.expect("421 4.4.2").await;
     assert!(c.closed().await);
