@@ -1,12 +1,13 @@
 //! WebPush hardening, over the real daemon and the loopback push service
 //! of `tests/util/push_service.rs`: which endpoints may be registered,
 //! validation attempts per hour, deleting with WebPush off, a gone endpoint
-//! that was replaced, and a stalled push service (R32, R35, R39). Helpers
-//! are in `coi_webpush.rs`.
+//! that was replaced, a stalled push service (R32, R35, R39), and one
+//! account's stalled push services next to another's pushes. Helpers are in
+//! `coi_webpush.rs`.
 
 use crate::coi_webpush::*;
 use crate::util::push_service::{PushService, Reply};
-use crate::util::{ImapClient, PASSWORD};
+use crate::util::{ImapClient, PASSWORD, SmtpClient};
 use std::time::{Duration, Instant};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -173,4 +174,64 @@ async fn webpush_a_stalled_push_service_never_delays_delivery() {
     let (_, uids) = uids(&mut imap, "COI/Chats").await;
     assert_eq!(uids.len(), 3, "all three stored");
     drop(release);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn webpush_one_accounts_stalled_endpoints_leave_anothers_pushes_alone() {
+    // Issue 11: alice's ten phones sit on every push for the whole timeout.
+    // Her pushes get two of the four workers and eight places in the queue;
+    // bob's push goes out at once instead of after hers (about 5 s each,
+    // two attempts, four at a time), and is not dropped. With the shares
+    // set to the whole pool (4 workers, 1024) bob's push took 4.9 s.
+    let server = start_with(|c| {
+        c.coi.push_timeout_ms = 5_000;
+        c.coi.push_workers = 4;
+        c.coi.push_workers_per_account = 2;
+        c.coi.push_queue_per_account = 8;
+    })
+    .await;
+    let bob = "bob@example.org";
+    server.running.as_ref().unwrap().directory().add_user(bob, PASSWORD, None).await.unwrap();
+    let push = PushService::start().await;
+    let mut imap = ImapClient::login(server.imap(), ALICE, PASSWORD).await;
+    push.expect_vapid(&get(&mut imap, VAPID).await.unwrap());
+    enable_coi(&mut imap).await;
+    let mut phones = Vec::new();
+    for i in 0..10 {
+        let mut phone = push.phone(&format!("alice{i}"));
+        subscribe(&mut imap, &mut phone, &format!("alice-phone-{i:012}"), "chat", "").await;
+        push.stall(&phone.name);
+        phones.push(phone);
+    }
+    let mut bobs_imap = ImapClient::login(server.imap(), bob, PASSWORD).await;
+    enable_coi(&mut bobs_imap).await;
+    let mut bobs = push.phone("bob");
+    subscribe(&mut bobs_imap, &mut bobs, UUID, "chat", "").await;
+
+    let alices = || push.requests().iter().filter(|r| r.path.starts_with("/push/alice")).count();
+    let validations = alices();
+    // Three chats: 30 pushes for alice; all but ten (two sending, eight waiting) are dropped.
+    for n in 1..=3 {
+        deliver(&server, "carol@remote.test", &chat(n)).await;
+    }
+    let started = Instant::now();
+    let mut smtp = SmtpClient::connect(server.smtp()).await;
+    let r = smtp.send("carol@remote.test", &[bob], chat(4).as_bytes()).await;
+    assert!(r.starts_with("250"), "{r}");
+    let got = bobs.next(WAIT).await;
+    let took = started.elapsed();
+    assert_eq!(got.json["msg-id"], "<chat$direct4.x@remote.test>");
+    let sent = alices() - validations;
+    println!("stalled account next door: bob's push after {took:?}, {sent} of alice's pushes sent meanwhile");
+    assert!(took < Duration::from_secs(3), "bob's push waited behind alice's stalled ones: {took:?}");
+    assert!(sent <= 2, "alice had {sent} pushes out at once, not at most her two workers");
+    // Her two are stalled (not merely slow to start): they stay the only ones until the timeout.
+    let deadline = Instant::now() + WAIT;
+    while alices() - validations < 2 {
+        assert!(Instant::now() < deadline, "alice's pushes never went out");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(alices() - validations, 2, "more than her two workers' worth of pushes");
+    drop(phones);
 }

@@ -16,6 +16,7 @@ mod coi_seen;
 mod coi_webpush;
 mod coi_webpush_limits;
 mod crash;
+mod crash_imap;
 mod deltachat_push;
 mod disk;
 mod dkim;

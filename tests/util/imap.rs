@@ -114,7 +114,7 @@ impl ImapClient {
     }
 }
 
-fn literal_len(line: &[u8]) -> Option<usize> {
+pub fn literal_len(line: &[u8]) -> Option<usize> {
     let line = line.strip_suffix(b"\r\n")?;
     let line = line.strip_suffix(b"}")?;
     let start = line.iter().rposition(|&b| b == b'{')?;

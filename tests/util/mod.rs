@@ -6,6 +6,7 @@ pub mod imap;
 pub mod mailhost;
 pub mod notify_proxy;
 pub mod pebble;
+pub mod pipeline;
 pub mod push_service;
 pub mod server;
 pub mod slow;

@@ -96,6 +96,8 @@ struct PathState {
     default: Reply,
     /// Held back until this fires before the next reply is written.
     gate: Option<oneshot::Receiver<()>>,
+    /// Never answers (a stalled push service): the connection stays open.
+    stalled: bool,
     phone: mpsc::UnboundedSender<Result<Push, String>>,
 }
 
@@ -150,8 +152,14 @@ impl PushService {
     pub fn phone(&self, name: &str) -> Phone {
         let keys = ece::SubscriberKeys::generate().unwrap();
         let (tx, rx) = mpsc::unbounded_channel();
-        let state =
-            PathState { keys: keys.clone(), script: VecDeque::new(), default: Reply::CREATED, gate: None, phone: tx };
+        let state = PathState {
+            keys: keys.clone(),
+            script: VecDeque::new(),
+            default: Reply::CREATED,
+            gate: None,
+            stalled: false,
+            phone: tx,
+        };
         self.state.paths.lock().unwrap().insert(name.to_owned(), state);
         let endpoint = format!("http://127.0.0.1:{}/push/{name}", self.addr.port());
         Phone { name: name.to_owned(), endpoint, keys, pushes: rx }
@@ -173,6 +181,13 @@ impl PushService {
         let (tx, rx) = oneshot::channel();
         self.path(phone, |p| p.gate = Some(rx));
         tx
+    }
+
+    /// From now on, never answer on the phone's path: each request keeps its
+    /// connection open, with no reply, until the push service is dropped.
+    /// The phone still gets each push at once.
+    pub fn stall(&self, phone: &str) {
+        self.path(phone, |p| p.stalled = true);
     }
 
     /// Every request so far, in arrival order (unknown paths included).
@@ -267,6 +282,7 @@ async fn serve(mut stream: TcpStream, state: &State) -> std::io::Result<()> {
     state.log.lock().unwrap().push(request.clone());
     let name = request.path.strip_prefix("/push/").unwrap_or_default().to_owned();
     let mut gate = None;
+    let mut stalled = false;
     let reply = {
         let mut paths = state.paths.lock().unwrap();
         match paths.get_mut(&name) {
@@ -286,10 +302,14 @@ async fn serve(mut stream: TcpStream, state: &State) -> std::io::Result<()> {
                     status: reply.status,
                 }));
                 gate = path.gate.take();
+                stalled = path.stalled;
                 reply
             }
         }
     };
+    if stalled {
+        std::future::pending::<()>().await;
+    }
     if let Some(gate) = gate {
         let _ = gate.await;
     }

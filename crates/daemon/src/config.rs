@@ -571,6 +571,12 @@ pub struct CoiConfig {
     pub push_queue: usize,
     /// Push requests in flight at once.
     pub push_workers: usize,
+    /// Pushes of one account waiting to be sent at most; beyond that its new ones are dropped,
+    /// so one account's stalled push endpoints cannot fill the queue for everyone.
+    pub push_queue_per_account: usize,
+    /// Push requests of one account in flight (or waiting to retry) at once; at most
+    /// `push_workers`, and below it so other accounts always find a worker free.
+    pub push_workers_per_account: usize,
     /// Contact sent to push services in the VAPID token (RFC 8292 "sub");
     /// empty: mailto:postmaster@<server.hostname>.
     pub vapid_subject: String,
@@ -589,6 +595,8 @@ impl Default for CoiConfig {
             push_retries: 1,
             push_queue: 1024,
             push_workers: 4,
+            push_queue_per_account: 64,
+            push_workers_per_account: 2,
             vapid_subject: String::new(),
         }
     }
@@ -787,6 +795,15 @@ impl Config {
         if c.push_timeout_ms == 0 || c.push_queue == 0 || c.push_workers == 0 {
             return invalid("coi.push_timeout_ms", "push timeout, queue and workers must be at least 1");
         }
+        if c.push_queue_per_account == 0
+            || c.push_workers_per_account == 0
+            || c.push_workers_per_account > c.push_workers
+        {
+            return invalid(
+                "coi.push_workers_per_account",
+                "per-account queue and workers: at least 1, workers at most push_workers",
+            );
+        }
         let subject = &c.vapid_subject;
         if !(subject.is_empty() || subject.starts_with("mailto:") || subject.starts_with("https:")) {
             return invalid("coi.vapid_subject", "must be a mailto: or https: URL (RFC 8292)");
@@ -866,6 +883,8 @@ impl Config {
             sender: coimail_coi::webpush::sender::SenderSettings {
                 queue: c.push_queue,
                 workers: c.push_workers,
+                queue_per_account: c.push_queue_per_account,
+                workers_per_account: c.push_workers_per_account,
                 timeout: Duration::from_millis(c.push_timeout_ms),
                 max_retries: c.push_retries,
                 default_retry_delay: Duration::from_secs(1),
@@ -1113,6 +1132,16 @@ mod tests {
         assert_eq!(c.coi().webpush.unwrap().validation_window, Duration::from_secs(86_400));
         c.coi.validation_attempts_per_hour = 0;
         assert!(c.validate().unwrap_err().to_string().contains("coi.validation_attempts_per_hour"));
+        // One account's share of the push workers can be the whole pool, never more.
+        let mut c = Config::default();
+        c.coi.push_workers_per_account = c.coi.push_workers + 1;
+        assert!(c.validate().unwrap_err().to_string().contains("coi.push_workers_per_account"));
+        c.coi.push_workers_per_account = c.coi.push_workers;
+        c.validate().unwrap();
+        c.coi.push_queue_per_account = 0;
+        assert!(c.validate().unwrap_err().to_string().contains("coi.push_workers_per_account"));
+        let sender = Config::default().coi().webpush.unwrap().sender;
+        assert_eq!((sender.queue_per_account, sender.workers_per_account), (64, 2));
         let c = Config::default();
         assert!(!c.coi().webpush.unwrap().allow_loopback_endpoints, "loopback push services are opt-in");
     }

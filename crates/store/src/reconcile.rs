@@ -25,6 +25,7 @@
 //!   whose mailbox was deleted included);
 //! - reference counts, mailbox message counts and counters (unseen,
 //!   deleted, size), keywords, unseen-message keys and usage are recomputed;
+//! - every mailbox's HIGHESTMODSEQ jumps by [`MODSEQ_GAP`] (see there);
 //! - finally the journal is replaced by a snapshot of the reconciled index.
 
 use crate::blob::BlobInfo;
@@ -55,6 +56,23 @@ pub struct ReconcileReport {
     pub mailboxes_created: u64,
     pub temp_files_removed: u64,
 }
+
+/// How far every mailbox's HIGHESTMODSEQ jumps at a reconcile. A change
+/// updates its mailbox record before the flush that makes it durable, and
+/// sessions read records directly (STATUS, SELECT, FETCH MODSEQ), so a
+/// client can be shown a modseq that a crash then takes back; the next
+/// change would get it again, and a CONDSTORE/QRESYNC client
+/// resynchronising from the number it was told would never see that change
+/// (`tests/crash_imap.rs` found it: STATUS showed 551, after SIGKILL the
+/// mailbox was at 550). Modseqs lost in one crash are at most those
+/// allocated since the last flush, far fewer than 2^32; RFC 7162 allows
+/// 63 bits, room for 2^31 unclean restarts. Hiding unflushed records from
+/// readers instead (as UIDs are hidden) would leave HIGHESTMODSEQ below
+/// MODSEQs a FETCH already showed.
+pub(crate) const MODSEQ_GAP: u64 = 1 << 32;
+
+/// The most RFC 7162 allows (mod-sequence-value is below 2^63).
+const MODSEQ_MAX: u64 = (1 << 63) - 1;
 
 /// One message to index again.
 struct Item {
@@ -419,15 +437,11 @@ impl Store {
             for uid in unseen {
                 batch.insert(keys::unseen(id, uid), Vec::new());
             }
-            if rec.exists as usize != msgs.len()
-                || rec.counts != Some(counts)
-                || rec.keywords.as_ref() != Some(&keywords)
-            {
-                rec.exists = msgs.len() as u32;
-                rec.counts = Some(counts);
-                rec.keywords = Some(keywords);
-                batch.insert(keys::mailbox_by_id(id), encode(&rec)?);
-            }
+            rec.exists = msgs.len() as u32;
+            rec.counts = Some(counts);
+            rec.keywords = Some(keywords);
+            rec.highest_modseq = ModSeq(rec.highest_modseq.0.saturating_add(MODSEQ_GAP).min(MODSEQ_MAX));
+            batch.insert(keys::mailbox_by_id(id), encode(&rec)?);
         }
         for (account, u) in usage {
             batch.insert(keys::usage(AccountId(account)), encode(&u)?);

@@ -195,6 +195,36 @@ async fn clean_close_skips_reconcile_and_unclean_does_not() {
     assert!(s.was_unclean());
 }
 
+/// A modseq a client was shown before a crash (records are read before the
+/// flush) is never handed to another change after it (`reconcile::MODSEQ_GAP`).
+#[tokio::test]
+async fn an_unclean_start_puts_new_modseqs_past_any_shown_before() {
+    let dir = tempfile::tempdir().unwrap();
+    let shown = {
+        let s = store_with_accounts(dir.path()).await;
+        let inbox = s.mailbox(ALICE, "INBOX").unwrap().id;
+        s.append(ALICE, "INBOX", b"one\r\n", Flags::new(), 7).await.unwrap();
+        s.store_flags(ALICE, inbox, &[Uid(1)], FlagOp::Add, &Flags::from_iter(["\\Seen"])).await.unwrap();
+        s.mailbox_status(ALICE, "INBOX").unwrap().highest_modseq
+        // Dropped without close, as by SIGKILL.
+    };
+    let s = Store::open(dir.path(), &StoreOptions { cache_bytes: 8 << 20, ..Default::default() }).unwrap();
+    assert!(s.was_unclean());
+    s.reconcile(false).await.unwrap();
+    let after = s.mailbox_status(ALICE, "INBOX").unwrap().highest_modseq;
+    assert_eq!(after.0, shown.0 + reconcile::MODSEQ_GAP);
+    let inbox = s.mailbox(ALICE, "INBOX").unwrap().id;
+    let changed = s.store_flags(ALICE, inbox, &[Uid(1)], FlagOp::Add, &Flags::from_iter(["\\Flagged"])).await.unwrap();
+    assert!(changed[0].2 > after, "the next change goes on from there");
+    assert_eq!(s.messages(ALICE, inbox).unwrap().len(), 1);
+    // A clean stop and start leaves it alone.
+    s.close().await.unwrap();
+    drop(s);
+    let s = Store::open(dir.path(), &StoreOptions::default()).unwrap();
+    s.reconcile(false).await.unwrap();
+    assert_eq!(s.mailbox_status(ALICE, "INBOX").unwrap().highest_modseq, changed[0].2);
+}
+
 fn uids_of(s: &Store, account: AccountId, mailbox: MailboxId) -> Vec<Uid> {
     s.messages(account, mailbox).unwrap().iter().map(|m| m.uid).collect()
 }

@@ -3,6 +3,7 @@
 
 pub mod addr;
 pub mod ece;
+mod fair;
 pub mod http;
 pub mod payload;
 pub mod sender;

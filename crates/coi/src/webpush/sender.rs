@@ -2,7 +2,9 @@
 //! never blocks: a full queue drops the push (with a log line and a counter) rather than slow mail
 //! down. Behind the queue, at most `workers` HTTP exchanges run at once; a job waiting to retry
 //! does not hold one, so a push service that answers 429 with a long Retry-After cannot stall
-//! pushes to the others. Each job ends in exactly one [`Report`]. Validation pushes
+//! pushes to the others. Accounts share the queue fairly (`fair.rs`): each has a bounded part of
+//! the queue and of the workers, and they take turns, so one account's stalled endpoints cannot
+//! drop or delay another's pushes. Each job ends in exactly one [`Report`]. Validation pushes
 //! ([`Sender::send_once`]) bypass the queue but not a bound: they take permits of their own.
 
 use std::sync::Arc;
@@ -13,6 +15,7 @@ use tokio::sync::{Semaphore, mpsc};
 
 use super::WebPushError;
 use super::ece;
+use super::fair::{FairQueue, Owned};
 use super::http::{Endpoint, HttpClient, PushRequest, PushResponse};
 use super::vapid::VapidKey;
 
@@ -28,6 +31,11 @@ pub struct SenderSettings {
     pub queue: usize,
     /// Concurrent HTTP exchanges.
     pub workers: usize,
+    /// Jobs of one account waiting for a worker; beyond that its new pushes are dropped.
+    pub queue_per_account: usize,
+    /// Jobs of one account sending or waiting to retry at once: keep it below `workers` so
+    /// other accounts always have workers left.
+    pub workers_per_account: usize,
     /// Bound on one whole exchange (connect, TLS, request, response head).
     pub timeout: Duration,
     /// Attempts after the first for 429, 5xx and network errors.
@@ -52,6 +60,12 @@ pub struct PushJob {
     /// Plaintext JSON; encrypted per attempt, never logged.
     pub payload: Vec<u8>,
     pub enqueued: Instant,
+}
+
+impl Owned for PushJob {
+    fn account(&self) -> u64 {
+        self.account
+    }
 }
 
 impl std::fmt::Debug for PushJob {
@@ -97,8 +111,17 @@ pub struct Report {
 /// running jobs finish and the report channel closes.
 #[derive(Clone)]
 pub struct Sender {
-    queue: mpsc::Sender<PushJob>,
+    queue: Arc<Closing>,
     shared: Arc<Shared>,
+}
+
+/// The queue as the handles see it: dropped with the last handle, which closes it.
+struct Closing(Arc<FairQueue<PushJob>>);
+
+impl Drop for Closing {
+    fn drop(&mut self) {
+        self.0.close();
+    }
 }
 
 impl std::fmt::Debug for Sender {
@@ -136,7 +159,7 @@ impl Sender {
     ) -> (Sender, mpsc::UnboundedReceiver<Report>) {
         let queue_len = settings.queue.max(1);
         let workers = settings.workers.max(1);
-        let (queue, jobs) = mpsc::channel(queue_len);
+        let jobs = Arc::new(FairQueue::new(queue_len, settings.queue_per_account, settings.workers_per_account));
         let (reports, report_rx) = mpsc::unbounded_channel();
         let shared = Arc::new(Shared {
             vapid,
@@ -146,26 +169,24 @@ impl Sender {
             validations: Semaphore::new(workers),
             dropped: AtomicU64::new(0),
         });
-        tokio::spawn(dispatch(shared.clone(), jobs, reports, queue_len));
-        (Sender { queue, shared }, report_rx)
+        tokio::spawn(dispatch(shared.clone(), jobs.clone(), reports, queue_len));
+        (Sender { queue: Arc::new(Closing(jobs)), shared }, report_rx)
     }
 
-    /// Queues a push; `false` (and the push is dropped) when the queue is full or shut down.
+    /// Queues a push; `false` (and the push is dropped) when the queue or the account's share of
+    /// it is full, or the sender is shut down.
     pub fn enqueue(&self, job: PushJob) -> bool {
-        match self.queue.try_send(job) {
+        match self.queue.0.push(job) {
             Ok(()) => true,
-            Err(e) => {
+            Err((why, job)) => {
                 let total = self.shared.dropped.fetch_add(1, Ordering::Relaxed) + 1;
-                let job = match &e {
-                    mpsc::error::TrySendError::Full(j) | mpsc::error::TrySendError::Closed(j) => j,
-                };
-                let why = if matches!(e, mpsc::error::TrySendError::Full(_)) { "queue full" } else { "shut down" };
                 metrics::counter!("coimail_push_failed_total", "reason" => "dropped").increment(1);
                 tracing::warn!(
                     account = job.account,
                     subscription = %job.subscription,
                     dropped_total = total,
-                    "push dropped: {why}"
+                    "push dropped: {}",
+                    why.reason()
                 );
                 false
             }
@@ -196,19 +217,21 @@ impl Sender {
 /// as a full queue at `enqueue`.
 async fn dispatch(
     shared: Arc<Shared>,
-    mut jobs: mpsc::Receiver<PushJob>,
+    jobs: Arc<FairQueue<PushJob>>,
     reports: mpsc::UnboundedSender<Report>,
     in_flight: usize,
 ) {
     let in_flight = Arc::new(Semaphore::new(in_flight));
     loop {
         let Ok(slot) = in_flight.clone().acquire_owned().await else { return };
-        let Some(job) = jobs.recv().await else { return };
-        let (shared, reports) = (shared.clone(), reports.clone());
+        let Some(job) = jobs.next().await else { return };
+        let (shared, reports, jobs) = (shared.clone(), reports.clone(), jobs.clone());
         tokio::spawn(async move {
+            let account = job.account;
             let report = shared.run(job).await;
             // Nobody listening any more is fine: reports are advice.
             let _ = reports.send(report);
+            jobs.done(account);
             drop(slot);
         });
     }
@@ -374,6 +397,8 @@ mod tests {
         SenderSettings {
             queue: 16,
             workers: 2,
+            queue_per_account: 16,
+            workers_per_account: 2,
             timeout: Duration::from_secs(5),
             max_retries: 1,
             default_retry_delay: Duration::from_millis(10),
@@ -513,6 +538,31 @@ mod tests {
         assert!(!sender.enqueue(job(&endpoint, &phone, b"{}")));
         assert!(!sender.enqueue(job(&endpoint, &phone, b"{}")));
         assert_eq!(sender.dropped(), 2);
+    }
+
+    #[tokio::test]
+    async fn one_accounts_stalled_endpoints_neither_drop_nor_delay_anothers_push() {
+        // Account 7's push service accepts and never answers: each of its pushes holds a worker
+        // for the whole timeout. It gets one of the two workers and four places in the queue.
+        let (stalled, _held) = push_service(vec![None]).await;
+        let (fine, mut seen) = push_service(vec![Some(CREATED)]).await;
+        let (_, sender, _reports) = start(SenderSettings {
+            queue: 8,
+            queue_per_account: 4,
+            workers_per_account: 1,
+            timeout: Duration::from_secs(10),
+            ..settings()
+        });
+        let phone = SubscriberKeys::generate().unwrap();
+        let queued = (0..8).filter(|_| sender.enqueue(job(&stalled, &phone, b"{}"))).count();
+        assert_eq!((queued, sender.dropped()), (4, 4), "account 7 keeps to its share");
+        let started = Instant::now();
+        for n in 0..3u8 {
+            assert!(sender.enqueue(PushJob { account: 8, ..job(&fine, &phone, &[b'0' + n]) }), "room for account 8");
+            let got = tokio::time::timeout(Duration::from_secs(5), seen.recv()).await.unwrap().unwrap();
+            assert_eq!(ece::decrypt(&got.body, &phone.private, &phone.auth).unwrap(), [b'0' + n]);
+        }
+        assert!(started.elapsed() < Duration::from_secs(5), "account 8 waited: {:?}", started.elapsed());
     }
 
     #[tokio::test]
