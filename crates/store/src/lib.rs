@@ -65,6 +65,7 @@ mod retention;
 mod snapshot;
 mod space;
 pub mod spool;
+mod staged;
 mod subscriptions;
 pub mod types;
 mod upgrade;
@@ -81,6 +82,7 @@ pub use records::Usage;
 pub use retention::ViewPin;
 pub use snapshot::MailboxSnapshot;
 pub use space::{Reserve, SpaceStatus};
+pub use staged::StagedBody;
 pub use types::*;
 
 use blob::BlobStore;
