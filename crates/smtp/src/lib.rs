@@ -65,6 +65,7 @@
 
 mod auth;
 mod bdat;
+mod body;
 mod data;
 pub mod delivery;
 pub mod inbound;
