@@ -25,6 +25,7 @@ mod limits;
 mod logging;
 mod queue;
 mod smtp_interop;
+mod smtp_large;
 mod smtp_to_imap;
 mod sts;
 mod tidy;

@@ -82,11 +82,13 @@ impl MessageBuf {
     }
 
     /// Whether octets past the prefix go to the tail.
+    #[cfg(any(test, fuzzing))]
     pub fn spilling(&self) -> bool {
         self.spilling
     }
 
     /// The message octets in memory (after the trace headers).
+    #[cfg(any(test, fuzzing))]
     pub fn prefix(&self) -> &[u8] {
         self.buf.get(self.head..).unwrap_or_default()
     }
@@ -97,6 +99,7 @@ impl MessageBuf {
     }
 
     /// Trace headers, prefix and the tail not yet taken, as one buffer (tests, fuzzing).
+    #[cfg(any(test, fuzzing))]
     pub fn contents(&self) -> Vec<u8> {
         let mut all = self.buf.clone();
         all.extend_from_slice(&self.tail);
@@ -104,6 +107,7 @@ impl MessageBuf {
     }
 
     /// Capacity of the in-memory buffers, for tests of the memory bound.
+    #[cfg(any(test, fuzzing))]
     pub fn capacity(&self) -> usize {
         self.buf.capacity() + self.tail.capacity()
     }
@@ -173,7 +177,7 @@ pub(crate) struct Spill {
 impl Spill {
     /// Writes the tail once a chunk's worth waits, or all of it when `last`.
     pub async fn drain(&mut self, store: &Store, msg: &mut MessageBuf, last: bool) {
-        let waiting = msg.tail.len();
+        let waiting = msg.tail().len();
         if waiting == 0 || (waiting < WRITE_CHUNK && !last) {
             return;
         }

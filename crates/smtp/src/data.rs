@@ -52,6 +52,7 @@ pub enum DataOutcome {
 impl DataOutcome {
     /// The message's octets (trace headers included) as far as they are
     /// held in memory, for tests and fuzzing.
+    #[cfg(any(test, fuzzing))]
     pub fn contents(&self) -> Option<Vec<u8>> {
         match self {
             DataOutcome::Message(out) => Some(out.contents()),
