@@ -195,6 +195,19 @@ mod tests {
     }
 
     proptest! {
+        /// Any input in any chunks matches the reference (`reader_check.rs`).
+        #[test]
+        fn any_chunks_match_the_reference(
+            input in proptest::collection::vec(prop_oneof![Just(b'\r'), Just(b'\n'), any::<u8>()], 0..400),
+            cuts in proptest::collection::vec(0usize..400, 0..6),
+            max in 0usize..500,
+            spill_at in 0usize..100,
+        ) {
+            let mut cuts = cuts;
+            cuts.sort_unstable();
+            crate::reader_check::check_bdat(&input, &cuts, max, spill_at);
+        }
+
         /// However a message is cut into chunks, the reader keeps it
         /// byte for byte and calls it bad exactly when a CR or LF stands
         /// outside a CRLF pair.

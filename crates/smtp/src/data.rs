@@ -581,19 +581,34 @@ mod tests {
             prop_assert_eq!(got, message);
         }
 
-        /// Any input: no panic, the data never ends anywhere but right
-        /// after CRLF.CRLF (or a first line of `.`), and what is kept never
-        /// holds a lone dot line.
+        /// Any input in any pieces matches the reference reader (`reader_check.rs`):
+        /// where the data ends, unstuffing, bare line endings, the limit.
         #[test]
-        fn the_end_is_only_ever_crlf_dot_crlf(
+        fn any_input_matches_the_reference(
             input in proptest::collection::vec(prop_oneof![Just(b'\r'), Just(b'\n'), Just(b'.'), any::<u8>()], 0..400),
+            cuts in proptest::collection::vec(0usize..400, 0..6),
+            max in 0usize..300,
+            spill_at in 0usize..100,
         ) {
-            let mut d = DataDecoder::new(Vec::new(), 300, 100);
-            if let Some(n) = d.feed(&input) {
-                let used = &input[..n];
-                prop_assert!(used == b".\r\n" || used.ends_with(b"\r\n.\r\n"), "{:?}", used);
-            }
-            let _ = d.finish();
+            let mut cuts = cuts;
+            cuts.sort_unstable();
+            crate::reader_check::check_data(&input, &cuts, max, spill_at);
+        }
+
+        /// The same with well-formed lines, so the data mostly ends and is kept.
+        #[test]
+        fn line_input_matches_the_reference(
+            lines in proptest::collection::vec(prop_oneof![
+                Just(b".\r\n".to_vec()), Just(b"..\r\n".to_vec()), Just(b".x\r\n".to_vec()),
+                Just(b"\r\n".to_vec()), Just(b"abc\r\n".to_vec()), Just(b"a\n".to_vec()), Just(b"\r".to_vec()),
+            ], 0..30),
+            cuts in proptest::collection::vec(0usize..120, 0..6),
+            max in 0usize..100,
+            spill_at in 0usize..50,
+        ) {
+            let mut cuts = cuts;
+            cuts.sort_unstable();
+            crate::reader_check::check_data(&lines.concat(), &cuts, max, spill_at);
         }
     }
 }

@@ -73,6 +73,8 @@ mod io;
 mod mail;
 pub mod policy;
 mod rate;
+#[cfg(any(test, fuzzing))]
+mod reader_check;
 mod received;
 mod reply;
 mod session;
@@ -315,3 +317,32 @@ pub async fn serve(
 
 #[cfg(test)]
 mod tests;
+
+/// Entry points for the cargo-fuzz targets in `fuzz/`; compiled only there
+/// (cargo-fuzz sets `--cfg fuzzing`), so they add nothing to the server.
+#[cfg(fuzzing)]
+#[doc(hidden)]
+pub mod fuzzing {
+    /// The first octets of `data` choose the size limit, the spill point
+    /// and where reads end; the rest is the input.
+    fn setup(data: &[u8]) -> (usize, usize, Vec<usize>, &[u8]) {
+        let (setup, input) = data.split_at(data.len().min(4));
+        let byte = |i: usize| usize::from(setup.get(i).copied().unwrap_or(0));
+        let max = byte(0) * 64;
+        let spill_at = byte(1) * 16;
+        let step = 1 + byte(2) * byte(3).max(1);
+        (max, spill_at, (1..input.len()).step_by(step).collect(), input)
+    }
+
+    /// The DATA reader: end of data, dot-unstuffing, bare CR/LF, limits.
+    pub fn data(data: &[u8]) {
+        let (max, spill_at, cuts, input) = setup(data);
+        crate::reader_check::check_data(input, &cuts, max, spill_at);
+    }
+
+    /// The BDAT chunk reader: chunks, bare CR/LF across them, limits.
+    pub fn bdat(data: &[u8]) {
+        let (max, spill_at, cuts, input) = setup(data);
+        crate::reader_check::check_bdat(input, &cuts, max, spill_at);
+    }
+}
