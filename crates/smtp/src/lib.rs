@@ -36,8 +36,11 @@
 //!   for that recipient only: the others get the message and the sender a
 //!   bounce for it (`coimail_delivery::report_failed`, `delivery.rs`).
 //! - `Return-Path` and `Received` are written into the DATA buffer before
-//!   the message (no second copy of it). Local copies go to the store in
-//!   ONE `Store::deliver` call (one copy per distinct account); remote
+//!   the message (no second copy of it). A session holds at most about
+//!   0.5 MiB of a message: the rest of a large one is staged on disk by the
+//!   store as it arrives (`body.rs`). Local copies go to the store in
+//!   ONE `Store::deliver` call (one copy per distinct account; the staged
+//!   file is renamed into place); remote
 //!   recipients go to the queue as ONE entry, without `Return-Path`.
 //!   `250` is sent only after both are durable, `451 4.3.0` (or `452 4.2.2`
 //!   when the message fits no recipient's quota) otherwise.
@@ -56,7 +59,9 @@
 //! - `lib.rs` — public types and [`serve`] (accept loop, one span per session)
 //! - `session.rs` — command loop, state, dispatch; EHLO, RSET, NOOP, VRFY, HELP, QUIT, STARTTLS
 //! - `mail.rs` — MAIL and RCPT; `data.rs` — DATA decoder, DATA and the end of every message;
-//!   `bdat.rs` — BDAT; `auth.rs` — AUTH PLAIN/LOGIN; `submission.rs` — checks on submitted messages
+//!   `bdat.rs` — BDAT; `body.rs` — a message in memory and staged on disk; `auth.rs` — AUTH
+//!   PLAIN/LOGIN; `submission.rs` — checks on submitted messages
+//! - `reader_check.rs` — the DATA/BDAT readers against references (proptests, fuzzing)
 //! - `policy.rs` — who may send to whom (the open-relay rule); `rate.rs` — messages per user per hour
 //! - `inbound/` — SPF/DKIM/ARC/DMARC/iprev on MX, the verdict, `Authentication-Results`, DNS caches
 //! - `delivery.rs` — where a message goes ([`delivery::placements`], the COI hook), storing and queueing it
