@@ -153,9 +153,16 @@ async fn smtp_aborted_large_transfers_leave_no_temp_files() {
     drop(smtp);
     wait_for_temp_files(&data, |n| n == 0, "a disconnect mid-chunk removes the staged file").await;
 
-    // A message over the limit is refused and leaves nothing either.
+    // A large message whose header section never ends is refused (only
+    // the header section stays in memory), and leaves nothing behind.
     let mut smtp = SmtpClient::connect(server.smtp()).await;
-    let r = smtp.send("sender@remote.test", &[ALICE], &message).await;
+    let endless = b"X-Filler: abcdefghijklmnopqrstuvwxyz\r\n".repeat(60_000);
+    let r = smtp.send("sender@remote.test", &[ALICE], &endless).await;
+    assert!(r.starts_with("552 5.3.4"), "{r}");
+    assert_eq!(temp_files(&data), 0);
+
+    // The same session then delivers a whole message; nothing is left over.
+    let r = smtp.transaction("MAIL FROM:<sender@remote.test>", &[&format!("RCPT TO:<{ALICE}>")], &message).await;
     assert!(r.starts_with("250"), "{r}");
     assert_eq!(temp_files(&data), 0);
     let mut imap = ImapClient::login(server.imap(), ALICE, util::PASSWORD).await;

@@ -139,8 +139,8 @@ impl BlobStore {
         let (id, tmp_path, file) = staged;
         let json = serde_json::to_vec(header).map_err(|e| StoreError::Invalid(e.to_string()))?;
         let fixed = (MAGIC.len() + 4) as u64;
-        let room = data_at.checked_sub(fixed + prefix.len() as u64).unwrap_or(0);
-        let header_len = room as usize;
+        // Octets left for the header's JSON (and its padding) in front of the prefix.
+        let header_len = usize::try_from(data_at.saturating_sub(fixed + prefix.len() as u64)).unwrap_or(usize::MAX);
         if header_len >= json.len() && header_len <= MAX_HEADER {
             let mut start = Vec::with_capacity(data_at as usize);
             start.extend_from_slice(MAGIC);
