@@ -299,6 +299,26 @@ async fn dkim_signatures_by_dkimpy_pass_and_altered_messages_fail() {
             "{results}"
         );
     }
+    // A large message is staged on disk as it arrives (smtp/src/body.rs);
+    // its signature is still checked over the whole body, which is read back
+    // from the file once. A change 700 KB in must fail it.
+    let mut large = message("news@signer.test", "large");
+    for i in 0..20_000 {
+        large.extend_from_slice(format!("line {i:06} of a large signed message, and some more text.\r\n").as_bytes());
+    }
+    let signed = run_dkimpy("dkimsign", &["--signalg", "ed25519-sha256", "ed", "signer.test", ed_key], &large);
+    assert!(signed.len() > 1 << 20);
+    let r = send(&host, "news@signer.test", &signed).await;
+    assert!(r.starts_with("250 "), "large: {r}");
+    let (m, results) = last(&host).await;
+    assert!(results.contains("dkim=pass header.i=@signer.test header.s=ed"), "large: {results}");
+    assert!(m.ends_with(std::str::from_utf8(&signed[signed.len() - 1000..]).unwrap()), "the stored end differs");
+    let altered = String::from_utf8(signed).unwrap().replace("line 012345 of", "line 012345 0f");
+    let r = send(&host, "news@signer.test", altered.as_bytes()).await;
+    assert!(r.starts_with("250 "), "p=none delivers: {r}");
+    let (_, results) = last(&host).await;
+    assert!(results.contains("dkim=fail"), "large altered: {results}");
+
     // A key that cannot be fetched right now: try again later, not a pass.
     let signed = run_dkimpy("dkimsign", &["gone", "signer.test", rsa_key], &plain);
     let r = send(&host, "news@signer.test", &signed).await;

@@ -32,6 +32,7 @@ mod peer_limits;
 mod queue;
 mod slow_clients;
 mod smtp_interop;
+mod smtp_large;
 mod smtp_to_imap;
 mod sts;
 mod tidy;

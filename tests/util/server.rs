@@ -153,7 +153,9 @@ impl ChildServer {
         let data = Config::load(&config).map(|c| c.server.data_dir).unwrap_or_else(|_| dir.join("data"));
         let ready = dir.join("ready.json");
         let _ = std::fs::remove_file(&ready);
-        let child = Command::new(coimail_bin())
+        // COIMAIL_SERVE_BIN runs another build as the server (a before/after measurement).
+        let bin = std::env::var("COIMAIL_SERVE_BIN").unwrap_or_else(|_| coimail_bin().to_owned());
+        let child = Command::new(bin)
             .arg("--config")
             .arg(&config)
             .arg("serve")
@@ -193,6 +195,11 @@ impl ChildServer {
 
     pub fn cli(&self, args: &[&str], stdin: Option<&str>) -> (bool, String, String) {
         cli(&self.config, args, stdin)
+    }
+
+    /// The server's process id.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
     }
 
     /// The child process, e.g. to drop the read end of its stderr pipe.

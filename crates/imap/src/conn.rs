@@ -549,6 +549,53 @@ pub(crate) fn command_tag(input: &[u8]) -> Option<&str> {
     if valid { std::str::from_utf8(tag).ok() } else { None }
 }
 
+/// Frames `input` arriving in pieces cut at `cuts` (offsets into `input`,
+/// clamped), with COMPRESS=DEFLATE on when `compressed` (then `input` is
+/// the raw DEFLATE stream, inflated as a session does). Returns the events
+/// in order, or the inflate error that would end the session. The framer's
+/// entry point for the property tests (`conn_props.rs`) and fuzz targets.
+#[cfg(any(test, fuzzing))]
+pub(crate) fn frame(
+    input: &[u8],
+    cuts: &[usize],
+    compressed: bool,
+    max_line: usize,
+    max_literal: u64,
+) -> io::Result<Vec<Event>> {
+    let mut conn = Conn::new(Stream::Gone, Limits { max_line });
+    if compressed {
+        let _ = conn.start_deflate();
+    }
+    let mut events = Vec::new();
+    let mut at = 0;
+    for cut in cuts.iter().copied().chain([input.len()]) {
+        let cut = cut.clamp(at, input.len());
+        let piece = input.get(at..cut).unwrap_or_default();
+        at = cut;
+        let Some(z) = conn.deflate.as_mut() else {
+            conn.rbuf.extend_from_slice(piece);
+            events.extend(std::iter::from_fn(|| conn.next_event(max_literal)));
+            continue;
+        };
+        z.input.extend_from_slice(piece);
+        loop {
+            let made = match conn.deflate.as_mut() {
+                Some(z) => z.inflate_into(&mut conn.rbuf)?,
+                None => 0,
+            };
+            events.extend(std::iter::from_fn(|| conn.next_event(max_literal)));
+            if made == 0 {
+                break;
+            }
+        }
+    }
+    Ok(events)
+}
+
+#[cfg(test)]
+#[path = "conn_props.rs"]
+mod props;
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -42,6 +42,8 @@ mod cmd;
 mod conn;
 mod encode;
 mod error;
+#[cfg(any(test, fuzzing))]
+mod framing_check;
 mod limits;
 mod mime;
 mod mutf7;
@@ -389,6 +391,31 @@ pub mod fuzzing {
         for part in parsed.text_parts() {
             let _ = part.plain();
         }
+    }
+
+    /// The command framer (literals `{n}`, `{n+}`, `~{n}`, line and literal
+    /// limits) on `data` read in pieces: the first octets choose the limits
+    /// and where reads end, the rest is the input. Panics if an invariant of
+    /// `framing_check.rs` breaks.
+    pub fn framer(data: &[u8]) {
+        let (max_line, max_literal, cuts, input) = framer_setup(data);
+        crate::framing_check::check_plain(input, &cuts, max_line, max_literal);
+    }
+
+    /// The same over COMPRESS=DEFLATE: `data`'s input is the compressed stream.
+    pub fn framer_compressed(data: &[u8]) {
+        let (max_line, max_literal, cuts, input) = framer_setup(data);
+        let _ = crate::framing_check::check_compressed(input, &cuts, max_line, max_literal);
+    }
+
+    fn framer_setup(data: &[u8]) -> (usize, u64, Vec<usize>, &[u8]) {
+        let (setup, input) = data.split_at(data.len().min(4));
+        let byte = |i: usize| usize::from(setup.get(i).copied().unwrap_or(0));
+        let max_line = 8 + byte(0) * 4;
+        let max_literal = byte(1) as u64 * 16;
+        let step = 1 + byte(2) * byte(3).max(1);
+        let cuts = (1..input.len()).step_by(step).collect();
+        (max_line, max_literal, cuts, input)
     }
 
     /// The command grammars imap-codec does not cover (SEARCH/SORT/THREAD,

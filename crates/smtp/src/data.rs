@@ -11,20 +11,22 @@
 //!   be taken for a command or a second message.
 //! - Dot-stuffing is undone (RFC 5321 §4.5.2).
 //! - At most `max` octets of message are kept; beyond that the rest is only
-//!   counted and the transaction gets 552 5.3.4 at the end. The buffer's
-//!   capacity, not just its length, stays within the trace headers plus
-//!   `max`, and nothing is reserved from what the client declares (MAIL
-//!   `SIZE=` is only compared with the limit, in `mail.rs`).
+//!   counted and the transaction gets 552 5.3.4 at the end. What is kept
+//!   goes to a [`MessageBuf`] (`body.rs`): the start of the message in
+//!   memory, the rest of a large one to a staged file on disk as it
+//!   arrives, so a session holds a bounded amount of any message. Nothing
+//!   is reserved from what the client declares (MAIL `SIZE=` is only
+//!   compared with the limit, in `mail.rs`).
 //! - The trace headers are written into the buffer before the first octet
-//!   of data, so the message is never copied to prepend them (one
-//!   message-sized allocation per transaction). Like Postfix, the Received
-//!   date is therefore the time DATA started.
+//!   of data, so the message is never copied to prepend them. Like Postfix,
+//!   the Received date is therefore the time DATA started.
 //!
 //! The end of every message (`end_message`, shared with BDAT LAST) runs the
 //! submission checks on submission listeners and the inbound checks
 //! (`inbound/`) on MX; the latter insert `Authentication-Results` in place
-//! (one move of the buffer's tail, no second copy).
+//! (a move within the in-memory prefix, no second copy).
 
+use crate::body::{Body, MessageBuf, SPILL_AT, Spill};
 use crate::delivery::{self, Envelope};
 use crate::inbound::{self, Checker, Peer, Verdict};
 use crate::io::ConnError;
@@ -33,27 +35,36 @@ use crate::reply::{self, Enhanced, Reply, SmtpError};
 use crate::session::{Session, Transaction};
 use crate::{SmtpListener, submission};
 use coimail_delivery::SpoolRecipient;
+use coimail_store::StoreError;
 
 pub(crate) const NO_RECIPIENTS: SmtpError = SmtpError::new(554, Enhanced(5, 5, 1), "no valid recipients");
+/// A large message whose header section does not fit `body::MAX_HEADER_SECTION`.
+const HEADER_TOO_BIG: SmtpError = SmtpError::new(552, Enhanced(5, 3, 4), "message header section too large");
 
 /// What reading the data produced.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum DataOutcome {
-    Message(Vec<u8>),
+    Message(MessageBuf),
     TooBig,
     BareLineEnding,
 }
 
-/// The first allocation for message data; grows by doubling from here.
-const INITIAL_CAPACITY: usize = 8 * 1024;
+impl DataOutcome {
+    /// The message's octets (trace headers included) as far as they are
+    /// held in memory, for tests and fuzzing.
+    #[cfg(any(test, fuzzing))]
+    pub fn contents(&self) -> Option<Vec<u8>> {
+        match self {
+            DataOutcome::Message(out) => Some(out.contents()),
+            _ => None,
+        }
+    }
+}
 
 #[derive(Debug)]
 pub struct DataDecoder {
-    /// The trace headers (`head` octets), then the message as decoded so far.
-    buf: Vec<u8>,
-    head: usize,
-    max: usize,
-    total: usize,
+    /// The trace headers, then the message as decoded so far.
+    out: MessageBuf,
     line_start: bool,
     pending_cr: bool,
     /// The current line began with a dot (removed) and nothing followed yet.
@@ -63,13 +74,11 @@ pub struct DataDecoder {
 
 impl DataDecoder {
     /// A decoder whose output starts with `head` (the trace headers) and
-    /// keeps at most `max` octets of message after it.
-    pub fn new(head: Vec<u8>, max: usize) -> Self {
+    /// keeps at most `max` octets of message after it, spilling past
+    /// `spill_at` (`body.rs`).
+    pub fn new(head: Vec<u8>, max: usize, spill_at: usize) -> Self {
         DataDecoder {
-            head: head.len(),
-            buf: head,
-            max,
-            total: 0,
+            out: MessageBuf::new(head, max, spill_at),
             line_start: true,
             pending_cr: false,
             dot_line: false,
@@ -79,30 +88,16 @@ impl DataDecoder {
 
     /// Octets of message seen so far, kept or not.
     pub fn total(&self) -> usize {
-        self.total
+        self.out.total()
+    }
+
+    /// The output so far, to take its spilled tail.
+    pub fn output(&mut self) -> &mut MessageBuf {
+        &mut self.out
     }
 
     fn emit(&mut self, bytes: &[u8]) {
-        self.total = self.total.saturating_add(bytes.len());
-        let room = self.max.saturating_sub(self.buf.len() - self.head);
-        let keep = bytes.len().min(room);
-        if keep == 0 {
-            return;
-        }
-        self.grow_for(keep);
-        self.buf.extend_from_slice(&bytes[..keep]);
-    }
-
-    /// Makes room for `more` octets, doubling like `Vec` does but never past
-    /// `head + max` (plain `Vec` growth could reach twice the limit).
-    fn grow_for(&mut self, more: usize) {
-        let need = self.buf.len() + more;
-        if need <= self.buf.capacity() {
-            return;
-        }
-        let ceiling = (self.head + self.max).max(need);
-        let target = need.max(self.buf.capacity().saturating_mul(2)).max(INITIAL_CAPACITY).min(ceiling);
-        self.buf.reserve_exact(target - self.buf.len());
+        self.out.push(bytes);
     }
 
     /// Feeds input. Returns `Some(n)` when the end of data was found after
@@ -164,10 +159,10 @@ impl DataDecoder {
     pub fn finish(self) -> DataOutcome {
         if self.bad_ending {
             DataOutcome::BareLineEnding
-        } else if self.total > self.max {
+        } else if self.out.too_big() {
             DataOutcome::TooBig
         } else {
-            DataOutcome::Message(self.buf)
+            DataOutcome::Message(self.out)
         }
     }
 }
@@ -194,10 +189,11 @@ impl Session {
             return Ok(());
         }
         let Some((id, now, head)) = self.begin_message() else { return Ok(()) };
-        let head_len = head.len();
         self.conn.reply(Reply::plain(354, "start mail input; end with <CRLF>.<CRLF>"));
         let max = self.ctx.config.max_message_bytes;
-        let mut decoder = DataDecoder::new(head, max);
+        let mut decoder = DataDecoder::new(head, max, SPILL_AT);
+        // Dropped with its temp file if the client goes away before the end.
+        let mut spill = Spill::default();
         loop {
             if let Some(n) = decoder.feed(self.conn.buffered()) {
                 self.conn.consume(n);
@@ -205,6 +201,7 @@ impl Session {
             }
             let all = self.conn.buffered().len();
             self.conn.consume(all);
+            spill.drain(&self.ctx.store, decoder.output(), false).await;
             if decoder.total() > hang_up_after(max) {
                 self.conn.reply(reply::TOO_BIG);
                 self.conn.close().await;
@@ -215,7 +212,7 @@ impl Session {
         let Some(tx) = self.tx.take() else {
             return Ok(());
         };
-        let reply = self.end_message(tx, &id, now, head_len, decoder.finish()).await;
+        let reply = self.end_message(tx, &id, now, decoder.finish(), spill).await;
         self.conn.reply(reply);
         Ok(())
     }
@@ -234,14 +231,15 @@ impl Session {
     }
 
     /// The reply to a complete message (DATA or the last BDAT chunk):
-    /// refusals, submission checks, then delivery.
+    /// refusals, submission checks, then delivery. `spill` holds what of
+    /// the message is staged on disk (`body.rs`).
     pub(crate) async fn end_message(
         &mut self,
         tx: Transaction,
         id: &str,
         now: i64,
-        head_len: usize,
         outcome: DataOutcome,
+        mut spill: Spill,
     ) -> Reply {
         match outcome {
             DataOutcome::TooBig => {
@@ -252,16 +250,28 @@ impl Session {
                 tracing::warn!("message refused: bare CR or LF in data");
                 reply::BARE_LINE_ENDING_DATA.into()
             }
-            DataOutcome::Message(mut message) => {
+            DataOutcome::Message(mut out) => {
+                spill.drain(&self.ctx.store, &mut out, true).await;
+                let staged = match spill.finish() {
+                    Ok(staged) => staged,
+                    Err(StoreError::DiskFull) => return reply::DISK_FULL.into(),
+                    Err(_) => return reply::LOCAL_ERROR.into(),
+                };
+                let mut body = out.into_body(staged);
+                if !body.headers_in_memory() {
+                    tracing::info!(id = %id, "message refused: header section too large");
+                    return HEADER_TOO_BIG.into();
+                }
                 let mut quarantine = false;
                 if self.kind != SmtpListener::Mx {
-                    let complete = submission::complete(&self.ctx, self.auth.as_ref(), &mut message, head_len, id, now);
+                    let complete =
+                        submission::complete(&self.ctx, self.auth.as_ref(), &mut body.buf, body.head, id, now);
                     if let Err(e) = complete {
                         tracing::info!(code = e.code, "message refused by submission checks");
                         return e.into();
                     }
                 } else if let Some(checker) = self.ctx.inbound.clone() {
-                    match self.check_inbound(&checker, &tx, &mut message, head_len).await {
+                    match self.check_inbound(&checker, &tx, &mut body).await {
                         Verdict::Deliver => {}
                         Verdict::Quarantine => quarantine = true,
                         Verdict::Refuse(e) => {
@@ -270,20 +280,25 @@ impl Session {
                         }
                     }
                 }
-                self.deliver(tx, id, now, &message, quarantine).await
+                self.deliver(tx, id, now, &mut body, quarantine).await
             }
         }
     }
 
     /// SPF/DKIM/ARC/DMARC/iprev on an MX message (`inbound/`), which gets
-    /// our `Authentication-Results` unless refused.
-    async fn check_inbound(
-        &mut self,
-        checker: &Checker,
-        tx: &Transaction,
-        message: &mut Vec<u8>,
-        head_len: usize,
-    ) -> Verdict {
+    /// our `Authentication-Results` unless refused. A staged message is read
+    /// whole only when it has signatures to verify.
+    async fn check_inbound(&mut self, checker: &Checker, tx: &Transaction, body: &mut Body) -> Verdict {
+        let whole = match body.header_section() {
+            Some(header) if body.staged.is_some() && inbound::needs_body(header) => match body.whole(body.head).await {
+                Ok(whole) => Some(whole.into_owned()),
+                Err(e) => {
+                    tracing::error!(error = %e, "reading a staged message for its checks failed");
+                    return Verdict::Refuse(reply::LOCAL_ERROR);
+                }
+            },
+            _ => None,
+        };
         let directory = &self.ctx.directory;
         let own = |domain: &str| {
             directory.is_local_domain(domain).map_err(|e| {
@@ -293,7 +308,7 @@ impl Session {
         };
         let helo = self.helo.as_ref().map_or("", |h| h.name.as_str());
         let peer = Peer { ip: self.peer.ip(), helo, mail_from: &tx.sender };
-        inbound::apply(checker, &peer, &mut self.checks, message, head_len, &own).await
+        inbound::apply(checker, &peer, &mut self.checks, &mut body.buf, body.head, whole.as_deref(), &own).await
     }
 
     /// The DSNs (RFC 3464) owed once the message is stored: `delivered` for
@@ -356,7 +371,7 @@ impl Session {
     }
 
     /// Stores and queues the message (trace headers included); the reply to send.
-    async fn deliver(&mut self, tx: Transaction, id: &str, now: i64, message: &[u8], quarantine: bool) -> Reply {
+    async fn deliver(&mut self, tx: Transaction, id: &str, now: i64, body: &mut Body, quarantine: bool) -> Reply {
         // A submitted message takes one of its user's hourly slots (`rate.rs`).
         let slot = match (self.kind, &self.auth) {
             (SmtpListener::Mx, _) | (_, None) => None,
@@ -379,13 +394,14 @@ impl Session {
             authenticated: self.auth.as_ref(),
             quarantine,
         };
-        match delivery::accept(&self.ctx, &envelope, message, now).await {
+        match delivery::accept(&self.ctx, &envelope, body, now).await {
             Ok(done) => {
                 tracing::info!(id = %id, from = %coimail_directory::LogSafe(&tx.sender), recipients = tx.recipient_count(),
                     copies = done.copies, queue_id = ?done.queue_id, over_quota = done.over_quota.len(),
-                    size = message.len(), quarantine, "accepted");
+                    size = body.len(), staged = body.staged.is_some(), quarantine, "accepted");
                 self.record_mx(&tx);
-                self.report(&tx, &done.over_quota, message, now).await;
+                // Reports return the header only, which is in memory.
+                self.report(&tx, &done.over_quota, &body.buf, now).await;
                 let what = if done.queue_id.is_some() { "queued" } else { "delivered" };
                 Reply::new(250, Enhanced(2, 0, 0), format!("OK, {what} as {id}"))
             }
@@ -402,32 +418,49 @@ impl Session {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
 
-    fn decode(input: &[u8], max: usize) -> (Option<usize>, DataOutcome) {
-        let mut d = DataDecoder::new(Vec::new(), max);
-        let end = d.feed(input);
-        (end, d.finish())
+    /// What a test compares: the message's bytes, or why there is none.
+    #[derive(Debug, Clone, PartialEq, Eq)]
+    enum Got {
+        Message(Vec<u8>),
+        TooBig,
+        BareLineEnding,
     }
 
-    fn decode_split(input: &[u8]) -> (Option<usize>, DataOutcome) {
+    fn got(outcome: DataOutcome) -> Got {
+        match outcome {
+            DataOutcome::Message(m) => Got::Message(m.contents()),
+            DataOutcome::TooBig => Got::TooBig,
+            DataOutcome::BareLineEnding => Got::BareLineEnding,
+        }
+    }
+
+    fn decode(input: &[u8], max: usize) -> (Option<usize>, Got) {
+        let mut d = DataDecoder::new(Vec::new(), max, SPILL_AT);
+        let end = d.feed(input);
+        (end, got(d.finish()))
+    }
+
+    fn decode_split(input: &[u8]) -> (Option<usize>, Got) {
         // One byte at a time: the decoder must not depend on read boundaries.
-        let mut d = DataDecoder::new(Vec::new(), 1000);
+        let mut d = DataDecoder::new(Vec::new(), 1000, SPILL_AT);
         for (i, b) in input.iter().enumerate() {
             if d.feed(std::slice::from_ref(b)).is_some() {
-                return (Some(i + 1), d.finish());
+                return (Some(i + 1), got(d.finish()));
             }
         }
-        (None, d.finish())
+        (None, got(d.finish()))
     }
 
     #[test]
     fn decodes_terminator_and_dot_stuffing() {
-        let cases: &[(&[u8], Option<usize>, DataOutcome)] = &[
-            (b".\r\n", Some(3), DataOutcome::Message(vec![])),
-            (b"a\r\n.\r\nQUIT\r\n", Some(6), DataOutcome::Message(b"a\r\n".to_vec())),
-            (b"..x\r\n.\r\n", Some(8), DataOutcome::Message(b".x\r\n".to_vec())),
-            (b"a\r\n..\r\n.\r\n", Some(10), DataOutcome::Message(b"a\r\n.\r\n".to_vec())),
-            (b"a.b\r\n.\r\n", Some(8), DataOutcome::Message(b"a.b\r\n".to_vec())),
+        let cases: &[(&[u8], Option<usize>, Got)] = &[
+            (b".\r\n", Some(3), Got::Message(vec![])),
+            (b"a\r\n.\r\nQUIT\r\n", Some(6), Got::Message(b"a\r\n".to_vec())),
+            (b"..x\r\n.\r\n", Some(8), Got::Message(b".x\r\n".to_vec())),
+            (b"a\r\n..\r\n.\r\n", Some(10), Got::Message(b"a\r\n.\r\n".to_vec())),
+            (b"a.b\r\n.\r\n", Some(8), Got::Message(b"a.b\r\n".to_vec())),
         ];
         for (input, end, outcome) in cases {
             assert_eq!(&decode(input, 1000), &(*end, outcome.clone()), "{input:?}");
@@ -446,50 +479,137 @@ mod tests {
         ] {
             let (end, outcome) = decode(input, 1000);
             assert_eq!(end, Some(input.len()), "{input:?} must end only at the final CRLF.CRLF");
-            assert_eq!(outcome, DataOutcome::BareLineEnding, "{input:?}");
-            assert_eq!(decode_split(input), (Some(input.len()), DataOutcome::BareLineEnding));
+            assert_eq!(outcome, Got::BareLineEnding, "{input:?}");
+            assert_eq!(decode_split(input), (Some(input.len()), Got::BareLineEnding));
         }
-        assert_eq!(decode(b"a\n.\n", 1000), (None, DataOutcome::BareLineEnding));
+        assert_eq!(decode(b"a\n.\n", 1000), (None, Got::BareLineEnding));
     }
 
     #[test]
     fn size_is_enforced_after_reading_to_the_end() {
         let (end, outcome) = decode(b"0123456789\r\n.\r\n", 5);
-        assert_eq!((end, outcome), (Some(15), DataOutcome::TooBig));
-        assert_eq!(decode(b"0123\r\n.\r\n", 6), (Some(9), DataOutcome::Message(b"0123\r\n".to_vec())));
+        assert_eq!((end, outcome), (Some(15), Got::TooBig));
+        assert_eq!(decode(b"0123\r\n.\r\n", 6), (Some(9), Got::Message(b"0123\r\n".to_vec())));
     }
 
     #[test]
-    fn head_comes_first_and_the_buffer_never_outgrows_the_limit() {
+    fn head_comes_first_and_memory_stays_bounded() {
         let head = b"Received: x\r\n".to_vec();
         let max = 100_000;
-        // Exactly at the limit: kept whole, after the head, in a buffer no larger than head + max.
         let line = format!("{}\r\n", "y".repeat(998));
-        let body = line.repeat(max / line.len());
-        let mut d = DataDecoder::new(head.clone(), max);
+        let body = format!("Subject: t\r\n\r\n{}", line.repeat((max - 14) / line.len()));
+        // Within the limit, spilling past 10 000 octets: the prefix and
+        // the spilled tail are the message, after the head; taking the tail
+        // as a session does keeps memory near the spill point.
+        let mut d = DataDecoder::new(head.clone(), max, 10_000);
+        let mut spilled = Vec::new();
         for chunk in body.as_bytes().chunks(16 * 1024) {
             assert_eq!(d.feed(chunk), None);
+            spilled.append(d.output().tail());
+            assert!(d.output().capacity() <= 3 * (10_000 + 16 * 1024), "{}", d.output().capacity());
         }
         assert_eq!(d.feed(b".\r\n"), Some(3));
-        assert!(d.buf.capacity() <= head.len() + max, "capacity {} over the limit", d.buf.capacity());
+        let mut all = d.finish().contents().unwrap();
+        all.extend_from_slice(&spilled);
         let mut want = head.clone();
         want.extend_from_slice(body.as_bytes());
-        assert_eq!(d.finish(), DataOutcome::Message(want));
+        assert_eq!(all, want);
 
-        // Far over the limit: counted, not kept; capacity still bounded.
-        let mut d = DataDecoder::new(head.clone(), max);
+        // Far over the limit: counted, not kept.
+        let mut d = DataDecoder::new(head.clone(), max, usize::MAX);
         for _ in 0..40 {
             assert_eq!(d.feed(body.as_bytes()), None);
         }
         assert_eq!(d.feed(b".\r\n"), Some(3));
-        assert!(d.buf.len() <= head.len() + max);
-        assert!(d.buf.capacity() <= head.len() + max, "capacity {} over the limit", d.buf.capacity());
+        assert!(d.output().capacity() <= head.len() + max, "capacity {} over the limit", d.output().capacity());
         assert_eq!(d.total(), body.len() * 40);
         assert_eq!(d.finish(), DataOutcome::TooBig);
 
         // A tiny message allocates little, whatever the limit.
-        let mut d = DataDecoder::new(head.clone(), usize::MAX / 2);
+        let mut d = DataDecoder::new(head.clone(), usize::MAX / 2, SPILL_AT);
         assert_eq!(d.feed(b"hi\r\n.\r\n"), Some(7));
-        assert!(d.buf.capacity() <= INITIAL_CAPACITY + head.len());
+        assert!(d.output().capacity() <= 8 * 1024 + head.len());
+    }
+
+    /// RFC 5321 §4.5.2 dot-stuffing of a message that ends in CRLF, plus the terminator.
+    fn stuff(message: &[u8]) -> Vec<u8> {
+        let mut out = Vec::with_capacity(message.len() + 8);
+        let mut line_start = true;
+        for &b in message {
+            if line_start && b == b'.' {
+                out.push(b'.');
+            }
+            out.push(b);
+            line_start = b == b'\n';
+        }
+        out.extend_from_slice(b".\r\n");
+        out
+    }
+
+    proptest! {
+        /// Unstuffing inverts stuffing, whatever the reads look like, and
+        /// the data ends exactly after the terminator.
+        #[test]
+        fn unstuffing_inverts_stuffing(
+            lines in proptest::collection::vec(proptest::collection::vec(
+                prop_oneof![Just(b'.'), Just(b'a'), any::<u8>().prop_filter("no CR/LF", |b| *b != b'\r' && *b != b'\n')],
+                0..20), 0..20),
+            cuts in proptest::collection::vec(0usize..500, 0..6),
+            spill_at in 0usize..200,
+        ) {
+            let message: Vec<u8> = lines.iter().flat_map(|l| l.iter().copied().chain(*b"\r\n")).collect();
+            let mut wire = stuff(&message);
+            let end = wire.len();
+            wire.extend_from_slice(b"QUIT\r\n");
+            let mut cuts: Vec<usize> = cuts.into_iter().map(|c| c.min(wire.len())).collect();
+            cuts.sort_unstable();
+            let mut d = DataDecoder::new(Vec::new(), 10_000, spill_at);
+            let mut spilled = Vec::new();
+            let mut at = 0;
+            let mut ended = None;
+            for cut in cuts.into_iter().chain([wire.len()]) {
+                let end = d.feed(&wire[at..cut]);
+                spilled.append(d.output().tail());
+                if let Some(n) = end {
+                    ended = Some(at + n);
+                    break;
+                }
+                at = cut;
+            }
+            prop_assert_eq!(ended, Some(end));
+            let mut got = d.finish().contents().unwrap_or_default();
+            got.extend_from_slice(&spilled);
+            prop_assert_eq!(got, message);
+        }
+
+        /// Any input in any pieces matches the reference reader (`reader_check.rs`):
+        /// where the data ends, unstuffing, bare line endings, the limit.
+        #[test]
+        fn any_input_matches_the_reference(
+            input in proptest::collection::vec(prop_oneof![Just(b'\r'), Just(b'\n'), Just(b'.'), any::<u8>()], 0..400),
+            cuts in proptest::collection::vec(0usize..400, 0..6),
+            max in 0usize..300,
+            spill_at in 0usize..100,
+        ) {
+            let mut cuts = cuts;
+            cuts.sort_unstable();
+            crate::reader_check::check_data(&input, &cuts, max, spill_at);
+        }
+
+        /// The same with well-formed lines, so the data mostly ends and is kept.
+        #[test]
+        fn line_input_matches_the_reference(
+            lines in proptest::collection::vec(prop_oneof![
+                Just(b".\r\n".to_vec()), Just(b"..\r\n".to_vec()), Just(b".x\r\n".to_vec()),
+                Just(b"\r\n".to_vec()), Just(b"abc\r\n".to_vec()), Just(b"a\n".to_vec()), Just(b"\r".to_vec()),
+            ], 0..30),
+            cuts in proptest::collection::vec(0usize..120, 0..6),
+            max in 0usize..100,
+            spill_at in 0usize..50,
+        ) {
+            let mut cuts = cuts;
+            cuts.sort_unstable();
+            crate::reader_check::check_data(&lines.concat(), &cuts, max, spill_at);
+        }
     }
 }

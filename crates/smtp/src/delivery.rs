@@ -8,18 +8,23 @@
 //! notifications asynchronously; it never delays the 250.
 //!
 //! [`accept`] stores the local copies with ONE `Store::deliver` call for
-//! all placements (one body file shared by every copy), then queues the
+//! all placements (one body file shared by every copy; `deliver_staged`,
+//! which renames the staged file into place, for a large message that
+//! `body.rs` put on disk as it arrived), then queues the
 //! remote recipients as ONE spool entry (one message file) through
 //! `coimail_delivery::Queue`, and returns only when both are durable; the
 //! caller replies 250 only on `Ok`. On error the client is told to retry
 //! (4xx). Local copies go first: if queueing then fails, the client's retry
 //! duplicates a local copy rather than mail sent to the world. The queued
-//! copy has no `Return-Path` (RFC 5321 §4.4: final delivery adds it).
+//! copy has no `Return-Path` (RFC 5321 §4.4: final delivery adds it). The
+//! queue DKIM-signs what it takes, which hashes the whole message: a staged
+//! message is read from its file for it, once.
 //!
 //! Remote recipients are accepted at RCPT time when the server has an
 //! outbound queue, and refused with 554 5.3.3 otherwise
 //! ([`remote_recipient`]).
 
+use crate::body::Body;
 use crate::reply::{self, Enhanced, SmtpError};
 use crate::{SmtpContext, SmtpListener, received};
 use coimail_delivery::{DsnRet, SpoolEnvelope, SpoolRecipient};
@@ -150,17 +155,17 @@ pub fn remote_recipient(ctx: &SmtpContext, _rcpt: &str) -> Result<(), SmtpError>
     if ctx.queue.is_some() { Ok(()) } else { Err(reply::REMOTE_DISABLED) }
 }
 
-/// Stores the local copies and queues the remote recipients of `message`
+/// Stores the local copies and queues the remote recipients of `body`
 /// (trace headers already prepended); durable on `Ok`.
-pub async fn accept(
+pub(crate) async fn accept(
     ctx: &SmtpContext,
     envelope: &Envelope<'_>,
-    message: &[u8],
+    body: &mut Body,
     now_unix: i64,
 ) -> Result<Accepted, SmtpError> {
     let mut done = Accepted::default();
     if !envelope.recipients.is_empty() {
-        let (stored, full) = deliver(ctx, envelope, message, now_unix).await?;
+        let (stored, full) = deliver(ctx, envelope, body, now_unix).await?;
         done.copies = stored.len();
         done.over_quota = envelope
             .recipients
@@ -177,7 +182,11 @@ pub async fn accept(
             ret: envelope.ret,
             recipients: envelope.remote.to_vec(),
         };
-        let entry = queue.enqueue(spool, received::without_return_path(message)).await.map_err(|e| match e {
+        let message = body.whole(0).await.map_err(|e| {
+            tracing::error!(error = %e, "reading a staged message for the queue failed");
+            reply::LOCAL_ERROR
+        })?;
+        let entry = queue.enqueue(spool, received::without_return_path(&message)).await.map_err(|e| match e {
             coimail_delivery::DeliveryError::Store(StoreError::DiskFull) => reply::DISK_FULL,
             e => {
                 tracing::error!(error = %e, "queueing failed");
@@ -195,7 +204,7 @@ pub async fn accept(
 /// as nothing here retries it (RFC 3463 X.2.2, mailbox full).
 const OVER_QUOTA: &str = "552 5.2.2 mailbox full";
 
-/// Stores `message` (trace headers already prepended) for every placement;
+/// Stores `body` (trace headers already prepended) for every placement;
 /// returns the stored copies and the accounts left out for their quota.
 ///
 /// SMTP has one reply for the whole message after the data, so one full
@@ -204,27 +213,32 @@ const OVER_QUOTA: &str = "552 5.2.2 mailbox full";
 /// and the rest is stored (Postfix likewise delivers to the others and
 /// bounces the one). Only when it fits nobody is it `452 4.2.2` for all,
 /// and the sender retries.
-pub async fn deliver(
+pub(crate) async fn deliver(
     ctx: &SmtpContext,
     envelope: &Envelope<'_>,
-    message: &[u8],
+    body: &mut Body,
     now_unix: i64,
 ) -> Result<(Vec<Stored>, Vec<AccountId>), SmtpError> {
-    let mut placements = placements_for(ctx, envelope, message).await?;
+    // COI filing and pushes read header fields, all of which are in memory.
+    let mut placements = placements_for(ctx, envelope, &body.buf).await?;
     let mut full = Vec::new();
     let mut refiled = false;
     let stored = loop {
-        match ctx.store.deliver(message, now_unix, placements.clone()).await {
+        let attempt = match body.staged.as_mut() {
+            Some(staged) => ctx.store.deliver_staged(&body.buf, staged, now_unix, placements.clone()).await,
+            None => ctx.store.deliver(&body.buf, now_unix, placements.clone()).await,
+        };
+        match attempt {
             // A target folder went away after filing (a concurrent DELETE of
             // COI/Chats, which also turns COI off, or of Junk): file again, once.
             Err(StoreError::NotFound(_)) if !refiled => {
                 refiled = true;
-                placements = placements_for(ctx, envelope, message).await?;
+                placements = placements_for(ctx, envelope, &body.buf).await?;
                 placements.retain(|p| !full.contains(&p.account));
             }
             Err(StoreError::QuotaExceeded) if placements.len() > 1 => {
                 // Ends: each round removes at least one placement or returns.
-                let size = message.len() as u64;
+                let size = body.len() as u64;
                 let over: Vec<AccountId> = placements
                     .iter()
                     .filter(|p| matches!(ctx.store.check_quota(p.account, size, 1), Err(StoreError::QuotaExceeded)))
@@ -253,9 +267,9 @@ pub async fn deliver(
     })?;
     // Durable now: pushes may go out (COI R36); one per stored copy.
     let copies: Vec<(Stored, &Flags)> = stored.iter().zip(&placements).map(|(s, p)| (*s, &p.flags)).collect();
-    ctx.coi.delivered(&copies, message);
+    ctx.coi.delivered(&copies, &body.buf);
     let placed: Vec<(Stored, &Placement)> = stored.iter().copied().zip(&placements).collect();
-    ctx.deltachat.delivered(&placed, message);
+    ctx.deltachat.delivered(&placed, &body.buf);
     metrics::counter!("coimail_messages_delivered_local_total").increment(stored.len() as u64);
     Ok((stored, full))
 }

@@ -42,8 +42,11 @@
 //!   for that recipient only: the others get the message and the sender a
 //!   bounce for it (`coimail_delivery::report_failed`, `delivery.rs`).
 //! - `Return-Path` and `Received` are written into the DATA buffer before
-//!   the message (no second copy of it). Local copies go to the store in
-//!   ONE `Store::deliver` call (one copy per distinct account); remote
+//!   the message (no second copy of it). A session holds at most about
+//!   0.5 MiB of a message: the rest of a large one is staged on disk by the
+//!   store as it arrives (`body.rs`). Local copies go to the store in
+//!   ONE `Store::deliver` call (one copy per distinct account; the staged
+//!   file is renamed into place); remote
 //!   recipients go to the queue as ONE entry, without `Return-Path`.
 //!   `250` is sent only after both are durable, `451 4.3.0` (or `452 4.2.2`
 //!   when the message fits no recipient's quota) otherwise.
@@ -62,7 +65,9 @@
 //! - `lib.rs` — public types and [`serve`] (accept loop, one span per session)
 //! - `session.rs` — command loop, state, dispatch; EHLO, RSET, NOOP, VRFY, HELP, QUIT, STARTTLS
 //! - `mail.rs` — MAIL and RCPT; `data.rs` — DATA decoder, DATA and the end of every message;
-//!   `bdat.rs` — BDAT; `auth.rs` — AUTH PLAIN/LOGIN; `submission.rs` — checks on submitted messages
+//!   `bdat.rs` — BDAT; `body.rs` — a message in memory and staged on disk; `auth.rs` — AUTH
+//!   PLAIN/LOGIN; `submission.rs` — checks on submitted messages
+//! - `reader_check.rs` — the DATA/BDAT readers against references (proptests, fuzzing)
 //! - `policy.rs` — who may send to whom (the open-relay rule); `rate.rs` — messages per user, per
 //!   MX peer and per MX recipient per hour
 //! - `inbound/` — SPF/DKIM/ARC/DMARC/iprev on MX, the verdict, `Authentication-Results`, DNS caches
@@ -73,6 +78,7 @@
 
 mod auth;
 mod bdat;
+mod body;
 mod data;
 pub mod delivery;
 pub mod inbound;
@@ -80,6 +86,8 @@ mod io;
 mod mail;
 pub mod policy;
 mod rate;
+#[cfg(any(test, fuzzing))]
+mod reader_check;
 mod received;
 mod reply;
 mod session;
@@ -380,3 +388,32 @@ pub async fn serve(
 
 #[cfg(test)]
 mod tests;
+
+/// Entry points for the cargo-fuzz targets in `fuzz/`; compiled only there
+/// (cargo-fuzz sets `--cfg fuzzing`), so they add nothing to the server.
+#[cfg(fuzzing)]
+#[doc(hidden)]
+pub mod fuzzing {
+    /// The first octets of `data` choose the size limit, the spill point
+    /// and where reads end; the rest is the input.
+    fn setup(data: &[u8]) -> (usize, usize, Vec<usize>, &[u8]) {
+        let (setup, input) = data.split_at(data.len().min(4));
+        let byte = |i: usize| usize::from(setup.get(i).copied().unwrap_or(0));
+        let max = byte(0) * 64;
+        let spill_at = byte(1) * 16;
+        let step = 1 + byte(2) * byte(3).max(1);
+        (max, spill_at, (1..input.len()).step_by(step).collect(), input)
+    }
+
+    /// The DATA reader: end of data, dot-unstuffing, bare CR/LF, limits.
+    pub fn data(data: &[u8]) {
+        let (max, spill_at, cuts, input) = setup(data);
+        crate::reader_check::check_data(input, &cuts, max, spill_at);
+    }
+
+    /// The BDAT chunk reader: chunks, bare CR/LF across them, limits.
+    pub fn bdat(data: &[u8]) {
+        let (max, spill_at, cuts, input) = setup(data);
+        crate::reader_check::check_bdat(input, &cuts, max, spill_at);
+    }
+}

@@ -123,6 +123,89 @@ impl BlobStore {
         Ok(removed?)
     }
 
+    /// Creates an empty staged body (`staged.rs`): a temp file in the shard
+    /// directory of the id it will be renamed to, so [`BlobStore::clear_tmp`]
+    /// removes it after a crash and the rename stays within one directory.
+    /// Blocking.
+    pub(crate) fn stage(&self) -> Result<(BlobId, PathBuf, File)> {
+        let id = self.new_id();
+        let final_path = self.path(&id)?;
+        let dir = final_path.parent().ok_or_else(|| StoreError::Corrupt("blob path".into()))?;
+        let tmp_path = dir.join(format!("{TMP_PREFIX}{}", id.0));
+        let f = OpenOptions::new().read(true).write(true).create_new(true).open(&tmp_path)?;
+        Ok((id, tmp_path, f))
+    }
+
+    /// Makes a staged file durable as a body file: message octets `prefix`
+    /// (still in memory) followed by what the file holds from `data_at` on.
+    ///
+    /// When the header and `prefix` fit in the `data_at` octets left free at
+    /// the file's start, they are written there (the header's JSON padded
+    /// with spaces, which its parser skips) and the staged file itself is
+    /// renamed to `id`: the message is never copied. Otherwise the body goes
+    /// to a new file, copied in the kernel (`copy_file_range`), and the
+    /// staged file is left as it was. Returns the body file's id, the
+    /// message's offset in it, and whether it is the renamed staged file.
+    /// Blocking.
+    pub(crate) fn commit_staged(
+        &self,
+        staged: (&BlobId, &Path, &File),
+        data_at: u64,
+        header: &BlobHeader,
+        prefix: &[u8],
+    ) -> Result<(BlobId, u64, bool)> {
+        use std::os::unix::fs::FileExt;
+        let (id, tmp_path, file) = staged;
+        let json = serde_json::to_vec(header).map_err(|e| StoreError::Invalid(e.to_string()))?;
+        let fixed = (MAGIC.len() + 4) as u64;
+        // Octets left for the header's JSON (and its padding) in front of the prefix.
+        let header_len = usize::try_from(data_at.saturating_sub(fixed + prefix.len() as u64)).unwrap_or(usize::MAX);
+        if header_len >= json.len() && header_len <= MAX_HEADER {
+            let mut start = Vec::with_capacity(data_at as usize);
+            start.extend_from_slice(MAGIC);
+            start.extend_from_slice(&(header_len as u32).to_be_bytes());
+            start.extend_from_slice(&json);
+            start.resize(fixed as usize + header_len, b' ');
+            start.extend_from_slice(prefix);
+            file.write_all_at(&start, 0)?;
+            file.sync_all()?;
+            let final_path = self.path(id)?;
+            fs::rename(tmp_path, &final_path)?;
+            sync_dir(final_path.parent().ok_or_else(|| StoreError::Corrupt("blob path".into()))?)?;
+            return Ok((id.clone(), fixed + header_len as u64, true));
+        }
+        let new = self.new_id();
+        let final_path = self.path(&new)?;
+        let dir = final_path.parent().ok_or_else(|| StoreError::Corrupt("blob path".into()))?;
+        let out_path = dir.join(format!("{TMP_PREFIX}{}", new.0));
+        let written = (|| -> Result<()> {
+            let mut out = OpenOptions::new().write(true).create_new(true).open(&out_path)?;
+            out.write_all(MAGIC)?;
+            out.write_all(&(json.len() as u32).to_be_bytes())?;
+            out.write_all(&json)?;
+            out.write_all(prefix)?;
+            let mut from = file.try_clone()?;
+            from.seek(SeekFrom::Start(data_at))?;
+            std::io::copy(&mut from, &mut out)?;
+            out.sync_all()?;
+            Ok(())
+        })();
+        if let Err(e) = written {
+            let _ = fs::remove_file(&out_path);
+            return Err(e);
+        }
+        fs::rename(&out_path, &final_path)?;
+        sync_dir(dir)?;
+        Ok((new, fixed + json.len() as u64, false))
+    }
+
+    /// Undoes a [`BlobStore::commit_staged`] whose index entry failed: the
+    /// renamed staged file goes back to its temp name (the caller may try
+    /// again), a copy is removed. Blocking.
+    pub(crate) fn uncommit_staged(&self, blob: &BlobId, tmp_path: &Path, renamed: bool) -> Result<()> {
+        if renamed { Ok(fs::rename(self.path(blob)?, tmp_path)?) } else { self.delete(blob) }
+    }
+
     /// Reads `len` message bytes starting at `offset`. Blocking.
     pub fn read(&self, id: &BlobId, offset: u64, len: u64) -> Result<Vec<u8>> {
         let mut f = File::open(self.path(id)?)?;

@@ -10,6 +10,8 @@
 //! - A call that stores data returns `Ok` only once the data is durable: the
 //!   body file is fsync'd and renamed, its directory fsync'd, and the index
 //!   committed and flushed. Concurrent callers share flushes (group commit).
+//!   A large message may arrive as a staged body (`staged.rs`), written to
+//!   a temp file as it comes and renamed into place by the same rules.
 //! - UIDs in a mailbox are allocated under one lock and are strictly
 //!   increasing; a UID becomes visible to readers only once it is durable, so
 //!   no client ever sees a UID that a crash could take back and reuse.
@@ -66,6 +68,7 @@ mod retention;
 mod snapshot;
 mod space;
 pub mod spool;
+mod staged;
 mod subscriptions;
 pub mod types;
 mod upgrade;
@@ -82,6 +85,7 @@ pub use records::Usage;
 pub use retention::ViewPin;
 pub use snapshot::MailboxSnapshot;
 pub use space::{Reserve, SpaceStatus};
+pub use staged::StagedBody;
 pub use types::*;
 
 use blob::BlobStore;

@@ -47,6 +47,22 @@ pub(crate) struct Target {
     pub flags: Flags,
 }
 
+/// The index targets of `placements` and the body file header naming them,
+/// with mailbox names canonical and flags checked.
+pub(crate) fn targets(placements: Vec<Placement>, internal_date: i64) -> Result<(Vec<Target>, BlobHeader)> {
+    if placements.is_empty() {
+        return Err(StoreError::Invalid("no recipients".into()));
+    }
+    let mut targets = Vec::with_capacity(placements.len());
+    let mut canonical = placements;
+    for p in &mut canonical {
+        check_flags(&p.flags)?;
+        p.mailbox = names::canonical(&p.mailbox)?;
+        targets.push(Target { account: p.account, mailbox: p.mailbox.clone(), flags: p.flags.clone() });
+    }
+    Ok((targets, BlobHeader { internal_date, placements: canonical }))
+}
+
 /// One message of a multi-message APPEND (RFC 3502).
 #[derive(Debug, Clone)]
 pub struct NewMessage {
@@ -86,14 +102,7 @@ impl Store {
             return Err(StoreError::Invalid("no recipients".into()));
         }
         self.check_space()?;
-        let mut targets = Vec::with_capacity(placements.len());
-        let mut canonical = placements;
-        for p in &mut canonical {
-            check_flags(&p.flags)?;
-            p.mailbox = names::canonical(&p.mailbox)?;
-            targets.push(Target { account: p.account, mailbox: p.mailbox.clone(), flags: p.flags.clone() });
-        }
-        let header = BlobHeader { internal_date, placements: canonical };
+        let (targets, header) = targets(placements, internal_date)?;
         let body = raw.to_vec();
         let (blob, offset) = self.blocking(move |b| b.write(&header, &body)).await?;
         self.inner.space.charge(raw.len() as u64);

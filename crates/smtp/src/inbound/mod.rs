@@ -210,16 +210,19 @@ impl Checker {
 /// Runs the checks on `message` (our trace headers in its first `head`
 /// octets, the client's message after them) and, unless it is refused,
 /// edits it: forged `Authentication-Results` out, ours in right after
-/// `Return-Path`.
+/// `Return-Path`. When `message` holds only the start of a large message
+/// (its whole header section; the rest is staged on disk), `whole` is the
+/// client's entire message if [`needs_body`] said the checks need it.
 pub(crate) async fn apply(
     checker: &Checker,
     peer: &Peer<'_>,
     memo: &mut SessionChecks,
     message: &mut Vec<u8>,
     head: usize,
+    whole: Option<&[u8]>,
     own: &(dyn Fn(&str) -> Result<bool, SmtpError> + Sync),
 ) -> Verdict {
-    let checked = checker.check(peer, memo, message.get(head..).unwrap_or_default(), own).await;
+    let checked = checker.check(peer, memo, whole.unwrap_or(message.get(head..).unwrap_or_default()), own).await;
     if matches!(checked.verdict, Verdict::Refuse(_)) {
         return checked.verdict;
     }
@@ -231,6 +234,17 @@ pub(crate) async fn apply(
         message.get(..head).and_then(|h| h.windows(2).position(|w| w == b"\r\n")).map_or(0, |end| end + 2);
     message.splice(after_return_path..after_return_path, checked.header.into_bytes());
     checked.verdict
+}
+
+/// Whether checking a message with this header section needs its body:
+/// only DKIM and ARC hash it, and only when the header section has their
+/// fields. Without them, the header section gives the same results
+/// (SPF, iprev and DMARC read the envelope and `From`).
+pub(crate) fn needs_body(header: &[u8]) -> bool {
+    header.split(|&b| b == b'\n').any(|line| {
+        let name = line.split(|&b| b == b':').next().unwrap_or_default().trim_ascii_end();
+        name.eq_ignore_ascii_case(b"DKIM-Signature") || name.get(..4).is_some_and(|p| p.eq_ignore_ascii_case(b"ARC-"))
+    })
 }
 
 /// mail-auth reports a body that no longer matches its signature's body

@@ -129,3 +129,20 @@ fn alignment_is_relaxed_within_one_tree() {
     assert!(!aligned("badexample.org", "example.org"));
     assert!(!aligned("example.org.evil", "example.org"));
 }
+
+/// Only DKIM and ARC fields make a staged message be read whole.
+#[test]
+fn the_body_is_needed_for_signatures_only() {
+    let cases: &[(&[u8], bool)] = &[
+        (b"From: a@b.test\r\nSubject: x\r\n\r\n", false),
+        (b"From: a@b.test\r\ndkim-signature: v=1; d=b.test\r\n\r\n", true),
+        (b"DKIM-Signature : v=1\r\n\r\n", true),
+        (b"ARC-Seal: i=1\r\n\r\n", true),
+        (b"arc-message-signature: i=1\r\n\r\n", true),
+        (b"X-DKIM-Signature: no\r\nSubject: DKIM-Signature: no\r\n\tARC-Seal: folded, not a field\r\n\r\n", false),
+        (b"ARC: not an ARC field\r\n\r\n", false),
+    ];
+    for (header, want) in cases {
+        assert_eq!(needs_body(header), *want, "{}", String::from_utf8_lossy(header));
+    }
+}
