@@ -37,6 +37,7 @@ pub struct Config {
     pub dns: DnsConfig,
     pub store: StoreConfig,
     pub coi: CoiConfig,
+    pub chatmail: crate::chatmail::ChatmailConfig,
     pub log: LogConfig,
     pub shutdown: ShutdownConfig,
 }
@@ -609,6 +610,7 @@ impl Config {
         if !(subject.is_empty() || subject.starts_with("mailto:") || subject.starts_with("https:")) {
             return invalid("coi.vapid_subject", "must be a mailto: or https: URL (RFC 8292)");
         }
+        self.chatmail.validate()?;
         if let Err(e) = self.log.level.parse::<tracing_subscriber::EnvFilter>() {
             return Err(ConfigError::Invalid { key: "log.level", message: e.to_string() });
         }

@@ -22,6 +22,7 @@
 //! grace period, flush, and mark the store cleanly closed if nothing was cut off.
 
 pub mod admin;
+pub mod chatmail;
 pub mod config;
 pub mod telemetry;
 pub mod tls;
@@ -296,6 +297,7 @@ pub async fn start(config: Config) -> Result<Running, DaemonError> {
             },
         )
         .with_coi(coi.clone())
+        .with_xchatmail(config.chatmail.advertises_xchatmail())
         .with_proxy_protocol(ImapListener::Starttls, imap_proxy)
         .with_proxy_protocol(ImapListener::ImplicitTls, imaps_proxy),
     );
@@ -315,6 +317,10 @@ pub async fn start(config: Config) -> Result<Running, DaemonError> {
     if let Some(checker) = inbound_checks(&config)? {
         smtp_ctx = smtp_ctx.with_inbound_checks(checker);
     }
+    if let Some(policy) = config.chatmail.filter_policy() {
+        smtp_ctx = smtp_ctx.with_encrypted_only(policy);
+    }
+    directory.set_auto_create(config.chatmail.auto_create());
     let smtp_ctx = Arc::new(smtp_ctx);
     let coi_admin = coi;
     let imap_listeners = imap
@@ -333,6 +339,9 @@ pub async fn start(config: Config) -> Result<Running, DaemonError> {
         tracker.spawn(coimail_smtp::serve(listener, kind, smtp_ctx.clone(), shutdown.clone(), tracker.clone()));
     }
     tracker.spawn(runner.run(shutdown.clone()));
+    if let Some(expiry) = config.chatmail.expiry() {
+        tracker.spawn(coimail_chatmail::expiry::run(store.clone(), directory.clone(), expiry, shutdown.clone()));
+    }
     let admin_ctx = admin::AdminContext { directory: directory.clone(), queue, coi: coi_admin, dkim };
     tracker.spawn(admin::serve(admin_listener, admin_ctx, shutdown.clone()));
     info!(?addrs, "coimail is serving");

@@ -354,6 +354,12 @@ impl Directory {
             Err(_) => None,
         };
         if user.is_none()
+            && let Some(created) = self.create_on_login(login, password, peer).await?
+        {
+            self.throttle().succeed(peer, login);
+            return Ok(created);
+        }
+        if user.is_none()
             && let Some(r) = revocation.take()
         {
             self.forget_revocation(r);
@@ -363,6 +369,7 @@ impl Directory {
         {
             self.inner.argon2.count_cache_hit();
             self.throttle().succeed(peer, login);
+            self.record_login(key);
             let revocation = revocation.take().ok_or_else(|| AuthError::Internal("no revocation".into()))?;
             return Ok((Self::account(record.clone()), revocation));
         }
@@ -377,6 +384,7 @@ impl Directory {
             Some((key, record, raw)) if ok => {
                 self.inner.cache.insert(&key, &raw, password, Instant::now());
                 self.throttle().succeed(peer, login);
+                self.record_login(&key);
                 let revocation = revocation.ok_or_else(|| AuthError::Internal("no revocation".into()))?;
                 Ok((Self::account(record), revocation))
             }
@@ -408,7 +416,7 @@ impl Directory {
     /// The revocation of the user `key`, made on first use. Entries stay
     /// for users that logged in (one per user); those of names that turned
     /// out to be no user are dropped again ([`Directory::forget_revocation`]).
-    fn revocation(&self, key: &str) -> Revocation {
+    pub(crate) fn revocation(&self, key: &str) -> Revocation {
         let mut map = self.revocations();
         let tx = map.entry(key.to_owned()).or_insert_with(|| watch::channel(false).0);
         Revocation(tx.subscribe())

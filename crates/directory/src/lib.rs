@@ -16,6 +16,7 @@
 mod address;
 mod auth;
 mod auth_cache;
+mod create;
 mod error;
 mod limits;
 mod log_safe;
@@ -27,6 +28,7 @@ pub use address::Address;
 pub use address::domain as canonical_domain;
 pub use auth::{AuthError, AuthOptions, AuthStats, PlaintextAuth, Revocation, ThrottleOptions, cpu_count};
 pub use auth_cache::CacheOptions;
+pub use create::AutoCreate;
 pub use error::DirectoryError;
 pub use limits::{ConnectionLimits, ConnectionPermit, LimitExceeded, UserLimits, UserPermit};
 pub use log_safe::LogSafe;
@@ -81,6 +83,8 @@ struct Inner {
     /// Per user address: what logged-in sessions watch to end when the
     /// password changes or the user goes (`auth::Revocation`).
     revocations: Mutex<std::collections::HashMap<String, tokio::sync::watch::Sender<bool>>>,
+    /// Account creation on first login and last-login days (`create.rs`).
+    creation: Mutex<create::Creation>,
 }
 
 const DOMAIN: &[u8] = b"d/";
@@ -123,6 +127,7 @@ impl Directory {
                 argon2: auth::Argon2Gate::new(auth.max_concurrent_argon2),
                 default_quota: std::sync::atomic::AtomicU64::new(0),
                 revocations: Mutex::default(),
+                creation: Mutex::default(),
             }),
         })
     }
@@ -276,6 +281,7 @@ impl Directory {
         // The cache entry could no longer match (it is bound to the record), but it goes now.
         self.inner.cache.forget(&addr.key());
         self.revoke(&addr.key());
+        self.forget_login(&rec.address)?;
         self.inner.store.delete_account(AccountId(rec.id)).await?;
         Ok(())
     }

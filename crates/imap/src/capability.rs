@@ -14,6 +14,9 @@ pub(crate) struct CapabilityState {
     pub append_limit: u64,
     /// COI's capabilities (`COI`, `WEBPUSH`), advertised only after login (R1, R2).
     pub coi: &'static str,
+    /// A chatmail relay (`[chatmail]`): `XCHATMAIL` after login, which
+    /// makes Delta Chat drop its own send rate limit.
+    pub xchatmail: bool,
 }
 
 const COMMON: &str = "IMAP4rev1 IMAP4rev2 LITERAL+";
@@ -40,6 +43,9 @@ pub(crate) fn capabilities(s: CapabilityState) -> String {
         if !s.coi.is_empty() {
             caps.push(' ');
             caps.push_str(s.coi);
+        }
+        if s.xchatmail {
+            caps.push_str(" XCHATMAIL");
         }
         return caps;
     }
@@ -68,6 +74,7 @@ mod tests {
             plaintext_login: false,
             append_limit: 1000,
             coi: "COI WEBPUSH",
+            xchatmail: false,
         });
         assert_eq!(pre, "IMAP4rev1 IMAP4rev2 LITERAL+ SASL-IR ID ENABLE IDLE STARTTLS LOGINDISABLED");
         let pre = capabilities(CapabilityState {
@@ -76,6 +83,7 @@ mod tests {
             plaintext_login: true,
             append_limit: 1000,
             coi: "COI WEBPUSH",
+            xchatmail: false,
         });
         assert_eq!(pre, "IMAP4rev1 IMAP4rev2 LITERAL+ SASL-IR ID ENABLE IDLE AUTH=PLAIN");
         let post = capabilities(CapabilityState {
@@ -84,6 +92,7 @@ mod tests {
             plaintext_login: true,
             append_limit: 1000,
             coi: "COI WEBPUSH",
+            xchatmail: false,
         });
         assert!(post.contains("IDLE") && post.contains("SPECIAL-USE") && !post.contains("STARTTLS"));
         assert!(post.contains(" UIDPLUS MOVE MULTIAPPEND CREATE-SPECIAL-USE STATUS=SIZE APPENDLIMIT=1000"));
@@ -95,5 +104,17 @@ mod tests {
         assert!(post.contains(" COMPRESS=DEFLATE") && !pre.contains("COMPRESS"));
         // COI R1/R2: exact upper-case atoms, after login only.
         assert!(post.ends_with(" COI WEBPUSH") && !pre.contains("COI") && !pre.contains("WEBPUSH"));
+        assert!(!post.contains("XCHATMAIL"));
+        let chatmail = |authenticated| {
+            capabilities(CapabilityState {
+                authenticated,
+                starttls: false,
+                plaintext_login: true,
+                append_limit: 1000,
+                coi: "",
+                xchatmail: true,
+            })
+        };
+        assert!(chatmail(true).ends_with(" COMPRESS=DEFLATE XCHATMAIL") && !chatmail(false).contains("XCHATMAIL"));
     }
 }

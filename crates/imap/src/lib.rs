@@ -123,6 +123,8 @@ pub struct ImapContext {
     pub coi: coimail_coi::Coi,
     /// Listeners that take PROXY protocol headers, and from where.
     proxy_from: Vec<(ImapListener, TrustedProxies)>,
+    /// Advertise `XCHATMAIL` (a chatmail relay; [`ImapContext::with_xchatmail`]).
+    pub(crate) xchatmail: bool,
 }
 
 impl ImapContext {
@@ -145,6 +147,7 @@ impl ImapContext {
             mime_cache: mime::Cache::default(),
             coi,
             proxy_from: Vec::new(),
+            xchatmail: false,
         }
     }
 
@@ -165,6 +168,12 @@ impl ImapContext {
     /// Replaces the default COI service (no WebPush) with a configured one.
     pub fn with_coi(mut self, coi: coimail_coi::Coi) -> ImapContext {
         self.coi = coi;
+        self
+    }
+
+    /// Advertises `XCHATMAIL` after login when `on` (chatmail mode).
+    pub fn with_xchatmail(mut self, on: bool) -> ImapContext {
+        self.xchatmail = on;
         self
     }
 }

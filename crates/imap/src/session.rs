@@ -289,6 +289,7 @@ impl Session {
             plaintext_login: self.ctx.config.plaintext_auth.allows(self.peer.ip(), tls),
             append_limit: self.ctx.config.max_literal_bytes,
             coi: self.ctx.coi.capabilities(),
+            xchatmail: self.ctx.xchatmail,
         })
     }
 

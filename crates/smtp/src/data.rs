@@ -32,6 +32,7 @@ use crate::received::{Trace, trace_headers};
 use crate::reply::{self, Enhanced, Reply, SmtpError};
 use crate::session::{Session, Transaction};
 use crate::{SmtpListener, submission};
+use coimail_chatmail::Direction;
 use coimail_delivery::SpoolRecipient;
 
 pub(crate) const NO_RECIPIENTS: SmtpError = SmtpError::new(554, Enhanced(5, 5, 1), "no valid recipients");
@@ -253,6 +254,10 @@ impl Session {
                 reply::BARE_LINE_ENDING_DATA.into()
             }
             DataOutcome::Message(mut message) => {
+                if let Err(e) = self.encrypted_only(&tx, message.get(head_len..).unwrap_or_default()) {
+                    tracing::info!(id = %id, "message refused: not encrypted (chatmail)");
+                    return e.into();
+                }
                 let mut quarantine = false;
                 if self.kind != SmtpListener::Mx {
                     let complete = submission::complete(&self.ctx, self.auth.as_ref(), &mut message, head_len, id, now);
@@ -272,6 +277,26 @@ impl Session {
                 }
                 self.deliver(tx, id, now, &message, quarantine).await
             }
+        }
+    }
+
+    /// Chatmail's encrypted-only rule, when on: outgoing on submission,
+    /// incoming on MX. `message` is the client's, without our trace headers.
+    fn encrypted_only(&self, tx: &Transaction, message: &[u8]) -> Result<(), SmtpError> {
+        let Some(policy) = &self.ctx.chatmail else { return Ok(()) };
+        let direction = match self.kind {
+            SmtpListener::Mx => Direction::Incoming,
+            SmtpListener::Submission | SmtpListener::Submissions => Direction::Outgoing,
+        };
+        let recipients: Vec<&str> = tx
+            .recipients
+            .iter()
+            .map(|r| r.address.as_str())
+            .chain(tx.remote.iter().map(|r| r.address.as_str()))
+            .collect();
+        match policy.check(direction, &tx.sender, &recipients, message) {
+            Ok(_) => Ok(()),
+            Err(refused) => Err(SmtpError::with_text(550, Enhanced(5, 7, 1), refused.to_string())),
         }
     }
 
