@@ -6,6 +6,7 @@
 mod util;
 
 mod auth_cache;
+mod chatmail;
 mod cli;
 mod coi;
 mod coi_clients;
