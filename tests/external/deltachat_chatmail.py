@@ -38,8 +38,8 @@ def capabilities(addr):
     return data[0].split()
 
 
-def take_raw(addr, header, name, timeout=60):
-    """The newest message in addr's INBOX with `header`, saved as SAMPLES_DIR/name.
+def take_raw(addr, name, timeout=60):
+    """The newest message in addr's INBOX, saved as SAMPLES_DIR/name.
     The account's Delta Chat must be offline: on a chatmail server it
     deletes what it fetched."""
     conn = imaplib.IMAP4(host, int(imap_port))
@@ -47,10 +47,10 @@ def take_raw(addr, header, name, timeout=60):
     deadline = time.monotonic() + timeout
     while True:
         conn.select("INBOX", readonly=True)
-        typ, data = conn.uid("SEARCH", "HEADER", header, "")
+        typ, data = conn.uid("SEARCH", "ALL")
         if data[0].split():
             break
-        assert time.monotonic() < deadline, f"no message with {header} in {addr}'s INBOX"
+        assert time.monotonic() < deadline, f"nothing arrived in {addr}'s INBOX"
         time.sleep(0.1)
     typ, msg = conn.uid("FETCH", data[0].split()[-1], "(BODY.PEEK[])")
     conn.logout()
@@ -79,7 +79,7 @@ with Rpc(accounts_dir=accounts_dir) as rpc:
         alice.stop_io()
     bob.secure_join(qr)
     if samples:
-        take_raw(addr1, "Secure-Join", "deltachat-securejoin-request.eml")
+        take_raw(addr1, "deltachat-securejoin-request.eml")
         alice.start_io()
     alice.wait_for_securejoin_inviter_success()
     bob.wait_for_securejoin_joiner_success()
@@ -92,7 +92,7 @@ with Rpc(accounts_dir=accounts_dir) as rpc:
     sent = chat.send_text("hello from alice")
     if samples:
         # The newest message in Bob's INBOX: Alice's chat message.
-        take_raw(addr2, "Content-Type", "deltachat-encrypted.eml")
+        take_raw(addr2, "deltachat-encrypted.eml")
         bob.start_io()
     msg = bob.wait_for_incoming_msg()
     snapshot = msg.get_snapshot()

@@ -2,6 +2,7 @@
 //! (with the cache of `auth_cache.rs`) and login throttling.
 
 use crate::auth_cache::CacheOptions;
+use crate::create::Created;
 use crate::{Account, Address, Directory, DirectoryError, UserRecord, decode};
 use argon2::Argon2;
 use argon2::password_hash::{PasswordHasher, PasswordVerifier};
@@ -353,11 +354,16 @@ impl Directory {
             }
             Err(_) => None,
         };
-        if user.is_none()
-            && let Some(created) = self.create_on_login(login, password, peer).await?
-        {
-            self.throttle().succeed(peer, login);
-            return Ok(created);
+        if user.is_none() {
+            match self.create_on_login(login, password, peer).await? {
+                Created::Yes(account, revocation) => {
+                    self.throttle().succeed(peer, login);
+                    return Ok((account, revocation));
+                }
+                // Once more, now that the user exists (the next round finds the record).
+                Created::Raced => return Box::pin(self.authenticate_session(login, password, peer)).await,
+                Created::No => {}
+            }
         }
         if user.is_none()
             && let Some(r) = revocation.take()

@@ -69,7 +69,23 @@ impl AutoCreate {
     }
 }
 
+/// What [`Directory::create_on_login`] did.
+pub(crate) enum Created {
+    Yes(Account, Revocation),
+    /// Not allowed (or creation is off): the login fails as for any unknown user.
+    No,
+    /// A concurrent login created it first: check the password against it.
+    Raced,
+}
+
 impl Creation {
+    /// Returns a creation `take` counted that did not happen.
+    fn give_back(&mut self, peer: IpAddr) {
+        if let Some((n, _)) = self.peers.get_mut(&peer_key(peer)) {
+            *n = n.saturating_sub(1);
+        }
+    }
+
     /// Takes one creation from `peer`'s hourly allowance, if any is left.
     fn take(&mut self, peer: IpAddr, per_hour: u32, now: Instant) -> bool {
         self.peers.retain(|_, (_, since)| now.duration_since(*since) < HOUR);
@@ -97,19 +113,18 @@ impl Directory {
     }
 
     /// The login of an unknown `login` with `password`: creates the account
-    /// when creation is on and the rules allow it. `Ok(None)`: not created
-    /// (the login then fails as for any unknown user).
+    /// when creation is on and the rules allow it.
     pub(crate) async fn create_on_login(
         &self,
         login: &str,
         password: &str,
         peer: IpAddr,
-    ) -> Result<Option<(Account, Revocation)>, AuthError> {
-        let Some(rules) = self.creation().rules.clone() else { return Ok(None) };
-        let Ok(addr) = Address::parse(login) else { return Ok(None) };
+    ) -> Result<Created, AuthError> {
+        let Some(rules) = self.creation().rules.clone() else { return Ok(Created::No) };
+        let Ok(addr) = Address::parse(login) else { return Ok(Created::No) };
         let internal = |e: DirectoryError| AuthError::Internal(e.to_string());
         if !rules.allows(&addr, password) || !self.is_local_domain(&addr.domain).map_err(internal)? {
-            return Ok(None);
+            return Ok(Created::No);
         }
         if !self.creation().take(peer, rules.per_peer_per_hour, Instant::now()) {
             tracing::warn!(peer = %peer_key(peer), "account creation refused: too many from this peer");
@@ -117,15 +132,19 @@ impl Directory {
         }
         let account = match self.add_user(&addr.key(), password, None).await {
             Ok(a) => a,
-            // A login racing ours made it: let the normal check decide.
-            Err(DirectoryError::AlreadyExists(_)) => return Ok(None),
-            Err(DirectoryError::Invalid(_)) => return Ok(None),
+            // Delta Chat logs in over IMAP and SMTP at once: the other login
+            // made it, and this one is checked against it like any login.
+            Err(DirectoryError::AlreadyExists(_)) => {
+                self.creation().give_back(peer);
+                return Ok(Created::Raced);
+            }
+            Err(DirectoryError::Invalid(_)) => return Ok(Created::No),
             Err(e) => return Err(internal(e)),
         };
         tracing::info!(user = %account.address, "account created on first login");
         let revocation = self.revocation(&addr.key());
         self.record_login(&account.address);
-        Ok(Some((account, revocation)))
+        Ok(Created::Yes(account, revocation))
     }
 
     /// Notes that `address` logged in today. Written without waiting for
@@ -229,5 +248,41 @@ mod tests {
         assert!(!c.take(same64, 1, now), "one /64 is one peer");
         assert!(c.take(a, 2, now + HOUR), "the window ends");
         assert!(!c.take(a, 0, now + HOUR * 3), "0: no creations");
+    }
+}
+
+#[cfg(test)]
+mod login_tests {
+    use super::*;
+    use coimail_store::Store;
+
+    const PEER: IpAddr = IpAddr::V4(std::net::Ipv4Addr::LOCALHOST);
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn concurrent_first_logins_both_succeed_with_one_account() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open_memory(dir.path()).unwrap();
+        let d = Directory::open(&store, None).unwrap();
+        d.add_domain("example.org").await.unwrap();
+        d.set_auto_create(Some(AutoCreate { per_peer_per_hour: 2, ..AutoCreate::default() }));
+        // Delta Chat's IMAP and SMTP logins arrive together.
+        let (a, b) = tokio::join!(
+            d.authenticate("abcdefghi@example.org", "long password", PEER),
+            d.authenticate("abcdefghi@example.org", "long password", PEER),
+        );
+        assert_eq!(a.unwrap().id, b.unwrap().id);
+        assert_eq!(d.list_users().unwrap().len(), 1);
+        // The loser's creation was given back: one more account fits this hour.
+        d.authenticate("jklmnopqr@example.org", "long password", PEER).await.unwrap();
+        assert!(matches!(
+            d.authenticate("stuvwxyz1@example.org", "long password", PEER).await,
+            Err(AuthError::Throttled)
+        ));
+        // A wrong password for the created account fails like any other.
+        assert!(matches!(
+            d.authenticate("abcdefghi@example.org", "wrong password", PEER).await,
+            Err(AuthError::Failed)
+        ));
+        assert!(d.last_login_day("abcdefghi@example.org").unwrap().is_some());
     }
 }

@@ -1,6 +1,7 @@
-//! Messages in the shapes Delta Chat sends (see `samples/`, captured from
-//! deltachat-rpc-server 2.x talking to coimail) and the ones filtermail's
-//! tests refuse.
+//! Real Delta Chat messages (`samples/`: deltachat-rpc-server 2.65 through
+//! coimail, saved by tests/chatmail.rs with COIMAIL_CHATMAIL_SAMPLES, our
+//! trace headers cut off), messages in the shapes older clients send, and
+//! the ones filtermail's tests refuse.
 
 use super::*;
 use base64::Engine;
@@ -10,8 +11,11 @@ const BOB: &str = "bob@example.org";
 
 /// A real Delta Chat message (Alice to Bob, after Secure-Join).
 const DC_ENCRYPTED: &[u8] = include_bytes!("samples/deltachat-encrypted.eml");
-/// A real Delta Chat Secure-Join request (the QR code's first message).
-const DC_SECUREJOIN: &[u8] = include_bytes!("samples/deltachat-securejoin-vc-request.eml");
+/// A real Delta Chat Secure-Join request (the QR code's first message). Since
+/// Secure-Join v3 it is encrypted with a key from the QR code (SKESK v6 +
+/// SEIPD v2), so it passes as encrypted; the cleartext `vc-request` of older
+/// clients is tested below.
+const DC_SECUREJOIN: &[u8] = include_bytes!("samples/deltachat-securejoin-request.eml");
 
 fn crlf(s: &str) -> Vec<u8> {
     s.replace("\r\n", "\n").replace('\n', "\r\n").into_bytes()
@@ -49,8 +53,19 @@ fn incoming(message: &[u8]) -> Result<Kind, Refused> {
 fn real_deltachat_messages_pass_both_ways() {
     assert_eq!(outgoing(DC_ENCRYPTED, &[BOB]), Ok(Kind::Encrypted));
     assert_eq!(incoming(DC_ENCRYPTED), Ok(Kind::Encrypted));
-    assert_eq!(outgoing(DC_SECUREJOIN, &[BOB]), Ok(Kind::SecureJoin));
-    assert_eq!(incoming(DC_SECUREJOIN), Ok(Kind::SecureJoin));
+    assert_eq!(outgoing(DC_SECUREJOIN, &[BOB]), Ok(Kind::Encrypted));
+    assert_eq!(incoming(DC_SECUREJOIN), Ok(Kind::Encrypted));
+    // The same message with its payload's packets cut short is refused.
+    let text = String::from_utf8_lossy(DC_ENCRYPTED).into_owned();
+    let start = text.find("-----BEGIN PGP MESSAGE-----\r\n\r\n").unwrap() + 31;
+    let mut cut = text.clone();
+    cut.replace_range(start..start + 65, "");
+    assert_eq!(outgoing(cut.as_bytes(), &[BOB]), Err(Refused));
+    // With the ciphertext swapped for cleartext under the same structure: refused.
+    let end = text.find("-----END PGP MESSAGE-----").unwrap();
+    let mut fake = text.clone();
+    fake.replace_range(start..end, "hello, this is not encrypted\r\n");
+    assert_eq!(incoming(fake.as_bytes()), Err(Refused));
 }
 
 #[test]
