@@ -8,17 +8,28 @@
 //! encrypted, through the encrypted-only filter. `benches/deltachat/pingpong.py`
 //! measures from `send_text` to the receiver's IncomingMsg event.
 //!
+//! Then the same with Dovecot + Postfix (benches/deltachat/dovecot_postfix.sh:
+//! Dovecot IMAP advertising XCHATMAIL as chatmail's does, Postfix submission
+//! with Dovecot SASL and LMTP delivery, STARTTLS on both; users made
+//! beforehand, no filtermail hop), unless `--no-dovecot`.
+//!
 //! Prints median and p90 per direction and together (target: median ≤ 60 ms,
 //! p90 ≤ 100 ms). Needs the deltachat-rpc-server virtualenv that
-//! `tests/run.sh` makes in target/test-venv (or COIMAIL_PYTHON).
+//! `tests/run.sh` makes in target/test-venv (or COIMAIL_PYTHON), and root
+//! for Dovecot + Postfix.
 //!
-//! Run: `cargo bench --bench chatmail_latency` (options: `-- --messages N`).
+//! Run: `cargo bench --bench chatmail_latency` (options: `-- --messages N --no-dovecot`).
 
+#[allow(dead_code)] // the SMTP reply reader is for the other benches
 mod common;
 
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 const PASSWORD: &str = "bench password 1";
+/// Nine-character local parts: what chatmail's account creation allows.
+const USERS: [&str; 2] = ["alice0001@example.org", "bob000001@example.org"];
 
 fn messages() -> usize {
     let args: Vec<String> = std::env::args().collect();
@@ -48,30 +59,20 @@ fn numbers(json: &str, key: &str) -> Vec<f64> {
     json[start..end].split(',').filter_map(|s| s.trim().parse().ok()).collect()
 }
 
-#[tokio::main]
-async fn main() {
-    let n = messages();
-    let dir = tempfile::tempdir().unwrap();
-    let mut config = common::loopback_config(dir.path());
-    config.chatmail.enabled = true;
-    config.chatmail.create_accounts_on_login = true;
-    let running = coimail_daemon::start(config).await.unwrap();
-    running.directory().add_domain("example.org").await.unwrap();
-    let addrs = running.addrs().clone();
+/// Runs benches/deltachat/pingpong.py against a server; prints its numbers.
+async fn pingpong(name: &str, imap: u16, submission: u16, accounts: &Path, n: usize) {
     let python = std::env::var("COIMAIL_PYTHON").unwrap_or_else(|_| venv().join("python").display().to_string());
     let path = format!("{}:{}", venv().display(), std::env::var("PATH").unwrap_or_default());
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/benches/deltachat/pingpong.py");
-    let accounts = dir.path().join("accounts");
     let out = tokio::process::Command::new(python)
         .env("PATH", path)
         .arg(script)
         .arg("127.0.0.1")
-        .arg(addrs.imap[0].port().to_string())
-        .arg(addrs.submission[0].port().to_string())
-        .arg("alice0001@example.org")
-        .arg("bob000001@example.org")
+        .arg(imap.to_string())
+        .arg(submission.to_string())
+        .args(USERS)
         .arg(PASSWORD)
-        .arg(&accounts)
+        .arg(accounts)
         .arg(n.to_string())
         .kill_on_drop(true)
         .output()
@@ -83,11 +84,73 @@ async fn main() {
     assert!(json.contains("\"xchatmail\": true"), "XCHATMAIL not seen: {json}");
     let (ab, ba) = (numbers(json, "a_to_b"), numbers(json, "b_to_a"));
     assert_eq!((ab.len(), ba.len()), (n, n), "{json}");
-    println!("coimail, chatmail mode, Delta Chat {n} messages each way (one-way, send_text -> IncomingMsg):");
-    report("alice -> bob", &ab);
-    report("bob -> alice", &ba);
+    println!("{name}: Delta Chat, {n} messages each way (one-way, send_text -> IncomingMsg):");
+    report("  alice -> bob", &ab);
+    report("  bob -> alice", &ba);
     let all: Vec<f64> = ab.iter().chain(&ba).copied().collect();
-    report("both", &all);
-    println!("target: median <= 60 ms, p90 <= 100 ms");
+    report("  both", &all);
+}
+
+/// Dovecot + Postfix via benches/deltachat/dovecot_postfix.sh, stopped on drop.
+struct DovecotPostfix {
+    dir: PathBuf,
+    imap: u16,
+    submission: u16,
+}
+
+fn setup_script() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("benches/deltachat/dovecot_postfix.sh")
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+impl DovecotPostfix {
+    fn start(dir: PathBuf, cert: &Path, key: &Path) -> DovecotPostfix {
+        let (imap, submission) = (free_port(), free_port());
+        let out = std::process::Command::new(setup_script())
+            .env("TLS_CERT", cert)
+            .env("TLS_KEY", key)
+            .arg("start")
+            .arg(&dir)
+            .arg(imap.to_string())
+            .arg(submission.to_string())
+            .arg(PASSWORD)
+            .args(USERS)
+            .output()
+            .expect("run benches/deltachat/dovecot_postfix.sh");
+        assert!(out.status.success(), "dovecot/postfix setup failed: {}", String::from_utf8_lossy(&out.stderr));
+        DovecotPostfix { dir, imap, submission }
+    }
+}
+
+impl Drop for DovecotPostfix {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new(setup_script()).arg("stop").arg(&self.dir).status();
+    }
+}
+
+#[tokio::main]
+async fn main() {
+    let n = messages();
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = common::loopback_config(dir.path());
+    config.chatmail.enabled = true;
+    config.chatmail.create_accounts_on_login = true;
+    let (cert, key) = (config.tls.cert.clone(), config.tls.key.clone());
+    let running = coimail_daemon::start(config).await.unwrap();
+    running.directory().add_domain("example.org").await.unwrap();
+    let addrs = running.addrs().clone();
+    pingpong("coimail (chatmail mode)", addrs.imap[0].port(), addrs.submission[0].port(), &dir.path().join("dc1"), n)
+        .await;
     running.shutdown().await.unwrap();
+    if std::env::args().any(|a| a == "--no-dovecot") {
+        return;
+    }
+    // Dovecot's mail processes run as `mail`: they must reach its directory.
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let dp = DovecotPostfix::start(dir.path().join("dovecot-postfix"), &cert, &key);
+    pingpong("Dovecot + Postfix", dp.imap, dp.submission, &dir.path().join("dc2"), n).await;
+    println!("target (coimail): median <= 60 ms, p90 <= 100 ms");
 }

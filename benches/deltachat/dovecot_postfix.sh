@@ -3,9 +3,11 @@
 # latency benchmark (benches/chatmail_latency.rs) next to coimail: Dovecot
 # IMAP on 127.0.0.1:IMAP_PORT (no TLS, +XCHATMAIL as chatmail's Dovecot
 # advertises it, maildir, LMTP), Postfix submission on 127.0.0.1:SUB_PORT
-# with Dovecot SASL, local mail handed to Dovecot over LMTP. Without
-# chatmail's filtermail hop (one more SMTP round trip per message on a real
-# relay) and without TLS, so it is Dovecot + Postfix at their fastest.
+# with Dovecot SASL, local mail handed to Dovecot over LMTP; STARTTLS on
+# both with the PEM files in TLS_CERT and TLS_KEY (the same certificate
+# coimail uses in the benchmark). Without chatmail's filtermail hop (one
+# more SMTP round trip per message on a real relay), so it is Dovecot +
+# Postfix at their fastest.
 #
 #   benches/deltachat/dovecot_postfix.sh start DIR IMAP_PORT SUB_PORT PASSWORD USER...
 #   benches/deltachat/dovecot_postfix.sh stop DIR
@@ -16,8 +18,9 @@ set -euo pipefail
 cmd=${1:?usage}
 dir=${2:?DIR}
 if [ "$cmd" = stop ]; then
-    # setsid made it a process group leader: the group is postfix-script, master and its children.
-    [ -f "$dir/postfix.pid" ] && kill -- "-$(cat "$dir/postfix.pid")" 2>/dev/null || true
+    # SIGTERM to master stops Postfix (what `postfix stop` does).
+    pid="$dir/postfix-queue/pid/master.pid"
+    [ -f "$pid" ] && kill "$(tr -d ' ' < "$pid")" 2>/dev/null || true
     [ -f "$dir/dovecot.conf" ] && dovecot -c "$dir/dovecot.conf" stop 2>/dev/null || true
     exit 0
 fi
@@ -51,7 +54,9 @@ listen = 127.0.0.1
 base_dir = $dir/run
 state_dir = $dir/state
 log_path = $dir/dovecot.log
-ssl = no
+ssl = yes
+ssl_cert = <${TLS_CERT:?TLS_CERT}
+ssl_key = <${TLS_KEY:?TLS_KEY}
 disable_plaintext_auth = no
 auth_mechanisms = plain login
 imap_capability = +XCHATMAIL
@@ -104,7 +109,8 @@ virtual_transport = lmtp:unix:$dir/run/lmtp
 smtpd_sasl_type = dovecot
 smtpd_sasl_path = $dir/run/auth-postfix
 smtpd_relay_restrictions = permit_sasl_authenticated, reject_unauth_destination
-smtpd_tls_security_level = none
+smtpd_tls_security_level = may
+smtpd_tls_chain_files = $TLS_KEY, $TLS_CERT
 smtp_dns_support_level = disabled
 alias_maps =
 alias_database =
@@ -122,6 +128,7 @@ defer     unix  -       -       n       -       0       bounce
 trace     unix  -       -       n       -       0       bounce
 verify    unix  -       -       n       -       1       verify
 flush     unix  n       -       n       1000?   0       flush
+tlsmgr    unix  -       -       n       1000?   1       tlsmgr
 proxymap  unix  -       -       n       -       -       proxymap
 smtp      unix  -       -       n       -       -       smtp
 relay     unix  -       -       n       -       -       smtp
@@ -138,7 +145,6 @@ postfix -c "$dir/postfix" check >>"$dir/postfix.log" 2>&1 || true
 # In the foreground (in the background of this script): `postfix start`
 # wants /etc/postfix/main.cf, which Debian's unconfigured package lacks.
 setsid postfix -c "$dir/postfix" start-fg </dev/null >>"$dir/postfix.log" 2>&1 &
-echo $! > "$dir/postfix.pid"
 for _ in $(seq 1 100); do
     if (exec 3<>"/dev/tcp/127.0.0.1/$imap_port") 2>/dev/null && (exec 3<>"/dev/tcp/127.0.0.1/$sub_port") 2>/dev/null; then
         echo ready

@@ -1,6 +1,7 @@
 """Delta Chat one-way latency through a chatmail relay (benches/chatmail_latency.rs).
 
 Usage: pingpong.py HOST IMAP_PORT SUBMISSION_PORT ADDR1 ADDR2 PASSWORD ACCOUNTS_DIR MESSAGES
+(IMAP and submission with STARTTLS, any certificate accepted.)
 
 Two deltachat-rpc-server accounts log in (on coimail in chatmail mode that
 creates them), set up contact with Secure-Join, then take turns: Alice sends,
