@@ -111,7 +111,7 @@ impl ChatmailConfig {
 
     /// Account creation on login, when on.
     pub fn auto_create(&self) -> Option<coimail_directory::AutoCreate> {
-        (self.enabled && self.create_accounts_on_login).then(|| coimail_directory::AutoCreate {
+        (self.enabled && self.create_accounts_on_login).then_some(coimail_directory::AutoCreate {
             password_min_chars: self.password_min_length,
             local_min_chars: self.username_min_length,
             local_max_chars: self.username_max_length,
