@@ -7,6 +7,7 @@ mod util;
 
 mod acme;
 mod auth_cache;
+mod chatmail;
 mod cli;
 mod coi;
 mod coi_clients;

@@ -43,6 +43,11 @@ impl SmtpClient {
         }
     }
 
+    /// Writes `bytes` as they are (BDAT chunks); read the reply with [`SmtpClient::reply`].
+    pub async fn send_raw(&mut self, bytes: &[u8]) {
+        self.writer.write_all(bytes).await.unwrap();
+    }
+
     pub async fn cmd(&mut self, line: &str) -> String {
         self.writer.write_all(format!("{line}\r\n").as_bytes()).await.unwrap();
         self.reply().await

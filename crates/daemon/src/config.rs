@@ -44,6 +44,7 @@ pub struct Config {
     pub http: HttpConfig,
     pub mta_sts: MtaStsConfig,
     pub deltachat: DeltaChatConfig,
+    pub chatmail: crate::chatmail::ChatmailConfig,
     pub log: LogConfig,
     pub shutdown: ShutdownConfig,
 }
@@ -809,6 +810,7 @@ impl Config {
             return invalid("coi.vapid_subject", "must be a mailto: or https: URL (RFC 8292)");
         }
         self.deltachat.validate()?;
+        self.chatmail.validate()?;
         if let Err(e) = self.log.level.parse::<tracing_subscriber::EnvFilter>() {
             return Err(ConfigError::Invalid { key: "log.level", message: e.to_string() });
         }

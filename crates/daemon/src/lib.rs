@@ -26,6 +26,7 @@
 
 pub mod acme;
 pub mod admin;
+pub mod chatmail;
 pub mod certs;
 pub mod config;
 pub mod metrics;
@@ -363,6 +364,7 @@ pub async fn start(config: Config) -> Result<Running, DaemonError> {
         )
         .with_coi(coi.clone())
         .with_deltachat(deltachat.clone())
+        .with_xchatmail(config.chatmail.advertises_xchatmail())
         .with_proxy_protocol(ImapListener::Starttls, imap_proxy)
         .with_proxy_protocol(ImapListener::ImplicitTls, imaps_proxy),
     );
@@ -385,6 +387,10 @@ pub async fn start(config: Config) -> Result<Running, DaemonError> {
     if let Some(checker) = inbound_checks(&config)? {
         smtp_ctx = smtp_ctx.with_inbound_checks(checker);
     }
+    if let Some(policy) = config.chatmail.filter_policy() {
+        smtp_ctx = smtp_ctx.with_encrypted_only(policy);
+    }
+    directory.set_auto_create(config.chatmail.auto_create());
     let smtp_ctx = Arc::new(smtp_ctx);
     let sources = metrics::Sources { store: store.clone(), imap: imap_ctx.clone(), smtp: smtp_ctx.clone() };
     metrics::serve(metrics_listeners, sources, &shutdown, &tracker);
@@ -412,6 +418,9 @@ pub async fn start(config: Config) -> Result<Running, DaemonError> {
         tracker.spawn(coimail_http::serve(listener, kind, http_ctx.clone(), shutdown.clone(), tracker.clone()));
     }
     tracker.spawn(runner.run(shutdown.clone()));
+    if let Some(expiry) = config.chatmail.expiry() {
+        tracker.spawn(coimail_chatmail::expiry::run(store.clone(), directory.clone(), expiry, shutdown.clone()));
+    }
     let acme_handle = acme.map(|(task, handle)| {
         tracker.spawn(task.run(shutdown.clone()));
         handle

@@ -2,6 +2,7 @@
 //! (with the cache of `auth_cache.rs`) and login throttling.
 
 use crate::auth_cache::CacheOptions;
+use crate::create::Created;
 use crate::{Account, Address, Directory, DirectoryError, UserRecord, decode};
 use argon2::Argon2;
 use argon2::password_hash::{PasswordHasher, PasswordVerifier};
@@ -366,6 +367,17 @@ impl Directory {
             }
             Err(_) => None,
         };
+        if user.is_none() {
+            match self.create_on_login(login, password, peer).await? {
+                Created::Yes(account, revocation) => {
+                    self.throttle().succeed(peer, login);
+                    return Ok((account, revocation));
+                }
+                // Once more, now that the user exists (the next round finds the record).
+                Created::Raced => return Box::pin(self.authenticate_session(login, password, peer)).await,
+                Created::No => {}
+            }
+        }
         if user.is_none()
             && let Some(r) = revocation.take()
         {
@@ -376,6 +388,7 @@ impl Directory {
         {
             self.inner.argon2.count_cache_hit();
             self.throttle().succeed(peer, login);
+            self.record_login(key);
             let revocation = revocation.take().ok_or_else(|| AuthError::Internal("no revocation".into()))?;
             return Ok((Self::account(record.clone()), revocation));
         }
@@ -390,6 +403,7 @@ impl Directory {
             Some((key, record, raw)) if ok => {
                 self.inner.cache.insert(&key, &raw, password, Instant::now());
                 self.throttle().succeed(peer, login);
+                self.record_login(&key);
                 let revocation = revocation.ok_or_else(|| AuthError::Internal("no revocation".into()))?;
                 Ok((Self::account(record), revocation))
             }
@@ -421,7 +435,7 @@ impl Directory {
     /// The revocation of the user `key`, made on first use. Entries stay
     /// for users that logged in (one per user); those of names that turned
     /// out to be no user are dropped again ([`Directory::forget_revocation`]).
-    fn revocation(&self, key: &str) -> Revocation {
+    pub(crate) fn revocation(&self, key: &str) -> Revocation {
         let mut map = self.revocations();
         let tx = map.entry(key.to_owned()).or_insert_with(|| watch::channel(false).0);
         Revocation(tx.subscribe())

@@ -16,6 +16,7 @@
 mod address;
 mod auth;
 mod auth_cache;
+mod create;
 mod error;
 mod limits;
 mod log_safe;
@@ -29,6 +30,7 @@ pub use auth::{
     AuthError, AuthOptions, AuthStats, PlaintextAuth, Revocation, ThrottleOptions, count_login, cpu_count, peer_key,
 };
 pub use auth_cache::CacheOptions;
+pub use create::AutoCreate;
 pub use error::DirectoryError;
 pub use limits::{ConnectionLimits, ConnectionPermit, LimitExceeded, UserLimits, UserPermit};
 pub use log_safe::LogSafe;
@@ -83,6 +85,8 @@ struct Inner {
     /// Per user address: what logged-in sessions watch to end when the
     /// password changes or the user goes (`auth::Revocation`).
     revocations: Mutex<std::collections::HashMap<String, tokio::sync::watch::Sender<bool>>>,
+    /// Account creation on first login and last-login days (`create.rs`).
+    creation: Mutex<create::Creation>,
 }
 
 const DOMAIN: &[u8] = b"d/";
@@ -125,6 +129,7 @@ impl Directory {
                 argon2: auth::Argon2Gate::new(auth.max_concurrent_argon2),
                 default_quota: std::sync::atomic::AtomicU64::new(0),
                 revocations: Mutex::default(),
+                creation: Mutex::default(),
             }),
         })
     }
@@ -278,6 +283,7 @@ impl Directory {
         // The cache entry could no longer match (it is bound to the record), but it goes now.
         self.inner.cache.forget(&addr.key());
         self.revoke(&addr.key());
+        self.forget_login(&rec.address)?;
         self.inner.store.delete_account(AccountId(rec.id)).await?;
         Ok(())
     }

@@ -16,6 +16,9 @@ pub(crate) struct CapabilityState {
     pub coi: &'static str,
     /// Delta Chat's (`XDELTAPUSH` when pushes go out), after login only.
     pub deltachat: &'static str,
+    /// A chatmail relay (`[chatmail]`): `XCHATMAIL` after login, which
+    /// makes Delta Chat drop its own send rate limit.
+    pub xchatmail: bool,
 }
 
 const COMMON: &str = "IMAP4rev1 IMAP4rev2 LITERAL+";
@@ -45,6 +48,9 @@ pub(crate) fn capabilities(s: CapabilityState) -> String {
                 caps.push_str(extra);
             }
         }
+        if s.xchatmail {
+            caps.push_str(" XCHATMAIL");
+        }
         return caps;
     }
     caps.push_str(" SASL-IR ID ENABLE IDLE");
@@ -73,6 +79,7 @@ mod tests {
             append_limit: 1000,
             coi: "COI WEBPUSH",
             deltachat: "XDELTAPUSH",
+            xchatmail: false,
         });
         assert_eq!(pre, "IMAP4rev1 IMAP4rev2 LITERAL+ SASL-IR ID ENABLE IDLE STARTTLS LOGINDISABLED");
         let pre = capabilities(CapabilityState {
@@ -82,6 +89,7 @@ mod tests {
             append_limit: 1000,
             coi: "COI WEBPUSH",
             deltachat: "XDELTAPUSH",
+            xchatmail: false,
         });
         assert_eq!(pre, "IMAP4rev1 IMAP4rev2 LITERAL+ SASL-IR ID ENABLE IDLE AUTH=PLAIN");
         let post = capabilities(CapabilityState {
@@ -91,6 +99,7 @@ mod tests {
             append_limit: 1000,
             coi: "COI WEBPUSH",
             deltachat: "XDELTAPUSH",
+            xchatmail: false,
         });
         assert!(post.contains("IDLE") && post.contains("SPECIAL-USE") && !post.contains("STARTTLS"));
         assert!(post.contains(" UIDPLUS MOVE MULTIAPPEND CREATE-SPECIAL-USE STATUS=SIZE APPENDLIMIT=1000"));
@@ -103,5 +112,18 @@ mod tests {
         // COI R1/R2: exact upper-case atoms, after login only.
         assert!(post.ends_with(" COI WEBPUSH XDELTAPUSH") && !pre.contains("COI") && !pre.contains("WEBPUSH"));
         assert!(!pre.contains("XDELTAPUSH"));
+        assert!(!post.contains("XCHATMAIL"));
+        let chatmail = |authenticated| {
+            capabilities(CapabilityState {
+                authenticated,
+                starttls: false,
+                plaintext_login: true,
+                append_limit: 1000,
+                coi: "",
+                deltachat: "",
+                xchatmail: true,
+            })
+        };
+        assert!(chatmail(true).ends_with(" COMPRESS=DEFLATE XCHATMAIL") && !chatmail(false).contains("XCHATMAIL"));
     }
 }

@@ -134,6 +134,8 @@ pub struct ImapContext {
     pub deltachat: coimail_deltachat::DeltaChat,
     /// Listeners that take PROXY protocol headers, and from where.
     proxy_from: Vec<(ImapListener, TrustedProxies)>,
+    /// Advertise `XCHATMAIL` (a chatmail relay; [`ImapContext::with_xchatmail`]).
+    pub(crate) xchatmail: bool,
 }
 
 impl ImapContext {
@@ -160,6 +162,7 @@ impl ImapContext {
             coi,
             deltachat,
             proxy_from: Vec::new(),
+            xchatmail: false,
         }
     }
 
@@ -191,6 +194,12 @@ impl ImapContext {
     /// Replaces the default Delta Chat service (no push) with a configured one.
     pub fn with_deltachat(mut self, deltachat: coimail_deltachat::DeltaChat) -> ImapContext {
         self.deltachat = deltachat;
+        self
+    }
+
+    /// Advertises `XCHATMAIL` after login when `on` (chatmail mode).
+    pub fn with_xchatmail(mut self, on: bool) -> ImapContext {
+        self.xchatmail = on;
         self
     }
 }

@@ -295,6 +295,7 @@ impl Session {
             append_limit: self.ctx.config.max_literal_bytes,
             coi: self.ctx.coi.capabilities(),
             deltachat: self.ctx.deltachat.capabilities(),
+            xchatmail: self.ctx.xchatmail,
         })
     }
 

@@ -34,6 +34,7 @@ use crate::received::{Trace, trace_headers};
 use crate::reply::{self, Enhanced, Reply, SmtpError};
 use crate::session::{Session, Transaction};
 use crate::{SmtpListener, submission};
+use coimail_chatmail::Direction;
 use coimail_delivery::SpoolRecipient;
 use coimail_store::StoreError;
 
@@ -262,6 +263,10 @@ impl Session {
                     tracing::info!(id = %id, "message refused: header section too large");
                     return HEADER_TOO_BIG.into();
                 }
+                if let Err(e) = self.encrypted_only(&tx, &body).await {
+                    tracing::info!(id = %id, "message refused: not encrypted (chatmail)");
+                    return e.into();
+                }
                 let mut quarantine = false;
                 if self.kind != SmtpListener::Mx {
                     let complete =
@@ -282,6 +287,32 @@ impl Session {
                 }
                 self.deliver(tx, id, now, &mut body, quarantine).await
             }
+        }
+    }
+
+    /// Chatmail's encrypted-only rule, when on: outgoing on submission,
+    /// incoming on MX, on the client's message without our trace headers.
+    /// The rule looks at the encrypted payload's packets, so a staged
+    /// message is read whole (once; only in chatmail mode).
+    async fn encrypted_only(&self, tx: &Transaction, body: &Body) -> Result<(), SmtpError> {
+        let Some(policy) = &self.ctx.chatmail else { return Ok(()) };
+        let message = body.whole(body.head).await.map_err(|e| {
+            tracing::error!(error = %e, "reading a staged message for the encryption check failed");
+            reply::LOCAL_ERROR
+        })?;
+        let direction = match self.kind {
+            SmtpListener::Mx => Direction::Incoming,
+            SmtpListener::Submission | SmtpListener::Submissions => Direction::Outgoing,
+        };
+        let recipients: Vec<&str> = tx
+            .recipients
+            .iter()
+            .map(|r| r.address.as_str())
+            .chain(tx.remote.iter().map(|r| r.address.as_str()))
+            .collect();
+        match policy.check(direction, &tx.sender, &recipients, &message) {
+            Ok(_) => Ok(()),
+            Err(refused) => Err(SmtpError::with_text(550, Enhanced(5, 7, 1), refused.to_string())),
         }
     }
 

@@ -56,6 +56,12 @@
 //!   unauthenticated, `550 5.7.23` SPF fail, `451 4.7.1` temporary DNS
 //!   failure), quarantined into `\Junk` (DMARC quarantine) or delivered,
 //!   with one `Authentication-Results` field of ours.
+//! - With chatmail's encrypted-only rule on
+//!   ([`SmtpContext::with_encrypted_only`]), a message that is not OpenPGP
+//!   encrypted (nor one of filtermail's exceptions) gets `550 5.7.1
+//!   Encryption Needed: Invalid Unencrypted Mail` at its end, before any
+//!   other check: submission as filtermail's outgoing filter, MX as its
+//!   incoming one (`coimail_chatmail::filter`).
 //! - BDAT (`bdat.rs`): chunks of exactly the announced size, always read
 //!   in full; the same limits, line-ending rule and delivery as DATA.
 //! - Shutdown: listeners stop accepting; a session finishes the transaction
@@ -174,6 +180,8 @@ pub struct SmtpContext {
     inbound: Option<Arc<inbound::Checker>>,
     /// The cap on the delivery reports sessions make (shared with the queue's).
     pub reports: coimail_delivery::ReportLimit,
+    /// Chatmail's encrypted-only rule (`data.rs` applies it); `None`: off.
+    chatmail: Option<Arc<coimail_chatmail::FilterPolicy>>,
 }
 
 impl SmtpContext {
@@ -207,6 +215,7 @@ impl SmtpContext {
             inbound: None,
             reports,
             proxy_from: Vec::new(),
+            chatmail: None,
         }
     }
 
@@ -252,6 +261,13 @@ impl SmtpContext {
     /// without it MX mail is taken unchecked (private networks, tests).
     pub fn with_inbound_checks(mut self, checker: inbound::Checker) -> SmtpContext {
         self.inbound = Some(Arc::new(checker));
+        self
+    }
+
+    /// Accepts only encrypted mail (and filtermail's exceptions) on every
+    /// listener, as a chatmail relay does (`coimail_chatmail::filter`).
+    pub fn with_encrypted_only(mut self, policy: coimail_chatmail::FilterPolicy) -> SmtpContext {
+        self.chatmail = Some(Arc::new(policy));
         self
     }
 
