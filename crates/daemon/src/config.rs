@@ -673,7 +673,10 @@ impl Config {
 
     /// Parses TOML text; the message names the offending key and line.
     pub fn parse(text: &str) -> Result<Config, String> {
-        toml::from_str(text).map_err(|e| e.to_string().trim_end().to_owned())
+        let mut config: Config = toml::from_str(text).map_err(|e| e.to_string().trim_end().to_owned())?;
+        // `[deltachat] chatmail = true` is the short way to `[chatmail] enabled = true`.
+        config.chatmail.enabled |= config.deltachat.chatmail;
+        Ok(config)
     }
 
     /// Makes every relative path absolute against `base`.

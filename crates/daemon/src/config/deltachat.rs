@@ -13,6 +13,9 @@ pub const DELTA_CHAT_NOTIFY_URL: &str = "https://notifications.delta.chat/notify
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct DeltaChatConfig {
+    /// Chatmail mode, as the issue names it: the same switch as
+    /// `[chatmail] enabled` (docs/chatmail.md), either turns it on.
+    pub chatmail: bool,
     /// Push for Delta Chat: where device tokens are POSTed when mail arrives,
     /// and the XDELTAPUSH capability. Empty: off. Delta Chat's own proxy is
     /// "https://notifications.delta.chat/notify" (it wakes iPhones and Androids
@@ -52,6 +55,7 @@ impl Default for DeltaChatConfig {
     fn default() -> Self {
         // chatmail's notifier: 60 s timeout, 8 s base delay, 5 h deadline.
         DeltaChatConfig {
+            chatmail: false,
             notify_url: String::new(),
             notify_timeout_secs: 60,
             notify_retry_base_ms: 8000,
