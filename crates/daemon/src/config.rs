@@ -1040,6 +1040,13 @@ mod tests {
     }
 
     #[test]
+    fn deltachat_chatmail_is_the_chatmail_switch() {
+        assert!(!Config::parse("").unwrap().chatmail.enabled);
+        assert!(Config::parse("[deltachat]\nchatmail = true\n").unwrap().chatmail.enabled);
+        assert!(Config::parse("[chatmail]\nenabled = true\n").unwrap().chatmail.enabled);
+    }
+
+    #[test]
     fn smtp_pools_keep_their_old_names_and_deadlines_are_checked() {
         let c = Config::parse("[smtp]\nmax_connections = 5\nmax_connections_per_ip = 2\n").unwrap();
         assert_eq!((c.smtp.mx_max_connections, c.smtp.mx_max_connections_per_ip), (5, 2));
