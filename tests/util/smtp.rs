@@ -53,11 +53,6 @@ impl SmtpClient {
         self.reply().await
     }
 
-    /// Writes `bytes` as they are, reading nothing (message data, BDAT chunks).
-    pub async fn send_raw(&mut self, bytes: &[u8]) {
-        self.writer.write_all(bytes).await.unwrap();
-    }
-
     /// EHLO .. DATA for one message; returns the reply to the final dot.
     pub async fn send(&mut self, from: &str, to: &[&str], message: &[u8]) -> String {
         let r = self.cmd("EHLO client.test").await;
