@@ -26,8 +26,8 @@
 
 pub mod acme;
 pub mod admin;
-pub mod chatmail;
 pub mod certs;
+pub mod chatmail;
 pub mod config;
 pub mod metrics;
 pub mod telemetry;
