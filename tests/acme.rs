@@ -100,7 +100,7 @@ impl<S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin> Lines<S> {
 }
 
 /// The leaf certificate IMAPS and SMTPS serve to a client trusting only `root`, for `name`.
-async fn served_by_imaps_and_smtps(running: &Running, name: &str, root: &CertificateDer<'static>) -> Vec<u8> {
+async fn served_by_imaps_smtps_and_https(running: &Running, name: &str, root: &CertificateDer<'static>) -> Vec<u8> {
     let (imaps, leaf) = pebble::connect(running.addrs().imaps[0], name, root).await.unwrap();
     let mut imap = Lines { io: BufReader::new(imaps) };
     assert!(imap.line().await.starts_with("* OK"));
@@ -108,6 +108,16 @@ async fn served_by_imaps_and_smtps(running: &Running, name: &str, root: &Certifi
     assert_eq!(smtp_leaf, leaf, "IMAPS and SMTPS serve one certificate");
     let mut smtp = Lines { io: BufReader::new(smtps) };
     assert!(smtp.line().await.starts_with("220 "));
+    // HTTPS too: the same certificate, and an autoconfig answer through it.
+    let (mut https, https_leaf) = pebble::connect(running.addrs().https[0], name, root).await.unwrap();
+    assert_eq!(https_leaf, leaf, "HTTPS serves the certificate IMAPS and SMTPS serve");
+    let request = format!(
+        "GET /.well-known/autoconfig/mail/config-v1.1.xml?emailaddress={USER} HTTP/1.1\r\nHost: {name}\r\nConnection: close\r\n\r\n"
+    );
+    https.write_all(request.as_bytes()).await.unwrap();
+    let mut http = Lines { io: BufReader::new(https) };
+    let status = http.line().await;
+    assert!(status.starts_with("HTTP/1.1 200"), "{status}");
     leaf.to_vec()
 }
 
@@ -129,7 +139,7 @@ async fn tls_alpn01_issues_serves_and_renews_without_dropping_idle() {
     let names = first_certificate(&running, dir.path()).await;
     assert_eq!(names, [HOST, "autoconfig.example.org", "mta-sts.example.org"]);
     let root = pebble.issuing_root().await;
-    let first = served_by_imaps_and_smtps(&running, HOST, &root).await;
+    let first = served_by_imaps_smtps_and_https(&running, HOST, &root).await;
     // Account and certificate are kept, private.
     let ca_dir = std::fs::read_dir(data.join("acme")).unwrap().next().unwrap().unwrap().path();
     for file in ["account.json", "cert.pem", "key.pem"] {
@@ -160,7 +170,7 @@ async fn tls_alpn01_issues_serves_and_renews_without_dropping_idle() {
     let renewed = admin::call(&admin_socket, &AdminRequest::TlsRenew).await.unwrap().unwrap();
     let renewed = renewed.unwrap_or_else(|e| panic!("renewal failed: {e}"));
     assert!(renewed[0].starts_with("certificate for mail.example.org,"), "{renewed:?}");
-    let second = served_by_imaps_and_smtps(&running, HOST, &root).await;
+    let second = served_by_imaps_smtps_and_https(&running, HOST, &root).await;
     assert_ne!(second, first, "the renewed certificate is served");
 
     // The session opened before the swap is still there, and still told about new mail.
@@ -209,7 +219,7 @@ async fn http01_is_answered_from_the_token_store() {
         "{status}"
     );
     let root = pebble.issuing_root().await;
-    served_by_imaps_and_smtps(&running, HOST, &root).await;
+    served_by_imaps_smtps_and_https(&running, HOST, &root).await;
     // Answered tokens are not kept.
     assert_eq!(format!("{store:?}"), "Http01Store { pending: 0 }");
     running.shutdown().await.unwrap();
