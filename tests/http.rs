@@ -352,23 +352,6 @@ echo "names and certificates ok"
 "$PYTHON" "$SCRIPT" "$ADDR1" "$ADDR2" "$PASSWORD" "$DIR/accounts" "$EXPECTED" "$CHECKS"
 "#;
 
-/// Why this machine cannot run the namespace test, if it cannot.
-fn namespace_unavailable() -> Option<String> {
-    if std::env::var("COIMAIL_EXTERNAL").as_deref() != Ok("1") {
-        return Some("run tests/run.sh (COIMAIL_EXTERNAL=1) for Delta Chat".into());
-    }
-    // SAFETY: geteuid has no preconditions and cannot fail.
-    if unsafe { libc::geteuid() } != 0 {
-        return Some("needs root for a network and mount namespace (unshare)".into());
-    }
-    let probe = std::process::Command::new("unshare").args(["--net", "--mount", "true"]).output();
-    match probe {
-        Ok(out) if out.status.success() => None,
-        Ok(out) => Some(format!("unshare --net --mount fails here: {}", String::from_utf8_lossy(&out.stderr).trim())),
-        Err(e) => Some(format!("no unshare: {e}")),
-    }
-}
-
 /// Delta Chat configures two accounts from address and password alone: it
 /// finds `autoconfig.<domain>` on 127.0.0.1:443 (a hosts file in a network
 /// and mount namespace of the test's own), reads the servers from it, logs
@@ -382,7 +365,7 @@ fn namespace_unavailable() -> Option<String> {
 /// test still fails if a name Delta Chat uses has no valid certificate.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn deltachat_sets_itself_up_from_address_and_password_by_autoconfig() {
-    if let Some(why) = namespace_unavailable() {
+    if let Some(why) = util::namespace_unavailable() {
         eprintln!("skipped: {why}");
         return;
     }

@@ -8,6 +8,7 @@ mod util;
 mod acme;
 mod auth_cache;
 mod chatmail;
+mod chatmail_new;
 mod cli;
 mod coi;
 mod coi_clients;

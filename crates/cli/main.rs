@@ -2,6 +2,7 @@
 //! its file. The only place `anyhow` is used.
 
 mod admin_cmd;
+mod chatmail;
 mod dclogin;
 mod dns;
 mod dns_check;
@@ -70,6 +71,9 @@ enum Command {
     /// Chat Over IMAP: a user's COI settings and push subscriptions.
     #[command(subcommand)]
     Coi(CoiCmd),
+    /// Chatmail mode: the invite that makes accounts from Delta Chat.
+    #[command(subcommand)]
+    Chatmail(ChatmailCmd),
     /// Check the config file and exit.
     #[command(subcommand)]
     Config(ConfigCmd),
@@ -84,6 +88,16 @@ enum CoiCmd {
     Status {
         /// The user's address.
         address: String,
+    },
+}
+
+#[derive(Subcommand)]
+enum ChatmailCmd {
+    /// Print the DCACCOUNT: URI and QR code that create a new account when Delta Chat scans them.
+    Invite {
+        /// Host name in the URL (default: server.hostname); it must be on the HTTPS certificate.
+        #[arg(long)]
+        host: Option<String>,
     },
 }
 
@@ -116,6 +130,7 @@ fn main() -> ExitCode {
             Command::Coi(CoiCmd::Status { address }) => {
                 admin_cmd::run(&cli.config, coimail_daemon::admin::AdminRequest::CoiStatus { address }).await
             }
+            Command::Chatmail(ChatmailCmd::Invite { host }) => chatmail::invite(&cli.config, host.as_deref()),
             Command::Config(ConfigCmd::Check) => serve::check(&cli.config),
             Command::Store(cmd) => store_cmd::run(&cli.config, cmd).await,
         }

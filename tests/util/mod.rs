@@ -28,3 +28,21 @@ pub fn message(n: usize, to: &str) -> Vec<u8> {
     )
     .into_bytes()
 }
+
+/// Why this machine cannot run a Delta Chat test in a network and mount
+/// namespace of its own (real names and ports), if it cannot.
+pub fn namespace_unavailable() -> Option<String> {
+    if std::env::var("COIMAIL_EXTERNAL").as_deref() != Ok("1") {
+        return Some("run tests/run.sh (COIMAIL_EXTERNAL=1) for Delta Chat".into());
+    }
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    if unsafe { libc::geteuid() } != 0 {
+        return Some("needs root for a network and mount namespace (unshare)".into());
+    }
+    let probe = std::process::Command::new("unshare").args(["--net", "--mount", "true"]).output();
+    match probe {
+        Ok(out) if out.status.success() => None,
+        Ok(out) => Some(format!("unshare --net --mount fails here: {}", String::from_utf8_lossy(&out.stderr).trim())),
+        Err(e) => Some(format!("no unshare: {e}")),
+    }
+}

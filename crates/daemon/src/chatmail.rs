@@ -42,8 +42,14 @@ pub struct ChatmailConfig {
     /// Length bounds of the local part of accounts created on login.
     pub username_min_length: usize,
     pub username_max_length: usize,
-    /// Accounts one IP address (IPv6: /64) may create per hour.
+    /// Accounts one IP address (IPv6: /64) may create per hour, on login and
+    /// through `/new` together.
     pub accounts_per_ip_per_hour: u32,
+    /// Serve `/new` on the HTTPS listener: a POST creates an account with a
+    /// random name (`username_max_length` characters) and password and
+    /// answers them as JSON, what Delta Chat does with a
+    /// `DCACCOUNT:https://<domain>/new` QR code (`coimail chatmail invite`).
+    pub new_account_endpoint: bool,
 }
 
 impl Default for ChatmailConfig {
@@ -65,6 +71,7 @@ impl Default for ChatmailConfig {
             username_min_length: create.local_min_chars,
             username_max_length: create.local_max_chars,
             accounts_per_ip_per_hour: create.per_peer_per_hour,
+            new_account_endpoint: true,
         }
     }
 }
@@ -109,14 +116,26 @@ impl ChatmailConfig {
         })
     }
 
-    /// Account creation on login, when on.
-    pub fn auto_create(&self) -> Option<coimail_directory::AutoCreate> {
-        (self.enabled && self.create_accounts_on_login).then_some(coimail_directory::AutoCreate {
+    fn create_rules(&self) -> coimail_directory::AutoCreate {
+        coimail_directory::AutoCreate {
             password_min_chars: self.password_min_length,
             local_min_chars: self.username_min_length,
             local_max_chars: self.username_max_length,
             per_peer_per_hour: self.accounts_per_ip_per_hour,
-        })
+        }
+    }
+
+    /// Account creation on login, when on.
+    pub fn auto_create(&self) -> Option<coimail_directory::AutoCreate> {
+        (self.enabled && self.create_accounts_on_login).then(|| self.create_rules())
+    }
+
+    /// Random accounts through `/new`, when on. On by default in chatmail
+    /// mode, unlike creation on login: what it creates is bounded by the
+    /// per-peer allowance and names nobody chose, so it takes no address a
+    /// person might want, and it is what a chatmail relay's front page offers.
+    pub fn random_accounts(&self) -> Option<coimail_directory::AutoCreate> {
+        (self.enabled && self.new_account_endpoint).then(|| self.create_rules())
     }
 
     /// The expiry task's settings; `None` when it has nothing to do.
@@ -141,9 +160,11 @@ mod tests {
     fn everything_is_off_until_enabled_and_destructive_parts_until_asked() {
         let mut c = ChatmailConfig::default();
         assert!(!c.advertises_xchatmail() && c.filter_policy().is_none() && c.expiry().is_none());
+        assert!(c.random_accounts().is_none());
         c.enabled = true;
         assert!(c.advertises_xchatmail() && c.filter_policy().is_some());
         assert!(c.auto_create().is_none(), "creation is opt-in");
+        assert_eq!(c.random_accounts().unwrap().local_max_chars, 9, "/new is on in chatmail mode");
         let e = c.expiry().unwrap();
         assert_eq!(e.messages_after, Some(Duration::from_secs(20 * DAY_SECS)));
         assert_eq!(e.inactive_accounts_after, None, "account deletion is opt-in");

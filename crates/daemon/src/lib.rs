@@ -391,6 +391,7 @@ pub async fn start(config: Config) -> Result<Running, DaemonError> {
         smtp_ctx = smtp_ctx.with_encrypted_only(policy);
     }
     directory.set_auto_create(config.chatmail.auto_create());
+    directory.set_random_accounts(config.chatmail.random_accounts());
     let smtp_ctx = Arc::new(smtp_ctx);
     let sources = metrics::Sources { store: store.clone(), imap: imap_ctx.clone(), smtp: smtp_ctx.clone() };
     metrics::serve(metrics_listeners, sources, &shutdown, &tracker);

@@ -43,6 +43,8 @@ const MAX_PEERS: usize = 100_000;
 #[derive(Default)]
 pub(crate) struct Creation {
     rules: Option<AutoCreate>,
+    /// Rules of random accounts (`new_account.rs`); `None`: off.
+    pub(crate) random: Option<AutoCreate>,
     /// Per peer: accounts made in the window, and when the window started.
     peers: HashMap<IpAddr, (u32, Instant)>,
     /// Per account: the last day (Unix days) a login was recorded, so the
@@ -80,14 +82,14 @@ pub(crate) enum Created {
 
 impl Creation {
     /// Returns a creation `take` counted that did not happen.
-    fn give_back(&mut self, peer: IpAddr) {
+    pub(crate) fn give_back(&mut self, peer: IpAddr) {
         if let Some((n, _)) = self.peers.get_mut(&peer_key(peer)) {
             *n = n.saturating_sub(1);
         }
     }
 
     /// Takes one creation from `peer`'s hourly allowance, if any is left.
-    fn take(&mut self, peer: IpAddr, per_hour: u32, now: Instant) -> bool {
+    pub(crate) fn take(&mut self, peer: IpAddr, per_hour: u32, now: Instant) -> bool {
         self.peers.retain(|_, (_, since)| now.duration_since(*since) < HOUR);
         let key = peer_key(peer);
         if !self.peers.contains_key(&key) && self.peers.len() >= MAX_PEERS {
@@ -103,7 +105,7 @@ impl Creation {
 }
 
 impl Directory {
-    fn creation(&self) -> std::sync::MutexGuard<'_, Creation> {
+    pub(crate) fn creation(&self) -> std::sync::MutexGuard<'_, Creation> {
         self.inner.creation.lock().unwrap_or_else(|e| e.into_inner())
     }
 

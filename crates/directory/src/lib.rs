@@ -20,6 +20,7 @@ mod create;
 mod error;
 mod limits;
 mod log_safe;
+mod new_account;
 mod proxy;
 mod snapshot;
 
@@ -34,6 +35,7 @@ pub use create::AutoCreate;
 pub use error::DirectoryError;
 pub use limits::{ConnectionLimits, ConnectionPermit, LimitExceeded, UserLimits, UserPermit};
 pub use log_safe::LogSafe;
+pub use new_account::{NewAccount, NewAccountError};
 pub use proxy::{ProxyError, TrustedProxies, read_header as read_proxy_header};
 
 use coimail_store::kv::{Batch, Tree};

@@ -6,7 +6,9 @@
 //!   and `<domain>/.well-known/autoconfig/mail/config-v1.1.xml`), Microsoft
 //!   Autodiscover (`POST /autodiscover/autodiscover.xml`), an Apple
 //!   configuration profile (`/apple/mail.mobileconfig?email=...`) and the
-//!   MTA-STS policy (`mta-sts.<domain>/.well-known/mta-sts.txt`, RFC 8461).
+//!   MTA-STS policy (`mta-sts.<domain>/.well-known/mta-sts.txt`, RFC 8461),
+//!   and in chatmail mode `/new`, the account endpoint of `DCACCOUNT:` QR
+//!   codes (`new_account`).
 //! - HTTP (80): ACME HTTP-01 challenges through an [`Http01Responder`],
 //!   Mozilla autoconfig (Thunderbird also asks over plain HTTP), and a
 //!   redirect to HTTPS for everything else.
@@ -38,6 +40,7 @@ mod acme;
 mod autoconfig;
 mod autodiscover;
 mod mobileconfig;
+mod new_account;
 mod routes;
 mod xml;
 
@@ -180,6 +183,10 @@ impl HttpContext {
     }
 }
 
+/// The client's address (after a PROXY header), for handlers that limit per peer.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct ClientAddr(pub(crate) SocketAddr);
+
 /// Log correlation only: unique per process, meaningless otherwise.
 static NEXT_CONNECTION: AtomicU64 = AtomicU64::new(1);
 
@@ -258,13 +265,14 @@ impl Connection {
         tracker.spawn(
             async move {
                 let _permit = permit;
-                self.run(stream).await;
+                self.run(stream, peer).await;
             }
             .instrument(span),
         );
     }
 
-    async fn run(self, stream: TcpStream) {
+    async fn run(mut self, stream: TcpStream, peer: SocketAddr) {
+        self.router = self.router.layer(axum::Extension(ClientAddr(peer)));
         match self.kind {
             HttpListener::Http => self.http(stream).await,
             HttpListener::Https => {

@@ -9,7 +9,7 @@
 //! answer; any other gets 404, so the server does not confirm or describe
 //! domains it does not hold.
 
-use crate::{HttpContext, MAX_BODY, acme, autoconfig, autodiscover, mobileconfig};
+use crate::{HttpContext, MAX_BODY, acme, autoconfig, autodiscover, mobileconfig, new_account};
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::{DefaultBodyLimit, Path, Query, Request, State};
@@ -21,7 +21,7 @@ use coimail_directory::{Address, LogSafe};
 use serde::Deserialize;
 use std::sync::Arc;
 
-type Ctx = State<Arc<HttpContext>>;
+pub(crate) type Ctx = State<Arc<HttpContext>>;
 
 /// Why a request gets no answer; [`IntoResponse`] is the one mapping to
 /// the wire. Texts are generic: details go to the log.
@@ -63,6 +63,9 @@ pub(crate) fn https(ctx: Arc<HttpContext>) -> Router {
         .route("/Autodiscover/Autodiscover.xml", post(outlook))
         .route("/apple/mail.mobileconfig", get(apple))
         .route("/.well-known/mta-sts.txt", get(mta_sts))
+        .route("/new", post(new_account::create).get(new_account::to_app))
+        // chatmail's old path, still on printed QR codes.
+        .route("/cgi-bin/newemail.py", post(new_account::create).get(new_account::to_app))
         .fallback(|| async { Reject::NotFound("no such path") })
         .layer(DefaultBodyLimit::max(MAX_BODY))
         .layer(middleware::from_fn(log_request))
@@ -94,7 +97,7 @@ async fn log_request(req: Request, next: Next) -> Response {
 }
 
 /// The host the request was sent to, lower-case, without port or final dot.
-fn request_host(headers: &HeaderMap, uri: &Uri) -> Option<String> {
+pub(crate) fn request_host(headers: &HeaderMap, uri: &Uri) -> Option<String> {
     let raw = match uri.host() {
         Some(h) => h.to_owned(),
         None => {
@@ -114,7 +117,7 @@ fn request_host(headers: &HeaderMap, uri: &Uri) -> Option<String> {
 }
 
 /// `domain` in canonical form if this server serves it.
-fn served(ctx: &HttpContext, domain: &str) -> Result<String, Reject> {
+pub(crate) fn served(ctx: &HttpContext, domain: &str) -> Result<String, Reject> {
     let domain = coimail_directory::canonical_domain(domain).map_err(|_| Reject::NotFound("not a domain name"))?;
     match ctx.directory.is_local_domain(&domain) {
         Ok(true) => Ok(domain),
@@ -130,7 +133,7 @@ fn served_address(ctx: &HttpContext, address: &str) -> Result<Address, Reject> {
     Ok(parsed)
 }
 
-fn document(content_type: &'static str, body: String) -> Response {
+pub(crate) fn document(content_type: &'static str, body: String) -> Response {
     ([(header::CONTENT_TYPE, HeaderValue::from_static(content_type))], body).into_response()
 }
 
