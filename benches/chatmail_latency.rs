@@ -4,7 +4,7 @@
 //! deltachat-rpc-server pair (Delta Chat's own core, from PyPI) on the real
 //! daemon (`coimail_daemon::start`, release build) with `[chatmail]` on:
 //! both accounts are created by their first login, set up contact with
-//! Secure-Join, and then ping-pong `--messages` (20) messages each way, all
+//! Secure-Join, and then ping-pong `--messages` (20) messages each way (1.2 s between rounds: Delta Chat paces its own sends at about one per second), all
 //! encrypted, through the encrypted-only filter. `benches/deltachat/pingpong.py`
 //! measures from `send_text` to the receiver's IncomingMsg event.
 //!
@@ -139,6 +139,10 @@ async fn main() {
     config.chatmail.enabled = true;
     config.chatmail.create_accounts_on_login = true;
     let (cert, key) = (config.tls.cert.clone(), config.tls.key.clone());
+    // RUST_LOG=... shows the daemon's log (e.g. per-command IMAP traces) to explain a slow message.
+    if std::env::var_os("RUST_LOG").is_some() {
+        coimail_daemon::telemetry::init(&config.log);
+    }
     let running = coimail_daemon::start(config).await.unwrap();
     running.directory().add_domain("example.org").await.unwrap();
     let addrs = running.addrs().clone();

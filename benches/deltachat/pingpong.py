@@ -22,6 +22,8 @@ from deltachat_rpc_client import DeltaChat, EventType, Rpc
 host, imap_port, smtp_port = sys.argv[1], sys.argv[2], sys.argv[3]
 addr1, addr2, password, accounts_dir = sys.argv[4], sys.argv[5], sys.argv[6], sys.argv[7]
 n = int(sys.argv[8])
+# Seconds between rounds (see the loop); the 9th argument, default 1.2.
+PAUSE = float(sys.argv[9]) if len(sys.argv) > 9 else 1.2
 
 
 def login_qr(addr):
@@ -68,6 +70,12 @@ with Rpc(accounts_dir=accounts_dir) as rpc:
 
     a_to_b, b_to_a = [], []
     for i in range(n):
+        # Delta Chat submits at most about one message per second per account
+        # (seen in the daemon's log: a sender's MAIL commands come 1.0 s apart
+        # however early send_text was called). Without a pause Alice's next
+        # ping would wait for that pacing, which is the client's, not the
+        # server's; a person chatting sends no faster anyway.
+        time.sleep(PAUSE)
         text = f"ping {i}"
         sent = time.monotonic()
         a_chat.send_text(text)
