@@ -4,7 +4,8 @@
 //! deltachat-rpc-server pair (Delta Chat's own core, from PyPI) on the real
 //! daemon (`coimail_daemon::start`, release build) with `[chatmail]` on:
 //! both accounts are created by their first login, set up contact with
-//! Secure-Join, and then ping-pong `--messages` (20) messages each way (1.2 s between rounds: Delta Chat paces its own sends at about one per second), all
+//! Secure-Join, and then ping-pong `--messages` (20) messages each way, 1.2 s
+//! between rounds (Delta Chat paces its own sends at about one per second), all
 //! encrypted, through the encrypted-only filter. `benches/deltachat/pingpong.py`
 //! measures from `send_text` to the receiver's IncomingMsg event.
 //!
