@@ -13,6 +13,7 @@ Prints one line of JSON: {"a_to_b": [ms...], "b_to_a": [ms...], "xchatmail": boo
 """
 import imaplib
 import json
+import os
 import sys
 import time
 import urllib.parse
@@ -24,6 +25,15 @@ addr1, addr2, password, accounts_dir = sys.argv[4], sys.argv[5], sys.argv[6], sy
 n = int(sys.argv[8])
 # Seconds between rounds (see the loop); the 9th argument, default 1.2.
 PAUSE = float(sys.argv[9]) if len(sys.argv) > 9 else 1.2
+# PINGPONG_TRACE=FILE: each message's send and receive, and every event the
+# accounts report, with wall-clock times, to line up with the daemon's log
+# (RUST_LOG on the bench).
+TRACE = open(os.environ["PINGPONG_TRACE"], "a") if os.environ.get("PINGPONG_TRACE") else None
+
+
+def trace(what, text):
+    if TRACE:
+        print(f"{time.time():.6f} {what} {text}", file=TRACE, flush=True)
 
 
 def login_qr(addr):
@@ -38,10 +48,12 @@ def wait_text(account, text):
     """The time the IncomingMsg event carrying `text` was read."""
     while True:
         event = account.wait_for_event()
+        trace(f"event {account.id} {event.kind}", getattr(event, "msg", "") or "")
         if event.kind == EventType.INCOMING_MSG:
             at = time.monotonic()
             got = account.get_message_by_id(event.msg_id).get_snapshot().text
             if got == text:
+                trace("received", text)
                 return at
 
 
@@ -78,10 +90,12 @@ with Rpc(accounts_dir=accounts_dir) as rpc:
         time.sleep(PAUSE)
         text = f"ping {i}"
         sent = time.monotonic()
+        trace("send", text)
         a_chat.send_text(text)
         a_to_b.append((wait_text(bob, text) - sent) * 1000)
         text = f"pong {i}"
         sent = time.monotonic()
+        trace("send", text)
         b_chat.send_text(text)
         b_to_a.append((wait_text(alice, text) - sent) * 1000)
     print(json.dumps({"a_to_b": a_to_b, "b_to_a": b_to_a, "xchatmail": xchatmail}))
