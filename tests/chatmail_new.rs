@@ -145,23 +145,9 @@ fn the_cli_prints_the_dcaccount_invite() {
     assert!(lines.filter(|l| l.contains('█') || l.contains('▀') || l.contains('▄')).count() > 10, "{out}");
 }
 
-/// Runs inside the namespace: loopback up, the test's hosts file over
-/// /etc/hosts (a private mount), coimail on port 443, Delta Chat, then the
-/// users the server has.
-const NAMESPACE_SCRIPT: &str = r#"set -eu
-ip link set lo up
-mount --bind "$DIR/hosts" /etc/hosts
-# Killed with this shell, however it ends: nothing outlives the namespace's test.
-setpriv --pdeathsig KILL "$COIMAIL" --config "$DIR/coimail.toml" serve --ready-file "$DIR/ready.json" 2>"$DIR/server.log" &
-server=$!
-trap 'kill $server 2>/dev/null; wait $server 2>/dev/null || true' EXIT
-i=0
-while [ ! -f "$DIR/ready.json" ]; do
-    i=$((i + 1))
-    if [ $i -gt 600 ] || ! kill -0 $server 2>/dev/null; then echo "coimail did not start"; cat "$DIR/server.log"; exit 1; fi
-    sleep 0.1
-done
-"$PYTHON" "$SCRIPT" "$URI" "$HOST" "$DIR/accounts"
+/// Runs in the namespace after coimail is up (`util::namespace`): Delta
+/// Chat, then the users the server has.
+const NAMESPACE_SCRIPT: &str = r#""$PYTHON" "$SCRIPT" "$URI" "$HOST" "$DIR/accounts"
 echo "users:"
 "$COIMAIL" --config "$DIR/coimail.toml" user list
 "#;
@@ -183,7 +169,7 @@ echo "users:"
 /// only the JSON answer gave it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn deltachat_scans_the_invite_and_gets_an_account_from_new() {
-    if let Some(why) = util::namespace_unavailable() {
+    if let Some(why) = util::namespace::unavailable() {
         eprintln!("skipped: {why}");
         return;
     }
@@ -208,25 +194,9 @@ async fn deltachat_scans_the_invite_and_gets_an_account_from_new() {
     let uri = out.lines().next().unwrap().to_owned();
     assert_eq!(uri, format!("DCACCOUNT:https://{HOST}/new"));
 
-    let python = std::env::var("COIMAIL_PYTHON").unwrap_or_else(|_| "python3".into());
-    let run = tokio::process::Command::new("unshare")
-        .args(["--net", "--mount", "sh", "-c", NAMESPACE_SCRIPT])
-        .env("DIR", d)
-        .env("COIMAIL", util::server::coimail_bin())
-        .env("PYTHON", python)
-        .env("SCRIPT", concat!(env!("CARGO_MANIFEST_DIR"), "/tests/external/deltachat_dcaccount.py"))
-        .env("URI", &uri)
-        .env("HOST", HOST)
-        .kill_on_drop(true)
-        .output();
-    let out = tokio::time::timeout(std::time::Duration::from_secs(300), run)
-        .await
-        .expect("Delta Chat took over 5 minutes")
-        .expect("unshare");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    let log = std::fs::read_to_string(d.join("server.log")).unwrap_or_default();
-    assert!(out.status.success(), "failed:\n{stdout}\n{stderr}\nserver log:\n{log}");
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/external/deltachat_dcaccount.py");
+    let env = [("SCRIPT", script), ("URI", uri.as_str()), ("HOST", HOST)];
+    let (stdout, log) = util::namespace::run(d, NAMESPACE_SCRIPT, &env).await;
     assert!(stdout.contains("invite read:") && stdout.contains("deltachat dcaccount done"), "{stdout}");
     let (_, users) = stdout.split_once("users:\n").unwrap();
     let users: Vec<&str> = users.lines().filter(|l| l.contains('@')).collect();

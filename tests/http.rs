@@ -326,24 +326,10 @@ async fn acme_http01_challenges_are_answered_through_the_responder() {
     shutdown.cancel();
 }
 
-/// Runs inside the namespace: loopback up, the test's hosts file over
-/// /etc/hosts (a private mount: the host's stays as it is), coimail on the
-/// standard ports, then a CA-checking client (curl, openssl) on the names and
-/// ports Delta Chat will use, then Delta Chat.
-const NAMESPACE_SCRIPT: &str = r#"set -eu
-ip link set lo up
-mount --bind "$DIR/hosts" /etc/hosts
-# Killed with this shell, however it ends: nothing outlives the namespace's test.
-setpriv --pdeathsig KILL "$COIMAIL" --config "$DIR/coimail.toml" serve --ready-file "$DIR/ready.json" 2>"$DIR/server.log" &
-server=$!
-trap 'kill $server 2>/dev/null; wait $server 2>/dev/null || true' EXIT
-i=0
-while [ ! -f "$DIR/ready.json" ]; do
-    i=$((i + 1))
-    if [ $i -gt 600 ] || ! kill -0 $server 2>/dev/null; then echo "coimail did not start"; cat "$DIR/server.log"; exit 1; fi
-    sleep 0.1
-done
-curl -fsS --cacert "$DIR/ca.pem" "https://autoconfig.$DOMAIN/mail/config-v1.1.xml?emailaddress=$ADDR1" | grep -q "<hostname>mail.$DOMAIN</hostname>"
+/// Runs in the namespace after coimail is up (`util::namespace`): a
+/// CA-checking client (curl, openssl) on the names and ports Delta Chat will
+/// use, then Delta Chat.
+const NAMESPACE_SCRIPT: &str = r#"curl -fsS --cacert "$DIR/ca.pem" "https://autoconfig.$DOMAIN/mail/config-v1.1.xml?emailaddress=$ADDR1" | grep -q "<hostname>mail.$DOMAIN</hostname>"
 for port in 993 465; do
     openssl s_client -brief -verify_return_error -CAfile "$DIR/ca.pem" -verify_hostname "mail.$DOMAIN" \
         -servername "mail.$DOMAIN" -connect "mail.$DOMAIN:$port" </dev/null >"$DIR/s_client.log" 2>&1
@@ -365,7 +351,7 @@ echo "names and certificates ok"
 /// test still fails if a name Delta Chat uses has no valid certificate.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn deltachat_sets_itself_up_from_address_and_password_by_autoconfig() {
-    if let Some(why) = util::namespace_unavailable() {
+    if let Some(why) = util::namespace::unavailable() {
         eprintln!("skipped: {why}");
         return;
     }
@@ -400,28 +386,16 @@ async fn deltachat_sets_itself_up_from_address_and_password_by_autoconfig() {
 
     let h = format!("mail.{DOMAIN}");
     let expected = format!("imap:[{h}:993:tls, {h}:143:starttls] smtp:[{h}:465:tls, {h}:587:starttls]");
-    let python = std::env::var("COIMAIL_PYTHON").unwrap_or_else(|_| "python3".into());
-    let run = tokio::process::Command::new("unshare")
-        .args(["--net", "--mount", "sh", "-c", NAMESPACE_SCRIPT])
-        .env("DIR", d)
-        .env("COIMAIL", util::server::coimail_bin())
-        .env("PYTHON", python)
-        .env("SCRIPT", concat!(env!("CARGO_MANIFEST_DIR"), "/tests/external/deltachat_autoconfig.py"))
-        .env("DOMAIN", DOMAIN)
-        .env("ADDR1", &addr1)
-        .env("ADDR2", &addr2)
-        .env("PASSWORD", util::PASSWORD)
-        .env("EXPECTED", &expected)
-        .env("CHECKS", "acceptInvalidCertificates")
-        .kill_on_drop(true)
-        .output();
-    let out = tokio::time::timeout(std::time::Duration::from_secs(300), run)
-        .await
-        .expect("Delta Chat autoconfig took over 5 minutes")
-        .expect("unshare");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    let log = std::fs::read_to_string(d.join("server.log")).unwrap_or_default();
-    assert!(out.status.success(), "failed:\n{stdout}\n{stderr}\nserver log:\n{log}");
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/external/deltachat_autoconfig.py");
+    let env = [
+        ("SCRIPT", script),
+        ("DOMAIN", DOMAIN),
+        ("ADDR1", &addr1),
+        ("ADDR2", &addr2),
+        ("PASSWORD", util::PASSWORD),
+        ("EXPECTED", &expected),
+        ("CHECKS", "acceptInvalidCertificates"),
+    ];
+    let (stdout, _) = util::namespace::run(d, NAMESPACE_SCRIPT, &env).await;
     assert!(stdout.contains("names and certificates ok") && stdout.contains("deltachat autoconfig ok"), "{stdout}");
 }

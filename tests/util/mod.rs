@@ -4,6 +4,7 @@ pub mod dns;
 pub mod http;
 pub mod imap;
 pub mod mailhost;
+pub mod namespace;
 pub mod notify_proxy;
 pub mod pebble;
 pub mod pipeline;
@@ -27,22 +28,4 @@ pub fn message(n: usize, to: &str) -> Vec<u8> {
          Date: Wed, 25 Nov 2026 08:00:00 +0000\r\n\r\nHello {n}.\r\n.leading dot stays\r\nBye.\r\n"
     )
     .into_bytes()
-}
-
-/// Why this machine cannot run a Delta Chat test in a network and mount
-/// namespace of its own (real names and ports), if it cannot.
-pub fn namespace_unavailable() -> Option<String> {
-    if std::env::var("COIMAIL_EXTERNAL").as_deref() != Ok("1") {
-        return Some("run tests/run.sh (COIMAIL_EXTERNAL=1) for Delta Chat".into());
-    }
-    // SAFETY: geteuid has no preconditions and cannot fail.
-    if unsafe { libc::geteuid() } != 0 {
-        return Some("needs root for a network and mount namespace (unshare)".into());
-    }
-    let probe = std::process::Command::new("unshare").args(["--net", "--mount", "true"]).output();
-    match probe {
-        Ok(out) if out.status.success() => None,
-        Ok(out) => Some(format!("unshare --net --mount fails here: {}", String::from_utf8_lossy(&out.stderr).trim())),
-        Err(e) => Some(format!("no unshare: {e}")),
-    }
 }

@@ -263,10 +263,15 @@ impl Session {
                     tracing::info!(id = %id, "message refused: header section too large");
                     return HEADER_TOO_BIG.into();
                 }
-                if let Err(e) = self.encrypted_only(&tx, &body).await {
-                    tracing::info!(id = %id, "message refused: not encrypted (chatmail)");
-                    return e.into();
-                }
+                // A staged message the encryption check read back serves the
+                // inbound checks too: read from its file once, not twice.
+                let read_back = match self.encrypted_only(&tx, &body).await {
+                    Ok(read_back) => read_back,
+                    Err(e) => {
+                        tracing::info!(id = %id, "message refused: not encrypted (chatmail)");
+                        return e.into();
+                    }
+                };
                 let mut quarantine = false;
                 if self.kind != SmtpListener::Mx {
                     let complete =
@@ -276,7 +281,7 @@ impl Session {
                         return e.into();
                     }
                 } else if let Some(checker) = self.ctx.inbound.clone() {
-                    match self.check_inbound(&checker, &tx, &mut body).await {
+                    match self.check_inbound(&checker, &tx, &mut body, read_back).await {
                         Verdict::Deliver => {}
                         Verdict::Quarantine => quarantine = true,
                         Verdict::Refuse(e) => {
@@ -293,9 +298,10 @@ impl Session {
     /// Chatmail's encrypted-only rule, when on: outgoing on submission,
     /// incoming on MX, on the client's message without our trace headers.
     /// The rule looks at the encrypted payload's packets, so a staged
-    /// message is read whole (once; only in chatmail mode).
-    async fn encrypted_only(&self, tx: &Transaction, body: &Body) -> Result<(), SmtpError> {
-        let Some(policy) = &self.ctx.chatmail else { return Ok(()) };
+    /// message is read whole (once; only in chatmail mode) and returned, for
+    /// the inbound checks. Nothing is returned for a message in memory.
+    async fn encrypted_only(&self, tx: &Transaction, body: &Body) -> Result<Option<Vec<u8>>, SmtpError> {
+        let Some(policy) = &self.ctx.chatmail else { return Ok(None) };
         let message = body.whole(body.head).await.map_err(|e| {
             tracing::error!(error = %e, "reading a staged message for the encryption check failed");
             reply::LOCAL_ERROR
@@ -311,22 +317,33 @@ impl Session {
             .chain(tx.remote.iter().map(|r| r.address.as_str()))
             .collect();
         match policy.check(direction, &tx.sender, &recipients, &message) {
-            Ok(_) => Ok(()),
+            Ok(_) if body.staged.is_some() => Ok(Some(message.into_owned())),
+            Ok(_) => Ok(None),
             Err(refused) => Err(SmtpError::with_text(550, Enhanced(5, 7, 1), refused.to_string())),
         }
     }
 
     /// SPF/DKIM/ARC/DMARC/iprev on an MX message (`inbound/`), which gets
     /// our `Authentication-Results` unless refused. A staged message is read
-    /// whole only when it has signatures to verify.
-    async fn check_inbound(&mut self, checker: &Checker, tx: &Transaction, body: &mut Body) -> Verdict {
+    /// whole only when it has signatures to verify, unless `read_back` (the
+    /// encryption check's read of it) already holds it.
+    async fn check_inbound(
+        &mut self,
+        checker: &Checker,
+        tx: &Transaction,
+        body: &mut Body,
+        read_back: Option<Vec<u8>>,
+    ) -> Verdict {
         let whole = match body.header_section() {
-            Some(header) if body.staged.is_some() && inbound::needs_body(header) => match body.whole(body.head).await {
-                Ok(whole) => Some(whole.into_owned()),
-                Err(e) => {
-                    tracing::error!(error = %e, "reading a staged message for its checks failed");
-                    return Verdict::Refuse(reply::LOCAL_ERROR);
-                }
+            Some(header) if body.staged.is_some() && inbound::needs_body(header) => match read_back {
+                Some(whole) => Some(whole),
+                None => match body.whole(body.head).await {
+                    Ok(whole) => Some(whole.into_owned()),
+                    Err(e) => {
+                        tracing::error!(error = %e, "reading a staged message for its checks failed");
+                        return Verdict::Refuse(reply::LOCAL_ERROR);
+                    }
+                },
             },
             _ => None,
         };
