@@ -312,6 +312,10 @@ async fn healthz_fails_while_the_store_cannot_commit() {
     std::fs::write(&filler, vec![0u8; (space.available - space.reserve / 2) as usize]).unwrap();
     let (status, body) = healthz_until(addr, |s, _| s == 503).await;
     assert!(body.contains("below the free-space reserve"), "{status} {body}");
+    // What Docker's HEALTHCHECK runs says so too, and fails.
+    let (ok, out, err) =
+        util::server::cli(&dir.path().join("unused.toml"), &["health", "--addr", &addr.to_string()], None);
+    assert!(!ok && err.contains("unhealthy (HTTP 503") && err.contains("below the free-space reserve"), "{out} {err}");
     std::fs::remove_file(&filler).unwrap();
     healthz_until(addr, |s, _| s == 200).await;
 
@@ -411,4 +415,21 @@ async fn push_counters_follow_webpush_deliveries() {
     let s = scrape_until(metrics, "one push gone", |s| failed(s, "gone") == 1.0).await;
     assert_eq!(sent(&s), 1.0);
     assert_eq!(failed(&s, "error"), 0.0);
+}
+
+/// `coimail health` (deploy/Dockerfile's HEALTHCHECK): finds `/healthz`
+/// through the config (`[listen] metrics`), prints `ok` and exits 0 while
+/// the daemon serves; exits non-zero, saying why, once none answers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn coimail_health_asks_the_daemon_its_config_names() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = test_config(dir.path());
+    config.listen.metrics = vec![SocketAddr::from(([127, 0, 0, 1], util::pebble::free_port()))];
+    std::fs::write(dir.path().join("coimail.toml"), toml::to_string(&config).unwrap()).unwrap();
+    let mut server = ChildServer::spawn(dir.path());
+    let (ok, out, err) = server.cli(&["health"], None);
+    assert!(ok && out == "ok\n", "{out} {err}");
+    assert!(server.terminate(), "coimail serve did not stop on SIGTERM");
+    let (ok, out, err) = server.cli(&["health"], None);
+    assert!(!ok && err.contains("cannot reach the daemon's /healthz"), "{out} {err}");
 }

@@ -6,6 +6,7 @@ mod chatmail;
 mod dclogin;
 mod dns;
 mod dns_check;
+mod health;
 mod init;
 mod queue;
 mod serve;
@@ -80,6 +81,13 @@ enum Command {
     /// Maintain the message store.
     #[command(subcommand)]
     Store(store_cmd::StoreCmd),
+    /// Ask the running daemon's /healthz (the metrics listener) whether it
+    /// can take mail; exit status 0 only if so (Docker HEALTHCHECK).
+    Health {
+        /// Where the metrics listener is (default: the first `[listen] metrics`).
+        #[arg(long)]
+        addr: Option<std::net::SocketAddr>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -133,6 +141,7 @@ fn main() -> ExitCode {
             Command::Chatmail(ChatmailCmd::Invite { host }) => chatmail::invite(&cli.config, host.as_deref()),
             Command::Config(ConfigCmd::Check) => serve::check(&cli.config),
             Command::Store(cmd) => store_cmd::run(&cli.config, cmd).await,
+            Command::Health { addr } => health::run(&cli.config, addr),
         }
     });
     match result {
