@@ -97,6 +97,28 @@ async fn kill_at_random(server: &mut ChildServer, records: &[Shared], rng: &mut 
     assert!(total_oks(records) >= threshold, "too little progress before the kill: {}", total_oks(records));
 }
 
+/// One fault of a storm: SIGKILL at a seeded moment (see [`kill_at_random`])
+/// while `tasks` pipeline their commands, then both they and the status
+/// poller run out, and the daemon starts again on the same data; the time
+/// until it serves goes into `faults`.
+async fn kill_and_restart(
+    server: &mut ChildServer,
+    dir: &Path,
+    (records, tasks, poller): (&[Shared], Vec<tokio::task::JoinHandle<()>>, tokio::task::JoinHandle<()>),
+    rng: &mut Rng,
+    (lo, hi): (u64, u64),
+    faults: &mut Faults,
+) {
+    kill_at_random(server, records, rng, lo, hi).await;
+    for t in tasks {
+        t.await.unwrap();
+    }
+    poller.await.unwrap();
+    let (restarted, took) = restart(dir).await;
+    *server = restarted;
+    faults.restarts.push(took);
+}
+
 /// Counters after a restart against what clients saw before the kill.
 fn check_counters(name: &str, seen: Option<Seen>, before: &Mailbox, now: &Mailbox) {
     assert_eq!(now.uidvalidity, before.uidvalidity, "{name}: UIDVALIDITY changed");
@@ -205,11 +227,7 @@ async fn sigkill_during_pipelined_appends_keeps_each_acknowledged_append_once() 
             tags.push(numbers);
             tasks.push(tokio::spawn(pipeline::run(server.imap(), USER, "INBOX", cmds, WINDOW, rec)));
         }
-        kill_at_random(&mut server, &records, &mut rng, 20, 200).await;
-        for t in tasks {
-            t.await.unwrap();
-        }
-        poller.await.unwrap();
+        kill_and_restart(&mut server, dir.path(), (&records, tasks, poller), &mut rng, (20, 200), &mut faults).await;
 
         let mut acked = BTreeMap::new();
         let mut unanswered = BTreeSet::new();
@@ -228,10 +246,6 @@ async fn sigkill_during_pipelined_appends_keeps_each_acknowledged_append_once() 
         }
         faults.acknowledged += acked.len();
         faults.unanswered += unanswered.len();
-
-        let (s, took) = restart(dir.path()).await;
-        server = s;
-        faults.restarts.push(took);
         let inbox = read_mailbox(&mut ImapClient::login(server.imap(), USER, PASSWORD).await, "INBOX").await;
         check_counters("INBOX", seen(&seen_map, "INBOX"), &before, &inbox);
         let found = inbox.by_number();
@@ -330,14 +344,7 @@ async fn sigkill_during_pipelined_moves_leaves_each_message_in_exactly_one_mailb
             records.push(rec.clone());
             tasks.push(tokio::spawn(pipeline::run(server.imap(), USER, "INBOX", cmds, WINDOW, rec)));
         }
-        kill_at_random(&mut server, &records, &mut rng, 10, 50).await;
-        for t in tasks {
-            t.await.unwrap();
-        }
-        poller.await.unwrap();
-        let (s, took) = restart(dir.path()).await;
-        server = s;
-        faults.restarts.push(took);
+        kill_and_restart(&mut server, dir.path(), (&records, tasks, poller), &mut rng, (10, 50), &mut faults).await;
         let mut c = ImapClient::login(server.imap(), USER, PASSWORD).await;
         let (i2, a2) = (read_mailbox(&mut c, "INBOX").await, read_mailbox(&mut c, "Archive").await);
         check_counters("INBOX", seen(&seen_map, "INBOX"), &inbox, &i2);
@@ -408,14 +415,7 @@ async fn sigkill_during_pipelined_expunges_removes_exactly_what_was_acknowledged
             records.push(rec.clone());
             tasks.push(tokio::spawn(pipeline::run(server.imap(), USER, "INBOX", cmds, WINDOW, rec)));
         }
-        kill_at_random(&mut server, &records, &mut rng, 20, 100).await;
-        for t in tasks {
-            t.await.unwrap();
-        }
-        poller.await.unwrap();
-        let (s, took) = restart(dir.path()).await;
-        server = s;
-        faults.restarts.push(took);
+        kill_and_restart(&mut server, dir.path(), (&records, tasks, poller), &mut rng, (20, 100), &mut faults).await;
         let now = read_mailbox(&mut ImapClient::login(server.imap(), USER, PASSWORD).await, "INBOX").await;
         check_counters("INBOX", seen(&seen_map, "INBOX"), &inbox, &now);
         let found = now.by_number();
