@@ -3,6 +3,8 @@
 //! Chat sends replayed over a raw IMAP socket, and a loopback stand-in for
 //! the notification proxy (`util::notify_proxy`) that records every POST.
 
+use crate::util::dns::{TestDns, Zone};
+use crate::util::mailhost::submit;
 use crate::util::notify_proxy::NotifyProxy;
 use crate::util::{self, ImapClient, SmtpClient, TestServer, imap::exists};
 use std::time::{Duration, Instant};
@@ -374,4 +376,25 @@ async fn deltachat_configured_from_cli_dclogin_gets_pushes() {
     while let Ok(post) = tokio::time::timeout(QUIET, proxy.next(WAIT)).await {
         assert_eq!(post.body, PHONE, "only carol's token is ever sent");
     }
+}
+
+/// A bounce the queue files into a sender's INBOX wakes their devices like
+/// any new mail (chatmail's notifier hears of every INBOX delivery): Alice
+/// writes to a domain that takes no mail (RFC 7505 null MX), and her phone
+/// gets one push for the bounce.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deltachat_a_bounce_into_the_inbox_is_pushed() {
+    let mut proxy = NotifyProxy::start().await;
+    let dns = TestDns::start(Zone::default().mx("nomail.test", 0, "")).await;
+    let server = start(Some(&proxy), |c| c.queue.resolvers = vec![dns.addr]).await;
+    register(&server, ALICE, PHONE).await;
+    let message = format!("From: <{ALICE}>\r\nTo: <x@nomail.test>\r\nSubject: lost\r\n\r\nhello\r\n");
+    let r = submit(server.addrs().submission[0], ALICE, &["x@nomail.test"], message.as_bytes()).await;
+    assert!(r.starts_with("250"), "{r}");
+    let post = proxy.next(WAIT).await;
+    assert_eq!((post.path.as_str(), post.body.as_str()), ("/notify", PHONE));
+    proxy.none_for(QUIET).await;
+    let mut c = ImapClient::login(server.imap(), ALICE, util::PASSWORD).await;
+    let r = c.command("SELECT INBOX").await;
+    assert_eq!(exists(&r.text()), Some(1), "the bounce is what woke the phone: {}", r.text());
 }

@@ -207,6 +207,7 @@ fn outbound_queue(
     directory: &Directory,
     dkim: &Dkim,
     reports: &ReportLimit,
+    deltachat: &coimail_deltachat::DeltaChat,
 ) -> Result<(Queue, Runner<Outbound>), DaemonError> {
     let delivery = config.delivery();
     let mut queue = Queue::new(store.clone());
@@ -215,6 +216,9 @@ fn outbound_queue(
     }
     let mut ctx = attempt::Context::new(store.clone(), directory.clone(), Outbound::new(&delivery)?, &delivery);
     ctx.reports = reports.clone();
+    // A bounce filed into a sender's INBOX pushes to their devices like any delivery.
+    let deltachat = deltachat.clone();
+    ctx.on_report_delivered = Some(std::sync::Arc::new(move |copies, raw| deltachat.delivered(copies, raw)));
     let runner = Runner::new(ctx, queue.clone(), delivery.concurrency);
     Ok((queue, runner))
 }
@@ -373,7 +377,7 @@ pub async fn start(config: Config) -> Result<Running, DaemonError> {
     // One cap on delivery reports for the queue's and SMTP's.
     let delivery = config.delivery();
     let reports = ReportLimit::new(delivery.reports_per_address_per_hour, delivery.reports_per_hour);
-    let (queue, runner) = outbound_queue(&config, &store, &directory, &dkim, &reports)?;
+    let (queue, runner) = outbound_queue(&config, &store, &directory, &dkim, &reports, &deltachat)?;
     let http01 = acme.as_ref().map(|(_, handle)| handle.http01().clone());
     let http_ctx = Arc::new(http_context(&config, &addrs, &directory, tls.clone(), http01)?);
     let mut smtp_ctx = smtp_context(&config, &store, &directory, tls)

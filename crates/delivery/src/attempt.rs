@@ -51,6 +51,8 @@ pub struct Context<T> {
     pub destination_concurrency: usize,
     /// The cap on reports, shared with SMTP's reports.
     pub reports: crate::ReportLimit,
+    /// Told of each report filed into a sender's mailbox here.
+    pub on_report_delivered: Option<crate::DeliveredHook>,
 }
 
 impl<T> Context<T> {
@@ -64,6 +66,7 @@ impl<T> Context<T> {
             delay_warning: config.delay_warning,
             destination_concurrency: config.destination_concurrency,
             reports: crate::ReportLimit::new(config.reports_per_address_per_hour, config.reports_per_hour),
+            on_report_delivered: None,
         }
     }
 }

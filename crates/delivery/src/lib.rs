@@ -61,6 +61,13 @@ pub use local::{Delivered, Reporter, report_delivered, report_failed};
 pub use outbound::Outbound;
 pub use report_limit::ReportLimit;
 pub use retry::RetryPolicy;
+
+/// Told of a report the queue filed into a local sender's mailbox, with
+/// where it went and its octets, once it is durable: the daemon wires Delta
+/// Chat's push here, so a bounce wakes the sender's devices like any new
+/// mail. Must return at once.
+pub type DeliveredHook =
+    std::sync::Arc<dyn Fn(&[(coimail_store::Stored, &coimail_store::Placement)], &[u8]) + Send + Sync>;
 pub use runner::Runner;
 
 use coimail_store::{Store, StoreError};

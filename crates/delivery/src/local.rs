@@ -22,12 +22,12 @@ use coimail_store::spool::{DsnNotify, DsnRet, RecipientState, SpoolEntry, SpoolE
 use coimail_store::{Flags, Placement, Store, StoreError};
 use tracing::{info, warn};
 
-/// Delivers `message` to the local user `sender`. `Ok(false)` when there is
-/// no such user any more, or the user's quota is full (the report is then
-/// dropped: retrying would not make room).
+/// Delivers `message` to the local user `sender`, then tells `hook`.
+/// `Ok(false)` when there is no such user any more, or the user's quota is
+/// full (the report is then dropped: retrying would not make room).
 pub(crate) async fn deliver_to_sender(
-    store: &Store,
-    directory: &Directory,
+    (store, directory): (&Store, &Directory),
+    hook: Option<&crate::DeliveredHook>,
     sender: &str,
     message: &[u8],
     now: i64,
@@ -37,8 +37,14 @@ pub(crate) async fn deliver_to_sender(
     };
     let placement =
         Placement { account: account.id, address: account.address, mailbox: "INBOX".to_owned(), flags: Flags::new() };
-    match store.deliver(message, now, vec![placement]).await {
-        Ok(_) => Ok(true),
+    match store.deliver(message, now, vec![placement.clone()]).await {
+        Ok(stored) => {
+            if let Some(hook) = hook {
+                let copies: Vec<_> = stored.into_iter().map(|s| (s, &placement)).collect();
+                hook(&copies, message);
+            }
+            Ok(true)
+        }
         Err(StoreError::QuotaExceeded) => Ok(false),
         Err(e) => Err(e.into()),
     }
@@ -134,7 +140,7 @@ async fn report(
     })?;
     let domain = d.sender.rsplit_once('@').map_or("", |(_, domain)| domain);
     if directory.is_local_domain(domain)? {
-        if deliver_to_sender(store, directory, d.sender, &report, d.now).await? {
+        if deliver_to_sender((store, directory), None, d.sender, &report, d.now).await? {
             info!(sender = %d.sender, ?action, recipients = recipients.len(), "delivery report delivered");
         } else {
             warn!(sender = %d.sender, ?action, "delivery report dropped: sender has no mailbox here");

@@ -239,6 +239,7 @@ mod tests {
             delay_warning: 0,
             destination_concurrency: 3,
             reports: crate::ReportLimit::default(),
+            on_report_delivered: None,
         };
         let runner = Runner::new(ctx, queue, 16);
         let ctx = runner.ctx.clone();

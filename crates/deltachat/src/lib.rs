@@ -17,7 +17,9 @@
 //!
 //! The IMAP crate calls [`DeltaChat::capabilities`], [`DeltaChat::owns_entry`]
 //! / [`DeltaChat::set_entry`] / [`DeltaChat::mailbox_entries`] and
-//! [`DeltaChat::server_entries`]; SMTP delivery calls [`DeltaChat::delivered`].
+//! [`DeltaChat::server_entries`]; SMTP delivery calls [`DeltaChat::delivered`],
+//! and so do the outbound queue's reports to a local sender (through the
+//! delivery crate's `DeliveredHook`, which the daemon wires here).
 
 mod metadata;
 mod notifier;

@@ -68,6 +68,7 @@ async fn setup(transport: Scripted, retry: RetryPolicy) -> Setup {
         delay_warning: 0,
         destination_concurrency: 4,
         reports: crate::ReportLimit::new(0, 0),
+        on_report_delivered: None,
     };
     Setup { _dir: dir, ctx, alice }
 }
@@ -128,12 +129,25 @@ async fn a_permanent_failure_bounces_once_and_the_rest_is_delivered() {
         ("b.test", &[(AttemptOutcome::Delivered, "250 2.0.0 ok")]),
         ("c.test", &[(AttemptOutcome::Failed, "550 5.1.1 no such user here")]),
     ]);
-    let s = setup(t, RetryPolicy::default()).await;
+    let mut s = setup(t, RetryPolicy::default()).await;
+    // What the daemon wires to Delta Chat's push: told once, of the INBOX copy.
+    let told: std::sync::Arc<Mutex<Vec<(String, String, String)>>> = Default::default();
+    let record = told.clone();
+    s.ctx.on_report_delivered = Some(std::sync::Arc::new(move |copies, raw| {
+        for (_, placement) in copies {
+            let raw = String::from_utf8_lossy(raw).into_owned();
+            record.lock().unwrap().push((placement.address.clone(), placement.mailbox.clone(), raw));
+        }
+    }));
     let id = s.enqueue(vec![rcpt("bob@b.test"), rcpt("nobody@C.test")], 0).await;
     s.tick(0).await;
     assert!(s.ctx.store.spool_get(id).unwrap().is_none());
     let inbox = s.inbox().await;
     assert_eq!(inbox.len(), 1, "one bounce");
+    let told = told.lock().unwrap().clone();
+    assert_eq!(told.len(), 1, "the hook hears of the bounce once");
+    assert_eq!((told[0].0.as_str(), told[0].1.as_str()), ("alice@a.test", "INBOX"));
+    assert!(inbox[0].ends_with(&told[0].2), "the hook gets the report as filed");
     assert!(inbox[0].contains("Final-Recipient: rfc822;nobody@C.test\r\n"), "{}", inbox[0]);
     assert!(inbox[0].contains("Status: 5.1.1\r\n") && inbox[0].contains("Remote-MTA: dns; mx.c.test"));
     assert!(!inbox[0].contains("rfc822;bob@b.test"), "the delivered recipient is not reported");
