@@ -26,7 +26,8 @@ use tracing::{info, warn};
 /// `Ok(false)` when there is no such user any more, or the user's quota is
 /// full (the report is then dropped: retrying would not make room).
 pub(crate) async fn deliver_to_sender(
-    (store, directory): (&Store, &Directory),
+    store: &Store,
+    directory: &Directory,
     hook: Option<&crate::DeliveredHook>,
     sender: &str,
     message: &[u8],
@@ -140,7 +141,7 @@ async fn report(
     })?;
     let domain = d.sender.rsplit_once('@').map_or("", |(_, domain)| domain);
     if directory.is_local_domain(domain)? {
-        if deliver_to_sender((store, directory), None, d.sender, &report, d.now).await? {
+        if deliver_to_sender(store, directory, None, d.sender, &report, d.now).await? {
             info!(sender = %d.sender, ?action, recipients = recipients.len(), "delivery report delivered");
         } else {
             warn!(sender = %d.sender, ?action, "delivery report dropped: sender has no mailbox here");

@@ -67,8 +67,8 @@ async fn send<T: Transport>(
         now,
         retry_until,
     })?;
-    let here = (&ctx.store, &ctx.directory);
-    if local::deliver_to_sender(here, ctx.on_report_delivered.as_ref(), &entry.sender, &report, now).await? {
+    let hook = ctx.on_report_delivered.as_ref();
+    if local::deliver_to_sender(&ctx.store, &ctx.directory, hook, &entry.sender, &report, now).await? {
         info!(queue_id = entry.id, sender = %entry.sender, ?action, recipients = recipients.len(), "DSN delivered");
     } else {
         warn!(queue_id = entry.id, sender = %entry.sender, ?action, "DSN dropped: sender has no mailbox here");
