@@ -7,8 +7,10 @@
 
 use std::io;
 use std::net::SocketAddr;
+use std::pin::Pin;
+use std::task::Poll;
 use std::time::Duration;
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::io::{AsyncBufRead, AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 
@@ -77,13 +79,22 @@ impl Conn {
         if !self.reader.buffer().is_empty() {
             return Ok(true);
         }
-        // A zero timeout polls the read once: data already in the socket is
-        // taken, nothing is waited for.
-        match tokio::time::timeout(Duration::ZERO, self.reader.fill_buf()).await {
-            Ok(Ok([])) => Err(io::Error::new(io::ErrorKind::UnexpectedEof, "the server closed the connection")),
-            Ok(Ok(_)) => Ok(true),
-            Ok(Err(e)) => Err(e),
-            Err(_) => Ok(false),
+        // Polls the read once: data already in the socket is taken, nothing
+        // is waited for. (A zero `tokio::time::timeout` would wait for the
+        // timer's next millisecond tick whenever the socket is empty, and
+        // add that to every command: the tester's own delay, not the server's.)
+        let reader = &mut self.reader;
+        let polled = std::future::poll_fn(|cx| match Pin::new(&mut *reader).poll_fill_buf(cx) {
+            Poll::Ready(Ok(buf)) => Poll::Ready(Some(Ok(buf.is_empty()))),
+            Poll::Ready(Err(e)) => Poll::Ready(Some(Err(e))),
+            Poll::Pending => Poll::Ready(None),
+        })
+        .await;
+        match polled {
+            Some(Ok(true)) => Err(io::Error::new(io::ErrorKind::UnexpectedEof, "the server closed the connection")),
+            Some(Ok(false)) => Ok(true),
+            Some(Err(e)) => Err(e),
+            None => Ok(false),
         }
     }
 }
@@ -120,5 +131,33 @@ mod tests {
         assert_eq!(literal_len(b"* OK {x}\r\n"), None);
         assert_eq!(literal_len(b"* OK done\r\n"), None);
         assert_eq!(quote("a\"b\\"), "\"a\\\"b\\\\\"");
+    }
+
+    /// Looking for unsolicited data between commands must not wait: with
+    /// the clock paused, any timer it armed would move it.
+    #[tokio::test(start_paused = true)]
+    async fn has_pending_looks_without_waiting() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let mut conn = Conn::connect(listener.local_addr().unwrap(), Duration::from_secs(5)).await.unwrap();
+        let (mut server, _) = listener.accept().await.unwrap();
+        // Off the millisecond: a timer then rounds up to the next tick.
+        tokio::time::advance(Duration::from_micros(300)).await;
+        let before = tokio::time::Instant::now();
+        for _ in 0..10 {
+            assert!(!conn.has_pending().await.unwrap());
+        }
+        assert_eq!(tokio::time::Instant::now(), before, "has_pending waited for a timer");
+
+        server.write_all(b"* 3 EXISTS\r\n").await.unwrap();
+        let mut seen = false;
+        for _ in 0..1000 {
+            if conn.has_pending().await.unwrap() {
+                seen = true;
+                break;
+            }
+            tokio::task::yield_now().await;
+        }
+        assert!(seen, "data the server sent was never noticed");
+        assert_eq!(conn.read().await.unwrap(), b"* 3 EXISTS\r\n");
     }
 }
