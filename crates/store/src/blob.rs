@@ -5,8 +5,9 @@
 //! (`journal.rs`). Together they let the index be rebuilt from files alone;
 //! the header alone covers a delivery whose journal frame never landed.
 //!
-//! Write order (the durability contract): temp file → fsync → rename →
-//! fsync directory. Only then may the index point at it.
+//! Write order (the durability contract): temp file (or a spare, an
+//! emptied body file kept for reuse: `spare.rs`) → fsync → rename → fsync
+//! directory. Only then may the index point at it.
 //!
 //! Layout: `<root>/<shard>/<id>` with `<shard>` two hex digits derived from
 //! the id. A file being written is `<root>/<shard>/.tmp-<id>`, in the
@@ -17,6 +18,7 @@
 //! in earlier versions; [`BlobStore::clear_tmp`] still empties it.)
 
 use crate::error::{Result, StoreError};
+use crate::spare::{MAX_SPARE_LEN, SPARE_PREFIX, Spare, Spares};
 use crate::types::{BlobId, Placement};
 use serde::{Deserialize, Serialize};
 use std::fs::{self, File, OpenOptions};
@@ -50,6 +52,8 @@ pub struct BlobInfo {
 pub struct BlobStore {
     root: PathBuf,
     counter: AtomicU32,
+    /// Emptied body files for the next write (`spare.rs`).
+    spares: Spares,
 }
 
 impl BlobStore {
@@ -66,7 +70,7 @@ impl BlobStore {
         if created {
             sync_dir(root)?;
         }
-        Ok(BlobStore { root: root.to_owned(), counter: AtomicU32::new(0) })
+        Ok(BlobStore { root: root.to_owned(), counter: AtomicU32::new(0), spares: Spares::default() })
     }
 
     fn new_id(&self) -> BlobId {
@@ -90,18 +94,58 @@ impl BlobStore {
         let id = self.new_id();
         let final_path = self.path(&id)?;
         let dir = final_path.parent().ok_or_else(|| StoreError::Corrupt("blob path".into()))?;
-        let tmp_path = dir.join(format!("{TMP_PREFIX}{}", id.0));
         let head = serde_json::to_vec(header).map_err(|e| StoreError::Invalid(e.to_string()))?;
-        let mut f = OpenOptions::new().write(true).create_new(true).open(&tmp_path)?;
-        f.write_all(MAGIC)?;
-        f.write_all(&(head.len() as u32).to_be_bytes())?;
-        f.write_all(&head)?;
-        f.write_all(message)?;
-        f.sync_all()?;
-        drop(f);
-        fs::rename(&tmp_path, &final_path)?;
+        let mut start = Vec::with_capacity(MAGIC.len() + 4 + head.len() + message.len().min(MAX_SPARE_LEN as usize));
+        start.extend_from_slice(MAGIC);
+        start.extend_from_slice(&(head.len() as u32).to_be_bytes());
+        start.extend_from_slice(&head);
+        let offset = start.len() as u64;
+        // One write for a small message, two for a large one (no copy of it).
+        let rest = if message.len() <= MAX_SPARE_LEN as usize {
+            start.extend_from_slice(message);
+            &[][..]
+        } else {
+            message
+        };
+        let total = start.len() as u64 + rest.len() as u64;
+        // A spare that cannot be written over (gone, a failing disk) is
+        // dropped; a new file then tells whether the disk takes writes at all.
+        let reused = self.spares.take().and_then(|spare| self.write_over(spare, &start, rest, total).ok());
+        let written = match reused {
+            Some(path) => path,
+            None => {
+                let tmp_path = dir.join(format!("{TMP_PREFIX}{}", id.0));
+                let mut f = OpenOptions::new().write(true).create_new(true).open(&tmp_path)?;
+                f.write_all(&start)?;
+                f.write_all(rest)?;
+                f.sync_all()?;
+                tmp_path
+            }
+        };
+        fs::rename(&written, &final_path)?;
         sync_dir(dir)?;
-        Ok((id, (MAGIC.len() + 4 + head.len()) as u64))
+        Ok((id, offset))
+    }
+
+    /// Overwrites a spare with a new body file's octets, durably; the caller
+    /// renames it. On failure the spare is removed: it holds a torn write.
+    fn write_over(&self, spare: Spare, start: &[u8], rest: &[u8], total: u64) -> std::io::Result<PathBuf> {
+        use std::os::unix::fs::FileExt;
+        let done = (|| -> std::io::Result<()> {
+            let f = OpenOptions::new().write(true).open(&spare.path)?;
+            f.write_all_at(start, 0)?;
+            f.write_all_at(rest, start.len() as u64)?;
+            if spare.len > total {
+                f.set_len(total)?;
+            }
+            f.sync_all()
+        })();
+        self.spares.forget(spare.len);
+        if let Err(e) = done {
+            let _ = fs::remove_file(&spare.path);
+            return Err(e);
+        }
+        Ok(spare.path)
     }
 
     /// Writes, fsyncs and removes a small file where bodies are written, so
@@ -208,7 +252,9 @@ impl BlobStore {
 
     /// Reads `len` message bytes starting at `offset`. Blocking.
     pub fn read(&self, id: &BlobId, offset: u64, len: u64) -> Result<Vec<u8>> {
-        let mut f = File::open(self.path(id)?)?;
+        let path = self.path(id)?;
+        let _reading = self.spares.reading();
+        let mut f = File::open(path)?;
         f.seek(SeekFrom::Start(offset))?;
         let mut buf = Vec::with_capacity(len.min(64 << 20) as usize);
         f.take(len).read_to_end(&mut buf)?;
@@ -221,6 +267,7 @@ impl BlobStore {
     /// Parses a body file's header. Blocking.
     pub fn info(&self, id: &BlobId) -> Result<BlobInfo> {
         let path = self.path(id)?;
+        let _reading = self.spares.reading();
         let mut f = File::open(&path)?;
         let total = f.metadata()?.len();
         let mut magic = [0u8; MAGIC.len()];
@@ -242,9 +289,32 @@ impl BlobStore {
         Ok(BlobInfo { id: id.clone(), header, body_offset, body_len: total.saturating_sub(body_offset) })
     }
 
-    /// Removes a body file no message refers to any more. Blocking.
+    /// Removes a body file no message refers to any more: a small one is
+    /// kept as a spare for the next write (`spare.rs`). Blocking.
     pub fn delete(&self, id: &BlobId) -> Result<()> {
-        match fs::remove_file(self.path(id)?) {
+        let path = self.path(id)?;
+        let len = match fs::metadata(&path) {
+            Ok(m) => m.len(),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+            Err(e) => return Err(e.into()),
+        };
+        if self.spares.reserve(len) {
+            let dir = path.parent().ok_or_else(|| StoreError::Corrupt("blob path".into()))?;
+            let spare = dir.join(format!("{SPARE_PREFIX}{}", self.new_id().0));
+            match fs::rename(&path, &spare) {
+                Ok(()) => {
+                    self.spares.retired(Spare { path: spare, len });
+                    return Ok(());
+                }
+                Err(e) => {
+                    self.spares.forget(len);
+                    if e.kind() == std::io::ErrorKind::NotFound {
+                        return Ok(());
+                    }
+                }
+            }
+        }
+        match fs::remove_file(&path) {
             Ok(()) => Ok(()),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
             Err(e) => Err(e.into()),
@@ -266,7 +336,9 @@ impl BlobStore {
                 continue;
             }
             for entry in fs::read_dir(shard.path())? {
-                if let Some(id) = entry?.file_name().to_str().filter(|n| !n.starts_with(TMP_PREFIX)) {
+                if let Some(id) =
+                    entry?.file_name().to_str().filter(|n| !n.starts_with(TMP_PREFIX) && !n.starts_with(SPARE_PREFIX))
+                {
                     ids.push(BlobId(id.to_owned()));
                 }
             }
@@ -276,6 +348,8 @@ impl BlobStore {
     }
 
     /// Removes half-written files left by a crash: nothing refers to them.
+    /// Spares left by the last run go too (not counted). Called at start,
+    /// before any write could take a spare.
     pub fn clear_tmp(&self) -> Result<usize> {
         let mut n = 0;
         let legacy = self.root.join("tmp");
@@ -292,9 +366,13 @@ impl BlobStore {
             }
             for entry in fs::read_dir(shard.path())? {
                 let entry = entry?;
-                if entry.file_name().to_str().is_some_and(|n| n.starts_with(TMP_PREFIX)) {
+                let name = entry.file_name();
+                let Some(name) = name.to_str() else { continue };
+                if name.starts_with(TMP_PREFIX) {
                     fs::remove_file(entry.path())?;
                     n += 1;
+                } else if name.starts_with(SPARE_PREFIX) {
+                    fs::remove_file(entry.path())?;
                 }
             }
         }
@@ -339,6 +417,33 @@ mod tests {
         assert!(blobs.list().unwrap().is_empty());
         assert_eq!(blobs.clear_tmp().unwrap(), 1);
         assert!(std::fs::read_dir(dir.path().join("7f")).unwrap().next().is_none());
+    }
+
+    #[test]
+    fn a_deleted_body_file_is_written_over_by_the_next_message() {
+        use std::os::unix::fs::MetadataExt;
+        let dir = tempfile::tempdir().unwrap();
+        let blobs = BlobStore::open(dir.path()).unwrap();
+        let header = BlobHeader { internal_date: 1, placements: vec![] };
+        let long = vec![b'x'; 5000];
+        let (old, _) = blobs.write(&header, &long).unwrap();
+        let inode = fs::metadata(blobs.path(&old).unwrap()).unwrap().ino();
+        blobs.delete(&old).unwrap();
+        assert!(!blobs.exists(&old));
+        assert!(blobs.list().unwrap().is_empty(), "a spare is not a body");
+
+        let (new, off) = blobs.write(&header, b"Subject: y\r\n\r\nshort\r\n").unwrap();
+        assert_eq!(fs::metadata(blobs.path(&new).unwrap()).unwrap().ino(), inode, "the spare was reused");
+        assert_eq!(blobs.read(&new, off, 21).unwrap(), b"Subject: y\r\n\r\nshort\r\n");
+        assert_eq!(blobs.info(&new).unwrap().body_len, 21, "the old, longer content was cut off");
+        assert_eq!(blobs.list().unwrap(), vec![new.clone()]);
+
+        // A spare that vanished (clear_tmp at a restart) is skipped: a new file is made.
+        blobs.delete(&new).unwrap();
+        assert_eq!(blobs.clear_tmp().unwrap(), 0, "spares are not counted as torn writes");
+        let (third, off) = blobs.write(&header, b"z").unwrap();
+        assert_eq!(blobs.read(&third, off, 1).unwrap(), b"z");
+        assert_eq!(blobs.list().unwrap(), vec![third]);
     }
 
     #[test]

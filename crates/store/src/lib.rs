@@ -68,6 +68,7 @@ mod rename;
 mod retention;
 mod snapshot;
 mod space;
+mod spare;
 pub mod spool;
 mod staged;
 mod subscriptions;
