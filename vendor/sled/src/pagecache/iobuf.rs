@@ -314,6 +314,14 @@ pub(crate) struct IoBufs {
     pub segment_accountant: Mutex<SegmentAccountant>,
     pub segment_cleaner: SegmentCleaner,
     deferred_segment_ops: stack::Stack<SegmentOp>,
+    // coimail: buffers are written without a sync of their own (see
+    // `write_to_log`); `unsynced` says some write since the last
+    // `sync_written` may not be on disk yet, `sync_mutex` makes a caller
+    // that finds it clear wait for a sync another thread is running, and
+    // `synced_segments` is how far (in segments) stabilization was synced.
+    unsynced: std::sync::atomic::AtomicBool,
+    sync_mutex: Mutex<()>,
+    synced_segments: AtomicLsn,
     #[cfg(feature = "io_uring")]
     pub submission_mutex: Mutex<()>,
     #[cfg(feature = "io_uring")]
@@ -417,6 +425,9 @@ impl IoBufs {
             segment_accountant: Mutex::new(segment_accountant),
             segment_cleaner,
             deferred_segment_ops: stack::Stack::default(),
+            unsynced: std::sync::atomic::AtomicBool::new(false),
+            sync_mutex: Mutex::new(()),
+            synced_segments: AtomicLsn::new(0),
             #[cfg(feature = "io_uring")]
             submission_mutex: Mutex::new(()),
             #[cfg(feature = "io_uring")]
@@ -728,32 +739,15 @@ impl IoBufs {
         {
             let f = &self.config.file;
             pwrite_all(f, data, log_offset)?;
+            // coimail: no sync per buffer. Every write batch seals a buffer
+            // or two (`pin_log`), so syncing each one here cost a device
+            // round trip per batch on the pool (thousands a second under
+            // load). `make_stable` syncs the whole file once instead, after
+            // every buffer it needs is written, and stabilization below
+            // syncs before segments may be reused. Set before
+            // `mark_interval` makes this write count as stable.
             if !self.config.temporary {
-                #[cfg(target_os = "linux")]
-                {
-                    use std::os::unix::io::AsRawFd;
-                    let ret = unsafe {
-                        libc::sync_file_range(
-                            f.as_raw_fd(),
-                            i64::try_from(log_offset).unwrap(),
-                            i64::try_from(total_len).unwrap(),
-                            libc::SYNC_FILE_RANGE_WAIT_BEFORE
-                                | libc::SYNC_FILE_RANGE_WRITE
-                                | libc::SYNC_FILE_RANGE_WAIT_AFTER,
-                        )
-                    };
-                    if ret < 0 {
-                        let err = std::io::Error::last_os_error();
-                        if let Some(libc::ENOSYS) = err.raw_os_error() {
-                            f.sync_all()?;
-                        } else {
-                            return Err(err.into());
-                        }
-                    }
-                }
-
-                #[cfg(not(target_os = "linux"))]
-                f.sync_all()?;
+                self.unsynced.store(true, SeqCst);
             }
         }
         io_fail!(self, "buffer write post");
@@ -797,7 +791,65 @@ impl IoBufs {
         let current_max_header_stable_lsn =
             self.max_header_stable_lsn.load(Acquire);
 
+        // coimail: stabilizing past a segment boundary lets the segment
+        // accountant free (and later overwrite) segments whose live data was
+        // rewritten later in the log; those rewrites must be on disk first.
+        let segments =
+            current_max_header_stable_lsn / self.config.segment_size as Lsn;
+        if segments > self.synced_segments.load(Acquire) {
+            self.sync_written()?;
+            let _ = self.synced_segments.fetch_max(segments, SeqCst);
+        }
+
         self.sa_stabilize(current_max_header_stable_lsn, &guard)
+    }
+
+    /// coimail: makes every buffer written so far durable (the per-buffer
+    /// `sync_file_range` this replaces, for the whole file at once).
+    /// Returns after a sync that started after every write before this call
+    /// had finished: a caller finding nothing to do waits for a sync another
+    /// thread is running.
+    pub(crate) fn sync_written(&self) -> Result<()> {
+        if self.config.temporary {
+            return Ok(());
+        }
+        let _one_at_a_time = self.sync_mutex.lock();
+        if !self.unsynced.swap(false, SeqCst) {
+            return Ok(());
+        }
+        let f = &self.config.file;
+        #[cfg(target_os = "linux")]
+        let res = {
+            use std::os::unix::io::AsRawFd;
+            // nbytes 0: from offset 0 to the end of the file.
+            let ret = unsafe {
+                libc::sync_file_range(
+                    f.as_raw_fd(),
+                    0,
+                    0,
+                    libc::SYNC_FILE_RANGE_WAIT_BEFORE
+                        | libc::SYNC_FILE_RANGE_WRITE
+                        | libc::SYNC_FILE_RANGE_WAIT_AFTER,
+                )
+            };
+            if ret < 0 {
+                let err = std::io::Error::last_os_error();
+                if let Some(libc::ENOSYS) = err.raw_os_error() {
+                    f.sync_all()
+                } else {
+                    Err(err)
+                }
+            } else {
+                Ok(())
+            }
+        };
+        #[cfg(not(target_os = "linux"))]
+        let res = f.sync_all();
+        if let Err(e) = res {
+            self.unsynced.store(true, SeqCst);
+            return Err(e.into());
+        }
+        Ok(())
     }
 
     // It's possible that IO buffers are written out of order!
@@ -864,7 +916,10 @@ pub(crate) fn roll_iobuf(iobufs: &Arc<IoBufs>) -> Result<usize> {
         trace!("skipping roll_iobuf due to empty segment");
     } else {
         trace!("sealing ioubuf from  roll_iobuf");
-        maybe_seal_and_write_iobuf(iobufs, &iobuf, header, false)?;
+        // coimail: written inline, not on the pool (a `pwrite`; the sync
+        // is `make_stable`'s, see `write_to_log`). `pin_log` rolls the
+        // buffer at the start of every write batch.
+        seal_and_write_iobuf(iobufs, &iobuf, header, false, true)?;
     }
 
     Ok(header::offset(header))
@@ -878,7 +933,11 @@ pub(in crate::pagecache) fn make_stable(
     iobufs: &Arc<IoBufs>,
     lsn: Lsn,
 ) -> Result<usize> {
-    make_stable_inner(iobufs, lsn, false)
+    let written = make_stable_inner(iobufs, lsn, false)?;
+    // coimail: buffers are written without syncing (`write_to_log`); this
+    // is where what the caller waits for becomes durable.
+    iobufs.sync_written()?;
+    Ok(written)
 }
 
 /// Blocks until the specified log sequence number

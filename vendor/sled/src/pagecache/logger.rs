@@ -433,17 +433,21 @@ impl Log {
                  to log from exit_reservation",
                 lsn
             );
-            let iobufs = self.iobufs.clone();
-            let iobuf = iobuf.clone();
-            threadpool::spawn(move || {
-                if let Err(e) = iobufs.write_to_log(&iobuf) {
-                    error!(
-                        "hit error while writing iobuf with lsn {}: {:?}",
-                        lsn, e
-                    );
-                    iobufs.config.set_global_error(e);
-                }
-            })?;
+            // coimail: written here, not on the pool. A buffer write is a
+            // `pwrite` into the page cache now (the sync is `make_stable`'s,
+            // see `write_to_log`), cheaper than waking a pool thread for it.
+            // An error is handled as the pool did: stored as the global
+            // error, which the next flush returns.
+            if let Err(e) = self.iobufs.write_to_log(iobuf) {
+                error!(
+                    "hit error while writing iobuf with lsn {}: {:?}",
+                    lsn, e
+                );
+                self.iobufs.config.set_global_error(e);
+                let intervals = self.iobufs.intervals.lock();
+                drop(intervals);
+                let _notified = self.iobufs.interval_updated.notify_all();
+            }
 
             Ok(())
         } else {
