@@ -395,29 +395,45 @@ async fn load_batch(
         if read {
             bytes += meta.size;
         }
-        picked.push((seq, index, structure, read.then(|| Read::Pending(meta.clone()))));
+        picked.push((seq, index, structure, read));
     }
-    // Then load it in order, with up to READ_AHEAD file reads in flight
-    // (each is a blocking read on the store's thread pool).
-    for n in 0..picked.len() {
-        for (_, _, _, read) in picked.iter_mut().skip(n).take(READ_AHEAD) {
-            if let Some(r) = read {
-                r.start(&s.ctx.store);
+    // Then read every file the batch needs in one trip to the blocking pool
+    // (a task and a blocking-pool hand-off per message cost more than the
+    // reads of small, cached files themselves), and load in order.
+    let metas: Vec<MessageMeta> = picked.iter().filter(|p| p.3).filter_map(|p| listing.get(p.1)).cloned().collect();
+    let mut reads = if metas.is_empty() {
+        Vec::new()
+    } else {
+        let store = s.ctx.store.clone();
+        match tokio::task::spawn_blocking(move || {
+            metas.iter().map(|m| store.read_message_blocking(m)).collect::<Vec<_>>()
+        })
+        .await
+        {
+            Ok(reads) => reads,
+            Err(e) => {
+                batch.failed = Some(ImapError::Internal(format!("message read task: {e}")));
+                return batch;
             }
         }
-        let Some((seq, index, mut structure, read)) = picked.get_mut(n).map(|p| (p.0, p.1, p.2.take(), p.3.take()))
-        else {
-            break;
-        };
-        let mut raw = match read {
-            Some(r) => match r.finish().await {
-                Ok(raw) => Some(raw),
-                Err(e) => {
-                    batch.failed = Some(e);
+    }
+    .into_iter();
+    for (seq, index, structure, read) in picked {
+        let mut structure = structure;
+        let mut raw = if read {
+            match reads.next() {
+                Some(Ok(raw)) => Some(raw),
+                Some(Err(e)) => {
+                    batch.failed = Some(e.into());
                     break;
                 }
-            },
-            None => None,
+                None => {
+                    batch.failed = Some(ImapError::Internal("message read missing from its batch".into()));
+                    break;
+                }
+            }
+        } else {
+            None
         };
         if needs.structure && structure.is_none() {
             structure = raw.as_deref().and_then(|r| listing.get(index).map(|meta| cache.get_or_parse(meta, r)));
@@ -434,40 +450,6 @@ async fn load_batch(
         batch.loaded.push(Loaded { seq, index, raw, structure });
     }
     batch
-}
-
-/// Message file reads in flight at once per FETCH.
-const READ_AHEAD: usize = 16;
-
-/// A message file read, started ahead of its turn.
-#[derive(Default)]
-enum Read {
-    #[default]
-    Done,
-    Pending(MessageMeta),
-    Started(tokio::task::JoinHandle<Result<Vec<u8>, coimail_store::StoreError>>),
-}
-
-impl Read {
-    fn start(&mut self, store: &coimail_store::Store) {
-        *self = match std::mem::take(self) {
-            Read::Pending(meta) => {
-                let store = store.clone();
-                Read::Started(tokio::spawn(async move { store.read_message(&meta).await }))
-            }
-            other => other,
-        };
-    }
-
-    async fn finish(self) -> Result<Vec<u8>, ImapError> {
-        match self {
-            Read::Started(task) => match task.await {
-                Ok(r) => r.map_err(ImapError::from),
-                Err(e) => Err(ImapError::Internal(format!("message read task: {e}"))),
-            },
-            _ => Err(ImapError::Internal("message read was never started".into())),
-        }
-    }
 }
 
 /// RFC 3516 §4.3: BINARY of a part whose Content-Transfer-Encoding we
