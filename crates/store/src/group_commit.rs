@@ -126,21 +126,30 @@ impl GroupCommit {
     /// every write applied before the call is durable.
     pub(crate) async fn flush(&self) -> Result<()> {
         let mut progress = self.shared.progress.subscribe();
-        let ticket = {
+        let (ticket, start) = {
             let mut st = self.shared.state();
             st.requested += 1;
-            if !st.running {
+            let start = !st.running;
+            if start {
                 st.running = true;
-                let shared = Arc::clone(&self.shared);
-                tokio::task::spawn_blocking(move || shared.run());
             } else if st.idle {
                 // Only a lingering flusher needs waking (a busy one looks at
                 // `requested` before it lingers); notifying costs a syscall.
                 st.idle = false;
                 self.shared.wake.notify_one();
             }
-            st.requested
+            (st.requested, start)
         };
+        if start {
+            // Outside the lock: a runtime shutting down drops the task at
+            // once, and `Launch`'s drop takes the lock.
+            let mut launch = Launch(Some(Arc::clone(&self.shared)));
+            tokio::task::spawn_blocking(move || {
+                if let Some(shared) = launch.0.take() {
+                    shared.run();
+                }
+            });
+        }
         let seen = progress
             .wait_for(|p| p.done >= ticket)
             .await
@@ -150,6 +159,20 @@ impl GroupCommit {
             Some((upto, _, true)) if ticket <= upto => Err(StoreError::DiskFull),
             Some((upto, msg, false)) if ticket <= upto => Err(StoreError::Engine(format!("flush failed: {msg}"))),
             _ => Ok(()),
+        }
+    }
+}
+
+/// A flusher task not yet started. A runtime shutting down drops such
+/// tasks unrun; then no flusher runs after all, and the handle's `Drop`
+/// must not wait for one.
+struct Launch(Option<Arc<Shared>>);
+
+impl Drop for Launch {
+    fn drop(&mut self) {
+        if let Some(shared) = self.0.take() {
+            shared.state().running = false;
+            shared.ended.notify_all();
         }
     }
 }
@@ -201,6 +224,28 @@ mod tests {
         // A later request gets a fresh flush, not the old error.
         failing.store(false, Ordering::SeqCst);
         gc.flush().await.unwrap();
+    }
+
+    /// A runtime that is shutting down drops a new blocking task unrun;
+    /// dropping the handle afterwards must not wait for that flusher.
+    #[test]
+    fn a_flusher_the_runtime_never_ran_is_not_waited_for() {
+        let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+        let handle = rt.handle().clone();
+        rt.shutdown_timeout(std::time::Duration::ZERO);
+        let gc = GroupCommit::new(Box::new(|| Ok(())));
+        {
+            let _in_runtime = handle.enter();
+            let mut flush = Box::pin(gc.flush());
+            let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+            assert!(flush.as_mut().poll(&mut cx).is_pending(), "no flusher ran");
+        }
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            drop(gc);
+            let _ = tx.send(());
+        });
+        assert!(rx.recv_timeout(std::time::Duration::from_secs(5)).is_ok(), "dropping the handle hung");
     }
 
     #[tokio::test]
