@@ -95,13 +95,14 @@ impl BlobStore {
         let final_path = self.path(&id)?;
         let dir = final_path.parent().ok_or_else(|| StoreError::Corrupt("blob path".into()))?;
         let head = serde_json::to_vec(header).map_err(|e| StoreError::Invalid(e.to_string()))?;
-        let mut start = Vec::with_capacity(MAGIC.len() + 4 + head.len() + message.len().min(MAX_SPARE_LEN as usize));
+        // One write for a small message, two for a large one (no copy of it).
+        let small = message.len() <= MAX_SPARE_LEN as usize;
+        let mut start = Vec::with_capacity(MAGIC.len() + 4 + head.len() + if small { message.len() } else { 0 });
         start.extend_from_slice(MAGIC);
         start.extend_from_slice(&(head.len() as u32).to_be_bytes());
         start.extend_from_slice(&head);
         let offset = start.len() as u64;
-        // One write for a small message, two for a large one (no copy of it).
-        let rest = if message.len() <= MAX_SPARE_LEN as usize {
+        let rest = if small {
             start.extend_from_slice(message);
             &[][..]
         } else {
