@@ -52,6 +52,8 @@ pub struct BlobInfo {
 pub struct BlobStore {
     root: PathBuf,
     counter: AtomicU32,
+    /// Part of every id; `std::process::id` is a system call each time.
+    pid: u32,
     /// Emptied body files for the next write (`spare.rs`).
     spares: Spares,
 }
@@ -70,13 +72,18 @@ impl BlobStore {
         if created {
             sync_dir(root)?;
         }
-        Ok(BlobStore { root: root.to_owned(), counter: AtomicU32::new(0), spares: Spares::default() })
+        Ok(BlobStore {
+            root: root.to_owned(),
+            counter: AtomicU32::new(0),
+            pid: std::process::id(),
+            spares: Spares::default(),
+        })
     }
 
     fn new_id(&self) -> BlobId {
         let nanos = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0);
         let n = self.counter.fetch_add(1, Ordering::Relaxed);
-        BlobId(format!("{:020x}-{:05x}-{:08x}", nanos, std::process::id(), n))
+        BlobId(format!("{:020x}-{:05x}-{:08x}", nanos, self.pid, n))
     }
 
     fn path(&self, id: &BlobId) -> Result<PathBuf> {
