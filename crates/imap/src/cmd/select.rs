@@ -74,7 +74,7 @@ pub(crate) fn select(
     if let Some(r) = resync.filter(|r| r.uid_validity == info.uid_validity) {
         // RFC 7162 §3.2.5.1: what changed since the client's modseq (no resync when UIDVALIDITY changed).
         let messages = s.ctx.store.messages(account.id, info.id)?;
-        qresync::report(s.conn.out(), &s.ctx.store, account.id, &view, &messages, &r)?;
+        qresync::report(s.conn.out(), &s.ctx.store, account.id, &mut view, &messages, &r)?;
     }
     tracing::debug!(mailbox = %coimail_directory::LogSafe(&info.name), read_only, "selected");
     s.state = State::Selected(account, Box::new(view));

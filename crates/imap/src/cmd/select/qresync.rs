@@ -55,7 +55,7 @@ pub(super) fn report(
     out: &mut Vec<u8>,
     store: &Store,
     account: AccountId,
-    view: &SelectedView,
+    view: &mut SelectedView,
     messages: &[MessageMeta],
     r: &Resync,
 ) -> Result<(), ImapError> {
@@ -68,6 +68,9 @@ pub(super) fn report(
     write_vanished(out, true, &gone);
     for m in messages.iter().filter(|m| m.modseq > r.modseq && known(m.uid)) {
         if let Some(seq) = view.seq_of(m.uid) {
+            // The listing is read after the mailbox's keywords were: a
+            // keyword set meanwhile is announced before its first use.
+            view.announce(&m.flags, out);
             write_fetch(out, seq, Some(m.uid), Some(&m.flags), Some(m.modseq));
         }
     }

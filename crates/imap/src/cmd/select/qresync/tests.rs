@@ -222,3 +222,29 @@ async fn with_qresync_every_expunge_is_vanished() {
     )
     .await;
 }
+
+/// The stress tester caught this under load: SELECT reads the mailbox's
+/// keywords, another session sets a new keyword, then QRESYNC's listing
+/// (read after) shows it. The FETCH must not name a keyword FLAGS did not.
+#[tokio::test]
+async fn a_keyword_set_after_the_mailbox_was_read_is_announced_before_the_resync_fetch() {
+    let srv = TestServer::start().await;
+    srv.deliver(b"Subject: 1\r\n\r\n1\r\n").await;
+    let (validity, before, _) = inbox(&srv);
+    let (snap, _pin) = srv.store.pinned_snapshot(srv.account.id, "INBOX").unwrap();
+    let mut view = crate::selected::SelectedView::new(&snap.info, false, snap.uids, &snap.keywords);
+    assert_eq!(view.keywords().count(), 0);
+    // The other session, between the keywords and the listing.
+    let flags: coimail_store::Flags = ["$Late"].into_iter().collect();
+    srv.store.store_flags(srv.account.id, snap.info.id, &[Uid(1)], coimail_store::FlagOp::Add, &flags).await.unwrap();
+    let (_, _, messages) = inbox(&srv);
+    let r = super::Resync { uid_validity: validity, modseq: before, known: None };
+    let mut out = Vec::new();
+    super::report(&mut out, &srv.store, srv.account.id, &mut view, &messages, &r).unwrap();
+    let out = String::from_utf8(out).unwrap();
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines.len(), 3, "{out}");
+    assert_eq!(lines[0], "* FLAGS (\\Answered \\Flagged \\Deleted \\Seen \\Draft $Late)");
+    assert!(lines[1].starts_with("* OK [PERMANENTFLAGS (") && lines[1].contains("$Late"), "{out}");
+    assert!(lines[2].starts_with("* 1 FETCH (FLAGS ($Late) UID 1"), "{out}");
+}
