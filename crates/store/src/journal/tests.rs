@@ -149,6 +149,16 @@ fn torn_and_corrupt_frames_end_a_file() {
         (ok, got)
     };
     assert_eq!(read(&path), (true, vec![one[0].clone(), two[0].clone()]));
+    // The zeros a live segment keeps ahead of its frames end it cleanly...
+    let mut zeroed = bytes.clone();
+    zeroed.resize(whole + 4096, 0);
+    fs::write(&path, &zeroed).unwrap();
+    assert_eq!(read(&path), (true, vec![one[0].clone(), two[0].clone()]));
+    // ...and a frame torn inside them is still torn.
+    let mut torn = zeroed.clone();
+    torn[whole - 3..whole].fill(0);
+    fs::write(&path, &torn).unwrap();
+    assert_eq!(read(&path), (false, one.clone()));
     // Torn tail: the last frame is cut short.
     fs::write(&path, &bytes[..whole - 3]).unwrap();
     assert_eq!(read(&path), (false, one.clone()));
@@ -163,4 +173,49 @@ fn torn_and_corrupt_frames_end_a_file() {
     huge.extend_from_slice(&[0; 4]);
     fs::write(&path, &huge).unwrap();
     assert_eq!(read(&path), (false, one));
+}
+
+#[test]
+fn frames_are_written_into_zeros_laid_down_ahead_and_closing_cuts_them_off() {
+    let dir = tempfile::tempdir().unwrap();
+    let jdir = dir.path().join("journal");
+    let tree = crate::kv::Kv::memory().tree("mail").unwrap();
+    let opened = Journal::open(&jdir, &tree, &dir.path().join("blobs")).unwrap();
+    let jt = JournaledTree::new(tree.clone(), opened.journal);
+    let gone = |uid| {
+        let mut b = Batch::default();
+        b.remove(keys::message(crate::types::MailboxId(5), Uid(uid)));
+        b
+    };
+    let path = |j: &Journal, seq| j.dir.join(Name { epoch: j.epoch, seq, kind: Kind::Segment }.file());
+    for uid in 1..=3 {
+        jt.apply(gone(uid)).unwrap();
+    }
+    let (seq, bytes) = {
+        let seg = jt.journal.segment();
+        (seg.seq, seg.bytes)
+    };
+    let first = path(&jt.journal, seq);
+    // The file is longer than its frames: its size does not change per commit.
+    assert!(fs::metadata(&first).unwrap().len() >= ZEROED_AHEAD && bytes < ZEROED_AHEAD);
+    let mut got = Vec::new();
+    assert!(read_file(&first, &mut |r| got.push(r)).unwrap());
+    assert_eq!(got.len(), 3);
+    // A segment being closed keeps its frames only.
+    jt.journal.rotate(&mut jt.journal.segment()).unwrap();
+    assert_eq!(fs::metadata(&first).unwrap().len(), bytes);
+    // A crash leaves the new segment as zeros only: the next open finds it
+    // empty and removes it instead of keeping an empty segment forever.
+    jt.apply(gone(4)).unwrap();
+    let second = path(&jt.journal, seq + 1);
+    {
+        let seg = jt.journal.segment();
+        seg.file.write_all_at(&[0; 64], 0).unwrap();
+    }
+    drop(jt);
+    let reopened = Journal::open(&jdir, &tree, &dir.path().join("blobs")).unwrap();
+    // (The reopened journal's new segment takes the freed number.)
+    assert_eq!(reopened.journal.segment().seq, seq + 1);
+    assert_eq!(fs::metadata(&second).unwrap().len(), 0, "a segment of zeros only was kept");
+    assert!(first.exists());
 }
