@@ -104,7 +104,8 @@ impl Shared {
     }
 }
 
-/// Serialises flushes of one database and lets concurrent callers share them.
+/// Serialises the store's flushes (index and journal) and lets concurrent
+/// callers share them.
 pub(crate) struct GroupCommit {
     shared: Arc<Shared>,
 }

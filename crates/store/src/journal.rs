@@ -28,11 +28,12 @@
 //!   `write(2)` *before* the batch is applied to the index, under one mutex,
 //!   so the journal's order is the index's order and a torn frame (a crash
 //!   mid-write) belongs to a batch that was never applied.
-//! - [`Journal::sync`] fsyncs the open segment. `Store::flush` runs it
-//!   alongside the index flush and returns when both are done, so every
-//!   acknowledged change is durable in the journal. Concurrent syncs share
-//!   one fsync (group commit, `group_commit.rs`): the journal adds one
-//!   fsync per group, not per message, and no latency in series.
+//! - [`Journal::sync_blocking`] fsyncs the open segment. `Store::flush`
+//!   runs it in the same group commit as the index flush (`group_commit.rs`)
+//!   and returns when both are done, so every acknowledged change is durable
+//!   in the journal. The journal adds one fdatasync per group, not per
+//!   message; its pages start on their way to disk before the index is
+//!   flushed ([`Journal::start_writeback`]), so the two waits overlap.
 //! - After SIGKILL the journal holds every batch the index holds (the frame
 //!   reached the page cache first). After a power loss the index may hold an
 //!   unacknowledged batch whose frame was not fsync'd yet: the index is
@@ -63,7 +64,6 @@
 
 use crate::blob::{BlobStore, sync_dir};
 use crate::error::{Result, StoreError};
-use crate::group_commit::GroupCommit;
 use crate::keys;
 use crate::kv::{Batch, Tree};
 use crate::types::BlobId;
@@ -384,7 +384,6 @@ pub(crate) struct Journal {
     dir: PathBuf,
     epoch: u64,
     shared: Arc<Shared>,
-    sync: Arc<GroupCommit>,
     /// For tombstones: only body files still on disk need one.
     blobs: BlobStore,
     /// One compaction at a time.
@@ -457,7 +456,6 @@ impl Journal {
             written: AtomicU64::new(0),
             synced: AtomicU64::new(0),
         });
-        let for_sync = shared.clone();
         let snapshot = names.iter().rfind(|n| n.epoch == epoch && n.kind == Kind::Snapshot);
         let snapshot_bytes = match snapshot {
             Some(n) => fs::metadata(dir.join(n.file())).map(|m| m.len()).unwrap_or(0),
@@ -467,7 +465,6 @@ impl Journal {
             dir: dir.to_owned(),
             epoch,
             shared,
-            sync: GroupCommit::new(Box::new(move || for_sync.sync_blocking())),
             blobs: BlobStore::open(blobs_root)?,
             compaction: Mutex::new(()),
             compacting: AtomicBool::new(false),
@@ -489,16 +486,30 @@ impl Journal {
         self.space.get().is_some_and(|s| s.is_low())
     }
 
-    /// Makes every record written so far durable; concurrent callers share
-    /// one fsync. Free when nothing was written since the last one.
-    pub(crate) async fn sync(&self) -> Result<()> {
+    /// Starts writing the frames not yet synced to disk, without waiting,
+    /// so that the store's commit can flush the index meanwhile and the
+    /// [`Journal::sync_blocking`] after it mostly finds the pages written.
+    pub(crate) fn start_writeback(&self) {
         if self.shared.synced.load(Ordering::Acquire) >= self.shared.written.load(Ordering::Acquire) {
-            return Ok(());
+            return;
         }
-        self.sync.flush().await
+        let file = self.segment().file.clone();
+        #[cfg(target_os = "linux")]
+        {
+            use std::os::fd::AsRawFd;
+            // SAFETY: a plain system call on a descriptor `file` keeps open.
+            // Only a hint: a failure leaves the work to the fdatasync.
+            unsafe {
+                libc::sync_file_range(file.as_raw_fd(), 0, 0, libc::SYNC_FILE_RANGE_WRITE);
+            }
+        }
+        #[cfg(not(target_os = "linux"))]
+        drop(file);
     }
 
-    /// [`Journal::sync`] for a caller outside the runtime (opening the store). Blocking.
+    /// Makes every record written so far durable; free when nothing was
+    /// written since the last one. Blocking: the store's group commit
+    /// (`Store::flush`) calls it, so concurrent writers share one fdatasync.
     pub(crate) fn sync_blocking(&self) -> Result<()> {
         self.shared.sync_blocking()
     }

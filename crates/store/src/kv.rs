@@ -6,7 +6,6 @@
 //! Backends are an enum, not a trait object, so dispatch stays in this one file.
 
 use crate::error::{Result, StoreError};
-use crate::group_commit::GroupCommit;
 use std::collections::BTreeMap;
 use std::ops::Bound;
 use std::path::Path;
@@ -20,7 +19,7 @@ pub struct Kv {
 
 #[derive(Clone)]
 enum KvInner {
-    Sled(sled::Db, Arc<GroupCommit>),
+    Sled(sled::Db),
     Memory(Arc<Mutex<BTreeMap<String, MemTree>>>),
 }
 
@@ -97,9 +96,7 @@ impl Kv {
                 r => break r.map_err(engine)?,
             }
         };
-        let flusher = db.clone();
-        let gc = GroupCommit::new(Box::new(move || flusher.flush().map(|_| ()).map_err(engine)));
-        Ok(Kv { inner: KvInner::Sled(db, gc) })
+        Ok(Kv { inner: KvInner::Sled(db) })
     }
 
     /// A volatile in-memory database, for tests.
@@ -109,7 +106,7 @@ impl Kv {
 
     pub fn tree(&self, name: &str) -> Result<Tree> {
         let inner = match &self.inner {
-            KvInner::Sled(db, _) => TreeInner::Sled(db.open_tree(name).map_err(engine)?),
+            KvInner::Sled(db) => TreeInner::Sled(db.open_tree(name).map_err(engine)?),
             KvInner::Memory(trees) => {
                 let mut trees = trees.lock().map_err(poisoned)?;
                 TreeInner::Memory(trees.entry(name.to_owned()).or_default().clone())
@@ -118,23 +115,13 @@ impl Kv {
         Ok(Tree { inner })
     }
 
-    /// Makes every write applied before this call durable. Concurrent callers
-    /// share flushes: this is the group commit (see `group_commit.rs` for
-    /// why it is ours and not sled's `flush_async`).
-    pub async fn flush(&self) -> Result<()> {
-        match &self.inner {
-            KvInner::Sled(_, gc) => gc.flush().await,
-            KvInner::Memory(_) => Ok(()),
-        }
-    }
-
     /// Reads every pair of every tree, so a damaged page shows at startup
     /// rather than as a failed command later (sled checks each page's CRC as
     /// it reads it). Returns the number of pairs. Blocking; proportional to
     /// the index's size.
     pub fn verify(&self) -> Result<u64> {
         match &self.inner {
-            KvInner::Sled(db, _) => {
+            KvInner::Sled(db) => {
                 let mut pairs = 0u64;
                 for name in db.tree_names() {
                     let tree = db.open_tree(&name).map_err(engine)?;
@@ -156,10 +143,12 @@ impl Kv {
         }
     }
 
-    /// Blocking flush, for shutdown paths outside the runtime.
+    /// Makes every write applied before this call durable. Blocking: the
+    /// store's group commit (`group_commit.rs`) calls it, one flush at a
+    /// time, for all the writers waiting.
     pub fn flush_blocking(&self) -> Result<()> {
         match &self.inner {
-            KvInner::Sled(db, _) => db.flush().map(|_| ()).map_err(engine),
+            KvInner::Sled(db) => db.flush().map(|_| ()).map_err(engine),
             KvInner::Memory(_) => Ok(()),
         }
     }
@@ -230,7 +219,7 @@ impl Tree {
         Ok(())
     }
 
-    /// Applies every write of `batch` atomically (not yet durable: see [`Kv::flush`]).
+    /// Applies every write of `batch` atomically (not yet durable: see [`Kv::flush_blocking`]).
     pub fn apply(&self, batch: Batch) -> Result<()> {
         match &self.inner {
             TreeInner::Sled(t) => {

@@ -134,6 +134,9 @@ pub struct Store {
 
 struct Inner {
     kv: Kv,
+    /// Makes the journal and the index durable for every writer waiting
+    /// (`group_commit.rs`, [`Store::flush`]).
+    commit: Arc<group_commit::GroupCommit>,
     /// The `mail` tree; every write is journaled first (`journal.rs`).
     mail: JournaledTree,
     blobs: BlobStore,
@@ -220,6 +223,18 @@ impl Store {
         }
         let space = Arc::new(space::Space::new(data_dir, reserve));
         opened.journal.set_space(space.clone());
+        let commit = {
+            let (journal, index) = (opened.journal.clone(), kv.clone());
+            group_commit::GroupCommit::new(Box::new(move || {
+                // One thread, both waits overlapping: the journal's pages are
+                // on their way while the index's are written (one wake-up and
+                // one hand-back per commit instead of one per file).
+                journal.start_writeback();
+                let index = index.flush_blocking();
+                let journal = journal.sync_blocking();
+                index.and(journal)
+            }))
+        };
         let mail = JournaledTree::new(tree, opened.journal);
         let marker = data_dir.join(CLEAN_MARKER);
         let marked = marker.exists();
@@ -233,6 +248,7 @@ impl Store {
         let store = Store {
             inner: Arc::new(Inner {
                 kv,
+                commit,
                 mail,
                 blobs,
                 bus: ChangeBus::default(),
@@ -268,11 +284,11 @@ impl Store {
 
     /// Makes everything written so far durable.
     pub async fn flush(&self) -> Result<()> {
-        // The placement journal's fsync and the index flush run side by side:
-        // its frames were written before the index changes they describe
-        // (`journal.rs`), and a caller acknowledges only after both.
+        // The placement journal's fsync and the index flush are one group
+        // commit: its frames were written before the index changes they
+        // describe (`journal.rs`), and a caller acknowledges only after both.
         let started = std::time::Instant::now();
-        tokio::try_join!(self.inner.mail.journal().sync(), self.inner.kv.flush())?;
+        self.inner.commit.flush().await?;
         metrics::histogram!("coimail_store_commit_seconds").record(started.elapsed().as_secs_f64());
         Ok(())
     }
