@@ -445,6 +445,19 @@ impl Cursor<'_> {
 
 /// A response for a report: lossy UTF-8, literals cut short, at most ~300 characters.
 pub fn display(raw: &[u8]) -> String {
+    // Every response line is kept for reports: the usual short line of one
+    // text, without a literal inside, costs one copy.
+    let line = raw.strip_suffix(b"\r\n").unwrap_or(raw);
+    let plain_end = line.last().is_some_and(|b| b.is_ascii() && !b.is_ascii_whitespace());
+    if line.len() <= 300 && plain_end && !line.contains(&b'\r') {
+        if let Ok(s) = std::str::from_utf8(line) {
+            return s.to_owned();
+        }
+    }
+    display_slow(raw)
+}
+
+fn display_slow(raw: &[u8]) -> String {
     let s = String::from_utf8_lossy(raw);
     let s = s.trim_end();
     let mut out: String = s.chars().take(300).collect();
@@ -457,6 +470,25 @@ pub fn display(raw: &[u8]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn display_takes_the_short_way_only_where_it_gives_the_same() {
+        let long = format!("* OK {}\r\n", "x".repeat(400));
+        let samples: [&[u8]; 9] = [
+            b"* 3 FETCH (FLAGS (\\Seen) UID 7)\r\n",
+            b"a1 OK done  \r\n",
+            b"* 1 FETCH (BODY[] {5}\r\nab\r\nc)\r\n",
+            b"no line end",
+            b"\xff\xfe bytes\r\n",
+            "* OK caf\u{e9}\u{a0}\r\n".as_bytes(),
+            b"tab\t\r\n",
+            b"",
+            long.as_bytes(),
+        ];
+        for raw in samples {
+            assert_eq!(display(raw), display_slow(raw), "{raw:?}");
+        }
+    }
 
     fn u(raw: &str) -> Untagged {
         match response(raw.as_bytes()).unwrap() {
