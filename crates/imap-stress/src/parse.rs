@@ -449,10 +449,12 @@ pub fn display(raw: &[u8]) -> String {
     // text, without a literal inside, costs one copy.
     let line = raw.strip_suffix(b"\r\n").unwrap_or(raw);
     let plain_end = line.last().is_some_and(|b| b.is_ascii() && !b.is_ascii_whitespace());
-    if line.len() <= 300 && plain_end && !line.contains(&b'\r') {
-        if let Ok(s) = std::str::from_utf8(line) {
-            return s.to_owned();
-        }
+    if line.len() <= 300
+        && plain_end
+        && !line.contains(&b'\r')
+        && let Ok(s) = std::str::from_utf8(line)
+    {
+        return s.to_owned();
     }
     display_slow(raw)
 }
