@@ -66,6 +66,7 @@ use crate::blob::{BlobStore, sync_dir};
 use crate::error::{Result, StoreError};
 use crate::keys;
 use crate::kv::{Batch, Tree};
+use crate::listing::Listings;
 use crate::types::BlobId;
 use std::collections::HashMap;
 use std::fs::{self, File, OpenOptions};
@@ -668,16 +669,23 @@ pub(crate) struct History {
     pub state: Projection,
 }
 
-/// The `mail` tree with every write journaled first. Reads go straight to the tree.
+/// The `mail` tree with every write journaled first, and the message
+/// listings cache told of it (`listing.rs`). Reads go straight to the tree.
 #[derive(Clone)]
 pub(crate) struct JournaledTree {
     tree: Tree,
     journal: Arc<Journal>,
+    listings: Arc<Listings>,
 }
 
 impl JournaledTree {
     pub(crate) fn new(tree: Tree, journal: Arc<Journal>) -> JournaledTree {
-        JournaledTree { tree, journal }
+        JournaledTree { tree, journal, listings: Arc::default() }
+    }
+
+    /// Decoded message records, kept in step with every [`JournaledTree::apply`].
+    pub(crate) fn listings(&self) -> &Listings {
+        &self.listings
     }
 
     pub(crate) fn journal(&self) -> &Arc<Journal> {
@@ -713,8 +721,9 @@ impl JournaledTree {
     /// Neither is durable before `Store::flush`.
     pub fn apply(&self, batch: Batch) -> Result<()> {
         let records = records_of(&batch)?;
+        let changes = Listings::changes(&batch);
         if records.is_empty() {
-            return self.tree.apply(batch);
+            return self.listings.apply(changes, || self.tree.apply(batch));
         }
         let j = &self.journal;
         let mut seg = j.segment();
@@ -724,7 +733,8 @@ impl JournaledTree {
         if framed {
             j.append(&mut seg, &records)?;
         }
-        if let Err(e) = self.tree.apply(batch) {
+        // Under the segment lock: the cache learns writes in the index's order.
+        if let Err(e) = self.listings.apply(changes, || self.tree.apply(batch)) {
             if framed {
                 // The change never happened: its frame must not outlive it,
                 // or a rebuild would replay it. No sync has seen the frame
@@ -762,7 +772,7 @@ impl JournaledTree {
     /// Applies without journaling. Only for batches that move no message
     /// (reconcile's recount of counters, usage and reference counts).
     pub(crate) fn apply_unjournaled(&self, batch: Batch) -> Result<()> {
-        self.tree.apply(batch)
+        self.listings.apply_and_forget(|| self.tree.apply(batch))
     }
 }
 

@@ -55,6 +55,7 @@ mod index;
 mod journal;
 mod keys;
 pub mod kv;
+mod listing;
 mod mailbox;
 mod message;
 mod metadata;

@@ -220,21 +220,38 @@ impl Store {
         let mut spans: Vec<(Uid, Uid)> =
             ranges.iter().map(|r| (*r.start(), (*r.end()).min(last))).filter(|(a, b)| a <= b).collect();
         spans.sort_unstable();
-        let mut out = Vec::new();
-        let mut next = Uid(0); // lowest UID not yet read
+        // Disjoint, so no message is listed twice.
+        let mut disjoint = Vec::with_capacity(spans.len());
+        let mut next = Uid(0); // lowest UID not yet covered
         for (a, b) in spans {
             let a = a.max(next);
-            if a > b {
-                continue;
+            if a <= b {
+                disjoint.push((a, b));
+                // `b <= last < Uid::MAX`, so `b + 1` cannot overflow (nor saturate).
+                next = b.saturating_next();
             }
-            // `b <= last < Uid::MAX`, so `b + 1` cannot overflow (nor saturate).
-            for (k, v) in
-                self.inner.mail.range(&keys::message(mailbox, a), &keys::message(mailbox, b.saturating_next()))?
-            {
-                out.push(meta_of(mailbox, &k, &v)?);
-            }
-            next = b.saturating_next();
         }
+        let whole = || self.read_messages(mailbox, Uid::MIN, Uid::MAX);
+        if let Some(listed) = self.inner.mail.listings().messages_in(mailbox, rec.exists, &disjoint, whole)? {
+            return Ok(listed);
+        }
+        let mut out = Vec::new();
+        for (a, b) in disjoint {
+            out.extend(self.read_messages(mailbox, a, b)?);
+        }
+        Ok(out)
+    }
+
+    /// The index's records of `mailbox` from UID `a` to `b`, both included.
+    pub(crate) fn read_messages(&self, mailbox: MailboxId, a: Uid, b: Uid) -> Result<Vec<MessageMeta>> {
+        // The least key after `b`'s, also for `Uid::MAX`.
+        let mut end = keys::message(mailbox, b);
+        end.push(0);
+        let mut out = Vec::new();
+        self.inner.mail.visit_range(&keys::message(mailbox, a), &end, |k, v| {
+            out.push(meta_of(mailbox, k, v)?);
+            Ok(true)
+        })?;
         Ok(out)
     }
 
@@ -247,8 +264,10 @@ impl Store {
     /// [`Store::read_message`] for a caller already on a blocking thread
     /// (inside `spawn_blocking`, say, reading many messages in a loop): a
     /// plain file read, without the hop to the blocking pool that
-    /// `read_message` pays per message. Never call it from an async task:
-    /// it blocks the thread it runs on until the file is read.
+    /// `read_message` pays per message. It blocks the thread it runs on
+    /// until the file is read: from an async task only for a few small
+    /// files, which the page cache usually holds (IMAP FETCH does, up to
+    /// 64 KiB a batch).
     pub fn read_message_blocking(&self, meta: &MessageMeta) -> Result<Vec<u8>> {
         self.inner.blobs.read(&meta.blob, meta.body_offset, meta.size)
     }

@@ -603,3 +603,116 @@ async fn metadata_changes_reach_who_can_see_them() {
     s.set_metadata(server, "push-secret", Some(b"s")).await.unwrap();
     assert!(alice.try_recv().is_err());
 }
+
+/// What the index itself holds for a mailbox, bypassing the listings cache.
+fn indexed(s: &Store, mailbox: MailboxId) -> Vec<(Uid, Vec<String>, ModSeq, String)> {
+    s.read_messages(mailbox, Uid::MIN, Uid::MAX)
+        .unwrap()
+        .into_iter()
+        .map(|m| (m.uid, m.flags.iter().map(str::to_owned).collect(), m.modseq, m.blob.0))
+        .collect()
+}
+
+fn listed(s: &Store, account: AccountId, mailbox: MailboxId) -> Vec<(Uid, Vec<String>, ModSeq, String)> {
+    s.messages(account, mailbox)
+        .unwrap()
+        .into_iter()
+        .map(|m| (m.uid, m.flags.iter().map(str::to_owned).collect(), m.modseq, m.blob.0))
+        .collect()
+}
+
+/// The listings cache answers from memory after the first read, and every
+/// kind of write keeps it equal to the index: APPEND, STORE, COPY, MOVE,
+/// EXPUNGE, RENAME of INBOX and DELETE.
+#[tokio::test]
+async fn cached_listings_follow_every_kind_of_write() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = store_with_accounts(dir.path()).await;
+    let inbox = s.mailbox(ALICE, "INBOX").unwrap().id;
+    let trash = s.mailbox(ALICE, "Trash").unwrap().id;
+    for i in 0..5 {
+        s.append(ALICE, "INBOX", format!("m{i}\r\n").as_bytes(), Flags::new(), 0).await.unwrap();
+    }
+    let cache = || s.inner.mail.listings().cached_messages();
+    assert_eq!(cache(), 0);
+    assert_eq!(listed(&s, ALICE, inbox), indexed(&s, inbox));
+    assert_eq!(listed(&s, ALICE, trash), indexed(&s, trash));
+    assert_eq!(cache(), 5, "both mailboxes are cached after one read");
+    let same = |s: &Store| {
+        for mb in [inbox, trash] {
+            assert_eq!(listed(s, ALICE, mb), indexed(s, mb), "mailbox {mb:?}");
+        }
+    };
+    s.append(ALICE, "INBOX", b"new\r\n", Flags::from_iter(["$New"]), 0).await.unwrap();
+    same(&s);
+    s.store_flags(ALICE, inbox, &[Uid(1), Uid(6)], FlagOp::Add, &Flags::from_iter(["\\Seen", "$K"])).await.unwrap();
+    same(&s);
+    s.copy_messages(ALICE, inbox, &[Uid(2), Uid(3)], trash).await.unwrap();
+    same(&s);
+    s.move_messages(ALICE, inbox, &[Uid(4)], trash).await.unwrap();
+    same(&s);
+    s.expunge(ALICE, inbox, &[Uid(1)]).await.unwrap();
+    same(&s);
+    assert_eq!(cache(), 4 + 3);
+    // Ranges come from the cache as they came from the index.
+    let uids: Vec<Uid> =
+        s.messages_in(ALICE, inbox, &[Uid(5)..=Uid(9), Uid(2)..=Uid(3)]).unwrap().iter().map(|m| m.uid).collect();
+    assert_eq!(uids, [Uid(2), Uid(3), Uid(5), Uid(6)]);
+    s.rename_mailbox(ALICE, "INBOX", "Old").await.unwrap();
+    same(&s);
+    let old = s.mailbox(ALICE, "Old").unwrap().id;
+    assert_eq!(listed(&s, ALICE, old), indexed(&s, old));
+    assert!(listed(&s, ALICE, inbox).is_empty());
+    s.delete_mailbox(ALICE, "Trash").await.unwrap();
+    assert!(indexed(&s, trash).is_empty());
+    // A write the cache is not told of item by item empties it.
+    let mut b = kv::Batch::default();
+    b.insert(keys::counter("test-only"), 1u64.to_be_bytes().to_vec());
+    s.inner.mail.apply_unjournaled(b).unwrap();
+    assert_eq!(cache(), 0);
+    assert_eq!(listed(&s, ALICE, old), indexed(&s, old));
+}
+
+/// A write that lands while a mailbox is being loaded into the cache: the
+/// load is answered but not kept, so the next read sees the write.
+#[tokio::test]
+async fn a_load_overtaken_by_a_write_is_not_kept() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = store_with_accounts(dir.path()).await;
+    let inbox = s.mailbox(ALICE, "INBOX").unwrap().id;
+    s.append(ALICE, "INBOX", b"one\r\n", Flags::new(), 0).await.unwrap();
+    let listings = s.inner.mail.listings();
+    let stale = s.read_messages(inbox, Uid::MIN, Uid::MAX).unwrap();
+    let got = listings
+        .messages_in(inbox, 1, &[(Uid::MIN, Uid::MAX)], || {
+            // The write lands between the load's read of the index and its end.
+            let s2 = s.clone();
+            std::thread::spawn(move || {
+                let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+                rt.block_on(s2.store_flags(ALICE, inbox, &[Uid(1)], FlagOp::Add, &Flags::from_iter(["\\Seen"])))
+                    .unwrap();
+            })
+            .join()
+            .unwrap();
+            Ok(stale)
+        })
+        .unwrap()
+        .unwrap();
+    assert!(!got[0].flags.contains("\\Seen"), "the load answers what it read");
+    assert_eq!(listings.cached_messages(), 0, "but is not kept");
+    assert!(s.messages(ALICE, inbox).unwrap()[0].flags.contains("\\Seen"));
+}
+
+/// Mailboxes too large to cache are read from the index, range by range.
+#[tokio::test]
+async fn large_mailboxes_are_not_cached() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = store_with_accounts(dir.path()).await;
+    let inbox = s.mailbox(ALICE, "INBOX").unwrap().id;
+    let listings = s.inner.mail.listings();
+    let loaded = listings
+        .messages_in(inbox, crate::listing::MAX_MAILBOX + 1, &[(Uid::MIN, Uid::MAX)], || panic!("loaded"))
+        .unwrap();
+    assert!(loaded.is_none());
+    assert_eq!(listings.cached_messages(), 0);
+}

@@ -1,0 +1,193 @@
+//! The decoded message records of recently used mailboxes, so that a FETCH,
+//! a SEARCH or a session's catching up reads them from memory instead of
+//! walking the index and decoding each record again.
+//!
+//! Under the 10-client load benchmark, reading message records was an
+//! eighth of the server's CPU: sled's iterator looks every key up from the
+//! root (45% of it), then each JSON record is decoded (26%).
+//!
+//! # Kept in step with the index by construction
+//! Every write to the `mail` tree passes [`crate::journal::JournaledTree::apply`],
+//! which applies it to the index through [`Listings::apply`], under the
+//! journal's lock and this cache's: the cache sees the writes in the
+//! index's order, a reader never finds the index ahead of it, and no
+//! operation can forget to tell it.
+//!
+//! A mailbox is loaded whole from the index the first time it is read. A
+//! write may land while that load runs; every write counts in
+//! [`Listings::writes`], and a load during which the count moved is used
+//! once and not kept (a write's own update reaches only mailboxes already
+//! cached).
+//!
+//! # Bounded
+//! Mailboxes of more than [`MAX_MAILBOX`] messages are never cached (they
+//! are read range by range from the index, as before), and at most
+//! [`MAX_MESSAGES`] messages in all are: the least recently read mailbox
+//! goes first.
+
+use crate::error::Result;
+use crate::keys;
+use crate::kv::Batch;
+use crate::message::meta_of;
+use crate::types::{MailboxId, MessageMeta, Uid};
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Mutex, MutexGuard};
+
+/// Largest mailbox cached: loading one costs a scan of it.
+pub(crate) const MAX_MAILBOX: u32 = 5_000;
+/// Messages cached in all (a few hundred bytes each).
+pub(crate) const MAX_MESSAGES: usize = 100_000;
+
+/// One message entry of a batch: its key's mailbox and UID, and the value
+/// written (`None`: removed).
+pub(crate) type Change = (MailboxId, Uid, Option<Vec<u8>>);
+
+struct Cached {
+    messages: BTreeMap<Uid, MessageMeta>,
+    last_read: u64,
+}
+
+#[derive(Default)]
+struct State {
+    cached: HashMap<MailboxId, Cached>,
+    /// Batches that touched any message since the store opened.
+    writes: u64,
+    /// A clock for least-recently-read eviction.
+    clock: u64,
+    total: usize,
+}
+
+#[derive(Default)]
+pub(crate) struct Listings {
+    state: Mutex<State>,
+}
+
+impl Listings {
+    fn state(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The message entries `batch` writes or removes (none for most batches
+    /// that do not touch messages; those cost a scan of their keys).
+    pub(crate) fn changes(batch: &Batch) -> Vec<Change> {
+        batch
+            .ops()
+            .filter(|(k, _)| k.len() == 13 && k.first() == Some(&keys::MESSAGE))
+            .filter_map(|(k, v)| {
+                let mailbox = MailboxId(u64::from_be_bytes(k.get(1..9)?.try_into().ok()?));
+                Some((mailbox, keys::uid_of_message_key(k)?, v.map(<[u8]>::to_vec)))
+            })
+            .collect()
+    }
+
+    /// Applies a batch to the index with `apply` and the batch's `changes`
+    /// to the cache, as one step for readers: one that read a mailbox's
+    /// record after the batch (it holds counters and UIDNEXT) finds the
+    /// batch's messages here too. Call in the index's write order (under
+    /// the journal's lock).
+    pub(crate) fn apply(&self, changes: Vec<Change>, apply: impl FnOnce() -> Result<()>) -> Result<()> {
+        if changes.is_empty() {
+            return apply();
+        }
+        let mut st = self.state();
+        apply()?;
+        st.writes += 1;
+        let mut dropped = Vec::new();
+        for (mailbox, uid, value) in changes {
+            let Some(c) = st.cached.get_mut(&mailbox) else { continue };
+            let before = c.messages.len();
+            match value.map(|v| meta_of(mailbox, &keys::message(mailbox, uid), &v)) {
+                Some(Ok(meta)) => {
+                    c.messages.insert(uid, meta);
+                }
+                None => {
+                    c.messages.remove(&uid);
+                }
+                // Not decodable: readers of the index will say so; this
+                // mailbox is read from there from now on.
+                Some(Err(_)) => dropped.push(mailbox),
+            }
+            let after = c.messages.len();
+            st.total = st.total + after - before;
+        }
+        for mailbox in dropped {
+            st.forget(mailbox);
+        }
+        Ok(())
+    }
+
+    /// Applies a batch whose message entries are not looked at, and forgets
+    /// everything cached.
+    pub(crate) fn apply_and_forget(&self, apply: impl FnOnce() -> Result<()>) -> Result<()> {
+        let mut st = self.state();
+        let result = apply();
+        st.writes += 1;
+        st.cached.clear();
+        st.total = 0;
+        result
+    }
+
+    /// The messages of `mailbox` in `spans` (sorted, disjoint, inclusive),
+    /// from the cache, or loaded by `load` (the whole mailbox, in UID order)
+    /// when `exists` is small enough to cache. `None`: read the index.
+    pub(crate) fn messages_in(
+        &self,
+        mailbox: MailboxId,
+        exists: u32,
+        spans: &[(Uid, Uid)],
+        load: impl FnOnce() -> Result<Vec<MessageMeta>>,
+    ) -> Result<Option<Vec<MessageMeta>>> {
+        let writes = {
+            let mut st = self.state();
+            st.clock += 1;
+            let now = st.clock;
+            if let Some(c) = st.cached.get_mut(&mailbox) {
+                c.last_read = now;
+                return Ok(Some(pick(&c.messages, spans)));
+            }
+            if exists > MAX_MAILBOX {
+                return Ok(None);
+            }
+            st.writes
+        };
+        let messages: BTreeMap<Uid, MessageMeta> = load()?.into_iter().map(|m| (m.uid, m)).collect();
+        let out = pick(&messages, spans);
+        let mut st = self.state();
+        if st.writes == writes && messages.len() <= MAX_MAILBOX as usize && !st.cached.contains_key(&mailbox) {
+            while st.total + messages.len() > MAX_MESSAGES && !st.cached.is_empty() {
+                st.evict_one();
+            }
+            st.total += messages.len();
+            let last_read = st.clock;
+            st.cached.insert(mailbox, Cached { messages, last_read });
+        }
+        Ok(Some(out))
+    }
+
+    #[cfg(test)]
+    pub(crate) fn cached_messages(&self) -> usize {
+        self.state().total
+    }
+}
+
+impl State {
+    fn forget(&mut self, mailbox: MailboxId) {
+        if let Some(c) = self.cached.remove(&mailbox) {
+            self.total -= c.messages.len();
+        }
+    }
+
+    fn evict_one(&mut self) {
+        if let Some(oldest) = self.cached.iter().min_by_key(|(_, c)| c.last_read).map(|(m, _)| *m) {
+            self.forget(oldest);
+        }
+    }
+}
+
+fn pick(messages: &BTreeMap<Uid, MessageMeta>, spans: &[(Uid, Uid)]) -> Vec<MessageMeta> {
+    let mut out = Vec::new();
+    for &(a, b) in spans {
+        out.extend(messages.range(a..=b).map(|(_, m)| m.clone()));
+    }
+    out
+}
