@@ -19,6 +19,9 @@
 //! once and not kept (a write's own update reaches only mailboxes already
 //! cached).
 //!
+//! Mailbox records, which every message change rewrites and nearly every
+//! command reads, are kept the same way.
+//!
 //! # Bounded
 //! Mailboxes of more than [`MAX_MAILBOX`] messages are never cached (they
 //! are read range by range from the index, as before), and at most
@@ -29,6 +32,7 @@ use crate::error::Result;
 use crate::keys;
 use crate::kv::Batch;
 use crate::message::meta_of;
+use crate::records::{MailboxRecord, decode};
 use crate::types::{MailboxId, MessageMeta, Uid};
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Mutex, MutexGuard};
@@ -37,10 +41,16 @@ use std::sync::{Mutex, MutexGuard};
 pub(crate) const MAX_MAILBOX: u32 = 5_000;
 /// Messages cached in all (a few hundred bytes each).
 pub(crate) const MAX_MESSAGES: usize = 100_000;
+/// Mailbox records cached; past it they are all dropped and read again.
+const MAX_MAILBOX_RECORDS: usize = 10_000;
 
-/// One message entry of a batch: its key's mailbox and UID, and the value
-/// written (`None`: removed).
-pub(crate) type Change = (MailboxId, Uid, Option<Vec<u8>>);
+/// An entry of a batch this cache keeps: the value written (`None`: removed).
+pub(crate) enum Change {
+    Message(MailboxId, Uid, Option<Vec<u8>>),
+    /// A mailbox's record: every message change rewrites it (UIDNEXT,
+    /// HIGHESTMODSEQ, counters), and almost every command reads it.
+    Mailbox(MailboxId, Option<Vec<u8>>),
+}
 
 struct Cached {
     messages: BTreeMap<Uid, MessageMeta>,
@@ -50,6 +60,7 @@ struct Cached {
 #[derive(Default)]
 struct State {
     cached: HashMap<MailboxId, Cached>,
+    records: HashMap<MailboxId, MailboxRecord>,
     /// Batches that touched any message since the store opened.
     writes: u64,
     /// A clock for least-recently-read eviction.
@@ -72,10 +83,14 @@ impl Listings {
     pub(crate) fn changes(batch: &Batch) -> Vec<Change> {
         batch
             .ops()
-            .filter(|(k, _)| k.len() == 13 && k.first() == Some(&keys::MESSAGE))
             .filter_map(|(k, v)| {
                 let mailbox = MailboxId(u64::from_be_bytes(k.get(1..9)?.try_into().ok()?));
-                Some((mailbox, keys::uid_of_message_key(k)?, v.map(<[u8]>::to_vec)))
+                let value = v.map(<[u8]>::to_vec);
+                match (k.first(), k.len()) {
+                    (Some(&keys::MESSAGE), 13) => Some(Change::Message(mailbox, keys::uid_of_message_key(k)?, value)),
+                    (Some(&keys::MAILBOX_BY_ID), 9) => Some(Change::Mailbox(mailbox, value)),
+                    _ => None,
+                }
             })
             .collect()
     }
@@ -93,7 +108,19 @@ impl Listings {
         apply()?;
         st.writes += 1;
         let mut dropped = Vec::new();
-        for (mailbox, uid, value) in changes {
+        for change in changes {
+            let (mailbox, uid, value) = match change {
+                Change::Message(mailbox, uid, value) => (mailbox, uid, value),
+                Change::Mailbox(mailbox, value) => {
+                    if st.records.contains_key(&mailbox) {
+                        match value.map(|v| decode::<MailboxRecord>("mailbox", &v)) {
+                            Some(Ok(rec)) => st.records.insert(mailbox, rec),
+                            _ => st.records.remove(&mailbox),
+                        };
+                    }
+                    continue;
+                }
+            };
             let Some(c) = st.cached.get_mut(&mailbox) else { continue };
             let before = c.messages.len();
             match value.map(|v| meta_of(mailbox, &keys::message(mailbox, uid), &v)) {
@@ -123,8 +150,35 @@ impl Listings {
         let result = apply();
         st.writes += 1;
         st.cached.clear();
+        st.records.clear();
         st.total = 0;
         result
+    }
+
+    /// The record of mailbox `id`, from the cache or read by `load`.
+    pub(crate) fn mailbox(
+        &self,
+        id: MailboxId,
+        load: impl FnOnce() -> Result<Option<MailboxRecord>>,
+    ) -> Result<Option<MailboxRecord>> {
+        let writes = {
+            let st = self.state();
+            if let Some(rec) = st.records.get(&id) {
+                return Ok(Some(rec.clone()));
+            }
+            st.writes
+        };
+        let rec = load()?;
+        if let Some(rec) = &rec {
+            let mut st = self.state();
+            if st.writes == writes {
+                if st.records.len() >= MAX_MAILBOX_RECORDS {
+                    st.records.clear();
+                }
+                st.records.insert(id, rec.clone());
+            }
+        }
+        Ok(rec)
     }
 
     /// The messages of `mailbox` in `spans` (sorted, disjoint, inclusive),

@@ -97,10 +97,10 @@ impl Store {
     }
 
     pub(crate) fn mailbox_record_by_id(&self, id: MailboxId) -> Result<Option<MailboxRecord>> {
-        match self.inner.mail.get(&keys::mailbox_by_id(id))? {
+        self.inner.mail.listings().mailbox(id, || match self.inner.mail.get(&keys::mailbox_by_id(id))? {
             Some(v) => Ok(Some(decode("mailbox", &v)?)),
             None => Ok(None),
-        }
+        })
     }
 
     /// The record of `mailbox`, which must belong to `account`: a session can

@@ -641,6 +641,9 @@ async fn cached_listings_follow_every_kind_of_write() {
     let same = |s: &Store| {
         for mb in [inbox, trash] {
             assert_eq!(listed(s, ALICE, mb), indexed(s, mb), "mailbox {mb:?}");
+            // The mailbox's record, cached, as the index has it.
+            let cached = s.mailbox_record_by_id(mb).unwrap().map(|r| records::encode(&r).unwrap());
+            assert_eq!(cached, s.inner.mail.get(&keys::mailbox_by_id(mb)).unwrap(), "record of {mb:?}");
         }
     };
     s.append(ALICE, "INBOX", b"new\r\n", Flags::from_iter(["$New"]), 0).await.unwrap();
