@@ -112,11 +112,13 @@ impl Listings {
             let (mailbox, uid, value) = match change {
                 Change::Message(mailbox, uid, value) => (mailbox, uid, value),
                 Change::Mailbox(mailbox, value) => {
-                    if st.records.contains_key(&mailbox) {
+                    if let Some(cached) = st.records.get_mut(&mailbox) {
                         match value.map(|v| decode::<MailboxRecord>("mailbox", &v)) {
-                            Some(Ok(rec)) => st.records.insert(mailbox, rec),
-                            _ => st.records.remove(&mailbox),
-                        };
+                            Some(Ok(rec)) => *cached = rec,
+                            _ => {
+                                st.records.remove(&mailbox);
+                            }
+                        }
                     }
                     continue;
                 }
