@@ -255,6 +255,30 @@ impl Store {
         Ok(out)
     }
 
+    /// The records of `uids` below `end` that exist, for a read-modify-write
+    /// under the write lock: from the listings cache when the mailbox is
+    /// in it (or small enough to load), else read one by one.
+    fn records_at(
+        &self,
+        mailbox: MailboxId,
+        exists: u32,
+        uids: &[Uid],
+        end: Uid,
+    ) -> Result<std::collections::HashMap<Uid, MessageRecord>> {
+        let wanted: Vec<(Uid, Uid)> = uids.iter().filter(|u| **u < end).map(|&u| (u, u)).collect();
+        let whole = || self.read_messages(mailbox, Uid::MIN, Uid::MAX);
+        if let Some(listed) = self.inner.mail.listings().messages_in(mailbox, exists, &wanted, whole)? {
+            return Ok(listed.into_iter().map(|m| (m.uid, MessageRecord::from(m))).collect());
+        }
+        let mut out = std::collections::HashMap::new();
+        for (uid, _) in wanted {
+            if let Some(v) = self.inner.mail.get(&keys::message(mailbox, uid))? {
+                out.insert(uid, decode("message", &v)?);
+            }
+        }
+        Ok(out)
+    }
+
     /// The message exactly as it was delivered.
     pub async fn read_message(&self, meta: &MessageMeta) -> Result<Vec<u8>> {
         let (blob, offset, size) = (meta.blob.clone(), meta.body_offset, meta.size);
@@ -310,16 +334,16 @@ impl Store {
             let mut rec = self.owned_mailbox(account, mailbox)?;
             let end = self.visible_uid_next(&rec);
             let mut batch = Batch::default();
+            let current = self.records_at(mailbox, rec.exists, &uids, end)?;
             for &uid in &uids {
                 if uid >= end {
                     continue;
                 }
                 let key = keys::message(mailbox, uid);
-                let Some(v) = self.inner.mail.get(&key)? else {
+                let Some(mut msg) = current.get(&uid).cloned() else {
                     gone = true;
                     continue;
                 };
-                let mut msg: MessageRecord = decode("message", &v)?;
                 if unchanged_since.is_some_and(|since| msg.modseq > since) {
                     result.modified.push(uid);
                     continue;

@@ -113,6 +113,19 @@ pub(crate) struct MessageRecord {
     pub modseq: ModSeq,
 }
 
+impl From<crate::types::MessageMeta> for MessageRecord {
+    fn from(m: crate::types::MessageMeta) -> MessageRecord {
+        MessageRecord {
+            blob: m.blob.0,
+            offset: m.body_offset,
+            size: m.size,
+            internal_date: m.internal_date,
+            flags: m.flags,
+            modseq: m.modseq,
+        }
+    }
+}
+
 /// Storage an account uses, for quotas.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Usage {
