@@ -137,10 +137,17 @@ impl Listings {
                 Some(Err(_)) => dropped.push(mailbox),
             }
             let after = c.messages.len();
+            if after > MAX_MAILBOX as usize {
+                // Grown past what is cached: read from the index from now on.
+                dropped.push(mailbox);
+            }
             st.total = st.total + after - before;
         }
         for mailbox in dropped {
             st.forget(mailbox);
+        }
+        while st.total > MAX_MESSAGES {
+            st.evict_one();
         }
         Ok(())
     }
@@ -234,8 +241,9 @@ impl State {
     }
 
     fn evict_one(&mut self) {
-        if let Some(oldest) = self.cached.iter().min_by_key(|(_, c)| c.last_read).map(|(m, _)| *m) {
-            self.forget(oldest);
+        match self.cached.iter().min_by_key(|(_, c)| c.last_read).map(|(m, _)| *m) {
+            Some(oldest) => self.forget(oldest),
+            None => self.total = 0,
         }
     }
 }
@@ -246,4 +254,63 @@ fn pick(messages: &BTreeMap<Uid, MessageMeta>, spans: &[(Uid, Uid)]) -> Vec<Mess
         out.extend(messages.range(a..=b).map(|(_, m)| m.clone()));
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::records::{MessageRecord, encode};
+    use crate::types::{BlobId, Flags, ModSeq};
+
+    fn meta(mailbox: MailboxId, uid: u32) -> MessageMeta {
+        MessageMeta {
+            mailbox,
+            uid: Uid(uid),
+            size: 1,
+            internal_date: 0,
+            flags: Flags::new(),
+            modseq: ModSeq(1),
+            blob: BlobId("00".into()),
+            body_offset: 0,
+        }
+    }
+
+    fn load(l: &Listings, mailbox: MailboxId, n: u32) -> Vec<MessageMeta> {
+        let all: Vec<MessageMeta> = (1..=n).map(|u| meta(mailbox, u)).collect();
+        l.messages_in(mailbox, n, &[(Uid::MIN, Uid::MAX)], || Ok(all)).unwrap().unwrap()
+    }
+
+    #[test]
+    fn a_mailbox_grown_past_the_bound_is_read_from_the_index_again() {
+        let l = Listings::default();
+        let mb = MailboxId(1);
+        assert_eq!(load(&l, mb, MAX_MAILBOX).len(), MAX_MAILBOX as usize);
+        assert_eq!(l.cached_messages(), MAX_MAILBOX as usize);
+        let record = MessageRecord::from(meta(mb, MAX_MAILBOX + 1));
+        let change = Change::Message(mb, Uid(MAX_MAILBOX + 1), Some(encode(&record).unwrap()));
+        l.apply(vec![change], || Ok(())).unwrap();
+        assert_eq!(l.cached_messages(), 0);
+    }
+
+    #[test]
+    fn past_the_total_the_least_recently_read_mailbox_goes() {
+        let l = Listings::default();
+        let full = MAX_MESSAGES / MAX_MAILBOX as usize;
+        for m in 0..full as u64 {
+            load(&l, MailboxId(m), MAX_MAILBOX);
+        }
+        assert_eq!(l.cached_messages(), MAX_MESSAGES);
+        // Mailbox 0 read again: mailbox 1 is now the least recently read.
+        l.messages_in(MailboxId(0), MAX_MAILBOX, &[(Uid(1), Uid(1))], || panic!("cached")).unwrap();
+        load(&l, MailboxId(99), 10);
+        assert_eq!(l.cached_messages(), MAX_MESSAGES - MAX_MAILBOX as usize + 10);
+        l.messages_in(MailboxId(0), MAX_MAILBOX, &[(Uid(1), Uid(1))], || panic!("mailbox 0 went")).unwrap();
+        let reloaded = std::cell::Cell::new(false);
+        l.messages_in(MailboxId(1), MAX_MAILBOX, &[(Uid(1), Uid(1))], || {
+            reloaded.set(true);
+            Ok(Vec::new())
+        })
+        .unwrap();
+        assert!(reloaded.get(), "mailbox 1 was kept");
+    }
 }
