@@ -864,8 +864,8 @@ mod tests {
         assert!(!v.has_pending());
     }
 
-    /// The 10-minute stress run found one `modseq-decreased`; this is the
-    /// hole that allows it: after a resync from the store, an older change
+    /// The 10-minute stress run found one `modseq-decreased`; this is a
+    /// hole that allows one: after a resync from the store, an older change
     /// published late was reported after the newer one the listing showed.
     #[test]
     fn after_a_resync_older_bus_events_are_not_reported() {

@@ -352,7 +352,7 @@ impl Segment {
     }
 }
 
-/// What the journal's sync (group commit) shares with it.
+/// The open segment and how much of it is durable, behind one lock.
 struct Shared {
     segment: Mutex<Segment>,
     /// Frames written so far, and the number of them known durable.
@@ -384,7 +384,7 @@ impl Shared {
 pub(crate) struct Journal {
     dir: PathBuf,
     epoch: u64,
-    shared: Arc<Shared>,
+    shared: Shared,
     /// For tombstones: only body files still on disk need one.
     blobs: BlobStore,
     /// One compaction at a time.
@@ -445,7 +445,7 @@ impl Journal {
         let history = names.iter().any(|n| n.epoch == epoch);
         let seq = names.iter().filter(|n| n.epoch == epoch).map(|n| n.seq).max().map_or(1, |s| s.saturating_add(1));
         let file = create_segment(dir, epoch, seq)?;
-        let shared = Arc::new(Shared {
+        let shared = Shared {
             segment: Mutex::new(Segment {
                 seq,
                 file: Arc::new(file),
@@ -456,7 +456,7 @@ impl Journal {
             }),
             written: AtomicU64::new(0),
             synced: AtomicU64::new(0),
-        });
+        };
         let snapshot = names.iter().rfind(|n| n.epoch == epoch && n.kind == Kind::Snapshot);
         let snapshot_bytes = match snapshot {
             Some(n) => fs::metadata(dir.join(n.file())).map(|m| m.len()).unwrap_or(0),

@@ -231,8 +231,7 @@ impl Store {
                 next = b.saturating_next();
             }
         }
-        let whole = || self.read_messages(mailbox, Uid::MIN, Uid::MAX);
-        if let Some(listed) = self.inner.mail.listings().messages_in(mailbox, rec.exists, &disjoint, whole)? {
+        if let Some(listed) = self.cached_messages(mailbox, rec.exists, &disjoint)? {
             return Ok(listed);
         }
         let mut out = Vec::new();
@@ -240,6 +239,19 @@ impl Store {
             out.extend(self.read_messages(mailbox, a, b)?);
         }
         Ok(out)
+    }
+
+    /// The messages of `mailbox` in `spans` (sorted, disjoint) from the
+    /// listings cache, which loads the whole mailbox on first use; `None`
+    /// when the mailbox is too large to cache.
+    fn cached_messages(
+        &self,
+        mailbox: MailboxId,
+        exists: u32,
+        spans: &[(Uid, Uid)],
+    ) -> Result<Option<Vec<MessageMeta>>> {
+        let whole = || self.read_messages(mailbox, Uid::MIN, Uid::MAX);
+        self.inner.mail.listings().messages_in(mailbox, exists, spans, whole)
     }
 
     /// The index's records of `mailbox` from UID `a` to `b`, both included.
@@ -266,8 +278,7 @@ impl Store {
         end: Uid,
     ) -> Result<std::collections::HashMap<Uid, MessageRecord>> {
         let wanted: Vec<(Uid, Uid)> = uids.iter().filter(|u| **u < end).map(|&u| (u, u)).collect();
-        let whole = || self.read_messages(mailbox, Uid::MIN, Uid::MAX);
-        if let Some(listed) = self.inner.mail.listings().messages_in(mailbox, exists, &wanted, whole)? {
+        if let Some(listed) = self.cached_messages(mailbox, exists, &wanted)? {
             return Ok(listed.into_iter().map(|m| (m.uid, MessageRecord::from(m))).collect());
         }
         let mut out = std::collections::HashMap::new();
