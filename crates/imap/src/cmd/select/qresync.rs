@@ -72,6 +72,10 @@ pub(super) fn report(
             // keyword set meanwhile is announced before its first use.
             view.announce(&m.flags, out);
             write_fetch(out, seq, Some(m.uid), Some(&m.flags), Some(m.modseq));
+            // The listing may be ahead of the bus (a change committed after
+            // the snapshot, not yet published): older events still to come
+            // for this message must not be reported after it.
+            view.told_flags(m.uid, m.modseq);
         }
     }
     Ok(())
