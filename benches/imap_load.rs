@@ -17,9 +17,11 @@
 //! set up and started by `benches/dovecot/setup.sh` (sdbox, its default
 //! fsync settings, ARGON2ID hashes with coimail's parameters, auth cache).
 //!
-//! Run: `cargo bench --bench imap_load` (all scenarios, 15 s each per
-//! server). Options (or env IMAP_LOAD_SECONDS, IMAP_LOAD_SCENARIO):
-//! `-- --seconds N --scenario a|b|c|all --seed N --no-dovecot`;
+//! Run: `cargo bench --bench imap_load` (all scenarios, two rounds of 15 s
+//! per server, in the order coimail, Dovecot, Dovecot, coimail; the table
+//! sums the rounds, and each round's ratio is printed below it). Options
+//! (or env IMAP_LOAD_SECONDS, IMAP_LOAD_SCENARIO): `-- --seconds N
+//! --rounds N --scenario a|b|c|all --seed N --no-dovecot`;
 //! `-- --stress-minutes 10 [--scenario a]`: the long run, coimail only.
 //! Prints the full report of each run with `--verbose`. Asserts nothing.
 
@@ -43,6 +45,8 @@ struct Options {
     seed: u64,
     dovecot: bool,
     verbose: bool,
+    /// Runs per server and scenario, alternating which server goes first.
+    rounds: u32,
 }
 
 fn options() -> Options {
@@ -53,6 +57,7 @@ fn options() -> Options {
         seed: 1,
         dovecot: true,
         verbose: false,
+        rounds: 2,
     };
     let args: Vec<String> = std::env::args().collect();
     for (i, a) in args.iter().enumerate() {
@@ -62,6 +67,7 @@ fn options() -> Options {
             ("--stress-minutes", Some(n)) => {
                 o.seconds = 60 * n.parse::<u64>().expect("--stress-minutes N");
                 o.dovecot = false;
+                o.rounds = 1;
                 if !args.iter().any(|a| a == "--scenario") && env("IMAP_LOAD_SCENARIO").is_none() {
                     o.scenarios = vec!['a'];
                 }
@@ -69,6 +75,7 @@ fn options() -> Options {
             ("--scenario", Some(s)) => o.scenarios = scenarios(s),
             ("--seed", Some(n)) => o.seed = n.parse().expect("--seed N"),
             ("--no-dovecot", _) => o.dovecot = false,
+            ("--rounds", Some(n)) => o.rounds = n.parse::<u32>().expect("--rounds N").max(1),
             ("--verbose", _) => o.verbose = true,
             _ => {}
         }
@@ -204,27 +211,50 @@ fn main() {
         if let Some(d) = &dovecot {
             servers.push(("dovecot", d.addr));
         }
-        let mut results = Vec::new();
-        for (name, addr) in servers {
-            eprintln!("{} on {name}, {} s ...", describe(s), o.seconds);
-            cpu::watch(match &dovecot {
-                Some(d) if name == "dovecot" => cpu::Server::ProcessTree(d.master_pid()),
-                _ => cpu::Server::InProcess,
-            });
-            let report = tester_rt.block_on(coimail_imap_stress::run(config(s, addr, &o))).expect("stress run");
-            // Violations on coimail are bugs: show their examples unasked.
-            if o.verbose || (name == "coimail" && report.violations() > 0) {
-                eprintln!("{report}");
+        // Rounds in the order A B B A ...: the machine's speed drifts by
+        // ±10% over a minute, and alternating cancels a steady drift
+        // instead of handing it to whichever server runs second.
+        let mut totals: Vec<(&str, Report, Option<(Duration, Duration)>)> = Vec::new();
+        let mut per_round = Vec::new();
+        for round in 0..o.rounds {
+            let mut order = servers.clone();
+            if round % 2 == 1 {
+                order.reverse();
             }
-            let spent = cpu::spent();
-            results.push((name, report, spent));
+            let mut rates = Vec::new();
+            for (name, addr) in order {
+                eprintln!("{} on {name}, round {} of {}, {} s ...", describe(s), round + 1, o.rounds, o.seconds);
+                cpu::watch(match &dovecot {
+                    Some(d) if name == "dovecot" => cpu::Server::ProcessTree(d.master_pid()),
+                    _ => cpu::Server::InProcess,
+                });
+                let report = tester_rt.block_on(coimail_imap_stress::run(config(s, addr, &o))).expect("stress run");
+                // Violations on coimail are bugs: show their examples unasked.
+                if o.verbose || (name == "coimail" && report.violations() > 0) {
+                    eprintln!("{report}");
+                }
+                let spent = cpu::spent();
+                rates.push((name, report.commands_per_sec()));
+                match totals.iter_mut().find(|(n, ..)| *n == name) {
+                    Some((_, total, cpu)) => {
+                        total.merge(report);
+                        *cpu = cpu.zip(spent).map(|(a, b)| (a.0 + b.0, a.1 + b.1));
+                    }
+                    None => totals.push((name, report, spent)),
+                }
+            }
+            let rate = |n: &str| rates.iter().find(|(m, _)| *m == n).map(|(_, r)| *r);
+            if let Some((c, d)) = rate("coimail").zip(rate("dovecot")).filter(|(_, d)| *d > 0.0) {
+                per_round.push(c / d);
+            }
         }
-        rows.push((s, results));
+        totals.sort_by_key(|(n, ..)| *n != "coimail");
+        rows.push((s, totals, per_round));
     }
 
     println!(
-        "\nIMAP load, {} s per run, seed {} (commands/s over all clients; latency per command)",
-        o.seconds, o.seed
+        "\nIMAP load, {} round(s) of {} s per server, seed {} (commands/s over all clients and rounds; latency per command)",
+        o.rounds, o.seconds, o.seed
     );
     println!(
         "| scenario | server | commands/s | coimail/dovecot | server CPU µs/command | CPU: dovecot/coimail | tester CPU µs/command | p50 ms | p99 ms | violations |"
@@ -233,7 +263,7 @@ fn main() {
     // Server CPU per command over the load window (benches/imap_load/cpu.rs).
     let per_command =
         |r: &Report, spent: Option<Duration>| spent.map(|c| c.as_secs_f64() * 1e6 / (r.commands() as f64).max(1.0));
-    for (s, results) in &rows {
+    for (s, results, _) in &rows {
         let dovecot = results.iter().find(|(n, ..)| *n == "dovecot");
         let dovecot_rate = dovecot.map(|(_, r, _)| r.commands_per_sec());
         let dovecot_cpu = dovecot.and_then(|(_, r, c)| per_command(r, c.map(|c| c.0)));
@@ -261,8 +291,15 @@ fn main() {
             );
         }
     }
+    if rows.iter().any(|(_, _, r)| r.len() > 1) {
+        println!("\ncoimail/dovecot in each round:");
+        for (s, _, per_round) in &rows {
+            let each: Vec<String> = per_round.iter().map(|r| format!("{r:.2}")).collect();
+            println!("  {}: {}", describe(*s), each.join(", "));
+        }
+    }
     println!("\nviolations by kind:");
-    for (s, results) in &rows {
+    for (s, results, _) in &rows {
         for (name, r, _) in results {
             println!("  {} on {name}: {}", describe(*s), kinds(r));
         }

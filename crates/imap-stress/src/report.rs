@@ -214,6 +214,15 @@ impl Report {
     pub fn violations(&self) -> u64 {
         self.findings.total()
     }
+
+    /// Adds another run of the same clients: its load time, commands,
+    /// latencies and findings (a benchmark's rounds, reported as one).
+    pub fn merge(&mut self, other: Report) {
+        self.elapsed += other.elapsed;
+        self.clients = self.clients.max(other.clients);
+        self.stats.merge(&other.stats);
+        self.findings.merge(other.findings);
+    }
 }
 
 fn ms(d: Duration) -> String {
@@ -291,5 +300,32 @@ mod tests {
             let v = bucket_value(bucket(us));
             assert!(v <= us && (us - v) as f64 <= us as f64 * 0.02, "{us} -> {v}");
         }
+    }
+
+    #[test]
+    fn merged_rounds_count_as_one_run() {
+        let round = |secs: u64, commands: u64, us: u64, kind: &'static str| {
+            let mut r = Report { elapsed: Duration::from_secs(secs), clients: 10, ..Report::default() };
+            for _ in 0..commands {
+                r.stats.record("NOOP", Duration::from_micros(us));
+            }
+            r.findings.violation(Violation {
+                kind,
+                session: "c0.1".into(),
+                command: "NOOP".into(),
+                line: String::new(),
+                detail: String::new(),
+            });
+            r
+        };
+        let mut total = round(2, 3000, 100, "bad");
+        total.merge(round(1, 6000, 400, "bad"));
+        // 9,000 commands in 3 s, not the mean of 1,500/s and 6,000/s.
+        assert_eq!(total.commands(), 9000);
+        assert!((total.commands_per_sec() - 3000.0).abs() < 1e-6);
+        let p50 = total.p50().as_micros();
+        assert!((392..=400).contains(&p50), "{p50}");
+        assert_eq!(total.violations(), 2);
+        assert_eq!(total.findings.examples.len(), 2);
     }
 }
