@@ -37,6 +37,9 @@ use std::process::Command;
 use std::time::Duration;
 
 const PASSWORD: &str = "bench password";
+
+/// CPU time of the server and of the tester over the load (`cpu::spent`).
+type Spent = Option<(Duration, Duration)>;
 const ACCOUNTS: usize = 100;
 
 struct Options {
@@ -214,7 +217,7 @@ fn main() {
         // Rounds in the order A B B A ...: the machine's speed drifts by
         // ±10% over a minute, and alternating cancels a steady drift
         // instead of handing it to whichever server runs second.
-        let mut totals: Vec<(&str, Report, Option<(Duration, Duration)>)> = Vec::new();
+        let mut totals: Vec<(&str, Report, Spent)> = Vec::new();
         let mut per_round = Vec::new();
         for round in 0..o.rounds {
             let mut order = servers.clone();
