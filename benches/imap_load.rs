@@ -37,10 +37,10 @@ use std::process::Command;
 use std::time::Duration;
 
 const PASSWORD: &str = "bench password";
+const ACCOUNTS: usize = 100;
 
 /// CPU time of the server and of the tester over the load (`cpu::spent`).
 type Spent = Option<(Duration, Duration)>;
-const ACCOUNTS: usize = 100;
 
 struct Options {
     seconds: u64,

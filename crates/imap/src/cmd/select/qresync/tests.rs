@@ -249,11 +249,12 @@ async fn a_keyword_set_after_the_mailbox_was_read_is_announced_before_the_resync
     assert!(lines[2].starts_with("* 1 FETCH (FLAGS ($Late) UID 1"), "{out}");
 }
 
-/// The stress tester caught this under load (`modseq-decreased`, 1 in ~6
-/// million commands): two flag changes of one message land between SELECT's
-/// snapshot and QRESYNC's listing, and only the older one is on the bus by
-/// the session's next command. The resync FETCH showed the newer modseq;
-/// the older bus event must not be reported after it.
+/// The stress tester caught this under load (`modseq-decreased`, once in
+/// a side-by-side run of ~300,000 commands): two flag changes of one
+/// message land between SELECT's snapshot and QRESYNC's listing, and only
+/// the older one is on the bus by the session's next command. The resync
+/// FETCH showed the newer modseq; the older bus event must not be reported
+/// after it.
 #[tokio::test]
 async fn a_bus_event_older_than_the_resync_fetch_is_not_reported_after_it() {
     use coimail_store::{Change, FlagOp, Flags};
