@@ -217,6 +217,7 @@ fn main() {
         // Rounds in the order A B B A ...: the machine's speed drifts by
         // ±10% over a minute, and alternating cancels a steady drift
         // instead of handing it to whichever server runs second.
+        // In the order of `servers` (the first round's): coimail first.
         let mut totals: Vec<(&str, Report, Spent)> = Vec::new();
         let mut per_round = Vec::new();
         for round in 0..o.rounds {
@@ -251,7 +252,6 @@ fn main() {
                 per_round.push(c / d);
             }
         }
-        totals.sort_by_key(|(n, ..)| *n != "coimail");
         rows.push((s, totals, per_round));
     }
 
