@@ -118,6 +118,11 @@ pub const METRICS: &[(&str, Kind, &str)] = &[
         Kind::Histogram,
         "Time a durable store commit (index flush and journal fsync, shared by concurrent writers) took.",
     ),
+    (
+        "coimail_store_unsynced_bodies",
+        Kind::Gauge,
+        "Body files written without fsync whose octets are durable in the journal until a checkpoint syncs them.",
+    ),
     ("coimail_disk_free_bytes", Kind::Gauge, "Bytes free for the daemon on the data dir's filesystem."),
     (
         "coimail_disk_reserve_bytes",

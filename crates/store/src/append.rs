@@ -2,10 +2,13 @@
 //! MULTIAPPEND, RFC 3502) or a run of commands a client pipelined
 //! (`Store::append_batch`).
 //!
-//! A run is what makes one connection fast: each command on its own waits
-//! for its body file's fsync, the directory's fsync and an index flush, one
-//! after another. In a run the body files of all commands are written at
-//! once on several blocking threads (the fsyncs overlap on the device), the
+//! A small message's body file is written without fsync: its octets go in
+//! the commit's journal frame, and the commit's one flush makes them durable
+//! (`body_sync.rs`), so an APPEND waits for one flush, not three in a row.
+//!
+//! A run is what makes one connection fast. In a run the body files of all
+//! commands are written at once on several blocking threads (a large
+//! message's fsyncs overlap on the device), the
 //! commands are indexed one after another in command order (so UIDs follow
 //! the commands, and each command is checked against the quota as it
 //! stands after the ones before it), and ONE flush makes all of them
@@ -45,6 +48,10 @@ type BodyFile = (BlobHeader, Vec<u8>);
 /// One body file to write: which checked request it belongs to, its header
 /// and the message bytes.
 type Job = (usize, BlobHeader, Vec<u8>);
+
+/// A body file written: its id, the message's offset in it, and the file's
+/// octets when it was written without fsync (they go in the journal frame).
+type Written = (BlobId, u64, Option<Vec<u8>>);
 
 impl Store {
     /// Multi-message APPEND (RFC 3502): every message or none. Each body
@@ -93,25 +100,25 @@ impl Store {
         let mut orphans: Vec<BlobId> = Vec::new();
         let mut applied = Vec::new();
         for (n, c) in checked.into_iter().enumerate() {
-            let files: Vec<Result<(BlobId, u64)>> = written.remove(&n).unwrap_or_default();
+            let files: Vec<Result<Written>> = written.remove(&n).unwrap_or_default();
             let outcome = match files.iter().position(Result::is_err) {
                 Some(_) => {
                     // All or nothing: the request's files that were written go.
                     let mut error = None;
                     for f in files {
                         match f {
-                            Ok((blob, _)) => orphans.push(blob),
+                            Ok((blob, _, _)) => orphans.push(blob),
                             Err(e) => error = error.or(Some(e)),
                         }
                     }
                     Err(error.unwrap_or_else(|| StoreError::Engine("body file write failed".into())))
                 }
                 None => {
-                    let files: Vec<(BlobId, u64)> = files.into_iter().flatten().collect();
+                    let files: Vec<Written> = files.into_iter().flatten().collect();
                     let indexed = self.index_append(account, c.mailbox, c.records, &files);
                     if indexed.is_err() {
                         // Nothing refers to the files: remove them so reconcile does not index them later.
-                        orphans.extend(files.into_iter().map(|(b, _)| b));
+                        orphans.extend(files.into_iter().map(|(b, _, _)| b));
                     }
                     indexed
                 }
@@ -171,14 +178,14 @@ impl Store {
             });
             let placement =
                 Placement { account, address: address.to_owned(), mailbox: mailbox.clone(), flags: m.flags };
-            files.push((BlobHeader { internal_date: m.internal_date, placements: vec![placement] }, m.raw));
+            files.push((BlobHeader::new(m.internal_date, vec![placement]), m.raw));
         }
         Ok((id, records, files))
     }
 
     /// Writes every body file, [`PARALLEL_WRITES`] threads side by side.
     /// Returns the outcome of each job, grouped by its request, in job order.
-    async fn write_bodies(&self, jobs: Vec<Job>) -> std::collections::BTreeMap<usize, Vec<Result<(BlobId, u64)>>> {
+    async fn write_bodies(&self, jobs: Vec<Job>) -> std::collections::BTreeMap<usize, Vec<Result<Written>>> {
         let per_task = jobs.len().div_ceil(PARALLEL_WRITES).max(1);
         let mut tasks = Vec::new();
         let mut jobs = jobs.into_iter().peekable();
@@ -191,12 +198,12 @@ impl Store {
                     .into_iter()
                     .map(|(n, h, raw)| {
                         this.inner.space.charge(raw.len() as u64);
-                        (n, this.inner.blobs.write(&h, &raw))
+                        (n, this.inner.blobs.write_unsynced(&h, &raw))
                     })
                     .collect::<Vec<_>>()
             }));
         }
-        let mut out: std::collections::BTreeMap<usize, Vec<Result<(BlobId, u64)>>> = Default::default();
+        let mut out: std::collections::BTreeMap<usize, Vec<Result<Written>>> = Default::default();
         for task in tasks {
             match task.await {
                 Ok(done) => {
@@ -217,7 +224,7 @@ impl Store {
         account: AccountId,
         mailbox: MailboxId,
         records: Vec<MessageRecord>,
-        files: &[(BlobId, u64)],
+        files: &[Written],
     ) -> Result<Applied> {
         if files.len() != records.len() {
             return Err(StoreError::Engine("body file writer lost a message".into()));
@@ -226,8 +233,11 @@ impl Store {
         let bytes = records.iter().map(|r| r.size).sum();
         self.check_quota(account, bytes, records.len() as u64)?;
         let mut ix = Indexer::new(self);
-        for (msg, (blob, offset)) in records.into_iter().zip(files) {
+        for (msg, (blob, offset, file)) in records.into_iter().zip(files) {
             ix.insert(mailbox, MessageRecord { blob: blob.0.clone(), offset: *offset, ..msg })?;
+            if let Some(file) = file {
+                ix.body(blob, file);
+            }
         }
         ix.apply()
     }

@@ -17,6 +17,7 @@
 //! opened, so no write pays for a `mkdir`. (`<root>/tmp/` held temp files
 //! in earlier versions; [`BlobStore::clear_tmp`] still empties it.)
 
+use crate::body_sync::{self, Ids};
 use crate::error::{Result, StoreError};
 use crate::spare::{MAX_SPARE_LEN, SPARE_PREFIX, Spare, Spares};
 use crate::types::{BlobId, Placement};
@@ -25,7 +26,7 @@ use std::fs::{self, File, OpenOptions};
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 const MAGIC: &[u8] = b"COIMAIL-BLOB 1\n";
 /// Names of files being written start with this.
@@ -38,6 +39,21 @@ const MAX_HEADER: usize = 1 << 20;
 pub struct BlobHeader {
     pub internal_date: i64,
     pub placements: Vec<Placement>,
+    /// The file's own id, so that a file whose name outlived a power loss
+    /// but whose octets did not (a spare's earlier message under the new
+    /// name) is told apart. Absent in files of earlier versions.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id: Option<String>,
+    /// CRC-32 of the message, in files written without fsync
+    /// (`body_sync.rs`): a torn write shows.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub crc: Option<u32>,
+}
+
+impl BlobHeader {
+    pub fn new(internal_date: i64, placements: Vec<Placement>) -> BlobHeader {
+        BlobHeader { internal_date, placements, id: None, crc: None }
+    }
 }
 
 /// A parsed body file: its header and where the message bytes start.
@@ -56,6 +72,10 @@ pub struct BlobStore {
     pid: u32,
     /// Emptied body files for the next write (`spare.rs`).
     spares: Spares,
+    /// Id times, and the files written without fsync (`body_sync.rs`).
+    ids: Ids,
+    /// One checkpoint at a time (the bound file has one writer).
+    checkpoint: std::sync::Mutex<()>,
 }
 
 impl BlobStore {
@@ -77,11 +97,16 @@ impl BlobStore {
             counter: AtomicU32::new(0),
             pid: std::process::id(),
             spares: Spares::default(),
+            ids: Ids::open(root)?,
+            checkpoint: std::sync::Mutex::new(()),
         })
     }
 
     fn new_id(&self) -> BlobId {
-        let nanos = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0);
+        self.ids.issue(false, |t| self.format_id(t))
+    }
+
+    fn format_id(&self, nanos: u64) -> BlobId {
         let n = self.counter.fetch_add(1, Ordering::Relaxed);
         BlobId(format!("{:020x}-{:05x}-{:08x}", nanos, self.pid, n))
     }
@@ -99,9 +124,42 @@ impl BlobStore {
     /// Blocking: call from a blocking thread.
     pub fn write(&self, header: &BlobHeader, message: &[u8]) -> Result<(BlobId, u64)> {
         let id = self.new_id();
-        let final_path = self.path(&id)?;
+        let (offset, _) = self.write_file(&id, header, None, message, true)?;
+        Ok((id, offset))
+    }
+
+    /// Writes a small body file without fsync (`body_sync.rs`): the caller
+    /// puts the returned file octets in the commit's journal frame. Returns
+    /// the id, the message's offset and those octets; `None` for a message
+    /// too large for that, which was written durably instead. Blocking.
+    pub(crate) fn write_unsynced(&self, header: &BlobHeader, message: &[u8]) -> Result<(BlobId, u64, Option<Vec<u8>>)> {
+        if message.len() > MAX_SPARE_LEN as usize {
+            let (id, offset) = self.write(header, message)?;
+            return Ok((id, offset, None));
+        }
+        let id = self.ids.issue(true, |t| self.format_id(t));
+        let written = self.write_file(&id, header, Some(crc32fast::hash(message)), message, false);
+        // Failed or not: a file left under the id is synced by the checkpoint (harmless).
+        self.ids.written(&id);
+        let (offset, file) = written?;
+        Ok((id, offset, file))
+    }
+
+    /// Writes body file `id`; with `durable`, the file and the directory
+    /// entry are fsync'd before it returns. Returns the message's offset,
+    /// and the file's octets when the message was small (one buffer).
+    fn write_file(
+        &self,
+        id: &BlobId,
+        header: &BlobHeader,
+        crc: Option<u32>,
+        message: &[u8],
+        durable: bool,
+    ) -> Result<(u64, Option<Vec<u8>>)> {
+        let final_path = self.path(id)?;
         let dir = final_path.parent().ok_or_else(|| StoreError::Corrupt("blob path".into()))?;
-        let head = serde_json::to_vec(header).map_err(|e| StoreError::Invalid(e.to_string()))?;
+        let header = BlobHeader { id: Some(id.0.clone()), crc, ..header.clone() };
+        let head = serde_json::to_vec(&header).map_err(|e| StoreError::Invalid(e.to_string()))?;
         // One write for a small message, two for a large one (no copy of it).
         let small = message.len() <= MAX_SPARE_LEN as usize;
         let mut start = Vec::with_capacity(MAGIC.len() + 4 + head.len() + if small { message.len() } else { 0 });
@@ -118,7 +176,7 @@ impl BlobStore {
         let total = start.len() as u64 + rest.len() as u64;
         // A spare that cannot be written over (gone, a failing disk) is
         // dropped; a new file then tells whether the disk takes writes at all.
-        let reused = self.spares.take().and_then(|spare| self.write_over(spare, &start, rest, total).ok());
+        let reused = self.spares.take().and_then(|spare| self.write_over(spare, &start, rest, total, durable).ok());
         let written = match reused {
             Some(path) => path,
             None => {
@@ -126,18 +184,86 @@ impl BlobStore {
                 let mut f = OpenOptions::new().write(true).create_new(true).open(&tmp_path)?;
                 f.write_all(&start)?;
                 f.write_all(rest)?;
-                f.sync_all()?;
+                if durable {
+                    f.sync_all()?;
+                }
                 tmp_path
             }
         };
         fs::rename(&written, &final_path)?;
-        sync_dir(dir)?;
-        Ok((id, offset))
+        if durable {
+            sync_dir(dir)?;
+        }
+        Ok((offset, small.then_some(start)))
+    }
+
+    /// Is body file `id` what its writer wrote? Its header must name it
+    /// and, where the header has a CRC, the message must match it. False
+    /// for a missing or unreadable file, and for one of an earlier version
+    /// (no id in its header): ask only about files that may not be durable
+    /// (`body_sync.rs`). Blocking.
+    pub(crate) fn verify(&self, id: &BlobId) -> bool {
+        let Ok(info) = self.info(id) else { return false };
+        if info.header.id.as_deref() != Some(id.0.as_str()) {
+            return false;
+        }
+        match info.header.crc {
+            None => true,
+            Some(crc) => self.read(id, info.body_offset, info.body_len).is_ok_and(|b| crc32fast::hash(&b) == crc),
+        }
+    }
+
+    /// Writes body file `id` durably from its octets (a journal frame's
+    /// copy), replacing whatever is there. Blocking.
+    pub(crate) fn restore(&self, id: &BlobId, file: &[u8]) -> Result<()> {
+        let final_path = self.path(id)?;
+        let dir = final_path.parent().ok_or_else(|| StoreError::Corrupt("blob path".into()))?;
+        let tmp_path = dir.join(format!("{TMP_PREFIX}{}", id.0));
+        let mut f = OpenOptions::new().write(true).create(true).truncate(true).open(&tmp_path)?;
+        f.write_all(file)?;
+        f.sync_all()?;
+        fs::rename(&tmp_path, &final_path)?;
+        sync_dir(dir)
+    }
+
+    /// The checkpoint (`body_sync.rs`): fsyncs the files written without
+    /// fsync at least `min_age` ago that still exist, and their
+    /// directories, then records the new bound. Returns how many it
+    /// covered. Blocking.
+    pub(crate) fn sync_unsynced(&self, min_age: Duration) -> Result<usize> {
+        let _one = self.checkpoint.lock().unwrap_or_else(|e| e.into_inner());
+        let due = self.ids.due(min_age);
+        if !due.is_empty() {
+            let paths: Vec<PathBuf> = due.iter().filter_map(|(_, id)| self.path(id).ok()).collect();
+            body_sync::sync_files(paths.into_iter())?;
+            self.ids.synced(&due)?;
+        }
+        metrics::gauge!("coimail_store_unsynced_bodies").set(self.ids.pending() as f64);
+        Ok(due.len())
+    }
+
+    /// Ids whose time is at or above this may not be durable after an
+    /// unclean stop (`body_sync.rs`).
+    pub(crate) fn unsure_from(&self) -> u64 {
+        self.ids.unsure_from()
+    }
+
+    /// Files written without fsync, not synced yet.
+    #[cfg(test)]
+    pub(crate) fn unsynced(&self) -> usize {
+        self.ids.pending()
     }
 
     /// Overwrites a spare with a new body file's octets, durably; the caller
     /// renames it. On failure the spare is removed: it holds a torn write.
-    fn write_over(&self, spare: Spare, start: &[u8], rest: &[u8], total: u64) -> std::io::Result<PathBuf> {
+    fn write_over(
+        &self,
+        spare: Spare,
+        start: &[u8],
+        rest: &[u8],
+        total: u64,
+        durable: bool,
+    ) -> std::io::Result<PathBuf> {
         use std::os::unix::fs::FileExt;
         let done = (|| -> std::io::Result<()> {
             let f = OpenOptions::new().write(true).open(&spare.path)?;
@@ -146,7 +272,7 @@ impl BlobStore {
             if spare.len > total {
                 f.set_len(total)?;
             }
-            f.sync_all()
+            if durable { f.sync_all() } else { Ok(()) }
         })();
         self.spares.forget(spare.len);
         if let Err(e) = done {
@@ -208,7 +334,11 @@ impl BlobStore {
     ) -> Result<(BlobId, u64, bool)> {
         use std::os::unix::fs::FileExt;
         let (id, tmp_path, file) = staged;
-        let json = serde_json::to_vec(header).map_err(|e| StoreError::Invalid(e.to_string()))?;
+        let named = |id: &BlobId| {
+            let header = BlobHeader { id: Some(id.0.clone()), ..header.clone() };
+            serde_json::to_vec(&header).map_err(|e| StoreError::Invalid(e.to_string()))
+        };
+        let json = named(id)?;
         let fixed = (MAGIC.len() + 4) as u64;
         // Octets left for the header's JSON (and its padding) in front of the prefix.
         let header_len = usize::try_from(data_at.saturating_sub(fixed + prefix.len() as u64)).unwrap_or(usize::MAX);
@@ -227,6 +357,7 @@ impl BlobStore {
             return Ok((id.clone(), fixed + header_len as u64, true));
         }
         let new = self.new_id();
+        let json = named(&new)?;
         let final_path = self.path(&new)?;
         let dir = final_path.parent().ok_or_else(|| StoreError::Corrupt("blob path".into()))?;
         let out_path = dir.join(format!("{TMP_PREFIX}{}", new.0));
@@ -410,11 +541,13 @@ mod tests {
                 mailbox: "INBOX".into(),
                 flags: Flags::from_iter(["\\Seen"]),
             }],
+            id: None,
+            crc: None,
         };
         let (id, off) = blobs.write(&header, b"Subject: x\r\n\r\nhi\r\n").unwrap();
         assert_eq!(blobs.read(&id, off, 18).unwrap(), b"Subject: x\r\n\r\nhi\r\n");
         let info = blobs.info(&id).unwrap();
-        assert_eq!(info.header, header);
+        assert_eq!(info.header, BlobHeader { id: Some(id.0.clone()), ..header }, "the header names its file");
         assert_eq!(info.body_len, 18);
         assert_eq!(blobs.list().unwrap(), vec![id.clone()]);
         assert!(blobs.read(&id, off, 19).is_err(), "short read must be an error");
@@ -432,7 +565,7 @@ mod tests {
         use std::os::unix::fs::MetadataExt;
         let dir = tempfile::tempdir().unwrap();
         let blobs = BlobStore::open(dir.path()).unwrap();
-        let header = BlobHeader { internal_date: 1, placements: vec![] };
+        let header = BlobHeader::new(1, vec![]);
         let long = vec![b'x'; 5000];
         let (old, _) = blobs.write(&header, &long).unwrap();
         let inode = fs::metadata(blobs.path(&old).unwrap()).unwrap().ino();

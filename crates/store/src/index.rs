@@ -11,6 +11,7 @@
 //! then publish). A change either happens whole or not at all, and nothing
 //! is published before it is durable.
 
+use crate::journal::Record;
 use crate::keys;
 use crate::kv::Batch;
 use crate::publish::{Pending, Publication};
@@ -33,6 +34,8 @@ pub(crate) struct Indexer<'s> {
     /// Mailboxes this change deletes: their records, names, METADATA and
     /// expunge log go, and nothing of theirs is written back.
     deleted: BTreeSet<MailboxId>,
+    /// Octets of body files written without fsync, for the change's journal frame.
+    bodies: Vec<Record>,
 }
 
 /// An applied change: what it stored, and its publication (see [`Store::finish`]).
@@ -53,7 +56,16 @@ impl<'s> Indexer<'s> {
             expunged: BTreeMap::new(),
             ghosts: Vec::new(),
             deleted: BTreeSet::new(),
+            bodies: Vec::new(),
         }
+    }
+
+    /// Puts body file `blob`'s octets (written without fsync,
+    /// `body_sync.rs`) in this change's journal frame.
+    pub(crate) fn body(&mut self, blob: &BlobId, file: &[u8]) {
+        use base64::Engine;
+        let file = base64::engine::general_purpose::STANDARD.encode(file);
+        self.bodies.push(Record::Body { blob: blob.0.clone(), file });
     }
 
     /// The mailbox's record as this change leaves it so far.
@@ -213,7 +225,7 @@ impl<'s> Indexer<'s> {
         // Nothing is published for a batch the index refused (the dropped
         // ticket goes out empty; its ghosts shadow entries that still exist
         // and go at the next sweep).
-        self.store.inner.mail.apply(self.batch)?;
+        self.store.inner.mail.apply_with(self.batch, self.bodies)?;
         publication.stored = self.stored.clone();
         pending.set(publication);
         Ok(Applied { stored: self.stored, pending })

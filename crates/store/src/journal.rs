@@ -204,10 +204,10 @@ fn read_file(path: &Path, f: &mut impl FnMut(Record)) -> Result<bool> {
 }
 
 /// The state of `epoch` before segment `upto` (all of it with `None`).
-fn replay(dir: &Path, names: &[Name], epoch: u64, upto: Option<u64>) -> Result<Projection> {
+fn replay(dir: &Path, names: &[Name], epoch: u64, upto: Option<u64>, keep_bodies: bool) -> Result<Projection> {
     let files: Vec<&Name> = names.iter().filter(|n| n.epoch == epoch && upto.is_none_or(|u| n.seq < u)).collect();
     let base = files.iter().filter(|n| n.kind == Kind::Snapshot).map(|n| n.seq).max();
-    let mut p = Projection::default();
+    let mut p = Projection { keep_bodies, ..Projection::default() };
     let mut apply = |r: Record| p.apply(r);
     for n in &files {
         let wanted = match (n.kind, base) {
@@ -396,6 +396,8 @@ pub(crate) struct Journal {
     /// The free-space reserve: no compaction while below it (a snapshot
     /// needs room the size of the live state before the old files go).
     space: std::sync::OnceLock<Arc<crate::space::Space>>,
+    /// The store's body files, whose unsynced ones a compaction syncs first.
+    bodies: std::sync::OnceLock<Arc<BlobStore>>,
 }
 
 /// What opening found.
@@ -472,11 +474,16 @@ impl Journal {
             min_compact: AtomicU64::new(MIN_COMPACT_BYTES),
             threshold: AtomicU64::new(MIN_COMPACT_BYTES.max(snapshot_bytes)),
             space: std::sync::OnceLock::new(),
+            bodies: std::sync::OnceLock::new(),
         };
         Ok(Opened { journal: Arc::new(journal), new_epoch, without_history: !history, older_epochs })
     }
 
     /// Ties compaction to the store's free-space reserve.
+    pub(crate) fn set_bodies(&self, blobs: Arc<BlobStore>) {
+        let _ = self.bodies.set(blobs);
+    }
+
     pub(crate) fn set_space(&self, space: Arc<crate::space::Space>) {
         let _ = self.space.set(space);
     }
@@ -620,7 +627,12 @@ impl Journal {
         if names.iter().any(|n| n.epoch == self.epoch && n.kind == Kind::Snapshot && n.seq >= base) {
             return Ok(()); // a newer snapshot was written meanwhile
         }
-        let p = replay(&self.dir, &names, self.epoch, Some(base))?;
+        // The frames folded away may hold the only durable copy of a body
+        // file written without fsync: those files are made durable first.
+        if let Some(blobs) = self.bodies.get() {
+            blobs.sync_unsynced(std::time::Duration::ZERO)?;
+        }
+        let p = replay(&self.dir, &names, self.epoch, Some(base), false)?;
         let tombstones: Vec<&str> =
             p.gone().into_iter().filter(|b| self.blobs.exists(&BlobId((*b).to_owned()))).collect();
         let bytes = write_snapshot(&self.dir, self.epoch, base, &p, &tombstones)?;
@@ -654,9 +666,9 @@ impl Journal {
         let mut epochs: Vec<u64> = names.iter().map(|n| n.epoch).filter(|e| *e != self.epoch).collect();
         epochs.sort_unstable_by(|a, b| b.cmp(a));
         epochs.dedup();
-        let mut out = vec![History { current: true, state: replay(&self.dir, &names, self.epoch, None)? }];
+        let mut out = vec![History { current: true, state: replay(&self.dir, &names, self.epoch, None, true)? }];
         for e in epochs {
-            out.push(History { current: false, state: replay(&self.dir, &names, e, None)? });
+            out.push(History { current: false, state: replay(&self.dir, &names, e, None, false)? });
         }
         Ok(out)
     }
@@ -720,7 +732,14 @@ impl JournaledTree {
     /// Journals the batch's placement changes (one frame), then applies it.
     /// Neither is durable before `Store::flush`.
     pub fn apply(&self, batch: Batch) -> Result<()> {
-        let records = records_of(&batch)?;
+        self.apply_with(batch, Vec::new())
+    }
+
+    /// [`JournaledTree::apply`], with `bodies` ([`Record::Body`], of files
+    /// written without fsync) in the same frame.
+    pub(crate) fn apply_with(&self, batch: Batch, bodies: Vec<Record>) -> Result<()> {
+        let mut records = records_of(&batch)?;
+        records.extend(bodies);
         let changes = Listings::changes(&batch);
         if records.is_empty() {
             return self.listings.apply(changes, || self.tree.apply(batch));

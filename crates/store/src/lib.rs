@@ -45,6 +45,7 @@
 
 mod append;
 pub mod blob;
+mod body_sync;
 pub mod changes;
 mod copy;
 pub mod error;
@@ -140,7 +141,7 @@ struct Inner {
     commit: Arc<group_commit::GroupCommit>,
     /// The `mail` tree; every write is journaled first (`journal.rs`).
     mail: JournaledTree,
-    blobs: BlobStore,
+    blobs: Arc<BlobStore>,
     bus: ChangeBus,
     /// Message changes are published in the order they were committed (`publish.rs`).
     order: publish::CommitOrder,
@@ -212,8 +213,10 @@ impl Store {
 
     fn with_kv(kv: Kv, data_dir: &Path, reserve: Reserve) -> Result<Store> {
         let tree = kv.tree("mail")?;
-        let blobs = BlobStore::open(&data_dir.join("blobs"))?;
+        let blobs = Arc::new(BlobStore::open(&data_dir.join("blobs"))?);
         let opened = Journal::open(&data_dir.join("journal"), &tree, &data_dir.join("blobs"))?;
+        opened.journal.set_bodies(blobs.clone());
+        body_sync::spawn_checkpoints(Arc::downgrade(&blobs));
         if opened.new_epoch {
             // The epoch must be durable before anything journaled under it.
             kv.flush_blocking()?;
@@ -298,6 +301,8 @@ impl Store {
     /// skip reconciliation. Call once, after the last write.
     pub async fn close(&self) -> Result<()> {
         self.flush().await?;
+        // A clean start checks no body file: every one must be durable.
+        self.blocking(|b| b.sync_unsynced(std::time::Duration::ZERO)).await?;
         // Files kept for sessions that are gone now; the next start is clean
         // and will not look for them.
         let kept = self.inner.retention.take_all();
@@ -383,6 +388,8 @@ pub fn set_index_aside(data_dir: &Path, label: &str) -> Result<Option<PathBuf>> 
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_body_sync;
 #[cfg(test)]
 mod tests_journal;
 #[cfg(test)]

@@ -60,7 +60,7 @@ pub(crate) fn targets(placements: Vec<Placement>, internal_date: i64) -> Result<
         p.mailbox = names::canonical(&p.mailbox)?;
         targets.push(Target { account: p.account, mailbox: p.mailbox.clone(), flags: p.flags.clone() });
     }
-    Ok((targets, BlobHeader { internal_date, placements: canonical }))
+    Ok((targets, BlobHeader::new(internal_date, canonical)))
 }
 
 /// One message of a multi-message APPEND (RFC 3502).

@@ -55,6 +55,12 @@ pub struct ReconcileReport {
     pub files_without_owner: u64,
     pub mailboxes_created: u64,
     pub temp_files_removed: u64,
+    /// Body files written without fsync that an unclean stop tore or lost,
+    /// written again from the journal frame holding their octets.
+    pub bodies_restored: u64,
+    /// Body files that did not hold what their name says (torn, or a
+    /// spare's earlier message under a new name): removed.
+    pub torn_files_removed: u64,
 }
 
 /// How far every mailbox's HIGHESTMODSEQ jumps at a reconcile. A change
@@ -241,15 +247,45 @@ impl Store {
         let histories = self.inner.mail.journal().histories()?;
         let mail = &self.inner.mail;
 
-        // 1. Index entries must point at existing body files.
+        // 0. Body files written without fsync (`body_sync.rs`) that the
+        // stop tore or lost come back from the frames that hold them.
+        let blobs = &self.inner.blobs;
+        for hist in histories.iter().filter(|h| h.current) {
+            for (blob, file) in &hist.state.bodies {
+                let id = BlobId(blob.clone());
+                if blobs.verify(&id) {
+                    continue;
+                }
+                use base64::Engine;
+                match base64::engine::general_purpose::STANDARD.decode(file) {
+                    Ok(octets) => {
+                        warn!(blob = %blob, "body file torn or lost by the unclean stop: restored from the journal");
+                        blobs.restore(&id, &octets)?;
+                        report.bodies_restored += 1;
+                    }
+                    Err(e) => error!(blob = %blob, error = %e, "journal copy of a body file is not base64"),
+                }
+            }
+        }
+        // Only files at or above the bound can be torn; older ones were
+        // synced, and reading them all would make a restart slow.
+        let unsure_from = blobs.unsure_from();
+        let intact = |id: &BlobId| match crate::body_sync::id_time(id) {
+            Some(t) if t >= unsure_from => blobs.verify(id),
+            _ => blobs.exists(id),
+        };
+
+        // 1. Index entries must point at existing, intact body files. A
+        // file written without fsync that is not intact and had no frame
+        // left to restore it from belongs to an APPEND that was never
+        // answered OK (its frame is fsync'd first).
         let mut refs: BTreeMap<String, u64> = BTreeMap::new();
         let mut present: HashMap<String, bool> = HashMap::new();
         let mut dangling = Batch::default();
         for (k, v) in mail.scan_prefix(&[keys::MESSAGE])? {
             report.messages_checked += 1;
             let msg: MessageRecord = decode("message", &v)?;
-            let exists =
-                *present.entry(msg.blob.clone()).or_insert_with(|| self.inner.blobs.exists(&BlobId(msg.blob.clone())));
+            let exists = *present.entry(msg.blob.clone()).or_insert_with(|| intact(&BlobId(msg.blob.clone())));
             if exists {
                 *refs.entry(msg.blob).or_default() += 1;
             } else {
@@ -290,11 +326,26 @@ impl Store {
             }
             let info = match self.inner.blobs.info(&id) {
                 Ok(i) => i,
+                Err(e) if !intact(&id) => {
+                    warn!(blob = %id.0, error = %e, "torn body file written without fsync: removing it");
+                    self.inner.blobs.delete(&id)?;
+                    report.torn_files_removed += 1;
+                    continue;
+                }
                 Err(e) => {
                     warn!(blob = %id.0, error = %e, "unreadable body file left in place");
                     continue;
                 }
             };
+            // A header naming another file: a spare's earlier octets under
+            // this name (its rename or overwrite did not survive the stop).
+            let misnamed = info.header.id.as_deref().is_some_and(|named| named != id.0);
+            if misnamed || !intact(&id) {
+                warn!(blob = %id.0, "body file does not hold what its name says: removing it");
+                self.inner.blobs.delete(&id)?;
+                report.torn_files_removed += 1;
+                continue;
+            }
             let before = items.len();
             match known {
                 Some(h) => self.journal_items(&mut resolver, h, &info, placed.get(h), &mut items)?,

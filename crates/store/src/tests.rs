@@ -522,7 +522,7 @@ async fn deleting_a_mailbox_takes_in_flight_deliveries_with_it() {
     assert_eq!(s.usage(ALICE).unwrap().messages, 3);
     // A delivery indexed but not yet flushed or published: invisible to readers.
     let raw = b"in flight\r\n";
-    let header = blob::BlobHeader { internal_date: 1, placements: vec![to("Work")] };
+    let header = blob::BlobHeader::new(1, vec![to("Work")]);
     let (blob, offset) = s.inner.blobs.write(&header, raw).unwrap();
     let target = message::Target { account: ALICE, mailbox: "Work".into(), flags: Flags::new() };
     let in_flight = s.index_locked(&blob, offset, raw.len() as u64, 1, &[target], false).unwrap();

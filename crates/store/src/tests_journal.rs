@@ -175,6 +175,8 @@ async fn unreferenced_files_are_placed_by_the_journal_else_by_their_header() {
             mailbox: "Drafts".into(),
             flags: flags(&["\\Draft"]),
         }],
+        id: None,
+        crc: None,
     };
     s.inner.blobs.write(&header, b"draft\r\n").unwrap();
     let r = s.reconcile(true).await.unwrap();

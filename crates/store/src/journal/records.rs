@@ -41,15 +41,47 @@ impl MailboxEntry {
 /// One journal record (see the module doc).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub(crate) enum Record {
-    Account { id: u64, address: String },
-    AccountGone { id: u64 },
-    Mailbox { id: u64, mailbox: MailboxEntry },
-    MailboxGone { id: u64 },
-    Message { mailbox: u64, uid: Uid, blob: String, flags: Flags },
-    MessageGone { mailbox: u64, uid: Uid },
-    BlobGone { blob: String },
-    Subscribed { account: u64, name: String },
-    Unsubscribed { account: u64, name: String },
+    Account {
+        id: u64,
+        address: String,
+    },
+    AccountGone {
+        id: u64,
+    },
+    Mailbox {
+        id: u64,
+        mailbox: MailboxEntry,
+    },
+    MailboxGone {
+        id: u64,
+    },
+    Message {
+        mailbox: u64,
+        uid: Uid,
+        blob: String,
+        flags: Flags,
+    },
+    MessageGone {
+        mailbox: u64,
+        uid: Uid,
+    },
+    BlobGone {
+        blob: String,
+    },
+    /// A body file's whole octets (base64), for a file written without
+    /// fsync (`body_sync.rs`): the frame is what makes them durable.
+    Body {
+        blob: String,
+        file: String,
+    },
+    Subscribed {
+        account: u64,
+        name: String,
+    },
+    Unsubscribed {
+        account: u64,
+        name: String,
+    },
 }
 
 /// Live placements per body file: (mailbox id, UID, flags).
@@ -66,6 +98,10 @@ pub(crate) struct Projection {
     pub known: BTreeSet<String>,
     /// Subscribed names: (account id, name).
     pub subscriptions: BTreeSet<(u64, String)>,
+    /// Body file octets (base64) by body file, kept only when `keep_bodies`
+    /// (reconcile restores files from them; compaction never needs them).
+    pub bodies: HashMap<String, String>,
+    pub keep_bodies: bool,
 }
 
 impl Projection {
@@ -105,7 +141,13 @@ impl Projection {
                 self.messages.remove(&(mailbox, uid));
             }
             Record::BlobGone { blob } => {
+                self.bodies.remove(&blob);
                 self.known.insert(blob);
+            }
+            Record::Body { blob, file } => {
+                if self.keep_bodies {
+                    self.bodies.insert(blob, file);
+                }
             }
             Record::Subscribed { account, name } => {
                 self.subscriptions.insert((account, name));
