@@ -232,7 +232,11 @@ impl Store {
             group_commit::GroupCommit::new(Box::new(move || {
                 // One thread, both waits overlapping: the journal's pages are
                 // on their way while the index's are written (one wake-up and
-                // one hand-back per commit instead of one per file).
+                // one hand-back per commit instead of one per file). The
+                // order is part of durability: sled's flush only waits for
+                // its writes to reach the device (`sync_file_range`), and the
+                // journal's `fdatasync` after it flushes the device's cache
+                // for both, so the two must not run side by side.
                 journal.start_writeback();
                 let index = index.flush_blocking();
                 let journal = journal.sync_blocking();
