@@ -668,7 +668,7 @@ impl Journal {
         epochs.dedup();
         let mut out = vec![History { current: true, state: replay(&self.dir, &names, self.epoch, None, true)? }];
         for e in epochs {
-            out.push(History { current: false, state: replay(&self.dir, &names, e, None, false)? });
+            out.push(History { current: false, state: replay(&self.dir, &names, e, None, true)? });
         }
         Ok(out)
     }

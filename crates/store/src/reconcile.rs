@@ -250,7 +250,9 @@ impl Store {
         // 0. Body files written without fsync (`body_sync.rs`) that the
         // stop tore or lost come back from the frames that hold them.
         let blobs = &self.inner.blobs;
-        for hist in histories.iter().filter(|h| h.current) {
+        // Older indexes' journals too: an index lost with the power keeps
+        // its epoch's frames.
+        for hist in &histories {
             for (blob, file) in &hist.state.bodies {
                 let id = BlobId(blob.clone());
                 if blobs.verify(&id) {

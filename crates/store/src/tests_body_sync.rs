@@ -149,3 +149,24 @@ async fn an_unreferenced_file_under_another_files_name_is_removed_not_placed() {
     assert_eq!(bodies(&s).await.len(), 1);
     assert!(!stray.exists());
 }
+
+#[tokio::test]
+async fn a_torn_body_comes_back_when_the_index_was_lost_with_the_power() {
+    let dir = tempfile::tempdir().unwrap();
+    let body = "Subject: a\r\n\r\nkept through both\r\n";
+    let a = {
+        let s = open(dir.path());
+        s.create_account(ALICE, "alice@example.org").await.unwrap();
+        append(&s, body).await;
+        files(&s, dir.path()).remove(0)
+    };
+    std::fs::write(&a, b"").unwrap();
+    std::fs::remove_dir_all(dir.path().join("index")).unwrap();
+
+    // What `coimail store rebuild` does: the account back from the directory, then reconcile.
+    let s = open(dir.path());
+    s.create_account(ALICE, "alice@example.org").await.unwrap();
+    let report = s.reconcile(true).await.unwrap();
+    assert_eq!(report.bodies_restored, 1, "{report:?}");
+    assert_eq!(bodies(&s).await, vec![(Uid(1), body.to_owned())]);
+}
