@@ -206,6 +206,8 @@ fn describe_and_zero() {
         ::metrics::counter!(name).absolute(0);
     }
     ::metrics::gauge!("coimail_imap_idle_sessions").increment(0.0);
+    // The store's checkpoint sets it every half second; 0 until then.
+    ::metrics::gauge!("coimail_store_unsynced_bodies").increment(0.0);
 }
 
 /// What a scrape reads from this daemon.
