@@ -242,6 +242,24 @@ impl BlobStore {
         Ok(due.len())
     }
 
+    /// Fsyncs every body file whose id's time is at least `from` (the
+    /// files a crash may have left in the page cache only), and their
+    /// directories, then records the bound past every id issued so far.
+    /// For reconcile, before the journal's copies go. Blocking.
+    pub(crate) fn sync_from(&self, from: u64) -> Result<()> {
+        let _one = self.checkpoint.lock().unwrap_or_else(|e| e.into_inner());
+        let recent: Vec<(u64, BlobId)> = self
+            .list()?
+            .into_iter()
+            .filter_map(|id| Some((body_sync::id_time(&id)?, id)))
+            .filter(|(t, _)| *t >= from)
+            .collect();
+        let through = recent.iter().map(|(t, _)| *t).max().unwrap_or(0);
+        let paths: Vec<PathBuf> = recent.iter().filter_map(|(_, id)| self.path(id).ok()).collect();
+        body_sync::sync_files(paths.into_iter())?;
+        self.ids.synced_through(&[], through)
+    }
+
     /// Ids whose time is at or above this may not be durable after an
     /// unclean stop (`body_sync.rs`).
     pub(crate) fn unsure_from(&self) -> u64 {

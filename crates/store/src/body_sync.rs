@@ -158,8 +158,16 @@ impl Ids {
 
     /// `synced` are durable now: forgets them and records the new bound.
     pub(crate) fn synced(&self, synced: &[(u64, BlobId)]) -> Result<()> {
+        self.synced_through(synced, 0)
+    }
+
+    /// [`Ids::synced`], and every file whose id's time is up to `through`
+    /// is durable too (found on disk, not issued by this process): the
+    /// bound, and the ids issued from now on, go past it.
+    pub(crate) fn synced_through(&self, synced: &[(u64, BlobId)], through: u64) -> Result<()> {
         let bound = {
             let mut s = self.state();
+            s.last = s.last.max(through);
             for (t, _) in synced {
                 s.pending.remove(t);
             }

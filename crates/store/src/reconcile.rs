@@ -227,6 +227,12 @@ impl Store {
             .await
             .map_err(|e| StoreError::Engine(format!("reconcile task failed: {e}")))??;
         self.flush().await?;
+        // The snapshot below drops the journal's copies of body files
+        // written without fsync: the files kept (intact after a crash that
+        // was not a power loss, so in the page cache only) are made durable
+        // first, and the bound moves past them (`body_sync.rs`).
+        let unsure_from = self.inner.blobs.unsure_from();
+        self.blocking(move |b| b.sync_from(unsure_from)).await?;
         // The index now says everything every journal file said.
         let this = self.clone();
         tokio::task::spawn_blocking(move || this.inner.mail.journal().compact_from_index(this.inner.mail.raw()))

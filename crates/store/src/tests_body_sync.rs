@@ -170,3 +170,24 @@ async fn a_torn_body_comes_back_when_the_index_was_lost_with_the_power() {
     assert_eq!(report.bodies_restored, 1, "{report:?}");
     assert_eq!(bodies(&s).await, vec![(Uid(1), body.to_owned())]);
 }
+
+#[tokio::test]
+async fn files_a_crash_left_intact_are_synced_before_reconcile_drops_their_journal_copies() {
+    let dir = tempfile::tempdir().unwrap();
+    let t = {
+        let s = open(dir.path());
+        s.create_account(ALICE, "alice@example.org").await.unwrap();
+        append(&s, "Subject: a\r\n\r\nin the page cache only\r\n").await;
+        let inbox = s.mailbox(ALICE, "INBOX").unwrap().id;
+        body_sync::id_time(&s.messages(ALICE, inbox).unwrap()[0].blob).unwrap()
+        // SIGKILL: no close, the file intact but never fsync'd.
+    };
+    let s = open(dir.path());
+    assert!(s.inner.blobs.unsure_from() <= t);
+    let report = s.reconcile(false).await.unwrap();
+    assert_eq!((report.bodies_restored, report.entries_without_body), (0, 0), "{report:?}");
+    // The snapshot replaced the frames holding its copy: the file must be
+    // durable now, and the next unclean start need not check it.
+    assert!(blob::BlobStore::open(&dir.path().join("blobs")).unwrap().unsure_from() > t);
+    assert_eq!(bodies(&s).await.len(), 1);
+}
