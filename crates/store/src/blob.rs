@@ -26,7 +26,7 @@ use std::fs::{self, File, OpenOptions};
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::time::Duration;
+use std::time::Instant;
 
 const MAGIC: &[u8] = b"COIMAIL-BLOB 1\n";
 /// Names of files being written start with this.
@@ -227,12 +227,12 @@ impl BlobStore {
     }
 
     /// The checkpoint (`body_sync.rs`): fsyncs the files written without
-    /// fsync at least `min_age` ago that still exist, and their
+    /// fsync at `cutoff` or before that still exist, and their
     /// directories, then records the new bound. Returns how many it
     /// covered. Blocking.
-    pub(crate) fn sync_unsynced(&self, min_age: Duration) -> Result<usize> {
+    pub(crate) fn sync_unsynced(&self, cutoff: Instant) -> Result<usize> {
         let _one = self.checkpoint.lock().unwrap_or_else(|e| e.into_inner());
-        let due = self.ids.due(min_age);
+        let due = self.ids.due(cutoff);
         if !due.is_empty() {
             let paths: Vec<PathBuf> = due.iter().filter_map(|(_, id)| self.path(id).ok()).collect();
             body_sync::sync_files(paths.into_iter())?;
@@ -240,6 +240,20 @@ impl BlobStore {
         }
         metrics::gauge!("coimail_store_unsynced_bodies").set(self.ids.pending() as f64);
         Ok(due.len())
+    }
+
+    /// Makes durable every file written without fsync at `cutoff` or
+    /// before, for a journal compaction about to drop the frames holding
+    /// their octets. It first gives the periodic checkpoint the time to
+    /// reach them, by which most are deleted and need no fsync at all:
+    /// syncing a second's worth of young files at once would queue
+    /// hundreds of fsyncs in front of the commits. Blocking.
+    pub(crate) fn sync_before_compaction(&self, cutoff: Instant) -> Result<usize> {
+        let patience = body_sync::MIN_AGE + body_sync::TICK;
+        while self.ids.any_due(cutoff) && cutoff.elapsed() < patience {
+            std::thread::sleep(body_sync::TICK / 5);
+        }
+        self.sync_unsynced(cutoff)
     }
 
     /// Fsyncs every body file whose id's time is at least `from` (the

@@ -145,15 +145,19 @@ impl Ids {
         }
     }
 
-    /// Pending files written at least `min_age` ago.
-    pub(crate) fn due(&self, min_age: Duration) -> Vec<(u64, BlobId)> {
-        let now = Instant::now();
+    /// Pending files written at `cutoff` or before.
+    pub(crate) fn due(&self, cutoff: Instant) -> Vec<(u64, BlobId)> {
         self.state()
             .pending
             .iter()
-            .filter(|(_, p)| p.written.is_some_and(|w| now.saturating_duration_since(w) >= min_age))
+            .filter(|(_, p)| p.written.is_some_and(|w| w <= cutoff))
             .map(|(t, p)| (*t, p.id.clone()))
             .collect()
+    }
+
+    /// Whether any pending file was written at `cutoff` or before.
+    pub(crate) fn any_due(&self, cutoff: Instant) -> bool {
+        self.state().pending.values().any(|p| p.written.is_some_and(|w| w <= cutoff))
     }
 
     /// `synced` are durable now: forgets them and records the new bound.
@@ -202,7 +206,8 @@ pub(crate) fn spawn_checkpoints(blobs: std::sync::Weak<crate::blob::BlobStore>) 
         loop {
             std::thread::sleep(TICK);
             let Some(blobs) = blobs.upgrade() else { return };
-            if let Err(e) = blobs.sync_unsynced(MIN_AGE) {
+            let cutoff = Instant::now().checked_sub(MIN_AGE).unwrap_or_else(Instant::now);
+            if let Err(e) = blobs.sync_unsynced(cutoff) {
                 // The files stay pending and are tried again; the journal
                 // frames keep their octets durable meanwhile.
                 tracing::error!(error = %e, "could not sync body files written without fsync");
@@ -257,19 +262,20 @@ mod tests {
         let (ta, tb, tc) = (id_time(&a).unwrap(), id_time(&b).unwrap(), id_time(&c).unwrap());
         assert!(start <= ta && ta < tb && tb < tc, "{start} {ta} {tb} {tc}");
         assert_eq!(ids.pending(), 2);
-        assert!(ids.due(Duration::ZERO).is_empty(), "nothing is due before its file is written");
+        assert!(ids.due(Instant::now()).is_empty(), "nothing is due before its file is written");
 
+        let before = Instant::now();
         ids.written(&c);
-        let due = ids.due(Duration::ZERO);
+        let due = ids.due(Instant::now());
         assert_eq!(due, vec![(tc, c.clone())]);
-        assert!(ids.due(Duration::from_secs(60)).is_empty(), "too young");
+        assert!(ids.due(before).is_empty() && !ids.any_due(before), "written after the cutoff");
         ids.synced(&due).unwrap();
         // `a` is still being written: the bound may not pass it.
         let reopened = Ids::open(dir.path()).unwrap();
         assert_eq!(reopened.unsure_from(), ta.max(start));
 
         ids.written(&a);
-        ids.synced(&ids.due(Duration::ZERO)).unwrap();
+        ids.synced(&ids.due(Instant::now())).unwrap();
         let reopened = Ids::open(dir.path()).unwrap();
         assert_eq!(reopened.unsure_from(), tc + 1, "nothing pending: everything issued is durable");
         let d = reopened.issue(true, id);

@@ -609,8 +609,9 @@ impl Journal {
     /// Folds the files before segment `base` into snapshot `base`, in the background.
     fn spawn_compaction(self: &Arc<Self>, base: u64) {
         let j = self.clone();
+        let rotated_at = std::time::Instant::now();
         let spawned = std::thread::Builder::new().name("journal-compact".into()).spawn(move || {
-            if let Err(e) = j.compact_files(base) {
+            if let Err(e) = j.compact_files(base, rotated_at) {
                 tracing::error!(error = %e, "journal compaction failed; the journal keeps growing until the next one");
             }
             j.compacting.store(false, Ordering::Release);
@@ -621,7 +622,9 @@ impl Journal {
         }
     }
 
-    fn compact_files(&self, base: u64) -> Result<()> {
+    /// `rotated_at`: when segment `base` was opened; every frame before it
+    /// was written earlier.
+    fn compact_files(&self, base: u64, rotated_at: std::time::Instant) -> Result<()> {
         let _c = self.compaction_lock();
         let names = list(&self.dir)?;
         if names.iter().any(|n| n.epoch == self.epoch && n.kind == Kind::Snapshot && n.seq >= base) {
@@ -630,7 +633,7 @@ impl Journal {
         // The frames folded away may hold the only durable copy of a body
         // file written without fsync: those files are made durable first.
         if let Some(blobs) = self.bodies.get() {
-            blobs.sync_unsynced(std::time::Duration::ZERO)?;
+            blobs.sync_before_compaction(rotated_at)?;
         }
         let p = replay(&self.dir, &names, self.epoch, Some(base), false)?;
         let tombstones: Vec<&str> =

@@ -306,7 +306,7 @@ impl Store {
     pub async fn close(&self) -> Result<()> {
         self.flush().await?;
         // A clean start checks no body file: every one must be durable.
-        self.blocking(|b| b.sync_unsynced(std::time::Duration::ZERO)).await?;
+        self.blocking(|b| b.sync_unsynced(std::time::Instant::now())).await?;
         // Files kept for sessions that are gone now; the next start is clean
         // and will not look for them.
         let kept = self.inner.retention.take_all();

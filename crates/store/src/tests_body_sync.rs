@@ -5,7 +5,7 @@
 //! without a clean close, as after a crash.
 
 use super::*;
-use std::time::Duration;
+use std::time::Instant;
 
 const ALICE: AccountId = AccountId(1);
 
@@ -114,12 +114,13 @@ async fn checkpoints_and_a_clean_close_make_every_file_durable_and_move_the_boun
     let dir = tempfile::tempdir().unwrap();
     let s = open(dir.path());
     s.create_account(ALICE, "alice@example.org").await.unwrap();
+    let before = Instant::now();
     append(&s, "Subject: a\r\n\r\none\r\n").await;
     let first = s.messages(ALICE, s.mailbox(ALICE, "INBOX").unwrap().id).unwrap()[0].blob.clone();
     let t = body_sync::id_time(&first).unwrap();
-    // Too young for the periodic checkpoint, due for a compaction's.
-    assert_eq!(s.inner.blobs.sync_unsynced(Duration::from_secs(3600)).unwrap(), 0);
-    assert_eq!(s.inner.blobs.sync_unsynced(Duration::ZERO).unwrap(), 1);
+    // Written after the cutoff: not yet; then due.
+    assert_eq!(s.inner.blobs.sync_unsynced(before).unwrap(), 0);
+    assert_eq!(s.inner.blobs.sync_unsynced(Instant::now()).unwrap(), 1);
     assert_eq!(s.inner.blobs.unsynced(), 0);
     assert!(blob::BlobStore::open(&dir.path().join("blobs")).unwrap().unsure_from() > t);
 
@@ -190,4 +191,30 @@ async fn files_a_crash_left_intact_are_synced_before_reconcile_drops_their_journ
     // durable now, and the next unclean start need not check it.
     assert!(blob::BlobStore::open(&dir.path().join("blobs")).unwrap().unsure_from() > t);
     assert_eq!(bodies(&s).await.len(), 1);
+}
+
+#[tokio::test]
+async fn a_compaction_makes_the_files_of_the_frames_it_drops_durable_first() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = open(dir.path());
+    s.create_account(ALICE, "alice@example.org").await.unwrap();
+    let mut sent = Vec::new();
+    for i in 0..20 {
+        let body = format!("Subject: {i}\r\n\r\nmessage {i}\r\n");
+        append(&s, &body).await;
+        sent.push(body);
+    }
+    // The next change (one without a body) finds the segment over the
+    // threshold: the segment with the 20 frames is compacted away.
+    s.inner.mail.journal().set_min_compact(1);
+    let inbox = s.mailbox(ALICE, "INBOX").unwrap().id;
+    s.store_flags(ALICE, inbox, &[Uid(1)], FlagOp::Add, &Flags::from_iter(["\\Seen"])).await.unwrap();
+    s.inner.mail.journal().wait_for_compaction();
+    assert_eq!(s.inner.blobs.unsynced(), 0, "every file whose frame was compacted away is synced");
+    // So a power cut now cannot take them: the bound is past them all.
+    let last = files(&s, dir.path()).pop().unwrap();
+    let t = body_sync::id_time(&BlobId(last.file_name().unwrap().to_str().unwrap().to_owned())).unwrap();
+    assert!(blob::BlobStore::open(&dir.path().join("blobs")).unwrap().unsure_from() > t);
+    let got: Vec<String> = bodies(&s).await.into_iter().map(|(_, b)| b).collect();
+    assert_eq!(got, sent);
 }
