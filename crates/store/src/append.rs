@@ -17,6 +17,7 @@
 
 use crate::blob::BlobHeader;
 use crate::index::{Applied, Indexer};
+use crate::journal::Record;
 use crate::message::check_flags;
 use crate::names;
 use crate::records::MessageRecord;
@@ -49,9 +50,10 @@ type BodyFile = (BlobHeader, Vec<u8>);
 /// and the message bytes.
 type Job = (usize, BlobHeader, Vec<u8>);
 
-/// A body file written: its id, the message's offset in it, and the file's
-/// octets when it was written without fsync (they go in the journal frame).
-type Written = (BlobId, u64, Option<Vec<u8>>);
+/// A body file written: its id, the message's offset in it, and the
+/// journal's copy of it when it was written without fsync (encoded on the
+/// writing thread, not under the index's write lock).
+type Written = (BlobId, u64, Option<Record>);
 
 impl Store {
     /// Multi-message APPEND (RFC 3502): every message or none. Each body
@@ -114,8 +116,8 @@ impl Store {
                     Err(error.unwrap_or_else(|| StoreError::Engine("body file write failed".into())))
                 }
                 None => {
-                    let files: Vec<Written> = files.into_iter().flatten().collect();
-                    let indexed = self.index_append(account, c.mailbox, c.records, &files);
+                    let mut files: Vec<Written> = files.into_iter().flatten().collect();
+                    let indexed = self.index_append(account, c.mailbox, c.records, &mut files);
                     if indexed.is_err() {
                         // Nothing refers to the files: remove them so reconcile does not index them later.
                         orphans.extend(files.into_iter().map(|(b, _, _)| b));
@@ -198,7 +200,14 @@ impl Store {
                     .into_iter()
                     .map(|(n, h, raw)| {
                         this.inner.space.charge(raw.len() as u64);
-                        (n, this.inner.blobs.write_unsynced(&h, &raw))
+                        let written = this.inner.blobs.write_unsynced(&h, &raw);
+                        (
+                            n,
+                            written.map(|(id, offset, file)| {
+                                let body = file.map(|f| Record::body(&id, &f));
+                                (id, offset, body)
+                            }),
+                        )
                     })
                     .collect::<Vec<_>>()
             }));
@@ -224,7 +233,7 @@ impl Store {
         account: AccountId,
         mailbox: MailboxId,
         records: Vec<MessageRecord>,
-        files: &[Written],
+        files: &mut [Written],
     ) -> Result<Applied> {
         if files.len() != records.len() {
             return Err(StoreError::Engine("body file writer lost a message".into()));
@@ -233,10 +242,10 @@ impl Store {
         let bytes = records.iter().map(|r| r.size).sum();
         self.check_quota(account, bytes, records.len() as u64)?;
         let mut ix = Indexer::new(self);
-        for (msg, (blob, offset, file)) in records.into_iter().zip(files) {
+        for (msg, (blob, offset, body)) in records.into_iter().zip(files) {
             ix.insert(mailbox, MessageRecord { blob: blob.0.clone(), offset: *offset, ..msg })?;
-            if let Some(file) = file {
-                ix.body(blob, file);
+            if let Some(body) = body.take() {
+                ix.body(body);
             }
         }
         ix.apply()

@@ -60,12 +60,10 @@ impl<'s> Indexer<'s> {
         }
     }
 
-    /// Puts body file `blob`'s octets (written without fsync,
-    /// `body_sync.rs`) in this change's journal frame.
-    pub(crate) fn body(&mut self, blob: &BlobId, file: &[u8]) {
-        use base64::Engine;
-        let file = base64::engine::general_purpose::STANDARD.encode(file);
-        self.bodies.push(Record::Body { blob: blob.0.clone(), file });
+    /// Puts a body file's octets ([`Record::body`], of a file written
+    /// without fsync, `body_sync.rs`) in this change's journal frame.
+    pub(crate) fn body(&mut self, body: Record) {
+        self.bodies.push(body);
     }
 
     /// The mailbox's record as this change leaves it so far.

@@ -90,7 +90,7 @@ const ZEROED_AHEAD: u64 = 1 << 20;
 
 mod records;
 
-pub(crate) use records::{MailboxEntry, Placed, Projection, Record};
+pub(crate) use records::{MailboxEntry, Placed, Projection, Record, body_octets};
 use records::{projection_of_index, records_of, u64_of};
 
 // ---- files ----

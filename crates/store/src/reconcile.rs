@@ -264,8 +264,7 @@ impl Store {
                 if blobs.verify(&id) {
                     continue;
                 }
-                use base64::Engine;
-                match base64::engine::general_purpose::STANDARD.decode(file) {
+                match crate::journal::body_octets(file) {
                     Ok(octets) => {
                         warn!(blob = %blob, "body file torn or lost by the unclean stop: restored from the journal");
                         blobs.restore(&id, &octets)?;

@@ -84,6 +84,21 @@ pub(crate) enum Record {
     },
 }
 
+impl Record {
+    /// The journal's copy of a body file written without fsync: its whole
+    /// octets, base64 in the frame's JSON.
+    pub(crate) fn body(blob: &crate::types::BlobId, file: &[u8]) -> Record {
+        use base64::Engine;
+        Record::Body { blob: blob.0.clone(), file: base64::engine::general_purpose::STANDARD.encode(file) }
+    }
+}
+
+/// The octets a [`Record::Body`] holds.
+pub(crate) fn body_octets(file: &str) -> std::result::Result<Vec<u8>, base64::DecodeError> {
+    use base64::Engine;
+    base64::engine::general_purpose::STANDARD.decode(file)
+}
+
 /// Live placements per body file: (mailbox id, UID, flags).
 pub(crate) type Placed<'a> = HashMap<&'a str, Vec<(u64, Uid, &'a Flags)>>;
 
