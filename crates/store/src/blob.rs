@@ -8,6 +8,10 @@
 //! Write order (the durability contract): temp file (or a spare, an
 //! emptied body file kept for reuse: `spare.rs`) → fsync → rename → fsync
 //! directory. Only then may the index point at it.
+//! The exception: `BlobStore::write_unsynced` (IMAP APPEND of a small
+//! message) skips both fsyncs, because its octets are made durable in the
+//! commit's journal frame instead (`body_sync.rs`); its header names the
+//! file's own id and a CRC, so reconcile can tell a torn one.
 //!
 //! Layout: `<root>/<shard>/<id>` with `<shard>` two hex digits derived from
 //! the id. A file being written is `<root>/<shard>/.tmp-<id>`, in the
@@ -286,8 +290,9 @@ impl BlobStore {
         self.ids.pending()
     }
 
-    /// Overwrites a spare with a new body file's octets, durably; the caller
-    /// renames it. On failure the spare is removed: it holds a torn write.
+    /// Overwrites a spare with a new body file's octets (fsync'd when
+    /// `durable`); the caller renames it. On failure the spare is removed:
+    /// it holds a torn write.
     fn write_over(
         &self,
         spare: Spare,
