@@ -479,11 +479,13 @@ impl Journal {
         Ok(Opened { journal: Arc::new(journal), new_epoch, without_history: !history, older_epochs })
     }
 
-    /// Ties compaction to the store's free-space reserve.
+    /// The store's body files: a compaction makes those written without
+    /// fsync durable before it drops their frames.
     pub(crate) fn set_bodies(&self, blobs: Arc<BlobStore>) {
         let _ = self.bodies.set(blobs);
     }
 
+    /// Ties compaction to the store's free-space reserve.
     pub(crate) fn set_space(&self, space: Arc<crate::space::Space>) {
         let _ = self.space.set(space);
     }

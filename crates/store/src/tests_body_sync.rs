@@ -13,6 +13,13 @@ fn open(dir: &Path) -> Store {
     Store::open(dir, &StoreOptions { cache_bytes: 8 << 20, ..Default::default() }).unwrap()
 }
 
+/// A store in `dir` with Alice's account.
+async fn with_alice(dir: &Path) -> Store {
+    let s = open(dir);
+    s.create_account(ALICE, "alice@example.org").await.unwrap();
+    s
+}
+
 fn blob_path(dir: &Path, id: &BlobId) -> std::path::PathBuf {
     let shard = id.0.bytes().fold(0u8, |acc, b| acc.wrapping_mul(31).wrapping_add(b));
     dir.join("blobs").join(format!("{shard:02x}")).join(&id.0)
@@ -52,8 +59,7 @@ fn segment(dir: &Path) -> std::path::PathBuf {
 async fn appended_bodies_torn_by_a_power_cut_come_back_from_their_journal_frames() {
     let dir = tempfile::tempdir().unwrap();
     let (a, b) = {
-        let s = open(dir.path());
-        s.create_account(ALICE, "alice@example.org").await.unwrap();
+        let s = with_alice(dir.path()).await;
         append(&s, "Subject: a\r\n\r\nfirst message\r\n").await;
         append(&s, "Subject: b\r\n\r\nsecond message\r\n").await;
         assert!(s.inner.blobs.unsynced() > 0, "the APPENDs' files were not fsync'd");
@@ -84,8 +90,7 @@ async fn an_entry_whose_frame_was_lost_is_dropped_not_served_with_other_octets()
     let dir = tempfile::tempdir().unwrap();
     let kept = "Subject: kept\r\n\r\nacknowledged\r\n";
     let (a, b) = {
-        let s = open(dir.path());
-        s.create_account(ALICE, "alice@example.org").await.unwrap();
+        let s = with_alice(dir.path()).await;
         append(&s, kept).await;
         // The second APPEND's frame never reaches the disk, though the index
         // change did (sled writes its buffers when they fill): the segment
@@ -112,8 +117,7 @@ async fn an_entry_whose_frame_was_lost_is_dropped_not_served_with_other_octets()
 #[tokio::test]
 async fn checkpoints_and_a_clean_close_make_every_file_durable_and_move_the_bound() {
     let dir = tempfile::tempdir().unwrap();
-    let s = open(dir.path());
-    s.create_account(ALICE, "alice@example.org").await.unwrap();
+    let s = with_alice(dir.path()).await;
     let before = Instant::now();
     append(&s, "Subject: a\r\n\r\none\r\n").await;
     let first = s.messages(ALICE, s.mailbox(ALICE, "INBOX").unwrap().id).unwrap()[0].blob.clone();
@@ -139,8 +143,7 @@ async fn an_unreferenced_file_under_another_files_name_is_removed_not_placed() {
     // A spare renamed across shard directories whose rename did not
     // survive: the old name holds a newer message's octets.
     let dir = tempfile::tempdir().unwrap();
-    let s = open(dir.path());
-    s.create_account(ALICE, "alice@example.org").await.unwrap();
+    let s = with_alice(dir.path()).await;
     append(&s, "Subject: a\r\n\r\none\r\n").await;
     let a = files(&s, dir.path()).remove(0);
     let stray = blob_path(dir.path(), &BlobId("00000000000000000001-00001-00000000".into()));
@@ -156,8 +159,7 @@ async fn a_torn_body_comes_back_when_the_index_was_lost_with_the_power() {
     let dir = tempfile::tempdir().unwrap();
     let body = "Subject: a\r\n\r\nkept through both\r\n";
     let a = {
-        let s = open(dir.path());
-        s.create_account(ALICE, "alice@example.org").await.unwrap();
+        let s = with_alice(dir.path()).await;
         append(&s, body).await;
         files(&s, dir.path()).remove(0)
     };
@@ -165,8 +167,7 @@ async fn a_torn_body_comes_back_when_the_index_was_lost_with_the_power() {
     std::fs::remove_dir_all(dir.path().join("index")).unwrap();
 
     // What `coimail store rebuild` does: the account back from the directory, then reconcile.
-    let s = open(dir.path());
-    s.create_account(ALICE, "alice@example.org").await.unwrap();
+    let s = with_alice(dir.path()).await;
     let report = s.reconcile(true).await.unwrap();
     assert_eq!(report.bodies_restored, 1, "{report:?}");
     assert_eq!(bodies(&s).await, vec![(Uid(1), body.to_owned())]);
@@ -176,8 +177,7 @@ async fn a_torn_body_comes_back_when_the_index_was_lost_with_the_power() {
 async fn files_a_crash_left_intact_are_synced_before_reconcile_drops_their_journal_copies() {
     let dir = tempfile::tempdir().unwrap();
     let t = {
-        let s = open(dir.path());
-        s.create_account(ALICE, "alice@example.org").await.unwrap();
+        let s = with_alice(dir.path()).await;
         append(&s, "Subject: a\r\n\r\nin the page cache only\r\n").await;
         let inbox = s.mailbox(ALICE, "INBOX").unwrap().id;
         body_sync::id_time(&s.messages(ALICE, inbox).unwrap()[0].blob).unwrap()
@@ -196,8 +196,7 @@ async fn files_a_crash_left_intact_are_synced_before_reconcile_drops_their_journ
 #[tokio::test]
 async fn a_compaction_makes_the_files_of_the_frames_it_drops_durable_first() {
     let dir = tempfile::tempdir().unwrap();
-    let s = open(dir.path());
-    s.create_account(ALICE, "alice@example.org").await.unwrap();
+    let s = with_alice(dir.path()).await;
     let mut sent = Vec::new();
     for i in 0..20 {
         let body = format!("Subject: {i}\r\n\r\nmessage {i}\r\n");
